@@ -1,0 +1,57 @@
+/*
+ * pushgate common: error codes and the configuration-file reader shared by the
+ * gateway and the Mosquitto plugin. No event loop, no logging, no exit().
+ */
+#ifndef PG_COMMON_H
+#define PG_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Every pushgate function returns 0 on success or one of these (negative). */
+enum pg_err {
+    PG_OK = 0,
+    PG_EINVAL = -1,   /* malformed input */
+    PG_ENOMEM = -2,   /* allocation failed */
+    PG_EIO = -3,      /* file or socket error */
+    PG_EAUTH = -4,    /* credential invalid (bad signature, wrong alg, bad claims) */
+    PG_EEXPIRED = -5, /* credential expired or not yet valid */
+    PG_EDENIED = -6,  /* credential valid, action not permitted */
+    PG_ENOTFOUND = -7,
+    PG_ELIMIT = -8,   /* a configured bound was exceeded */
+    PG_EBUSY = -9,    /* try later (broker down, queue full) */
+};
+
+/* Static string naming an error code; never NULL. */
+const char *pg_strerror(int err);
+
+/*
+ * Configuration files are line based:
+ *
+ *     # comment
+ *     name = value
+ *     [app demo]
+ *     secret = ...
+ *
+ * Keys before the first section belong to section type "" (global). A section
+ * header is "[type name]". Values run to end of line, surrounding blanks
+ * trimmed; a value may be wrapped in double quotes to keep blanks.
+ *
+ * pg_conf_read() calls `cb` for every section header (key == NULL) and every
+ * key. A non-zero return from `cb` stops reading and is returned. On a syntax
+ * error it writes "file:line: message" into err and returns PG_EINVAL.
+ */
+typedef int (*pg_conf_cb)(void *ud, const char *section_type, const char *section_name, const char *key,
+                          const char *value, int line);
+int pg_conf_read(const char *path, pg_conf_cb cb, void *ud, char *err, size_t errlen);
+
+/* Parse helpers used by option tables; each returns 0 or PG_EINVAL. */
+int pg_parse_bool(const char *s, int *out);
+int pg_parse_size(const char *s, uint64_t *out); /* "64k", "1m", "512" */
+int pg_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* Milliseconds since the epoch (CLOCK_REALTIME) and monotonic milliseconds. */
+int64_t pg_now_ms(void);
+int64_t pg_mono_ms(void);
+
+#endif
