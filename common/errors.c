@@ -13,6 +13,7 @@ const char *pg_strerror(int err)
     case PG_ENOTFOUND: return "not found";
     case PG_ELIMIT: return "limit exceeded";
     case PG_EBUSY: return "temporarily unavailable";
+    case PG_ETIMEDOUT: return "timed out";
     default: return "unknown error";
     }
 }

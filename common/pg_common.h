@@ -20,6 +20,7 @@ enum pg_err {
     PG_ENOTFOUND = -7,
     PG_ELIMIT = -8,   /* a configured bound was exceeded */
     PG_EBUSY = -9,    /* try later (broker down, queue full) */
+    PG_ETIMEDOUT = -10, /* no answer in time (broker acknowledgement) */
 };
 
 /* Static string naming an error code; never NULL. */

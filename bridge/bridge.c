@@ -1,0 +1,522 @@
+/*
+ * The MQTT bridge: one libmosquitto client driven by its owner's loop.
+ *
+ * libmosquitto's own thread (mosquitto_loop_start) is never used: the socket
+ * is handed to the owner, which calls pg_bridge_io() on readiness, so broker
+ * traffic and WebSocket traffic are served by one thread without locks.
+ *
+ * Connecting uses the blocking mosquitto_connect_bind_v5(): libmosquitto's
+ * asynchronous connect requires its threaded interface. Against a broker on
+ * loopback or a LAN a refused or accepted connect returns at once; an
+ * unreachable remote host can stall the loop for the kernel's connect
+ * timeout, which is why the default broker address is loopback.
+ *
+ * After a lost session the client is re-initialised before reconnecting, so
+ * QoS 1 publishes that were already reported as failed (503 to a REST caller)
+ * are not silently re-sent later by libmosquitto's retry queue.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <mqtt_protocol.h>
+#include <uthash.h>
+
+#include "pushgate_bridge.h"
+
+#define PG_BRIDGE_MAX_PROPS 16
+
+struct pending {
+    int mid;
+    int64_t deadline;
+    pg_bridge_ack_cb cb;
+    void *ud;
+    UT_hash_handle hh;
+};
+
+struct sub {
+    char *filter; /* hash key */
+    uint32_t refs;
+    uint32_t id; /* MQTT subscription identifier */
+    int wildcard;
+    UT_hash_handle hh;
+};
+
+struct pg_bridge {
+    struct mosquitto *mosq;
+    struct pg_bridge_config cfg; /* strings owned (copied) */
+    struct pg_bridge_ops ops;
+    void *ud;
+    int fd;                 /* socket currently handed to the owner, -1 if none */
+    int connected;          /* CONNACK success seen and not lost since */
+    int started;
+    int64_t next_attempt;   /* monotonic ms of the next connect attempt, 0 = none scheduled */
+    int backoff_ms;
+    int64_t last_misc;
+    uint32_t next_sub_id;
+    struct pending *pending;
+    struct sub *subs;
+};
+
+static void blog(pg_bridge *b, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void blog(pg_bridge *b, int level, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    if (!b->ops.on_log)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    b->ops.on_log(b->ud, level, msg);
+}
+
+static void set_socket(pg_bridge *b, int fd)
+{
+    if (b->fd == fd)
+        return;
+    b->fd = fd;
+    if (b->ops.on_socket)
+        b->ops.on_socket(b->ud, fd);
+}
+
+static void fail_pending(pg_bridge *b)
+{
+    struct pending *p, *tmp;
+    HASH_ITER(hh, b->pending, p, tmp) {
+        HASH_DEL(b->pending, p);
+        if (p->cb)
+            p->cb(p->ud, PG_EBUSY);
+        free(p);
+    }
+}
+
+static void schedule_reconnect(pg_bridge *b)
+{
+    int64_t now = pg_mono_ms();
+    /* full jitter: uniformly in [min, backoff] so a fleet of gateways does not reconnect in step */
+    int span = b->backoff_ms - b->cfg.reconnect_min_ms;
+    int delay = b->cfg.reconnect_min_ms + (span > 0 ? (int)(random() % (span + 1)) : 0);
+    b->next_attempt = now + delay;
+    b->backoff_ms = b->backoff_ms * 2 > b->cfg.reconnect_max_ms ? b->cfg.reconnect_max_ms : b->backoff_ms * 2;
+}
+
+static int setup_client(pg_bridge *b);
+
+/* Called outside libmosquitto callbacks only: re-initialising closes the socket and drops its retry queue. */
+static void lost(pg_bridge *b, const char *why)
+{
+    int was = b->connected;
+    b->connected = 0;
+    set_socket(b, -1);
+    if (mosquitto_reinitialise(b->mosq, b->cfg.client_id, true, b) != MOSQ_ERR_SUCCESS || setup_client(b) != 0)
+        blog(b, 3, "cannot reinitialise MQTT client");
+    fail_pending(b);
+    if (b->next_attempt == 0)
+        schedule_reconnect(b);
+    if (was) {
+        blog(b, 2, "broker connection lost: %s", why);
+        if (b->ops.on_state)
+            b->ops.on_state(b->ud, 0);
+    }
+}
+
+static int subscribe_one(pg_bridge *b, struct sub *s)
+{
+    mosquitto_property *props = NULL;
+    int rc = mosquitto_property_add_varint(&props, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, s->id);
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_subscribe_v5(b->mosq, NULL, s->filter, 1, 0, props);
+    mosquitto_property_free_all(&props);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        blog(b, 3, "subscribe %s failed: %s", s->filter, mosquitto_strerror(rc));
+        return PG_EBUSY;
+    }
+    return 0;
+}
+
+static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, const mosquitto_property *props)
+{
+    pg_bridge *b = obj;
+    (void)mosq;
+    (void)flags;
+    (void)props;
+    if (rc != 0) {
+        blog(b, 3, "broker refused connection: %s", mosquitto_reason_string(rc));
+        return; /* libmosquitto closes the socket; lost() follows from the read path */
+    }
+    b->connected = 1;
+    b->backoff_ms = b->cfg.reconnect_min_ms;
+    blog(b, 1, "connected to broker %s:%d", b->cfg.host, b->cfg.port);
+    struct sub *s, *tmp;
+    HASH_ITER(hh, b->subs, s, tmp) {
+        subscribe_one(b, s);
+    }
+    if (b->ops.on_state)
+        b->ops.on_state(b->ud, 1);
+}
+
+static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason, const mosquitto_property *props)
+{
+    pg_bridge *b = obj;
+    struct pending *p;
+    (void)mosq;
+    (void)props;
+    HASH_FIND_INT(b->pending, &mid, p);
+    if (!p)
+        return;
+    HASH_DEL(b->pending, p);
+    if (p->cb)
+        p->cb(p->ud, reason >= 0x80 ? PG_EDENIED : 0);
+    free(p);
+}
+
+/*
+ * A message that matches several of our filters may arrive once per filter
+ * (Mosquitto sends one copy per matching subscription, each with its
+ * identifier). We deliver only the copy carrying the canonical filter's
+ * identifier: the exact filter equal to the topic if we hold one, else the
+ * matching wildcard filter with the smallest identifier.
+ */
+static uint32_t canonical_sub(pg_bridge *b, const char *topic)
+{
+    struct sub *s, *tmp;
+    uint32_t best = 0;
+    HASH_FIND_STR(b->subs, topic, s);
+    if (s)
+        return s->id;
+    HASH_ITER(hh, b->subs, s, tmp) {
+        bool match = false;
+        if (s->wildcard && mosquitto_topic_matches_sub(s->filter, topic, &match) == MOSQ_ERR_SUCCESS && match &&
+            (best == 0 || s->id < best))
+            best = s->id;
+    }
+    return best;
+}
+
+static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
+                       const mosquitto_property *props)
+{
+    pg_bridge *b = obj;
+    struct pg_bridge_prop up[PG_BRIDGE_MAX_PROPS];
+    char *names[PG_BRIDGE_MAX_PROPS], *values[PG_BRIDGE_MAX_PROPS];
+    size_t n = 0;
+    (void)mosq;
+
+    uint32_t want = canonical_sub(b, m->topic);
+    if (want) {
+        int found = 0, any = 0;
+        uint32_t id;
+        const mosquitto_property *p = props;
+        for (p = mosquitto_property_read_varint(p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, false); p;
+             p = mosquitto_property_read_varint(p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, true)) {
+            any = 1;
+            if (id == want)
+                found = 1;
+        }
+        if (any && !found)
+            return; /* a duplicate copy for another of our filters */
+    }
+
+    const mosquitto_property *p = props;
+    char *name = NULL, *value = NULL;
+    for (p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false);
+         p && n < PG_BRIDGE_MAX_PROPS;
+         p = mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, true)) {
+        names[n] = name;
+        values[n] = value;
+        up[n].name = name;
+        up[n].value = value;
+        n++;
+        name = value = NULL;
+    }
+    free(name); /* a property past the limit was still allocated */
+    free(value);
+    if (b->ops.on_message)
+        b->ops.on_message(b->ud, m->topic, m->payload, m->payloadlen > 0 ? (size_t)m->payloadlen : 0, up, n);
+    for (size_t i = 0; i < n; i++) {
+        free(names[i]);
+        free(values[i]);
+    }
+}
+
+static void on_mlog(struct mosquitto *mosq, void *obj, int level, const char *str)
+{
+    (void)mosq;
+    if (level == MOSQ_LOG_ERR || level == MOSQ_LOG_WARNING)
+        blog(obj, level == MOSQ_LOG_ERR ? 3 : 2, "libmosquitto: %s", str);
+}
+
+static int setup_client(pg_bridge *b)
+{
+    int rc;
+    mosquitto_int_option(b->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    mosquitto_connect_v5_callback_set(b->mosq, on_connect);
+    mosquitto_publish_v5_callback_set(b->mosq, on_publish);
+    mosquitto_message_v5_callback_set(b->mosq, on_message);
+    mosquitto_log_callback_set(b->mosq, on_mlog);
+    if (b->cfg.username && *b->cfg.username) {
+        rc = mosquitto_username_pw_set(b->mosq, b->cfg.username, b->cfg.password);
+        if (rc != MOSQ_ERR_SUCCESS)
+            return rc == MOSQ_ERR_NOMEM ? PG_ENOMEM : PG_EINVAL;
+    }
+    if (b->cfg.will_topic && *b->cfg.will_topic) {
+        rc = mosquitto_will_set_v5(b->mosq, b->cfg.will_topic, 0, NULL, 1, true, NULL);
+        if (rc != MOSQ_ERR_SUCCESS)
+            return PG_EINVAL;
+    }
+    return 0;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+int pg_bridge_new(const struct pg_bridge_config *cfg, const struct pg_bridge_ops *ops, void *ud, pg_bridge **out)
+{
+    int rc = PG_ENOMEM;
+    pg_bridge *b = calloc(1, sizeof *b);
+    if (!b)
+        return PG_ENOMEM;
+    b->cfg = *cfg;
+    b->cfg.host = dup_or_null(cfg->host);
+    b->cfg.username = dup_or_null(cfg->username);
+    b->cfg.password = dup_or_null(cfg->password);
+    b->cfg.client_id = dup_or_null(cfg->client_id);
+    b->cfg.will_topic = dup_or_null(cfg->will_topic);
+    if (!b->cfg.host || !b->cfg.client_id)
+        goto fail;
+    if (b->cfg.reconnect_min_ms < 10)
+        b->cfg.reconnect_min_ms = 10;
+    if (b->cfg.reconnect_max_ms < b->cfg.reconnect_min_ms)
+        b->cfg.reconnect_max_ms = b->cfg.reconnect_min_ms;
+    b->ops = *ops;
+    b->ud = ud;
+    b->fd = -1;
+    b->backoff_ms = b->cfg.reconnect_min_ms;
+    b->next_sub_id = 1;
+    mosquitto_lib_init();
+    b->mosq = mosquitto_new(b->cfg.client_id, true, b);
+    if (!b->mosq)
+        goto fail;
+    if ((rc = setup_client(b)) != 0)
+        goto fail;
+    *out = b;
+    return 0;
+fail:
+    pg_bridge_free(b);
+    return rc;
+}
+
+void pg_bridge_free(pg_bridge *b)
+{
+    if (!b)
+        return;
+    if (b->mosq) {
+        if (b->connected) {
+            mosquitto_disconnect_v5(b->mosq, 0, NULL);
+            mosquitto_loop_write(b->mosq, 1);
+        }
+        mosquitto_destroy(b->mosq);
+    }
+    fail_pending(b);
+    struct sub *s, *tmp;
+    HASH_ITER(hh, b->subs, s, tmp) {
+        HASH_DEL(b->subs, s);
+        free(s->filter);
+        free(s);
+    }
+    free((char *)b->cfg.host);
+    free((char *)b->cfg.username);
+    free((char *)b->cfg.password);
+    free((char *)b->cfg.client_id);
+    free((char *)b->cfg.will_topic);
+    free(b);
+    mosquitto_lib_cleanup();
+}
+
+static void try_connect(pg_bridge *b)
+{
+    b->next_attempt = 0;
+    int rc = mosquitto_connect_bind_v5(b->mosq, b->cfg.host, b->cfg.port, b->cfg.keepalive_s, NULL, NULL);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        blog(b, 2, "cannot connect to broker %s:%d: %s", b->cfg.host, b->cfg.port,
+             rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+        lost(b, "connect failed");
+        return;
+    }
+    b->last_misc = pg_mono_ms();
+    set_socket(b, mosquitto_socket(b->mosq));
+    if (mosquitto_want_write(b->mosq) && b->ops.want_write)
+        b->ops.want_write(b->ud);
+}
+
+void pg_bridge_start(pg_bridge *b)
+{
+    b->started = 1;
+    try_connect(b);
+}
+
+int pg_bridge_connected(const pg_bridge *b)
+{
+    return b->connected;
+}
+
+int pg_bridge_want_write(const pg_bridge *b)
+{
+    return b->fd >= 0 && mosquitto_want_write(b->mosq);
+}
+
+void pg_bridge_io(pg_bridge *b, int readable, int writable)
+{
+    int rc;
+    if (b->fd < 0)
+        return;
+    if (readable) {
+        rc = mosquitto_loop_read(b->mosq, 64);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            lost(b, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+            return;
+        }
+    }
+    if (writable || mosquitto_want_write(b->mosq)) {
+        rc = mosquitto_loop_write(b->mosq, 64);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            lost(b, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+            return;
+        }
+    }
+    if (mosquitto_want_write(b->mosq) && b->ops.want_write)
+        b->ops.want_write(b->ud);
+}
+
+void pg_bridge_tick(pg_bridge *b)
+{
+    int64_t now = pg_mono_ms();
+    if (!b->started)
+        return;
+    if (b->fd < 0) {
+        if (b->next_attempt && now >= b->next_attempt)
+            try_connect(b);
+        return;
+    }
+    if (now - b->last_misc >= 1000) {
+        b->last_misc = now;
+        int rc = mosquitto_loop_misc(b->mosq);
+        if (rc != MOSQ_ERR_SUCCESS) {
+            lost(b, "keepalive timeout");
+            return;
+        }
+        if (mosquitto_want_write(b->mosq) && b->ops.want_write)
+            b->ops.want_write(b->ud);
+    }
+    struct pending *p, *tmp;
+    HASH_ITER(hh, b->pending, p, tmp) {
+        if (now >= p->deadline) {
+            HASH_DEL(b->pending, p);
+            if (p->cb)
+                p->cb(p->ud, PG_ETIMEDOUT);
+            free(p);
+        }
+    }
+}
+
+int pg_bridge_publish(pg_bridge *b, const char *topic, const void *payload, size_t len, const char *const *props,
+                      int retain, pg_bridge_ack_cb cb, void *cb_ud)
+{
+    mosquitto_property *mp = NULL;
+    int mid = 0, rc;
+    if (!b->connected)
+        return PG_EBUSY;
+    if (len > INT32_MAX)
+        return PG_ELIMIT;
+    for (size_t i = 0; props && props[i] && props[i + 1]; i += 2) {
+        if (mosquitto_property_add_string_pair(&mp, MQTT_PROP_USER_PROPERTY, props[i], props[i + 1]) != 0) {
+            mosquitto_property_free_all(&mp);
+            return PG_ENOMEM;
+        }
+    }
+    struct pending *p = calloc(1, sizeof *p);
+    if (!p) {
+        mosquitto_property_free_all(&mp);
+        return PG_ENOMEM;
+    }
+    rc = mosquitto_publish_v5(b->mosq, &mid, topic, (int)len, payload, 1, retain != 0, mp);
+    mosquitto_property_free_all(&mp);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        free(p);
+        if (rc == MOSQ_ERR_NO_CONN || rc == MOSQ_ERR_CONN_LOST)
+            return PG_EBUSY;
+        if (rc == MOSQ_ERR_NOMEM)
+            return PG_ENOMEM;
+        if (rc == MOSQ_ERR_OVERSIZE_PACKET)
+            return PG_ELIMIT;
+        return PG_EINVAL;
+    }
+    p->mid = mid;
+    p->cb = cb;
+    p->ud = cb_ud;
+    p->deadline = pg_mono_ms() + b->cfg.publish_timeout_ms;
+    HASH_ADD_INT(b->pending, mid, p);
+    if (mosquitto_want_write(b->mosq) && b->ops.want_write)
+        b->ops.want_write(b->ud);
+    return 0;
+}
+
+void pg_bridge_forget(pg_bridge *b, void *cb_ud)
+{
+    struct pending *p, *tmp;
+    HASH_ITER(hh, b->pending, p, tmp) {
+        if (p->ud == cb_ud)
+            p->cb = NULL;
+    }
+}
+
+int pg_bridge_subscribe(pg_bridge *b, const char *filter)
+{
+    struct sub *s;
+    HASH_FIND_STR(b->subs, filter, s);
+    if (s) {
+        s->refs++;
+        return 0;
+    }
+    s = calloc(1, sizeof *s);
+    if (!s || !(s->filter = strdup(filter))) {
+        free(s);
+        return PG_ENOMEM;
+    }
+    s->refs = 1;
+    s->id = b->next_sub_id++;
+    if (b->next_sub_id > 268435455) /* largest MQTT variable byte integer */
+        b->next_sub_id = 1;
+    s->wildcard = strpbrk(filter, "+#") != NULL;
+    HASH_ADD_KEYPTR(hh, b->subs, s->filter, strlen(s->filter), s);
+    if (b->connected) {
+        subscribe_one(b, s);
+        if (mosquitto_want_write(b->mosq) && b->ops.want_write)
+            b->ops.want_write(b->ud);
+    }
+    return 0;
+}
+
+int pg_bridge_unsubscribe(pg_bridge *b, const char *filter)
+{
+    struct sub *s;
+    HASH_FIND_STR(b->subs, filter, s);
+    if (!s)
+        return PG_ENOTFOUND;
+    if (--s->refs > 0)
+        return 0;
+    HASH_DEL(b->subs, s);
+    if (b->connected) {
+        mosquitto_unsubscribe_v5(b->mosq, NULL, s->filter, NULL);
+        if (mosquitto_want_write(b->mosq) && b->ops.want_write)
+            b->ops.want_write(b->ud);
+    }
+    free(s->filter);
+    free(s);
+    return 0;
+}

@@ -1,0 +1,95 @@
+/*
+ * libpushgate_bridge: the gateway's one MQTT v5 session with the broker.
+ *
+ * The bridge owns no thread and no event loop. Its owner (the gateway's loop)
+ * watches the socket given to on_socket(), calls pg_bridge_io() on readiness,
+ * and pg_bridge_tick() every PG_BRIDGE_TICK_MS or so for keepalive,
+ * reconnection with backoff and publish timeouts. Every callback runs inside
+ * one of those calls, on the owner's thread.
+ *
+ * Subscriptions are refcounted by topic filter and restored after every
+ * reconnect. Each filter carries an MQTT subscription identifier so a message
+ * that matches several of our filters (an exact channel and a wildcard) is
+ * delivered to the owner once.
+ */
+#ifndef PUSHGATE_BRIDGE_H
+#define PUSHGATE_BRIDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <mosquitto.h>
+
+#include "pg_common.h"
+
+#define PG_BRIDGE_TICK_MS 100
+
+typedef struct pg_bridge pg_bridge;
+
+struct pg_bridge_config {
+    const char *host;
+    int port;
+    const char *username; /* NULL: anonymous */
+    const char *password;
+    const char *client_id;
+    int keepalive_s;
+    int reconnect_min_ms;
+    int reconnect_max_ms;
+    int publish_timeout_ms; /* a QoS 1 publish not acknowledged by then fails with PG_ETIMEDOUT */
+    const char *will_topic; /* optional retained will (empty payload) */
+};
+
+/* A user property of a received message, in arrival order. */
+struct pg_bridge_prop {
+    const char *name, *value;
+};
+
+struct pg_bridge_ops {
+    /* Socket to watch changed: fd is the new socket or -1 (disconnected). */
+    void (*on_socket)(void *ud, int fd);
+    /* The bridge has pending output: watch for writability. */
+    void (*want_write)(void *ud);
+    /* CONNACK accepted (connected=1) or session lost (connected=0). */
+    void (*on_state)(void *ud, int connected);
+    /* A message on one of our filters. props/nprops: its v5 user properties. Borrowed for the call. */
+    void (*on_message)(void *ud, const char *topic, const void *payload, size_t len, const struct pg_bridge_prop *props,
+                       size_t nprops);
+    /* level: 0 debug, 1 info, 2 warning, 3 error */
+    void (*on_log)(void *ud, int level, const char *msg);
+};
+
+/*
+ * Result of a publish: 0 acknowledged by the broker; PG_EBUSY connection lost;
+ * PG_ETIMEDOUT no PUBACK within publish_timeout_ms; PG_EDENIED PUBACK reason >= 0x80.
+ */
+typedef void (*pg_bridge_ack_cb)(void *ud, int result);
+
+int pg_bridge_new(const struct pg_bridge_config *cfg, const struct pg_bridge_ops *ops, void *ud, pg_bridge **out);
+/* Disconnects cleanly when connected; pending publishes fail with PG_EBUSY. */
+void pg_bridge_free(pg_bridge *b);
+
+/* Start connecting (non-fatal if the broker is down: the bridge keeps retrying with backoff). */
+void pg_bridge_start(pg_bridge *b);
+int pg_bridge_connected(const pg_bridge *b);
+
+/* Socket readiness. */
+void pg_bridge_io(pg_bridge *b, int readable, int writable);
+int pg_bridge_want_write(const pg_bridge *b);
+/* Keepalive, reconnect, publish timeouts. */
+void pg_bridge_tick(pg_bridge *b);
+
+/*
+ * QoS 1 publish. props: NULL-terminated name/value pairs of user properties
+ * (may be NULL). cb (optional) is called exactly once, never from inside this
+ * call. Returns PG_EBUSY at once when disconnected, PG_EINVAL for a bad topic.
+ */
+int pg_bridge_publish(pg_bridge *b, const char *topic, const void *payload, size_t len, const char *const *props,
+                      int retain, pg_bridge_ack_cb cb, void *cb_ud);
+/* Forget the callback of a publish still in flight (its owner went away). */
+void pg_bridge_forget(pg_bridge *b, void *cb_ud);
+
+/* Refcounted subscribe / unsubscribe of a topic filter (QoS 1). */
+int pg_bridge_subscribe(pg_bridge *b, const char *filter);
+int pg_bridge_unsubscribe(pg_bridge *b, const char *filter);
+
+#endif

@@ -1,0 +1,176 @@
+/*
+ * The channel index: which local sessions listen to which channel.
+ *
+ * A channel (or wildcard filter) exists while it has local members; the
+ * first member subscribes its topic at the broker, the last one leaving
+ * unsubscribes it, so a gateway receives only traffic someone here wants.
+ * A message is encoded once per wire protocol and the same buffer is queued
+ * on every recipient.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <utlist.h>
+
+#include "gateway.h"
+
+struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len)
+{
+    struct pg_app *a;
+    HASH_FIND(hh, gw->apps, id, len, a);
+    return a;
+}
+
+char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name)
+{
+    size_t n = strlen(gw->cfg->topic_root) + strlen(app) + strlen(kind) + strlen(name) + 4;
+    char *t = malloc(n);
+    if (t)
+        snprintf(t, n, "%s/%s/%s/%s", gw->cfg->topic_root, app, kind, name);
+    return t;
+}
+
+static struct pg_channel *channel_get(struct pg_session *s, const char *name, int wildcard)
+{
+    struct pg_app *app = s->app;
+    struct pg_channel **table = wildcard ? &app->filters : &app->channels;
+    struct pg_channel *ch;
+    HASH_FIND_STR(*table, name, ch);
+    if (ch)
+        return ch;
+    ch = calloc(1, sizeof *ch);
+    if (!ch)
+        return NULL;
+    ch->name = strdup(name);
+    ch->topic = pg_topic(s->gw, app->creds->id, "c", name);
+    if (!ch->name || !ch->topic || pg_bridge_subscribe(s->gw->bridge, ch->topic) != 0) {
+        free(ch->name);
+        free(ch->topic);
+        free(ch);
+        return NULL;
+    }
+    ch->wildcard = wildcard;
+    ch->app = app;
+    HASH_ADD_KEYPTR(hh, *table, ch->name, strlen(ch->name), ch);
+    return ch;
+}
+
+static void channel_put(struct pg_gw *gw, struct pg_channel *ch)
+{
+    if (ch->nmembers)
+        return;
+    struct pg_channel **table = ch->wildcard ? &ch->app->filters : &ch->app->channels;
+    HASH_DEL(*table, ch);
+    pg_bridge_unsubscribe(gw->bridge, ch->topic);
+    free(ch->name);
+    free(ch->topic);
+    free(ch);
+}
+
+int pg_channel_join(struct pg_session *s, const char *name)
+{
+    struct pg_member *m;
+    HASH_FIND_STR(s->subs, name, m);
+    if (m)
+        return 0;
+    if (s->nsubs >= (size_t)s->gw->cfg->max_subscriptions)
+        return PG_ELIMIT;
+    m = calloc(1, sizeof *m);
+    if (!m)
+        return PG_ENOMEM;
+    struct pg_channel *ch = channel_get(s, name, strpbrk(name, "+#") != NULL);
+    if (!ch) {
+        free(m);
+        return PG_ENOMEM;
+    }
+    m->ch = ch;
+    m->s = s;
+    DL_APPEND(ch->members, m);
+    ch->nmembers++;
+    HASH_ADD_KEYPTR(hh, s->subs, ch->name, strlen(ch->name), m);
+    s->nsubs++;
+    return 0;
+}
+
+static void member_remove(struct pg_session *s, struct pg_member *m)
+{
+    struct pg_channel *ch = m->ch;
+    HASH_DEL(s->subs, m);
+    s->nsubs--;
+    DL_DELETE(ch->members, m);
+    ch->nmembers--;
+    free(m);
+    channel_put(s->gw, ch);
+}
+
+void pg_channel_leave(struct pg_session *s, const char *name)
+{
+    struct pg_member *m;
+    HASH_FIND_STR(s->subs, name, m);
+    if (m)
+        member_remove(s, m);
+}
+
+void pg_channel_leave_all(struct pg_session *s)
+{
+    struct pg_member *m, *tmp;
+    HASH_ITER(hh, s->subs, m, tmp) {
+        member_remove(s, m);
+    }
+}
+
+struct fanout {
+    struct pg_gw *gw;
+    const char *channel;
+    const void *payload;
+    size_t len;
+    const struct pg_bridge_prop *props;
+    size_t nprops;
+    struct pg_msg *native; /* encoded lazily, once */
+    uint64_t seq;
+};
+
+static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard)
+{
+    if (s->delivered_seq == f->seq || s->close_code)
+        return;
+    /* An exact subscription was checked when it was made; a wildcard one is checked per channel here. */
+    if (via_wildcard && s->token && pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, strlen(f->channel)) != PG_ALLOW)
+        return;
+    s->delivered_seq = f->seq;
+    if (!f->native) {
+        pg_native_encode(f->gw, f->channel, f->payload, f->len, f->props, f->nprops, &f->native);
+        if (!f->native)
+            return;
+    }
+    pg_session_send(s, f->native);
+}
+
+void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
+                         const struct pg_bridge_prop *props, size_t nprops)
+{
+    /* {root}/{app}/c/{channel} */
+    size_t rl = strlen(gw->cfg->topic_root);
+    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
+        return;
+    const char *app_id = topic + rl + 1;
+    const char *slash = strchr(app_id, '/');
+    if (!slash || strncmp(slash, "/c/", 3) != 0)
+        return;
+    struct pg_app *app = pg_app_find(gw, app_id, (size_t)(slash - app_id));
+    if (!app)
+        return;
+    struct fanout f = {.gw = gw, .channel = slash + 3, .payload = payload, .len = len, .props = props,
+                       .nprops = nprops, .seq = ++gw->fanout_seq};
+    struct pg_channel *ch, *tmp;
+    struct pg_member *m, *mtmp;
+    HASH_FIND_STR(app->channels, f.channel, ch);
+    if (ch)
+        DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 0);
+    HASH_ITER(hh, app->filters, ch, tmp) {
+        bool match = false;
+        if (mosquitto_topic_matches_sub(ch->name, f.channel, &match) == MOSQ_ERR_SUCCESS && match)
+            DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 1);
+    }
+    pg_msg_unref(f.native);
+}

@@ -1,0 +1,350 @@
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+enum opt_type { T_STR, T_INT, T_SIZE };
+
+struct opt {
+    const char *name;
+    enum opt_type type;
+    size_t off;
+    const char *def;
+    long long min, max; /* T_INT and T_SIZE bounds */
+    const char *help;
+};
+
+#define O(f) offsetof(struct pg_config, f)
+#define BIG (1LL << 40)
+
+/* The one table of options. Keep help text short: it is printed by --help and in the README. */
+static const struct opt opts[] = {
+    {"listen_host", T_STR, O(listen_host), "127.0.0.1", 0, 0, "address for HTTP and WebSocket (0.0.0.0 = all)"},
+    {"listen_port", T_INT, O(listen_port), "8080", 1, 65535, "port for HTTP and WebSocket"},
+    {"event_lib", T_STR, O(event_lib), "poll", 0, 0, "libwebsockets event backend: poll or libev"},
+    {"broker_host", T_STR, O(broker_host), "127.0.0.1", 0, 0, "MQTT broker address"},
+    {"broker_port", T_INT, O(broker_port), "1883", 1, 65535, "MQTT broker port"},
+    {"broker_username", T_STR, O(broker_username), "pushgate", 0, 0, "gateway's broker account (empty: anonymous)"},
+    {"broker_password", T_STR, O(broker_password), "", 0, 0, "gateway's broker password"},
+    {"broker_keepalive_s", T_INT, O(broker_keepalive_s), "30", 5, 3600, "MQTT keepalive interval (seconds)"},
+    {"broker_reconnect_min_ms", T_INT, O(broker_reconnect_min_ms), "100", 10, 60000, "first reconnect delay"},
+    {"broker_reconnect_max_ms", T_INT, O(broker_reconnect_max_ms), "5000", 10, 600000, "largest reconnect delay"},
+    {"topic_root", T_STR, O(topic_root), "pushgate", 0, 0, "first MQTT topic level of every pushgate topic"},
+    {"node_id", T_STR, O(node_id), "", 0, 0, "this process's id among gateways (empty: random)"},
+    {"max_frame_bytes", T_SIZE, O(max_frame_bytes), "64k", 128, BIG, "largest WebSocket message (close 1009)"},
+    {"max_message_bytes", T_SIZE, O(max_message_bytes), "64k", 1, BIG, "largest published message payload (413)"},
+    {"max_body_bytes", T_SIZE, O(max_body_bytes), "64k", 1, BIG, "largest REST request body (413)"},
+    {"max_channel_bytes", T_INT, O(max_channel_bytes), "200", 1, 65535, "longest channel name in bytes"},
+    {"max_subscriptions", T_INT, O(max_subscriptions), "100", 1, 1000000, "subscriptions per session"},
+    {"max_queue_bytes", T_SIZE, O(max_queue_bytes), "1m", 1024, BIG, "out-queue bytes per session (slow reader closed)"},
+    {"max_queue_messages", T_INT, O(max_queue_messages), "1000", 1, 10000000, "out-queue messages per session"},
+    {"max_sessions", T_INT, O(max_sessions), "10000", 1, 10000000, "concurrent WebSocket sessions per process"},
+    {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},
+    {"shutdown_grace_ms", T_INT, O(shutdown_grace_ms), "2000", 0, 600000, "SIGTERM: time to finish before exit"},
+    {"regex_match_limit", T_INT, O(regex_match_limit), "100000", 100, 100000000, "PCRE2 match limit per rule"},
+    {"regex_depth_limit", T_INT, O(regex_depth_limit), "1000", 10, 10000000, "PCRE2 depth limit per rule"},
+    {"jwt_leeway_ms", T_INT, O(jwt_leeway_ms), "5000", 0, 600000, "clock skew allowed on exp and nbf"},
+    {"max_token_bytes", T_SIZE, O(max_token_bytes), "8k", 64, 1048576, "longest accepted JWT"},
+    {"max_rules", T_INT, O(max_rules), "64", 1, 10000, "patterns in one permissions claim"},
+    {"log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
+};
+#define NOPTS (sizeof opts / sizeof opts[0])
+
+static const struct opt *find_opt(const char *name)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (!strcmp(opts[i].name, name))
+            return &opts[i];
+    return NULL;
+}
+
+static void type_desc(const struct opt *o, char *buf, size_t len)
+{
+    switch (o->type) {
+    case T_STR: snprintf(buf, len, "string"); break;
+    case T_INT: snprintf(buf, len, "integer %lld..%lld", o->min, o->max); break;
+    case T_SIZE: snprintf(buf, len, "size (e.g. 64k, 1m)"); break;
+    }
+}
+
+/* Sets one option; on error writes "expected ..., got ..." into err. */
+static int set_opt(struct pg_config *cfg, const struct opt *o, const char *value, char *err, size_t errlen)
+{
+    char *base = (char *)cfg + o->off;
+    switch (o->type) {
+    case T_STR: {
+        char *copy = strdup(value);
+        if (!copy)
+            return PG_ENOMEM;
+        free(*(char **)base);
+        *(char **)base = copy;
+        return 0;
+    }
+    case T_INT: {
+        long long v;
+        if (pg_parse_int(value, o->min, o->max, &v) != 0) {
+            snprintf(err, errlen, "expected an integer in %lld..%lld, got \"%.64s\"", o->min, o->max, value);
+            return PG_EINVAL;
+        }
+        *(long long *)base = v;
+        return 0;
+    }
+    case T_SIZE: {
+        uint64_t v;
+        if (pg_parse_size(value, &v) != 0 || v < (uint64_t)o->min || v > (uint64_t)o->max) {
+            snprintf(err, errlen, "expected a size (e.g. 64k) in %lld..%lld bytes, got \"%.64s\"", o->min, o->max,
+                     value);
+            return PG_EINVAL;
+        }
+        *(uint64_t *)base = v;
+        return 0;
+    }
+    }
+    return PG_EINVAL;
+}
+
+struct file_ctx {
+    struct pg_config *cfg;
+    const char *path;
+    char base_dir[4096];
+    char *err;
+    size_t errlen;
+};
+
+/* App ids are URL path segments and MQTT topic levels; some would shadow gateway routes or control topics. */
+static int app_id_valid(const char *id)
+{
+    static const char *const reserved[] = {"v1",      "app",    "apps",        "api",   "socket.io", "healthz",
+                                           "readyz",  "metrics", "pushgate.js", "_ctl", "_node"};
+    size_t n = strlen(id);
+    if (n == 0 || n > 64)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_' && id[i] != '.')
+            return 0;
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (!strcmp(id, reserved[i]))
+            return 0;
+    return 1;
+}
+
+static int file_cb(void *ud, const char *stype, const char *sname, const char *key, const char *value, int line)
+{
+    struct file_ctx *fc = ud;
+    struct pg_config *cfg = fc->cfg;
+    char why[256];
+    if (!key) { /* section header */
+        if (strcmp(stype, "app") != 0) {
+            snprintf(fc->err, fc->errlen, "%s:%d: unknown section type \"%s\" (expected [app ID])", fc->path, line,
+                     stype);
+            return PG_EINVAL;
+        }
+        if (!app_id_valid(sname)) {
+            snprintf(fc->err, fc->errlen, "%s:%d: app id \"%.64s\": use 1-64 characters of A-Z a-z 0-9 - _ . (not a reserved route name)",
+                     fc->path, line, sname);
+            return PG_EINVAL;
+        }
+        for (size_t i = 0; i < cfg->napps; i++) {
+            if (!strcmp(cfg->apps[i].creds.id, sname)) {
+                snprintf(fc->err, fc->errlen, "%s:%d: app \"%s\" declared twice (first at line %d)", fc->path, line,
+                         sname, cfg->apps[i].line);
+                return PG_EINVAL;
+            }
+        }
+        struct pg_app_conf *apps = realloc(cfg->apps, (cfg->napps + 1) * sizeof *apps);
+        if (!apps)
+            return PG_ENOMEM;
+        cfg->apps = apps;
+        memset(&apps[cfg->napps], 0, sizeof apps[0]);
+        apps[cfg->napps].line = line;
+        apps[cfg->napps].creds.active = 1;
+        apps[cfg->napps].creds.jwt_alg = PG_ALG_HS256;
+        if (!(apps[cfg->napps].creds.id = strdup(sname)))
+            return PG_ENOMEM;
+        cfg->napps++;
+        return 0;
+    }
+    if (*stype) { /* inside [app ID] */
+        struct pg_app_conf *app = &cfg->apps[cfg->napps - 1];
+        int rc = pg_app_creds_set(&app->creds, key, value, fc->base_dir, why, sizeof why);
+        if (rc == PG_ENOTFOUND) {
+            snprintf(fc->err, fc->errlen, "%s:%d: %s: unknown app option", fc->path, line, key);
+            return PG_EINVAL;
+        }
+        if (rc != 0) {
+            snprintf(fc->err, fc->errlen, "%s:%d: %s: %s", fc->path, line, key, why);
+            return rc;
+        }
+        return 0;
+    }
+    const struct opt *o = find_opt(key);
+    if (!o) {
+        snprintf(fc->err, fc->errlen, "%s:%d: %s: unknown option (see pushgate --help)", fc->path, line, key);
+        return PG_EINVAL;
+    }
+    int rc = set_opt(cfg, o, value, why, sizeof why);
+    if (rc == PG_EINVAL)
+        snprintf(fc->err, fc->errlen, "%s:%d: %s: %s", fc->path, line, key, why);
+    return rc;
+}
+
+static void env_name(const char *opt, char *buf, size_t len)
+{
+    size_t i = (size_t)snprintf(buf, len, "PUSHGATE_");
+    for (; *opt && i + 1 < len; opt++)
+        buf[i++] = (char)toupper((unsigned char)*opt);
+    buf[i] = '\0';
+}
+
+int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **argv, char *err, size_t errlen)
+{
+    char why[256];
+    int rc;
+    memset(cfg, 0, sizeof *cfg);
+    for (size_t i = 0; i < NOPTS; i++)
+        if ((rc = set_opt(cfg, &opts[i], opts[i].def, why, sizeof why)) != 0) {
+            snprintf(err, errlen, "built-in default of %s: %s", opts[i].name, why);
+            return rc;
+        }
+    if (path) {
+        struct file_ctx fc = {.cfg = cfg, .path = path, .err = err, .errlen = errlen};
+        char tmp[4096];
+        snprintf(tmp, sizeof tmp, "%s", path);
+        snprintf(fc.base_dir, sizeof fc.base_dir, "%s", dirname(tmp));
+        if (!(cfg->config_path = strdup(path)))
+            return PG_ENOMEM;
+        if ((rc = pg_conf_read(path, file_cb, &fc, err, errlen)) != 0)
+            return rc;
+        for (size_t i = 0; i < cfg->napps; i++) {
+            if (pg_app_creds_check(&cfg->apps[i].creds, why, sizeof why) != 0) {
+                snprintf(err, errlen, "%s:%d: [app %s]: %s", path, cfg->apps[i].line, cfg->apps[i].creds.id, why);
+                return PG_EINVAL;
+            }
+        }
+    }
+    for (size_t i = 0; i < NOPTS; i++) {
+        char name[128];
+        env_name(opts[i].name, name, sizeof name);
+        const char *v = getenv(name);
+        if (v && (rc = set_opt(cfg, &opts[i], v, why, sizeof why)) != 0) {
+            snprintf(err, errlen, "environment %s: %s", name, why);
+            return rc;
+        }
+    }
+    /* --option value / --option=value, with '-' or '_' between words */
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        char name[128];
+        const char *val = NULL;
+        if (strncmp(a, "--", 2) != 0) {
+            snprintf(err, errlen, "unexpected argument \"%.64s\" (see --help)", a);
+            return PG_EINVAL;
+        }
+        snprintf(name, sizeof name, "%s", a + 2);
+        char *eq = strchr(name, '=');
+        if (eq) {
+            *eq = '\0';
+            val = a + 2 + (eq - name) + 1;
+        }
+        for (char *p = name; *p; p++)
+            if (*p == '-')
+                *p = '_';
+        const struct opt *o = find_opt(name);
+        if (!o) {
+            snprintf(err, errlen, "unknown option --%.64s (see --help)", a + 2);
+            return PG_EINVAL;
+        }
+        if (!val) {
+            if (i + 1 >= argc) {
+                snprintf(err, errlen, "option %s needs a value", a);
+                return PG_EINVAL;
+            }
+            val = argv[++i];
+        }
+        if ((rc = set_opt(cfg, o, val, why, sizeof why)) != 0) {
+            snprintf(err, errlen, "command line --%s: %s", o->name, why);
+            return rc;
+        }
+    }
+    enum pg_log_level lvl;
+    if (pg_log_parse_level(cfg->log_level, &lvl) != 0) {
+        snprintf(err, errlen, "log_level: expected debug, info, warn or error, got \"%.32s\"", cfg->log_level);
+        return PG_EINVAL;
+    }
+    if (strcmp(cfg->event_lib, "poll") != 0 && strcmp(cfg->event_lib, "libev") != 0) {
+        snprintf(err, errlen, "event_lib: expected poll or libev, got \"%.32s\"", cfg->event_lib);
+        return PG_EINVAL;
+    }
+    if (!*cfg->topic_root || strpbrk(cfg->topic_root, "+#/")) {
+        snprintf(err, errlen, "topic_root: expected one MQTT topic level without + # /, got \"%.64s\"",
+                 cfg->topic_root);
+        return PG_EINVAL;
+    }
+    if (cfg->broker_reconnect_max_ms < cfg->broker_reconnect_min_ms) {
+        snprintf(err, errlen, "broker_reconnect_max_ms must be >= broker_reconnect_min_ms");
+        return PG_EINVAL;
+    }
+    return 0;
+}
+
+void pg_config_free(struct pg_config *cfg)
+{
+    for (size_t i = 0; i < NOPTS; i++)
+        if (opts[i].type == T_STR)
+            free(*(char **)((char *)cfg + opts[i].off));
+    for (size_t i = 0; i < cfg->napps; i++)
+        pg_app_creds_clear(&cfg->apps[i].creds);
+    free(cfg->apps);
+    free(cfg->config_path);
+    memset(cfg, 0, sizeof *cfg);
+}
+
+void pg_config_usage(FILE *out, const char *argv0)
+{
+    char env[128], type[64];
+    fprintf(out,
+            "Usage: %s [--config FILE] [--OPTION VALUE ...]\n"
+            "\n"
+            "pushgate: real-time push gateway (WebSocket, REST and MQTT through a Mosquitto broker).\n"
+            "\n"
+            "  --config FILE   read options and [app ID] sections from FILE\n"
+            "  --check         validate the configuration and exit\n"
+            "  --help          this text\n"
+            "  --version       print the version\n"
+            "\n"
+            "Options (file: name = value; environment: PUSHGATE_NAME; command line: --name value):\n",
+            argv0);
+    for (size_t i = 0; i < NOPTS; i++) {
+        env_name(opts[i].name, env, sizeof env);
+        type_desc(&opts[i], type, sizeof type);
+        fprintf(out, "  --%-26s %s\n      %s; default \"%s\"; env %s\n", opts[i].name, opts[i].help, type,
+                opts[i].def, env);
+    }
+    fprintf(out, "\nApp sections ([app ID]): key, secret, jwt_alg (HS256|RS256), public_key_file, require_auth, "
+                 "active.\n");
+}
+
+void pg_config_markdown(FILE *out)
+{
+    char env[128], type[64];
+    fprintf(out, "| option | type | default | env | meaning |\n|---|---|---|---|---|\n");
+    for (size_t i = 0; i < NOPTS; i++) {
+        env_name(opts[i].name, env, sizeof env);
+        type_desc(&opts[i], type, sizeof type);
+        fprintf(out, "| `%s` | %s | `%s` | `%s` | %s |\n", opts[i].name, type, opts[i].def, env, opts[i].help);
+    }
+}
+
+void pg_config_auth_limits(const struct pg_config *cfg, struct pg_auth_limits *lim)
+{
+    *lim = pg_auth_limits_default;
+    lim->regex_match_limit = (uint32_t)cfg->regex_match_limit;
+    lim->regex_depth_limit = (uint32_t)cfg->regex_depth_limit;
+    lim->leeway_ms = cfg->jwt_leeway_ms;
+    lim->max_token_bytes = (size_t)cfg->max_token_bytes;
+    lim->max_rules = (size_t)cfg->max_rules;
+}

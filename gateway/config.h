@@ -1,0 +1,74 @@
+/*
+ * Gateway configuration: one option table drives the file parser, the
+ * PUSHGATE_* environment overrides, the --option command line, --help and the
+ * README's reference (tests/unit/test_config.c checks the README against it).
+ */
+#ifndef PG_CONFIG_H
+#define PG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pushgate_auth.h"
+
+struct pg_app_conf {
+    struct pg_app_creds creds;
+    int line; /* where the section started, for messages */
+};
+
+struct pg_config {
+    char *config_path;
+    /* network */
+    char *listen_host;
+    long long listen_port;
+    char *event_lib;
+    /* broker */
+    char *broker_host;
+    long long broker_port;
+    char *broker_username;
+    char *broker_password;
+    long long broker_keepalive_s;
+    long long broker_reconnect_min_ms;
+    long long broker_reconnect_max_ms;
+    char *topic_root;
+    char *node_id;
+    /* limits */
+    uint64_t max_frame_bytes;
+    uint64_t max_message_bytes;
+    uint64_t max_body_bytes;
+    long long max_channel_bytes;
+    long long max_subscriptions;
+    uint64_t max_queue_bytes;
+    long long max_queue_messages;
+    long long max_sessions;
+    long long publish_timeout_ms;
+    long long shutdown_grace_ms;
+    /* auth */
+    long long regex_match_limit;
+    long long regex_depth_limit;
+    long long jwt_leeway_ms;
+    uint64_t max_token_bytes;
+    long long max_rules;
+    /* logging */
+    char *log_level;
+
+    struct pg_app_conf *apps;
+    size_t napps;
+};
+
+/*
+ * Build the configuration from defaults, then the file (if path), then
+ * PUSHGATE_* environment variables, then argv options. Errors (with file:line
+ * and option name) go into err. Returns 0 or a PG_E* code.
+ */
+int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **argv, char *err, size_t errlen);
+void pg_config_free(struct pg_config *cfg);
+/* --help text: every option with type, default, env var and help. */
+void pg_config_usage(FILE *out, const char *argv0);
+/* Markdown table of every option (README reference). */
+void pg_config_markdown(FILE *out);
+/* Limits for the auth library derived from the config. */
+void pg_config_auth_limits(const struct pg_config *cfg, struct pg_auth_limits *lim);
+
+#endif

@@ -1,0 +1,211 @@
+/*
+ * Gateway internals shared between its files.
+ *
+ * Threading: one thread runs the lws loop and owns everything below: the
+ * struct pg_gw, every app, channel, session, queued message and the bridge.
+ * Nothing here is locked; nothing may be touched from another thread. The
+ * only cross-thread entry is the signal handler, which sets a flag and calls
+ * lws_cancel_service().
+ */
+#ifndef PG_GATEWAY_H
+#define PG_GATEWAY_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <uthash.h>
+
+#include "config.h"
+#include "log.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
+
+/* ---- shared encoded messages and per-session out-queues (msg.c) ---------- */
+
+/*
+ * One encoded frame, shared by every session it is queued on. buf has
+ * LWS_PRE bytes of headroom before the payload so lws can prepend its frame
+ * header in place; lws copies whatever it cannot send at once, so the buffer
+ * may be reused by the next session immediately.
+ */
+struct pg_msg {
+    uint32_t refs;
+    size_t len;
+    unsigned char buf[]; /* LWS_PRE + len + 1 (NUL, handy for logs) */
+};
+
+struct pg_msg *pg_msg_new(const void *data, size_t len); /* refs = 1 */
+struct pg_msg *pg_msg_from_json(json_t *obj);           /* compact encoding; NULL on failure */
+void pg_msg_unref(struct pg_msg *m);
+static inline unsigned char *pg_msg_data(struct pg_msg *m)
+{
+    return m->buf + LWS_PRE;
+}
+
+/* Bounded FIFO of message references. */
+struct pg_outq {
+    struct pg_msg **ring;
+    size_t head, count, cap;
+    size_t bytes;
+};
+/* Takes a new reference on success; PG_ELIMIT when the queue would exceed a limit. */
+int pg_outq_push(struct pg_outq *q, struct pg_msg *m, size_t max_bytes, size_t max_msgs);
+struct pg_msg *pg_outq_peek(const struct pg_outq *q);
+void pg_outq_pop(struct pg_outq *q); /* drops the head's reference */
+void pg_outq_clear(struct pg_outq *q);
+
+/* ---- apps, channels, sessions (channels.c) -------------------------------- */
+
+struct pg_session;
+struct pg_app;
+
+struct pg_member { /* one subscription of one session; in the session's hash and the channel's list */
+    struct pg_channel *ch;
+    struct pg_session *s;
+    struct pg_member *prev, *next; /* channel's members (utlist DL) */
+    UT_hash_handle hh;              /* session's subscriptions, keyed by ch->name */
+};
+
+struct pg_channel { /* a channel name or a wildcard filter with local subscribers */
+    char *name;
+    char *topic; /* {root}/{app}/c/{name}, the bridge subscription */
+    int wildcard;
+    struct pg_app *app;
+    struct pg_member *members;
+    size_t nmembers;
+    UT_hash_handle hh;
+};
+
+struct pg_app {
+    const struct pg_app_creds *creds; /* owned by the config */
+    struct pg_channel *channels;      /* exact names */
+    struct pg_channel *filters;       /* wildcard filters */
+    UT_hash_handle hh;
+};
+
+enum pg_proto { PG_PROTO_NATIVE = 1 };
+
+struct pg_session {
+    uint64_t serial; /* never reused: async completions look sessions up by it */
+    struct lws *wsi;
+    struct pg_gw *gw;
+    struct pg_app *app;
+    enum pg_proto proto;
+    char client_id[32];
+    pg_token *token; /* owned; NULL until authenticated */
+    lws_sorted_usec_list_t sul_expiry;
+    struct pg_member *subs; /* hash by channel name */
+    size_t nsubs;
+    struct pg_outq q;
+    unsigned char *rx; /* fragments of the message being received */
+    size_t rx_len;
+    uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
+    uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
+    char close_reason[96];
+    UT_hash_handle hh; /* gw->sessions by serial */
+};
+
+/* ---- HTTP requests (http.c) ------------------------------------------------ */
+
+struct pg_http {
+    uint64_t serial;
+    struct pg_gw *gw;
+    struct lws *wsi;
+    int method_post;
+    char path[512];
+    struct pg_app *app;
+    char *channel;
+    char *body;
+    size_t body_len, body_cap;
+    int body_too_big;
+    /* response */
+    int status;
+    const char *ctype;
+    char *resp;
+    size_t resp_len;
+    const char *location;
+    int waiting_ack;
+    int phase; /* 0: headers next, 1: body next */
+    UT_hash_handle hh; /* gw->requests by serial */
+};
+
+/* Per-wsi user data of the main protocol: either an HTTP transaction or a WebSocket session. */
+struct pg_conn {
+    int is_ws;
+    union {
+        struct pg_http http;
+        struct pg_session ws;
+    } u;
+};
+
+/* ---- the gateway ------------------------------------------------------------- */
+
+struct pg_gw {
+    struct pg_config *cfg;
+    struct pg_auth_limits limits;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    pg_bridge *bridge;
+    struct lws *mqtt_wsi;
+    lws_sorted_usec_list_t sul_tick;
+    struct pg_app *apps;
+    struct pg_session *sessions; /* by serial */
+    struct pg_http *requests;    /* pending HTTP requests by serial */
+    size_t nsessions;
+    uint64_t next_serial;
+    uint64_t fanout_seq;
+    char node_id[40];
+    int draining;
+    int64_t drain_deadline;
+    int done;
+};
+
+struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len);
+/* Subscribe s to name (exact or wildcard filter). PG_ELIMIT over max_subscriptions; 0 if already subscribed. */
+int pg_channel_join(struct pg_session *s, const char *name);
+void pg_channel_leave(struct pg_session *s, const char *name);
+void pg_channel_leave_all(struct pg_session *s);
+/* Bridge message for {root}/{app}/c/{channel}: fan out to local subscribers. */
+void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
+                         const struct pg_bridge_prop *props, size_t nprops);
+/* Build "{root}/{app}/{kind}/{name}" into a new string (caller frees). */
+char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name);
+
+/* Session helpers (server.c) */
+struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial);
+/* Queue a frame; closes the session (1013) if its queue is over the limit. Takes its own reference. */
+void pg_session_send(struct pg_session *s, struct pg_msg *m);
+void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
+/* Close after what is queued now (code and reason go to the client). */
+void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
+/* May this session do action on channel? 0, or the HTTP-like error code (401, 403). */
+int pg_session_may(struct pg_session *s, pg_action action, const char *channel);
+
+/* Publish on behalf of a client: props NULL-terminated name/value pairs. Same result codes as the bridge. */
+int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
+               const char *const *props, pg_bridge_ack_cb cb, void *cb_ud);
+
+/* ws_native.c */
+int pg_native_open(struct pg_session *s, struct lws *wsi);
+void pg_native_receive(struct pg_session *s, const char *frame, size_t len);
+void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload, size_t len,
+                      const struct pg_bridge_prop *props, size_t nprops, struct pg_msg **out);
+
+/* http.c */
+int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reasons reason, struct pg_http *h,
+                     void *in, size_t len);
+int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
+/* Parse "/v1/{app}" into app; 0 or -1 */
+struct pg_app *pg_ws_path_app(struct pg_gw *gw, const char *path);
+
+/* assets.c (generated from gateway/static) */
+struct pg_asset {
+    const char *path, *ctype;
+    const unsigned char *data;
+    size_t len;
+};
+const struct pg_asset *pg_asset_find(const char *path);
+
+#endif

@@ -1,0 +1,337 @@
+/*
+ * HTTP routes: static client and demo, health, and the ScaleDrone-style
+ * REST publish. Every error answer is JSON: {"error":{"code":N,"message":"..."}}.
+ *
+ * A REST publish is answered only when the broker has acknowledged it
+ * (QoS 1 PUBACK): 200 then, 503 if the broker is unreachable, 504 if it did
+ * not answer within publish_timeout_ms. The request waits in gw->requests,
+ * keyed by a serial, so an acknowledgement arriving after the client went
+ * away finds nothing instead of a freed request.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gateway.h"
+
+static void h_reset(struct pg_http *h)
+{
+    free(h->body);
+    free(h->resp);
+    free(h->channel);
+    h->body = h->resp = h->channel = NULL;
+    h->body_len = h->body_cap = h->resp_len = 0;
+    h->body_too_big = h->waiting_ack = h->status = h->phase = 0;
+    h->ctype = h->location = NULL;
+    h->app = NULL;
+}
+
+static void h_unregister(struct pg_gw *gw, struct pg_http *h)
+{
+    if (h->serial) {
+        struct pg_http *found;
+        HASH_FIND(hh, gw->requests, &h->serial, sizeof h->serial, found);
+        if (found == h)
+            HASH_DEL(gw->requests, h);
+        h->serial = 0;
+    }
+}
+
+static void respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len)
+{
+    h->status = status;
+    h->ctype = ctype;
+    free(h->resp);
+    h->resp = malloc(LWS_PRE + len + 1);
+    h->resp_len = h->resp ? len : 0;
+    if (h->resp && len)
+        memcpy(h->resp + LWS_PRE, body, len);
+    lws_callback_on_writable(h->wsi);
+}
+
+static void respond_json(struct pg_http *h, int status, json_t *o)
+{
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    respond(h, status, "application/json", s ? s : "{}", s ? strlen(s) : 2);
+    free(s);
+    json_decref(o);
+}
+
+static void respond_error(struct pg_http *h, int status, const char *message)
+{
+    respond_json(h, status, json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message));
+}
+
+/* Writes headers in one WRITEABLE and the body in the next: one lws_write per callback. */
+static int h_write(struct pg_http *h)
+{
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
+    if (!h->status)
+        return 0;
+    if (h->phase == 0) {
+        if (lws_add_http_common_headers(h->wsi, (unsigned int)h->status, h->ctype, (lws_filepos_t)h->resp_len, &p,
+                                        end))
+            return -1;
+        if (h->location && lws_add_http_header_by_token(h->wsi, WSI_TOKEN_HTTP_LOCATION,
+                                                        (const unsigned char *)h->location,
+                                                        (int)strlen(h->location), &p, end))
+            return -1;
+        if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
+                                        (const unsigned char *)"no-store", 8, &p, end))
+            return -1;
+        if (lws_finalize_write_http_header(h->wsi, start, &p, end))
+            return -1;
+        h->phase = 1;
+        if (h->resp_len) {
+            lws_callback_on_writable(h->wsi);
+            return 0;
+        }
+    } else if (lws_write(h->wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL) !=
+               (int)h->resp_len) {
+        return -1;
+    }
+    h->status = 0;
+    return lws_http_transaction_completed(h->wsi) ? -1 : 0;
+}
+
+struct rest_ack {
+    struct pg_gw *gw;
+    uint64_t serial;
+};
+
+static void rest_acked(void *ud, int result)
+{
+    struct rest_ack *a = ud;
+    struct pg_http *h;
+    HASH_FIND(hh, a->gw->requests, &a->serial, sizeof a->serial, h);
+    if (h) {
+        h->waiting_ack = 0;
+        if (result == 0)
+            respond_json(h, 200, json_pack("{s:b}", "ok", 1));
+        else if (result == PG_EDENIED)
+            respond_error(h, 403, "the broker refused the message");
+        else if (result == PG_ETIMEDOUT)
+            respond_error(h, 504, "the broker did not acknowledge the message in time");
+        else
+            respond_error(h, 503, "broker unavailable, message not published");
+    }
+    free(a);
+}
+
+static int header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
+{
+    if (lws_hdr_total_length(wsi, t) >= len)
+        return -1;
+    return lws_hdr_copy(wsi, buf, len, t) < 0 ? -1 : (int)strlen(buf);
+}
+
+static void rest_publish(struct pg_gw *gw, struct pg_http *h)
+{
+    char ctype[128] = "", auth[64 + 8192] = "", why[160];
+    pg_token *tok = NULL;
+    if (h->body_too_big) {
+        respond_error(h, 413, "body larger than max_body_bytes");
+        return;
+    }
+    if (!h->body_len) {
+        respond_error(h, 400, "empty message");
+        return;
+    }
+    if (pg_channel_check(h->channel, strlen(h->channel), (size_t)gw->cfg->max_channel_bytes, 0) != 0) {
+        respond_error(h, 400, "invalid channel name (UTF-8, no + or #, not too long)");
+        return;
+    }
+    if (h->body_len > gw->cfg->max_message_bytes) {
+        respond_error(h, 413, "message larger than max_message_bytes");
+        return;
+    }
+    header(h->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
+    if (!strncasecmp(ctype, "application/json", 16)) {
+        json_t *j = json_loadb(h->body, h->body_len, JSON_DECODE_ANY, NULL);
+        if (!j) {
+            respond_error(h, 400, "body is not valid JSON but Content-Type says application/json");
+            return;
+        }
+        json_decref(j);
+    }
+    int alen = header(h->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
+    if (alen < 0) {
+        respond_error(h, 401, "Authorization header too long");
+        return;
+    }
+    if (alen > 0) {
+        if (strncasecmp(auth, "Bearer ", 7) != 0) {
+            respond_error(h, 401, "Authorization must be \"Bearer <JWT>\"");
+            return;
+        }
+        int rc = pg_token_verify(auth + 7, strlen(auth + 7), h->app->creds, &gw->limits, pg_now_ms(), &tok, why,
+                                 sizeof why);
+        if (rc != 0) {
+            respond_error(h, 401, why);
+            return;
+        }
+        if (pg_token_allows(tok, PG_ACT_PUBLISH, h->channel, strlen(h->channel)) != PG_ALLOW) {
+            pg_token_free(tok);
+            respond_error(h, 403, "token does not allow publishing to this channel");
+            return;
+        }
+        pg_token_free(tok);
+    } else if (h->app->creds->require_auth) {
+        respond_error(h, 401, "this app requires a JWT: Authorization: Bearer <token>");
+        return;
+    }
+    struct rest_ack *a = malloc(sizeof *a);
+    if (!a) {
+        respond_error(h, 500, "out of memory");
+        return;
+    }
+    a->gw = gw;
+    a->serial = h->serial = ++gw->next_serial;
+    const char *props[] = {"event", "message", NULL};
+    int rc = pg_publish(gw, h->app->creds->id, h->channel, h->body, h->body_len, props, rest_acked, a);
+    if (rc != 0) {
+        free(a);
+        h->serial = 0;
+        respond_error(h, rc == PG_EBUSY ? 503 : 500,
+                      rc == PG_EBUSY ? "broker unavailable, message not published" : "cannot publish");
+        return;
+    }
+    HASH_ADD(hh, gw->requests, serial, sizeof h->serial, h);
+    h->waiting_ack = 1;
+}
+
+/* "/{app}/{channel...}/publish" -> app, channel; 0 when the path has that shape. */
+static int parse_publish_path(struct pg_gw *gw, struct pg_http *h)
+{
+    const char *p = h->path + 1;
+    const char *slash = strchr(p, '/');
+    size_t n = strlen(h->path);
+    if (!slash || n < 9 || strcmp(h->path + n - 8, "/publish") != 0)
+        return -1;
+    h->app = pg_app_find(gw, p, (size_t)(slash - p));
+    const char *ch = slash + 1;
+    const char *che = h->path + n - 8;
+    if (che <= ch)
+        return -1;
+    h->channel = strndup(ch, (size_t)(che - ch));
+    return h->channel ? 0 : -1;
+}
+
+struct pg_app *pg_ws_path_app(struct pg_gw *gw, const char *path)
+{
+    if (strncmp(path, "/v1/", 4) != 0)
+        return NULL;
+    const char *id = path + 4;
+    size_t n = strcspn(id, "/?");
+    if (id[n] == '/' && id[n + 1])
+        return NULL;
+    return pg_app_find(gw, id, n);
+}
+
+int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
+{
+    char path[512];
+    if (header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) <= 0 || !pg_ws_path_app(gw, path)) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
+        return 1;
+    }
+    if (gw->draining || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "over capacity");
+        return 1;
+    }
+    return 0;
+}
+
+static void route_get(struct pg_gw *gw, struct pg_http *h)
+{
+    const struct pg_asset *a;
+    if (!strcmp(h->path, "/")) {
+        h->location = "/demo";
+        respond(h, 302, "text/plain", "", 0);
+    } else if (!strcmp(h->path, "/healthz")) {
+        respond_json(h, 200, json_pack("{s:s}", "status", "ok"));
+    } else if (!strcmp(h->path, "/readyz")) {
+        int up = pg_bridge_connected(gw->bridge) && !gw->draining;
+        respond_json(h, up ? 200 : 503,
+                     json_pack("{s:s, s:b}", "status", up ? "ready" : "not ready", "broker", pg_bridge_connected(gw->bridge)));
+    } else if ((a = pg_asset_find(h->path)) != NULL) {
+        respond(h, 200, a->ctype, a->data, a->len);
+    } else {
+        respond_error(h, 404, "not found");
+    }
+}
+
+int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reasons reason, struct pg_http *h, void *in,
+                     size_t len)
+{
+    switch (reason) {
+    case LWS_CALLBACK_HTTP: {
+        h_unregister(gw, h);
+        h_reset(h);
+        h->gw = gw;
+        h->wsi = wsi;
+        snprintf(h->path, sizeof h->path, "%s", (const char *)in);
+        h->method_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
+        if (!h->method_post) {
+            if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+                respond_error(h, 405, "method not allowed");
+                return 0;
+            }
+            route_get(gw, h);
+            return 0;
+        }
+        if (parse_publish_path(gw, h) != 0) {
+            respond_error(h, 404, "not found");
+            return 0;
+        }
+        if (!h->app) {
+            respond_error(h, 404, "unknown app");
+            return 0;
+        }
+        char cl[32];
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+            respond_error(h, 411, "chunked bodies are not accepted: send Content-Length");
+            return 0;
+        }
+        if (header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl) <= 0 || !strcmp(cl, "0")) {
+            rest_publish(gw, h); /* no body follows */
+            return 0;
+        }
+        if (strtoull(cl, NULL, 10) > gw->cfg->max_body_bytes)
+            h->body_too_big = 1;
+        return 0;
+    }
+    case LWS_CALLBACK_HTTP_BODY:
+        if (h->body_too_big || h->status)
+            return 0;
+        if (h->body_len + len > gw->cfg->max_body_bytes) {
+            h->body_too_big = 1;
+            return 0;
+        }
+        if (h->body_len + len > h->body_cap) {
+            size_t cap = h->body_cap ? h->body_cap : 4096;
+            while (cap < h->body_len + len)
+                cap *= 2;
+            char *b = realloc(h->body, cap);
+            if (!b)
+                return -1;
+            h->body = b;
+            h->body_cap = cap;
+        }
+        memcpy(h->body + h->body_len, in, len);
+        h->body_len += len;
+        return 0;
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        if (!h->status)
+            rest_publish(gw, h);
+        return 0;
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+        return h_write(h);
+    case LWS_CALLBACK_CLOSED_HTTP:
+        h_unregister(gw, h);
+        h_reset(h);
+        return 0;
+    default:
+        return 0;
+    }
+}

@@ -1,0 +1,62 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "log.h"
+
+int pg_server_run(struct pg_config *cfg);
+
+int main(int argc, char **argv)
+{
+    struct pg_config cfg;
+    char err[512] = "";
+    const char *path = NULL;
+    char *rest[256];
+    int nrest = 0, check_only = 0, rc;
+
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            pg_config_usage(stdout, argv[0]);
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("pushgate " PUSHGATE_VERSION "\n");
+            return 0;
+        } else if (!strcmp(argv[i], "--markdown-options")) {
+            pg_config_markdown(stdout);
+            return 0;
+        } else if (!strcmp(argv[i], "--check")) {
+            check_only = 1;
+        } else if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c")) {
+            if (++i >= argc) {
+                fprintf(stderr, "pushgate: --config needs a file name\n");
+                return 2;
+            }
+            path = argv[i];
+        } else if (!strncmp(argv[i], "--config=", 9)) {
+            path = argv[i] + 9;
+        } else if (nrest < (int)(sizeof rest / sizeof rest[0])) {
+            rest[nrest++] = argv[i];
+        } else {
+            fprintf(stderr, "pushgate: too many arguments\n");
+            return 2;
+        }
+    }
+    rc = pg_config_load(&cfg, path, nrest, rest, err, sizeof err);
+    if (rc != 0) {
+        fprintf(stderr, "pushgate: %s\n", err);
+        pg_config_free(&cfg);
+        return 2;
+    }
+    enum pg_log_level level = PG_LOG_INFO;
+    pg_log_parse_level(cfg.log_level, &level);
+    pg_log_set_level(level);
+    pg_log_hook_lws();
+    if (check_only) {
+        printf("pushgate: configuration OK (%zu apps)\n", cfg.napps);
+        pg_config_free(&cfg);
+        return 0;
+    }
+    rc = pg_server_run(&cfg);
+    pg_config_free(&cfg);
+    return rc;
+}

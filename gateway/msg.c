@@ -1,0 +1,83 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+struct pg_msg *pg_msg_new(const void *data, size_t len)
+{
+    struct pg_msg *m = malloc(sizeof *m + LWS_PRE + len + 1);
+    if (!m)
+        return NULL;
+    m->refs = 1;
+    m->len = len;
+    if (data)
+        memcpy(m->buf + LWS_PRE, data, len);
+    m->buf[LWS_PRE + len] = '\0';
+    return m;
+}
+
+struct pg_msg *pg_msg_from_json(json_t *obj)
+{
+    size_t len = json_dumpb(obj, NULL, 0, JSON_COMPACT);
+    if (len == 0)
+        return NULL;
+    struct pg_msg *m = pg_msg_new(NULL, len);
+    if (m && json_dumpb(obj, (char *)pg_msg_data(m), len, JSON_COMPACT) != len) {
+        pg_msg_unref(m);
+        return NULL;
+    }
+    return m;
+}
+
+void pg_msg_unref(struct pg_msg *m)
+{
+    if (m && --m->refs == 0)
+        free(m);
+}
+
+int pg_outq_push(struct pg_outq *q, struct pg_msg *m, size_t max_bytes, size_t max_msgs)
+{
+    if (q->count + 1 > max_msgs || q->bytes + m->len > max_bytes)
+        return PG_ELIMIT;
+    if (q->count == q->cap) {
+        size_t ncap = q->cap ? q->cap * 2 : 8;
+        struct pg_msg **r = malloc(ncap * sizeof *r);
+        if (!r)
+            return PG_ENOMEM;
+        for (size_t i = 0; i < q->count; i++)
+            r[i] = q->ring[(q->head + i) % q->cap];
+        free(q->ring);
+        q->ring = r;
+        q->head = 0;
+        q->cap = ncap;
+    }
+    q->ring[(q->head + q->count) % q->cap] = m;
+    q->count++;
+    q->bytes += m->len;
+    m->refs++;
+    return 0;
+}
+
+struct pg_msg *pg_outq_peek(const struct pg_outq *q)
+{
+    return q->count ? q->ring[q->head] : NULL;
+}
+
+void pg_outq_pop(struct pg_outq *q)
+{
+    if (!q->count)
+        return;
+    struct pg_msg *m = q->ring[q->head];
+    q->head = (q->head + 1) % q->cap;
+    q->count--;
+    q->bytes -= m->len;
+    pg_msg_unref(m);
+}
+
+void pg_outq_clear(struct pg_outq *q)
+{
+    while (q->count)
+        pg_outq_pop(q);
+    free(q->ring);
+    memset(q, 0, sizeof *q);
+}

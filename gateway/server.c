@@ -1,0 +1,431 @@
+/*
+ * The event loop: one lws context serves HTTP, WebSocket and the broker
+ * socket. The bridge's socket is adopted into lws as a raw descriptor (a
+ * dup(), so lws closing its copy never closes libmosquitto's), and a 100 ms
+ * timer drives keepalive, reconnects and publish timeouts.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gateway.h"
+
+static volatile sig_atomic_t stop_requested;
+static struct lws_context *signal_ctx;
+
+/* ---- sessions ------------------------------------------------------------------- */
+
+struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial)
+{
+    struct pg_session *s;
+    HASH_FIND(hh, gw->sessions, &serial, sizeof serial, s);
+    return s;
+}
+
+void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
+{
+    if (s->close_code)
+        return;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
+    lws_callback_on_writable(s->wsi);
+}
+
+void pg_session_send(struct pg_session *s, struct pg_msg *m)
+{
+    if (s->close_code)
+        return;
+    int rc = pg_outq_push(&s->q, m, (size_t)s->gw->cfg->max_queue_bytes, (size_t)s->gw->cfg->max_queue_messages);
+    if (rc == PG_ELIMIT) {
+        pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu",
+               s->app->creds->id, s->client_id, s->q.count, s->q.bytes);
+        pg_outq_clear(&s->q); /* nothing more will be written to it */
+        pg_session_close(s, 1013, "slow consumer: out-queue limit reached, reconnect later");
+        return;
+    }
+    if (rc != 0) {
+        pg_session_close(s, 1011, "out of memory");
+        return;
+    }
+    lws_callback_on_writable(s->wsi);
+}
+
+void pg_session_send_json(struct pg_session *s, json_t *obj)
+{
+    struct pg_msg *m = obj ? pg_msg_from_json(obj) : NULL;
+    json_decref(obj);
+    if (!m) {
+        pg_session_close(s, 1011, "cannot encode frame");
+        return;
+    }
+    pg_session_send(s, m);
+    pg_msg_unref(m);
+}
+
+int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
+{
+    if (s->token)
+        return pg_token_allows(s->token, action, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
+    return s->app->creds->require_auth ? 401 : 0;
+}
+
+int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
+               const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
+{
+    const char *all[16];
+    char ts[24];
+    size_t n = 0;
+    for (; props && props[n] && n < 12; n++)
+        all[n] = props[n];
+    snprintf(ts, sizeof ts, "%lld", (long long)pg_now_ms());
+    all[n++] = "ts";
+    all[n++] = ts;
+    all[n] = NULL;
+    char *topic = pg_topic(gw, app, "c", channel);
+    if (!topic)
+        return PG_ENOMEM;
+    int rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, cb, cb_ud);
+    free(topic);
+    return rc;
+}
+
+static void session_closed(struct pg_gw *gw, struct pg_session *s)
+{
+    if (!s->serial)
+        return; /* never opened */
+    pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app->creds->id, s->client_id);
+    lws_sul_cancel(&s->sul_expiry);
+    pg_channel_leave_all(s);
+    pg_outq_clear(&s->q);
+    pg_token_free(s->token);
+    free(s->rx);
+    HASH_DEL(gw->sessions, s);
+    gw->nsessions--;
+    memset(s, 0, sizeof *s);
+}
+
+static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, const void *in, size_t len)
+{
+    if (s->close_code)
+        return 0;
+    if (lws_frame_is_binary(wsi)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text frames only", 16);
+        return -1;
+    }
+    if (s->rx_len + len > gw->cfg->max_frame_bytes) {
+        pg_log(PG_LOG_INFO, "session", "frame over max_frame_bytes app=%s client=%s", s->app->creds->id,
+               s->client_id);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"frame too large", 15);
+        return -1;
+    }
+    int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    if (whole && !s->rx_len) {
+        pg_native_receive(s, in, len);
+        return 0;
+    }
+    unsigned char *b = realloc(s->rx, s->rx_len + len);
+    if (!b)
+        return -1;
+    s->rx = b;
+    memcpy(s->rx + s->rx_len, in, len);
+    s->rx_len += len;
+    if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
+        pg_native_receive(s, (const char *)s->rx, s->rx_len);
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_len = 0;
+    }
+    return 0;
+}
+
+static int ws_writeable(struct pg_session *s, struct lws *wsi)
+{
+    if (s->close_code) {
+        lws_close_reason(wsi, (enum lws_close_status)s->close_code, (unsigned char *)s->close_reason,
+                         strlen(s->close_reason));
+        return -1;
+    }
+    struct pg_msg *m = pg_outq_peek(&s->q);
+    if (!m)
+        return 0;
+    if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
+        return -1;
+    pg_outq_pop(&s->q);
+    if (s->q.count)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct pg_gw *gw = lws_context_user(lws_get_context(wsi));
+    struct pg_conn *c = user;
+    char path[512];
+
+    switch (reason) {
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return pg_http_confirm_upgrade(gw, wsi);
+    case LWS_CALLBACK_ESTABLISHED: {
+        struct pg_session *s = &c->u.ws;
+        memset(c, 0, sizeof *c);
+        c->is_ws = 1;
+        if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || !(s->app = pg_ws_path_app(gw, path)))
+            return -1;
+        s->gw = gw;
+        s->wsi = wsi;
+        s->serial = ++gw->next_serial;
+        HASH_ADD(hh, gw->sessions, serial, sizeof s->serial, s);
+        gw->nsessions++;
+        if (pg_native_open(s, wsi) != 0)
+            return -1;
+        return 0;
+    }
+    case LWS_CALLBACK_RECEIVE:
+        return ws_receive(gw, &c->u.ws, wsi, in, len);
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+        return ws_writeable(&c->u.ws, wsi);
+    case LWS_CALLBACK_CLOSED:
+        session_closed(gw, &c->u.ws);
+        return 0;
+    case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+        /* fires on every lws_cancel_service(): keep it cheap */
+        if (stop_requested && !gw->draining) {
+            gw->draining = 1;
+            gw->drain_deadline = pg_mono_ms() + gw->cfg->shutdown_grace_ms;
+            pg_log(PG_LOG_INFO, "server", "shutting down: closing %zu sessions", gw->nsessions);
+            struct pg_session *s, *tmp;
+            HASH_ITER(hh, gw->sessions, s, tmp) {
+                pg_session_close(s, 1001, "server shutting down, reconnect");
+            }
+        }
+        return 0;
+    case LWS_CALLBACK_HTTP:
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+    case LWS_CALLBACK_HTTP_WRITEABLE:
+    case LWS_CALLBACK_CLOSED_HTTP:
+        if (c && c->is_ws)
+            return 0;
+        return pg_http_callback(gw, wsi, reason, c ? &c->u.http : NULL, in, len);
+    default:
+        return lws_callback_http_dummy(wsi, reason, user, in, len);
+    }
+}
+
+/* ---- the broker socket ----------------------------------------------------------- */
+
+struct mqtt_pss {
+    int detached; /* the bridge moved on to another socket; this wsi only waits to close */
+};
+
+static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct pg_gw *gw = lws_context_user(lws_get_context(wsi));
+    struct mqtt_pss *p = user;
+    (void)in;
+    (void)len;
+    switch (reason) {
+    case LWS_CALLBACK_RAW_RX_FILE:
+        if (p->detached || wsi != gw->mqtt_wsi)
+            return -1;
+        pg_bridge_io(gw->bridge, 1, 0);
+        return 0;
+    case LWS_CALLBACK_RAW_WRITEABLE_FILE:
+        if (p->detached || wsi != gw->mqtt_wsi)
+            return -1;
+        pg_bridge_io(gw->bridge, 0, 1);
+        return 0;
+    case LWS_CALLBACK_RAW_CLOSE_FILE:
+        if (gw->mqtt_wsi == wsi)
+            gw->mqtt_wsi = NULL;
+        return 0;
+    default:
+        return 0;
+    }
+}
+
+static void bridge_on_socket(void *ud, int fd)
+{
+    struct pg_gw *gw = ud;
+    if (gw->mqtt_wsi) {
+        struct mqtt_pss *p = lws_wsi_user(gw->mqtt_wsi);
+        if (p)
+            p->detached = 1;
+        lws_set_timeout(gw->mqtt_wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+        gw->mqtt_wsi = NULL;
+    }
+    if (fd < 0)
+        return;
+    lws_sock_file_fd_type u;
+    u.filefd = dup(fd);
+    if (u.filefd < 0) {
+        pg_log(PG_LOG_ERROR, "bridge", "dup of broker socket failed: %s", strerror(errno));
+        return;
+    }
+    gw->mqtt_wsi = lws_adopt_descriptor_vhost(gw->vhost, LWS_ADOPT_RAW_FILE_DESC, u, "pushgate-mqtt", NULL);
+    if (!gw->mqtt_wsi) {
+        pg_log(PG_LOG_ERROR, "bridge", "cannot watch the broker socket");
+        close(u.filefd);
+        return;
+    }
+    lws_callback_on_writable(gw->mqtt_wsi);
+}
+
+static void bridge_want_write(void *ud)
+{
+    struct pg_gw *gw = ud;
+    if (gw->mqtt_wsi)
+        lws_callback_on_writable(gw->mqtt_wsi);
+}
+
+static void bridge_on_state(void *ud, int connected)
+{
+    struct pg_gw *gw = ud;
+    pg_log(connected ? PG_LOG_INFO : PG_LOG_WARN, "bridge", "broker %s", connected ? "connected" : "disconnected");
+    (void)gw;
+}
+
+static void bridge_on_message(void *ud, const char *topic, const void *payload, size_t len,
+                              const struct pg_bridge_prop *props, size_t nprops)
+{
+    pg_channels_deliver(ud, topic, payload, len, props, nprops);
+}
+
+static void bridge_on_log(void *ud, int level, const char *msg)
+{
+    (void)ud;
+    pg_log(level == 0 ? PG_LOG_DEBUG : level == 1 ? PG_LOG_INFO : level == 2 ? PG_LOG_WARN : PG_LOG_ERROR, "bridge",
+           "%s", msg);
+}
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
+    pg_bridge_tick(gw->bridge);
+    if (gw->draining && (gw->nsessions == 0 || pg_mono_ms() >= gw->drain_deadline))
+        gw->done = 1;
+    lws_sul_schedule(gw->ctx, 0, &gw->sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
+}
+
+/* ---- setup and run ---------------------------------------------------------------- */
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop_requested = 1;
+    if (signal_ctx)
+        lws_cancel_service(signal_ctx);
+}
+
+static const struct lws_protocols protocols[] = {
+    {"pushgate", main_callback, sizeof(struct pg_conn), 4096, 0, NULL, 0},
+    {"pushgate-mqtt", mqtt_callback, sizeof(struct mqtt_pss), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static int apps_init(struct pg_gw *gw)
+{
+    for (size_t i = 0; i < gw->cfg->napps; i++) {
+        struct pg_app *a = calloc(1, sizeof *a);
+        if (!a)
+            return PG_ENOMEM;
+        a->creds = &gw->cfg->apps[i].creds;
+        HASH_ADD_KEYPTR(hh, gw->apps, a->creds->id, strlen(a->creds->id), a);
+    }
+    return 0;
+}
+
+static void apps_free(struct pg_gw *gw)
+{
+    struct pg_app *a, *tmp;
+    HASH_ITER(hh, gw->apps, a, tmp) {
+        HASH_DEL(gw->apps, a);
+        free(a);
+    }
+}
+
+int pg_server_run(struct pg_config *cfg);
+int pg_server_run(struct pg_config *cfg)
+{
+    struct pg_gw gw;
+    struct lws_context_creation_info info;
+    char client_id[64], will[128];
+    int rc = 1;
+
+    memset(&gw, 0, sizeof gw);
+    gw.cfg = cfg;
+    pg_config_auth_limits(cfg, &gw.limits);
+    if (*cfg->node_id)
+        snprintf(gw.node_id, sizeof gw.node_id, "%s", cfg->node_id);
+    else if (pg_random_token(gw.node_id, 12) != 0)
+        return 1;
+    if (apps_init(&gw) != 0)
+        goto out;
+
+    snprintf(client_id, sizeof client_id, "pushgate-%s", gw.node_id);
+    snprintf(will, sizeof will, "%s/_node/%s", cfg->topic_root, gw.node_id);
+    struct pg_bridge_config bc = {
+        .host = cfg->broker_host,
+        .port = (int)cfg->broker_port,
+        .username = cfg->broker_username,
+        .password = cfg->broker_password,
+        .client_id = client_id,
+        .keepalive_s = (int)cfg->broker_keepalive_s,
+        .reconnect_min_ms = (int)cfg->broker_reconnect_min_ms,
+        .reconnect_max_ms = (int)cfg->broker_reconnect_max_ms,
+        .publish_timeout_ms = (int)cfg->publish_timeout_ms,
+        .will_topic = will,
+    };
+    struct pg_bridge_ops ops = {
+        .on_socket = bridge_on_socket,
+        .want_write = bridge_want_write,
+        .on_state = bridge_on_state,
+        .on_message = bridge_on_message,
+        .on_log = bridge_on_log,
+    };
+    if (pg_bridge_new(&bc, &ops, &gw, &gw.bridge) != 0) {
+        pg_log(PG_LOG_ERROR, "server", "cannot create the MQTT client");
+        goto out;
+    }
+
+    memset(&info, 0, sizeof info);
+    info.port = (int)cfg->listen_port;
+    info.iface = cfg->listen_host;
+    info.protocols = protocols;
+    info.user = &gw;
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
+    if (!strcmp(cfg->event_lib, "libev"))
+        info.options |= LWS_SERVER_OPTION_LIBEV;
+    info.pt_serv_buf_size = 16384;
+    info.timeout_secs = 30;
+    gw.ctx = lws_create_context(&info);
+    if (!gw.ctx) {
+        pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);
+        goto out;
+    }
+    gw.vhost = lws_get_vhost_by_name(gw.ctx, "default");
+    signal_ctx = gw.ctx;
+    signal(SIGTERM, on_signal);
+    signal(SIGINT, on_signal);
+    signal(SIGPIPE, SIG_IGN);
+
+    pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
+           cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
+    pg_bridge_start(gw.bridge);
+    lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
+
+    while (!gw.done && lws_service(gw.ctx, 0) >= 0)
+        ;
+    pg_log(PG_LOG_INFO, "server", "stopped");
+    rc = 0;
+out:
+    if (gw.ctx) {
+        lws_sul_cancel(&gw.sul_tick);
+        signal_ctx = NULL;
+        lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
+    }
+    pg_bridge_free(gw.bridge);
+    apps_free(&gw);
+    return rc;
+}

@@ -1,0 +1,304 @@
+/*
+ * The native protocol at /v1/{app}: JSON frames with a "type", ScaleDrone's
+ * model (rooms, JWT authentication, publish) plus MQTT wildcards in
+ * subscriptions. Wire format: README "Native protocol" and PROTOCOLS.md §1.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "gateway.h"
+
+#define CLIENT_ID_LEN 20
+#define RESUME_LEN 32
+
+/* The resume token lets a reconnecting client keep its id (and so a JWT bound to it) on any node. */
+static void resume_token(const struct pg_app *app, const char *client_id, char out[RESUME_LEN + 1])
+{
+    char msg[64], hex[65];
+    snprintf(msg, sizeof msg, "resume:%s", client_id);
+    pg_hmac_sha256_hex(app->creds->secret, strlen(app->creds->secret), msg, strlen(msg), hex);
+    memcpy(out, hex, RESUME_LEN);
+    out[RESUME_LEN] = '\0';
+}
+
+static int query_arg(struct lws *wsi, const char *name, char *out, size_t outlen)
+{
+    char frag[256];
+    size_t nl = strlen(name);
+    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+        /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
+        if (!strncmp(frag, name, nl) && frag[nl] == '=') {
+            snprintf(out, outlen, "%s", frag + nl + 1);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int client_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n != CLIENT_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= 'A' && id[i] <= 'Z') || (id[i] >= '0' && id[i] <= '9')))
+            return 0;
+    return 1;
+}
+
+int pg_native_open(struct pg_session *s, struct lws *wsi)
+{
+    char want[64] = "", resume[64] = "", expect[RESUME_LEN + 1];
+    s->proto = PG_PROTO_NATIVE;
+    if (query_arg(wsi, "client_id", want, sizeof want) == 0 && query_arg(wsi, "resume", resume, sizeof resume) == 0 &&
+        client_id_valid(want)) {
+        resume_token(s->app, want, expect);
+        if (pg_secret_equal(resume, strlen(resume), expect, RESUME_LEN))
+            memcpy(s->client_id, want, CLIENT_ID_LEN + 1);
+    }
+    if (!s->client_id[0] && pg_random_token(s->client_id, CLIENT_ID_LEN) != 0)
+        return -1;
+    resume_token(s->app, s->client_id, expect);
+    pg_session_send_json(s, json_pack("{s:s, s:s, s:s}", "type", "open", "client_id", s->client_id, "resume", expect));
+    pg_log(PG_LOG_DEBUG, "native", "session open app=%s client=%s", s->app->creds->id, s->client_id);
+    return 0;
+}
+
+static void reply(struct pg_session *s, const char *type, json_t *cb, const char *room, int code, const char *message)
+{
+    json_t *o = json_pack("{s:s}", "type", type);
+    if (!o)
+        return;
+    if (cb)
+        json_object_set(o, "cb", cb);
+    if (room)
+        json_object_set_new(o, "room", json_string(room));
+    if (code)
+        json_object_set_new(o, "error", json_pack("{s:i, s:s}", "code", code, "message", message));
+    pg_session_send_json(s, o);
+}
+
+static void error_frame(struct pg_session *s, int code, const char *message)
+{
+    reply(s, "error", NULL, NULL, code, message);
+}
+
+static void on_token_expired(lws_sorted_usec_list_t *sul)
+{
+    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_expiry);
+    pg_log(PG_LOG_INFO, "native", "token expired app=%s client=%s", s->app->creds->id, s->client_id);
+    pg_session_close(s, 4401, "token expired");
+}
+
+static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
+{
+    char err[160];
+    const char *jwt = json_string_value(json_object_get(req, "token"));
+    pg_token *tok = NULL;
+    if (!jwt) {
+        reply(s, "authenticate", cb, NULL, 400, "token must be a string");
+        return;
+    }
+    int rc = pg_token_verify(jwt, strlen(jwt), s->app->creds, &s->gw->limits, pg_now_ms(), &tok, err, sizeof err);
+    if (rc == 0 && (!pg_token_client(tok) || strcmp(pg_token_client(tok), s->client_id) != 0)) {
+        snprintf(err, sizeof err, "token's client claim does not match this connection's client_id");
+        rc = PG_EAUTH;
+    }
+    if (rc != 0) {
+        pg_token_free(tok);
+        pg_log(PG_LOG_INFO, "native", "authenticate refused app=%s client=%s: %s", s->app->creds->id, s->client_id,
+               err);
+        reply(s, "authenticate", cb, NULL, rc == PG_ENOMEM ? 500 : 401, err);
+        return;
+    }
+    pg_token_free(s->token);
+    s->token = tok;
+    int64_t left_ms = pg_token_exp_ms(tok) + s->gw->limits.leeway_ms - pg_now_ms();
+    lws_sul_schedule(s->gw->ctx, 0, &s->sul_expiry, on_token_expired, (left_ms > 0 ? left_ms : 0) * LWS_US_PER_MS);
+    reply(s, "authenticate", cb, NULL, 0, NULL);
+}
+
+static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
+{
+    int code = pg_session_may(s, PG_ACT_SUBSCRIBE, room);
+    /* A wildcard filter is admitted here and checked per delivered channel (like the broker plugin does). */
+    if (code == 403 && strpbrk(room, "+#"))
+        code = 0;
+    if (code) {
+        reply(s, "subscribe", cb, room, code, code == 401 ? "authenticate first" : "not permitted");
+        return;
+    }
+    int rc = pg_channel_join(s, room);
+    if (rc == PG_ELIMIT)
+        reply(s, "subscribe", cb, room, 429, "too many subscriptions");
+    else if (rc != 0)
+        reply(s, "subscribe", cb, room, 503, "cannot subscribe now");
+    else
+        reply(s, "subscribe", cb, room, 0, NULL);
+}
+
+struct native_ack {
+    struct pg_gw *gw;
+    uint64_t serial;
+    json_t *cb;
+    char *room;
+};
+
+static void publish_acked(void *ud, int result)
+{
+    struct native_ack *a = ud;
+    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    if (s) {
+        if (result == 0)
+            reply(s, "publish", a->cb, a->room, 0, NULL);
+        else if (result == PG_EDENIED)
+            reply(s, "publish", a->cb, a->room, 403, "refused by the broker");
+        else if (result == PG_ETIMEDOUT)
+            reply(s, "publish", a->cb, a->room, 504, "broker did not acknowledge in time");
+        else
+            reply(s, "publish", a->cb, a->room, 503, "broker unavailable");
+    }
+    json_decref(a->cb);
+    free(a->room);
+    free(a);
+}
+
+static void do_publish(struct pg_session *s, json_t *req, const char *room, json_t *cb)
+{
+    json_t *msg = json_object_get(req, "message");
+    struct native_ack *ack = NULL;
+    char *payload = NULL;
+    if (!msg) {
+        reply(s, "publish", cb, room, 400, "message is required");
+        return;
+    }
+    if (pg_channel_check(room, strlen(room), (size_t)s->gw->cfg->max_channel_bytes, 0) != 0) {
+        reply(s, "publish", cb, room, 400, "invalid room name (no + or # when publishing)");
+        return;
+    }
+    int code = pg_session_may(s, PG_ACT_PUBLISH, room);
+    if (code) {
+        reply(s, "publish", cb, room, code, code == 401 ? "authenticate first" : "not permitted");
+        return;
+    }
+    payload = json_dumps(msg, JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!payload) {
+        reply(s, "publish", cb, room, 400, "message cannot be encoded");
+        return;
+    }
+    size_t plen = strlen(payload);
+    if (plen > s->gw->cfg->max_message_bytes) {
+        reply(s, "publish", cb, room, 413, "message too large");
+        goto out;
+    }
+    if (cb) {
+        ack = calloc(1, sizeof *ack);
+        if (!ack || !(ack->room = strdup(room))) {
+            free(ack);
+            ack = NULL;
+            reply(s, "publish", cb, room, 500, "out of memory");
+            goto out;
+        }
+        ack->gw = s->gw;
+        ack->serial = s->serial;
+        ack->cb = json_incref(cb);
+    }
+    const char *props[] = {"event", "message", "client_id", s->client_id, NULL};
+    int rc = pg_publish(s->gw, s->app->creds->id, room, payload, plen, props, ack ? publish_acked : NULL, ack);
+    if (rc != 0) {
+        if (ack) {
+            json_decref(ack->cb);
+            free(ack->room);
+            free(ack);
+        }
+        if (cb || rc != PG_EBUSY)
+            reply(s, "publish", cb, room, rc == PG_EBUSY ? 503 : rc == PG_ELIMIT ? 413 : 500,
+                  rc == PG_EBUSY ? "broker unavailable" : "cannot publish");
+        else
+            error_frame(s, 503, "broker unavailable, message dropped");
+    }
+out:
+    free(payload);
+}
+
+void pg_native_receive(struct pg_session *s, const char *frame, size_t len)
+{
+    json_error_t jerr;
+    json_t *req = json_loadb(frame, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!req || !json_is_object(req)) {
+        error_frame(s, 400, "malformed frame: expected a JSON object");
+        goto out;
+    }
+    const char *type = json_string_value(json_object_get(req, "type"));
+    json_t *cb = json_object_get(req, "cb");
+    if (cb && !json_is_integer(cb)) {
+        error_frame(s, 400, "cb must be an integer");
+        goto out;
+    }
+    if (!type) {
+        error_frame(s, 400, "malformed frame: missing type");
+        goto out;
+    }
+    if (!strcmp(type, "authenticate")) {
+        do_authenticate(s, req, cb);
+        goto out;
+    }
+    const char *room = json_string_value(json_object_get(req, "room"));
+    if (!strcmp(type, "subscribe") || !strcmp(type, "unsubscribe") || !strcmp(type, "publish")) {
+        if (!room || pg_channel_check(room, strlen(room), (size_t)s->gw->cfg->max_channel_bytes, 1) != 0) {
+            reply(s, type, cb, NULL, 400, "room must be a valid channel name");
+            goto out;
+        }
+    }
+    if (!strcmp(type, "subscribe"))
+        do_subscribe(s, room, cb);
+    else if (!strcmp(type, "unsubscribe")) {
+        pg_channel_leave(s, room);
+        if (cb)
+            reply(s, "unsubscribe", cb, room, 0, NULL);
+    } else if (!strcmp(type, "publish"))
+        do_publish(s, req, room, cb);
+    else
+        reply(s, "error", cb, NULL, 400, "unknown frame type");
+out:
+    json_decref(req);
+}
+
+void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload, size_t len,
+                      const struct pg_bridge_prop *props, size_t nprops, struct pg_msg **out)
+{
+    const char *sender = NULL, *ts = NULL;
+    json_t *message = NULL;
+    (void)gw;
+    *out = NULL;
+    for (size_t i = 0; i < nprops; i++) {
+        if (!strcmp(props[i].name, "client_id"))
+            sender = props[i].value;
+        else if (!strcmp(props[i].name, "ts"))
+            ts = props[i].value;
+    }
+    /* JSON stays JSON, other UTF-8 becomes a string, anything else is carried as base64 */
+    message = len ? json_loadb(payload, len, JSON_DECODE_ANY, NULL) : NULL;
+    if (!message && pg_utf8_valid(payload, len))
+        message = json_stringn(payload, len);
+    if (!message) {
+        size_t b64len = 4 * ((len + 2) / 3) + 1;
+        unsigned char *b64 = malloc(b64len);
+        if (!b64)
+            return;
+        EVP_EncodeBlock(b64, payload, (int)len);
+        message = json_pack("{s:s}", "binary", (char *)b64);
+        free(b64);
+    }
+    long long when = ts ? strtoll(ts, NULL, 10) : 0;
+    json_t *o = json_pack("{s:s, s:s, s:o, s:s?, s:I}", "type", "message", "room", channel, "message", message,
+                          "client_id", sender, "timestamp", (json_int_t)(when > 0 ? when : pg_now_ms()));
+    if (!o)
+        return;
+    if (!sender)
+        json_object_set_new(o, "client_id", json_null());
+    *out = pg_msg_from_json(o);
+    json_decref(o);
+}
