@@ -40,6 +40,12 @@ struct pg_app_creds {
 };
 
 /*
+ * Start an app's credentials with the defaults a config section assumes when it
+ * does not say otherwise: HS256, active, require_auth off. `app` is
+ * overwritten (clear it first if it held anything); id is copied.
+ */
+int pg_app_creds_init(struct pg_app_creds *app, const char *id);
+/*
  * Set one option of an `[app ID]` config section: key, secret, jwt_alg
  * (HS256|RS256), public_key_file (path, relative to base_dir), require_auth,
  * active. Returns PG_ENOTFOUND for an option that is not a credential option

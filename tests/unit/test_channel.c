@@ -1,0 +1,108 @@
+/* auth/channel.c: UTF-8 validity and channel-name rules. */
+#include <string.h>
+
+#include "check.h"
+#include "pushgate_auth.h"
+
+#define UTF8_OK(lit) CHECK(pg_utf8_valid(lit, sizeof(lit) - 1) == 1, "expected valid UTF-8: %s", #lit)
+#define UTF8_BAD(lit) CHECK(pg_utf8_valid(lit, sizeof(lit) - 1) == 0, "expected invalid UTF-8: %s", #lit)
+
+static void test_utf8(void)
+{
+    UTF8_OK("");
+    UTF8_OK("plain ascii");
+    UTF8_OK("\x7f");
+    UTF8_OK("\xc2\x80");         /* U+0080, smallest 2-byte */
+    UTF8_OK("\xdf\xbf");         /* U+07FF */
+    UTF8_OK("\xe0\xa0\x80");     /* U+0800, smallest 3-byte */
+    UTF8_OK("\xed\x9f\xbf");     /* U+D7FF, just below the surrogates */
+    UTF8_OK("\xee\x80\x80");     /* U+E000, just above */
+    UTF8_OK("\xef\xbf\xbf");     /* U+FFFF */
+    UTF8_OK("\xf0\x90\x80\x80"); /* U+10000, smallest 4-byte */
+    UTF8_OK("\xf4\x8f\xbf\xbf"); /* U+10FFFF, the last code point */
+    UTF8_OK("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+
+    UTF8_BAD("\x80"); /* lone continuation */
+    UTF8_BAD("\xbf");
+    UTF8_BAD("\xc0\x80");         /* overlong NUL */
+    UTF8_BAD("\xc1\xbf");         /* overlong 2-byte */
+    UTF8_BAD("\xe0\x80\x80");     /* overlong 3-byte */
+    UTF8_BAD("\xe0\x9f\xbf");     /* overlong U+07FF */
+    UTF8_BAD("\xf0\x80\x80\x80"); /* overlong 4-byte */
+    UTF8_BAD("\xf0\x8f\xbf\xbf"); /* overlong U+FFFF */
+    UTF8_BAD("\xed\xa0\x80");     /* U+D800 high surrogate */
+    UTF8_BAD("\xed\xbf\xbf");     /* U+DFFF low surrogate */
+    UTF8_BAD("\xf4\x90\x80\x80"); /* U+110000 */
+    UTF8_BAD("\xf5\x80\x80\x80");
+    UTF8_BAD("\xff");
+    UTF8_BAD("\xfe");
+    UTF8_BAD("\xc3");         /* truncated 2-byte */
+    UTF8_BAD("\xe2\x82");     /* truncated 3-byte */
+    UTF8_BAD("\xf0\x9f\x98"); /* truncated 4-byte */
+    UTF8_BAD("\xc3\x28");     /* bad continuation */
+    UTF8_BAD("\xe2\x28\xa1");
+    UTF8_BAD("ok\xf0\x9f\x98\x80\x80"); /* trailing stray continuation */
+
+    /* The length bounds the scan: a valid prefix of an invalid buffer is valid. */
+    CHECK(pg_utf8_valid("ab\xff", 2) == 1, "length must bound the scan");
+    /* NUL is a valid code point; channel names refuse it separately. */
+    CHECK(pg_utf8_valid("a\0b", 3) == 1, "NUL is valid UTF-8");
+}
+
+#define CH(lit, max, wild, want)                                                                                       \
+    CHECK_EQ(pg_channel_check(lit, sizeof(lit) - 1, max, wild), want, "pg_channel_check(" #lit ", wild=" #wild ")")
+
+static void test_channel(void)
+{
+    CH("room", 64, 0, 0);
+    CH("a/b/c", 64, 0, 0);
+    CH("caf\xc3\xa9", 64, 0, 0);
+    CH("", 64, 0, PG_EINVAL);
+    CH("a\0b", 64, 0, PG_EINVAL);
+    CH("bad\xff", 64, 0, PG_EINVAL);
+    CH("\xed\xa0\x80", 64, 0, PG_EINVAL);
+
+    /* Length bound is in bytes. */
+    CH("12345678", 8, 0, 0);
+    CH("123456789", 8, 0, PG_EINVAL);
+    CH("\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3", 8, 0, PG_EINVAL);
+
+    /* Without wildcards, '+' and '#' are refused anywhere. */
+    CH("+", 64, 0, PG_EINVAL);
+    CH("#", 64, 0, PG_EINVAL);
+    CH("a/+/b", 64, 0, PG_EINVAL);
+    CH("a/#", 64, 0, PG_EINVAL);
+    CH("c++", 64, 0, PG_EINVAL);
+    CH("room#1", 64, 0, PG_EINVAL);
+
+    /* With wildcards: whole levels only, '#' only last. */
+    CH("+", 64, 1, 0);
+    CH("#", 64, 1, 0);
+    CH("a/+", 64, 1, 0);
+    CH("+/b", 64, 1, 0);
+    CH("a/+/b", 64, 1, 0);
+    CH("+/+", 64, 1, 0);
+    CH("a/#", 64, 1, 0);
+    CH("+/#", 64, 1, 0);
+    CH("a/b+", 64, 1, PG_EINVAL);
+    CH("a+/b", 64, 1, PG_EINVAL);
+    CH("++", 64, 1, PG_EINVAL);
+    CH("a/#/b", 64, 1, PG_EINVAL);
+    CH("#/b", 64, 1, PG_EINVAL);
+    CH("a/b#", 64, 1, PG_EINVAL);
+    CH("##", 64, 1, PG_EINVAL);
+    CH("a/#/", 64, 1, PG_EINVAL);
+    CH("+#", 64, 1, PG_EINVAL);
+
+    /* Empty levels are legal MQTT levels. */
+    CH("a//b", 64, 0, 0);
+    CH("/a", 64, 0, 0);
+    CH("a//#", 64, 1, 0);
+}
+
+int main(void)
+{
+    test_utf8();
+    test_channel();
+    return check_report("test_channel");
+}
