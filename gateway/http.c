@@ -105,6 +105,7 @@ static void rest_acked(void *ud, int result)
     struct pg_http *h;
     HASH_FIND(hh, a->gw->requests, &a->serial, sizeof a->serial, h);
     if (h) {
+        h_unregister(a->gw, h);
         h->waiting_ack = 0;
         if (result == 0)
             respond_json(h, 200, json_pack("{s:b}", "ok", 1));
@@ -328,6 +329,9 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return h_write(h);
     case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* lws may free the per-transaction data after this */
+        if (!h)
+            return 0; /* context teardown closes connections that never had per-session data */
         h_unregister(gw, h);
         h_reset(h);
         return 0;

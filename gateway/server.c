@@ -205,6 +205,7 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
     case LWS_CALLBACK_HTTP_WRITEABLE:
     case LWS_CALLBACK_CLOSED_HTTP:
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (c && c->is_ws)
             return 0;
         return pg_http_callback(gw, wsi, reason, c ? &c->u.http : NULL, in, len);
