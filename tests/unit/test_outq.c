@@ -1,0 +1,76 @@
+/* gateway/msg.c: shared message buffers and the bounded per-session out-queue. */
+#include <string.h>
+
+#include "check.h"
+#include "gateway.h"
+
+int main(void)
+{
+    struct pg_outq a = {0}, b = {0};
+    struct pg_msg *m = pg_msg_new("hello", 5);
+    CHECK(m != NULL, "allocation");
+    if (!m)
+        return check_report("test_outq");
+    CHECK(!memcmp(pg_msg_data(m), "hello", 5), "payload copied after LWS_PRE headroom");
+
+    /* one encoding shared by two queues: references, not copies */
+    CHECK_EQ(pg_outq_push(&a, m, 1024, 10), 0, "push to a");
+    CHECK_EQ(pg_outq_push(&b, m, 1024, 10), 0, "push to b");
+    CHECK_EQ(m->refs, 3, "creator + two queues hold references");
+    CHECK(pg_outq_peek(&a) == m && pg_outq_peek(&b) == m, "both queues hold the same buffer");
+    pg_outq_pop(&a);
+    CHECK_EQ(m->refs, 2, "pop drops one reference");
+
+    /* message-count limit */
+    for (int i = 0; i < 9; i++)
+        CHECK_EQ(pg_outq_push(&b, m, 1024, 10), 0, "push within limit");
+    CHECK_EQ(b.count, 10, "ten queued");
+    CHECK_EQ(pg_outq_push(&b, m, 1024, 10), PG_ELIMIT, "11th message over max_msgs");
+    CHECK_EQ(b.count, 10, "a refused push leaves the queue as it was");
+
+    /* byte limit */
+    struct pg_outq c = {0};
+    CHECK_EQ(pg_outq_push(&c, m, 12, 100), 0, "5 bytes of 12");
+    CHECK_EQ(pg_outq_push(&c, m, 12, 100), 0, "10 bytes of 12");
+    CHECK_EQ(pg_outq_push(&c, m, 12, 100), PG_ELIMIT, "15 bytes over 12");
+    CHECK_EQ(c.bytes, 10, "byte count");
+
+    /* FIFO order across ring growth and wrap-around */
+    struct pg_outq d = {0};
+    struct pg_msg *ms[40];
+    for (int i = 0; i < 40; i++) {
+        char s[16];
+        snprintf(s, sizeof s, "%d", i);
+        ms[i] = pg_msg_new(s, strlen(s));
+        if (i == 20)
+            for (int k = 0; k < 15; k++)
+                pg_outq_pop(&d);
+        CHECK_EQ(pg_outq_push(&d, ms[i], 1 << 20, 1000), 0, "push");
+    }
+    int expect = 15;
+    while (pg_outq_peek(&d)) {
+        char s[16];
+        snprintf(s, sizeof s, "%d", expect++);
+        CHECK(!strcmp((char *)pg_msg_data(pg_outq_peek(&d)), s), "FIFO order: expected %s", s);
+        pg_outq_pop(&d);
+    }
+    CHECK_EQ(expect, 40, "all messages came out");
+    for (int i = 0; i < 40; i++) {
+        CHECK_EQ(ms[i]->refs, 1, "queue released its reference");
+        pg_msg_unref(ms[i]);
+    }
+
+    json_t *o = json_pack("{s:s}", "type", "open");
+    struct pg_msg *j = pg_msg_from_json(o);
+    CHECK(j && !strcmp((char *)pg_msg_data(j), "{\"type\":\"open\"}"), "compact JSON encoding");
+    json_decref(o);
+    pg_msg_unref(j);
+
+    pg_outq_clear(&a);
+    pg_outq_clear(&b);
+    pg_outq_clear(&c);
+    pg_outq_clear(&d);
+    CHECK_EQ(m->refs, 1, "clear released every reference");
+    pg_msg_unref(m);
+    return check_report("test_outq");
+}
