@@ -317,8 +317,10 @@ void pg_bridge_free(pg_bridge *b)
         return;
     if (b->mosq) {
         if (b->connected) {
+            /* flush what is queued (e.g. the node's last retained state), then say goodbye so no will is sent */
+            mosquitto_loop_write(b->mosq, 16);
             mosquitto_disconnect_v5(b->mosq, 0, NULL);
-            mosquitto_loop_write(b->mosq, 1);
+            mosquitto_loop_write(b->mosq, 16);
         }
         mosquitto_destroy(b->mosq);
     }

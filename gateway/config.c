@@ -25,7 +25,6 @@ struct opt {
 static const struct opt opts[] = {
     {"listen_host", T_STR, O(listen_host), "127.0.0.1", 0, 0, "address for HTTP and WebSocket (0.0.0.0 = all)"},
     {"listen_port", T_INT, O(listen_port), "8080", 1, 65535, "port for HTTP and WebSocket"},
-    {"event_lib", T_STR, O(event_lib), "poll", 0, 0, "libwebsockets event backend: poll or libev"},
     {"broker_host", T_STR, O(broker_host), "127.0.0.1", 0, 0, "MQTT broker address"},
     {"broker_port", T_INT, O(broker_port), "1883", 1, 65535, "MQTT broker port"},
     {"broker_username", T_STR, O(broker_username), "pushgate", 0, 0, "gateway's broker account (empty: anonymous)"},
@@ -273,10 +272,6 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
     enum pg_log_level lvl;
     if (pg_log_parse_level(cfg->log_level, &lvl) != 0) {
         snprintf(err, errlen, "log_level: expected debug, info, warn or error, got \"%.32s\"", cfg->log_level);
-        return PG_EINVAL;
-    }
-    if (strcmp(cfg->event_lib, "poll") != 0 && strcmp(cfg->event_lib, "libev") != 0) {
-        snprintf(err, errlen, "event_lib: expected poll or libev, got \"%.32s\"", cfg->event_lib);
         return PG_EINVAL;
     }
     if (!*cfg->topic_root || strpbrk(cfg->topic_root, "+#/")) {

@@ -22,7 +22,6 @@ struct pg_config {
     /* network */
     char *listen_host;
     long long listen_port;
-    char *event_lib;
     /* broker */
     char *broker_host;
     long long broker_port;

@@ -157,6 +157,7 @@ struct pg_gw {
     uint64_t next_serial;
     uint64_t fanout_seq;
     char node_id[40];
+    int64_t started_ms;
     int draining;
     int64_t drain_deadline;
     int done;

@@ -280,11 +280,24 @@ static void bridge_want_write(void *ud)
         lws_callback_on_writable(gw->mqtt_wsi);
 }
 
+/* {root}/_node/{id}: retained while this node is up; the MQTT will (or a clean shutdown) empties it. */
+static void publish_node_state(struct pg_gw *gw, int up)
+{
+    char topic[160], body[256];
+    int n = 0;
+    snprintf(topic, sizeof topic, "%s/_node/%s", gw->cfg->topic_root, gw->node_id);
+    if (up)
+        n = snprintf(body, sizeof body, "{\"node\":\"%s\",\"version\":\"%s\",\"started_ms\":%lld}", gw->node_id,
+                     PUSHGATE_VERSION, (long long)gw->started_ms);
+    pg_bridge_publish(gw->bridge, topic, body, (size_t)n, NULL, 1, NULL, NULL);
+}
+
 static void bridge_on_state(void *ud, int connected)
 {
     struct pg_gw *gw = ud;
     pg_log(connected ? PG_LOG_INFO : PG_LOG_WARN, "bridge", "broker %s", connected ? "connected" : "disconnected");
-    (void)gw;
+    if (connected)
+        publish_node_state(gw, 1);
 }
 
 static void bridge_on_message(void *ud, const char *topic, const void *payload, size_t len,
@@ -356,6 +369,7 @@ int pg_server_run(struct pg_config *cfg)
 
     memset(&gw, 0, sizeof gw);
     gw.cfg = cfg;
+    gw.started_ms = pg_now_ms();
     pg_config_auth_limits(cfg, &gw.limits);
     if (*cfg->node_id)
         snprintf(gw.node_id, sizeof gw.node_id, "%s", cfg->node_id);
@@ -396,8 +410,9 @@ int pg_server_run(struct pg_config *cfg)
     info.protocols = protocols;
     info.user = &gw;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
-    if (!strcmp(cfg->event_lib, "libev"))
-        info.options |= LWS_SERVER_OPTION_LIBEV;
+    /* lws 4.1 with IPv6 support binds every address when iface is an IPv4 literal: keep loopback loopback */
+    if (!strchr(cfg->listen_host, ':'))
+        info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 16384;
     info.timeout_secs = 30;
     gw.ctx = lws_create_context(&info);
@@ -418,6 +433,7 @@ int pg_server_run(struct pg_config *cfg)
 
     while (!gw.done && lws_service(gw.ctx, 0) >= 0)
         ;
+    publish_node_state(&gw, 0);
     pg_log(PG_LOG_INFO, "server", "stopped");
     rc = 0;
 out:
