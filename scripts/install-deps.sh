@@ -17,6 +17,7 @@ PACKAGES=(
     libmosquitto-dev mosquitto mosquitto-clients mosquitto-dev
     libjansson-dev libjwt-dev libpcre2-dev libsqlite3-dev libcurl4-openssl-dev uthash-dev libssl-dev
     chromium curl ca-certificates
+    clang libclang-rt-dev
 )
 if ! command -v node >/dev/null 2>&1; then
     PACKAGES+=(nodejs)

@@ -1,0 +1,143 @@
+// Operating the gateway: --help lists every option of the option table, configuration errors name the
+// file, line and option and exit with 2, /healthz and /readyz, and SIGTERM closing sessions with 1001
+// before a clean exit 0.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fsp from 'node:fs/promises';
+import path from 'node:path';
+
+import { GATEWAY_BIN, SANITIZE, httpRequest, makeTempDir, removeTempDir, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+
+const stacks = [];
+const dirs = [];
+
+after(async () => {
+    for (const s of stacks) await s.stop().catch(() => {});
+    for (const d of dirs) await removeTempDir(d).catch(() => {});
+});
+
+function run(args) {
+    const env = { ...process.env };
+    // option values from the environment would change what these tests see
+    for (const k of Object.keys(env)) if (k.startsWith('PUSHGATE_') && k !== 'PUSHGATE_BUILD_DIR' && k !== 'PUSHGATE_SANITIZE') delete env[k];
+    if (SANITIZE) env.ASAN_OPTIONS = 'detect_leaks=1';
+    const r = spawnSync(GATEWAY_BIN, args, { encoding: 'utf8', env, timeout: 30000 });
+    if (r.error) throw r.error;
+    return r;
+}
+
+function assertNoSanitizer(r) {
+    for (const m of ['AddressSanitizer', 'LeakSanitizer', 'runtime error:']) {
+        assert.ok(!r.stderr.includes(m), `sanitizer report:\n${r.stderr}`);
+    }
+}
+
+async function confFile(name, lines) {
+    const dir = await makeTempDir('pushgate-ops-');
+    dirs.push(dir);
+    const file = path.join(dir, name);
+    await fsp.writeFile(file, lines.join('\n') + '\n');
+    return file;
+}
+
+// ---------------------------------------------------------------------------------------------
+
+test('--help exits 0 and lists every option of the option table', { timeout: 30000 }, () => {
+    const md = run(['--markdown-options']);
+    assert.equal(md.status, 0, md.stderr);
+    const names = [...md.stdout.matchAll(/^\| `([a-z0-9_]+)` \|/gm)].map((m) => m[1]);
+    assert.ok(names.length >= 20, `option table parsed: ${names.length} options`);
+    for (const must of ['listen_port', 'broker_host', 'max_frame_bytes', 'max_queue_bytes', 'shutdown_grace_ms', 'log_level']) {
+        assert.ok(names.includes(must), `${must} in the option table`);
+    }
+
+    const help = run(['--help']);
+    assert.equal(help.status, 0, help.stderr);
+    assertNoSanitizer(help);
+    assert.match(help.stdout, /Usage:/);
+    const missing = names.filter((n) => !new RegExp(`--${n}\\b`).test(help.stdout));
+    assert.deepEqual(missing, [], 'options missing from --help');
+    // each option's environment variable is documented too
+    for (const n of names) assert.ok(help.stdout.includes(`PUSHGATE_${n.toUpperCase()}`), `env name of ${n}`);
+    assert.equal(run(['-h']).status, 0);
+});
+
+test('config error: a bad value names file, line and option; exit code 2', { timeout: 30000 }, async () => {
+    const file = await confFile('bad-value.conf', ['# pushgate', 'listen_host = 127.0.0.1', 'listen_port = lots', 'log_level = info']);
+    const r = run(['--config', file]);
+    assert.equal(r.status, 2, `exit ${r.status}\n${r.stderr}`);
+    assert.ok(r.stderr.includes(`${file}:3: listen_port`), r.stderr);
+    assert.equal(r.stdout, '');
+    assertNoSanitizer(r);
+
+    const range = await confFile('range.conf', ['listen_port = 70000']);
+    const r2 = run(['--config', range]);
+    assert.equal(r2.status, 2);
+    assert.ok(r2.stderr.includes(`${range}:1: listen_port`), r2.stderr);
+    assertNoSanitizer(r2);
+});
+
+test('config error: an unknown option names file and line; so do bad app sections', { timeout: 30000 }, async () => {
+    const file = await confFile('unknown.conf', ['listen_port = 8080', '', '# comment', 'listen_prot = 8081']);
+    const r = run(['--config', file]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.ok(r.stderr.includes(`${file}:4: listen_prot`), r.stderr);
+    assertNoSanitizer(r);
+
+    const app = await confFile('app.conf', ['listen_port = 8080', '[app demo]', 'key = k', 'secret = s', 'colour = blue']);
+    const r2 = run(['--config', app]);
+    assert.equal(r2.status, 2, r2.stderr);
+    assert.ok(r2.stderr.includes(`${app}:5: colour`), r2.stderr);
+    assertNoSanitizer(r2);
+
+    const missing = run(['--config', path.join(path.dirname(app), 'does-not-exist.conf')]);
+    assert.equal(missing.status, 2);
+    assert.match(missing.stderr, /does-not-exist\.conf/);
+
+    // the command line is checked too, and --check accepts a good file
+    assert.equal(run(['--no_such_option', '1']).status, 2);
+    const good = await confFile('good.conf', ['listen_port = 8080', '[app demo]', 'key = k', 'secret = s']);
+    const ok = run(['--config', good, '--check']);
+    assert.equal(ok.status, 0, ok.stderr);
+});
+
+test('/healthz 200; /readyz 200, then 503 once the broker is gone', { timeout: 30000 }, async () => {
+    const stack = await startStack();
+    stacks.push(stack);
+    const h = await httpRequest('GET', `${stack.gw.url}/healthz`);
+    assert.equal(h.status, 200);
+    assert.deepEqual(h.json, { status: 'ok' });
+    await waitFor(async () => (await httpRequest('GET', `${stack.gw.url}/readyz`)).status === 200, { message: '/readyz 200' });
+    await stack.broker.stop();
+    await waitFor(async () => (await httpRequest('GET', `${stack.gw.url}/readyz`)).status === 503, { timeoutMs: 10000, message: '/readyz 503' });
+    const r = await httpRequest('GET', `${stack.gw.url}/readyz`);
+    assert.equal(r.json.broker, false);
+    assert.equal((await httpRequest('GET', `${stack.gw.url}/healthz`)).status, 200, 'alive while not ready');
+    await stack.stop();
+});
+
+test('SIGTERM: connected sessions get close code 1001 and the process exits 0', { timeout: 30000 }, async () => {
+    const stack = await startStack({ gateway: { shutdown_grace_ms: 10000 } });
+    stacks.push(stack);
+    const sessions = [];
+    for (let i = 0; i < 3; i++) {
+        const c = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+        await c.next((f) => f.type === 'open');
+        c.send({ type: 'subscribe', room: `term-${i}`, cb: 1 });
+        await c.next((f) => f.cb === 1);
+        sessions.push(c);
+    }
+    const t0 = Date.now();
+    const res = await stack.gw.stop();
+    const took = Date.now() - t0;
+    assert.deepEqual(res, { code: 0, signal: null });
+    for (const c of sessions) {
+        const info = await c.closed;
+        assert.equal(info.code, 1001, JSON.stringify(info));
+    }
+    // sessions were closed at once, not after the 10 s grace period ran out
+    assert.ok(took < 5000, `exit took ${took} ms`);
+    assert.match(stack.gw.logs(), /stopped/);
+    await stack.stop();
+});
