@@ -36,12 +36,40 @@ struct pending {
     UT_hash_handle hh;
 };
 
+struct waiter {
+    pg_bridge_ack_cb cb;
+    void *ud;
+    int64_t deadline;
+};
+
 struct sub {
     char *filter; /* hash key */
     uint32_t refs;
     uint32_t id; /* MQTT subscription identifier */
     int wildcard;
+    int live;      /* the broker granted it on the current connection */
+    int mid;       /* SUBSCRIBE in flight, 0 if none */
+    struct waiter *waiters; /* owners waiting for the SUBACK */
+    size_t nwaiters;
     UT_hash_handle hh;
+};
+
+/*
+ * Mosquitto sends one copy of a message per matching subscription, back to
+ * back, each carrying that subscription's identifier. The copies of one
+ * message form a "group": same topic, payload and properties, pairwise
+ * different identifiers. Only the group's first copy is delivered (the owner
+ * finds every local recipient itself), so overlapping filters never cause a
+ * duplicate, and no copy is judged against a subscription table that may have
+ * changed since the broker routed it.
+ */
+#define PG_BRIDGE_GROUP_IDS 32
+struct copy_group {
+    char *topic;
+    uint32_t hash; /* of payload and user properties */
+    size_t len;
+    uint32_t ids[PG_BRIDGE_GROUP_IDS];
+    size_t nids;
 };
 
 struct pg_bridge {
@@ -58,6 +86,7 @@ struct pg_bridge {
     uint32_t next_sub_id;
     struct pending *pending;
     struct sub *subs;
+    struct copy_group group;
 };
 
 static void blog(pg_bridge *b, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -93,6 +122,48 @@ static void fail_pending(pg_bridge *b)
     }
 }
 
+/* Tell every owner waiting on s the outcome; the array is detached first so callbacks may subscribe again. */
+static void finish_waiters(struct sub *s, int result)
+{
+    struct waiter *w = s->waiters;
+    size_t n = s->nwaiters;
+    s->waiters = NULL;
+    s->nwaiters = 0;
+    for (size_t i = 0; i < n; i++)
+        w[i].cb(w[i].ud, result);
+    free(w);
+}
+
+/* Waiters survive a lost connection: the filter is re-subscribed on reconnect, or they time out. */
+static void subs_lost(pg_bridge *b)
+{
+    struct sub *s, *tmp;
+    HASH_ITER(hh, b->subs, s, tmp) {
+        s->live = 0;
+        s->mid = 0;
+    }
+}
+
+/* Time out the waiters of s whose deadline passed; the others keep waiting. */
+static void expire_waiters(struct sub *s, int64_t now)
+{
+    size_t keep = 0, n = s->nwaiters;
+    struct waiter *w = s->waiters, *expired = malloc(n * sizeof *expired);
+    size_t nexp = 0;
+    if (!expired)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        if (now >= w[i].deadline)
+            expired[nexp++] = w[i];
+        else
+            w[keep++] = w[i];
+    }
+    s->nwaiters = keep;
+    for (size_t i = 0; i < nexp; i++) /* may unsubscribe and free s: touch nothing of s below */
+        expired[i].cb(expired[i].ud, PG_ETIMEDOUT);
+    free(expired);
+}
+
 static void schedule_reconnect(pg_bridge *b)
 {
     int64_t now = pg_mono_ms();
@@ -114,6 +185,7 @@ static void lost(pg_bridge *b, const char *why)
     if (mosquitto_reinitialise(b->mosq, b->cfg.client_id, true, b) != MOSQ_ERR_SUCCESS || setup_client(b) != 0)
         blog(b, 3, "cannot reinitialise MQTT client");
     fail_pending(b);
+    subs_lost(b);
     if (b->next_attempt == 0)
         schedule_reconnect(b);
     if (was) {
@@ -128,7 +200,7 @@ static int subscribe_one(pg_bridge *b, struct sub *s)
     mosquitto_property *props = NULL;
     int rc = mosquitto_property_add_varint(&props, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, s->id);
     if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_subscribe_v5(b->mosq, NULL, s->filter, 1, 0, props);
+        rc = mosquitto_subscribe_v5(b->mosq, &s->mid, s->filter, 1, 0, props);
     mosquitto_property_free_all(&props);
     if (rc != MOSQ_ERR_SUCCESS) {
         blog(b, 3, "subscribe %s failed: %s", s->filter, mosquitto_strerror(rc));
@@ -173,27 +245,70 @@ static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason, c
     free(p);
 }
 
-/*
- * A message that matches several of our filters may arrive once per filter
- * (Mosquitto sends one copy per matching subscription, each with its
- * identifier). We deliver only the copy carrying the canonical filter's
- * identifier: the exact filter equal to the topic if we hold one, else the
- * matching wildcard filter with the smallest identifier.
- */
-static uint32_t canonical_sub(pg_bridge *b, const char *topic)
+static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, const int *granted,
+                         const mosquitto_property *props)
 {
+    pg_bridge *b = obj;
     struct sub *s, *tmp;
-    uint32_t best = 0;
-    HASH_FIND_STR(b->subs, topic, s);
-    if (s)
-        return s->id;
+    (void)mosq;
+    (void)props;
     HASH_ITER(hh, b->subs, s, tmp) {
-        bool match = false;
-        if (s->wildcard && mosquitto_topic_matches_sub(s->filter, topic, &match) == MOSQ_ERR_SUCCESS && match &&
-            (best == 0 || s->id < best))
-            best = s->id;
+        if (s->mid != mid)
+            continue;
+        s->mid = 0;
+        s->live = count > 0 && granted[0] < 0x80;
+        if (!s->live)
+            blog(b, 3, "broker refused subscription %s (reason 0x%02x)", s->filter, count > 0 ? granted[0] : 0);
+        finish_waiters(s, s->live ? 0 : PG_EDENIED);
+        return;
     }
-    return best;
+}
+
+static uint32_t content_hash(const struct mosquitto_message *m, const struct pg_bridge_prop *up, size_t n)
+{
+    unsigned hv = 0, part;
+    if (m->payloadlen > 0)
+        HASH_JEN(m->payload, (unsigned)m->payloadlen, hv);
+    for (size_t i = 0; i < n; i++) {
+        HASH_JEN(up[i].name, (unsigned)strlen(up[i].name), part);
+        hv = hv * 31 + part;
+        HASH_JEN(up[i].value, (unsigned)strlen(up[i].value), part);
+        hv = hv * 31 + part;
+    }
+    return hv;
+}
+
+static int duplicate_copy(pg_bridge *b, const struct mosquitto_message *m, const mosquitto_property *props,
+                          const struct pg_bridge_prop *up, size_t n)
+{
+    struct copy_group *g = &b->group;
+    uint32_t ids[PG_BRIDGE_GROUP_IDS], id;
+    size_t nids = 0;
+    const mosquitto_property *p;
+    for (p = mosquitto_property_read_varint(props, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, false);
+         p && nids < PG_BRIDGE_GROUP_IDS;
+         p = mosquitto_property_read_varint(p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, true))
+        ids[nids++] = id;
+    uint32_t hash = content_hash(m, up, n);
+    size_t len = m->payloadlen > 0 ? (size_t)m->payloadlen : 0;
+    int same = nids > 0 && g->topic && !strcmp(g->topic, m->topic) && g->hash == hash && g->len == len;
+    /* a copy of the group's message carries identifiers the group has not seen; a repeat publish does not */
+    for (size_t i = 0; same && i < nids; i++)
+        for (size_t k = 0; k < g->nids; k++)
+            if (g->ids[k] == ids[i])
+                same = 0;
+    if (same) {
+        for (size_t i = 0; i < nids && g->nids < PG_BRIDGE_GROUP_IDS; i++)
+            g->ids[g->nids++] = ids[i];
+        return 1;
+    }
+    free(g->topic);
+    g->topic = strdup(m->topic);
+    g->hash = hash;
+    g->len = len;
+    memcpy(g->ids, ids, nids * sizeof ids[0]);
+    g->nids = nids;
+    return 0;
 }
 
 static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto_message *m,
@@ -204,21 +319,6 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     char *names[PG_BRIDGE_MAX_PROPS], *values[PG_BRIDGE_MAX_PROPS];
     size_t n = 0;
     (void)mosq;
-
-    uint32_t want = canonical_sub(b, m->topic);
-    if (want) {
-        int found = 0, any = 0;
-        uint32_t id;
-        const mosquitto_property *p = props;
-        for (p = mosquitto_property_read_varint(p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, false); p;
-             p = mosquitto_property_read_varint(p, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, &id, true)) {
-            any = 1;
-            if (id == want)
-                found = 1;
-        }
-        if (any && !found)
-            return; /* a duplicate copy for another of our filters */
-    }
 
     const mosquitto_property *p = props;
     char *name = NULL, *value = NULL;
@@ -234,7 +334,7 @@ static void on_message(struct mosquitto *mosq, void *obj, const struct mosquitto
     }
     free(name); /* a property past the limit was still allocated */
     free(value);
-    if (b->ops.on_message)
+    if (!duplicate_copy(b, m, props, up, n) && b->ops.on_message)
         b->ops.on_message(b->ud, m->topic, m->payload, m->payloadlen > 0 ? (size_t)m->payloadlen : 0, up, n);
     for (size_t i = 0; i < n; i++) {
         free(names[i]);
@@ -253,6 +353,9 @@ static int setup_client(pg_bridge *b)
 {
     int rc;
     mosquitto_int_option(b->mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    /* small control packets (SUBSCRIBE after UNSUBSCRIBE) must not wait for Nagle */
+    mosquitto_int_option(b->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+    mosquitto_subscribe_v5_callback_set(b->mosq, on_subscribe);
     mosquitto_connect_v5_callback_set(b->mosq, on_connect);
     mosquitto_publish_v5_callback_set(b->mosq, on_publish);
     mosquitto_message_v5_callback_set(b->mosq, on_message);
@@ -327,10 +430,16 @@ void pg_bridge_free(pg_bridge *b)
     fail_pending(b);
     struct sub *s, *tmp;
     HASH_ITER(hh, b->subs, s, tmp) {
+        if (s->nwaiters)
+            finish_waiters(s, PG_EBUSY);
+    }
+    HASH_ITER(hh, b->subs, s, tmp) {
         HASH_DEL(b->subs, s);
+        free(s->waiters);
         free(s->filter);
         free(s);
     }
+    free(b->group.topic);
     free((char *)b->cfg.host);
     free((char *)b->cfg.username);
     free((char *)b->cfg.password);
@@ -400,6 +509,11 @@ void pg_bridge_tick(pg_bridge *b)
     int64_t now = pg_mono_ms();
     if (!b->started)
         return;
+    struct sub *s, *stmp;
+    HASH_ITER(hh, b->subs, s, stmp) {
+        if (s->nwaiters)
+            expire_waiters(s, now);
+    }
     if (b->fd < 0) {
         if (b->next_attempt && now >= b->next_attempt)
             try_connect(b);
@@ -504,6 +618,25 @@ int pg_bridge_subscribe(pg_bridge *b, const char *filter)
     return 0;
 }
 
+int pg_bridge_subscribe_wait(pg_bridge *b, const char *filter, pg_bridge_ack_cb cb, void *ud)
+{
+    struct sub *s;
+    HASH_FIND_STR(b->subs, filter, s);
+    if (!s)
+        return PG_ENOTFOUND;
+    if (s->live)
+        return 0;
+    struct waiter *w = realloc(s->waiters, (s->nwaiters + 1) * sizeof *w);
+    if (!w)
+        return PG_ENOMEM;
+    s->waiters = w;
+    w[s->nwaiters].cb = cb;
+    w[s->nwaiters].ud = ud;
+    w[s->nwaiters].deadline = pg_mono_ms() + b->cfg.publish_timeout_ms;
+    s->nwaiters++;
+    return 1;
+}
+
 int pg_bridge_unsubscribe(pg_bridge *b, const char *filter)
 {
     struct sub *s;
@@ -513,6 +646,9 @@ int pg_bridge_unsubscribe(pg_bridge *b, const char *filter)
     if (--s->refs > 0)
         return 0;
     HASH_DEL(b->subs, s);
+    if (s->nwaiters)
+        finish_waiters(s, PG_EBUSY);
+    free(s->waiters);
     if (b->connected) {
         mosquitto_unsubscribe_v5(b->mosq, NULL, s->filter, NULL);
         if (mosquitto_want_write(b->mosq) && b->ops.want_write)

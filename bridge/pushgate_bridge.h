@@ -8,9 +8,9 @@
  * one of those calls, on the owner's thread.
  *
  * Subscriptions are refcounted by topic filter and restored after every
- * reconnect. Each filter carries an MQTT subscription identifier so a message
- * that matches several of our filters (an exact channel and a wildcard) is
- * delivered to the owner once.
+ * reconnect. Each filter carries an MQTT subscription identifier so that the
+ * copies the broker sends of a message matching several of our filters (an
+ * exact channel and a wildcard) reach the owner once.
  */
 #ifndef PUSHGATE_BRIDGE_H
 #define PUSHGATE_BRIDGE_H
@@ -88,8 +88,19 @@ int pg_bridge_publish(pg_bridge *b, const char *topic, const void *payload, size
 /* Forget the callback of a publish still in flight (its owner went away). */
 void pg_bridge_forget(pg_bridge *b, void *cb_ud);
 
-/* Refcounted subscribe / unsubscribe of a topic filter (QoS 1). */
+/*
+ * Refcounted subscribe / unsubscribe of a topic filter (QoS 1). A filter is
+ * live once the broker granted it (SUBACK); after a reconnect it is
+ * re-subscribed and live again at its next SUBACK.
+ */
 int pg_bridge_subscribe(pg_bridge *b, const char *filter);
+/*
+ * Is filter (already subscribed) live at the broker? 0: yes. 1: not yet, and
+ * cb(ud, result) will be called once: 0 granted (also after a reconnect),
+ * PG_EDENIED refused, PG_ETIMEDOUT not granted within publish_timeout_ms,
+ * PG_EBUSY the filter was dropped or the bridge freed.
+ */
+int pg_bridge_subscribe_wait(pg_bridge *b, const char *filter, pg_bridge_ack_cb cb, void *ud);
 int pg_bridge_unsubscribe(pg_bridge *b, const char *filter);
 
 #endif

@@ -67,12 +67,14 @@ static void channel_put(struct pg_gw *gw, struct pg_channel *ch)
     free(ch);
 }
 
-int pg_channel_join(struct pg_session *s, const char *name)
+static void member_remove(struct pg_session *s, struct pg_member *m);
+
+int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb, void *ud)
 {
     struct pg_member *m;
     HASH_FIND_STR(s->subs, name, m);
     if (m)
-        return 0;
+        return pg_bridge_subscribe_wait(s->gw->bridge, m->ch->topic, cb, ud);
     if (s->nsubs >= (size_t)s->gw->cfg->max_subscriptions)
         return PG_ELIMIT;
     m = calloc(1, sizeof *m);
@@ -89,7 +91,10 @@ int pg_channel_join(struct pg_session *s, const char *name)
     ch->nmembers++;
     HASH_ADD_KEYPTR(hh, s->subs, ch->name, strlen(ch->name), m);
     s->nsubs++;
-    return 0;
+    int rc = pg_bridge_subscribe_wait(s->gw->bridge, ch->topic, cb, ud);
+    if (rc < 0)
+        member_remove(s, m);
+    return rc;
 }
 
 static void member_remove(struct pg_session *s, struct pg_member *m)

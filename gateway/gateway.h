@@ -164,8 +164,13 @@ struct pg_gw {
 };
 
 struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len);
-/* Subscribe s to name (exact or wildcard filter). PG_ELIMIT over max_subscriptions; 0 if already subscribed. */
-int pg_channel_join(struct pg_session *s, const char *name);
+/*
+ * Subscribe s to name (exact or wildcard filter). 0: live at the broker now.
+ * 1: the broker's SUBACK is pending; cb(ud, result) follows as for
+ * pg_bridge_subscribe_wait (on failure the caller leaves the channel).
+ * PG_ELIMIT over max_subscriptions.
+ */
+int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb, void *ud);
 void pg_channel_leave(struct pg_session *s, const char *name);
 void pg_channel_leave_all(struct pg_session *s);
 /* Bridge message for {root}/{app}/c/{channel}: fan out to local subscribers. */

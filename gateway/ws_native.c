@@ -120,6 +120,50 @@ static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
     reply(s, "authenticate", cb, NULL, 0, NULL);
 }
 
+struct native_ack {
+    struct pg_gw *gw;
+    uint64_t serial;
+    json_t *cb;
+    char *room;
+};
+
+static struct native_ack *ack_new(struct pg_session *s, json_t *cb, const char *room)
+{
+    struct native_ack *a = calloc(1, sizeof *a);
+    if (!a || !(a->room = strdup(room))) {
+        free(a);
+        return NULL;
+    }
+    a->gw = s->gw;
+    a->serial = s->serial;
+    a->cb = cb ? json_incref(cb) : NULL;
+    return a;
+}
+
+static void ack_free(struct native_ack *a)
+{
+    json_decref(a->cb);
+    free(a->room);
+    free(a);
+}
+
+/* A subscription is confirmed only once the broker granted it, so nothing published after the reply is missed. */
+static void subscribe_acked(void *ud, int result)
+{
+    struct native_ack *a = ud;
+    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    if (s && result == 0) {
+        reply(s, "subscribe", a->cb, a->room, 0, NULL);
+    } else if (s) {
+        pg_channel_leave(s, a->room);
+        reply(s, "subscribe", a->cb, a->room, result == PG_EDENIED ? 403 : result == PG_ETIMEDOUT ? 504 : 503,
+              result == PG_EDENIED      ? "refused by the broker"
+              : result == PG_ETIMEDOUT ? "broker did not confirm the subscription in time"
+                                       : "broker unavailable");
+    }
+    ack_free(a);
+}
+
 static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
 {
     int code = pg_session_may(s, PG_ACT_SUBSCRIBE, room);
@@ -130,21 +174,24 @@ static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
         reply(s, "subscribe", cb, room, code, code == 401 ? "authenticate first" : "not permitted");
         return;
     }
-    int rc = pg_channel_join(s, room);
-    if (rc == PG_ELIMIT)
-        reply(s, "subscribe", cb, room, 429, "too many subscriptions");
-    else if (rc != 0)
-        reply(s, "subscribe", cb, room, 503, "cannot subscribe now");
-    else
+    struct native_ack *a = ack_new(s, cb, room);
+    if (!a) {
+        reply(s, "subscribe", cb, room, 500, "out of memory");
+        return;
+    }
+    int rc = pg_channel_join(s, room, subscribe_acked, a);
+    if (rc == 1)
+        return; /* a owned by the pending callback */
+    ack_free(a);
+    if (rc == 0)
         reply(s, "subscribe", cb, room, 0, NULL);
+    else if (rc == PG_ELIMIT)
+        reply(s, "subscribe", cb, room, 429, "too many subscriptions");
+    else if (rc == PG_EBUSY)
+        reply(s, "subscribe", cb, room, 503, "broker unavailable");
+    else
+        reply(s, "subscribe", cb, room, 500, "cannot subscribe");
 }
-
-struct native_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
-    json_t *cb;
-    char *room;
-};
 
 static void publish_acked(void *ud, int result)
 {
@@ -160,9 +207,7 @@ static void publish_acked(void *ud, int result)
         else
             reply(s, "publish", a->cb, a->room, 503, "broker unavailable");
     }
-    json_decref(a->cb);
-    free(a->room);
-    free(a);
+    ack_free(a);
 }
 
 static void do_publish(struct pg_session *s, json_t *req, const char *room, json_t *cb)
@@ -193,26 +238,15 @@ static void do_publish(struct pg_session *s, json_t *req, const char *room, json
         reply(s, "publish", cb, room, 413, "message too large");
         goto out;
     }
-    if (cb) {
-        ack = calloc(1, sizeof *ack);
-        if (!ack || !(ack->room = strdup(room))) {
-            free(ack);
-            ack = NULL;
-            reply(s, "publish", cb, room, 500, "out of memory");
-            goto out;
-        }
-        ack->gw = s->gw;
-        ack->serial = s->serial;
-        ack->cb = json_incref(cb);
+    if (cb && !(ack = ack_new(s, cb, room))) {
+        reply(s, "publish", cb, room, 500, "out of memory");
+        goto out;
     }
     const char *props[] = {"event", "message", "client_id", s->client_id, NULL};
     int rc = pg_publish(s->gw, s->app->creds->id, room, payload, plen, props, ack ? publish_acked : NULL, ack);
     if (rc != 0) {
-        if (ack) {
-            json_decref(ack->cb);
-            free(ack->room);
-            free(ack);
-        }
+        if (ack)
+            ack_free(ack);
         if (cb || rc != PG_EBUSY)
             reply(s, "publish", cb, room, rc == PG_EBUSY ? 503 : rc == PG_ELIMIT ? 413 : 500,
                   rc == PG_EBUSY ? "broker unavailable" : "cannot publish");
