@@ -436,6 +436,7 @@ export async function startBroker({
         `listener ${port} 127.0.0.1`,
         'allow_anonymous false',
         'persistence false',
+        'set_tcp_nodelay true',
         `password_file ${passwd}`,
         `acl_file ${acl}`,
         'log_dest stderr',
