@@ -132,6 +132,8 @@ struct fanout {
     const struct pg_bridge_prop *props;
     size_t nprops;
     struct pg_msg *native; /* encoded lazily, once */
+    int encodings;
+    size_t recipients;
     uint64_t seq;
 };
 
@@ -147,7 +149,9 @@ static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard
         pg_native_encode(f->gw, f->channel, f->payload, f->len, f->props, f->nprops, &f->native);
         if (!f->native)
             return;
+        f->encodings++;
     }
+    f->recipients++;
     pg_session_send(s, f->native);
 }
 
@@ -177,5 +181,8 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
         if (mosquitto_topic_matches_sub(ch->name, f.channel, &match) == MOSQ_ERR_SUCCESS && match)
             DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 1);
     }
+    if (pg_log_enabled(PG_LOG_DEBUG))
+        pg_log(PG_LOG_DEBUG, "fanout", "app=%s channel=%s bytes=%zu recipients=%zu encodings=%d", app->creds->id,
+               f.channel, len, f.recipients, f.encodings);
     pg_msg_unref(f.native);
 }

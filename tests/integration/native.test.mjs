@@ -6,7 +6,7 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { DEFAULT_APPS, mqttConnect, rsaKeyPair, signJwt, startStack, wsConnect } from './lib/harness.mjs';
+import { DEFAULT_APPS, mqttConnect, rsaKeyPair, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
 const LEEWAY_MS = 500;
@@ -570,4 +570,25 @@ test('too many subscriptions: 429', { timeout: 30000 }, async () => {
     await subscribe(c, extra);
     r = await request(c, { type: 'subscribe', room: unique('again-too-many') });
     assert.equal(errorCode(r), 429);
+});
+
+test('fan-out encodes a message once for all of its recipients', async () => {
+    // The gateway logs each fan-out at debug level (the harness runs it with log_level = debug).
+    const base = unique('fanout');
+    const room = `${base}/a`;
+    const clients = [];
+    for (let i = 0; i < 3; i++) {
+        const c = await connect();
+        await subscribe(c, room);
+        clients.push(c);
+    }
+    const wild = await connect();
+    await subscribe(wild, `${base}/+`);
+    clients.push(wild);
+    await publish(clients[0], room, { n: 1 });
+    for (const c of clients) await c.next(isMessage(room, (f) => f.message.n === 1));
+    const marker = `fanout app=demo channel=${room} `;
+    await waitFor(() => stack.gw.logs().includes(marker));
+    const line = stack.gw.logs().split('\n').find((l) => l.includes(marker));
+    assert.match(line, /recipients=4 encodings=1\b/, `fan-out log line: ${line}`);
 });
