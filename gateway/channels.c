@@ -100,6 +100,7 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
 static void member_remove(struct pg_session *s, struct pg_member *m)
 {
     struct pg_channel *ch = m->ch;
+    pg_pusher_member_left(m);
     HASH_DEL(s->subs, m);
     s->nsubs--;
     DL_DELETE(ch->members, m);
@@ -131,7 +132,9 @@ struct fanout {
     size_t len;
     const struct pg_bridge_prop *props;
     size_t nprops;
-    struct pg_msg *native; /* encoded lazily, once */
+    struct pg_msg *native; /* encoded lazily, once per wire protocol */
+    struct pg_msg *pusher;
+    const char *exclude_socket; /* Pusher socket_id that must not receive it (the sender) */
     int encodings;
     size_t recipients;
     uint64_t seq;
@@ -144,15 +147,21 @@ static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard
     /* An exact subscription was checked when it was made; a wildcard one is checked per channel here. */
     if (via_wildcard && s->token && pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, strlen(f->channel)) != PG_ALLOW)
         return;
+    if (f->exclude_socket && !strcmp(s->socket_id, f->exclude_socket))
+        return;
     s->delivered_seq = f->seq;
-    if (!f->native) {
-        pg_native_encode(f->gw, f->channel, f->payload, f->len, f->props, f->nprops, &f->native);
-        if (!f->native)
+    struct pg_msg **enc = s->proto == PG_PROTO_PUSHER ? &f->pusher : &f->native;
+    if (!*enc) {
+        if (s->proto == PG_PROTO_PUSHER)
+            pg_pusher_encode(f->channel, f->payload, f->len, f->props, f->nprops, enc);
+        else
+            pg_native_encode(f->gw, f->channel, f->payload, f->len, f->props, f->nprops, enc);
+        if (!*enc)
             return;
         f->encodings++;
     }
     f->recipients++;
-    pg_session_send(s, f->native);
+    pg_session_send(s, *enc);
 }
 
 void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
@@ -171,6 +180,9 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
         return;
     struct fanout f = {.gw = gw, .channel = slash + 3, .payload = payload, .len = len, .props = props,
                        .nprops = nprops, .seq = ++gw->fanout_seq};
+    for (size_t i = 0; i < nprops; i++)
+        if (!strcmp(props[i].name, "socket_id"))
+            f.exclude_socket = props[i].value;
     struct pg_channel *ch, *tmp;
     struct pg_member *m, *mtmp;
     HASH_FIND_STR(app->channels, f.channel, ch);
@@ -185,4 +197,5 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
         pg_log(PG_LOG_DEBUG, "fanout", "app=%s channel=%s bytes=%zu recipients=%zu encodings=%d", app->creds->id,
                f.channel, len, f.recipients, f.encodings);
     pg_msg_unref(f.native);
+    pg_msg_unref(f.pusher);
 }

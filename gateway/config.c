@@ -36,6 +36,7 @@ static const struct opt opts[] = {
     {"node_id", T_STR, O(node_id), "", 0, 0, "this process's id among gateways (empty: random)"},
     {"max_frame_bytes", T_SIZE, O(max_frame_bytes), "64k", 128, BIG, "largest WebSocket message (close 1009)"},
     {"max_message_bytes", T_SIZE, O(max_message_bytes), "64k", 1, BIG, "largest published message payload (413)"},
+    {"max_event_data_bytes", T_SIZE, O(max_event_data_bytes), "10k", 1, BIG, "Pusher event data size limit (413)"},
     {"max_body_bytes", T_SIZE, O(max_body_bytes), "64k", 1, BIG, "largest REST request body (413)"},
     {"max_channel_bytes", T_INT, O(max_channel_bytes), "200", 1, 65535, "longest channel name in bytes"},
     {"max_subscriptions", T_INT, O(max_subscriptions), "100", 1, 1000000, "subscriptions per session"},

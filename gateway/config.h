@@ -36,6 +36,7 @@ struct pg_config {
     uint64_t max_frame_bytes;
     uint64_t max_message_bytes;
     uint64_t max_body_bytes;
+    uint64_t max_event_data_bytes;
     long long max_channel_bytes;
     long long max_subscriptions;
     uint64_t max_queue_bytes;

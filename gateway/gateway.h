@@ -64,12 +64,24 @@ struct pg_app;
 struct pg_member { /* one subscription of one session; in the session's hash and the channel's list */
     struct pg_channel *ch;
     struct pg_session *s;
+    char *user_id;      /* presence channels: the member this session is (owned) */
+    int live;           /* the broker granted the channel's subscription for this member */
     struct pg_member *prev, *next; /* channel's members (utlist DL) */
     UT_hash_handle hh;              /* session's subscriptions, keyed by ch->name */
 };
 
+/* A presence member on this node: a user with one or more sessions in the channel. */
+struct pg_presence_user {
+    char *id;
+    json_t *info;
+    int conns;
+    UT_hash_handle hh;
+};
+
 struct pg_channel { /* a channel name or a wildcard filter with local subscribers */
     char *name;
+    struct pg_presence_user *users; /* presence channels */
+    size_t nusers;
     char *topic; /* {root}/{app}/c/{name}, the bridge subscription */
     int wildcard;
     struct pg_app *app;
@@ -85,7 +97,7 @@ struct pg_app {
     UT_hash_handle hh;
 };
 
-enum pg_proto { PG_PROTO_NATIVE = 1 };
+enum pg_proto { PG_PROTO_NATIVE = 1, PG_PROTO_PUSHER = 2 };
 
 struct pg_session {
     uint64_t serial; /* never reused: async completions look sessions up by it */
@@ -94,6 +106,9 @@ struct pg_session {
     struct pg_app *app;
     enum pg_proto proto;
     char client_id[32];
+    char socket_id[32]; /* Pusher: "<n>.<n>" */
+    int64_t rate_window_ms; /* Pusher client events: start of the current one-second window */
+    int rate_count;
     pg_token *token; /* owned; NULL until authenticated */
     lws_sorted_usec_list_t sul_expiry;
     struct pg_member *subs; /* hash by channel name */
@@ -117,6 +132,7 @@ struct pg_http {
     char path[512];
     struct pg_app *app;
     char *channel;
+    int pusher_api; /* 1: /apps/{id}/events|batch_events */
     char *body;
     size_t body_len, body_cap;
     int body_too_big;
@@ -193,6 +209,17 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel);
 int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
                const char *const *props, pg_bridge_ack_cb cb, void *cb_ud);
 
+/* ws_pusher.c */
+int pg_pusher_open(struct pg_session *s, struct lws *wsi);
+void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len);
+void pg_pusher_encode(const char *channel, const void *payload, size_t len, const struct pg_bridge_prop *props,
+                      size_t nprops, struct pg_msg **out);
+/* Pusher channel name rules (also used by the HTTP API). */
+int pg_pusher_channel_valid(const char *name);
+/* Called by the channel index when a session's membership goes away (presence bookkeeping). */
+void pg_pusher_member_left(struct pg_member *m);
+struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len);
+
 /* ws_native.c */
 int pg_native_open(struct pg_session *s, struct lws *wsi);
 void pg_native_receive(struct pg_session *s, const char *frame, size_t len);
@@ -203,8 +230,25 @@ void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload
 int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reasons reason, struct pg_http *h,
                      void *in, size_t len);
 int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
-/* Parse "/v1/{app}" into app; 0 or -1 */
-struct pg_app *pg_ws_path_app(struct pg_gw *gw, const char *path);
+/* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */
+void pg_http_respond_json(struct pg_http *h, int status, json_t *o);
+void pg_http_respond_error(struct pg_http *h, int status, const char *message);
+/* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
+int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
+/* Park h until an asynchronous answer; completions find it by h->serial (NULL once the client left). */
+void pg_http_wait(struct pg_gw *gw, struct pg_http *h);
+struct pg_http *pg_http_find(struct pg_gw *gw, uint64_t serial);
+void pg_http_unregister(struct pg_gw *gw, struct pg_http *h);
+/* "/v1/{app}" -> native (app set), "/app/{key}" -> Pusher (app may be NULL: refused after the upgrade). */
+int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct pg_app **app);
+
+/*
+ * http_pusher_api.c: the Pusher HTTP API under /apps/{id}/. route() returns 1
+ * for its paths (h->pusher_api set, or an error answer already set);
+ * body_done() runs once the request body (if any) is complete.
+ */
+int pg_pusher_api_route(struct pg_gw *gw, struct pg_http *h);
+void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h);
 
 /* assets.c (generated from gateway/static) */
 struct pg_asset {

@@ -21,12 +21,26 @@ static void h_reset(struct pg_http *h)
     free(h->channel);
     h->body = h->resp = h->channel = NULL;
     h->body_len = h->body_cap = h->resp_len = 0;
-    h->body_too_big = h->waiting_ack = h->status = h->phase = 0;
+    h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = 0;
     h->ctype = h->location = NULL;
     h->app = NULL;
 }
 
-static void h_unregister(struct pg_gw *gw, struct pg_http *h)
+void pg_http_wait(struct pg_gw *gw, struct pg_http *h)
+{
+    h->serial = ++gw->next_serial;
+    HASH_ADD(hh, gw->requests, serial, sizeof h->serial, h);
+    h->waiting_ack = 1;
+}
+
+struct pg_http *pg_http_find(struct pg_gw *gw, uint64_t serial)
+{
+    struct pg_http *h;
+    HASH_FIND(hh, gw->requests, &serial, sizeof serial, h);
+    return h;
+}
+
+void pg_http_unregister(struct pg_gw *gw, struct pg_http *h)
 {
     if (h->serial) {
         struct pg_http *found;
@@ -49,7 +63,7 @@ static void respond(struct pg_http *h, int status, const char *ctype, const void
     lws_callback_on_writable(h->wsi);
 }
 
-static void respond_json(struct pg_http *h, int status, json_t *o)
+void pg_http_respond_json(struct pg_http *h, int status, json_t *o)
 {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     respond(h, status, "application/json", s ? s : "{}", s ? strlen(s) : 2);
@@ -57,9 +71,9 @@ static void respond_json(struct pg_http *h, int status, json_t *o)
     json_decref(o);
 }
 
-static void respond_error(struct pg_http *h, int status, const char *message)
+void pg_http_respond_error(struct pg_http *h, int status, const char *message)
 {
-    respond_json(h, status, json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message));
+    pg_http_respond_json(h, status, json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message));
 }
 
 /* Writes headers in one WRITEABLE and the body in the next: one lws_write per callback. */
@@ -103,23 +117,23 @@ static void rest_acked(void *ud, int result)
 {
     struct rest_ack *a = ud;
     struct pg_http *h;
-    HASH_FIND(hh, a->gw->requests, &a->serial, sizeof a->serial, h);
+    h = pg_http_find(a->gw, a->serial);
     if (h) {
-        h_unregister(a->gw, h);
+        pg_http_unregister(a->gw, h);
         h->waiting_ack = 0;
         if (result == 0)
-            respond_json(h, 200, json_pack("{s:b}", "ok", 1));
+            pg_http_respond_json(h, 200, json_pack("{s:b}", "ok", 1));
         else if (result == PG_EDENIED)
-            respond_error(h, 403, "the broker refused the message");
+            pg_http_respond_error(h, 403, "the broker refused the message");
         else if (result == PG_ETIMEDOUT)
-            respond_error(h, 504, "the broker did not acknowledge the message in time");
+            pg_http_respond_error(h, 504, "the broker did not acknowledge the message in time");
         else
-            respond_error(h, 503, "broker unavailable, message not published");
+            pg_http_respond_error(h, 503, "broker unavailable, message not published");
     }
     free(a);
 }
 
-static int header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
+int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
 {
     if (lws_hdr_total_length(wsi, t) >= len)
         return -1;
@@ -131,74 +145,74 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
     char ctype[128] = "", auth[64 + 8192] = "", why[160];
     pg_token *tok = NULL;
     if (h->body_too_big) {
-        respond_error(h, 413, "body larger than max_body_bytes");
+        pg_http_respond_error(h, 413, "body larger than max_body_bytes");
         return;
     }
     if (!h->body_len) {
-        respond_error(h, 400, "empty message");
+        pg_http_respond_error(h, 400, "empty message");
         return;
     }
     if (pg_channel_check(h->channel, strlen(h->channel), (size_t)gw->cfg->max_channel_bytes, 0) != 0) {
-        respond_error(h, 400, "invalid channel name (UTF-8, no + or #, not too long)");
+        pg_http_respond_error(h, 400, "invalid channel name (UTF-8, no + or #, not too long)");
         return;
     }
     if (h->body_len > gw->cfg->max_message_bytes) {
-        respond_error(h, 413, "message larger than max_message_bytes");
+        pg_http_respond_error(h, 413, "message larger than max_message_bytes");
         return;
     }
-    header(h->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
+    pg_http_header(h->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
     if (!strncasecmp(ctype, "application/json", 16)) {
         json_t *j = json_loadb(h->body, h->body_len, JSON_DECODE_ANY, NULL);
         if (!j) {
-            respond_error(h, 400, "body is not valid JSON but Content-Type says application/json");
+            pg_http_respond_error(h, 400, "body is not valid JSON but Content-Type says application/json");
             return;
         }
         json_decref(j);
     }
-    int alen = header(h->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
+    int alen = pg_http_header(h->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
     if (alen < 0) {
-        respond_error(h, 401, "Authorization header too long");
+        pg_http_respond_error(h, 401, "Authorization header too long");
         return;
     }
     if (alen > 0) {
         if (strncasecmp(auth, "Bearer ", 7) != 0) {
-            respond_error(h, 401, "Authorization must be \"Bearer <JWT>\"");
+            pg_http_respond_error(h, 401, "Authorization must be \"Bearer <JWT>\"");
             return;
         }
         int rc = pg_token_verify(auth + 7, strlen(auth + 7), h->app->creds, &gw->limits, pg_now_ms(), &tok, why,
                                  sizeof why);
         if (rc != 0) {
-            respond_error(h, 401, why);
+            pg_http_respond_error(h, 401, why);
             return;
         }
         if (pg_token_allows(tok, PG_ACT_PUBLISH, h->channel, strlen(h->channel)) != PG_ALLOW) {
             pg_token_free(tok);
-            respond_error(h, 403, "token does not allow publishing to this channel");
+            pg_http_respond_error(h, 403, "token does not allow publishing to this channel");
             return;
         }
         pg_token_free(tok);
     } else if (h->app->creds->require_auth) {
-        respond_error(h, 401, "this app requires a JWT: Authorization: Bearer <token>");
+        pg_http_respond_error(h, 401, "this app requires a JWT: Authorization: Bearer <token>");
         return;
     }
     struct rest_ack *a = malloc(sizeof *a);
     if (!a) {
-        respond_error(h, 500, "out of memory");
+        pg_http_respond_error(h, 500, "out of memory");
         return;
     }
     a->gw = gw;
-    a->serial = h->serial = ++gw->next_serial;
     const char *props[] = {"event", "message", NULL};
+    pg_http_wait(gw, h);
+    a->serial = h->serial;
     int rc = pg_publish(gw, h->app->creds->id, h->channel, h->body, h->body_len, props, rest_acked, a);
     if (rc != 0) {
         free(a);
-        h->serial = 0;
-        respond_error(h, rc == PG_EBUSY ? 503 : 500,
-                      rc == PG_EBUSY ? "broker unavailable, message not published" : "cannot publish");
+        pg_http_unregister(gw, h);
+        h->waiting_ack = 0;
+        pg_http_respond_error(h, rc == PG_EBUSY ? 503 : 500,
+                              rc == PG_EBUSY ? "broker unavailable, message not published" : "cannot publish");
         return;
     }
-    HASH_ADD(hh, gw->requests, serial, sizeof h->serial, h);
-    h->waiting_ack = 1;
 }
 
 /* "/{app}/{channel...}/publish" -> app, channel; 0 when the path has that shape. */
@@ -218,21 +232,27 @@ static int parse_publish_path(struct pg_gw *gw, struct pg_http *h)
     return h->channel ? 0 : -1;
 }
 
-struct pg_app *pg_ws_path_app(struct pg_gw *gw, const char *path)
+int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct pg_app **app)
 {
-    if (strncmp(path, "/v1/", 4) != 0)
-        return NULL;
-    const char *id = path + 4;
+    int native = !strncmp(path, "/v1/", 4), pusher = !strncmp(path, "/app/", 5);
+    if (!native && !pusher)
+        return -1;
+    const char *id = path + (native ? 4 : 5);
     size_t n = strcspn(id, "/?");
-    if (id[n] == '/' && id[n + 1])
-        return NULL;
-    return pg_app_find(gw, id, n);
+    if (n == 0 || (id[n] == '/' && id[n + 1]))
+        return -1;
+    *proto = native ? PG_PROTO_NATIVE : PG_PROTO_PUSHER;
+    *app = native ? pg_app_find(gw, id, n) : pg_app_find_by_key(gw, id, n);
+    /* an unknown native app is refused before the upgrade; Pusher clients expect close code 4001 */
+    return native && !*app ? -1 : 0;
 }
 
 int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
 {
     char path[512];
-    if (header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) <= 0 || !pg_ws_path_app(gw, path)) {
+    enum pg_proto proto;
+    struct pg_app *app;
+    if (pg_http_header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) <= 0 || pg_ws_path(gw, path, &proto, &app) != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
         return 1;
     }
@@ -250,15 +270,18 @@ static void route_get(struct pg_gw *gw, struct pg_http *h)
         h->location = "/demo";
         respond(h, 302, "text/plain", "", 0);
     } else if (!strcmp(h->path, "/healthz")) {
-        respond_json(h, 200, json_pack("{s:s}", "status", "ok"));
+        pg_http_respond_json(h, 200, json_pack("{s:s}", "status", "ok"));
     } else if (!strcmp(h->path, "/readyz")) {
         int up = pg_bridge_connected(gw->bridge) && !gw->draining;
-        respond_json(h, up ? 200 : 503,
+        pg_http_respond_json(h, up ? 200 : 503,
                      json_pack("{s:s, s:b}", "status", up ? "ready" : "not ready", "broker", pg_bridge_connected(gw->bridge)));
+    } else if (pg_pusher_api_route(gw, h)) {
+        if (!h->status)
+            pg_pusher_api_body_done(gw, h);
     } else if ((a = pg_asset_find(h->path)) != NULL) {
         respond(h, 200, a->ctype, a->data, a->len);
     } else {
-        respond_error(h, 404, "not found");
+        pg_http_respond_error(h, 404, "not found");
     }
 }
 
@@ -267,7 +290,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
 {
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
-        h_unregister(gw, h);
+        pg_http_unregister(gw, h);
         h_reset(h);
         h->gw = gw;
         h->wsi = wsi;
@@ -275,27 +298,34 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h->method_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
         if (!h->method_post) {
             if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
-                respond_error(h, 405, "method not allowed");
+                pg_http_respond_error(h, 405, "method not allowed");
                 return 0;
             }
             route_get(gw, h);
             return 0;
         }
-        if (parse_publish_path(gw, h) != 0) {
-            respond_error(h, 404, "not found");
-            return 0;
+        if (!pg_pusher_api_route(gw, h)) {
+            if (parse_publish_path(gw, h) != 0) {
+                pg_http_respond_error(h, 404, "not found");
+                return 0;
+            }
+            if (!h->app) {
+                pg_http_respond_error(h, 404, "unknown app");
+                return 0;
+            }
         }
-        if (!h->app) {
-            respond_error(h, 404, "unknown app");
+        if (h->status)
             return 0;
-        }
         char cl[32];
         if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-            respond_error(h, 411, "chunked bodies are not accepted: send Content-Length");
+            pg_http_respond_error(h, 411, "chunked bodies are not accepted: send Content-Length");
             return 0;
         }
-        if (header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl) <= 0 || !strcmp(cl, "0")) {
-            rest_publish(gw, h); /* no body follows */
+        if (pg_http_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl) <= 0 || !strcmp(cl, "0")) {
+            if (h->pusher_api) /* no body follows */
+                pg_pusher_api_body_done(gw, h);
+            else
+                rest_publish(gw, h);
             return 0;
         }
         if (strtoull(cl, NULL, 10) > gw->cfg->max_body_bytes)
@@ -323,7 +353,11 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h->body_len += len;
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (!h->status)
+        if (h->status)
+            return 0;
+        if (h->pusher_api)
+            pg_pusher_api_body_done(gw, h);
+        else
             rest_publish(gw, h);
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -332,7 +366,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* lws may free the per-transaction data after this */
         if (!h)
             return 0; /* context teardown closes connections that never had per-session data */
-        h_unregister(gw, h);
+        pg_http_unregister(gw, h);
         h_reset(h);
         return 0;
     default:

@@ -35,11 +35,11 @@ void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
 void pg_session_send(struct pg_session *s, struct pg_msg *m)
 {
     if (s->close_code)
-        return;
+        return; /* nothing new after a close was decided */
     int rc = pg_outq_push(&s->q, m, (size_t)s->gw->cfg->max_queue_bytes, (size_t)s->gw->cfg->max_queue_messages);
     if (rc == PG_ELIMIT) {
         pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu",
-               s->app->creds->id, s->client_id, s->q.count, s->q.bytes);
+               s->app ? s->app->creds->id : "-", s->client_id, s->q.count, s->q.bytes);
         pg_outq_clear(&s->q); /* nothing more will be written to it */
         pg_session_close(s, 1013, "slow consumer: out-queue limit reached, reconnect later");
         return;
@@ -94,7 +94,7 @@ static void session_closed(struct pg_gw *gw, struct pg_session *s)
 {
     if (!s->serial)
         return; /* never opened */
-    pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app->creds->id, s->client_id);
+    pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
     lws_sul_cancel(&s->sul_expiry);
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
@@ -114,14 +114,14 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
         return -1;
     }
     if (s->rx_len + len > gw->cfg->max_frame_bytes) {
-        pg_log(PG_LOG_INFO, "session", "frame over max_frame_bytes app=%s client=%s", s->app->creds->id,
-               s->client_id);
+        pg_log(PG_LOG_INFO, "session", "frame over max_frame_bytes app=%s client=%s",
+               s->app ? s->app->creds->id : "-", s->client_id);
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"frame too large", 15);
         return -1;
     }
     int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
     if (whole && !s->rx_len) {
-        pg_native_receive(s, in, len);
+        (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, in, len);
         return 0;
     }
     unsigned char *b = realloc(s->rx, s->rx_len + len);
@@ -131,7 +131,7 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
     if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-        pg_native_receive(s, (const char *)s->rx, s->rx_len);
+        (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, (const char *)s->rx, s->rx_len);
         free(s->rx);
         s->rx = NULL;
         s->rx_len = 0;
@@ -141,7 +141,8 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
 
 static int ws_writeable(struct pg_session *s, struct lws *wsi)
 {
-    if (s->close_code) {
+    /* a closing session first flushes what was queued before the close (e.g. the error that explains it) */
+    if (s->close_code && !s->q.count) {
         lws_close_reason(wsi, (enum lws_close_status)s->close_code, (unsigned char *)s->close_reason,
                          strlen(s->close_reason));
         return -1;
@@ -152,7 +153,7 @@ static int ws_writeable(struct pg_session *s, struct lws *wsi)
     if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
         return -1;
     pg_outq_pop(&s->q);
-    if (s->q.count)
+    if (s->q.count || s->close_code)
         lws_callback_on_writable(wsi);
     return 0;
 }
@@ -170,14 +171,15 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         struct pg_session *s = &c->u.ws;
         memset(c, 0, sizeof *c);
         c->is_ws = 1;
-        if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || !(s->app = pg_ws_path_app(gw, path)))
+        enum pg_proto proto;
+        if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || pg_ws_path(gw, path, &proto, &s->app) != 0)
             return -1;
         s->gw = gw;
         s->wsi = wsi;
         s->serial = ++gw->next_serial;
         HASH_ADD(hh, gw->sessions, serial, sizeof s->serial, s);
         gw->nsessions++;
-        if (pg_native_open(s, wsi) != 0)
+        if ((proto == PG_PROTO_PUSHER ? pg_pusher_open(s, wsi) : pg_native_open(s, wsi)) != 0)
             return -1;
         return 0;
     }

@@ -1,0 +1,366 @@
+/*
+ * The Pusher HTTP API (/apps/{app_id}/...), signed as Pusher's server SDKs
+ * sign: auth_signature = hex(HMAC_SHA256(secret, METHOD\npath\nquery)) with
+ * the query's other parameters sorted, keys lowercased; body_md5 for bodies;
+ * auth_timestamp within 600 s. Triggers answer only after the broker
+ * acknowledged every channel's publish.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/evp.h>
+#include <utlist.h>
+
+#include "gateway.h"
+
+#define MAX_ARGS 32
+#define TIMESTAMP_WINDOW_S 600
+#define MAX_CHANNELS 100
+#define MAX_BATCH 10
+#define MAX_EVENT_NAME 200
+
+enum route { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_USERS };
+
+struct arg {
+    char *kv; /* "key=value" as decoded by lws; key lowercased */
+};
+
+static int arg_cmp(const void *a, const void *b)
+{
+    const char *x = ((const struct arg *)a)->kv, *y = ((const struct arg *)b)->kv;
+    size_t xl = strcspn(x, "="), yl = strcspn(y, "=");
+    int c = strncmp(x, y, xl < yl ? xl : yl);
+    return c ? c : (int)xl - (int)yl;
+}
+
+static const char *arg_get(struct arg *args, int n, const char *key)
+{
+    size_t kl = strlen(key);
+    for (int i = 0; i < n; i++)
+        if (!strncmp(args[i].kv, key, kl) && args[i].kv[kl] == '=')
+            return args[i].kv + kl + 1;
+    return NULL;
+}
+
+/* 0 when the request carries a valid signature of h->app; otherwise answers 401 and returns -1. */
+static int verify_signature(struct pg_gw *gw, struct pg_http *h, const char *method)
+{
+    struct arg args[MAX_ARGS];
+    char frag[1024], hex[65];
+    int n = 0, rc = -1;
+    const char *why = "invalid signature";
+    char *query = NULL;
+    size_t qlen = 0;
+    for (int i = 0; n < MAX_ARGS && lws_hdr_copy_fragment(h->wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
+         i++) {
+        size_t kl = strcspn(frag, "=");
+        for (size_t k = 0; k < kl; k++)
+            frag[k] = (char)tolower((unsigned char)frag[k]);
+        if (!(args[n].kv = strdup(frag)))
+            goto out;
+        n++;
+    }
+    const char *key = arg_get(args, n, "auth_key"), *ts = arg_get(args, n, "auth_timestamp");
+    const char *version = arg_get(args, n, "auth_version"), *sig = arg_get(args, n, "auth_signature");
+    const char *md5 = arg_get(args, n, "body_md5");
+    if (!key || !ts || !sig || !version) {
+        why = "missing auth_key, auth_timestamp, auth_version or auth_signature";
+        goto out;
+    }
+    if (!h->app->creds->key || !pg_secret_equal(key, strlen(key), h->app->creds->key, strlen(h->app->creds->key))) {
+        why = "unknown auth_key";
+        goto out;
+    }
+    long long t = strtoll(ts, NULL, 10), now = pg_now_ms() / 1000;
+    if (t <= 0 || llabs(now - t) > TIMESTAMP_WINDOW_S) {
+        why = "auth_timestamp too far from the server's time (600 s)";
+        goto out;
+    }
+    if (h->body_len || md5) {
+        unsigned char digest[EVP_MAX_MD_SIZE];
+        unsigned int dlen = 0;
+        char dhex[2 * EVP_MAX_MD_SIZE + 1];
+        if (!md5 || !EVP_Digest(h->body ? h->body : "", h->body_len, digest, &dlen, EVP_md5(), NULL)) {
+            why = "body_md5 required with a body";
+            goto out;
+        }
+        for (unsigned i = 0; i < dlen; i++)
+            snprintf(dhex + 2 * i, 3, "%02x", digest[i]);
+        if (strcasecmp(md5, dhex) != 0) {
+            why = "body_md5 does not match the body";
+            goto out;
+        }
+    }
+    /* METHOD \n path \n sorted query without auth_signature */
+    qsort(args, (size_t)n, sizeof args[0], arg_cmp);
+    size_t cap = strlen(method) + strlen(h->path) + 4;
+    for (int i = 0; i < n; i++)
+        cap += strlen(args[i].kv) + 1;
+    if (!(query = malloc(cap)))
+        goto out;
+    qlen = (size_t)snprintf(query, cap, "%s\n%s\n", method, h->path);
+    int first = 1;
+    for (int i = 0; i < n; i++) {
+        if (!strncmp(args[i].kv, "auth_signature=", 15))
+            continue;
+        qlen += (size_t)snprintf(query + qlen, cap - qlen, "%s%s", first ? "" : "&", args[i].kv);
+        first = 0;
+    }
+    if (pg_hmac_sha256_hex(h->app->creds->secret, strlen(h->app->creds->secret), query, qlen, hex) != 0)
+        goto out;
+    if (pg_secret_equal(sig, strlen(sig), hex, 64))
+        rc = 0;
+out:
+    for (int i = 0; i < n; i++)
+        free(args[i].kv);
+    free(query);
+    if (rc != 0) {
+        pg_log(PG_LOG_INFO, "pusher-api", "refused %s %s: %s", method, h->path, why);
+        pg_http_respond_error(h, 401, why);
+    }
+    (void)gw;
+    return rc;
+}
+
+static enum route parse_route(struct pg_gw *gw, struct pg_http *h, char **arg)
+{
+    const char *p = h->path + 6; /* after "/apps/" */
+    size_t n = strcspn(p, "/");
+    *arg = NULL;
+    h->app = pg_app_find(gw, p, n);
+    p += n;
+    if (!strcmp(p, "/events"))
+        return R_EVENTS;
+    if (!strcmp(p, "/batch_events"))
+        return R_BATCH;
+    if (!strcmp(p, "/channels"))
+        return R_CHANNELS;
+    if (!strncmp(p, "/channels/", 10)) {
+        const char *ch = p + 10;
+        size_t cl = strcspn(ch, "/");
+        *arg = strndup(ch, cl);
+        if (!strcmp(ch + cl, "/users"))
+            return R_USERS;
+        return ch[cl] ? R_NONE : R_CHANNEL;
+    }
+    return R_NONE;
+}
+
+int pg_pusher_api_route(struct pg_gw *gw, struct pg_http *h)
+{
+    char *arg;
+    if (strncmp(h->path, "/apps/", 6) != 0)
+        return 0;
+    enum route r = parse_route(gw, h, &arg);
+    free(arg);
+    h->pusher_api = 1;
+    if (r == R_NONE)
+        pg_http_respond_error(h, 404, "unknown Pusher API route");
+    else if (!h->app)
+        pg_http_respond_error(h, 404, "unknown app");
+    else if ((r == R_EVENTS || r == R_BATCH) != (h->method_post != 0))
+        pg_http_respond_error(h, 405, "method not allowed");
+    return 1;
+}
+
+/* ---- triggering --------------------------------------------------------------------- */
+
+struct trigger {
+    struct pg_gw *gw;
+    uint64_t serial;
+    int remaining;
+    int result; /* worst so far */
+};
+
+static void trigger_answer(struct pg_gw *gw, struct trigger *t)
+{
+    struct pg_http *h = pg_http_find(gw, t->serial);
+    if (h) {
+        pg_http_unregister(gw, h);
+        h->waiting_ack = 0;
+        if (t->result == 0)
+            pg_http_respond_json(h, 200, json_object());
+        else if (t->result == PG_ETIMEDOUT)
+            pg_http_respond_error(h, 504, "the broker did not acknowledge in time");
+        else if (t->result == PG_EDENIED)
+            pg_http_respond_error(h, 403, "the broker refused the event");
+        else
+            pg_http_respond_error(h, 503, "broker unavailable, event not published");
+    }
+    free(t);
+}
+
+static void trigger_acked(void *ud, int result)
+{
+    struct trigger *t = ud;
+    if (result != 0 && t->result == 0)
+        t->result = result;
+    if (--t->remaining == 0)
+        trigger_answer(t->gw, t);
+}
+
+/* Validates one event object; on error answers and returns -1. */
+static int check_event(struct pg_gw *gw, struct pg_http *h, json_t *ev, int batch)
+{
+    const char *name = json_string_value(json_object_get(ev, "name"));
+    json_t *data = json_object_get(ev, "data"), *channels = json_object_get(ev, "channels");
+    const char *channel = json_string_value(json_object_get(ev, "channel"));
+    size_t n = channel ? 1 : json_array_size(channels);
+    if (!json_is_object(ev) || !name || !*name || strlen(name) > MAX_EVENT_NAME) {
+        pg_http_respond_error(h, 400, "event name missing or longer than 200 characters");
+        return -1;
+    }
+    if (!json_is_string(data)) {
+        pg_http_respond_error(h, 400, "data must be a string");
+        return -1;
+    }
+    if (json_string_length(data) > gw->cfg->max_event_data_bytes) {
+        pg_http_respond_error(h, 413, "data larger than max_event_data_bytes");
+        return -1;
+    }
+    if (n == 0 || (!channel && !json_is_array(channels)) || n > (batch ? 1 : MAX_CHANNELS)) {
+        pg_http_respond_error(h, 400, batch ? "each batch event needs one channel"
+                                            : "channel or channels (at most 100) required");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *c = channel ? channel : json_string_value(json_array_get(channels, i));
+        if (!c || !pg_pusher_channel_valid(c)) {
+            pg_http_respond_error(h, 400, "invalid channel name");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void trigger(struct pg_gw *gw, struct pg_http *h, json_t **evs, size_t nev)
+{
+    struct trigger *t = calloc(1, sizeof *t);
+    if (!t) {
+        pg_http_respond_error(h, 500, "out of memory");
+        return;
+    }
+    t->gw = gw;
+    pg_http_wait(gw, h);
+    t->serial = h->serial;
+    t->remaining = 1; /* held until every publish is issued */
+    for (size_t e = 0; e < nev; e++) {
+        json_t *ev = evs[e], *channels = json_object_get(ev, "channels");
+        const char *channel = json_string_value(json_object_get(ev, "channel"));
+        const char *data = json_string_value(json_object_get(ev, "data"));
+        const char *socket_id = json_string_value(json_object_get(ev, "socket_id"));
+        const char *props[] = {"event", json_string_value(json_object_get(ev, "name")),
+                               socket_id ? "socket_id" : NULL, socket_id, NULL};
+        size_t n = channel ? 1 : json_array_size(channels);
+        for (size_t i = 0; i < n && t->result == 0; i++) {
+            const char *c = channel ? channel : json_string_value(json_array_get(channels, i));
+            t->remaining++;
+            int rc = pg_publish(gw, h->app->creds->id, c, data, json_string_length(json_object_get(ev, "data")), props,
+                                trigger_acked, t);
+            if (rc != 0) {
+                t->remaining--;
+                t->result = rc;
+            }
+        }
+    }
+    trigger_acked(t, t->result);
+}
+
+static void channel_info(struct pg_channel *ch, const char *info, json_t *out)
+{
+    if (info && strstr(info, "user_count") && !strncmp(ch->name, "presence-", 9))
+        json_object_set_new(out, "user_count", json_integer((json_int_t)ch->nusers));
+    if (info && strstr(info, "subscription_count"))
+        json_object_set_new(out, "subscription_count", json_integer((json_int_t)ch->nmembers));
+}
+
+static const char *query_arg(struct pg_http *h, const char *name, char *buf, size_t len)
+{
+    size_t nl = strlen(name);
+    for (int i = 0; lws_hdr_copy_fragment(h->wsi, buf, (int)len, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
+        if (!strncmp(buf, name, nl) && buf[nl] == '=')
+            return buf + nl + 1;
+    return NULL;
+}
+
+void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h)
+{
+    char *arg = NULL, ibuf[256], pbuf[256];
+    json_t *body = NULL;
+    enum route r = parse_route(gw, h, &arg);
+    if (h->body_too_big) {
+        pg_http_respond_error(h, 413, "body larger than max_body_bytes");
+        goto out;
+    }
+    if (verify_signature(gw, h, h->method_post ? "POST" : "GET") != 0)
+        goto out;
+    const char *info = query_arg(h, "info", ibuf, sizeof ibuf);
+    if (r == R_EVENTS || r == R_BATCH) {
+        body = json_loadb(h->body ? h->body : "", h->body_len, JSON_REJECT_DUPLICATES, NULL);
+        if (!json_is_object(body)) {
+            pg_http_respond_error(h, 400, "body must be a JSON object");
+            goto out;
+        }
+        if (r == R_EVENTS) {
+            if (check_event(gw, h, body, 0) == 0)
+                trigger(gw, h, &body, 1);
+            goto out;
+        }
+        json_t *batch = json_object_get(body, "batch");
+        size_t n = json_array_size(batch);
+        json_t *evs[MAX_BATCH];
+        if (!json_is_array(batch) || n == 0 || n > MAX_BATCH) {
+            pg_http_respond_error(h, 400, "batch must be an array of 1 to 10 events");
+            goto out;
+        }
+        for (size_t i = 0; i < n; i++) {
+            evs[i] = json_array_get(batch, i);
+            if (check_event(gw, h, evs[i], 1) != 0)
+                goto out;
+        }
+        trigger(gw, h, evs, n);
+        goto out;
+    }
+    /* GET: this node's view of its channels */
+    if (r == R_CHANNELS) {
+        const char *prefix = query_arg(h, "filter_by_prefix", pbuf, sizeof pbuf);
+        json_t *chans = json_object();
+        struct pg_channel *ch, *tmp;
+        HASH_ITER(hh, h->app->channels, ch, tmp) {
+            if (prefix && strncmp(ch->name, prefix, strlen(prefix)) != 0)
+                continue;
+            json_t *o = json_object();
+            channel_info(ch, info, o);
+            json_object_set_new(chans, ch->name, o);
+        }
+        pg_http_respond_json(h, 200, json_pack("{s:o}", "channels", chans));
+    } else if (r == R_CHANNEL || r == R_USERS) {
+        struct pg_channel *ch;
+        HASH_FIND_STR(h->app->channels, arg, ch);
+        if (r == R_USERS) {
+            if (strncmp(arg, "presence-", 9) != 0) {
+                pg_http_respond_error(h, 400, "users are listed for presence channels only");
+                goto out;
+            }
+            json_t *users = json_array();
+            struct pg_presence_user *u, *utmp;
+            if (ch)
+                HASH_ITER(hh, ch->users, u, utmp) {
+                    json_array_append_new(users, json_pack("{s:s}", "id", u->id));
+                }
+            pg_http_respond_json(h, 200, json_pack("{s:o}", "users", users));
+        } else {
+            json_t *o = json_pack("{s:b}", "occupied", ch != NULL);
+            if (ch)
+                channel_info(ch, info, o);
+            else if (info && strstr(info, "subscription_count"))
+                json_object_set_new(o, "subscription_count", json_integer(0));
+            pg_http_respond_json(h, 200, o);
+        }
+    }
+out:
+    json_decref(body);
+    free(arg);
+}

@@ -1,0 +1,420 @@
+/*
+ * Pusher Channels protocol 7 at /app/{key}: what pusher-js and Laravel Echo
+ * speak. Server-to-client frames carry `data` as a JSON string; errors and
+ * close codes follow the protocol (4001 unknown app, 4007 old protocol, 4301
+ * client events over the rate limit). Presence membership is tracked per
+ * channel on this node: a user with several connections is one member.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <utlist.h>
+
+#include "gateway.h"
+
+#define ACTIVITY_TIMEOUT_S 120
+#define CLIENT_EVENTS_PER_S 10
+#define MAX_CHANNEL_NAME 164
+
+struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len)
+{
+    struct pg_app *a, *tmp;
+    HASH_ITER(hh, gw->apps, a, tmp) {
+        if (a->creds->key && strlen(a->creds->key) == len && !memcmp(a->creds->key, key, len))
+            return a;
+    }
+    return NULL;
+}
+
+int pg_pusher_channel_valid(const char *name)
+{
+    size_t n = strlen(name);
+    if (n == 0 || n > MAX_CHANNEL_NAME)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)name[i]) && !strchr("-_=@,.;", name[i]))
+            return 0;
+    return 1;
+}
+
+static int is_private(const char *ch)
+{
+    return !strncmp(ch, "private-", 8) || !strncmp(ch, "presence-", 9);
+}
+
+static int is_presence(const char *ch)
+{
+    return !strncmp(ch, "presence-", 9);
+}
+
+/* {"event": ev, "channel": ch?, "data": <string of json>} ; steals data */
+static void send_event(struct pg_session *s, const char *event, const char *channel, json_t *data)
+{
+    char *str = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    json_decref(data);
+    json_t *o = json_pack("{s:s, s:s}", "event", event, "data", str ? str : "{}");
+    free(str);
+    if (o && channel)
+        json_object_set_new(o, "channel", json_string(channel));
+    pg_session_send_json(s, o);
+}
+
+static void send_error(struct pg_session *s, int code, const char *message)
+{
+    /* pusher:error carries data as an object, not a string (as Pusher sends it) */
+    json_t *o = json_pack("{s:s, s:{s:s, s:i}}", "event", "pusher:error", "data", "message", message, "code", code);
+    pg_session_send_json(s, o);
+}
+
+static void subscription_error(struct pg_session *s, const char *channel, int status, const char *why)
+{
+    send_event(s, "pusher:subscription_error", channel,
+               json_pack("{s:s, s:s, s:i}", "type", "AuthError", "error", why, "status", status));
+}
+
+int pg_pusher_open(struct pg_session *s, struct lws *wsi)
+{
+    char frag[64];
+    int protocol = 0;
+    unsigned char r[8];
+    s->proto = PG_PROTO_PUSHER;
+    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
+        if (!strncmp(frag, "protocol=", 9))
+            protocol = atoi(frag + 9);
+    if (!s->app) {
+        send_error(s, 4001, "App key not in this cluster");
+        pg_session_close(s, 4001, "app does not exist");
+        return 0;
+    }
+    if (!s->app->creds->active) {
+        send_error(s, 4003, "App is disabled");
+        pg_session_close(s, 4003, "app disabled");
+        return 0;
+    }
+    if (protocol < 7) {
+        send_error(s, 4007, "Unsupported protocol version");
+        pg_session_close(s, 4007, "protocol 7 required");
+        return 0;
+    }
+    /* unique across nodes with overwhelming probability: two random 32-bit numbers */
+    if (RAND_bytes(r, sizeof r) != 1)
+        return -1;
+    snprintf(s->socket_id, sizeof s->socket_id, "%u.%u", (unsigned)(r[0] << 24 | r[1] << 16 | r[2] << 8 | r[3]),
+             (unsigned)(r[4] << 24 | r[5] << 16 | r[6] << 8 | r[7]));
+    snprintf(s->client_id, sizeof s->client_id, "%s", s->socket_id);
+    send_event(s, "pusher:connection_established", NULL,
+               json_pack("{s:s, s:i}", "socket_id", s->socket_id, "activity_timeout", ACTIVITY_TIMEOUT_S));
+    pg_log(PG_LOG_DEBUG, "pusher", "connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
+    return 0;
+}
+
+/* ---- presence on this node -------------------------------------------------------- */
+
+static json_t *presence_data(struct pg_channel *ch)
+{
+    json_t *ids = json_array(), *hash = json_object();
+    struct pg_presence_user *u, *tmp;
+    HASH_ITER(hh, ch->users, u, tmp) {
+        json_array_append_new(ids, json_string(u->id));
+        json_object_set(hash, u->id, u->info ? u->info : json_null());
+    }
+    return json_pack("{s:{s:o, s:o, s:I}}", "presence", "ids", ids, "hash", hash, "count", (json_int_t)ch->nusers);
+}
+
+/* Send to every live member of ch except `except`. */
+static void channel_broadcast(struct pg_channel *ch, struct pg_session *except, const char *event, json_t *data)
+{
+    struct pg_member *m;
+    DL_FOREACH(ch->members, m) {
+        if (m->s != except && m->live && m->s->proto == PG_PROTO_PUSHER)
+            send_event(m->s, event, ch->name, json_incref(data));
+    }
+    json_decref(data);
+}
+
+static void presence_add(struct pg_member *m, const char *user_id, json_t *info)
+{
+    struct pg_channel *ch = m->ch;
+    struct pg_presence_user *u;
+    HASH_FIND_STR(ch->users, user_id, u);
+    if (u) {
+        u->conns++;
+        json_decref(info);
+        return;
+    }
+    u = calloc(1, sizeof *u);
+    if (!u || !(u->id = strdup(user_id))) {
+        free(u);
+        json_decref(info);
+        return;
+    }
+    u->info = info;
+    u->conns = 1;
+    HASH_ADD_KEYPTR(hh, ch->users, u->id, strlen(u->id), u);
+    ch->nusers++;
+    channel_broadcast(ch, m->s, "pusher_internal:member_added",
+                      json_pack("{s:s, s:O?}", "user_id", u->id, "user_info", u->info));
+}
+
+void pg_pusher_member_left(struct pg_member *m)
+{
+    struct pg_channel *ch = m->ch;
+    struct pg_presence_user *u;
+    if (!m->user_id)
+        return;
+    HASH_FIND_STR(ch->users, m->user_id, u);
+    if (u && --u->conns == 0) {
+        HASH_DEL(ch->users, u);
+        ch->nusers--;
+        channel_broadcast(ch, m->s, "pusher_internal:member_removed", json_pack("{s:s}", "user_id", u->id));
+        free(u->id);
+        json_decref(u->info);
+        free(u);
+    }
+    free(m->user_id);
+    m->user_id = NULL;
+}
+
+/* ---- subscribe -------------------------------------------------------------------- */
+
+struct sub_ack {
+    struct pg_gw *gw;
+    uint64_t serial;
+    char *channel;
+    char *user_id; /* presence */
+    json_t *user_info;
+};
+
+static void sub_ack_free(struct sub_ack *a)
+{
+    free(a->channel);
+    free(a->user_id);
+    json_decref(a->user_info);
+    free(a);
+}
+
+static void subscribed(struct pg_session *s, struct sub_ack *a)
+{
+    struct pg_member *m;
+    HASH_FIND_STR(s->subs, a->channel, m);
+    if (!m)
+        return; /* unsubscribed meanwhile */
+    m->live = 1;
+    if (a->user_id) {
+        m->user_id = a->user_id;
+        a->user_id = NULL;
+        presence_add(m, m->user_id, a->user_info);
+        a->user_info = NULL;
+        send_event(s, "pusher_internal:subscription_succeeded", a->channel, presence_data(m->ch));
+    } else {
+        send_event(s, "pusher_internal:subscription_succeeded", a->channel, json_object());
+    }
+}
+
+static void subscribe_acked(void *ud, int result)
+{
+    struct sub_ack *a = ud;
+    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    if (s && result == 0) {
+        subscribed(s, a);
+    } else if (s) {
+        pg_channel_leave(s, a->channel);
+        subscription_error(s, a->channel, 503, "broker unavailable");
+    }
+    sub_ack_free(a);
+}
+
+static int check_channel_auth(struct pg_session *s, const char *channel, const char *auth, const char *channel_data)
+{
+    const char *secret = s->app->creds->secret, *key = s->app->creds->key ? s->app->creds->key : "";
+    size_t klen = strlen(key);
+    char hex[65];
+    if (!auth || strncmp(auth, key, klen) != 0 || auth[klen] != ':')
+        return -1;
+    size_t n = strlen(s->socket_id) + strlen(channel) + (channel_data ? strlen(channel_data) : 0) + 3;
+    char *msg = malloc(n);
+    if (!msg)
+        return -1;
+    snprintf(msg, n, "%s:%s%s%s", s->socket_id, channel, channel_data ? ":" : "", channel_data ? channel_data : "");
+    int rc = pg_hmac_sha256_hex(secret, strlen(secret), msg, strlen(msg), hex);
+    free(msg);
+    if (rc != 0)
+        return -1;
+    return pg_secret_equal(auth + klen + 1, strlen(auth + klen + 1), hex, 64) ? 0 : -1;
+}
+
+static void do_subscribe(struct pg_session *s, json_t *data)
+{
+    const char *channel = json_string_value(json_object_get(data, "channel"));
+    const char *auth = json_string_value(json_object_get(data, "auth"));
+    const char *channel_data = json_string_value(json_object_get(data, "channel_data"));
+    struct sub_ack *a = NULL;
+    if (!channel || !pg_pusher_channel_valid(channel)) {
+        send_error(s, 4009, "Invalid channel name");
+        return;
+    }
+    struct pg_member *existing;
+    HASH_FIND_STR(s->subs, channel, existing);
+    if (existing) {
+        send_error(s, 4009, "Existing subscription to channel");
+        return;
+    }
+    if (is_private(channel) && check_channel_auth(s, channel, auth, is_presence(channel) ? channel_data : NULL)) {
+        pg_log(PG_LOG_INFO, "pusher", "subscription refused app=%s socket_id=%s channel=%s: bad auth",
+               s->app->creds->id, s->socket_id, channel);
+        subscription_error(s, channel, 401, "Invalid signature");
+        return;
+    }
+    if (!(a = calloc(1, sizeof *a)) || !(a->channel = strdup(channel)))
+        goto nomem;
+    a->gw = s->gw;
+    a->serial = s->serial;
+    if (is_presence(channel)) {
+        json_t *cd = channel_data ? json_loads(channel_data, 0, NULL) : NULL;
+        json_t *uid = json_object_get(cd, "user_id");
+        char num[32];
+        const char *id = json_string_value(uid);
+        if (!id && json_is_integer(uid)) {
+            snprintf(num, sizeof num, "%lld", (long long)json_integer_value(uid));
+            id = num;
+        }
+        if (!id || !*id) {
+            json_decref(cd);
+            sub_ack_free(a);
+            subscription_error(s, channel, 400, "presence channel_data needs a user_id");
+            return;
+        }
+        a->user_id = strdup(id);
+        a->user_info = json_incref(json_object_get(cd, "user_info"));
+        json_decref(cd);
+        if (!a->user_id)
+            goto nomem;
+    }
+    int rc = pg_channel_join(s, channel, subscribe_acked, a);
+    if (rc == 1)
+        return;
+    if (rc == 0)
+        subscribed(s, a);
+    else if (rc == PG_ELIMIT)
+        send_error(s, 4301, "Too many subscriptions");
+    else
+        subscription_error(s, channel, 503, "cannot subscribe now");
+    sub_ack_free(a);
+    return;
+nomem:
+    if (a)
+        sub_ack_free(a);
+    send_error(s, 4200, "out of memory");
+}
+
+/* ---- client events ---------------------------------------------------------------- */
+
+static void client_event(struct pg_session *s, const char *event, json_t *frame)
+{
+    const char *channel = json_string_value(json_object_get(frame, "channel"));
+    json_t *data = json_object_get(frame, "data");
+    struct pg_member *m = NULL;
+    int64_t now = pg_mono_ms();
+    if (now - s->rate_window_ms >= 1000) {
+        s->rate_window_ms = now;
+        s->rate_count = 0;
+    }
+    if (++s->rate_count > CLIENT_EVENTS_PER_S) {
+        send_error(s, 4301, "Client event rejected - rate limit exceeded");
+        return;
+    }
+    if (channel)
+        HASH_FIND_STR(s->subs, channel, m);
+    if (!channel || !is_private(channel)) {
+        send_error(s, 4301, "Client event rejected - only supported on private and presence channels");
+        return;
+    }
+    if (!m || !m->live) {
+        send_error(s, 4301, "Client event rejected - not subscribed to the channel");
+        return;
+    }
+    char *payload = json_is_string(data) ? strdup(json_string_value(data))
+                                         : json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!payload)
+        return;
+    if (strlen(payload) > s->gw->cfg->max_message_bytes) {
+        send_error(s, 4301, "Client event rejected - data too large");
+    } else {
+        const char *props[] = {"event", event, "socket_id", s->socket_id, m->user_id ? "user_id" : NULL, m->user_id,
+                               NULL};
+        if (pg_publish(s->gw, s->app->creds->id, channel, payload, strlen(payload), props, NULL, NULL) != 0)
+            send_error(s, 4201, "broker unavailable");
+    }
+    free(payload);
+}
+
+void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len)
+{
+    json_t *req = json_loadb(frame, len, 0, NULL);
+    const char *event = json_string_value(json_object_get(req, "event"));
+    if (!req || !event) {
+        send_error(s, 4200, "malformed event: expected {\"event\":..., \"data\":...}");
+        goto out;
+    }
+    json_t *data = json_object_get(req, "data");
+    /* pusher-js sends data as an object; some clients send it JSON-encoded */
+    json_t *parsed = json_is_string(data) ? json_loads(json_string_value(data), 0, NULL) : NULL;
+    if (parsed)
+        data = parsed;
+    if (!strcmp(event, "pusher:ping")) {
+        send_event(s, "pusher:pong", NULL, json_object());
+    } else if (!strcmp(event, "pusher:subscribe")) {
+        do_subscribe(s, data);
+    } else if (!strcmp(event, "pusher:unsubscribe")) {
+        const char *channel = json_string_value(json_object_get(data, "channel"));
+        if (channel)
+            pg_channel_leave(s, channel);
+    } else if (!strcmp(event, "pusher:pong")) {
+        /* answer to our ping: nothing to do */
+    } else if (!strncmp(event, "client-", 7)) {
+        client_event(s, event, req);
+    } else {
+        send_error(s, 4200, "unsupported event");
+    }
+    json_decref(parsed);
+out:
+    json_decref(req);
+}
+
+void pg_pusher_encode(const char *channel, const void *payload, size_t len, const struct pg_bridge_prop *props,
+                      size_t nprops, struct pg_msg **out)
+{
+    const char *event = "message", *user_id = NULL;
+    json_t *data;
+    *out = NULL;
+    for (size_t i = 0; i < nprops; i++) {
+        if (!strcmp(props[i].name, "event"))
+            event = props[i].value;
+        else if (!strcmp(props[i].name, "user_id"))
+            user_id = props[i].value;
+    }
+    if (pg_utf8_valid(payload, len)) {
+        data = json_stringn(payload, len);
+    } else {
+        size_t b64len = 4 * ((len + 2) / 3) + 1;
+        unsigned char *b64 = malloc(b64len);
+        if (!b64)
+            return;
+        EVP_EncodeBlock(b64, payload, (int)len);
+        json_t *bin = json_pack("{s:s}", "binary", (char *)b64);
+        free(b64);
+        char *str = json_dumps(bin, JSON_COMPACT);
+        json_decref(bin);
+        data = str ? json_string(str) : NULL;
+        free(str);
+    }
+    json_t *o = json_pack("{s:s, s:s, s:o}", "event", event, "channel", channel, "data", data);
+    if (o && user_id)
+        json_object_set_new(o, "user_id", json_string(user_id));
+    if (o)
+        *out = pg_msg_from_json(o);
+    json_decref(o);
+}
