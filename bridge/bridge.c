@@ -135,9 +135,18 @@ static void finish_waiters(struct sub *s, int result)
 }
 
 /* Waiters survive a lost connection: the filter is re-subscribed on reconnect, or they time out. */
+/* The identifiers a copy may carry changed: a message that repeats the last one is not a copy of it. */
+static void group_reset(pg_bridge *b)
+{
+    free(b->group.topic);
+    b->group.topic = NULL;
+    b->group.nids = 0;
+}
+
 static void subs_lost(pg_bridge *b)
 {
     struct sub *s, *tmp;
+    group_reset(b);
     HASH_ITER(hh, b->subs, s, tmp) {
         s->live = 0;
         s->mid = 0;
@@ -426,15 +435,20 @@ void pg_bridge_free(pg_bridge *b)
             mosquitto_loop_write(b->mosq, 16);
         }
         mosquitto_destroy(b->mosq);
+        b->mosq = NULL;
     }
+    /* owners hear of everything still pending; they must not call back into the bridge from here */
+    b->connected = 0;
+    b->started = 0;
     fail_pending(b);
-    struct sub *s, *tmp;
-    HASH_ITER(hh, b->subs, s, tmp) {
+    struct sub *s, *tmp, *subs = b->subs;
+    b->subs = NULL;
+    HASH_ITER(hh, subs, s, tmp) {
         if (s->nwaiters)
             finish_waiters(s, PG_EBUSY);
     }
-    HASH_ITER(hh, b->subs, s, tmp) {
-        HASH_DEL(b->subs, s);
+    HASH_ITER(hh, subs, s, tmp) {
+        HASH_DEL(subs, s);
         free(s->waiters);
         free(s->filter);
         free(s);
@@ -610,6 +624,7 @@ int pg_bridge_subscribe(pg_bridge *b, const char *filter)
         b->next_sub_id = 1;
     s->wildcard = strpbrk(filter, "+#") != NULL;
     HASH_ADD_KEYPTR(hh, b->subs, s->filter, strlen(s->filter), s);
+    group_reset(b);
     if (b->connected) {
         subscribe_one(b, s);
         if (mosquitto_want_write(b->mosq) && b->ops.want_write)
@@ -646,6 +661,7 @@ int pg_bridge_unsubscribe(pg_bridge *b, const char *filter)
     if (--s->refs > 0)
         return 0;
     HASH_DEL(b->subs, s);
+    group_reset(b);
     if (s->nwaiters)
         finish_waiters(s, PG_EBUSY);
     free(s->waiters);

@@ -77,6 +77,8 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
         return pg_bridge_subscribe_wait(s->gw->bridge, m->ch->topic, cb, ud);
     if (s->nsubs >= (size_t)s->gw->cfg->max_subscriptions)
         return PG_ELIMIT;
+    if (!pg_bridge_connected(s->gw->bridge))
+        return PG_EBUSY;
     m = calloc(1, sizeof *m);
     if (!m)
         return PG_ENOMEM;

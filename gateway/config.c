@@ -280,6 +280,14 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
                  cfg->topic_root);
         return PG_EINVAL;
     }
+    for (size_t i = 0; i < cfg->napps; i++) {
+        /* the broker plugin owns app-id usernames: the gateway's own login would be taken for a device */
+        if (*cfg->broker_username && !strcmp(cfg->apps[i].creds.id, cfg->broker_username)) {
+            snprintf(err, errlen, "%s:%d: [app %s]: app id equals broker_username", cfg->config_path ? cfg->config_path : "",
+                     cfg->apps[i].line, cfg->apps[i].creds.id);
+            return PG_EINVAL;
+        }
+    }
     if (cfg->broker_reconnect_max_ms < cfg->broker_reconnect_min_ms) {
         snprintf(err, errlen, "broker_reconnect_max_ms must be >= broker_reconnect_min_ms");
         return PG_EINVAL;

@@ -136,6 +136,8 @@ struct pg_http {
     char *body;
     size_t body_len, body_cap;
     int body_too_big;
+    int body_expected; /* Content-Length > 0 */
+    int body_done;     /* the body (or its absence) was acted on in this transaction */
     /* response */
     int status;
     const char *ctype;
@@ -184,7 +186,7 @@ struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len);
  * Subscribe s to name (exact or wildcard filter). 0: live at the broker now.
  * 1: the broker's SUBACK is pending; cb(ud, result) follows as for
  * pg_bridge_subscribe_wait (on failure the caller leaves the channel).
- * PG_ELIMIT over max_subscriptions.
+ * PG_ELIMIT over max_subscriptions, PG_EBUSY broker unavailable (nothing joined).
  */
 int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb, void *ud);
 void pg_channel_leave(struct pg_session *s, const char *name);

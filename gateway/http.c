@@ -21,7 +21,8 @@ static void h_reset(struct pg_http *h)
     free(h->channel);
     h->body = h->resp = h->channel = NULL;
     h->body_len = h->body_cap = h->resp_len = 0;
-    h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = 0;
+    h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
+    h->body_expected = 0;
     h->ctype = h->location = NULL;
     h->app = NULL;
 }
@@ -256,8 +257,10 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
         return 1;
     }
-    if (gw->draining || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "over capacity");
+    /* like /readyz: no new sessions while they could not subscribe or publish */
+    if (gw->draining || !pg_bridge_connected(gw->bridge) || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
+                               gw->draining ? "shutting down" : gw->nsessions ? "over capacity" : "broker unavailable");
         return 1;
     }
     return 0;
@@ -294,6 +297,10 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h_reset(h);
         h->gw = gw;
         h->wsi = wsi;
+        if (strlen((const char *)in) >= sizeof h->path) {
+            pg_http_respond_error(h, 414, "URI too long");
+            return 0;
+        }
         snprintf(h->path, sizeof h->path, "%s", (const char *)in);
         h->method_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
         if (!h->method_post) {
@@ -321,19 +328,27 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
             pg_http_respond_error(h, 411, "chunked bodies are not accepted: send Content-Length");
             return 0;
         }
-        if (pg_http_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl) <= 0 || !strcmp(cl, "0")) {
+        long long clen = 0;
+        if (pg_http_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl) > 0 &&
+            pg_parse_int(cl, 0, INT64_MAX, &clen) != 0) {
+            pg_http_respond_error(h, 400, "invalid Content-Length");
+            return 0;
+        }
+        if (clen == 0) {
+            h->body_done = 1;
             if (h->pusher_api) /* no body follows */
                 pg_pusher_api_body_done(gw, h);
             else
                 rest_publish(gw, h);
             return 0;
         }
-        if (strtoull(cl, NULL, 10) > gw->cfg->max_body_bytes)
+        h->body_expected = 1;
+        if ((uint64_t)clen > gw->cfg->max_body_bytes)
             h->body_too_big = 1;
         return 0;
     }
     case LWS_CALLBACK_HTTP_BODY:
-        if (h->body_too_big || h->status)
+        if (h->body_too_big || h->status || h->body_done || !in || !len)
             return 0;
         if (h->body_len + len > gw->cfg->max_body_bytes) {
             h->body_too_big = 1;
@@ -353,8 +368,23 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h->body_len += len;
         return 0;
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+        /* lws repeats this when bytes follow the body (a stray CRLF, a pipelined request): act once */
+        if (!h->body_expected)
+            return 0; /* a request without a body was answered when its headers arrived */
+        if (h->body_done) {
+            /*
+             * lws 4.1 repeats this callback, in a tight loop that starves the
+             * event loop, when bytes follow the body (a stray CRLF, a pipelined
+             * request) while the answer still waits for the broker. Closing the
+             * connection is the only way out: the first request's publish
+             * stands, nothing is published twice, and the loop keeps serving.
+             */
+            pg_log(PG_LOG_INFO, "http", "closing connection: data after the request body of %s", h->path);
+            return -1;
+        }
         if (h->status)
             return 0;
+        h->body_done = 1;
         if (h->pusher_api)
             pg_pusher_api_body_done(gw, h);
         else

@@ -319,7 +319,7 @@ static void tick(lws_sorted_usec_list_t *sul)
 {
     struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
     pg_bridge_tick(gw->bridge);
-    if (gw->draining && (gw->nsessions == 0 || pg_mono_ms() >= gw->drain_deadline))
+    if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0) || pg_mono_ms() >= gw->drain_deadline))
         gw->done = 1;
     lws_sul_schedule(gw->ctx, 0, &gw->sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
 }

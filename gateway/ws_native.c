@@ -115,6 +115,16 @@ static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
     }
     pg_token_free(s->token);
     s->token = tok;
+    /* exact subscriptions were checked against the previous token: drop those the new one does not allow */
+    struct pg_member *m, *mtmp;
+    HASH_ITER(hh, s->subs, m, mtmp) {
+        if (m->ch->wildcard || pg_token_allows(tok, PG_ACT_SUBSCRIBE, m->ch->name, strlen(m->ch->name)) == PG_ALLOW)
+            continue;
+        json_t *o = json_pack("{s:s, s:s, s:{s:i, s:s}}", "type", "unsubscribe", "room", m->ch->name, "error", "code",
+                              403, "message", "not permitted by the new token");
+        pg_channel_leave(s, m->ch->name);
+        pg_session_send_json(s, o);
+    }
     int64_t left_ms = pg_token_exp_ms(tok) + s->gw->limits.leeway_ms - pg_now_ms();
     lws_sul_schedule(s->gw->ctx, 0, &s->sul_expiry, on_token_expired, (left_ms > 0 ? left_ms : 0) * LWS_US_PER_MS);
     reply(s, "authenticate", cb, NULL, 0, NULL);

@@ -592,3 +592,36 @@ test('fan-out encodes a message once for all of its recipients', async () => {
     const line = stack.gw.logs().split('\n').find((l) => l.includes(marker));
     assert.match(line, /recipients=4 encodings=1\b/, `fan-out log line: ${line}`);
 });
+
+test('a message equal to the previous one is delivered after the channel was re-subscribed', async () => {
+    const room = unique('repeat');
+    const pub = await rawPublisher();
+    const first = await connect();
+    await subscribe(first, room);
+    await pub.publishAsync(`pushgate/demo/c/${room}`, Buffer.from('"on"'), { qos: 1 });
+    await first.next(isMessage(room, (f) => f.message === 'on'));
+    first.terminate();
+    sockets.delete(first);
+    await new Promise((r) => setTimeout(r, 200)); // the channel empties and is unsubscribed
+    const second = await connect();
+    await subscribe(second, room);
+    await pub.publishAsync(`pushgate/demo/c/${room}`, Buffer.from('"on"'), { qos: 1 });
+    await second.next(isMessage(room, (f) => f.message === 'on'));
+});
+
+test('re-authenticating with a narrower token drops exact subscriptions it no longer allows', async () => {
+    const c = await connect('secure');
+    const tok = (perms) =>
+        signJwt({ channel: 'secure', client: c.open.client_id, exp: Math.floor(Date.now() / 1000) + 60, permissions: perms },
+            SECURE.secret);
+    let r = await request(c, { type: 'authenticate', token: tok({ '.*': { subscribe: true } }) });
+    assert.equal(r.error, undefined);
+    await subscribe(c, 'keep-1');
+    await subscribe(c, 'drop-1');
+    r = await request(c, { type: 'authenticate', token: tok({ '^keep-': { subscribe: true } }) });
+    assert.equal(r.error, undefined);
+    const dropped = await c.next((f) => f.type === 'unsubscribe' && f.room === 'drop-1');
+    assert.equal(dropped.error.code, 403);
+    const again = await request(c, { type: 'subscribe', room: 'drop-1' });
+    assert.equal(again.error.code, 403);
+});

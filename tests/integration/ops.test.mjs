@@ -97,6 +97,11 @@ test('config error: an unknown option names file and line; so do bad app section
 
     // the command line is checked too, and --check accepts a good file
     assert.equal(run(['--no_such_option', '1']).status, 2);
+    // an app named like the gateway's broker account would capture the gateway's own broker login
+    const clash = await confFile('clash.conf', ['broker_username = pushgate', '[app pushgate]', 'secret = s']);
+    const rc = run(['--config', clash]);
+    assert.equal(rc.status, 2, rc.stderr);
+    assert.ok(rc.stderr.includes(`${clash}:2: [app pushgate]: app id equals broker_username`), rc.stderr);
     const good = await confFile('good.conf', ['listen_port = 8080', '[app demo]', 'key = k', 'secret = s']);
     const ok = run(['--config', good, '--check']);
     assert.equal(ok.status, 0, ok.stderr);
