@@ -171,6 +171,14 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
     if (*stype) { /* inside [app ID] */
         struct pg_app_conf *app = &cfg->apps[cfg->napps - 1];
         int rc = pg_app_creds_set(&app->creds, key, value, fc->base_dir, why, sizeof why);
+        if (rc == PG_ENOTFOUND && !strcmp(key, "webhook_url")) {
+            if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
+                snprintf(fc->err, fc->errlen, "%s:%d: webhook_url: expected an http:// or https:// URL", fc->path, line);
+                return PG_EINVAL;
+            }
+            free(app->webhook_url);
+            return (app->webhook_url = strdup(value)) ? 0 : PG_ENOMEM;
+        }
         if (rc == PG_ENOTFOUND) {
             snprintf(fc->err, fc->errlen, "%s:%d: %s: unknown app option", fc->path, line, key);
             return PG_EINVAL;
@@ -300,8 +308,10 @@ void pg_config_free(struct pg_config *cfg)
     for (size_t i = 0; i < NOPTS; i++)
         if (opts[i].type == T_STR)
             free(*(char **)((char *)cfg + opts[i].off));
-    for (size_t i = 0; i < cfg->napps; i++)
+    for (size_t i = 0; i < cfg->napps; i++) {
         pg_app_creds_clear(&cfg->apps[i].creds);
+        free(cfg->apps[i].webhook_url);
+    }
     free(cfg->apps);
     free(cfg->config_path);
     memset(cfg, 0, sizeof *cfg);

@@ -14,6 +14,7 @@
 
 struct pg_app_conf {
     struct pg_app_creds creds;
+    char *webhook_url; /* Pusher-style webhooks for this app; NULL: none */
     int line; /* where the section started, for messages */
 };
 

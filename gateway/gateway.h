@@ -92,6 +92,7 @@ struct pg_channel { /* a channel name or a wildcard filter with local subscriber
 
 struct pg_app {
     const struct pg_app_creds *creds; /* owned by the config */
+    const struct pg_app_conf *conf;   /* owned by the config */
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
     UT_hash_handle hh;
@@ -166,6 +167,7 @@ struct pg_gw {
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     pg_bridge *bridge;
+    struct pg_webhooks *webhooks;
     struct lws *mqtt_wsi;
     lws_sorted_usec_list_t sul_tick;
     struct pg_app *apps;
@@ -251,6 +253,21 @@ int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct 
  */
 int pg_pusher_api_route(struct pg_gw *gw, struct pg_http *h);
 void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h);
+
+/*
+ * webhooks.c: Pusher-style webhooks, batched per app, POSTed with libcurl's
+ * multi interface driven from the loop's tick (never blocking), signed with
+ * X-Pusher-Key / X-Pusher-Signature, retried with backoff.
+ */
+struct pg_webhooks;
+int pg_webhooks_new(struct pg_gw *gw, struct pg_webhooks **out);
+void pg_webhooks_free(struct pg_webhooks *w);
+/* Queue one event ({"name":…, "channel":…, …}; stolen) for app's webhook_url; a no-op without one. */
+void pg_webhook_emit(struct pg_gw *gw, struct pg_app *app, json_t *event);
+/* Called from the loop's tick: progress transfers, send due batches, schedule retries. */
+void pg_webhooks_tick(struct pg_webhooks *w);
+/* Events queued or in flight (for shutdown and metrics). */
+size_t pg_webhooks_pending(const struct pg_webhooks *w);
 
 /* assets.c (generated from gateway/static) */
 struct pg_asset {

@@ -347,6 +347,7 @@ static int apps_init(struct pg_gw *gw)
         if (!a)
             return PG_ENOMEM;
         a->creds = &gw->cfg->apps[i].creds;
+        a->conf = &gw->cfg->apps[i];
         HASH_ADD_KEYPTR(hh, gw->apps, a->creds->id, strlen(a->creds->id), a);
     }
     return 0;
