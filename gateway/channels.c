@@ -30,6 +30,14 @@ char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *
     return t;
 }
 
+char *pg_channel_topic(struct pg_gw *gw, const char *app, const char *name)
+{
+    size_t pl = strlen(PG_USER_CHANNEL_PREFIX);
+    if (!strncmp(name, PG_USER_CHANNEL_PREFIX, pl))
+        return pg_topic(gw, app, "u", name + pl);
+    return pg_topic(gw, app, "c", name);
+}
+
 static struct pg_channel *channel_get(struct pg_session *s, const char *name, int wildcard)
 {
     struct pg_app *app = s->app;
@@ -42,7 +50,7 @@ static struct pg_channel *channel_get(struct pg_session *s, const char *name, in
     if (!ch)
         return NULL;
     ch->name = strdup(name);
-    ch->topic = pg_topic(s->gw, app->creds->id, "c", name);
+    ch->topic = pg_channel_topic(s->gw, app->creds->id, name);
     if (!ch->name || !ch->topic || pg_bridge_subscribe(s->gw->bridge, ch->topic) != 0) {
         free(ch->name);
         free(ch->topic);
@@ -93,6 +101,7 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
     ch->nmembers++;
     HASH_ADD_KEYPTR(hh, s->subs, ch->name, strlen(ch->name), m);
     s->nsubs++;
+    pg_cluster_changed(s->gw);
     int rc = pg_bridge_subscribe_wait(s->gw->bridge, ch->topic, cb, ud);
     if (rc < 0)
         member_remove(s, m);
@@ -107,6 +116,7 @@ static void member_remove(struct pg_session *s, struct pg_member *m)
     s->nsubs--;
     DL_DELETE(ch->members, m);
     ch->nmembers--;
+    pg_cluster_changed(s->gw);
     free(m);
     channel_put(s->gw, ch);
 }
@@ -175,12 +185,21 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
         return;
     const char *app_id = topic + rl + 1;
     const char *slash = strchr(app_id, '/');
-    if (!slash || strncmp(slash, "/c/", 3) != 0)
+    int user = slash && !strncmp(slash, "/u/", 3);
+    if (!slash || (strncmp(slash, "/c/", 3) != 0 && !user))
         return;
     struct pg_app *app = pg_app_find(gw, app_id, (size_t)(slash - app_id));
     if (!app)
         return;
-    struct fanout f = {.gw = gw, .channel = slash + 3, .payload = payload, .len = len, .props = props,
+    /* per-user messages live in the channel index as "#server-to-user-{id}" */
+    char *user_channel = NULL;
+    if (user) {
+        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(slash + 3) + 1;
+        if (!(user_channel = malloc(n)))
+            return;
+        snprintf(user_channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, slash + 3);
+    }
+    struct fanout f = {.gw = gw, .channel = user ? user_channel : slash + 3, .payload = payload, .len = len, .props = props,
                        .nprops = nprops, .seq = ++gw->fanout_seq};
     for (size_t i = 0; i < nprops; i++)
         if (!strcmp(props[i].name, "socket_id"))
@@ -200,4 +219,5 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
                f.channel, len, f.recipients, f.encodings);
     pg_msg_unref(f.native);
     pg_msg_unref(f.pusher);
+    free(user_channel);
 }

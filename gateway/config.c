@@ -50,6 +50,12 @@ static const struct opt opts[] = {
     {"jwt_leeway_ms", T_INT, O(jwt_leeway_ms), "5000", 0, 600000, "clock skew allowed on exp and nbf"},
     {"max_token_bytes", T_SIZE, O(max_token_bytes), "8k", 64, 1048576, "longest accepted JWT"},
     {"max_rules", T_INT, O(max_rules), "64", 1, 10000, "patterns in one permissions claim"},
+    {"webhook_batch_ms", T_INT, O(webhook_batch_ms), "250", 0, 60000, "how long webhook events gather into one POST"},
+    {"webhook_timeout_ms", T_INT, O(webhook_timeout_ms), "5000", 100, 600000, "time limit of one webhook request"},
+    {"webhook_max_attempts", T_INT, O(webhook_max_attempts), "6", 1, 100,
+     "tries of a webhook batch before dropping it"},
+    {"webhook_max_queue", T_INT, O(webhook_max_queue), "10000", 1, 10000000,
+     "queued webhook events per app (then oldest dropped)"},
     {"log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])

@@ -51,6 +51,11 @@ struct pg_config {
     long long jwt_leeway_ms;
     uint64_t max_token_bytes;
     long long max_rules;
+    /* webhooks */
+    long long webhook_batch_ms;
+    long long webhook_timeout_ms;
+    long long webhook_max_attempts;
+    long long webhook_max_queue;
     /* logging */
     char *log_level;
 

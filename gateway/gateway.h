@@ -60,6 +60,8 @@ void pg_outq_clear(struct pg_outq *q);
 
 struct pg_session;
 struct pg_app;
+struct pg_pchan;
+struct pg_node;
 
 struct pg_member { /* one subscription of one session; in the session's hash and the channel's list */
     struct pg_channel *ch;
@@ -95,6 +97,7 @@ struct pg_app {
     const struct pg_app_conf *conf;   /* owned by the config */
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
+    struct pg_pchan *pchans;          /* presence channels known in the cluster (presence.c) */
     UT_hash_handle hh;
 };
 
@@ -108,6 +111,7 @@ struct pg_session {
     enum pg_proto proto;
     char client_id[32];
     char socket_id[32]; /* Pusher: "<n>.<n>" */
+    char *user_id;      /* Pusher user signin (owned) */
     int64_t rate_window_ms; /* Pusher client events: start of the current one-second window */
     int rate_count;
     pg_token *token; /* owned; NULL until authenticated */
@@ -178,6 +182,10 @@ struct pg_gw {
     uint64_t fanout_seq;
     char node_id[40];
     int64_t started_ms;
+    struct pg_node *nodes;     /* other gateway nodes (cluster.c) */
+    json_t *occupied;          /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
+    int cluster_dirty;         /* local channels changed since the last snapshot */
+    int64_t last_snapshot_ms;
     int draining;
     int64_t drain_deadline;
     int done;
@@ -196,6 +204,10 @@ void pg_channel_leave_all(struct pg_session *s);
 /* Bridge message for {root}/{app}/c/{channel}: fan out to local subscribers. */
 void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
                          const struct pg_bridge_prop *props, size_t nprops);
+/* Pusher's per-user channel: its messages travel on {root}/{app}/u/{user}. */
+#define PG_USER_CHANNEL_PREFIX "#server-to-user-"
+/* The MQTT topic of a channel name (c/ or, for PG_USER_CHANNEL_PREFIX names, u/); caller frees. */
+char *pg_channel_topic(struct pg_gw *gw, const char *app, const char *name);
 /* Build "{root}/{app}/{kind}/{name}" into a new string (caller frees). */
 char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name);
 
@@ -213,7 +225,33 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel);
 int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
                const char *const *props, pg_bridge_ack_cb cb, void *cb_ud);
 
+/* cluster.c: node liveness, snapshots, cluster-wide channel counts, the webhook leader */
+int pg_cluster_init(struct pg_gw *gw);
+void pg_cluster_free(struct pg_gw *gw);
+int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len); /* 1: handled */
+void pg_cluster_changed(struct pg_gw *gw);
+void pg_cluster_tick(struct pg_gw *gw);
+void pg_cluster_connected(struct pg_gw *gw);
+void pg_cluster_stopping(struct pg_gw *gw);
+int pg_cluster_node_alive(struct pg_gw *gw, const char *id);
+int pg_cluster_is_leader(struct pg_gw *gw);
+json_t *pg_cluster_channels(struct pg_gw *gw, const char *app); /* new reference: {channel: subscriptions} */
+
+/* presence.c */
+struct pg_pchan;
+void pg_presence_local_changed(struct pg_gw *gw, struct pg_app *app, const char *channel, struct pg_session *except);
+void pg_presence_on_message(struct pg_gw *gw, struct pg_app *app, const char *node, const char *channel,
+                            const void *payload, size_t len);
+void pg_presence_nodes_changed(struct pg_gw *gw, const char *gone);
+json_t *pg_presence_members(struct pg_gw *gw, struct pg_app *app, const char *channel); /* new reference */
+void pg_presence_clear_own(struct pg_gw *gw);
+void pg_presence_free(struct pg_app *app);
+
 /* ws_pusher.c */
+/* Close every local session of app signed in as user_id (terminate_connections). */
+void pg_pusher_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *user_id);
+/* {"event", "channel"?, "data": <data as a JSON string>}; data stolen */
+void pg_pusher_send_event(struct pg_session *s, const char *event, const char *channel, json_t *data);
 int pg_pusher_open(struct pg_session *s, struct lws *wsi);
 void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len);
 void pg_pusher_encode(const char *channel, const void *payload, size_t len, const struct pg_bridge_prop *props,

@@ -21,7 +21,7 @@
 #define MAX_BATCH 10
 #define MAX_EVENT_NAME 200
 
-enum route { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_USERS };
+enum route { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_USERS, R_TERMINATE };
 
 struct arg {
     char *kv; /* "key=value" as decoded by lws; key lowercased */
@@ -137,6 +137,15 @@ static enum route parse_route(struct pg_gw *gw, struct pg_http *h, char **arg)
         return R_BATCH;
     if (!strcmp(p, "/channels"))
         return R_CHANNELS;
+    if (!strncmp(p, "/users/", 7)) {
+        const char *u = p + 7;
+        size_t ul = strcspn(u, "/");
+        if (ul && !strcmp(u + ul, "/terminate_connections")) {
+            *arg = strndup(u, ul);
+            return R_TERMINATE;
+        }
+        return R_NONE;
+    }
     if (!strncmp(p, "/channels/", 10)) {
         const char *ch = p + 10;
         size_t cl = strcspn(ch, "/");
@@ -160,7 +169,7 @@ int pg_pusher_api_route(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 404, "unknown Pusher API route");
     else if (!h->app)
         pg_http_respond_error(h, 404, "unknown app");
-    else if ((r == R_EVENTS || r == R_BATCH) != (h->method_post != 0))
+    else if ((r == R_EVENTS || r == R_BATCH || r == R_TERMINATE) != (h->method_post != 0))
         pg_http_respond_error(h, 405, "method not allowed");
     return 1;
 }
@@ -201,6 +210,14 @@ static void trigger_acked(void *ud, int result)
         trigger_answer(t->gw, t);
 }
 
+/* "#server-to-user-{id}": a user id is one MQTT topic level */
+static int user_channel_valid(const char *c)
+{
+    size_t pl = strlen(PG_USER_CHANNEL_PREFIX);
+    return !strncmp(c, PG_USER_CHANNEL_PREFIX, pl) && c[pl] && strlen(c) <= 200 && !strpbrk(c + pl, "/+#") &&
+           pg_utf8_valid(c, strlen(c));
+}
+
 /* Validates one event object; on error answers and returns -1. */
 static int check_event(struct pg_gw *gw, struct pg_http *h, json_t *ev, int batch)
 {
@@ -227,7 +244,7 @@ static int check_event(struct pg_gw *gw, struct pg_http *h, json_t *ev, int batc
     }
     for (size_t i = 0; i < n; i++) {
         const char *c = channel ? channel : json_string_value(json_array_get(channels, i));
-        if (!c || !pg_pusher_channel_valid(c)) {
+        if (!c || !(pg_pusher_channel_valid(c) || user_channel_valid(c))) {
             pg_http_respond_error(h, 400, "invalid channel name");
             return -1;
         }
@@ -268,12 +285,17 @@ static void trigger(struct pg_gw *gw, struct pg_http *h, json_t **evs, size_t ne
     trigger_acked(t, t->result);
 }
 
-static void channel_info(struct pg_channel *ch, const char *info, json_t *out)
+/* Cluster-wide info of one channel: subscriptions from node snapshots, users from presence. */
+static void channel_info(struct pg_gw *gw, struct pg_app *app, const char *name, json_int_t subs, const char *info,
+                         json_t *out)
 {
-    if (info && strstr(info, "user_count") && !strncmp(ch->name, "presence-", 9))
-        json_object_set_new(out, "user_count", json_integer((json_int_t)ch->nusers));
+    if (info && strstr(info, "user_count") && !strncmp(name, "presence-", 9)) {
+        json_t *members = pg_presence_members(gw, app, name);
+        json_object_set_new(out, "user_count", json_integer((json_int_t)json_object_size(members)));
+        json_decref(members);
+    }
     if (info && strstr(info, "subscription_count"))
-        json_object_set_new(out, "subscription_count", json_integer((json_int_t)ch->nmembers));
+        json_object_set_new(out, "subscription_count", json_integer(subs));
 }
 
 static const char *query_arg(struct pg_http *h, const char *name, char *buf, size_t len)
@@ -323,43 +345,67 @@ void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h)
         trigger(gw, h, evs, n);
         goto out;
     }
-    /* GET: this node's view of its channels */
+    if (r == R_TERMINATE) {
+        /* every node closes its sessions of that user: a control message through the broker */
+        char kind[300];
+        snprintf(kind, sizeof kind, "terminate/%s", arg);
+        char *topic = pg_topic(gw, "_ctl", h->app->creds->id, kind);
+        struct trigger *t = topic ? calloc(1, sizeof *t) : NULL;
+        if (!t || strpbrk(arg, "+#")) {
+            free(topic);
+            free(t);
+            pg_http_respond_error(h, t ? 400 : 500, t ? "invalid user id" : "out of memory");
+            goto out;
+        }
+        t->gw = gw;
+        pg_http_wait(gw, h);
+        t->serial = h->serial;
+        t->remaining = 1;
+        int rc = pg_bridge_publish(gw->bridge, topic, "", 0, NULL, 0, trigger_acked, t);
+        free(topic);
+        if (rc != 0) {
+            t->result = rc;
+            trigger_acked(t, rc);
+        }
+        goto out;
+    }
+    /* GET: the cluster's view (every node's snapshot, presence union) */
+    json_t *all = pg_cluster_channels(gw, h->app->creds->id);
     if (r == R_CHANNELS) {
         const char *prefix = query_arg(h, "filter_by_prefix", pbuf, sizeof pbuf);
-        json_t *chans = json_object();
-        struct pg_channel *ch, *tmp;
-        HASH_ITER(hh, h->app->channels, ch, tmp) {
-            if (prefix && strncmp(ch->name, prefix, strlen(prefix)) != 0)
+        json_t *chans = json_object(), *v;
+        const char *name;
+        if (info && strstr(info, "user_count") && (!prefix || strncmp(prefix, "presence-", 9) != 0)) {
+            json_decref(all);
+            json_decref(chans);
+            pg_http_respond_error(h, 400, "info=user_count needs filter_by_prefix=presence-");
+            goto out;
+        }
+        json_object_foreach(all, name, v) {
+            if (prefix && strncmp(name, prefix, strlen(prefix)) != 0)
                 continue;
             json_t *o = json_object();
-            channel_info(ch, info, o);
-            json_object_set_new(chans, ch->name, o);
+            channel_info(gw, h->app, name, json_integer_value(v), info, o);
+            json_object_set_new(chans, name, o);
         }
         pg_http_respond_json(h, 200, json_pack("{s:o}", "channels", chans));
-    } else if (r == R_CHANNEL || r == R_USERS) {
-        struct pg_channel *ch;
-        HASH_FIND_STR(h->app->channels, arg, ch);
-        if (r == R_USERS) {
-            if (strncmp(arg, "presence-", 9) != 0) {
-                pg_http_respond_error(h, 400, "users are listed for presence channels only");
-                goto out;
-            }
-            json_t *users = json_array();
-            struct pg_presence_user *u, *utmp;
-            if (ch)
-                HASH_ITER(hh, ch->users, u, utmp) {
-                    json_array_append_new(users, json_pack("{s:s}", "id", u->id));
-                }
-            pg_http_respond_json(h, 200, json_pack("{s:o}", "users", users));
+    } else if (r == R_USERS) {
+        if (strncmp(arg, "presence-", 9) != 0) {
+            pg_http_respond_error(h, 400, "users are listed for presence channels only");
         } else {
-            json_t *o = json_pack("{s:b}", "occupied", ch != NULL);
-            if (ch)
-                channel_info(ch, info, o);
-            else if (info && strstr(info, "subscription_count"))
-                json_object_set_new(o, "subscription_count", json_integer(0));
-            pg_http_respond_json(h, 200, o);
+            json_t *members = pg_presence_members(gw, h->app, arg), *users = json_array(), *v;
+            const char *uid;
+            json_object_foreach(members, uid, v) json_array_append_new(users, json_pack("{s:s}", "id", uid));
+            json_decref(members);
+            pg_http_respond_json(h, 200, json_pack("{s:o}", "users", users));
         }
+    } else if (r == R_CHANNEL) {
+        json_t *subs = json_object_get(all, arg);
+        json_t *o = json_pack("{s:b}", "occupied", subs != NULL);
+        channel_info(gw, h->app, arg, json_integer_value(subs), info, o);
+        pg_http_respond_json(h, 200, o);
     }
+    json_decref(all);
 out:
     json_decref(body);
     free(arg);

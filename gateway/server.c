@@ -82,7 +82,7 @@ int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const voi
     all[n++] = "ts";
     all[n++] = ts;
     all[n] = NULL;
-    char *topic = pg_topic(gw, app, "c", channel);
+    char *topic = pg_channel_topic(gw, app, channel);
     if (!topic)
         return PG_ENOMEM;
     int rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, cb, cb_ud);
@@ -99,6 +99,7 @@ static void session_closed(struct pg_gw *gw, struct pg_session *s)
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
     pg_token_free(s->token);
+    free(s->user_id);
     free(s->rx);
     HASH_DEL(gw->sessions, s);
     gw->nsessions--;
@@ -282,30 +283,19 @@ static void bridge_want_write(void *ud)
         lws_callback_on_writable(gw->mqtt_wsi);
 }
 
-/* {root}/_node/{id}: retained while this node is up; the MQTT will (or a clean shutdown) empties it. */
-static void publish_node_state(struct pg_gw *gw, int up)
-{
-    char topic[160], body[256];
-    int n = 0;
-    snprintf(topic, sizeof topic, "%s/_node/%s", gw->cfg->topic_root, gw->node_id);
-    if (up)
-        n = snprintf(body, sizeof body, "{\"node\":\"%s\",\"version\":\"%s\",\"started_ms\":%lld}", gw->node_id,
-                     PUSHGATE_VERSION, (long long)gw->started_ms);
-    pg_bridge_publish(gw->bridge, topic, body, (size_t)n, NULL, 1, NULL, NULL);
-}
-
 static void bridge_on_state(void *ud, int connected)
 {
     struct pg_gw *gw = ud;
     pg_log(connected ? PG_LOG_INFO : PG_LOG_WARN, "bridge", "broker %s", connected ? "connected" : "disconnected");
     if (connected)
-        publish_node_state(gw, 1);
+        pg_cluster_connected(gw);
 }
 
 static void bridge_on_message(void *ud, const char *topic, const void *payload, size_t len,
                               const struct pg_bridge_prop *props, size_t nprops)
 {
-    pg_channels_deliver(ud, topic, payload, len, props, nprops);
+    if (!pg_cluster_on_message(ud, topic, payload, len))
+        pg_channels_deliver(ud, topic, payload, len, props, nprops);
 }
 
 static void bridge_on_log(void *ud, int level, const char *msg)
@@ -319,7 +309,11 @@ static void tick(lws_sorted_usec_list_t *sul)
 {
     struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
     pg_bridge_tick(gw->bridge);
-    if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0) || pg_mono_ms() >= gw->drain_deadline))
+    pg_cluster_tick(gw);
+    pg_webhooks_tick(gw->webhooks);
+    if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 &&
+                          pg_webhooks_pending(gw->webhooks) == 0) ||
+                         pg_mono_ms() >= gw->drain_deadline))
         gw->done = 1;
     lws_sul_schedule(gw->ctx, 0, &gw->sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
 }
@@ -356,8 +350,10 @@ static int apps_init(struct pg_gw *gw)
 static void apps_free(struct pg_gw *gw)
 {
     struct pg_app *a, *tmp;
+    pg_cluster_free(gw);
     HASH_ITER(hh, gw->apps, a, tmp) {
         HASH_DEL(gw->apps, a);
+        pg_presence_free(a);
         free(a);
     }
 }
@@ -406,6 +402,10 @@ int pg_server_run(struct pg_config *cfg)
         pg_log(PG_LOG_ERROR, "server", "cannot create the MQTT client");
         goto out;
     }
+    if (pg_webhooks_new(&gw, &gw.webhooks) != 0) {
+        pg_log(PG_LOG_ERROR, "server", "cannot create the webhook client");
+        goto out;
+    }
 
     memset(&info, 0, sizeof info);
     info.port = (int)cfg->listen_port;
@@ -431,12 +431,14 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
            cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
+    if (pg_cluster_init(&gw) != 0)
+        goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
 
     while (!gw.done && lws_service(gw.ctx, 0) >= 0)
         ;
-    publish_node_state(&gw, 0);
+    pg_cluster_stopping(&gw);
     pg_log(PG_LOG_INFO, "server", "stopped");
     rc = 0;
 out:
@@ -445,6 +447,7 @@ out:
         signal_ctx = NULL;
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
+    pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);
     apps_free(&gw);
     return rc;

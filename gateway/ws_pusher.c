@@ -40,6 +40,19 @@ int pg_pusher_channel_valid(const char *name)
     return 1;
 }
 
+static void send_error(struct pg_session *s, int code, const char *message);
+
+void pg_pusher_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *user_id)
+{
+    struct pg_session *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (s->app == app && s->user_id && !strcmp(s->user_id, user_id)) {
+            send_error(s, 4009, "Connection terminated by the server");
+            pg_session_close(s, 4009, "terminated");
+        }
+    }
+}
+
 static int is_private(const char *ch)
 {
     return !strncmp(ch, "private-", 8) || !strncmp(ch, "presence-", 9);
@@ -50,8 +63,7 @@ static int is_presence(const char *ch)
     return !strncmp(ch, "presence-", 9);
 }
 
-/* {"event": ev, "channel": ch?, "data": <string of json>} ; steals data */
-static void send_event(struct pg_session *s, const char *event, const char *channel, json_t *data)
+void pg_pusher_send_event(struct pg_session *s, const char *event, const char *channel, json_t *data)
 {
     char *str = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     json_decref(data);
@@ -71,7 +83,7 @@ static void send_error(struct pg_session *s, int code, const char *message)
 
 static void subscription_error(struct pg_session *s, const char *channel, int status, const char *why)
 {
-    send_event(s, "pusher:subscription_error", channel,
+    pg_pusher_send_event(s, "pusher:subscription_error", channel,
                json_pack("{s:s, s:s, s:i}", "type", "AuthError", "error", why, "status", status));
 }
 
@@ -105,35 +117,13 @@ int pg_pusher_open(struct pg_session *s, struct lws *wsi)
     snprintf(s->socket_id, sizeof s->socket_id, "%u.%u", (unsigned)(r[0] << 24 | r[1] << 16 | r[2] << 8 | r[3]),
              (unsigned)(r[4] << 24 | r[5] << 16 | r[6] << 8 | r[7]));
     snprintf(s->client_id, sizeof s->client_id, "%s", s->socket_id);
-    send_event(s, "pusher:connection_established", NULL,
+    pg_pusher_send_event(s, "pusher:connection_established", NULL,
                json_pack("{s:s, s:i}", "socket_id", s->socket_id, "activity_timeout", ACTIVITY_TIMEOUT_S));
     pg_log(PG_LOG_DEBUG, "pusher", "connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
     return 0;
 }
 
-/* ---- presence on this node -------------------------------------------------------- */
-
-static json_t *presence_data(struct pg_channel *ch)
-{
-    json_t *ids = json_array(), *hash = json_object();
-    struct pg_presence_user *u, *tmp;
-    HASH_ITER(hh, ch->users, u, tmp) {
-        json_array_append_new(ids, json_string(u->id));
-        json_object_set(hash, u->id, u->info ? u->info : json_null());
-    }
-    return json_pack("{s:{s:o, s:o, s:I}}", "presence", "ids", ids, "hash", hash, "count", (json_int_t)ch->nusers);
-}
-
-/* Send to every live member of ch except `except`. */
-static void channel_broadcast(struct pg_channel *ch, struct pg_session *except, const char *event, json_t *data)
-{
-    struct pg_member *m;
-    DL_FOREACH(ch->members, m) {
-        if (m->s != except && m->live && m->s->proto == PG_PROTO_PUSHER)
-            send_event(m->s, event, ch->name, json_incref(data));
-    }
-    json_decref(data);
-}
+/* ---- presence: this node's side (presence.c merges the cluster) --------------------------- */
 
 static void presence_add(struct pg_member *m, const char *user_id, json_t *info)
 {
@@ -155,8 +145,7 @@ static void presence_add(struct pg_member *m, const char *user_id, json_t *info)
     u->conns = 1;
     HASH_ADD_KEYPTR(hh, ch->users, u->id, strlen(u->id), u);
     ch->nusers++;
-    channel_broadcast(ch, m->s, "pusher_internal:member_added",
-                      json_pack("{s:s, s:O?}", "user_id", u->id, "user_info", u->info));
+    pg_presence_local_changed(m->s->gw, ch->app, ch->name, m->s);
 }
 
 void pg_pusher_member_left(struct pg_member *m)
@@ -169,10 +158,10 @@ void pg_pusher_member_left(struct pg_member *m)
     if (u && --u->conns == 0) {
         HASH_DEL(ch->users, u);
         ch->nusers--;
-        channel_broadcast(ch, m->s, "pusher_internal:member_removed", json_pack("{s:s}", "user_id", u->id));
         free(u->id);
         json_decref(u->info);
         free(u);
+        pg_presence_local_changed(m->s->gw, ch->app, ch->name, m->s);
     }
     free(m->user_id);
     m->user_id = NULL;
@@ -208,9 +197,15 @@ static void subscribed(struct pg_session *s, struct sub_ack *a)
         a->user_id = NULL;
         presence_add(m, m->user_id, a->user_info);
         a->user_info = NULL;
-        send_event(s, "pusher_internal:subscription_succeeded", a->channel, presence_data(m->ch));
+        json_t *members = pg_presence_members(s->gw, s->app, a->channel), *ids = json_array();
+        const char *uid;
+        json_t *info;
+        json_object_foreach(members, uid, info) json_array_append_new(ids, json_string(uid));
+        pg_pusher_send_event(s, "pusher_internal:subscription_succeeded", a->channel,
+                             json_pack("{s:{s:o, s:o, s:I}}", "presence", "ids", ids, "hash", members, "count",
+                                       (json_int_t)json_array_size(ids)));
     } else {
-        send_event(s, "pusher_internal:subscription_succeeded", a->channel, json_object());
+        pg_pusher_send_event(s, "pusher_internal:subscription_succeeded", a->channel, json_object());
     }
 }
 
@@ -310,6 +305,85 @@ nomem:
     send_error(s, 4200, "out of memory");
 }
 
+/* ---- user signin ---------------------------------------------------------------------- */
+
+struct signin_ack {
+    struct pg_gw *gw;
+    uint64_t serial;
+    char *user_data;
+};
+
+static void signin_done(struct pg_session *s, const char *user_data)
+{
+    pg_pusher_send_event(s, "pusher:signin_success", NULL, json_pack("{s:s}", "user_data", user_data));
+}
+
+static void signin_acked(void *ud, int result)
+{
+    struct signin_ack *a = ud;
+    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    if (s && result == 0)
+        signin_done(s, a->user_data);
+    else if (s)
+        send_error(s, 4201, "cannot sign in now: broker unavailable");
+    free(a->user_data);
+    free(a);
+}
+
+/* auth = key:hex(HMAC_SHA256(secret, socket_id + "::user::" + user_data)); then #server-to-user-{id} reaches us */
+static void do_signin(struct pg_session *s, json_t *data)
+{
+    const char *auth = json_string_value(json_object_get(data, "auth"));
+    const char *user_data = json_string_value(json_object_get(data, "user_data"));
+    const char *key = s->app->creds->key ? s->app->creds->key : "", *secret = s->app->creds->secret;
+    size_t klen = strlen(key);
+    char hex[65], *msg = NULL, *channel = NULL;
+    json_t *ud = user_data ? json_loads(user_data, 0, NULL) : NULL;
+    const char *id = json_string_value(json_object_get(ud, "id"));
+    if (!auth || !id || !*id || strncmp(auth, key, klen) != 0 || auth[klen] != ':') {
+        send_error(s, 4009, "signin needs auth and user_data with an id");
+        goto out;
+    }
+    size_t n = strlen(s->socket_id) + strlen(user_data) + 9;
+    if (!(msg = malloc(n)))
+        goto out;
+    snprintf(msg, n, "%s::user::%s", s->socket_id, user_data);
+    if (pg_hmac_sha256_hex(secret, strlen(secret), msg, strlen(msg), hex) != 0 ||
+        !pg_secret_equal(auth + klen + 1, strlen(auth + klen + 1), hex, 64)) {
+        pg_log(PG_LOG_INFO, "pusher", "signin refused app=%s socket_id=%s: bad auth", s->app->creds->id, s->socket_id);
+        send_error(s, 4009, "Invalid signin signature");
+        goto out;
+    }
+    if (s->user_id) {
+        send_error(s, 4009, "already signed in");
+        goto out;
+    }
+    size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(id) + 1;
+    if (!(channel = malloc(cl)) || !(s->user_id = strdup(id)))
+        goto out;
+    snprintf(channel, cl, "%s%s", PG_USER_CHANNEL_PREFIX, id);
+    struct signin_ack *a = calloc(1, sizeof *a);
+    if (!a || !(a->user_data = strdup(user_data))) {
+        free(a);
+        goto out;
+    }
+    a->gw = s->gw;
+    a->serial = s->serial;
+    int rc = pg_channel_join(s, channel, signin_acked, a);
+    if (rc == 1)
+        goto out; /* answered when the broker granted the user topic */
+    if (rc == 0)
+        signin_done(s, user_data);
+    else
+        send_error(s, 4201, "cannot sign in now");
+    free(a->user_data);
+    free(a);
+out:
+    free(msg);
+    free(channel);
+    json_decref(ud);
+}
+
 /* ---- client events ---------------------------------------------------------------- */
 
 static void client_event(struct pg_session *s, const char *event, json_t *frame)
@@ -365,9 +439,11 @@ void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len)
     if (parsed)
         data = parsed;
     if (!strcmp(event, "pusher:ping")) {
-        send_event(s, "pusher:pong", NULL, json_object());
+        pg_pusher_send_event(s, "pusher:pong", NULL, json_object());
     } else if (!strcmp(event, "pusher:subscribe")) {
         do_subscribe(s, data);
+    } else if (!strcmp(event, "pusher:signin")) {
+        do_signin(s, data);
     } else if (!strcmp(event, "pusher:unsubscribe")) {
         const char *channel = json_string_value(json_object_get(data, "channel"));
         if (channel)

@@ -1,0 +1,268 @@
+/*
+ * What every gateway node must agree on travels through the broker as
+ * retained messages, never through a node-local table alone:
+ *
+ *  {root}/_node/{id}              this node's liveness and snapshot
+ *                                 {"node","version","started_ms","channels":{app:{channel:subscriptions}}};
+ *                                 the MQTT will empties it when the node dies
+ *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
+ *
+ * Every node subscribes to both, so each holds the same view of the whole
+ * cluster: occupied channels and their subscription counts are the sum over
+ * live nodes, presence members the union. Cluster-level webhooks (occupied,
+ * vacated, subscription_count, member_added/removed) are sent by one node,
+ * the live node with the smallest id, so each is reported once.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+#define SNAPSHOT_MIN_INTERVAL_MS 200
+
+struct pg_node {
+    char *id;
+    json_t *snapshot; /* NULL: not alive */
+    UT_hash_handle hh;
+};
+
+static char *node_topic(struct pg_gw *gw, const char *id)
+{
+    size_t n = strlen(gw->cfg->topic_root) + strlen(id) + 8;
+    char *t = malloc(n);
+    if (t)
+        snprintf(t, n, "%s/_node/%s", gw->cfg->topic_root, id);
+    return t;
+}
+
+int pg_cluster_init(struct pg_gw *gw)
+{
+    char *nodes = node_topic(gw, "+");
+    char *presence = pg_topic(gw, "+", "p", "#");
+    char *ctl = pg_topic(gw, "_ctl", "+", "terminate/+");
+    int rc = nodes && presence && ctl ? 0 : PG_ENOMEM;
+    if (rc == 0)
+        rc = pg_bridge_subscribe(gw->bridge, nodes);
+    if (rc == 0)
+        rc = pg_bridge_subscribe(gw->bridge, presence);
+    if (rc == 0)
+        rc = pg_bridge_subscribe(gw->bridge, ctl);
+    free(nodes);
+    free(presence);
+    free(ctl);
+    return rc;
+}
+
+void pg_cluster_free(struct pg_gw *gw)
+{
+    struct pg_node *n, *tmp;
+    HASH_ITER(hh, gw->nodes, n, tmp) {
+        HASH_DEL(gw->nodes, n);
+        json_decref(n->snapshot);
+        free(n->id);
+        free(n);
+    }
+    json_decref(gw->occupied);
+    gw->occupied = NULL;
+}
+
+int pg_cluster_node_alive(struct pg_gw *gw, const char *id)
+{
+    struct pg_node *n;
+    if (!strcmp(id, gw->node_id))
+        return 1;
+    HASH_FIND_STR(gw->nodes, id, n);
+    return n && n->snapshot;
+}
+
+int pg_cluster_is_leader(struct pg_gw *gw)
+{
+    struct pg_node *n, *tmp;
+    HASH_ITER(hh, gw->nodes, n, tmp) {
+        if (n->snapshot && strcmp(n->id, gw->node_id) < 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* This node's channels: {app: {channel: subscriptions}} (exact channels only). */
+static json_t *local_channels(struct pg_gw *gw)
+{
+    json_t *apps = json_object();
+    struct pg_app *a, *atmp;
+    HASH_ITER(hh, gw->apps, a, atmp) {
+        json_t *chans = json_object();
+        struct pg_channel *ch, *ctmp;
+        HASH_ITER(hh, a->channels, ch, ctmp) {
+            if (ch->nmembers)
+                json_object_set_new(chans, ch->name, json_integer((json_int_t)ch->nmembers));
+        }
+        if (json_object_size(chans))
+            json_object_set_new(apps, a->creds->id, chans);
+        else
+            json_decref(chans);
+    }
+    return apps;
+}
+
+json_t *pg_cluster_channels(struct pg_gw *gw, const char *app)
+{
+    json_t *sum = json_object(), *mine = local_channels(gw);
+    struct pg_node *n, *tmp;
+    const char *name;
+    json_t *v;
+    json_object_foreach(json_object_get(mine, app), name, v) json_object_set(sum, name, v);
+    HASH_ITER(hh, gw->nodes, n, tmp) {
+        if (!n->snapshot || !strcmp(n->id, gw->node_id))
+            continue;
+        json_object_foreach(json_object_get(json_object_get(n->snapshot, "channels"), app), name, v) {
+            json_int_t have = json_integer_value(json_object_get(sum, name));
+            if (json_is_integer(v) && json_integer_value(v) > 0)
+                json_object_set_new(sum, name, json_integer(have + json_integer_value(v)));
+        }
+    }
+    json_decref(mine);
+    return sum;
+}
+
+/* Leader only: compare the cluster's channels with the last view and report the differences. */
+static void occupancy_changed(struct pg_gw *gw)
+{
+    json_t *now = json_object();
+    struct pg_app *a, *atmp;
+    HASH_ITER(hh, gw->apps, a, atmp) {
+        json_object_set_new(now, a->creds->id, pg_cluster_channels(gw, a->creds->id));
+    }
+    json_t *before = gw->occupied ? gw->occupied : json_object();
+    int leader = pg_cluster_is_leader(gw);
+    HASH_ITER(hh, gw->apps, a, atmp) {
+        json_t *b = json_object_get(before, a->creds->id), *n = json_object_get(now, a->creds->id);
+        const char *name;
+        json_t *v;
+        if (!leader)
+            continue;
+        json_object_foreach(n, name, v) {
+            json_t *old = json_object_get(b, name);
+            if (!old)
+                pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_occupied", "channel", name));
+            if (!old || json_integer_value(old) != json_integer_value(v))
+                pg_webhook_emit(gw, a, json_pack("{s:s, s:s, s:I}", "name", "subscription_count", "channel", name,
+                                                 "subscription_count", json_integer_value(v)));
+        }
+        json_object_foreach(b, name, v) {
+            if (!json_object_get(n, name))
+                pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", name));
+        }
+    }
+    if (gw->occupied)
+        json_decref(gw->occupied);
+    else
+        json_decref(before);
+    gw->occupied = now;
+}
+
+void pg_cluster_changed(struct pg_gw *gw)
+{
+    gw->cluster_dirty = 1;
+}
+
+static void publish_snapshot(struct pg_gw *gw, int up)
+{
+    char *topic = node_topic(gw, gw->node_id);
+    char *body = NULL;
+    if (up) {
+        json_t *o = json_pack("{s:s, s:s, s:I, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
+                              (json_int_t)gw->started_ms, "channels", local_channels(gw));
+        body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+    }
+    if (topic && (!up || body))
+        pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL);
+    free(topic);
+    free(body);
+}
+
+void pg_cluster_tick(struct pg_gw *gw)
+{
+    int64_t now = pg_mono_ms();
+    if (!gw->cluster_dirty || now - gw->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS)
+        return;
+    gw->cluster_dirty = 0;
+    gw->last_snapshot_ms = now;
+    occupancy_changed(gw);
+    if (pg_bridge_connected(gw->bridge))
+        publish_snapshot(gw, 1);
+}
+
+void pg_cluster_connected(struct pg_gw *gw)
+{
+    publish_snapshot(gw, 1);
+}
+
+void pg_cluster_stopping(struct pg_gw *gw)
+{
+    pg_presence_clear_own(gw);
+    publish_snapshot(gw, 0);
+}
+
+int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len)
+{
+    size_t rl = strlen(gw->cfg->topic_root);
+    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
+        return 0;
+    const char *rest = topic + rl + 1;
+    if (!strncmp(rest, "_node/", 6)) {
+        const char *id = rest + 6;
+        struct pg_node *n;
+        if (!strcmp(id, gw->node_id))
+            return 1;
+        HASH_FIND_STR(gw->nodes, id, n);
+        if (!n) {
+            if (!len || !(n = calloc(1, sizeof *n)) || !(n->id = strdup(id))) {
+                free(n);
+                return 1;
+            }
+            HASH_ADD_KEYPTR(hh, gw->nodes, n->id, strlen(n->id), n);
+        }
+        int was_alive = n->snapshot != NULL;
+        json_decref(n->snapshot);
+        n->snapshot = len ? json_loadb(payload, len, 0, NULL) : NULL;
+        if (n->snapshot && !json_is_object(n->snapshot)) {
+            json_decref(n->snapshot);
+            n->snapshot = NULL;
+        }
+        if (was_alive != (n->snapshot != NULL)) {
+            pg_log(PG_LOG_INFO, "cluster", "node %s %s", id, n->snapshot ? "up" : "gone");
+            pg_presence_nodes_changed(gw, n->snapshot ? NULL : id);
+        }
+        gw->cluster_dirty = 1; /* counts may have changed: re-evaluate occupancy at the next tick */
+        if (!n->snapshot) {
+            HASH_DEL(gw->nodes, n);
+            free(n->id);
+            free(n);
+        }
+        return 1;
+    }
+    if (!strncmp(rest, "_ctl/", 5)) { /* _ctl/{app}/terminate/{user} */
+        const char *app_id = rest + 5, *slash = strchr(app_id, '/');
+        struct pg_app *app = slash ? pg_app_find(gw, app_id, (size_t)(slash - app_id)) : NULL;
+        if (app && !strncmp(slash, "/terminate/", 11) && slash[11]) {
+            pg_log(PG_LOG_INFO, "cluster", "terminating connections app=%s user=%s", app->creds->id, slash + 11);
+            pg_pusher_terminate_user(gw, app, slash + 11);
+        }
+        return 1;
+    }
+    /* {app}/p/{node}/{channel} */
+    const char *slash = strchr(rest, '/');
+    if (!slash || strncmp(slash, "/p/", 3) != 0)
+        return 0;
+    struct pg_app *app = pg_app_find(gw, rest, (size_t)(slash - rest));
+    const char *node = slash + 3, *ch = strchr(node, '/');
+    if (app && ch && ch[1]) {
+        char id[64];
+        snprintf(id, sizeof id, "%.*s", (int)(ch - node), node);
+        if (strcmp(id, gw->node_id) != 0)
+            pg_presence_on_message(gw, app, id, ch + 1, payload, len);
+    }
+    return 1;
+}
