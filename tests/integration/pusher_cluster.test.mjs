@@ -1,0 +1,102 @@
+// Two pushgate processes on one broker behave as one Pusher cluster: presence members, user counts and
+// member events are reported once for the whole cluster, and a killed process's members disappear.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHmac } from 'node:crypto';
+
+import { freePort, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
+
+const KEY = 'demo-key';
+const SECRET = 'demo-secret';
+const KEEPALIVE_S = 5;
+let stack;
+const sockets = [];
+
+after(async () => {
+    for (const c of sockets) c.terminate();
+    if (stack) await stack.stop();
+});
+
+async function connect(gw) {
+    const c = await wsConnect(`${gw.wsUrl}/app/${KEY}?protocol=7&client=js&version=8.4.0`);
+    sockets.push(c);
+    const est = await c.next((f) => f.event === 'pusher:connection_established');
+    c.socketId = JSON.parse(est.data).socket_id;
+    return c;
+}
+
+async function joinPresence(c, channel, userId) {
+    const channelData = JSON.stringify({ user_id: userId, user_info: { name: userId } });
+    const sig = createHmac('sha256', SECRET).update(`${c.socketId}:${channel}:${channelData}`).digest('hex');
+    c.send({ event: 'pusher:subscribe', data: { channel, auth: `${KEY}:${sig}`, channel_data: channelData } });
+    const ok = await c.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel);
+    return JSON.parse(ok.data).presence;
+}
+
+function memberEvents(c, channel) {
+    return c.frames
+        .filter((f) => f.channel === channel && /^pusher_internal:member_/.test(f.event))
+        .map((f) => `${f.event.split(':')[1]} ${JSON.parse(f.data).user_id}`);
+}
+
+function signedGet(gw, path, query = {}) {
+    const params = { auth_key: KEY, auth_timestamp: String(Math.floor(Date.now() / 1000)), auth_version: '1.0', ...query };
+    const q = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join('&');
+    const sig = createHmac('sha256', SECRET).update(`GET\n${path}\n${q}`).digest('hex');
+    return httpRequest('GET', `${gw.url}${path}?${q}&auth_signature=${sig}`);
+}
+
+test('presence across two processes: one member per user, counted once, removed when a process dies', { timeout: 60000 }, async () => {
+    stack = await startStack({ gateway: { broker_keepalive_s: KEEPALIVE_S } });
+    const gw1 = stack.gw;
+    const port2 = await freePort();
+    const gw2 = await stack.startGateway({ port: port2, args: ['--listen_port', String(port2)] });
+    const channel = `presence-cluster-${process.pid}`;
+
+    const alice1 = await connect(gw1);
+    let p = await joinPresence(alice1, channel, 'alice');
+    assert.deepEqual(p.ids, ['alice']);
+
+    const bob = await connect(gw2);
+    p = await joinPresence(bob, channel, 'bob');
+    assert.deepEqual([...p.ids].sort(), ['alice', 'bob'], 'the second process sees the first one\'s member');
+    assert.equal(p.count, 2);
+    await alice1.next((f) => f.event === 'pusher_internal:member_added' && JSON.parse(f.data).user_id === 'bob');
+
+    // alice's second tab, on the other process: still one member, nobody is told of a new member
+    const alice2 = await connect(gw2);
+    p = await joinPresence(alice2, channel, 'alice');
+    assert.equal(p.count, 2);
+
+    for (const gw of [gw1, gw2]) {
+        const users = await signedGet(gw, `/apps/demo/channels/${channel}/users`);
+        assert.equal(users.status, 200, users.body);
+        assert.deepEqual(users.json.users.map((u) => u.id).sort(), ['alice', 'bob']);
+        const info = await signedGet(gw, `/apps/demo/channels/${channel}`, { info: 'user_count,subscription_count' });
+        assert.equal(info.json.occupied, true);
+        assert.equal(info.json.user_count, 2);
+    }
+    // subscription counts travel in node snapshots (published at most every 200 ms)
+    let subs;
+    for (let i = 0; i < 40; i++) {
+        subs = (await signedGet(gw1, `/apps/demo/channels/${channel}`, { info: 'subscription_count' })).json;
+        if (subs.subscription_count === 3) break;
+        await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(subs.subscription_count, 3, 'three connections across both processes');
+
+    alice2.close();
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(memberEvents(bob, channel), [], 'closing one of alice\'s tabs removes no member');
+    assert.deepEqual(memberEvents(alice1, channel), ['member_added bob']);
+
+    // kill -9 the first process: its MQTT will marks it gone, and its member leaves
+    const t0 = Date.now();
+    gw1.kill('SIGKILL');
+    await bob.next((f) => f.event === 'pusher_internal:member_removed' && JSON.parse(f.data).user_id === 'alice',
+        KEEPALIVE_S * 1500 + 10000);
+    const waited = Date.now() - t0;
+    assert.ok(waited < KEEPALIVE_S * 1500 + 10000, `member removed after ${waited} ms`);
+    const users = await signedGet(gw2, `/apps/demo/channels/${channel}/users`);
+    assert.deepEqual(users.json.users.map((u) => u.id), ['bob']);
+});
