@@ -114,8 +114,9 @@ int pg_pusher_open(struct pg_session *s, struct lws *wsi)
     /* unique across nodes with overwhelming probability: two random 32-bit numbers */
     if (RAND_bytes(r, sizeof r) != 1)
         return -1;
-    snprintf(s->socket_id, sizeof s->socket_id, "%u.%u", (unsigned)(r[0] << 24 | r[1] << 16 | r[2] << 8 | r[3]),
-             (unsigned)(r[4] << 24 | r[5] << 16 | r[6] << 8 | r[7]));
+    uint32_t hi = (uint32_t)r[0] << 24 | (uint32_t)r[1] << 16 | (uint32_t)r[2] << 8 | r[3];
+    uint32_t lo = (uint32_t)r[4] << 24 | (uint32_t)r[5] << 16 | (uint32_t)r[6] << 8 | r[7];
+    snprintf(s->socket_id, sizeof s->socket_id, "%u.%u", hi, lo);
     snprintf(s->client_id, sizeof s->client_id, "%s", s->socket_id);
     pg_pusher_send_event(s, "pusher:connection_established", NULL,
                json_pack("{s:s, s:i}", "socket_id", s->socket_id, "activity_timeout", ACTIVITY_TIMEOUT_S));
