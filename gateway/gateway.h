@@ -112,6 +112,9 @@ struct pg_session {
     char client_id[32];
     char socket_id[32]; /* Pusher: "<n>.<n>" */
     char *user_id;      /* Pusher user signin (owned) */
+    int64_t last_rx_ms; /* Pusher activity: last frame from the client (monotonic) */
+    int ping_sent;      /* Pusher: we pinged an idle client and wait for any frame */
+    lws_sorted_usec_list_t sul_activity;
     int64_t rate_window_ms; /* Pusher client events: start of the current one-second window */
     int rate_count;
     pg_token *token; /* owned; NULL until authenticated */

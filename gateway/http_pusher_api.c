@@ -180,8 +180,12 @@ struct trigger {
     struct pg_gw *gw;
     uint64_t serial;
     int remaining;
-    int result; /* worst so far */
+    int result;     /* worst so far */
+    json_t *answer; /* 200 body; {} unless `info` asked for channel attributes */
 };
+
+static void channel_info(struct pg_gw *gw, struct pg_app *app, const char *name, json_int_t subs, const char *info,
+                         json_t *out);
 
 static void trigger_answer(struct pg_gw *gw, struct trigger *t)
 {
@@ -190,7 +194,7 @@ static void trigger_answer(struct pg_gw *gw, struct trigger *t)
         pg_http_unregister(gw, h);
         h->waiting_ack = 0;
         if (t->result == 0)
-            pg_http_respond_json(h, 200, json_object());
+            pg_http_respond_json(h, 200, t->answer ? json_incref(t->answer) : json_object());
         else if (t->result == PG_ETIMEDOUT)
             pg_http_respond_error(h, 504, "the broker did not acknowledge in time");
         else if (t->result == PG_EDENIED)
@@ -198,6 +202,7 @@ static void trigger_answer(struct pg_gw *gw, struct trigger *t)
         else
             pg_http_respond_error(h, 503, "broker unavailable, event not published");
     }
+    json_decref(t->answer);
     free(t);
 }
 
@@ -263,6 +268,20 @@ static void trigger(struct pg_gw *gw, struct pg_http *h, json_t **evs, size_t ne
     pg_http_wait(gw, h);
     t->serial = h->serial;
     t->remaining = 1; /* held until every publish is issued */
+    const char *info = nev == 1 ? json_string_value(json_object_get(evs[0], "info")) : NULL;
+    if (info) { /* attributes as they are when the event is accepted */
+        json_t *all = pg_cluster_channels(gw, h->app->creds->id), *chans = json_object();
+        json_t *list = json_object_get(evs[0], "channels"), *one = json_object_get(evs[0], "channel");
+        size_t n = one ? 1 : json_array_size(list);
+        for (size_t i = 0; i < n; i++) {
+            const char *c = one ? json_string_value(one) : json_string_value(json_array_get(list, i));
+            json_t *o = json_object();
+            channel_info(gw, h->app, c, json_integer_value(json_object_get(all, c)), info, o);
+            json_object_set_new(chans, c, o);
+        }
+        json_decref(all);
+        t->answer = json_pack("{s:o}", "channels", chans);
+    }
     for (size_t e = 0; e < nev; e++) {
         json_t *ev = evs[e], *channels = json_object_get(ev, "channels");
         const char *channel = json_string_value(json_object_get(ev, "channel"));

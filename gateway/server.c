@@ -96,6 +96,7 @@ static void session_closed(struct pg_gw *gw, struct pg_session *s)
         return; /* never opened */
     pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
     lws_sul_cancel(&s->sul_expiry);
+    lws_sul_cancel(&s->sul_activity);
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
     pg_token_free(s->token);

@@ -16,6 +16,7 @@
 #include "gateway.h"
 
 #define ACTIVITY_TIMEOUT_S 120
+#define PONG_TIMEOUT_S 30
 #define CLIENT_EVENTS_PER_S 10
 #define MAX_CHANNEL_NAME 164
 
@@ -87,6 +88,33 @@ static void subscription_error(struct pg_session *s, const char *channel, int st
                json_pack("{s:s, s:s, s:i}", "type", "AuthError", "error", why, "status", status));
 }
 
+/*
+ * Activity: a client silent for activity_timeout gets a pusher:ping; silent
+ * PONG_TIMEOUT_S more, it is closed with 4201 so it reconnects. The timer is
+ * not moved on every frame (that would re-sort lws's timer list per message):
+ * it fires, looks at the last frame's time and re-arms for the remainder.
+ */
+static void activity_check(lws_sorted_usec_list_t *sul)
+{
+    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_activity);
+    int64_t idle = pg_mono_ms() - s->last_rx_ms, limit = (int64_t)ACTIVITY_TIMEOUT_S * 1000;
+    if (idle < limit) {
+        s->ping_sent = 0;
+        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, (limit - idle) * LWS_US_PER_MS);
+    } else if (!s->ping_sent) {
+        s->ping_sent = 1;
+        pg_pusher_send_event(s, "pusher:ping", NULL, json_object());
+        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, PONG_TIMEOUT_S * LWS_US_PER_SEC);
+    } else if (idle >= limit + PONG_TIMEOUT_S * 1000) {
+        pg_log(PG_LOG_INFO, "pusher", "closing idle connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
+        send_error(s, 4201, "Pong reply not received");
+        pg_session_close(s, 4201, "pong not received");
+    } else {
+        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
+                         (limit + PONG_TIMEOUT_S * 1000 - idle) * LWS_US_PER_MS);
+    }
+}
+
 int pg_pusher_open(struct pg_session *s, struct lws *wsi)
 {
     char frag[64];
@@ -121,6 +149,8 @@ int pg_pusher_open(struct pg_session *s, struct lws *wsi)
     pg_pusher_send_event(s, "pusher:connection_established", NULL,
                json_pack("{s:s, s:i}", "socket_id", s->socket_id, "activity_timeout", ACTIVITY_TIMEOUT_S));
     pg_log(PG_LOG_DEBUG, "pusher", "connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
+    s->last_rx_ms = pg_mono_ms();
+    lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, ACTIVITY_TIMEOUT_S * LWS_US_PER_SEC);
     return 0;
 }
 
@@ -420,14 +450,23 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
     } else {
         const char *props[] = {"event", event, "socket_id", s->socket_id, m->user_id ? "user_id" : NULL, m->user_id,
                                NULL};
-        if (pg_publish(s->gw, s->app->creds->id, channel, payload, strlen(payload), props, NULL, NULL) != 0)
+        if (pg_publish(s->gw, s->app->creds->id, channel, payload, strlen(payload), props, NULL, NULL) != 0) {
             send_error(s, 4201, "broker unavailable");
+        } else {
+            /* only this node saw the client send it: it reports the event, once */
+            json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", "client_event", "channel", channel, "event",
+                                   event, "data", payload, "socket_id", s->socket_id);
+            if (ev && m->user_id)
+                json_object_set_new(ev, "user_id", json_string(m->user_id));
+            pg_webhook_emit(s->gw, s->app, ev);
+        }
     }
     free(payload);
 }
 
 void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len)
 {
+    s->last_rx_ms = pg_mono_ms();
     json_t *req = json_loadb(frame, len, 0, NULL);
     const char *event = json_string_value(json_object_get(req, "event"));
     if (!req || !event) {
