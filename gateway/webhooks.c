@@ -273,9 +273,11 @@ out:
 
 static void transfer_done(struct pg_webhooks *w, CURL *e, CURLcode res)
 {
-    struct wh_app *a = NULL;
+    char *priv = NULL;
     long status = 0;
-    if (curl_easy_getinfo(e, CURLINFO_PRIVATE, (char **)&a) != CURLE_OK || !a || a->easy != e) {
+    curl_easy_getinfo(e, CURLINFO_PRIVATE, &priv);
+    struct wh_app *a = (struct wh_app *)priv;
+    if (!a || a->easy != e) {
         /* not ours: cannot happen, but never leave a finished handle in the multi */
         curl_multi_remove_handle(w->multi, e);
         curl_easy_cleanup(e);

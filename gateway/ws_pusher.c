@@ -278,6 +278,17 @@ static void do_subscribe(struct pg_session *s, json_t *data)
     const char *auth = json_string_value(json_object_get(data, "auth"));
     const char *channel_data = json_string_value(json_object_get(data, "channel_data"));
     struct sub_ack *a = NULL;
+    size_t upl = strlen(PG_USER_CHANNEL_PREFIX);
+    if (channel && !strncmp(channel, PG_USER_CHANNEL_PREFIX, upl)) {
+        /* pusher-js subscribes to its own user channel after signin; the signin already joined it */
+        struct pg_member *um;
+        HASH_FIND_STR(s->subs, channel, um);
+        if (!s->user_id || strcmp(channel + upl, s->user_id) != 0)
+            subscription_error(s, channel, 403, "sign in as this user first");
+        else if (um && um->live)
+            pg_pusher_send_event(s, "pusher_internal:subscription_succeeded", channel, json_object());
+        return; /* a pending join answers through signin_acked */
+    }
     if (!channel || !pg_pusher_channel_valid(channel)) {
         send_error(s, 4009, "Invalid channel name");
         return;
@@ -346,6 +357,16 @@ struct signin_ack {
 
 static void signin_done(struct pg_session *s, const char *user_data)
 {
+    struct pg_member *m;
+    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(s->user_id) + 1;
+    char *channel = malloc(n);
+    if (channel) {
+        snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, s->user_id);
+        HASH_FIND_STR(s->subs, channel, m);
+        if (m)
+            m->live = 1;
+        free(channel);
+    }
     pg_pusher_send_event(s, "pusher:signin_success", NULL, json_pack("{s:s}", "user_data", user_data));
 }
 
