@@ -30,6 +30,17 @@ char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *
     return t;
 }
 
+int pg_channel_is_filter(const char *name)
+{
+    /* a wildcard is a whole level: "#server-to-user-1" or "a+b" are plain names */
+    for (const char *lvl = name; lvl; lvl = strchr(lvl, '/') ? strchr(lvl, '/') + 1 : NULL) {
+        size_t n = strcspn(lvl, "/");
+        if (n == 1 && (*lvl == '+' || *lvl == '#'))
+            return 1;
+    }
+    return 0;
+}
+
 char *pg_channel_topic(struct pg_gw *gw, const char *app, const char *name)
 {
     size_t pl = strlen(PG_USER_CHANNEL_PREFIX);
@@ -90,7 +101,7 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
     m = calloc(1, sizeof *m);
     if (!m)
         return PG_ENOMEM;
-    struct pg_channel *ch = channel_get(s, name, strpbrk(name, "+#") != NULL);
+    struct pg_channel *ch = channel_get(s, name, pg_channel_is_filter(name));
     if (!ch) {
         free(m);
         return PG_ENOMEM;

@@ -209,6 +209,8 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
                          const struct pg_bridge_prop *props, size_t nprops);
 /* Pusher's per-user channel: its messages travel on {root}/{app}/u/{user}. */
 #define PG_USER_CHANNEL_PREFIX "#server-to-user-"
+/* 1 when some level of name is "+" or "#" (an MQTT filter). */
+int pg_channel_is_filter(const char *name);
 /* The MQTT topic of a channel name (c/ or, for PG_USER_CHANNEL_PREFIX names, u/); caller frees. */
 char *pg_channel_topic(struct pg_gw *gw, const char *app, const char *name);
 /* Build "{root}/{app}/{kind}/{name}" into a new string (caller frees). */

@@ -178,7 +178,7 @@ static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
 {
     int code = pg_session_may(s, PG_ACT_SUBSCRIBE, room);
     /* A wildcard filter is admitted here and checked per delivered channel (like the broker plugin does). */
-    if (code == 403 && strpbrk(room, "+#"))
+    if (code == 403 && pg_channel_is_filter(room))
         code = 0;
     if (code) {
         reply(s, "subscribe", cb, room, code, code == 401 ? "authenticate first" : "not permitted");
