@@ -94,7 +94,8 @@ static json_t *local_channels(struct pg_gw *gw)
         json_t *chans = json_object();
         struct pg_channel *ch, *ctmp;
         HASH_ITER(hh, a->channels, ch, ctmp) {
-            if (ch->nmembers)
+            /* per-user channels are private plumbing, not channels an app lists or gets webhooks for */
+            if (ch->nmembers && strncmp(ch->name, PG_USER_CHANNEL_PREFIX, strlen(PG_USER_CHANNEL_PREFIX)) != 0)
                 json_object_set_new(chans, ch->name, json_integer((json_int_t)ch->nmembers));
         }
         if (json_object_size(chans))
