@@ -3,18 +3,23 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
+import http from 'node:http';
 
-import { freePort, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
+import { DEFAULT_APPS, freePort, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 
 const KEY = 'demo-key';
 const SECRET = 'demo-secret';
 const KEEPALIVE_S = 5;
 let stack;
+let stack2;
+let receiver;
 const sockets = [];
 
 after(async () => {
     for (const c of sockets) c.terminate();
     if (stack) await stack.stop();
+    if (stack2) await stack2.stop();
+    if (receiver) await new Promise((r) => receiver.close(r));
 });
 
 async function connect(gw) {
@@ -99,4 +104,41 @@ test('presence across two processes: one member per user, counted once, removed 
     assert.ok(waited < KEEPALIVE_S * 1500 + 10000, `member removed after ${waited} ms`);
     const users = await signedGet(gw2, `/apps/demo/channels/${channel}/users`);
     assert.deepEqual(users.json.users.map((u) => u.id), ['bob']);
+});
+
+test('webhooks of a two-process cluster: each channel and member event is reported once', { timeout: 60000 }, async () => {
+    const events = [];
+    receiver = http.createServer((req, res) => {
+        let body = '';
+        req.on('data', (d) => (body += d));
+        req.on('end', () => {
+            for (const e of JSON.parse(body).events) events.push(e);
+            res.end('ok');
+        });
+    });
+    const hookPort = await freePort();
+    await new Promise((r) => receiver.listen(hookPort, '127.0.0.1', r));
+    const apps = DEFAULT_APPS.map((a) => (a.id === 'demo' ? { ...a, webhook_url: `http://127.0.0.1:${hookPort}/hook` } : a));
+    stack2 = await startStack({ apps, gateway: { webhook_batch_ms: 50 }, startGateway: false });
+    const [pa, pb] = [await freePort(), await freePort()];
+    const gwA = await stack2.startGateway({ port: pa, args: ['--listen_port', String(pa), '--node_id', 'node-a'] });
+    const gwB = await stack2.startGateway({ port: pb, args: ['--listen_port', String(pb), '--node_id', 'node-b'] });
+    const channel = `presence-hooks-${process.pid}`;
+
+    const alice = await connect(gwB); // on the process that is not the leader
+    await joinPresence(alice, channel, 'alice');
+    const bob = await connect(gwA);
+    await joinPresence(bob, channel, 'bob');
+    const alice2 = await connect(gwA); // alice's second tab: no new member
+    await joinPresence(alice2, channel, 'alice');
+    await waitFor(() => events.filter((e) => e.name === 'member_added').length >= 2, { timeoutMs: 5000 });
+    for (const c of [alice, bob, alice2]) c.close();
+    await waitFor(() => events.some((e) => e.name === 'channel_vacated'), { timeoutMs: 5000 });
+    await new Promise((r) => setTimeout(r, 500)); // late duplicates would arrive by now
+
+    const of = (name) => events.filter((e) => e.name === name && e.channel === channel);
+    assert.equal(of('channel_occupied').length, 1, JSON.stringify(events));
+    assert.equal(of('channel_vacated').length, 1, JSON.stringify(events));
+    assert.deepEqual(of('member_added').map((e) => e.user_id).sort(), ['alice', 'bob'], JSON.stringify(events));
+    assert.deepEqual(of('member_removed').map((e) => e.user_id).sort(), ['alice', 'bob'], JSON.stringify(events));
 });
