@@ -39,6 +39,8 @@ struct pg_msg {
 struct pg_msg *pg_msg_new(const void *data, size_t len); /* refs = 1 */
 struct pg_msg *pg_msg_from_json(json_t *obj);           /* compact encoding; NULL on failure */
 void pg_msg_unref(struct pg_msg *m);
+/* {"binary": "<base64>"}: how payload bytes that are not UTF-8 reach JSON clients. */
+json_t *pg_binary_json(const void *payload, size_t len);
 static inline unsigned char *pg_msg_data(struct pg_msg *m)
 {
     return m->buf + LWS_PRE;

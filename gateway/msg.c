@@ -1,6 +1,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "gateway.h"
 
 struct pg_msg *pg_msg_new(const void *data, size_t len)
@@ -80,4 +82,15 @@ void pg_outq_clear(struct pg_outq *q)
         pg_outq_pop(q);
     free(q->ring);
     memset(q, 0, sizeof *q);
+}
+
+json_t *pg_binary_json(const void *payload, size_t len)
+{
+    unsigned char *b64 = malloc(4 * ((len + 2) / 3) + 1);
+    if (!b64)
+        return NULL;
+    EVP_EncodeBlock(b64, payload, (int)len);
+    json_t *o = json_pack("{s:s}", "binary", (char *)b64);
+    free(b64);
+    return o;
 }

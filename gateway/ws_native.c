@@ -327,15 +327,8 @@ void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload
     message = len ? json_loadb(payload, len, JSON_DECODE_ANY, NULL) : NULL;
     if (!message && pg_utf8_valid(payload, len))
         message = json_stringn(payload, len);
-    if (!message) {
-        size_t b64len = 4 * ((len + 2) / 3) + 1;
-        unsigned char *b64 = malloc(b64len);
-        if (!b64)
-            return;
-        EVP_EncodeBlock(b64, payload, (int)len);
-        message = json_pack("{s:s}", "binary", (char *)b64);
-        free(b64);
-    }
+    if (!message && !(message = pg_binary_json(payload, len)))
+        return;
     long long when = ts ? strtoll(ts, NULL, 10) : 0;
     json_t *o = json_pack("{s:s, s:s, s:o, s:s?, s:I}", "type", "message", "room", channel, "message", message,
                           "client_id", sender, "timestamp", (json_int_t)(when > 0 ? when : pg_now_ms()));

@@ -412,24 +412,28 @@ static void do_signin(struct pg_session *s, json_t *data)
     }
     size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(id) + 1;
     if (!(channel = malloc(cl)) || !(s->user_id = strdup(id)))
-        goto out;
+        goto fail;
     snprintf(channel, cl, "%s%s", PG_USER_CHANNEL_PREFIX, id);
     struct signin_ack *a = calloc(1, sizeof *a);
     if (!a || !(a->user_data = strdup(user_data))) {
         free(a);
-        goto out;
+        goto fail;
     }
     a->gw = s->gw;
     a->serial = s->serial;
     int rc = pg_channel_join(s, channel, signin_acked, a);
     if (rc == 1)
         goto out; /* answered when the broker granted the user topic */
-    if (rc == 0)
-        signin_done(s, user_data);
-    else
-        send_error(s, 4201, "cannot sign in now");
     free(a->user_data);
     free(a);
+    if (rc == 0) {
+        signin_done(s, user_data);
+        goto out;
+    }
+    send_error(s, 4201, "cannot sign in now");
+fail: /* not signed in: a later attempt may succeed */
+    free(s->user_id);
+    s->user_id = NULL;
 out:
     free(msg);
     free(channel);
@@ -536,14 +540,8 @@ void pg_pusher_encode(const char *channel, const void *payload, size_t len, cons
     if (pg_utf8_valid(payload, len)) {
         data = json_stringn(payload, len);
     } else {
-        size_t b64len = 4 * ((len + 2) / 3) + 1;
-        unsigned char *b64 = malloc(b64len);
-        if (!b64)
-            return;
-        EVP_EncodeBlock(b64, payload, (int)len);
-        json_t *bin = json_pack("{s:s}", "binary", (char *)b64);
-        free(b64);
-        char *str = json_dumps(bin, JSON_COMPACT);
+        json_t *bin = pg_binary_json(payload, len);
+        char *str = bin ? json_dumps(bin, JSON_COMPACT) : NULL;
         json_decref(bin);
         data = str ? json_string(str) : NULL;
         free(str);
