@@ -374,10 +374,20 @@ static void signin_acked(void *ud, int result)
 {
     struct signin_ack *a = ud;
     struct pg_session *s = pg_session_find(a->gw, a->serial);
-    if (s && result == 0)
+    if (s && result == 0) {
         signin_done(s, a->user_data);
-    else if (s)
+    } else if (s && s->user_id) {
+        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(s->user_id) + 1;
+        char *channel = malloc(n);
+        if (channel) {
+            snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, s->user_id);
+            pg_channel_leave(s, channel);
+            free(channel);
+        }
+        free(s->user_id);
+        s->user_id = NULL;
         send_error(s, 4201, "cannot sign in now: broker unavailable");
+    }
     free(a->user_data);
     free(a);
 }
