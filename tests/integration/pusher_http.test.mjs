@@ -4,15 +4,18 @@
 // MQTT v5 subscribers of pushgate/{app}/c/{channel} (event name in the `event` user property, payload =
 // the data string); socket_id exclusion; batch_events; 401 for bad/stale signatures and body_md5, 400 for
 // too many channels/events, invalid channel names and bad bodies, 413 for oversized data, 404 for an
-// unknown app; no 2xx while the broker cannot acknowledge.
+// unknown app; no 2xx while the broker cannot acknowledge; the info endpoints (channels with prefix filter
+// and user_count, one channel's occupied/user_count/subscription_count, presence users) and
+// users/{id}/terminate_connections, all through the SDK.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import http from 'node:http';
 
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 
-import { DEFAULT_APPS, httpRequest, mqttCollector, mqttConnect, startStack, userProp, waitFor } from './lib/harness.mjs';
+import { DEFAULT_APPS, httpRequest, mqttCollector, mqttConnect, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
 
 const DEMO = DEFAULT_APPS.find((a) => a.id === 'demo');
 const PUBLISH_TIMEOUT_MS = 1500;
@@ -32,6 +35,8 @@ function sdk(overrides = {}) {
         port: stack.gw.port,
         useTLS: false,
         timeout: 10000,
+        // node's default agent keeps idle sockets open, which holds the test process past its last test
+        agent: new http.Agent({ keepAlive: false }),
         ...overrides,
     });
 }
@@ -80,7 +85,8 @@ function nextEvent(emitter, event, timeoutMs = 5000) {
     });
 }
 
-async function pusherClient() {
+// presence: the channel_data the SDK signs for presence- channels; user: signs in as that user.
+async function pusherClient({ presence, user } = {}) {
     const client = new PusherJS(DEMO.key, {
         wsHost: '127.0.0.1',
         wsPort: stack.gw.port,
@@ -89,11 +95,28 @@ async function pusherClient() {
         cluster: 'x',
         enableStats: false,
         channelAuthorization: {
-            customHandler: ({ socketId, channelName }, cb) => cb(null, server.authorizeChannel(socketId, channelName)),
+            customHandler: ({ socketId, channelName }, cb) =>
+                cb(null, server.authorizeChannel(socketId, channelName, channelName.startsWith('presence-') ? presence : undefined)),
+        },
+        userAuthentication: {
+            customHandler: ({ socketId }, cb) => cb(null, server.authenticateUser(socketId, user)),
         },
     });
     clients.add(client);
+    client.states = [];
+    client.errors = [];
+    client.messages = [];
+    client.connection.bind('state_change', (s) => client.states.push(s.current));
+    client.connection.bind('error', (e) => client.errors.push(e));
+    client.connection.bind('message', (m) => client.messages.push(m));
     if (client.connection.state !== 'connected') await nextEvent(client.connection, 'connected', 10000);
+    if (user) {
+        client.signin();
+        await waitFor(() => client.messages.some((m) => m.event === 'pusher:signin_success'), {
+            timeoutMs: 8000,
+            message: `signin_success for ${user.id}`,
+        });
+    }
     return client;
 }
 
@@ -430,6 +453,210 @@ test('unknown app id is 404', { timeout: 30000 }, async () => {
     assert.equal(raw.status, 404, raw.body);
 });
 
+// ---------------------------------------------------------------------------------------------
+// Info endpoints (GET, signed by the SDK)
+
+async function getJson(path, params) {
+    const res = await server.get({ path, params });
+    assert.equal(res.status, 200, `GET ${path}`);
+    return res.json();
+}
+
+// This test's channels among the app's: names starting with `stem`.
+function mine(channels, stem) {
+    return Object.fromEntries(Object.entries(channels).filter(([n]) => n.includes(stem)));
+}
+
+test('channels, channels/{ch} and channels/{presence}/users follow subscriptions and presence members', { timeout: 40000 }, async () => {
+    const stem = unique('info');
+    const pres = `presence-${stem}`;
+    const pub = `pub-${stem}`;
+    const priv = `private-${stem}`;
+    const alice = { user_id: 'alice', user_info: { name: 'Alice' } };
+    const bob = { user_id: 'bob', user_info: { name: 'Bob' } };
+
+    // nothing yet
+    assert.deepEqual(await getJson(`/channels/${pres}`, { info: 'subscription_count,user_count' }), {
+        occupied: false,
+        subscription_count: 0,
+        user_count: 0,
+    });
+    assert.deepEqual(mine((await getJson('/channels')).channels, stem), {});
+
+    const a1 = await pusherClient({ presence: alice });
+    const a2 = await pusherClient({ presence: alice });
+    const b = await pusherClient({ presence: bob });
+    for (const c of [a1, a2, b]) await listen(c, pres);
+    await listen(a1, pub);
+    await listen(b, pub);
+    await listen(b, priv);
+
+    // every occupied channel, each {} without info
+    assert.deepEqual(mine((await getJson('/channels')).channels, stem), { [pres]: {}, [pub]: {}, [priv]: {} });
+    // prefix filter, and user_count for presence channels
+    assert.deepEqual(mine((await getJson('/channels', { filter_by_prefix: 'presence-', info: 'user_count' })).channels, stem), {
+        [pres]: { user_count: 2 },
+    });
+    const presOnly = (await getJson('/channels', { filter_by_prefix: 'presence-' })).channels;
+    assert.ok(Object.keys(presOnly).every((n) => n.startsWith('presence-')), JSON.stringify(presOnly));
+    assert.deepEqual(mine((await getJson('/channels', { filter_by_prefix: 'private-' })).channels, stem), { [priv]: {} });
+    // user_count is only for presence channels: asking for it without the presence- filter is a 400
+    const noFilter = await sdkStatus(server.get({ path: '/channels', params: { info: 'user_count' } }));
+    assert.equal(noFilter.status, 400, noFilter.body);
+
+    // one channel: subscription counts arrive through node snapshots (at most every 200 ms)
+    await waitFor(
+        async () => {
+            const r = await getJson(`/channels/${pres}`, { info: 'subscription_count,user_count' });
+            return r.occupied === true && r.user_count === 2 && r.subscription_count === 3;
+        },
+        { timeoutMs: 3000, intervalMs: 100, message: `${pres}: occupied, 2 users, 3 subscriptions` },
+    );
+    assert.deepEqual(await getJson(`/channels/${pres}`), { occupied: true }, 'attributes only when asked');
+    await waitFor(
+        async () => {
+            const r = await getJson(`/channels/${pub}`, { info: 'subscription_count' });
+            return r.occupied === true && r.subscription_count === 2;
+        },
+        { timeoutMs: 3000, intervalMs: 100, message: `${pub}: occupied, 2 subscriptions` },
+    );
+
+    // presence users: one entry per user, not per connection
+    const users = await getJson(`/channels/${pres}/users`);
+    assert.deepEqual(users.users.map((u) => u.id).sort(), ['alice', 'bob']);
+    assert.deepEqual(Object.keys(users.users[0]), ['id']);
+    const notPresence = await sdkStatus(server.get({ path: `/channels/${pub}/users` }));
+    assert.equal(notPresence.status, 400, notPresence.body);
+
+    // alice's first connection leaves: still two users, one subscription fewer
+    a1.disconnect();
+    clients.delete(a1);
+    await waitFor(
+        async () => {
+            const r = await getJson(`/channels/${pres}`, { info: 'subscription_count,user_count' });
+            return r.user_count === 2 && r.subscription_count === 2;
+        },
+        { timeoutMs: 3000, intervalMs: 100, message: `${pres}: 2 users over 2 subscriptions` },
+    );
+    // bob leaves everything: alice alone in the presence channel, the private channel vacated
+    b.disconnect();
+    clients.delete(b);
+    await waitFor(
+        async () => {
+            const r = await getJson(`/channels/${pres}`, { info: 'subscription_count,user_count' });
+            return r.user_count === 1 && r.subscription_count === 1;
+        },
+        { timeoutMs: 3000, intervalMs: 100, message: `${pres}: alice alone` },
+    );
+    assert.deepEqual((await getJson(`/channels/${pres}/users`)).users, [{ id: 'alice' }]);
+    assert.deepEqual((await getJson(`/channels/${priv}`)).occupied, false);
+    assert.deepEqual(mine((await getJson('/channels')).channels, stem), { [pres]: {} });
+
+    a2.disconnect();
+    clients.delete(a2);
+    await waitFor(async () => (await getJson(`/channels/${pres}`)).occupied === false, {
+        timeoutMs: 3000,
+        intervalMs: 100,
+        message: `${pres} vacated`,
+    });
+    assert.deepEqual((await getJson(`/channels/${pres}/users`)).users, []);
+    assert.deepEqual(mine((await getJson('/channels')).channels, stem), {});
+});
+
+test('a signed-in user’s #server-to-user channel is not listed as an occupied channel', { timeout: 30000 }, async () => {
+    const id = unique('listed');
+    const client = await pusherClient({ user: { id } });
+    const pub = unique('listed-pub');
+    await listen(client, pub);
+    await waitFor(async () => (await getJson(`/channels/${pub}`)).occupied === true, { message: `${pub} occupied` });
+    await sleep(300); // one snapshot interval
+    const all = (await getJson('/channels')).channels;
+    assert.ok(pub in all, JSON.stringify(all));
+    assert.deepEqual(Object.keys(all).filter((n) => n.startsWith('#')), [], JSON.stringify(all));
+});
+
+// ---------------------------------------------------------------------------------------------
+// users/{id}/terminate_connections
+
+test('terminateUserConnections: every connection of the user gets pusher:error 4009 and close 4009; others stay', { timeout: 30000 }, async () => {
+    const id = unique('term');
+    const otherId = unique('keep');
+    const a = await pusherClient({ user: { id } });
+    const b = await pusherClient({ user: { id } });
+    const other = await pusherClient({ user: { id: otherId } });
+    const anon = await pusherClient();
+    const name = unique('term-pub');
+    const gotOther = await listen(other, name);
+    const gotAnon = await listen(anon, name);
+
+    // a raw connection of the same user shows the wire: error frame first, then the close code
+    const raw = await wsConnect(`${stack.gw.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.6.0&flash=false`);
+    const est = await raw.next((f) => f.event === 'pusher:connection_established');
+    const socketId = JSON.parse(est.data).socket_id;
+    const signed = server.authenticateUser(socketId, { id });
+    raw.send({ event: 'pusher:signin', data: signed });
+    await raw.next((f) => f.event === 'pusher:signin_success');
+
+    // a user nobody signed in as: {} and no one is closed
+    const none = await server.terminateUserConnections(unique('nobody'));
+    assert.equal(none.status, 200);
+    assert.deepEqual(await none.json(), {});
+
+    // pusher-js closes its already closed WebSocket again after a 4009 close, which arms the WebSocket
+    // library's 30 s close timer; unref'd below so it does not hold the process after the last test.
+    const transports = [a, b].map((c) => c.connection.connection?.transport?.socket);
+    const res = await server.terminateUserConnections(id);
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), {});
+    const closed = await Promise.race([raw.closed, sleep(5000).then(() => null)]);
+    assert.ok(closed, 'the raw connection was closed');
+    assert.equal(closed.code, 4009);
+    const err = raw.frames.find((f) => f.event === 'pusher:error');
+    assert.ok(err, `pusher:error before the close: ${JSON.stringify(raw.frames)}`);
+    assert.equal((typeof err.data === 'string' ? JSON.parse(err.data) : err.data).code, 4009);
+    assert.ok(raw.frames.indexOf(err) === raw.frames.length - 1, 'the error is the last frame');
+
+    for (const [what, c] of [['a', a], ['b', b]]) {
+        await waitFor(() => c.connection.state !== 'connected', { message: `${what} disconnected (states ${c.states})` });
+        assert.ok(c.errors.some((e) => (e.data?.code ?? e.error?.data?.code) === 4009), `${what}: ${JSON.stringify(c.errors)}`);
+    }
+    // 4009 is in 4000-4099: pusher-js does not reconnect
+    await sleep(1500);
+    for (const c of [a, b]) {
+        assert.ok(['disconnected', 'failed'].includes(c.connection.state), c.states.join(','));
+        assert.equal(c.states.filter((s) => s === 'connected').length, 1, c.states.join(','));
+    }
+    // the others are untouched and still receive
+    for (const c of [other, anon]) {
+        assert.equal(c.connection.state, 'connected');
+        assert.deepEqual(c.states, ['connected']);
+    }
+    await server.trigger(name, 'still-here', { ok: 1 });
+    await waitFor(() => gotOther.length === 1 && gotAnon.length === 1, { message: 'the others still receive' });
+    for (const sock of transports) sock?._closeTimer?.unref?.();
+});
+
+test('trigger with info returns each channel’s user_count (presence) and subscription_count', { timeout: 30000 }, async () => {
+    const stem = unique('tinfo');
+    const pres = `presence-${stem}`;
+    const pub = `pub-${stem}`;
+    const a1 = await pusherClient({ presence: { user_id: 'ann', user_info: {} } });
+    const a2 = await pusherClient({ presence: { user_id: 'ann', user_info: {} } });
+    const b = await pusherClient({ presence: { user_id: 'ben', user_info: {} } });
+    for (const c of [a1, a2, b]) await listen(c, pres);
+    const gotPub = await listen(b, pub);
+
+    let res = await server.trigger(pres, 'ev', { n: 1 }, { info: 'user_count,subscription_count' });
+    assert.equal(res.status, 200);
+    assert.deepEqual(await res.json(), { channels: { [pres]: { user_count: 2, subscription_count: 3 } } });
+    res = await server.trigger([pres, pub], 'ev', { n: 2 }, { info: 'subscription_count' });
+    assert.deepEqual(await res.json(), { channels: { [pres]: { subscription_count: 3 }, [pub]: { subscription_count: 1 } } });
+    // without info the answer stays {}
+    res = await server.trigger(pub, 'ev', { n: 3 });
+    assert.deepEqual(await res.json(), {});
+    await waitFor(() => gotPub.length === 2, { message: 'the events were delivered as well' });
+});
+
 // Last: stops and restarts the broker.
 test('no 2xx while the broker cannot acknowledge; 200 again once it is back', { timeout: 60000 }, async () => {
     const name = unique('down');
@@ -456,10 +683,3 @@ test('no 2xx while the broker cannot acknowledge; 200 again once it is back', { 
     assert.deepEqual(got[0], { event: 'back', data: { ok: true } });
 });
 
-// Later parts of issue 4, not implemented by the gateway yet. These are placeholders, not passes.
-test.todo('trigger with info=user_count,subscription_count returns {"channels":{…}}');
-test.todo('GET /apps/{id}/channels with filter_by_prefix and info=user_count');
-test.todo('GET /apps/{id}/channels/{channel} occupied, user_count, subscription_count');
-test.todo('GET /apps/{id}/channels/{presence-channel}/users');
-test.todo('POST /apps/{id}/users/{user_id}/terminate_connections and sendToUser');
-test.todo('webhooks: channel_occupied/vacated, member_added/removed, client_event, subscription_count, verified with pusher.webhook()');
