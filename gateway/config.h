@@ -38,6 +38,8 @@ struct pg_config {
     uint64_t max_message_bytes;
     uint64_t max_body_bytes;
     uint64_t max_event_data_bytes;
+    long long pusher_activity_timeout_s;
+    long long pusher_pong_timeout_s;
     long long max_channel_bytes;
     long long max_subscriptions;
     uint64_t max_queue_bytes;

@@ -15,8 +15,6 @@
 
 #include "gateway.h"
 
-#define ACTIVITY_TIMEOUT_S 120
-#define PONG_TIMEOUT_S 30
 #define CLIENT_EVENTS_PER_S 10
 #define MAX_CHANNEL_NAME 164
 
@@ -90,28 +88,29 @@ static void subscription_error(struct pg_session *s, const char *channel, int st
 
 /*
  * Activity: a client silent for activity_timeout gets a pusher:ping; silent
- * PONG_TIMEOUT_S more, it is closed with 4201 so it reconnects. The timer is
+ * pusher_pong_timeout_s more, it is closed with 4201 so it reconnects. The timer is
  * not moved on every frame (that would re-sort lws's timer list per message):
  * it fires, looks at the last frame's time and re-arms for the remainder.
  */
 static void activity_check(lws_sorted_usec_list_t *sul)
 {
     struct pg_session *s = lws_container_of(sul, struct pg_session, sul_activity);
-    int64_t idle = pg_mono_ms() - s->last_rx_ms, limit = (int64_t)ACTIVITY_TIMEOUT_S * 1000;
+    int64_t idle = pg_mono_ms() - s->last_rx_ms, limit = s->gw->cfg->pusher_activity_timeout_s * 1000;
+    int64_t pong_ms = s->gw->cfg->pusher_pong_timeout_s * 1000;
     if (idle < limit) {
         s->ping_sent = 0;
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, (limit - idle) * LWS_US_PER_MS);
     } else if (!s->ping_sent) {
         s->ping_sent = 1;
         pg_pusher_send_event(s, "pusher:ping", NULL, json_object());
-        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, PONG_TIMEOUT_S * LWS_US_PER_SEC);
-    } else if (idle >= limit + PONG_TIMEOUT_S * 1000) {
+        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, pong_ms * LWS_US_PER_MS);
+    } else if (idle >= limit + pong_ms) {
         pg_log(PG_LOG_INFO, "pusher", "closing idle connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
         send_error(s, 4201, "Pong reply not received");
         pg_session_close(s, 4201, "pong not received");
     } else {
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
-                         (limit + PONG_TIMEOUT_S * 1000 - idle) * LWS_US_PER_MS);
+                         (limit + pong_ms - idle) * LWS_US_PER_MS);
     }
 }
 
@@ -147,10 +146,12 @@ int pg_pusher_open(struct pg_session *s, struct lws *wsi)
     snprintf(s->socket_id, sizeof s->socket_id, "%u.%u", hi, lo);
     snprintf(s->client_id, sizeof s->client_id, "%s", s->socket_id);
     pg_pusher_send_event(s, "pusher:connection_established", NULL,
-               json_pack("{s:s, s:i}", "socket_id", s->socket_id, "activity_timeout", ACTIVITY_TIMEOUT_S));
+               json_pack("{s:s, s:I}", "socket_id", s->socket_id, "activity_timeout",
+                         (json_int_t)s->gw->cfg->pusher_activity_timeout_s));
     pg_log(PG_LOG_DEBUG, "pusher", "connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
     s->last_rx_ms = pg_mono_ms();
-    lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, ACTIVITY_TIMEOUT_S * LWS_US_PER_SEC);
+    lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
+                     s->gw->cfg->pusher_activity_timeout_s * LWS_US_PER_SEC);
     return 0;
 }
 
