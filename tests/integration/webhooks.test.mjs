@@ -128,6 +128,38 @@ test('subscribe then unsubscribe: channel_occupied then channel_vacated, signed 
     assert.deepEqual(vac.json.events.find(named('channel_vacated', room)), { name: 'channel_vacated', channel: room });
 });
 
+test('Pusher connections: subscription_count follows subscriptions; a client event is reported as client_event', { timeout: 30000 }, async () => {
+    const channel = `private-${unique('wh-client')}`;
+    const url = `${stack.gw.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.4.0`;
+    const join = async () => {
+        const c = await wsConnect(url);
+        sockets.add(c);
+        const est = await c.next((f) => f.event === 'pusher:connection_established');
+        c.socketId = JSON.parse(est.data).socket_id;
+        const sig = crypto.createHmac('sha256', DEMO.secret).update(`${c.socketId}:${channel}`).digest('hex');
+        c.send({ event: 'pusher:subscribe', data: { channel, auth: `${DEMO.key}:${sig}` } });
+        await c.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel);
+        return c;
+    };
+    const a = await join();
+    await join();
+    const counts = () =>
+        receiver.requests.flatMap((q) => (q.json ? q.json.events : [])).filter(named('subscription_count', channel));
+    await waitFor(() => counts().some((e) => e.subscription_count === 2), {
+        timeoutMs: 8000,
+        message: `subscription_count 2 for ${channel}`,
+    });
+    a.send({ event: 'client-typing', channel, data: { who: 'a' } });
+    const [hit] = await waitFor(() => receiver.with(named('client_event', channel)).length && receiver.with(named('client_event', channel)), {
+        timeoutMs: 8000,
+        message: `client_event for ${channel}`,
+    });
+    const ev = hit.json.events.find(named('client_event', channel));
+    assert.equal(ev.event, 'client-typing');
+    assert.deepEqual(JSON.parse(ev.data), { who: 'a' });
+    assert.equal(ev.socket_id, a.socketId);
+});
+
 test('a failing receiver (500, 500, then 200) gets the identical batch three times with backoff, then no more', { timeout: 30000 }, async () => {
     const room = unique('wh-retry');
     receiver.plan.push(500, 500);
