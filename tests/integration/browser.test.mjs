@@ -9,8 +9,8 @@ import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
-import { REPO_DIR, CHROMIUM, startStack } from './lib/harness.mjs';
+import { launchChromium } from './lib/browser.mjs';
+import { REPO_DIR, startStack } from './lib/harness.mjs';
 
 const WAIT_MS = 10000;
 const ARTIFACTS_DIR = path.join(REPO_DIR, 'tests', 'artifacts');
@@ -193,20 +193,7 @@ async function waitConnected(p) {
 
 before(async () => {
     stack = await startStack();
-    browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        timeout: 30000,
-        args: [
-            '--no-sandbox',
-            '--disable-gpu',
-            '--disable-quic',
-            '--no-first-run',
-            '--disable-background-networking',
-            '--disable-component-update',
-            '--disable-sync',
-        ],
-    });
+    browser = await launchChromium();
 });
 
 after(async () => {

@@ -5,16 +5,14 @@
 // and an MQTT device's publish, and sends a client event that a node pusher-js client receives.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 import path from 'node:path';
 
-import { chromium } from 'playwright-core';
 import PusherJS from 'pusher-js';
-import PusherServer from 'pusher';
 
-import { CHROMIUM, DEFAULT_APPS, REPO_DIR, mqttConnect, startStack, waitFor } from './lib/harness.mjs';
+import { launchChromium } from './lib/browser.mjs';
+import { REPO_DIR, mqttConnect, startStack, waitFor } from './lib/harness.mjs';
+import { DEMO, SOCKET_ID, pusherJsOptions, pusherServer } from './lib/pusher.mjs';
 
-const DEMO = DEFAULT_APPS.find((a) => a.id === 'demo');
 const PUSHER_WEB = path.join(REPO_DIR, 'node_modules', 'pusher-js', 'dist', 'web', 'pusher.min.js');
 const WAIT_MS = 10000;
 
@@ -26,30 +24,8 @@ let device;
 
 before(async () => {
     stack = await startStack();
-    server = new PusherServer({
-        appId: DEMO.id,
-        key: DEMO.key,
-        secret: DEMO.secret,
-        host: '127.0.0.1',
-        port: stack.gw.port,
-        useTLS: false,
-        timeout: 10000,
-        agent: new http.Agent({ keepAlive: false }),
-    });
-    browser = await chromium.launch({
-        executablePath: CHROMIUM,
-        headless: true,
-        timeout: 30000,
-        args: [
-            '--no-sandbox',
-            '--disable-gpu',
-            '--disable-quic',
-            '--no-first-run',
-            '--disable-background-networking',
-            '--disable-component-update',
-            '--disable-sync',
-        ],
-    });
+    server = pusherServer(stack.gw.port);
+    browser = await launchChromium();
 });
 
 after(async () => {
@@ -77,15 +53,10 @@ test('pusher-js in Chromium: private channel via the SDK’s auth, SDK and MQTT 
     assert.equal(await page.evaluate(() => typeof window.Pusher), 'function', 'the browser build defines window.Pusher');
 
     const socketId = await page.evaluate(
-        ({ key, port, channel: name }) =>
+        ({ key, options, channel: name }) =>
             new Promise((resolve, reject) => {
                 const pusher = new window.Pusher(key, {
-                    wsHost: '127.0.0.1',
-                    wsPort: port,
-                    forceTLS: false,
-                    enabledTransports: ['ws'],
-                    cluster: 'x',
-                    enableStats: false,
+                    ...options,
                     channelAuthorization: {
                         customHandler: ({ socketId: sid, channelName }, cb) =>
                             window.authorizeChannel(sid, channelName).then((auth) => cb(null, auth), (err) => cb(err, null)),
@@ -101,9 +72,9 @@ test('pusher-js in Chromium: private channel via the SDK’s auth, SDK and MQTT 
                 ch.bind('pusher:subscription_error', (e) => reject(new Error(`subscription_error ${JSON.stringify(e)}`)));
                 setTimeout(() => reject(new Error(`not subscribed; state ${pusher.connection.state}`)), 8000);
             }),
-        { key: DEMO.key, port: stack.gw.port, channel },
+        { key: DEMO.key, options: pusherJsOptions(stack.gw.port), channel },
     );
-    assert.match(socketId, /^\d+\.\d+$/);
+    assert.match(socketId, SOCKET_ID);
     assert.equal(await page.evaluate(() => window.pusherClient.connection.state), 'connected');
 
     const received = () => page.evaluate(() => window.received);
@@ -125,12 +96,7 @@ test('pusher-js in Chromium: private channel via the SDK’s auth, SDK and MQTT 
 
     // the page sends a client event; a node pusher-js client on the same channel gets it, the page does not
     nodeClient = new PusherJS(DEMO.key, {
-        wsHost: '127.0.0.1',
-        wsPort: stack.gw.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        cluster: 'x',
-        enableStats: false,
+        ...pusherJsOptions(stack.gw.port),
         channelAuthorization: {
             customHandler: ({ socketId: sid, channelName }, cb) => cb(null, server.authorizeChannel(sid, channelName)),
         },

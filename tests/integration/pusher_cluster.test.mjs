@@ -2,13 +2,11 @@
 // member events are reported once for the whole cluster, and a killed process's members disappear.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac } from 'node:crypto';
 import http from 'node:http';
 
 import { DEFAULT_APPS, freePort, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEMO, established, hmacAuth, signedPath } from './lib/pusher.mjs';
 
-const KEY = 'demo-key';
-const SECRET = 'demo-secret';
 const KEEPALIVE_S = 5;
 let stack;
 let stack2;
@@ -23,17 +21,15 @@ after(async () => {
 });
 
 async function connect(gw) {
-    const c = await wsConnect(`${gw.wsUrl}/app/${KEY}?protocol=7&client=js&version=8.4.0`);
+    const c = await wsConnect(`${gw.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.4.0`);
     sockets.push(c);
-    const est = await c.next((f) => f.event === 'pusher:connection_established');
-    c.socketId = JSON.parse(est.data).socket_id;
-    return c;
+    return established(c);
 }
 
 async function joinPresence(c, channel, userId) {
     const channelData = JSON.stringify({ user_id: userId, user_info: { name: userId } });
-    const sig = createHmac('sha256', SECRET).update(`${c.socketId}:${channel}:${channelData}`).digest('hex');
-    c.send({ event: 'pusher:subscribe', data: { channel, auth: `${KEY}:${sig}`, channel_data: channelData } });
+    const auth = hmacAuth(c.socketId, channel, channelData);
+    c.send({ event: 'pusher:subscribe', data: { channel, auth, channel_data: channelData } });
     const ok = await c.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel);
     return JSON.parse(ok.data).presence;
 }
@@ -45,10 +41,7 @@ function memberEvents(c, channel) {
 }
 
 function signedGet(gw, path, query = {}) {
-    const params = { auth_key: KEY, auth_timestamp: String(Math.floor(Date.now() / 1000)), auth_version: '1.0', ...query };
-    const q = Object.keys(params).sort().map((k) => `${k}=${params[k]}`).join('&');
-    const sig = createHmac('sha256', SECRET).update(`GET\n${path}\n${q}`).digest('hex');
-    return httpRequest('GET', `${gw.url}${path}?${q}&auth_signature=${sig}`);
+    return httpRequest('GET', `${gw.url}${signedPath('GET', path, { params: query })}`);
 }
 
 test('presence across two processes: one member per user, counted once, removed when a process dies', { timeout: 60000 }, async () => {

@@ -6,38 +6,21 @@
 // here/joining/leaving across two Echo clients.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
 
 import Echo from 'laravel-echo';
 import PusherJS from 'pusher-js';
-import PusherServer from 'pusher';
 
-import { DEFAULT_APPS, startStack, waitFor } from './lib/harness.mjs';
+import { startStack, waitFor } from './lib/harness.mjs';
+import { DEMO, SOCKET_ID, answer, openedSets, pusherJsOptions, pusherServer, sleep, unique } from './lib/pusher.mjs';
 
-const DEMO = DEFAULT_APPS.find((a) => a.id === 'demo');
 let stack;
 let server;
-const echos = new Set();
-let seq = 0;
+const { clients: echos, close: cleanup } = openedSets();
 
 before(async () => {
     stack = await startStack();
-    server = new PusherServer({
-        appId: DEMO.id,
-        key: DEMO.key,
-        secret: DEMO.secret,
-        host: '127.0.0.1',
-        port: stack.gw.port,
-        useTLS: false,
-        timeout: 10000,
-        agent: new http.Agent({ keepAlive: false }),
-    });
+    server = pusherServer(stack.gw.port);
 });
-
-function cleanup() {
-    for (const e of echos) e.disconnect();
-    echos.clear();
-}
 
 after(async () => {
     cleanup();
@@ -45,13 +28,6 @@ after(async () => {
 });
 
 afterEach(cleanup);
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function unique(prefix) {
-    seq += 1;
-    return `${prefix}-${process.pid}-${seq}`;
-}
 
 /**
  * An Echo client on the pusher broadcaster. Echo hands its options to `new Pusher(key, options)`;
@@ -63,24 +39,10 @@ function echoClient({ presence, sign } = {}) {
     const echo = new Echo({
         broadcaster: 'pusher',
         key: DEMO.key,
-        wsHost: '127.0.0.1',
-        wsPort: stack.gw.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        cluster: 'x',
-        enableStats: false,
+        ...pusherJsOptions(stack.gw.port),
         Pusher: PusherJS,
         authorizer: (channel) => ({
-            authorize: (socketId, cb) => {
-                let res;
-                try {
-                    res = authorize(socketId, channel.name);
-                } catch (err) {
-                    cb(err, null);
-                    return;
-                }
-                cb(null, res);
-            },
+            authorize: (socketId, cb) => answer(cb, () => authorize(socketId, channel.name)),
         }),
     });
     echos.add(echo);
@@ -89,7 +51,7 @@ function echoClient({ presence, sign } = {}) {
 
 async function connected(echo) {
     await waitFor(() => echo.connectionStatus() === 'connected', { timeoutMs: 10000, message: 'Echo connected' });
-    assert.match(echo.socketId(), /^\d+\.\d+$/);
+    assert.match(echo.socketId(), SOCKET_ID);
     return echo;
 }
 
@@ -163,7 +125,7 @@ test('Echo whisper on a private channel reaches the other client, not the sender
 
 test('Echo.private() with an authorization the gateway refuses: Echo’s error callback gets AuthError 401', { timeout: 30000 }, async () => {
     const room = unique('denied');
-    const forged = new PusherServer({ appId: DEMO.id, key: DEMO.key, secret: 'not-the-secret', host: '127.0.0.1', port: stack.gw.port });
+    const forged = pusherServer(stack.gw.port, { secret: 'not-the-secret' });
     const echo = await connected(echoClient({ sign: (socketId, name) => forged.authorizeChannel(socketId, name) }));
     const got = [];
     const err = await subscribed(echo.private(room).listen('.Nope', (e) => got.push(e))).then(

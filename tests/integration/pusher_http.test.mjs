@@ -1,5 +1,5 @@
 // Pusher HTTP API (PROTOCOLS.md §2, /apps/{app_id}/…) against a real mosquitto + pushgate stack, driven
-// by the unmodified `pusher` server SDK, with raw signed requests (signature computed here with
+// by the unmodified `pusher` server SDK, with raw signed requests (signature computed in lib/pusher.mjs with
 // node:crypto) for the malformed cases the SDK refuses to send. Events reach pusher-js subscribers and
 // MQTT v5 subscribers of pushgate/{app}/c/{channel} (event name in the `event` user property, payload =
 // the data string); socket_id exclusion; batch_events; 401 for bad/stale signatures and body_md5, 400 for
@@ -10,48 +10,38 @@
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import http from 'node:http';
 
 import PusherJS from 'pusher-js';
-import PusherServer from 'pusher';
 
-import { DEFAULT_APPS, httpRequest, mqttCollector, mqttConnect, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
+import { httpRequest, mqttCollector, mqttConnect, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
+import {
+    DEMO,
+    PUSHER_QUERY,
+    established,
+    nextEvent,
+    openedSets,
+    pusherJsOptions,
+    pusherServer,
+    recordConnection,
+    signedPath,
+    sleep,
+    unique,
+} from './lib/pusher.mjs';
 
-const DEMO = DEFAULT_APPS.find((a) => a.id === 'demo');
 const PUBLISH_TIMEOUT_MS = 1500;
 
 let stack;
 let server;
-const clients = new Set();
-const devices = new Set();
-let seq = 0;
+const { clients, devices, close: cleanup } = openedSets();
 
 function sdk(overrides = {}) {
-    return new PusherServer({
-        appId: DEMO.id,
-        key: DEMO.key,
-        secret: DEMO.secret,
-        host: '127.0.0.1',
-        port: stack.gw.port,
-        useTLS: false,
-        timeout: 10000,
-        // node's default agent keeps idle sockets open, which holds the test process past its last test
-        agent: new http.Agent({ keepAlive: false }),
-        ...overrides,
-    });
+    return pusherServer(stack.gw.port, overrides);
 }
 
 before(async () => {
     stack = await startStack({ gateway: { publish_timeout_ms: PUBLISH_TIMEOUT_MS } });
     server = sdk();
 });
-
-function cleanup() {
-    for (const c of clients) c.disconnect();
-    clients.clear();
-    for (const d of devices) d.end(true);
-    devices.clear();
-}
 
 after(async () => {
     cleanup();
@@ -60,40 +50,13 @@ after(async () => {
 
 afterEach(cleanup);
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function unique(prefix) {
-    seq += 1;
-    return `${prefix}-${process.pid}-${seq}`;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Subscribers
-
-function nextEvent(emitter, event, timeoutMs = 5000) {
-    return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-            emitter.unbind(event, handler);
-            reject(new Error(`no '${event}' within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const handler = (arg) => {
-            clearTimeout(timer);
-            emitter.unbind(event, handler);
-            resolve(arg);
-        };
-        emitter.bind(event, handler);
-    });
-}
 
 // presence: the channel_data the SDK signs for presence- channels; user: signs in as that user.
 async function pusherClient({ presence, user } = {}) {
     const client = new PusherJS(DEMO.key, {
-        wsHost: '127.0.0.1',
-        wsPort: stack.gw.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        cluster: 'x',
-        enableStats: false,
+        ...pusherJsOptions(stack.gw.port),
         channelAuthorization: {
             customHandler: ({ socketId, channelName }, cb) =>
                 cb(null, server.authorizeChannel(socketId, channelName, channelName.startsWith('presence-') ? presence : undefined)),
@@ -103,12 +66,7 @@ async function pusherClient({ presence, user } = {}) {
         },
     });
     clients.add(client);
-    client.states = [];
-    client.errors = [];
-    client.messages = [];
-    client.connection.bind('state_change', (s) => client.states.push(s.current));
-    client.connection.bind('error', (e) => client.errors.push(e));
-    client.connection.bind('message', (m) => client.messages.push(m));
+    recordConnection(client);
     if (client.connection.state !== 'connected') await nextEvent(client.connection, 'connected', 10000);
     if (user) {
         client.signin();
@@ -144,24 +102,7 @@ async function mqttListener(channels) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw signed requests (PROTOCOLS.md §2: METHOD \n path \n sorted lower-cased query without auth_signature)
-
-function signedPath(method, path, { body, params = {}, key = DEMO.key, secret = DEMO.secret, timestamp, md5, signature } = {}) {
-    const q = {
-        auth_key: key,
-        auth_timestamp: String(timestamp ?? Math.floor(Date.now() / 1000)),
-        auth_version: '1.0',
-        ...params,
-    };
-    if (body !== undefined && md5 !== null) q.body_md5 = md5 ?? crypto.createHash('md5').update(body, 'utf8').digest('hex');
-    const qs = Object.keys(q)
-        .map((k) => [k.toLowerCase(), q[k]])
-        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
-        .map(([k, v]) => `${k}=${v}`)
-        .join('&');
-    const sig = signature ?? crypto.createHmac('sha256', secret).update(`${method}\n${path}\n${qs}`).digest('hex');
-    return `${path}?${qs}&auth_signature=${sig}`;
-}
+// Raw signed requests (PROTOCOLS.md §2), signed by signedPath
 
 // body: an object is sent as JSON; a string as is.
 function rawPost(path, body, opts = {}) {
@@ -590,10 +531,8 @@ test('terminateUserConnections: every connection of the user gets pusher:error 4
     const gotAnon = await listen(anon, name);
 
     // a raw connection of the same user shows the wire: error frame first, then the close code
-    const raw = await wsConnect(`${stack.gw.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.6.0&flash=false`);
-    const est = await raw.next((f) => f.event === 'pusher:connection_established');
-    const socketId = JSON.parse(est.data).socket_id;
-    const signed = server.authenticateUser(socketId, { id });
+    const raw = await established(await wsConnect(`${stack.gw.wsUrl}/app/${DEMO.key}${PUSHER_QUERY}`));
+    const signed = server.authenticateUser(raw.socketId, { id });
     raw.send({ event: 'pusher:signin', data: signed });
     await raw.next((f) => f.event === 'pusher:signin_success');
 

@@ -11,42 +11,34 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
 import PusherJS from 'pusher-js';
-import PusherServer from 'pusher';
 
-import { DEFAULT_APPS, mqttCollector, mqttConnect, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
-
-const DEMO = DEFAULT_APPS.find((a) => a.id === 'demo');
-const QUERY = '?protocol=7&client=js&version=8.6.0&flash=false';
-const SOCKET_ID = /^\d+\.\d+$/;
+import { mqttCollector, mqttConnect, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
+import {
+    DEMO,
+    PUSHER_QUERY as QUERY,
+    SOCKET_ID,
+    answer,
+    dataOf,
+    established,
+    hmacAuth,
+    isEvent,
+    nextEvent,
+    openedSets,
+    pusherJsOptions,
+    pusherServer,
+    recordConnection,
+    sleep,
+    unique,
+} from './lib/pusher.mjs';
 
 let stack;
 let server; // the `pusher` server SDK, pointed at the gateway
-const clients = new Set();
-const sockets = new Set();
-const devices = new Set();
-let seq = 0;
+const { clients, sockets, devices, close: cleanup } = openedSets();
 
 before(async () => {
     stack = await startStack();
-    server = new PusherServer({
-        appId: DEMO.id,
-        key: DEMO.key,
-        secret: DEMO.secret,
-        host: '127.0.0.1',
-        port: stack.gw.port,
-        useTLS: false,
-        timeout: 10000,
-    });
+    server = pusherServer(stack.gw.port, { agent: undefined });
 });
-
-function cleanup() {
-    for (const c of clients) c.disconnect();
-    clients.clear();
-    for (const s of sockets) s.terminate();
-    sockets.clear();
-    for (const d of devices) d.end(true);
-    devices.clear();
-}
 
 after(async () => {
     cleanup();
@@ -54,13 +46,6 @@ after(async () => {
 });
 
 afterEach(cleanup);
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-function unique(prefix) {
-    seq += 1;
-    return `${prefix}-${process.pid}-${seq}`;
-}
 
 // ---------------------------------------------------------------------------------------------
 // pusher-js helpers
@@ -73,52 +58,14 @@ function unique(prefix) {
 function pusherClient({ key = DEMO.key, presence, authorize, options = {} } = {}) {
     const sign = authorize || ((socketId, channelName) => server.authorizeChannel(socketId, channelName, presence));
     const client = new PusherJS(key, {
-        wsHost: '127.0.0.1',
-        wsPort: stack.gw.port,
-        forceTLS: false,
-        enabledTransports: ['ws'],
-        cluster: 'x',
-        enableStats: false,
+        ...pusherJsOptions(stack.gw.port),
         channelAuthorization: {
-            customHandler: ({ socketId, channelName }, cb) => {
-                let res;
-                try {
-                    res = sign(socketId, channelName);
-                } catch (err) {
-                    cb(err, null);
-                    return;
-                }
-                cb(null, res);
-            },
+            customHandler: ({ socketId, channelName }, cb) => answer(cb, () => sign(socketId, channelName)),
         },
         ...options,
     });
     clients.add(client);
-    // Every state after the constructor's synchronous 'connecting', to prove the client never
-    // reconnected behind a test's back.
-    client.states = [];
-    client.errors = [];
-    client.messages = [];
-    client.connection.bind('state_change', (s) => client.states.push(s.current));
-    client.connection.bind('error', (e) => client.errors.push(e));
-    client.connection.bind('message', (m) => client.messages.push(m));
-    return client;
-}
-
-// Resolves with the first `event` emitted by emitter (a channel or a pusher-js connection/client).
-function nextEvent(emitter, event, timeoutMs = 5000) {
-    return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-            emitter.unbind(event, handler);
-            reject(new Error(`no '${event}' within ${timeoutMs} ms`));
-        }, timeoutMs);
-        const handler = (...args) => {
-            clearTimeout(timer);
-            emitter.unbind(event, handler);
-            resolve(args.length > 1 ? args : args[0]);
-        };
-        emitter.bind(event, handler);
-    });
+    return recordConnection(client);
 }
 
 async function connected(client, timeoutMs = 10000) {
@@ -167,22 +114,8 @@ async function raw(key = DEMO.key, query = QUERY) {
     return c;
 }
 
-const isEvent = (name, channel) => (f) => f && typeof f === 'object' && f.event === name && (channel === undefined || f.channel === channel);
-
-function dataOf(frame) {
-    return typeof frame.data === 'string' ? JSON.parse(frame.data) : frame.data;
-}
-
 async function rawEstablished(key, query) {
-    const c = await raw(key, query);
-    const f = await c.next(isEvent('pusher:connection_established'));
-    c.socketId = dataOf(f).socket_id;
-    return c;
-}
-
-function hmacAuth(socketId, channel, channelData, secret = DEMO.secret, key = DEMO.key) {
-    const input = channelData === undefined ? `${socketId}:${channel}` : `${socketId}:${channel}:${channelData}`;
-    return `${key}:${crypto.createHmac('sha256', secret).update(input).digest('hex')}`;
+    return established(await raw(key, query));
 }
 
 async function rawSubscribe(c, channel, extra = {}) {
@@ -636,16 +569,7 @@ function signinClient(user, { authenticate } = {}) {
     const client = pusherClient({
         options: {
             userAuthentication: {
-                customHandler: ({ socketId }, cb) => {
-                    let res;
-                    try {
-                        res = sign(socketId);
-                    } catch (err) {
-                        cb(err, null);
-                        return;
-                    }
-                    cb(null, res);
-                },
+                customHandler: ({ socketId }, cb) => answer(cb, () => sign(socketId)),
             },
         },
     });
@@ -796,16 +720,7 @@ test('user signin with pusher-js and a bad signature: pusher:error, no user, the
 
 test('private-encrypted-: pusher-js decrypts an SDK-encrypted event; the gateway and MQTT see only ciphertext', { timeout: 30000 }, async () => {
     const masterKey = crypto.randomBytes(32).toString('base64');
-    const enc = new PusherServer({
-        appId: DEMO.id,
-        key: DEMO.key,
-        secret: DEMO.secret,
-        host: '127.0.0.1',
-        port: stack.gw.port,
-        useTLS: false,
-        timeout: 10000,
-        encryptionMasterKeyBase64: masterKey,
-    });
+    const enc = pusherServer(stack.gw.port, { agent: undefined, encryptionMasterKeyBase64: masterKey });
     const name = unique('private-encrypted-x');
     const client = await connected(pusherClient({ authorize: (socketId, channelName) => enc.authorizeChannel(socketId, channelName) }));
     const ch = await subscribe(client, name);
