@@ -225,6 +225,7 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
         if (mosquitto_topic_matches_sub(ch->name, f.channel, &match) == MOSQ_ERR_SUCCESS && match)
             DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 1);
     }
+    app->stats.delivered++;
     if (pg_log_enabled(PG_LOG_DEBUG))
         pg_log(PG_LOG_DEBUG, "fanout", "app=%s channel=%s bytes=%zu recipients=%zu encodings=%d", app->creds->id,
                f.channel, len, f.recipients, f.encodings);

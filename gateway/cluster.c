@@ -75,6 +75,11 @@ int pg_cluster_node_alive(struct pg_gw *gw, const char *id)
     return n && n->snapshot;
 }
 
+size_t pg_cluster_node_count(struct pg_gw *gw)
+{
+    return HASH_COUNT(gw->nodes) + 1; /* the table holds live peers only */
+}
+
 int pg_cluster_is_leader(struct pg_gw *gw)
 {
     struct pg_node *n, *tmp;

@@ -100,6 +100,13 @@ struct pg_app {
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
     struct pg_pchan *pchans;          /* presence channels known in the cluster (presence.c) */
+    struct pg_app_stats {             /* monotonic counters for /metrics (metrics.c) */
+        uint64_t frames_in, bytes_in;     /* WebSocket frames from clients */
+        uint64_t frames_out, bytes_out;   /* WebSocket frames written to clients */
+        uint64_t published, publish_failed; /* publishes handed to the broker on behalf of clients */
+        uint64_t delivered;               /* broker messages fanned out (once per message) */
+        uint64_t slow_closes;             /* sessions closed for a full out-queue */
+    } stats;
     UT_hash_handle hh;
 };
 
@@ -242,6 +249,7 @@ void pg_cluster_connected(struct pg_gw *gw);
 void pg_cluster_stopping(struct pg_gw *gw);
 int pg_cluster_node_alive(struct pg_gw *gw, const char *id);
 int pg_cluster_is_leader(struct pg_gw *gw);
+size_t pg_cluster_node_count(struct pg_gw *gw); /* live nodes, this one included */
 json_t *pg_cluster_channels(struct pg_gw *gw, const char *app); /* new reference: {channel: subscriptions} */
 
 /* presence.c */
@@ -313,6 +321,9 @@ void pg_webhook_emit(struct pg_gw *gw, struct pg_app *app, json_t *event);
 void pg_webhooks_tick(struct pg_webhooks *w);
 /* Events queued or in flight (for shutdown and metrics). */
 size_t pg_webhooks_pending(const struct pg_webhooks *w);
+
+/* metrics.c: GET /metrics in the Prometheus text format; caller frees the text. */
+char *pg_metrics_render(struct pg_gw *gw, size_t *len);
 
 /* assets.c (generated from gateway/static) */
 struct pg_asset {

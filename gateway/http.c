@@ -278,6 +278,14 @@ static void route_get(struct pg_gw *gw, struct pg_http *h)
         int up = pg_bridge_connected(gw->bridge) && !gw->draining;
         pg_http_respond_json(h, up ? 200 : 503,
                      json_pack("{s:s, s:b}", "status", up ? "ready" : "not ready", "broker", pg_bridge_connected(gw->bridge)));
+    } else if (!strcmp(h->path, "/metrics")) {
+        size_t n = 0;
+        char *text = pg_metrics_render(gw, &n);
+        if (text)
+            respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", text, n);
+        else
+            pg_http_respond_error(h, 500, "out of memory");
+        free(text);
     } else if (pg_pusher_api_route(gw, h)) {
         if (!h->status)
             pg_pusher_api_body_done(gw, h);

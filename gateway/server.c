@@ -41,6 +41,8 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
         pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu",
                s->app ? s->app->creds->id : "-", s->client_id, s->q.count, s->q.bytes);
         pg_outq_clear(&s->q); /* nothing more will be written to it */
+        if (s->app)
+            s->app->stats.slow_closes++;
         pg_session_close(s, 1013, "slow consumer: out-queue limit reached, reconnect later");
         return;
     }
@@ -87,6 +89,11 @@ int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const voi
         return PG_ENOMEM;
     int rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, cb, cb_ud);
     free(topic);
+    struct pg_app *a = pg_app_find(gw, app, strlen(app));
+    if (a && rc == 0)
+        a->stats.published++;
+    else if (a)
+        a->stats.publish_failed++;
     return rc;
 }
 
@@ -111,6 +118,11 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
 {
     if (s->close_code)
         return 0;
+    if (s->app) {
+        s->app->stats.bytes_in += len;
+        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
+            s->app->stats.frames_in++;
+    }
     if (lws_frame_is_binary(wsi)) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text frames only", 16);
         return -1;
@@ -154,6 +166,10 @@ static int ws_writeable(struct pg_session *s, struct lws *wsi)
         return 0;
     if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
         return -1;
+    if (s->app) {
+        s->app->stats.frames_out++;
+        s->app->stats.bytes_out += m->len;
+    }
     pg_outq_pop(&s->q);
     if (s->q.count || s->close_code)
         lws_callback_on_writable(wsi);

@@ -146,3 +146,45 @@ test('SIGTERM: connected sessions get close code 1001 and the process exits 0', 
     assert.match(stack.gw.logs(), /stopped/);
     await stack.stop();
 });
+
+test('GET /metrics: Prometheus text with sessions, traffic counters and broker state', { timeout: 30000 }, async () => {
+    const stack = await startStack();
+    stacks.push(stack);
+    const scrape = async () => {
+        const r = await httpRequest('GET', `${stack.gw.url}/metrics`);
+        assert.equal(r.status, 200);
+        assert.match(r.headers['content-type'], /^text\/plain; version=0\.0\.4/);
+        const values = new Map();
+        for (const line of r.body.split('\n')) {
+            if (!line || line.startsWith('# HELP ') || line.startsWith('# TYPE ')) continue;
+            const m = line.match(/^([a-z_]+(?:\{[^}]*\})?) (\d+)$/);
+            assert.ok(m, `not a Prometheus sample line: ${line}`);
+            values.set(m[1], Number(m[2]));
+        }
+        return values;
+    };
+    const before = await scrape();
+    assert.equal(before.get('pushgate_broker_connected'), 1);
+    assert.equal(before.get('pushgate_sessions{app="demo",protocol="native"}'), 0);
+
+    const c = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+    const p = await wsConnect(`${stack.gw.wsUrl}/app/demo-key?protocol=7`);
+    await c.next((f) => f.type === 'open');
+    await p.next((f) => f.event === 'pusher:connection_established');
+    c.send({ type: 'subscribe', room: 'm', cb: 1 });
+    await c.next((f) => f.cb === 1);
+    c.send({ type: 'publish', room: 'm', message: 'x', cb: 2 });
+    await c.next((f) => f.type === 'message');
+    const after = await scrape();
+    assert.equal(after.get('pushgate_sessions{app="demo",protocol="native"}'), 1);
+    assert.equal(after.get('pushgate_sessions{app="demo",protocol="pusher"}'), 1);
+    assert.ok(after.get('pushgate_frames_in_total{app="demo"}') >= 2);
+    assert.equal(after.get('pushgate_published_total{app="demo"}') - before.get('pushgate_published_total{app="demo"}'), 1);
+    assert.ok(after.get('pushgate_delivered_total{app="demo"}') >= 1);
+    assert.ok(after.get('pushgate_frames_out_total{app="demo"}') >= 4); // open, established, replies, the message
+    c.close();
+    p.close();
+
+    await stack.broker.stop();
+    await waitFor(async () => (await scrape()).get('pushgate_broker_connected') === 0);
+});

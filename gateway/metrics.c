@@ -1,0 +1,74 @@
+/*
+ * GET /metrics: this process's counters and gauges in the Prometheus text
+ * exposition format. Counters are per app and only ever grow; gauges are read
+ * at scrape time (sessions are counted by walking them: scrapes are rare,
+ * messages are not, so nothing is kept up to date on the hot path for them).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "gateway.h"
+
+struct counter {
+    const char *name, *help;
+    size_t off; /* in struct pg_app_stats */
+};
+
+#define C(f) offsetof(struct pg_app_stats, f)
+static const struct counter counters[] = {
+    {"pushgate_frames_in_total", "WebSocket frames received from clients.", C(frames_in)},
+    {"pushgate_bytes_in_total", "WebSocket payload bytes received from clients.", C(bytes_in)},
+    {"pushgate_frames_out_total", "WebSocket frames written to clients.", C(frames_out)},
+    {"pushgate_bytes_out_total", "WebSocket payload bytes written to clients.", C(bytes_out)},
+    {"pushgate_published_total", "Messages handed to the broker for clients (WebSocket and HTTP).", C(published)},
+    {"pushgate_publish_failed_total", "Publishes refused because the broker was unavailable.", C(publish_failed)},
+    {"pushgate_delivered_total", "Broker messages fanned out to this process's sessions.", C(delivered)},
+    {"pushgate_slow_consumer_closes_total", "Sessions closed because their out-queue was full.", C(slow_closes)},
+};
+
+char *pg_metrics_render(struct pg_gw *gw, size_t *len)
+{
+    char *buf = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&buf, &n);
+    if (!f)
+        return NULL;
+    struct pg_app *a, *atmp;
+    fprintf(f, "# HELP pushgate_sessions Open WebSocket sessions.\n# TYPE pushgate_sessions gauge\n");
+    HASH_ITER(hh, gw->apps, a, atmp) {
+        size_t native = 0, pusher = 0;
+        struct pg_session *s, *stmp;
+        HASH_ITER(hh, gw->sessions, s, stmp) {
+            if (s->app != a)
+                continue;
+            if (s->proto == PG_PROTO_PUSHER)
+                pusher++;
+            else
+                native++;
+        }
+        fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"native\"} %zu\n", a->creds->id, native);
+        fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"pusher\"} %zu\n", a->creds->id, pusher);
+    }
+    for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
+        fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counters[i].name, counters[i].help, counters[i].name);
+        HASH_ITER(hh, gw->apps, a, atmp) {
+            uint64_t v = *(const uint64_t *)((const char *)&a->stats + counters[i].off);
+            fprintf(f, "%s{app=\"%s\"} %llu\n", counters[i].name, a->creds->id, (unsigned long long)v);
+        }
+    }
+    fprintf(f, "# HELP pushgate_broker_connected 1 while the gateway's MQTT session is up.\n"
+               "# TYPE pushgate_broker_connected gauge\npushgate_broker_connected %d\n",
+            pg_bridge_connected(gw->bridge));
+    fprintf(f, "# HELP pushgate_webhook_queue Webhook events queued or in flight.\n"
+               "# TYPE pushgate_webhook_queue gauge\npushgate_webhook_queue %zu\n",
+            gw->webhooks ? pg_webhooks_pending(gw->webhooks) : (size_t)0);
+    fprintf(f, "# HELP pushgate_cluster_nodes Live gateway nodes this process sees, itself included.\n"
+               "# TYPE pushgate_cluster_nodes gauge\npushgate_cluster_nodes %zu\n",
+            pg_cluster_node_count(gw));
+    if (fclose(f) != 0) {
+        free(buf);
+        return NULL;
+    }
+    *len = n;
+    return buf;
+}
