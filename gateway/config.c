@@ -125,6 +125,43 @@ struct file_ctx {
     size_t errlen;
 };
 
+static void free_origins(struct pg_app_conf *app)
+{
+    for (size_t i = 0; app->allowed_origins && app->allowed_origins[i]; i++)
+        free(app->allowed_origins[i]);
+    free(app->allowed_origins);
+    app->allowed_origins = NULL;
+}
+
+/* "https://a.example, http://127.0.0.1:8080": exact scheme://host[:port] values, compared as sent by browsers */
+static int set_origins(struct pg_app_conf *app, const char *value, struct file_ctx *fc, int line)
+{
+    size_t n = 1;
+    for (const char *p = value; *p; p++)
+        n += *p == ',';
+    free_origins(app);
+    if (!(app->allowed_origins = calloc(n + 1, sizeof *app->allowed_origins)))
+        return PG_ENOMEM;
+    size_t k = 0;
+    for (const char *p = value; *p;) {
+        p += strspn(p, " \t,");
+        size_t l = strcspn(p, ",");
+        while (l && (p[l - 1] == ' ' || p[l - 1] == '\t'))
+            l--;
+        if (!l)
+            break;
+        if (strncmp(p, "http://", 7) != 0 && strncmp(p, "https://", 8) != 0) {
+            snprintf(fc->err, fc->errlen, "%s:%d: allowed_origins: expected http(s)://host[:port] values", fc->path,
+                     line);
+            return PG_EINVAL;
+        }
+        if (!(app->allowed_origins[k++] = strndup(p, l)))
+            return PG_ENOMEM;
+        p += l;
+    }
+    return 0;
+}
+
 /* App ids are URL path segments and MQTT topic levels; some would shadow gateway routes or control topics. */
 static int app_id_valid(const char *id)
 {
@@ -181,6 +218,8 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
     if (*stype) { /* inside [app ID] */
         struct pg_app_conf *app = &cfg->apps[cfg->napps - 1];
         int rc = pg_app_creds_set(&app->creds, key, value, fc->base_dir, why, sizeof why);
+        if (rc == PG_ENOTFOUND && !strcmp(key, "allowed_origins"))
+            return set_origins(app, value, fc, line);
         if (rc == PG_ENOTFOUND && !strcmp(key, "webhook_url")) {
             if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
                 snprintf(fc->err, fc->errlen, "%s:%d: webhook_url: expected an http:// or https:// URL", fc->path, line);
@@ -321,6 +360,7 @@ void pg_config_free(struct pg_config *cfg)
     for (size_t i = 0; i < cfg->napps; i++) {
         pg_app_creds_clear(&cfg->apps[i].creds);
         free(cfg->apps[i].webhook_url);
+        free_origins(&cfg->apps[i]);
     }
     free(cfg->apps);
     free(cfg->config_path);

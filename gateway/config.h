@@ -15,6 +15,7 @@
 struct pg_app_conf {
     struct pg_app_creds creds;
     char *webhook_url; /* Pusher-style webhooks for this app; NULL: none */
+    char **allowed_origins; /* NULL-terminated; NULL: any Origin may open WebSockets */
     int line; /* where the section started, for messages */
 };
 

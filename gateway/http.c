@@ -257,6 +257,18 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
         return 1;
     }
+    /* browsers send Origin: an app that lists its origins refuses pages from anywhere else */
+    char origin[256];
+    if (app && app->conf->allowed_origins && pg_http_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) != 0) {
+        int ok = 0;
+        for (char **o = app->conf->allowed_origins; *o && !ok; o++)
+            ok = !strcmp(*o, origin);
+        if (!ok) {
+            pg_log(PG_LOG_INFO, "http", "upgrade refused app=%s: origin not allowed", app->creds->id);
+            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+            return 1;
+        }
+    }
     /* like /readyz: no new sessions while they could not subscribe or publish */
     if (gw->draining || !pg_bridge_connected(gw->bridge) || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
         lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,

@@ -188,3 +188,24 @@ test('GET /metrics: Prometheus text with sessions, traffic counters and broker s
     await stack.broker.stop();
     await waitFor(async () => (await scrape()).get('pushgate_broker_connected') === 0);
 });
+
+test('allowed_origins: a WebSocket upgrade from another Origin gets 403, on both protocols', { timeout: 30000 }, async () => {
+    const apps = [{ id: 'demo', key: 'demo-key', secret: 'demo-secret', allowed_origins: 'https://app.example, http://127.0.0.1:9' }];
+    const stack = await startStack({ apps });
+    stacks.push(stack);
+    for (const path of ['/v1/demo', '/app/demo-key?protocol=7']) {
+        const url = `${stack.gw.wsUrl}${path}`;
+        await assert.rejects(wsConnect(url, { headers: { Origin: 'https://evil.example' } }), (e) => e.statusCode === 403);
+        const ok = await wsConnect(url, { headers: { Origin: 'https://app.example' } });
+        await ok.next(() => true);
+        ok.close();
+        const plain = await wsConnect(url); // no Origin: not a browser, nothing to protect
+        await plain.next(() => true);
+        plain.close();
+    }
+    // a bad value names file and line
+    const bad = await confFile('origins.conf', ['[app demo]', 'secret = s', 'allowed_origins = app.example']);
+    const r = run(['--config', bad]);
+    assert.equal(r.status, 2);
+    assert.ok(r.stderr.includes(`${bad}:3: allowed_origins`), r.stderr);
+});
