@@ -389,7 +389,7 @@ void pg_config_usage(FILE *out, const char *argv0)
                 opts[i].def, env);
     }
     fprintf(out, "\nApp sections ([app ID]): key, secret, jwt_alg (HS256|RS256), public_key_file, require_auth, "
-                 "active.\n");
+                 "active,\n  webhook_url, allowed_origins.\n");
 }
 
 void pg_config_markdown(FILE *out)
