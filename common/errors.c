@@ -14,6 +14,7 @@ const char *pg_strerror(int err)
     case PG_ELIMIT: return "limit exceeded";
     case PG_EBUSY: return "temporarily unavailable";
     case PG_ETIMEDOUT: return "timed out";
+    case PG_EEXIST: return "already exists";
     default: return "unknown error";
     }
 }

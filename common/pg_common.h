@@ -21,6 +21,7 @@ enum pg_err {
     PG_ELIMIT = -8,   /* a configured bound was exceeded */
     PG_EBUSY = -9,    /* try later (broker down, queue full) */
     PG_ETIMEDOUT = -10, /* no answer in time (broker acknowledgement) */
+    PG_EEXIST = -11,    /* the name is taken (duplicate app slug) */
 };
 
 /* Static string naming an error code; never NULL. */

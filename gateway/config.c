@@ -162,21 +162,26 @@ static int set_origins(struct pg_app_conf *app, const char *value, struct file_c
     return 0;
 }
 
-/* App ids are URL path segments and MQTT topic levels; some would shadow gateway routes or control topics. */
-static int app_id_valid(const char *id)
+int pg_app_id_reserved(const char *id)
 {
     static const char *const reserved[] = {"v1",      "app",    "apps",        "api",   "socket.io", "healthz",
                                            "readyz",  "metrics", "pushgate.js", "_ctl", "_node"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (!strcmp(id, reserved[i]))
+            return 1;
+    return 0;
+}
+
+/* App ids are URL path segments and MQTT topic levels; some would shadow gateway routes or control topics. */
+static int app_id_valid(const char *id)
+{
     size_t n = strlen(id);
     if (n == 0 || n > 64)
         return 0;
     for (size_t i = 0; i < n; i++)
         if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_' && id[i] != '.')
             return 0;
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-        if (!strcmp(id, reserved[i]))
-            return 0;
-    return 1;
+    return !pg_app_id_reserved(id);
 }
 
 static int file_cb(void *ud, const char *stype, const char *sname, const char *key, const char *value, int line)

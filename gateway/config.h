@@ -77,6 +77,8 @@ void pg_config_free(struct pg_config *cfg);
 void pg_config_usage(FILE *out, const char *argv0);
 /* Markdown table of every option (README reference). */
 void pg_config_markdown(FILE *out);
+/* 1 for ids that would shadow a gateway route or control topic (v1, api, healthz, _ctl, ...). */
+int pg_app_id_reserved(const char *id);
 /* Limits for the auth library derived from the config. */
 void pg_config_auth_limits(const struct pg_config *cfg, struct pg_auth_limits *lim);
 
