@@ -123,6 +123,7 @@ struct pg_session {
     char *user_id;      /* Pusher user signin (owned) */
     int64_t last_rx_ms; /* Pusher activity: last frame from the client (monotonic) */
     int ping_sent;      /* Pusher: we pinged an idle client and wait for any frame */
+    int64_t ping_ms;    /* when (monotonic) */
     lws_sorted_usec_list_t sul_activity;
     int64_t rate_window_ms; /* Pusher client events: start of the current one-second window */
     int rate_count;

@@ -95,22 +95,25 @@ static void subscription_error(struct pg_session *s, const char *channel, int st
 static void activity_check(lws_sorted_usec_list_t *sul)
 {
     struct pg_session *s = lws_container_of(sul, struct pg_session, sul_activity);
-    int64_t idle = pg_mono_ms() - s->last_rx_ms, limit = s->gw->cfg->pusher_activity_timeout_s * 1000;
+    int64_t now = pg_mono_ms(), limit = s->gw->cfg->pusher_activity_timeout_s * 1000;
     int64_t pong_ms = s->gw->cfg->pusher_pong_timeout_s * 1000;
-    if (idle < limit) {
-        s->ping_sent = 0;
+    if (s->ping_sent && s->last_rx_ms >= s->ping_ms)
+        s->ping_sent = 0; /* any frame after our ping answers it */
+    int64_t idle = now - s->last_rx_ms;
+    if (!s->ping_sent && idle < limit) {
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, (limit - idle) * LWS_US_PER_MS);
     } else if (!s->ping_sent) {
         s->ping_sent = 1;
+        s->ping_ms = now;
         pg_pusher_send_event(s, "pusher:ping", NULL, json_object());
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, pong_ms * LWS_US_PER_MS);
-    } else if (idle >= limit + pong_ms) {
+    } else if (now - s->ping_ms >= pong_ms) {
         pg_log(PG_LOG_INFO, "pusher", "closing idle connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
         send_error(s, 4201, "Pong reply not received");
         pg_session_close(s, 4201, "pong not received");
     } else {
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
-                         (limit + pong_ms - idle) * LWS_US_PER_MS);
+                         (pong_ms - (now - s->ping_ms)) * LWS_US_PER_MS);
     }
 }
 
