@@ -458,10 +458,13 @@ test('broker log has one line per decision and never a token or secret', async (
     assert.equal(await publish(c, 'pushgate/secure/c/ro-x', 'x'), RC_NOT_AUTHORIZED);
     c.end(true);
     await refused({ username: 'secure', password: token(clientId, {}, { secret: 'forged' }), clientId });
+    // the broker's output reaches us asynchronously: wait until both decisions are in it
+    const denied = new RegExp(`pushgate_auth: connect denied client=${clientId} app=secure reason=`);
     const logs = await waitFor(() => {
         const l = stack.broker.logs();
-        return /pushgate_auth: write denied client=\S+ app=secure topic=pushgate\/secure\/c\/ro-x reason=publish not permitted/.test(l) && l;
-    }, { message: 'the denial is logged' });
+        return /pushgate_auth: write denied client=\S+ app=secure topic=pushgate\/secure\/c\/ro-x reason=publish not permitted/.test(l) &&
+            denied.test(l) && l;
+    }, { message: 'the denials are logged' });
     assert.match(logs, new RegExp(`pushgate_auth: connect allowed client=${clientId} app=secure`));
     assert.match(logs, new RegExp(`pushgate_auth: connect denied client=${clientId} app=secure reason=`));
     for (const secret of [jwt, jwt.split('.')[2], SECURE.secret, DEMO.secret, 'rsa-secret-0123456789', stack.gatewayUser.password]) {
