@@ -143,7 +143,7 @@ test('SIGTERM: connected sessions get close code 1001 and the process exits 0', 
     }
     // sessions were closed at once, not after the 10 s grace period ran out
     assert.ok(took < 5000, `exit took ${took} ms`);
-    assert.match(stack.gw.logs(), /stopped/);
+    await waitFor(() => /stopped/.test(stack.gw.logs()), { message: 'the gateway logs its stop' });
     await stack.stop();
 });
 

@@ -409,11 +409,9 @@ test('a persistent session: nothing is queued while offline, the resumed session
     await got.next((m) => m.text === 'after-resume');
     assert.deepEqual(got.messages.map((m) => m.text), ['after-resume']);
     // The broker's own record: the offline session was refused the message, and it was never sent.
+    const deniedLine = `pushgate_auth: read denied client=${clientId} topic=pushgate/secure/c/room-1 reason=no live session`;
+    await waitFor(() => stack.broker.logs().includes(deniedLine), { message: 'the offline session was denied by the plugin' });
     const logs = stack.broker.logs();
-    assert.ok(
-        logs.includes(`pushgate_auth: read denied client=${clientId} topic=pushgate/secure/c/room-1 reason=no live session`),
-        'the offline session was denied by the plugin',
-    );
     const sent = logs.split('\n').filter((l) => l.includes(`Sending PUBLISH to ${clientId} `) && l.includes("'pushgate/secure/c/room-1'"));
     assert.deepEqual(sent, [], 'nothing queued while offline');
     resumed.end(true);
@@ -439,7 +437,8 @@ test('SIGHUP reloads the apps: a deactivated app is refused and its sessions are
         await waitFor(() => /pushgate_auth: configuration reloaded/.test(own.broker.logs()), { message: 'reload logged' });
         // Mosquitto re-runs every connected client's authentication on reload, so the session ends at once.
         await waitFor(() => !dev.connected, { message: 'session of the deactivated app closed' });
-        assert.ok(own.broker.logs().includes('pushgate_auth: connect denied client=' + dev.options.clientId + ' app=demo reason=app inactive'));
+        await waitFor(() => own.broker.logs().includes('pushgate_auth: connect denied client=' + dev.options.clientId + ' app=demo reason=app inactive'),
+            { message: 'the re-check denial is logged' });
         await assert.rejects(mqttConnect({ port: p, username: 'demo', clientId: uniqueId('reload') }), (err) => err.code === RC_NOT_AUTHORIZED);
         // The other app is untouched.
         const clientId = uniqueId('reload');
