@@ -5,6 +5,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { DEFAULT_APPS, httpRequest, mqttCollector, mqttConnect, signJwt, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
+import { within, isMessage } from './lib/native.mjs';
 
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
 const MAX_QUEUE_MESSAGES = 50;
@@ -31,15 +32,6 @@ afterEach(() => {
     for (const d of devices) d.end(true);
     devices.clear();
 });
-
-// Resolves to what promise resolves to, or null after ms (the timer does not outlive the race).
-function within(promise, ms) {
-    let timer;
-    const timeout = new Promise((r) => {
-        timer = setTimeout(() => r(null), ms);
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
 
 function unique(prefix) {
     seq += 1;
@@ -103,10 +95,6 @@ function mqttPublish(client, topic, payload, opts = {}) {
             resolve();
         });
     });
-}
-
-function isMessage(room, pred = () => true) {
-    return (f) => f.type === 'message' && f.room === room && pred(f);
 }
 
 const readyz = () => httpRequest('GET', `${stack.gw.url}/readyz`);

@@ -7,6 +7,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { DEFAULT_APPS, mqttConnect, rsaKeyPair, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { within, isMessage } from './lib/native.mjs';
 
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
 const LEEWAY_MS = 500;
@@ -41,15 +42,6 @@ afterEach(() => {
     sockets.clear();
 });
 
-// Resolves to what promise resolves to, or null after ms (the timer does not outlive the race).
-function within(promise, ms) {
-    let timer;
-    const timeout = new Promise((r) => {
-        timer = setTimeout(() => r(null), ms);
-    });
-    return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
-}
-
 function unique(prefix) {
     seq += 1;
     return `${prefix}-${process.pid}-${seq}`;
@@ -83,10 +75,6 @@ async function publish(c, room, message) {
     assert.equal(r.type, 'publish');
     assert.equal(r.error, undefined, `publish ${room}: ${JSON.stringify(r.error)}`);
     return r;
-}
-
-function isMessage(room, pred = () => true) {
-    return (f) => f.type === 'message' && f.room === room && pred(f);
 }
 
 function messagesIn(c, room) {

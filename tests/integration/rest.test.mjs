@@ -7,6 +7,7 @@ import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { DEFAULT_APPS, httpRequest, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { isMessage } from './lib/native.mjs';
 
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
 const MAX_BODY = 2048;
@@ -54,10 +55,6 @@ async function subscriber(app, room, token) {
     const r = await c.next((f) => f.type === 'subscribe' && f.cb === 2);
     assert.equal(r.error, undefined, JSON.stringify(r.error));
     return c;
-}
-
-function isMessage(room, pred = () => true) {
-    return (f) => f.type === 'message' && f.room === room && pred(f);
 }
 
 function assertError(res, status) {
