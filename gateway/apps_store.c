@@ -18,18 +18,22 @@
 /* A key that collides with an existing one (62^20 odds) is drawn again, a few times at most. */
 #define CREATE_ATTEMPTS 3
 
-#define APP_COLS "id, slug, name, key, secret, active, require_auth, allowed_origins"
-enum { C_ID, C_SLUG, C_NAME, C_KEY, C_SECRET, C_ACTIVE, C_REQUIRE_AUTH, C_ORIGINS };
+#define APP_COLS "id, slug, name, key, secret, active, require_auth, allowed_origins, push_token"
+enum { C_ID, C_SLUG, C_NAME, C_KEY, C_SECRET, C_ACTIVE, C_REQUIRE_AUTH, C_ORIGINS, C_PUSH_TOKEN };
 
 /* Statements a read-only store needs come first: only those are prepared for it. */
-enum stmt_id { S_GET, S_LIST, S_DATA_VERSION, S_NREAD, S_INSERT = S_NREAD, S_SLUG_EXISTS, S_UPDATE, S_DELETE, S_COUNT };
+enum stmt_id {
+    S_GET, S_LIST, S_DATA_VERSION, S_REVOKED, S_NREAD,
+    S_INSERT = S_NREAD, S_SLUG_EXISTS, S_UPDATE, S_DELETE, S_REVOKE, S_PURGE, S_COUNT
+};
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_GET] = "SELECT " APP_COLS " FROM apps WHERE slug = ?1",
     [S_LIST] = "SELECT " APP_COLS " FROM apps ORDER BY id",
     [S_DATA_VERSION] = "PRAGMA data_version",
-    [S_INSERT] = "INSERT INTO apps (slug, name, key, secret, active, require_auth, allowed_origins, created_ms, "
-                 "updated_ms) VALUES (?1, ?2, ?3, ?4, 1, 0, NULL, ?5, ?5)",
+    [S_REVOKED] = "SELECT app, kind, value, expires_ms FROM revocations WHERE expires_ms > ?1 ORDER BY rowid",
+    [S_INSERT] = "INSERT INTO apps (slug, name, key, secret, active, require_auth, allowed_origins, push_token, "
+                 "created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, 1, 0, NULL, ?6, ?5, ?5)",
     [S_SLUG_EXISTS] = "SELECT 1 FROM apps WHERE slug = ?1",
     /* NULL parameters keep a column: one statement, so a concurrent update of another field is never lost. */
     [S_UPDATE] = "UPDATE apps SET name = coalesce(?2, name), active = coalesce(?3, active), "
@@ -37,6 +41,10 @@ static const char *const stmt_sql[S_COUNT] = {
                  "allowed_origins = CASE WHEN ?5 THEN ?6 ELSE allowed_origins END, updated_ms = ?7 "
                  "WHERE slug = ?1 RETURNING " APP_COLS,
     [S_DELETE] = "DELETE FROM apps WHERE slug = ?1",
+    /* A second revocation of the same id keeps the later expiry. */
+    [S_REVOKE] = "INSERT INTO revocations (app, kind, value, expires_ms) VALUES (?1, ?2, ?3, ?4) "
+                 "ON CONFLICT (app, kind, value) DO UPDATE SET expires_ms = max(expires_ms, excluded.expires_ms)",
+    [S_PURGE] = "DELETE FROM revocations WHERE expires_ms <= ?1",
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS apps ("
@@ -48,8 +56,16 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS apps ("
                                  "active INTEGER NOT NULL DEFAULT 1, "
                                  "require_auth INTEGER NOT NULL DEFAULT 0, "
                                  "allowed_origins TEXT, "
+                                 "push_token TEXT, "
                                  "created_ms INTEGER, "
-                                 "updated_ms INTEGER)";
+                                 "updated_ms INTEGER);"
+                                 /* Revoked client ids and token ids (jti), kept until the revocation expires. */
+                                 "CREATE TABLE IF NOT EXISTS revocations ("
+                                 "app TEXT NOT NULL, "
+                                 "kind TEXT NOT NULL CHECK (kind IN ('client', 'jti')), "
+                                 "value TEXT NOT NULL, "
+                                 "expires_ms INTEGER NOT NULL, "
+                                 "PRIMARY KEY (app, kind, value))";
 
 
 struct pg_apps_store {
@@ -184,7 +200,7 @@ int pg_apps_store_open(const char *path, int readonly, struct pg_apps_store **ou
             rc = PG_EIO;
             goto out;
         }
-        if ((src = run_once(st->db, schema_sql, NULL, 0, NULL)) != SQLITE_OK)
+        if ((src = sqlite3_exec(st->db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK) /* several statements */
             goto db_error;
     }
     if ((src = run_once(st->db, "PRAGMA user_version", NULL, 0, &version)) != SQLITE_OK)
@@ -342,7 +358,9 @@ static int row_to_json(struct pg_apps_store *st, sqlite3_stmt *s, json_t **out)
         (rc = obj_set(app, "key", json_string(col_text(s, C_KEY)))) ||
         (rc = obj_set(app, "secret", json_string(col_text(s, C_SECRET)))) ||
         (rc = obj_set(app, "active", json_boolean(sqlite3_column_int(s, C_ACTIVE) != 0))) ||
-        (rc = obj_set(app, "require_auth", json_boolean(sqlite3_column_int(s, C_REQUIRE_AUTH) != 0))))
+        (rc = obj_set(app, "require_auth", json_boolean(sqlite3_column_int(s, C_REQUIRE_AUTH) != 0))) ||
+        (rc = obj_set(app, "push_token",
+                      col_text(s, C_PUSH_TOKEN) ? json_string(col_text(s, C_PUSH_TOKEN)) : json_null())))
         goto out;
     rc = obj_set(app, "allowed_origins", origins);
     origins = NULL;
@@ -376,6 +394,7 @@ static int slug_exists(struct pg_apps_store *st, const char *slug, int *exists)
 int pg_apps_store_create(struct pg_apps_store *st, const char *name, json_t **out_app)
 {
     char slug[PG_APP_SLUG_MAX + 1], key[PG_APP_KEY_LEN + 1], secret[PG_APP_SECRET_LEN + 1];
+    char push_token[PG_APP_SECRET_LEN + 1];
     sqlite3_stmt *s = NULL;
     json_t *app = NULL;
     int rc = 0, src, exists = 0, inserted = 0;
@@ -406,7 +425,8 @@ int pg_apps_store_create(struct pg_apps_store *st, const char *name, json_t **ou
     }
     s = st->stmt[S_INSERT];
     for (int attempt = 0; attempt < CREATE_ATTEMPTS && !inserted; attempt++) {
-        if ((rc = pg_random_token(key, PG_APP_KEY_LEN)) || (rc = pg_random_token(secret, PG_APP_SECRET_LEN))) {
+        if ((rc = pg_random_token(key, PG_APP_KEY_LEN)) || (rc = pg_random_token(secret, PG_APP_SECRET_LEN)) ||
+            (rc = pg_random_token(push_token, PG_APP_SECRET_LEN))) {
             seterr(st, "apps store: no random bytes for a key");
             goto out;
         }
@@ -415,6 +435,7 @@ int pg_apps_store_create(struct pg_apps_store *st, const char *name, json_t **ou
         sqlite3_bind_text(s, 3, key, -1, SQLITE_STATIC);
         sqlite3_bind_text(s, 4, secret, -1, SQLITE_STATIC);
         sqlite3_bind_int64(s, 5, pg_now_ms());
+        sqlite3_bind_text(s, 6, push_token, -1, SQLITE_STATIC);
         src = sqlite3_step(s);
         stmt_done(s);
         if (src == SQLITE_DONE) {
@@ -448,6 +469,7 @@ int pg_apps_store_create(struct pg_apps_store *st, const char *name, json_t **ou
     app = NULL;
 out:
     OPENSSL_cleanse(secret, sizeof secret);
+    OPENSSL_cleanse(push_token, sizeof push_token);
     json_decref(app);
     return rc;
 }
@@ -794,5 +816,76 @@ out:
         seterr(st, "apps store: out of memory");
     stmt_done(s);
     pg_apps_store_free_creds(arr, count);
+    return rc;
+}
+
+int pg_apps_store_revoke(struct pg_apps_store *st, const char *app, const char *kind, const char *value,
+                         int64_t expires_ms)
+{
+    sqlite3_stmt *s;
+    int src;
+
+    if (!st || !app || !kind || !value)
+        return PG_EINVAL;
+    st->err[0] = '\0';
+    if (st->readonly) {
+        seterr(st, "apps store is open read-only");
+        return PG_EDENIED;
+    }
+    if (strcmp(kind, "client") != 0 && strcmp(kind, "jti") != 0) {
+        seterr(st, "revocation kind: expected \"client\" or \"jti\"");
+        return PG_EINVAL;
+    }
+    if (!*value || strlen(value) > PG_REVOKED_VALUE_MAX || !pg_utf8_valid(value, strlen(value))) {
+        seterr(st, "%s: expected 1-%d bytes of UTF-8", kind, PG_REVOKED_VALUE_MAX);
+        return PG_EINVAL;
+    }
+    /* Expired entries go first, so the table stays as small as the live revocations. */
+    s = st->stmt[S_PURGE];
+    sqlite3_bind_int64(s, 1, pg_now_ms());
+    src = sqlite3_step(s);
+    stmt_done(s);
+    if (src != SQLITE_DONE)
+        return db_fail(st, src);
+    s = st->stmt[S_REVOKE];
+    sqlite3_bind_text(s, 1, app, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, kind, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, value, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 4, expires_ms);
+    src = sqlite3_step(s);
+    stmt_done(s);
+    return src == SQLITE_DONE ? 0 : db_fail(st, src);
+}
+
+int pg_apps_store_revocations(struct pg_apps_store *st, int64_t now_ms, json_t **out)
+{
+    sqlite3_stmt *s;
+    json_t *arr, *r;
+    int rc = 0, src;
+
+    if (!st || !out)
+        return PG_EINVAL;
+    *out = NULL;
+    st->err[0] = '\0';
+    if (!(arr = json_array()))
+        return PG_ENOMEM;
+    s = st->stmt[S_REVOKED];
+    sqlite3_bind_int64(s, 1, now_ms);
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        r = json_pack("{s:s?, s:s?, s:s?, s:I}", "app", col_text(s, 0), "kind", col_text(s, 1), "value",
+                      col_text(s, 2), "expires_ms", (json_int_t)sqlite3_column_int64(s, 3));
+        if (!r || json_array_append_new(arr, r)) {
+            rc = PG_ENOMEM;
+            seterr(st, "apps store: out of memory");
+            break;
+        }
+    }
+    if (!rc && src != SQLITE_DONE)
+        rc = db_fail(st, src);
+    stmt_done(s);
+    if (rc)
+        json_decref(arr);
+    else
+        *out = arr;
     return rc;
 }

@@ -14,7 +14,8 @@
  *
  * App JSON, as returned by create/get/list/update (caller owns it, json_decref):
  *   {"id":1, "slug":"foo-app", "name":"Foo App", "key":"<20 chars>", "secret":"<40 chars>",
- *    "active":true, "require_auth":false, "allowed_origins":["https://example.com"]}
+ *    "active":true, "require_auth":false, "allowed_origins":["https://example.com"],
+ *    "push_token":"<40 chars>"}   (push_token: X-AUTH-TOKEN of the per-user push API; null if none)
  */
 #ifndef PG_APPS_STORE_H
 #define PG_APPS_STORE_H
@@ -31,6 +32,7 @@
 #define PG_APP_SECRET_LEN 40  /* characters of a generated secret */
 #define PG_APP_ORIGINS_MAX 64 /* entries of allowed_origins */
 #define PG_APP_ORIGIN_MAX 255 /* bytes of one allowed origin */
+#define PG_REVOKED_VALUE_MAX 256 /* bytes of a revoked client id or jti */
 
 struct pg_apps_store;
 
@@ -102,5 +104,17 @@ int pg_apps_store_data_version(struct pg_apps_store *st, int64_t *v);
  */
 int pg_apps_store_load_creds(struct pg_apps_store *st, struct pg_app_creds **out, size_t *n);
 void pg_apps_store_free_creds(struct pg_app_creds *creds, size_t n);
+
+/*
+ * Revoke a client id (kind "client") or a token id (kind "jti") of app `app`
+ * (any app id, from the store or a config file) until expires_ms (wall clock).
+ * Revoking again keeps the later expiry. Expired revocations are purged here.
+ * Errors: PG_EINVAL (bad kind, empty or over PG_REVOKED_VALUE_MAX, not UTF-8),
+ * PG_EDENIED (read-only store), PG_EBUSY, PG_EIO.
+ */
+int pg_apps_store_revoke(struct pg_apps_store *st, const char *app, const char *kind, const char *value,
+                         int64_t expires_ms);
+/* Revocations still in force at now_ms: [{"app","kind","value","expires_ms"}], oldest first. */
+int pg_apps_store_revocations(struct pg_apps_store *st, int64_t now_ms, json_t **out);
 
 #endif

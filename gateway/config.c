@@ -60,6 +60,22 @@ static const struct opt opts[] = {
      "tries of a webhook batch before dropping it"},
     {"webhook_max_queue", T_INT, O(webhook_max_queue), "10000", 1, 10000000,
      "queued webhook events per app (then oldest dropped)"},
+    {"apps_db", T_STR, O(apps_db), "", 0, 0,
+     "SQLite apps store for the admin API (relative: to the config file; empty: none)"},
+    {"admin_user", T_STR, O(admin_user), "admin", 0, 0, "admin API user (HTTP Basic)"},
+    {"admin_password", T_STR, O(admin_password), "", 0, 0, "admin API password (empty: admin API off)"},
+    {"revocation_ttl_s", T_INT, O(revocation_ttl_s), "2592000", 60, 315360000,
+     "how long a revocation lasts unless the call says"},
+    {"device_channel", T_STR, O(device_channel), "private-pushgate-devices", 0, 0,
+     "channel of MQTT device join/leave events"},
+    {"default_app", T_STR, O(default_app), "", 0, 0, "app of socket.io namespace / (empty: the first app)"},
+    {"push_registration_ttl_s", T_INT, O(push_registration_ttl_s), "86400", 1, 31536000,
+     "lifetime of a registered push connectionId"},
+    {"sio_ping_interval_ms", T_INT, O(sio_ping_interval_ms), "25000", 100, 600000, "Engine.IO ping interval"},
+    {"sio_ping_timeout_ms", T_INT, O(sio_ping_timeout_ms), "20000", 100, 600000,
+     "Engine.IO: wait for pong before closing"},
+    {"sio_max_payload_bytes", T_SIZE, O(sio_max_payload_bytes), "100k", 1024, BIG,
+     "largest Engine.IO polling body or packet"},
     {"log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])
@@ -225,6 +241,14 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
         int rc = pg_app_creds_set(&app->creds, key, value, fc->base_dir, why, sizeof why);
         if (rc == PG_ENOTFOUND && !strcmp(key, "allowed_origins"))
             return set_origins(app, value, fc, line);
+        if (rc == PG_ENOTFOUND && !strcmp(key, "push_token")) {
+            if (strlen(value) < 16) {
+                snprintf(fc->err, fc->errlen, "%s:%d: push_token: expected at least 16 characters", fc->path, line);
+                return PG_EINVAL;
+            }
+            free(app->push_token);
+            return (app->push_token = strdup(value)) ? 0 : PG_ENOMEM;
+        }
         if (rc == PG_ENOTFOUND && !strcmp(key, "webhook_url")) {
             if (strncmp(value, "http://", 7) != 0 && strncmp(value, "https://", 8) != 0) {
                 snprintf(fc->err, fc->errlen, "%s:%d: webhook_url: expected an http:// or https:// URL", fc->path, line);
@@ -251,6 +275,16 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
     int rc = set_opt(cfg, o, value, why, sizeof why);
     if (rc == PG_EINVAL)
         snprintf(fc->err, fc->errlen, "%s:%d: %s: %s", fc->path, line, key, why);
+    if (rc == 0 && o->off == O(apps_db) && value[0] && value[0] != '/') {
+        /* The plugin reads the same file and resolves the path the same way. */
+        size_t n = strlen(fc->base_dir) + strlen(value) + 2;
+        char *joined = malloc(n);
+        if (!joined)
+            return PG_ENOMEM;
+        snprintf(joined, n, "%s/%s", fc->base_dir, value);
+        free(cfg->apps_db);
+        cfg->apps_db = joined;
+    }
     return rc;
 }
 
@@ -365,6 +399,7 @@ void pg_config_free(struct pg_config *cfg)
     for (size_t i = 0; i < cfg->napps; i++) {
         pg_app_creds_clear(&cfg->apps[i].creds);
         free(cfg->apps[i].webhook_url);
+        free(cfg->apps[i].push_token);
         free_origins(&cfg->apps[i]);
     }
     free(cfg->apps);

@@ -16,6 +16,7 @@ struct pg_app_conf {
     struct pg_app_creds creds;
     char *webhook_url; /* Pusher-style webhooks for this app; NULL: none */
     char **allowed_origins; /* NULL-terminated; NULL: any Origin may open WebSockets */
+    char *push_token; /* X-AUTH-TOKEN of the per-user push API (notification-socket.io); NULL: API off */
     int line; /* where the section started, for messages */
 };
 
@@ -59,6 +60,18 @@ struct pg_config {
     long long webhook_timeout_ms;
     long long webhook_max_attempts;
     long long webhook_max_queue;
+    /* apps store and admin API */
+    char *apps_db;
+    char *admin_user;
+    char *admin_password;
+    long long revocation_ttl_s;
+    char *device_channel;
+    /* socket.io (notification-socket.io) */
+    char *default_app;
+    long long push_registration_ttl_s;
+    long long sio_ping_interval_ms;
+    long long sio_ping_timeout_ms;
+    uint64_t sio_max_payload_bytes;
     /* logging */
     char *log_level;
 

@@ -95,7 +95,7 @@ static void test_crud(struct pg_apps_store *st)
     CHECK(json_is_array(json_object_get(a, "allowed_origins")) &&
               json_array_size(json_object_get(a, "allowed_origins")) == 0,
           "no allowed origins yet");
-    CHECK_EQ(json_object_size(a), 8, "app JSON has exactly its 8 members");
+    CHECK_EQ(json_object_size(a), 9, "app JSON has exactly its 9 members");
 
     /* keys and secrets: CSPRNG tokens of the documented length, different for every app */
     CHECK_EQ(strlen(str(a, "key")), PG_APP_KEY_LEN, "key length");
@@ -390,6 +390,40 @@ static void test_open_errors(void)
     CHECK_EQ(pg_apps_store_open("", 0, &st, err, sizeof err), PG_EINVAL, "empty path");
 }
 
+static void test_revocations(struct pg_apps_store *st)
+{
+    json_t *list = NULL, *a = NULL;
+    int64_t now = pg_now_ms();
+
+    CHECK_EQ(pg_apps_store_create(st, "Push Token App", &a), 0, "create for push_token");
+    CHECK(a && json_is_string(json_object_get(a, "push_token")) && strlen(str(a, "push_token")) == PG_APP_SECRET_LEN &&
+              all_alnum(str(a, "push_token")),
+          "a new app gets a random push token");
+    CHECK(a && strcmp(str(a, "push_token"), str(a, "secret")) != 0, "push token is not the secret");
+    json_decref(a);
+
+    CHECK_EQ(pg_apps_store_revoke(st, "foo-app", "client", "dev-1", now + 60000), 0, "revoke a client id");
+    CHECK_EQ(pg_apps_store_revoke(st, "demo", "jti", "tok-9", now + 60000), 0, "revoke a jti of any app id");
+    CHECK_EQ(pg_apps_store_revoke(st, "foo-app", "client", "dev-1", now + 120000), 0, "revoke again: later expiry");
+    CHECK_EQ(pg_apps_store_revoke(st, "foo-app", "client", "dev-1", now + 1000), 0, "revoke again: earlier expiry");
+    CHECK_EQ(pg_apps_store_revoke(st, "foo-app", "client", "old", now - 1), 0, "an already expired revocation");
+    CHECK_EQ(pg_apps_store_revoke(st, "foo-app", "user", "x", now + 1000), PG_EINVAL, "unknown kind refused");
+    CHECK_EQ(pg_apps_store_revoke(st, "foo-app", "jti", "", now + 1000), PG_EINVAL, "empty value refused");
+    CHECK_EQ(pg_apps_store_revoke(st, "foo-app", "jti", "\xff", now + 1000), PG_EINVAL, "non-UTF-8 value refused");
+    CHECK_EQ(pg_apps_store_revocations(st, now, &list), 0, "list revocations");
+    CHECK(json_array_size(list) == 2, "two revocations in force, got %zu", json_array_size(list));
+    json_t *r0 = json_array_get(list, 0), *r1 = json_array_get(list, 1);
+    CHECK(r0 && !strcmp(str(r0, "app"), "foo-app") && !strcmp(str(r0, "kind"), "client") &&
+              !strcmp(str(r0, "value"), "dev-1") &&
+              json_integer_value(json_object_get(r0, "expires_ms")) == now + 120000,
+          "client revocation keeps the later expiry");
+    CHECK(r1 && !strcmp(str(r1, "app"), "demo") && !strcmp(str(r1, "kind"), "jti"), "jti revocation listed");
+    json_decref(list);
+    CHECK_EQ(pg_apps_store_revocations(st, now + 90000, &list), 0, "list later");
+    CHECK(json_array_size(list) == 1, "expired revocations are not listed");
+    json_decref(list);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -415,6 +449,7 @@ int main(void)
     test_crud(st);
     test_refusals(st);
     test_reader(dbpath, st);
+    test_revocations(st);
     pg_apps_store_close(st);
     st = NULL;
 
