@@ -142,11 +142,19 @@ struct pg_session {
 
 /* ---- HTTP requests (http.c) ------------------------------------------------ */
 
+struct pg_http;
+/* Runs once the request body is complete (at once when there is none); answers h now or later. */
+typedef void (*pg_http_body_fn)(struct pg_gw *gw, struct pg_http *h);
+
+enum pg_http_method { PG_GET = 1, PG_POST, PG_PUT, PG_PATCH, PG_DELETE };
+
 struct pg_http {
     uint64_t serial;
     struct pg_gw *gw;
     struct lws *wsi;
     int method_post;
+    enum pg_http_method method;
+    pg_http_body_fn on_body; /* set by a route that needs the body */
     char path[512];
     struct pg_app *app;
     char *channel;
@@ -162,6 +170,7 @@ struct pg_http {
     char *resp;
     size_t resp_len;
     const char *location;
+    const char *www_auth; /* WWW-Authenticate value of a 401 */
     int waiting_ack;
     int phase; /* 0: headers next, 1: body next */
     UT_hash_handle hh; /* gw->requests by serial */
@@ -297,6 +306,24 @@ int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len
 void pg_http_wait(struct pg_gw *gw, struct pg_http *h);
 struct pg_http *pg_http_find(struct pg_gw *gw, uint64_t serial);
 void pg_http_unregister(struct pg_gw *gw, struct pg_http *h);
+/* HTTP Basic credentials of the request: 0 and user/pass filled, or -1 (absent or malformed). */
+int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, size_t plen);
+/*
+ * The admin API's check: 1 when the request carries the configured admin
+ * credentials; otherwise h is answered (401 with WWW-Authenticate, or 404 when
+ * the admin API is off) and 0 is returned.
+ */
+int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h);
+/* URL-decode a query argument by exact name into buf; its length, or -1 when absent or too long. */
+int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len);
+/*
+ * Route hooks tried for every method before the built-in routes. Each returns
+ * 0 when the path is not its own; otherwise 1 with h answered or h->on_body
+ * set. http_admin.c: /api/admin/..., /api/apps/{slug}/events, /dashboard/...
+ * push_api.c: notification-socket.io's /api/{userId}/..., /api/status/..., /socket.io/
+ */
+int pg_admin_route(struct pg_gw *gw, struct pg_http *h);
+int pg_push_route(struct pg_gw *gw, struct pg_http *h);
 /* "/v1/{app}" -> native (app set), "/app/{key}" -> Pusher (app may be NULL: refused after the upgrade). */
 int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct pg_app **app);
 

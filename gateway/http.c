@@ -12,6 +12,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include <openssl/crypto.h>
+
 #include "gateway.h"
 
 static void h_reset(struct pg_http *h)
@@ -23,8 +25,10 @@ static void h_reset(struct pg_http *h)
     h->body_len = h->body_cap = h->resp_len = 0;
     h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
     h->body_expected = 0;
-    h->ctype = h->location = NULL;
+    h->ctype = h->location = h->www_auth = NULL;
     h->app = NULL;
+    h->on_body = NULL;
+    h->method = 0;
 }
 
 void pg_http_wait(struct pg_gw *gw, struct pg_http *h)
@@ -90,6 +94,10 @@ static int h_write(struct pg_http *h)
         if (h->location && lws_add_http_header_by_token(h->wsi, WSI_TOKEN_HTTP_LOCATION,
                                                         (const unsigned char *)h->location,
                                                         (int)strlen(h->location), &p, end))
+            return -1;
+        if (h->www_auth && lws_add_http_header_by_token(h->wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
+                                                        (const unsigned char *)h->www_auth,
+                                                        (int)strlen(h->www_auth), &p, end))
             return -1;
         if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end))
@@ -278,6 +286,75 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
     return 0;
 }
 
+static enum pg_http_method request_method(struct lws *wsi)
+{
+    static const struct {
+        enum lws_token_indexes tok;
+        enum pg_http_method m;
+    } methods[] = {{WSI_TOKEN_GET_URI, PG_GET},     {WSI_TOKEN_POST_URI, PG_POST},
+                   {WSI_TOKEN_PUT_URI, PG_PUT},     {WSI_TOKEN_PATCH_URI, PG_PATCH},
+                   {WSI_TOKEN_DELETE_URI, PG_DELETE}};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
+        if (lws_hdr_total_length(wsi, methods[i].tok) > 0)
+            return methods[i].m;
+    return 0;
+}
+
+int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, size_t plen)
+{
+    char hdr[512], dec[384];
+    if (pg_http_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, hdr, sizeof hdr) <= 0 || strncasecmp(hdr, "Basic ", 6))
+        return -1;
+    int n = lws_b64_decode_string(hdr + 6, dec, sizeof dec);
+    if (n <= 0 || memchr(dec, '\0', (size_t)n))
+        return -1;
+    char *colon = strchr(dec, ':');
+    if (!colon || (size_t)(colon - dec) >= ulen || strlen(colon + 1) >= plen)
+        return -1;
+    *colon = '\0';
+    snprintf(user, ulen, "%s", dec);
+    snprintf(pass, plen, "%s", colon + 1);
+    OPENSSL_cleanse(dec, sizeof dec);
+    return 0;
+}
+
+int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h)
+{
+    const struct pg_config *c = gw->cfg;
+    char user[128] = "", pass[256] = "";
+    if (!c->admin_password[0]) {
+        pg_http_respond_error(h, 404, "admin API is off (set admin_password)");
+        return 0;
+    }
+    int ok = pg_http_basic_auth(h->wsi, user, sizeof user, pass, sizeof pass) == 0;
+    /* evaluate both comparisons: which half was wrong must not show in the timing */
+    ok &= pg_secret_equal(user, strlen(user), c->admin_user, strlen(c->admin_user)) &
+          pg_secret_equal(pass, strlen(pass), c->admin_password, strlen(c->admin_password));
+    OPENSSL_cleanse(pass, sizeof pass);
+    if (!ok) {
+        h->www_auth = "Basic realm=\"pushgate admin\"";
+        pg_http_respond_error(h, 401, "admin credentials required");
+    }
+    return ok;
+}
+
+int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len)
+{
+    char frag[512];
+    size_t nl = strlen(name);
+    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+        /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
+        if (!strncmp(frag, name, nl) && frag[nl] == '=') {
+            size_t vl = strlen(frag + nl + 1);
+            if (vl >= len)
+                return -1;
+            memcpy(buf, frag + nl + 1, vl + 1);
+            return (int)vl;
+        }
+    }
+    return -1;
+}
+
 static void route_get(struct pg_gw *gw, struct pg_http *h)
 {
     const struct pg_asset *a;
@@ -322,24 +399,32 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
             return 0;
         }
         snprintf(h->path, sizeof h->path, "%s", (const char *)in);
-        h->method_post = lws_hdr_total_length(wsi, WSI_TOKEN_POST_URI) > 0;
-        if (!h->method_post) {
-            if (lws_hdr_total_length(wsi, WSI_TOKEN_GET_URI) <= 0) {
+        h->method = request_method(wsi);
+        h->method_post = h->method == PG_POST;
+        if (!h->method) {
+            pg_http_respond_error(h, 405, "method not allowed");
+            return 0;
+        }
+        if (!pg_admin_route(gw, h) && !pg_push_route(gw, h)) {
+            if (h->method == PG_GET) {
+                route_get(gw, h);
+                return 0;
+            }
+            if (h->method != PG_POST) {
                 pg_http_respond_error(h, 405, "method not allowed");
                 return 0;
             }
-            route_get(gw, h);
-            return 0;
-        }
-        if (!pg_pusher_api_route(gw, h)) {
-            if (parse_publish_path(gw, h) != 0) {
-                pg_http_respond_error(h, 404, "not found");
-                return 0;
+            if (!pg_pusher_api_route(gw, h)) {
+                if (parse_publish_path(gw, h) != 0) {
+                    pg_http_respond_error(h, 404, "not found");
+                    return 0;
+                }
+                if (!h->app) {
+                    pg_http_respond_error(h, 404, "unknown app");
+                    return 0;
+                }
             }
-            if (!h->app) {
-                pg_http_respond_error(h, 404, "unknown app");
-                return 0;
-            }
+            h->on_body = h->pusher_api ? pg_pusher_api_body_done : rest_publish;
         }
         if (h->status)
             return 0;
@@ -354,12 +439,12 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
             pg_http_respond_error(h, 400, "invalid Content-Length");
             return 0;
         }
-        if (clen == 0) {
-            h->body_done = 1;
-            if (h->pusher_api) /* no body follows */
-                pg_pusher_api_body_done(gw, h);
-            else
-                rest_publish(gw, h);
+        if (clen == 0 || h->method == PG_GET || h->method == PG_DELETE) {
+            h->body_done = 1; /* no body follows (lws does not read one for GET or DELETE) */
+            if (h->on_body)
+                h->on_body(gw, h);
+            else if (!h->status)
+                pg_http_respond_error(h, 500, "route gave no answer");
             return 0;
         }
         h->body_expected = 1;
@@ -405,10 +490,10 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         if (h->status)
             return 0;
         h->body_done = 1;
-        if (h->pusher_api)
-            pg_pusher_api_body_done(gw, h);
+        if (h->on_body)
+            h->on_body(gw, h);
         else
-            rest_publish(gw, h);
+            pg_http_respond_error(h, 500, "route gave no answer");
         return 0;
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return h_write(h);
