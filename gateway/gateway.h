@@ -323,6 +323,10 @@ int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len);
  * push_api.c: notification-socket.io's /api/{userId}/..., /api/status/..., /socket.io/
  */
 int pg_admin_route(struct pg_gw *gw, struct pg_http *h);
+/* dashboard.c: /dashboard/{app} and its data; called by pg_admin_route. */
+int pg_dashboard_route(struct pg_gw *gw, struct pg_http *h);
+/* dashboard.c: sample per-app session counts (called from the loop's tick). */
+void pg_dashboard_tick(struct pg_gw *gw);
 int pg_push_route(struct pg_gw *gw, struct pg_http *h);
 /* "/v1/{app}" -> native (app set), "/app/{key}" -> Pusher (app may be NULL: refused after the upgrade). */
 int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct pg_app **app);

@@ -5,7 +5,7 @@
 
 int pg_admin_route(struct pg_gw *gw, struct pg_http *h)
 {
-    (void)gw;
-    (void)h;
+    if (pg_dashboard_route(gw, h))
+        return 1;
     return 0;
 }

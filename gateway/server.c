@@ -328,6 +328,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_bridge_tick(gw->bridge);
     pg_cluster_tick(gw);
     pg_webhooks_tick(gw->webhooks);
+    pg_dashboard_tick(gw);
     if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 &&
                           pg_webhooks_pending(gw->webhooks) == 0) ||
                          pg_mono_ms() >= gw->drain_deadline))
