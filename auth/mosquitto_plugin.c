@@ -7,18 +7,39 @@
  * kicked from the next MOSQ_EVT_TICK, because kicking inside the broker's own packet handling (where ACL checks
  * run) would fire MOSQ_EVT_DISCONNECT and close the socket under the caller's feet.
  *
+ * Apps come from the config file's [app ID] sections and, when the global option apps_db names one, from the
+ * gateway's SQLite apps store, opened read-only (a config app wins over a store app with the same id). The store
+ * may not exist when the broker starts: it is opened on a later tick. A tick (at most every STORE_POLL_MS) asks
+ * SQLite's data_version whether another process committed; if so apps and revocations are re-read and every live
+ * session is checked again: sessions of an app that is gone or inactive, of a revoked client id or of a revoked
+ * token id (jti) are kicked at that tick, and their next CONNECT is refused. An expired revocation is ignored.
+ *
+ * Device presence: a device the plugin admitted gets a retained {root}/{app}/d/{client_id} message
+ * {"id","user_id","connected_at"}, emptied when it disconnects, and an event device_joined / device_left (v5 user
+ * property `event`, payload {"id","user_id"}) on the channel named by device_channel. Devices may not write on
+ * that channel; {root}/{app}/d/ is outside their channels anyway.
+ *
  * Options (mosquitto.conf): plugin_opt_config /path/to/pushgate.conf
  *
  * Mosquitto 2.0.11 facts this file relies on (read from its sources):
  *  - ACL checks and BASIC_AUTH run on the broker's single thread, as do TICK and DISCONNECT; no locking needed.
+ *    Anything slow here stalls every client, so SQLite is only read on a tick, with a short busy timeout.
+ *  - MOSQ_EVT_TICK fires once per main-loop pass (the loop waits at most 100 ms in epoll), and only with
+ *    `per_listener_settings false`, the default.
  *  - MOSQ_EVT_DISCONNECT fires for every context that is disconnected (context__disconnect), including the old
  *    context of a session takeover, which is why client state is keyed by the struct mosquitto pointer: the new
- *    context authenticates before the old one disconnects.
+ *    context authenticates before the old one disconnects. Only the newest session of a client id reports a
+ *    device as gone.
+ *  - mosquitto_broker_publish*() only queues: the broker sends the message at the start of its next loop pass,
+ *    with no ACL check of a sender (subscribers' READ checks still apply). Safe from any callback.
+ *  - mosquitto_kick_client_by_clientid() fires MOSQ_EVT_DISCONNECT synchronously, before it returns.
  *  - A v5 plugin gets no cleanup/init on SIGHUP, only MOSQ_EVT_RELOAD; the config file is re-read then.
  *  - After MOSQ_EVT_RELOAD, mosquitto_security_apply() re-runs BASIC_AUTH for every known context (the password
  *    is kept), so a reload re-verifies live tokens and drops sessions whose app or token is no longer valid.
  *  - A persistent session whose connection is gone keeps its username and is still ACL-checked when messages are
  *    queued for it; its state was freed at DISCONNECT, so such checks are denied.
+ *  - Started as root, the broker switches to user `mosquitto` unless its config says `user root`; that user then
+ *    must be able to read the apps store (created 0600 by the gateway) and open or create its -wal and -shm files.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,9 +47,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include <mosquitto.h>
 #include <mosquitto_broker.h>
 #include <mosquitto_plugin.h>
+#include <mqtt_protocol.h>
 
 /* uthash must never exit() inside the broker: a failed insert leaves the element out and sets hash_oom. */
 static int hash_oom;
@@ -36,15 +60,29 @@ static int hash_oom;
 #define uthash_nonfatal_oom(obj) (hash_oom = 1)
 #include <uthash.h>
 
+#include "apps_store.h"
 #include "pushgate_auth.h"
 
 #define PLUGIN_EXPORT __attribute__((visibility("default")))
 #define LOG_PREFIX "pushgate_auth: "
 #define DEFAULT_TOPIC_ROOT "pushgate"
 #define DEFAULT_MAX_CHANNEL_BYTES 200
+#define DEFAULT_DEVICE_CHANNEL "private-pushgate-devices"
 #define MAX_TOPIC_ROOT_BYTES 128
 /* Kicks are done from the tick in batches so one tick never walks an unbounded list while holding ids. */
 #define KICKS_PER_TICK 64
+/* A missing or broken apps store is tried again this often, not on every tick. */
+#define STORE_RETRY_MS 1000
+/*
+ * A busy broker ticks once per loop pass, thousands of times a second; asking SQLite for its data_version (a read
+ * transaction on the WAL index) that often would cost real CPU for changes that come from rare admin writes.
+ */
+#define STORE_POLL_MS 100
+/*
+ * SQLite waits this long for another process's lock before giving up until the next tick. A WAL reader almost
+ * never waits; when it does, the broker's thread must not sleep for long.
+ */
+#define STORE_BUSY_TIMEOUT_MS 10
 
 struct app_entry {
     struct pg_app_creds creds; /* creds.id is the hash key */
@@ -57,7 +95,32 @@ struct plugin_conf {
     size_t topic_root_len;
     struct pg_auth_limits lim;
     size_t max_channel_bytes;
+    char *apps_db;        /* resolved path of the apps store; NULL: none */
+    char *device_channel; /* "": no device join/leave events */
+    int device_channel_line;
     struct app_entry *apps;
+};
+
+/* A revoked client id or token id; the key is "app\0kind\0value" so one lookup answers for all three. */
+struct revocation {
+    char *key;
+    size_t keylen;
+    int64_t expires_ms; /* wall clock; an expired entry is ignored until the next reload drops it */
+    UT_hash_handle hh;
+};
+
+/* The apps store as last read; everything here belongs to the broker's thread. */
+struct store {
+    struct pg_apps_store *db; /* NULL: not open (yet) */
+    char *path;               /* what db was opened from */
+    int64_t version;          /* data_version the tables below reflect */
+    int loaded;
+    struct app_entry *apps; /* by id */
+    struct revocation *revoked;
+    int64_t retry_at_ms; /* monotonic: next open attempt */
+    int64_t poll_at_ms;  /* monotonic: next data_version check */
+    int failing;         /* a failure was logged; the next one is not, the next success is */
+    int sweep_pending;   /* sessions still to be re-checked against the tables (allocation failed) */
 };
 
 /* One authenticated app session. */
@@ -69,6 +132,7 @@ struct client_state {
     int in_by_id;             /* this is the newest session with client_id (so a kick by id reaches it) */
     int kick_pending;
     int kicked;
+    const char *kick_why; /* static string, for the log */
     UT_hash_handle hh;
     UT_hash_handle hh_id;
 };
@@ -80,6 +144,7 @@ struct plugin {
     struct client_state *clients; /* by struct mosquitto pointer */
     struct client_state *by_id;   /* by client id, newest session only */
     size_t kicks_pending;
+    struct store store;
     /*
      * Set from MOSQ_EVT_RELOAD to the next tick: mosquitto then re-runs BASIC_AUTH for every context it knows,
      * including persistent sessions whose connection is gone. Those must not get state: no DISCONNECT will
@@ -110,6 +175,8 @@ static void conf_free(struct plugin_conf *conf)
         app_free(app);
     }
     free(conf->topic_root);
+    free(conf->apps_db);
+    free(conf->device_channel);
     free(conf);
 }
 
@@ -133,6 +200,17 @@ static int conf_fail(struct conf_reader *r, int line, const char *key, const cha
 }
 
 /* Names and bounds follow the gateway's option table (gateway/config.c): one file must mean the same to both. */
+static int replace_str(char **slot, const char *value)
+{
+    char *dup = strdup(value);
+
+    if (!dup)
+        return PG_ENOMEM;
+    free(*slot);
+    *slot = dup;
+    return 0;
+}
+
 static int conf_global(struct conf_reader *r, const char *key, const char *value, int line)
 {
     struct plugin_conf *conf = r->conf;
@@ -174,6 +252,21 @@ static int conf_global(struct conf_reader *r, const char *key, const char *value
         if (pg_parse_int(value, 1, 65535, &v))
             return conf_fail(r, line, key, "expected an integer from 1 to 65535");
         conf->max_channel_bytes = (size_t)v;
+    } else if (!strcmp(key, "apps_db")) {
+        free(conf->apps_db);
+        conf->apps_db = NULL;
+        if (!value[0])
+            return 0;
+        if (value[0] == '/')
+            return replace_str(&conf->apps_db, value);
+        /* Relative to the config file, as the gateway resolves it: both must open the same file. */
+        size_t n = strlen(r->base_dir) + strlen(value) + 2;
+        if (!(conf->apps_db = malloc(n)))
+            return PG_ENOMEM;
+        snprintf(conf->apps_db, n, "%s/%s", r->base_dir, value);
+    } else if (!strcmp(key, "device_channel")) {
+        conf->device_channel_line = line;
+        return replace_str(&conf->device_channel, value);
     }
     /* Any other global option belongs to the gateway. */
     return 0;
@@ -283,6 +376,17 @@ static int conf_load(const char *path, struct plugin_conf **out, char *err, size
         }
         conf->topic_root_len = strlen(DEFAULT_TOPIC_ROOT);
     }
+    if (!conf->device_channel && !(conf->device_channel = strdup(DEFAULT_DEVICE_CHANNEL))) {
+        rc = PG_ENOMEM;
+        goto out;
+    }
+    /* Checked once the file is read: the bound it must meet may come after it. */
+    if (conf->device_channel[0] &&
+        pg_channel_check(conf->device_channel, strlen(conf->device_channel), conf->max_channel_bytes, 0) != 0) {
+        rc = conf_fail(&r, conf->device_channel_line, "device_channel",
+                       "expected a channel name without wildcards (or empty for no device events)");
+        goto out;
+    }
     for (app = conf->apps; app; app = app->hh.next) {
         cerr[0] = '\0';
         rc = pg_app_creds_check(&app->creds, cerr, sizeof cerr);
@@ -301,13 +405,26 @@ out:
     return rc;
 }
 
-static const struct app_entry *find_app(const struct plugin_conf *conf, const char *id)
+static struct app_entry *find_in(struct app_entry *apps, const char *id)
 {
     struct app_entry *app = NULL;
 
     if (id)
-        HASH_FIND(hh, conf->apps, id, strlen(id), app);
+        HASH_FIND(hh, apps, id, strlen(id), app);
     return app;
+}
+
+/* An app of the config file, else of the apps store. */
+static const struct app_entry *find_app(const struct plugin *pl, const char *id)
+{
+    const struct app_entry *app = find_in(pl->conf->apps, id);
+
+    return app ? app : find_in(pl->store.apps, id);
+}
+
+static const char *str_or(const char *s, const char *dflt)
+{
+    return s ? s : dflt;
 }
 
 /* ---- client state ------------------------------------------------------------------------------------ */
@@ -381,11 +498,12 @@ out:
     return rc;
 }
 
-static void schedule_kick(struct plugin *pl, struct client_state *st)
+static void schedule_kick(struct plugin *pl, struct client_state *st, const char *why)
 {
     if (st->kick_pending)
         return;
     st->kick_pending = 1;
+    st->kick_why = why;
     pl->kicks_pending++;
 }
 
@@ -399,11 +517,397 @@ static void states_free(struct plugin *pl)
     }
 }
 
+/* ---- apps store: apps and revocations ------------------------------------------------------------------ */
+
+static void apps_free(struct app_entry **apps)
+{
+    struct app_entry *app, *tmp;
+
+    HASH_ITER(hh, *apps, app, tmp) {
+        HASH_DEL(*apps, app);
+        app_free(app);
+    }
+}
+
+static void revocations_free(struct revocation **revoked)
+{
+    struct revocation *r, *tmp;
+
+    HASH_ITER(hh, *revoked, r, tmp) {
+        HASH_DEL(*revoked, r);
+        free(r->key);
+        free(r);
+    }
+}
+
+/* "app\0kind\0value" into buf when it fits, else into a new allocation; NULL when that fails. */
+static char *revocation_key(char *buf, size_t buflen, const char *app, const char *kind, const char *value,
+                            size_t *len)
+{
+    size_t al = strlen(app), kl = strlen(kind), vl = strlen(value);
+    char *key;
+
+    *len = al + 1 + kl + 1 + vl;
+    key = *len <= buflen ? buf : malloc(*len);
+    if (!key)
+        return NULL;
+    memcpy(key, app, al + 1);
+    memcpy(key + al + 1, kind, kl + 1);
+    memcpy(key + al + 1 + kl + 1, value, vl);
+    return key;
+}
+
+/* 1: revoked at now_ms, 0: not, PG_ENOMEM. */
+static int is_revoked(const struct plugin *pl, const char *app, const char *kind, const char *value, int64_t now_ms)
+{
+    char buf[512], *key;
+    struct revocation *r = NULL;
+    size_t len;
+
+    /* The store refuses longer values, so no such revocation exists and nothing needs allocating. */
+    if (!pl->store.revoked || !value || strlen(value) > PG_REVOKED_VALUE_MAX)
+        return 0;
+    if (!(key = revocation_key(buf, sizeof buf, app, kind, value, &len)))
+        return PG_ENOMEM;
+    HASH_FIND(hh, pl->store.revoked, key, len, r);
+    if (key != buf)
+        free(key);
+    return r && r->expires_ms > now_ms;
+}
+
+/* Why st may no longer stay connected (a static string), NULL if it may; *nomem set when that was not decidable. */
+static const char *session_invalid(const struct plugin *pl, const struct client_state *st, int64_t now_ms, int *nomem)
+{
+    const struct app_entry *app = find_app(pl, st->app_id);
+    int rc;
+
+    if (!app || !app->creds.active)
+        return "app removed or inactive";
+    if ((rc = is_revoked(pl, st->app_id, "client", st->client_id, now_ms)) != 0) {
+        if (rc == 1)
+            return "client id revoked";
+        *nomem = 1;
+    }
+    if (st->tok && (rc = is_revoked(pl, st->app_id, "jti", pg_token_jti(st->tok), now_ms)) != 0) {
+        if (rc == 1)
+            return "token revoked";
+        *nomem = 1;
+    }
+    return NULL;
+}
+
+/* After the tables changed: every live session is checked against them and kicked at this tick if refused. */
+static void sweep_sessions(struct plugin *pl)
+{
+    struct client_state *st;
+    int64_t now = pg_now_ms();
+    int nomem = 0;
+
+    for (st = pl->clients; st; st = st->hh.next) {
+        const char *why = session_invalid(pl, st, now, &nomem);
+        if (why)
+            schedule_kick(pl, st, why);
+    }
+    pl->store.sweep_pending = nomem;
+}
+
+static int store_apps_build(struct pg_app_creds *creds, size_t n, struct app_entry **out)
+{
+    struct app_entry *apps = NULL, *app;
+
+    for (size_t i = 0; i < n; i++) {
+        if (find_in(apps, creds[i].id))
+            continue; /* slugs are unique in the store; a duplicate would only shadow itself */
+        if (!(app = calloc(1, sizeof(*app))))
+            goto nomem;
+        app->creds = creds[i]; /* moved: the array's entry no longer owns its strings */
+        memset(&creds[i], 0, sizeof(creds[i]));
+        hash_oom = 0;
+        HASH_ADD_KEYPTR(hh, apps, app->creds.id, strlen(app->creds.id), app);
+        if (hash_oom) {
+            app_free(app);
+            goto nomem;
+        }
+    }
+    *out = apps;
+    return 0;
+nomem:
+    apps_free(&apps);
+    return PG_ENOMEM;
+}
+
+/* rows: [{"app","kind","value","expires_ms"}] as pg_apps_store_revocations() returns them. */
+static int store_revocations_build(json_t *rows, struct revocation **out)
+{
+    struct revocation *revoked = NULL, *r, *old;
+    json_t *row;
+    size_t i;
+
+    json_array_foreach(rows, i, row) {
+        const char *app = json_string_value(json_object_get(row, "app"));
+        const char *kind = json_string_value(json_object_get(row, "kind"));
+        const char *value = json_string_value(json_object_get(row, "value"));
+        json_t *exp = json_object_get(row, "expires_ms");
+        if (!app || !kind || !value || !json_is_integer(exp))
+            continue; /* NOT NULL columns: a row like this cannot revoke anything we could match */
+        if (!(r = calloc(1, sizeof(*r))) ||
+            !(r->key = revocation_key(NULL, 0, app, kind, value, &r->keylen))) {
+            free(r);
+            goto nomem;
+        }
+        r->expires_ms = json_integer_value(exp);
+        HASH_FIND(hh, revoked, r->key, r->keylen, old);
+        if (old) {
+            if (r->expires_ms > old->expires_ms)
+                old->expires_ms = r->expires_ms;
+            free(r->key);
+            free(r);
+            continue;
+        }
+        hash_oom = 0;
+        HASH_ADD_KEYPTR(hh, revoked, r->key, r->keylen, r);
+        if (hash_oom) {
+            free(r->key);
+            free(r);
+            goto nomem;
+        }
+    }
+    *out = revoked;
+    return 0;
+nomem:
+    revocations_free(&revoked);
+    return PG_ENOMEM;
+}
+
+/* Logs a store problem once per run of failures: a broken store must not flood the log ten times a second. */
+static void store_failed(struct store *sto, const char *what, const char *why)
+{
+    if (!sto->failing)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, LOG_PREFIX "apps store %s: %s (retrying)", what, why);
+    sto->failing = 1;
+}
+
+static void store_close(struct plugin *pl)
+{
+    struct store *sto = &pl->store;
+
+    pg_apps_store_close(sto->db);
+    free(sto->path);
+    apps_free(&sto->apps);
+    revocations_free(&sto->revoked);
+    memset(sto, 0, sizeof(*sto));
+}
+
+static void store_open(struct plugin *pl, int64_t now_mono)
+{
+    struct store *sto = &pl->store;
+    char err[512];
+    int rc;
+
+    sto->retry_at_ms = now_mono + STORE_RETRY_MS;
+    if (!sto->path && !(sto->path = strdup(pl->conf->apps_db)))
+        return;
+    rc = pg_apps_store_open(sto->path, 1, &sto->db, err, sizeof err);
+    if (rc) {
+        store_failed(sto, "not available", err);
+        return;
+    }
+    pg_apps_store_set_busy_timeout(sto->db, STORE_BUSY_TIMEOUT_MS);
+    sto->loaded = 0;
+    mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "apps store opened: %s", sto->path);
+}
+
+/* Re-read apps and revocations when another process committed since the last read. */
+static void store_load(struct plugin *pl)
+{
+    struct store *sto = &pl->store;
+    struct pg_app_creds *creds = NULL;
+    struct app_entry *apps = NULL;
+    struct revocation *revoked = NULL;
+    json_t *rows = NULL;
+    size_t n = 0;
+    int64_t version;
+    int rc;
+
+    /* Read the version first: a commit racing with the reads below only causes one more reload. */
+    if ((rc = pg_apps_store_data_version(sto->db, &version)) != 0) {
+        store_failed(sto, "unreadable", pg_apps_store_errmsg(sto->db));
+        return;
+    }
+    if (sto->loaded && version == sto->version) {
+        if (sto->sweep_pending)
+            sweep_sessions(pl);
+        return;
+    }
+    if ((rc = pg_apps_store_load_creds(sto->db, &creds, &n)) != 0 ||
+        (rc = pg_apps_store_revocations(sto->db, pg_now_ms(), &rows)) != 0) {
+        store_failed(sto, "unreadable", pg_apps_store_errmsg(sto->db));
+        goto out;
+    }
+    if ((rc = store_apps_build(creds, n, &apps)) != 0 || (rc = store_revocations_build(rows, &revoked)) != 0) {
+        store_failed(sto, "not loaded", pg_strerror(rc));
+        goto out;
+    }
+    apps_free(&sto->apps);
+    revocations_free(&sto->revoked);
+    sto->apps = apps;
+    sto->revoked = revoked;
+    apps = NULL;
+    revoked = NULL;
+    sto->version = version;
+    sto->loaded = 1;
+    sto->failing = 0;
+    mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "apps store loaded: %u app(s), %u revocation(s)",
+                         HASH_COUNT(sto->apps), HASH_COUNT(sto->revoked));
+    sweep_sessions(pl);
+out:
+    apps_free(&apps);
+    revocations_free(&revoked);
+    pg_apps_store_free_creds(creds, n);
+    json_decref(rows);
+}
+
+/*
+ * From ticks and after a reload (now: do not wait for the next due time): follow the configured path, open the
+ * store when it appears, read what changed.
+ */
+static void store_poll(struct plugin *pl, int now)
+{
+    struct store *sto = &pl->store;
+    const char *want = pl->conf->apps_db;
+    int64_t mono;
+
+    if (sto->path && (!want || strcmp(want, sto->path) != 0)) {
+        mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "apps store closed: %s", sto->path);
+        store_close(pl);
+    }
+    if (!want)
+        return;
+    mono = pg_mono_ms();
+    if (!sto->db && (now || mono >= sto->retry_at_ms))
+        store_open(pl, mono);
+    if (sto->db && (now || mono >= sto->poll_at_ms)) {
+        sto->poll_at_ms = mono + STORE_POLL_MS;
+        store_load(pl);
+    }
+}
+
+/* ---- device presence ---------------------------------------------------------------------------------- */
+
+/* A client id becomes a topic level: one that would split or widen the topic gets no presence. */
+static int topic_level_ok(const char *s)
+{
+    return s && s[0] && !strpbrk(s, "/+#") && pg_utf8_valid(s, strlen(s));
+}
+
+static char *topic_of(const struct plugin_conf *conf, const char *app, const char *kind, const char *name)
+{
+    size_t n = conf->topic_root_len + strlen(app) + strlen(kind) + strlen(name) + 4;
+    char *t = malloc(n);
+
+    if (t)
+        snprintf(t, n, "%s/%s/%s/%s", conf->topic_root, app, kind, name);
+    return t;
+}
+
+/* QoS 1 so a gateway that subscribed with QoS 1 gets every change. properties is taken (also on failure). */
+static int publish(const char *topic, const char *payload, int retain, mosquitto_property *props)
+{
+    int rc;
+
+    if (!payload)
+        payload = ""; /* the broker copies even an empty payload with memcpy */
+    rc = mosquitto_broker_publish_copy(NULL, topic, (int)strlen(payload), payload, 1, retain, props);
+    if (rc != MOSQ_ERR_SUCCESS)
+        mosquitto_property_free_all(&props);
+    return rc;
+}
+
+/*
+ * joined: the retained {root}/{app}/d/{id} record, else its removal; event: also the device_joined/device_left
+ * event on the device channel (a session takeover changes the record, not whether the device is online).
+ * A failure costs only the report, never the session.
+ */
+static void presence_report(const struct plugin *pl, const struct client_state *st, int joined, int event)
+{
+    const struct plugin_conf *conf = pl->conf;
+    const char *user_id = st->tok ? pg_token_user_id(st->tok) : NULL;
+    mosquitto_property *props = NULL;
+    char *topic = NULL, *body = NULL;
+    json_t *o = NULL;
+    int rc = MOSQ_ERR_NOMEM;
+
+    if (!topic_level_ok(st->client_id)) {
+        mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "no presence for client=%s app=%s: not a topic level",
+                             str_or(st->client_id, "-"), st->app_id);
+        return;
+    }
+    if (!(topic = topic_of(conf, st->app_id, "d", st->client_id)))
+        goto out;
+    if (joined) {
+        o = json_pack("{s:s, s:s?, s:I}", "id", st->client_id, "user_id", user_id, "connected_at",
+                      (json_int_t)pg_now_ms());
+        if (!o || !(body = json_dumps(o, JSON_COMPACT)))
+            goto out;
+    }
+    if ((rc = publish(topic, body, 1, NULL)) != MOSQ_ERR_SUCCESS)
+        goto out;
+    if (!event || !conf->device_channel[0])
+        goto out;
+    free(topic);
+    free(body);
+    json_decref(o);
+    body = NULL;
+    rc = MOSQ_ERR_NOMEM;
+    o = json_pack("{s:s, s:s?}", "id", st->client_id, "user_id", user_id);
+    if (!(topic = topic_of(conf, st->app_id, "c", conf->device_channel)) || !o ||
+        !(body = json_dumps(o, JSON_COMPACT)) ||
+        mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "event",
+                                           joined ? "device_joined" : "device_left") != MOSQ_ERR_SUCCESS)
+        goto out;
+    rc = publish(topic, body, 0, props);
+    props = NULL;
+out:
+    if (rc != MOSQ_ERR_SUCCESS)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, LOG_PREFIX "presence of client=%s app=%s not published: %s",
+                             st->client_id, st->app_id, mosquitto_strerror(rc));
+    mosquitto_property_free_all(&props);
+    json_decref(o);
+    free(body);
+    free(topic);
+}
+
 /* ---- callbacks ------------------------------------------------------------------------------------------- */
 
-static const char *str_or(const char *s, const char *dflt)
+/*
+ * Keep state for an admitted session (takes tok, also on failure) and report a device that came online. A session
+ * takeover by a connection of the same app changes the device's record but not whether it is online.
+ */
+static int admit(struct plugin *pl, struct mosquitto *client, const char *app_id, const char *cid, pg_token *tok)
 {
-    return s ? s : dflt;
+    struct client_state *st = NULL, *prev = NULL;
+    int reauth, online = 0, rc;
+
+    HASH_FIND_PTR(pl->clients, &client, st);
+    reauth = st != NULL;
+    if (cid)
+        HASH_FIND(hh_id, pl->by_id, cid, strlen(cid), prev);
+    if (prev && prev != st) {
+        online = !strcmp(prev->app_id, app_id);
+        /* The same client id under another app: the old app's device is gone, and its session is not the newest. */
+        if (!online)
+            presence_report(pl, prev, 0, 1);
+    }
+    rc = state_add(pl, client, app_id, cid, tok);
+    if (rc != MOSQ_ERR_SUCCESS)
+        return rc;
+    mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "connect allowed client=%s app=%s token=%s", str_or(cid, "-"),
+                         app_id, tok ? "valid" : "none");
+    st = NULL;
+    HASH_FIND_PTR(pl->clients, &client, st);
+    if (st && !reauth)
+        presence_report(pl, st, 1, !online);
+    return MOSQ_ERR_SUCCESS;
 }
 
 static int on_basic_auth(int event, void *event_data, void *userdata)
@@ -411,58 +915,64 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     struct mosquitto_evt_basic_auth *ed = event_data;
     struct plugin *pl = userdata;
     const struct app_entry *app;
-    const char *cid, *claim;
+    const char *cid, *claim, *why = NULL;
     pg_token *tok = NULL;
+    int64_t now = pg_now_ms();
     char err[160];
     size_t len;
     int rc;
 
     (void)event;
-    app = find_app(pl->conf, ed->username);
+    app = find_app(pl, ed->username);
     if (!app)
         return MOSQ_ERR_PLUGIN_DEFER;
     cid = mosquitto_client_id(ed->client);
     if (!app->creds.active) {
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "connect denied client=%s app=%s reason=app inactive",
-                             str_or(cid, "-"), app->creds.id);
-        return MOSQ_ERR_AUTH;
+        why = "app inactive";
+        goto deny;
+    }
+    if ((rc = is_revoked(pl, app->creds.id, "client", cid, now)) != 0) {
+        if (rc < 0)
+            return MOSQ_ERR_NOMEM;
+        why = "client id revoked";
+        goto deny;
     }
     if (!ed->password || !ed->password[0]) {
         if (app->creds.require_auth) {
-            mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "connect denied client=%s app=%s reason=token required",
-                                 str_or(cid, "-"), app->creds.id);
-            return MOSQ_ERR_AUTH;
+            why = "token required";
+            goto deny;
         }
-        rc = state_add(pl, ed->client, app->creds.id, cid, NULL);
-        if (rc == MOSQ_ERR_SUCCESS)
-            mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "connect allowed client=%s app=%s token=none",
-                                 str_or(cid, "-"), app->creds.id);
-        return rc;
+        return admit(pl, ed->client, app->creds.id, cid, NULL);
     }
     /* Bounded: one byte over the limit is enough for the verifier to refuse it unparsed. */
     len = strnlen(ed->password, pl->conf->lim.max_token_bytes + 1);
     err[0] = '\0';
-    rc = pg_token_verify(ed->password, len, &app->creds, &pl->conf->lim, pg_now_ms(), &tok, err, sizeof err);
+    rc = pg_token_verify(ed->password, len, &app->creds, &pl->conf->lim, now, &tok, err, sizeof err);
     if (rc == PG_ENOMEM)
         return MOSQ_ERR_NOMEM;
     if (rc) {
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "connect denied client=%s app=%s reason=%s", str_or(cid, "-"),
-                             app->creds.id, err[0] ? err : pg_strerror(rc));
-        return MOSQ_ERR_AUTH;
+        why = err[0] ? err : pg_strerror(rc);
+        goto deny;
     }
     claim = pg_token_client(tok);
     if (!cid || !claim || strcmp(cid, claim) != 0) {
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "connect denied client=%s app=%s reason=%s", str_or(cid, "-"),
-                             app->creds.id,
-                             claim ? "client id differs from the token's client claim" : "token has no client claim");
-        pg_token_free(tok);
-        return MOSQ_ERR_AUTH;
+        why = claim ? "client id differs from the token's client claim" : "token has no client claim";
+        goto deny;
     }
-    rc = state_add(pl, ed->client, app->creds.id, cid, tok);
-    if (rc == MOSQ_ERR_SUCCESS)
-        mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "connect allowed client=%s app=%s token=valid", cid,
-                             app->creds.id);
-    return rc;
+    if ((rc = is_revoked(pl, app->creds.id, "jti", pg_token_jti(tok), now)) != 0) {
+        if (rc < 0) {
+            pg_token_free(tok);
+            return MOSQ_ERR_NOMEM;
+        }
+        why = "token revoked";
+        goto deny;
+    }
+    return admit(pl, ed->client, app->creds.id, cid, tok);
+deny:
+    mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "connect denied client=%s app=%s reason=%s", str_or(cid, "-"),
+                         app->creds.id, why);
+    pg_token_free(tok);
+    return MOSQ_ERR_AUTH;
 }
 
 static const char *access_name(int access)
@@ -524,6 +1034,9 @@ static const char *acl_decide(const struct plugin *pl, const struct client_state
     case MOSQ_ACL_WRITE:
         if (pg_channel_check(chan, len, pl->conf->max_channel_bytes, 0) != 0)
             return "invalid channel name";
+        /* Its events must come from the plugin alone, or a device could report others joining and leaving. */
+        if (pl->conf->device_channel[0] && !strcmp(chan, pl->conf->device_channel))
+            return "channel reserved for device events";
         if (!st->tok)
             return NULL;
         return pg_token_allows(st->tok, PG_ACT_PUBLISH, chan, len) == PG_ALLOW ? NULL : "publish not permitted";
@@ -545,7 +1058,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     HASH_FIND_PTR(pl->clients, &ed->client, st);
     if (!st) {
         /* An app user without state is a session whose connection is gone; it holds no valid token. */
-        if (find_app(pl->conf, mosquitto_client_username(ed->client))) {
+        if (find_app(pl, mosquitto_client_username(ed->client))) {
             mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "%s denied client=%s topic=%s reason=no live session",
                                  access_name(ed->access), str_or(cid, "-"), ed->topic);
             return MOSQ_ERR_ACL_DENIED;
@@ -554,13 +1067,13 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     }
     if (ed->access == MOSQ_ACL_UNSUBSCRIBE)
         return MOSQ_ERR_SUCCESS; /* giving up a subscription never widens access */
-    app = find_app(pl->conf, st->app_id);
+    app = find_app(pl, st->app_id);
     if (!app || !app->creds.active) {
         why = "app removed or inactive";
-        schedule_kick(pl, st);
+        schedule_kick(pl, st, why);
     } else if (st->tok && pg_token_expired(st->tok, pg_now_ms())) {
         why = "token expired";
-        schedule_kick(pl, st);
+        schedule_kick(pl, st, why);
     } else {
         why = acl_decide(pl, st, ed->access, ed->topic);
     }
@@ -584,8 +1097,12 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
     (void)event;
     HASH_FIND_PTR(pl->clients, &ed->client, st);
-    if (st)
-        state_remove(pl, st);
+    if (!st)
+        return MOSQ_ERR_SUCCESS;
+    /* The old connection of a takeover is not the newest session of its id: the device is still online. */
+    if (st->in_by_id)
+        presence_report(pl, st, 0, 1);
+    state_remove(pl, st);
     return MOSQ_ERR_SUCCESS;
 }
 
@@ -594,11 +1111,13 @@ static int on_tick(int event, void *event_data, void *userdata)
     struct plugin *pl = userdata;
     struct client_state *st;
     char *ids[KICKS_PER_TICK];
+    const char *whys[KICKS_PER_TICK];
     size_t n = 0;
 
     (void)event;
     (void)event_data;
     pl->reapplying = 0;
+    store_poll(pl, 0);
     if (!pl->kicks_pending)
         return MOSQ_ERR_SUCCESS;
     /* Collect first: each kick fires MOSQ_EVT_DISCONNECT, which frees states while we would be iterating. */
@@ -618,11 +1137,10 @@ static int on_tick(int event, void *event_data, void *userdata)
             pl->kicks_pending++;
             break;
         }
-        n++;
+        whys[n++] = str_or(st->kick_why, "credential no longer valid");
     }
     for (size_t i = 0; i < n; i++) {
-        mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "disconnecting client=%s reason=credential no longer valid",
-                             ids[i]);
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "disconnecting client=%s reason=%s", ids[i], whys[i]);
         mosquitto_kick_client_by_clientid(ids[i], false);
         free(ids[i]);
     }
@@ -646,6 +1164,8 @@ static int on_reload(int event, void *event_data, void *userdata)
     conf_free(pl->conf);
     pl->conf = conf;
     mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "configuration reloaded from %s", pl->conf_path);
+    /* The broker re-authenticates every session right after this event: let it see the store as it is now. */
+    store_poll(pl, 1);
     /* Let other plugins see the reload too. */
     return MOSQ_ERR_PLUGIN_DEFER;
 }
@@ -668,6 +1188,7 @@ static void plugin_free(struct plugin *pl)
     for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++)
         mosquitto_callback_unregister(pl->pid, callbacks[i].event, callbacks[i].cb, NULL);
     states_free(pl);
+    store_close(pl);
     conf_free(pl->conf);
     free(pl->conf_path);
     free(pl);
@@ -721,6 +1242,8 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
     }
     mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "loaded %s: %u app(s), topic root \"%s\"", path,
                          HASH_COUNT(pl->conf->apps), pl->conf->topic_root);
+    /* Store apps should be known before the first device connects; a store that is not there yet comes later. */
+    store_poll(pl, 1);
     *userdata = pl;
     pl = NULL;
     rc = MOSQ_ERR_SUCCESS;

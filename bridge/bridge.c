@@ -557,12 +557,21 @@ void pg_bridge_tick(pg_bridge *b)
 int pg_bridge_publish(pg_bridge *b, const char *topic, const void *payload, size_t len, const char *const *props,
                       int retain, pg_bridge_ack_cb cb, void *cb_ud)
 {
+    return pg_bridge_publish_expiring(b, topic, payload, len, props, retain, 0, cb, cb_ud);
+}
+
+int pg_bridge_publish_expiring(pg_bridge *b, const char *topic, const void *payload, size_t len,
+                               const char *const *props, int retain, uint32_t expiry_s, pg_bridge_ack_cb cb,
+                               void *cb_ud)
+{
     mosquitto_property *mp = NULL;
     int mid = 0, rc;
     if (!b->connected)
         return PG_EBUSY;
     if (len > INT32_MAX)
         return PG_ELIMIT;
+    if (expiry_s && mosquitto_property_add_int32(&mp, MQTT_PROP_MESSAGE_EXPIRY_INTERVAL, expiry_s) != 0)
+        return PG_ENOMEM;
     for (size_t i = 0; props && props[i] && props[i + 1]; i += 2) {
         if (mosquitto_property_add_string_pair(&mp, MQTT_PROP_USER_PROPERTY, props[i], props[i + 1]) != 0) {
             mosquitto_property_free_all(&mp);

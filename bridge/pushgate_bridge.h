@@ -85,6 +85,13 @@ void pg_bridge_tick(pg_bridge *b);
  */
 int pg_bridge_publish(pg_bridge *b, const char *topic, const void *payload, size_t len, const char *const *props,
                       int retain, pg_bridge_ack_cb cb, void *cb_ud);
+/*
+ * The same with an MQTT v5 message expiry interval (0: none): the broker drops
+ * the message, retained copy included, expiry_s seconds after the publish.
+ */
+int pg_bridge_publish_expiring(pg_bridge *b, const char *topic, const void *payload, size_t len,
+                               const char *const *props, int retain, uint32_t expiry_s, pg_bridge_ack_cb cb,
+                               void *cb_ud);
 /* Forget the callback of a publish still in flight (its owner went away). */
 void pg_bridge_forget(pg_bridge *b, void *cb_ud);
 

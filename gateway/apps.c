@@ -1,4 +1,473 @@
 /*
  * Apps at run time: the config file's [app] sections and the apps store.
+ *
+ * Config apps live as long as the process. Store apps are (re)loaded from
+ * the SQLite store whenever its data_version changes: every process on the
+ * file (gateways, the broker plugin) notices another's commit on its next
+ * tick, so an admin call takes effect everywhere without a restart. A store
+ * app that is deactivated or deleted keeps its struct pg_app (sessions, HTTP
+ * requests and queued callbacks point at it) with active = 0: it answers
+ * like a disabled app until it comes back under the same slug.
+ *
+ * Revocations (client ids and token ids) are kept in memory, filled from the
+ * store and from `{root}/_ctl/{app}/revoke` messages of other gateways (which
+ * may use another store file), and checked when a token or client id is
+ * presented; adding one closes the matching sessions at once.
+ *
+ * App-wide broadcasts (`#general`) travel on `{root}/{app}/b` with the event
+ * name as the `event` user property and reach every session of the app.
+ *
+ * Everything here runs on the loop thread (gateway.h).
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include "apps_store.h"
 #include "gateway.h"
+
+#define STORE_CHECK_MS 200       /* data_version polling period */
+#define REVOKED_PURGE_MS 60000   /* how often expired revocations are dropped */
+
+struct pg_revocation {
+    char *key; /* "app\nkind\nvalue" */
+    int64_t expires_ms;
+    UT_hash_handle hh;
+};
+
+/* ---- app structs ------------------------------------------------------------------ */
+
+static struct pg_app *app_new(struct pg_gw *gw, const char *id, const struct pg_app_conf *conf)
+{
+    struct pg_app *a = calloc(1, sizeof *a);
+    if (!a || !(a->id = strdup(id))) {
+        free(a);
+        return NULL;
+    }
+    a->conf = conf;
+    a->creds = &conf->creds;
+    HASH_ADD_KEYPTR(hh, gw->apps, a->id, strlen(a->id), a);
+    return a;
+}
+
+static void conf_free(struct pg_app_conf *c)
+{
+    if (!c)
+        return;
+    pg_app_creds_clear(&c->creds);
+    free(c->webhook_url);
+    free(c->push_token);
+    for (size_t i = 0; c->allowed_origins && c->allowed_origins[i]; i++)
+        free(c->allowed_origins[i]);
+    free(c->allowed_origins);
+    free(c);
+}
+
+/* The run-time conf of a store app from its JSON (apps_store.h). */
+static struct pg_app_conf *conf_from_json(json_t *j)
+{
+    struct pg_app_conf *c = calloc(1, sizeof *c);
+    const char *slug = json_string_value(json_object_get(j, "slug"));
+    const char *key = json_string_value(json_object_get(j, "key"));
+    const char *secret = json_string_value(json_object_get(j, "secret"));
+    const char *push = json_string_value(json_object_get(j, "push_token"));
+    json_t *origins = json_object_get(j, "allowed_origins");
+    char why[128];
+
+    if (!c || !slug || !key || !secret || pg_app_creds_init(&c->creds, slug) ||
+        pg_app_creds_set(&c->creds, "key", key, NULL, why, sizeof why) ||
+        pg_app_creds_set(&c->creds, "secret", secret, NULL, why, sizeof why))
+        goto fail;
+    c->creds.active = json_is_true(json_object_get(j, "active"));
+    c->creds.require_auth = json_is_true(json_object_get(j, "require_auth"));
+    if (push && !(c->push_token = strdup(push)))
+        goto fail;
+    if (json_array_size(origins)) { /* none listed: any Origin, as for config apps */
+        size_t n = json_array_size(origins);
+        if (!(c->allowed_origins = calloc(n + 1, sizeof *c->allowed_origins)))
+            goto fail;
+        for (size_t i = 0; i < n; i++) {
+            const char *o = json_string_value(json_array_get(origins, i));
+            if (!o || !(c->allowed_origins[i] = strdup(o)))
+                goto fail;
+        }
+    }
+    return c;
+fail:
+    conf_free(c);
+    return NULL;
+}
+
+/* Close every session of the app: it was disabled or deleted. */
+static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *why)
+{
+    struct pg_session *s, *tmp;
+    size_t n = 0;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (s->app != a)
+            continue;
+        if (s->proto == PG_PROTO_NATIVE)
+            pg_session_send_json(s, json_pack("{s:s, s:{s:i, s:s}}", "type", "error", "error", "code", 403,
+                                              "message", why));
+        pg_session_close(s, 4003, why);
+        n++;
+    }
+    if (n)
+        pg_log(PG_LOG_INFO, "apps", "closed %zu sessions app=%s: %s", n, a->id, why);
+}
+
+/* ---- revocations ------------------------------------------------------------------ */
+
+static char *revocation_key(const char *app, const char *kind, const char *value)
+{
+    size_t n = strlen(app) + strlen(kind) + strlen(value) + 3;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "%s\n%s\n%s", app, kind, value);
+    return k;
+}
+
+int pg_revoked(struct pg_gw *gw, const char *app, const char *kind, const char *value)
+{
+    struct pg_revocation *r;
+    if (!value || !*value || !gw->revoked)
+        return 0;
+    char *k = revocation_key(app, kind, value);
+    if (!k)
+        return 1; /* cannot tell: refuse rather than let a revoked credential through */
+    HASH_FIND_STR(gw->revoked, k, r);
+    free(k);
+    return r && r->expires_ms > pg_now_ms();
+}
+
+int pg_session_revoked(struct pg_gw *gw, const struct pg_session *s)
+{
+    const char *id = s->app->id;
+    return pg_revoked(gw, id, "client", s->client_id) || pg_revoked(gw, id, "client", s->socket_id) ||
+           (s->token && (pg_revoked(gw, id, "jti", pg_token_jti(s->token)) ||
+                         pg_revoked(gw, id, "client", pg_token_client(s->token))));
+}
+
+/* Remember a revocation and close the sessions it names. Returns 0 or PG_ENOMEM. */
+static int revocation_apply(struct pg_gw *gw, const char *app, const char *kind, const char *value, int64_t expires_ms)
+{
+    struct pg_revocation *r;
+    if (expires_ms <= pg_now_ms())
+        return 0;
+    char *k = revocation_key(app, kind, value);
+    if (!k)
+        return PG_ENOMEM;
+    HASH_FIND_STR(gw->revoked, k, r);
+    if (r) {
+        /* known: its sessions were closed when it first arrived (a reload re-reads every revocation) */
+        free(k);
+        if (r->expires_ms < expires_ms)
+            r->expires_ms = expires_ms;
+        return 0;
+    } else {
+        if (!(r = calloc(1, sizeof *r))) {
+            free(k);
+            return PG_ENOMEM;
+        }
+        r->key = k;
+        r->expires_ms = expires_ms;
+        HASH_ADD_KEYPTR(hh, gw->revoked, r->key, strlen(r->key), r);
+    }
+    struct pg_app *a = pg_app_find(gw, app, strlen(app));
+    struct pg_session *s, *tmp;
+    if (!a)
+        return 0;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (s->app != a || s->close_code || !pg_session_revoked(gw, s))
+            continue;
+        pg_log(PG_LOG_INFO, "apps", "revoked session closed app=%s client=%s %s=%s", app,
+               s->client_id[0] ? s->client_id : s->socket_id, kind, value);
+        if (s->proto == PG_PROTO_NATIVE)
+            pg_session_send_json(s, json_pack("{s:s, s:{s:i, s:s}}", "type", "error", "error", "code", 401,
+                                              "message", "credential revoked"));
+        pg_session_close(s, 4009, "credential revoked");
+    }
+    return 0;
+}
+
+static void revocations_purge(struct pg_gw *gw)
+{
+    struct pg_revocation *r, *tmp;
+    int64_t now = pg_now_ms();
+    HASH_ITER(hh, gw->revoked, r, tmp) {
+        if (r->expires_ms <= now) {
+            HASH_DEL(gw->revoked, r);
+            free(r->key);
+            free(r);
+        }
+    }
+}
+
+static void revocations_load(struct pg_gw *gw)
+{
+    json_t *list = NULL, *r;
+    size_t i;
+    if (pg_apps_store_revocations(gw->store, pg_now_ms(), &list) != 0) {
+        pg_log(PG_LOG_WARN, "apps", "cannot read revocations: %s", pg_apps_store_errmsg(gw->store));
+        return;
+    }
+    json_array_foreach(list, i, r) {
+        revocation_apply(gw, json_string_value(json_object_get(r, "app")),
+                         json_string_value(json_object_get(r, "kind")), json_string_value(json_object_get(r, "value")),
+                         json_integer_value(json_object_get(r, "expires_ms")));
+    }
+    json_decref(list);
+}
+
+int pg_revoke(struct pg_gw *gw, const char *app, const char *kind, const char *value, int64_t expires_ms)
+{
+    int rc;
+    if (gw->store && (rc = pg_apps_store_revoke(gw->store, app, kind, value, expires_ms)) != 0)
+        return rc;
+    if ((rc = revocation_apply(gw, app, kind, value, expires_ms)) != 0)
+        return rc;
+    /* gateways on another store file learn it from the broker */
+    json_t *msg = json_pack("{s:s, s:s, s:I}", "kind", kind, "value", value, "expires_ms", (json_int_t)expires_ms);
+    char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
+    char *topic = pg_topic(gw, "_ctl", app, "revoke");
+    if (text && topic)
+        pg_bridge_publish(gw->bridge, topic, text, strlen(text), NULL, 0, NULL, NULL);
+    free(topic);
+    free(text);
+    json_decref(msg);
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------------------- */
+
+/* Bring store apps in line with the store's current content. */
+static void store_reload(struct pg_gw *gw)
+{
+    json_t *list = NULL, *j;
+    struct pg_app *a, *tmp;
+    size_t i;
+
+    if (pg_apps_store_list(gw->store, &list) != 0) {
+        pg_log(PG_LOG_WARN, "apps", "cannot read the apps store: %s", pg_apps_store_errmsg(gw->store));
+        return;
+    }
+    HASH_ITER(hh, gw->apps, a, tmp)
+        a->seen = 0;
+    json_array_foreach(list, i, j) {
+        const char *slug = json_string_value(json_object_get(j, "slug"));
+        if (!slug)
+            continue;
+        a = pg_app_find(gw, slug, strlen(slug));
+        if (a && !a->owned) {
+            if (!a->shadow_warned)
+                pg_log(PG_LOG_WARN, "apps", "store app %s ignored: the config file declares an app with that id", slug);
+            a->shadow_warned = 1;
+            continue;
+        }
+        if (a)
+            a->seen = 1;
+        if (a && a->stored && json_equal(a->stored, j))
+            continue;
+        struct pg_app_conf *conf = conf_from_json(j);
+        if (!conf) {
+            pg_log(PG_LOG_ERROR, "apps", "cannot load store app %s: out of memory", slug);
+            continue;
+        }
+        if (!a && !(a = app_new(gw, slug, conf))) {
+            conf_free(conf);
+            continue;
+        }
+        int was_active = a->owned && a->creds->active;
+        conf_free(a->owned);
+        a->owned = conf;
+        a->conf = conf;
+        a->creds = &conf->creds;
+        json_decref(a->stored);
+        a->stored = json_incref(j);
+        a->seen = 1;
+        pg_log(PG_LOG_INFO, "apps", "app %s loaded from the store (active=%d)", slug, conf->creds.active);
+        if (was_active && !conf->creds.active)
+            close_app_sessions(gw, a, "app disabled");
+    }
+    HASH_ITER(hh, gw->apps, a, tmp) {
+        if (!a->owned || a->seen || !a->stored)
+            continue;
+        /* deleted: keep the struct for whoever still points at it, refuse everything */
+        json_decref(a->stored);
+        a->stored = NULL;
+        a->owned->creds.active = 0;
+        pg_log(PG_LOG_INFO, "apps", "app %s deleted from the store", a->id);
+        close_app_sessions(gw, a, "app deleted");
+    }
+    json_decref(list);
+}
+
+static void store_check(struct pg_gw *gw)
+{
+    int64_t v;
+    if (pg_apps_store_data_version(gw->store, &v) != 0) {
+        pg_log(PG_LOG_WARN, "apps", "apps store: %s", pg_apps_store_errmsg(gw->store));
+        return;
+    }
+    if (v == gw->store_version && !gw->store_dirty)
+        return;
+    gw->store_version = v;
+    gw->store_dirty = 0;
+    store_reload(gw);
+    revocations_load(gw);
+}
+
+void pg_apps_store_changed(struct pg_gw *gw)
+{
+    /* this connection's own commits do not move its data_version */
+    gw->store_dirty = 1;
+    store_check(gw);
+}
+
+int pg_apps_init(struct pg_gw *gw)
+{
+    char err[512];
+    for (size_t i = 0; i < gw->cfg->napps; i++)
+        if (!app_new(gw, gw->cfg->apps[i].creds.id, &gw->cfg->apps[i]))
+            return PG_ENOMEM;
+    if (!gw->cfg->apps_db[0])
+        return 0;
+    int rc = pg_apps_store_open(gw->cfg->apps_db, 0, &gw->store, err, sizeof err);
+    if (rc != 0) {
+        pg_log(PG_LOG_ERROR, "apps", "%s", err);
+        return rc;
+    }
+    pg_apps_store_set_broker_user(gw->store, gw->cfg->broker_username);
+    gw->store_dirty = 1;
+    store_check(gw);
+    pg_log(PG_LOG_INFO, "apps", "apps store %s: %u apps", gw->cfg->apps_db, HASH_COUNT(gw->apps) - (unsigned)gw->cfg->napps);
+    return 0;
+}
+
+void pg_apps_tick(struct pg_gw *gw)
+{
+    int64_t now = pg_mono_ms();
+    if (gw->store && now - gw->last_store_check_ms >= STORE_CHECK_MS) {
+        gw->last_store_check_ms = now;
+        store_check(gw);
+    }
+    if (now - gw->last_revoked_purge_ms >= REVOKED_PURGE_MS) {
+        gw->last_revoked_purge_ms = now;
+        revocations_purge(gw);
+    }
+}
+
+void pg_apps_free(struct pg_gw *gw)
+{
+    struct pg_app *a, *tmp;
+    struct pg_revocation *r, *rtmp;
+    HASH_ITER(hh, gw->apps, a, tmp) {
+        HASH_DEL(gw->apps, a);
+        pg_presence_free(a);
+        conf_free(a->owned);
+        json_decref(a->stored);
+        free(a->id);
+        free(a);
+    }
+    HASH_ITER(hh, gw->revoked, r, rtmp) {
+        HASH_DEL(gw->revoked, r);
+        free(r->key);
+        free(r);
+    }
+    pg_apps_store_close(gw->store);
+    gw->store = NULL;
+}
+
+/* ---- broker messages: revocations from other gateways, app-wide broadcasts ------------ */
+
+void pg_apps_connected(struct pg_gw *gw)
+{
+    char *revoke = pg_topic(gw, "_ctl", "+", "revoke");
+    char *bcast = NULL;
+    size_t n = strlen(gw->cfg->topic_root) + 5;
+    if ((bcast = malloc(n)))
+        snprintf(bcast, n, "%s/+/b", gw->cfg->topic_root);
+    if (!revoke || !bcast || pg_bridge_subscribe(gw->bridge, revoke) != 0 || pg_bridge_subscribe(gw->bridge, bcast) != 0)
+        pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to revocations and broadcasts");
+    free(revoke);
+    free(bcast);
+}
+
+static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, size_t len)
+{
+    json_t *j = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL);
+    const char *kind = json_string_value(json_object_get(j, "kind"));
+    const char *value = json_string_value(json_object_get(j, "value"));
+    json_t *exp = json_object_get(j, "expires_ms");
+    if (kind && value && json_is_integer(exp) && (!strcmp(kind, "client") || !strcmp(kind, "jti")))
+        revocation_apply(gw, app, kind, value, json_integer_value(exp));
+    else
+        pg_log(PG_LOG_WARN, "apps", "ignored a malformed revocation for app %s", app);
+    json_decref(j);
+}
+
+/* One encoding per protocol, shared by every session of the app. */
+static void broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, size_t len,
+                      const struct pg_bridge_prop *props, size_t nprops)
+{
+    const char *event = "message";
+    for (size_t i = 0; i < nprops; i++)
+        if (!strcmp(props[i].name, "event"))
+            event = props[i].value;
+    json_t *data = json_loadb(payload, len, JSON_DECODE_ANY, NULL);
+    if (!data)
+        data = pg_utf8_valid(payload, len) ? json_stringn(payload, len) : pg_binary_json(payload, len);
+    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
+    json_t *nj = json_pack("{s:s, s:s, s:O, s:I}", "type", "broadcast", "event", event, "message", data, "timestamp",
+                           (json_int_t)pg_now_ms());
+    /* Pusher: an event without a channel, as pusher-js's bind() / bind_global() receive it */
+    json_t *pj = text ? json_pack("{s:s, s:s}", "event", event, "data", text) : NULL;
+    struct pg_msg *native = nj ? pg_msg_from_json(nj) : NULL, *pusher = pj ? pg_msg_from_json(pj) : NULL;
+    json_decref(nj);
+    json_decref(pj);
+    struct pg_session *s, *tmp;
+    size_t n = 0;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (s->app != a || s->close_code)
+            continue;
+        struct pg_msg *m = s->proto == PG_PROTO_NATIVE ? native : s->proto == PG_PROTO_PUSHER ? pusher : NULL;
+        if (m) {
+            pg_session_send(s, m);
+            n++;
+        }
+    }
+    a->stats.delivered++;
+    pg_log(PG_LOG_DEBUG, "apps", "broadcast app=%s event=%s sessions=%zu", a->id, event, n);
+    if (native)
+        pg_msg_unref(native);
+    if (pusher)
+        pg_msg_unref(pusher);
+    free(text);
+    json_decref(data);
+}
+
+int pg_apps_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
+                       const struct pg_bridge_prop *props, size_t nprops)
+{
+    size_t rl = strlen(gw->cfg->topic_root);
+    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
+        return 0;
+    const char *rest = topic + rl + 1, *slash = strchr(rest, '/');
+    if (!slash)
+        return 0;
+    if (!strncmp(rest, "_ctl/", 5)) {
+        const char *app = rest + 5, *end = strchr(app, '/');
+        if (!end || strcmp(end, "/revoke") != 0)
+            return 0;
+        char *id = strndup(app, (size_t)(end - app));
+        if (id)
+            on_revoke(gw, id, payload, len);
+        free(id);
+        return 1;
+    }
+    if (strcmp(slash, "/b") != 0)
+        return 0;
+    struct pg_app *a = pg_app_find(gw, rest, (size_t)(slash - rest));
+    if (a && a->creds->active)
+        broadcast(gw, a, payload, len, props, nprops);
+    return 1;
+}

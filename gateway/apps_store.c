@@ -247,6 +247,14 @@ const char *pg_apps_store_errmsg(const struct pg_apps_store *st)
     return st ? st->err : "";
 }
 
+int pg_apps_store_set_busy_timeout(struct pg_apps_store *st, int ms)
+{
+    if (!st || ms < 0)
+        return PG_EINVAL;
+    sqlite3_busy_timeout(st->db, ms);
+    return 0;
+}
+
 int pg_apps_store_set_broker_user(struct pg_apps_store *st, const char *username)
 {
     char *copy = NULL;
@@ -284,6 +292,20 @@ int pg_apps_slugify(const char *name, char out[PG_APP_SLUG_MAX + 1])
     }
     out[n] = '\0';
     return n ? 0 : PG_EINVAL;
+}
+
+/*
+ * Declared in config.h for the gateway; defined here so the broker plugin, which links this file without the
+ * gateway's config code, refuses the same ids.
+ */
+int pg_app_id_reserved(const char *id)
+{
+    static const char *const reserved[] = {"v1",      "app",    "apps",        "api",   "socket.io", "healthz",
+                                           "readyz",  "metrics", "pushgate.js", "_ctl", "_node"};
+    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
+        if (!strcmp(id, reserved[i]))
+            return 1;
+    return 0;
 }
 
 static int slug_reserved(const struct pg_apps_store *st, const char *slug)

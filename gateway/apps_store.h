@@ -50,6 +50,13 @@ void pg_apps_store_close(struct pg_apps_store *st);
 const char *pg_apps_store_errmsg(const struct pg_apps_store *st);
 
 /*
+ * How long a call waits for another connection's lock before failing with
+ * PG_EBUSY (5 s unless set). The broker plugin reads on the
+ * broker's only thread and sets it low: it tries again on its next tick.
+ */
+int pg_apps_store_set_busy_timeout(struct pg_apps_store *st, int ms);
+
+/*
  * A name no app may take as its slug, besides the reserved route names: the
  * gateway's broker username, so an app's credentials can never be mistaken for
  * the gateway's account. Copied; NULL or "" clears it.

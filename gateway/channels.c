@@ -157,6 +157,7 @@ struct fanout {
     size_t nprops;
     struct pg_msg *native; /* encoded lazily, once per wire protocol */
     struct pg_msg *pusher;
+    struct pg_msg *sio[2]; /* socket.io: namespace "/" and "/{app}" frame differently */
     const char *exclude_socket; /* Pusher socket_id that must not receive it (the sender) */
     int encodings;
     size_t recipients;
@@ -173,10 +174,14 @@ static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard
     if (f->exclude_socket && !strcmp(s->socket_id, f->exclude_socket))
         return;
     s->delivered_seq = f->seq;
-    struct pg_msg **enc = s->proto == PG_PROTO_PUSHER ? &f->pusher : &f->native;
+    struct pg_msg **enc = s->proto == PG_PROTO_PUSHER ? &f->pusher
+                          : s->proto == PG_PROTO_SIO  ? &f->sio[pg_sio_nsp_slot(s)]
+                                                      : &f->native;
     if (!*enc) {
         if (s->proto == PG_PROTO_PUSHER)
             pg_pusher_encode(f->channel, f->payload, f->len, f->props, f->nprops, enc);
+        else if (s->proto == PG_PROTO_SIO)
+            pg_sio_encode(s, f->payload, f->len, f->props, f->nprops, enc);
         else
             pg_native_encode(f->gw, f->channel, f->payload, f->len, f->props, f->nprops, enc);
         if (!*enc)
@@ -231,5 +236,7 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
                f.channel, len, f.recipients, f.encodings);
     pg_msg_unref(f.native);
     pg_msg_unref(f.pusher);
+    pg_msg_unref(f.sio[0]);
+    pg_msg_unref(f.sio[1]);
     free(user_channel);
 }

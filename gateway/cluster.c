@@ -3,7 +3,9 @@
  * retained messages, never through a node-local table alone:
  *
  *  {root}/_node/{id}              this node's liveness and snapshot
- *                                 {"node","version","started_ms","channels":{app:{channel:subscriptions}}};
+ *                                 {"node","version","started_ms","channels":{app:{channel:subscriptions}},
+ *                                 "sessions":{app:sessions}} (older nodes omit "sessions"),
+ *                                 "users":{app:{user:live sessions on its per-user channel}} (push_api.c);
  *                                 the MQTT will empties it when the node dies
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
  *
@@ -56,6 +58,7 @@ int pg_cluster_init(struct pg_gw *gw)
 void pg_cluster_free(struct pg_gw *gw)
 {
     struct pg_node *n, *tmp;
+    pg_devices_free(gw);
     HASH_ITER(hh, gw->nodes, n, tmp) {
         HASH_DEL(gw->nodes, n);
         json_decref(n->snapshot);
@@ -109,6 +112,50 @@ static json_t *local_channels(struct pg_gw *gw)
             json_decref(chans);
     }
     return apps;
+}
+
+/* This node's WebSocket sessions per app, every protocol: {app: sessions} (apps with some only). */
+static json_t *local_sessions(struct pg_gw *gw)
+{
+    json_t *apps = json_object();
+    struct pg_session *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (s->app)
+            json_object_set_new(apps, s->app->creds->id,
+                                json_integer(json_integer_value(json_object_get(apps, s->app->creds->id)) + 1));
+    }
+    return apps;
+}
+
+uint64_t pg_cluster_peer_sessions(struct pg_gw *gw, const char *app, size_t *reporting)
+{
+    uint64_t sum = 0;
+    struct pg_node *n, *tmp;
+    *reporting = 0;
+    HASH_ITER(hh, gw->nodes, n, tmp) {
+        json_t *counts = n->snapshot ? json_object_get(n->snapshot, "sessions") : NULL;
+        if (!json_is_object(counts) || !strcmp(n->id, gw->node_id))
+            continue;
+        json_int_t v = json_integer_value(json_object_get(counts, app));
+        (*reporting)++;
+        if (v > 0)
+            sum += (uint64_t)v;
+    }
+    return sum;
+}
+
+uint64_t pg_cluster_peer_count(struct pg_gw *gw, const char *key, const char *app, const char *name)
+{
+    uint64_t sum = 0;
+    struct pg_node *n, *tmp;
+    HASH_ITER(hh, gw->nodes, n, tmp) {
+        if (!n->snapshot || !strcmp(n->id, gw->node_id))
+            continue;
+        json_int_t v = json_integer_value(json_object_get(json_object_get(json_object_get(n->snapshot, key), app), name));
+        if (v > 0)
+            sum += (uint64_t)v;
+    }
+    return sum;
 }
 
 json_t *pg_cluster_channels(struct pg_gw *gw, const char *app)
@@ -177,8 +224,11 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     char *topic = node_topic(gw, gw->node_id);
     char *body = NULL;
     if (up) {
-        json_t *o = json_pack("{s:s, s:s, s:I, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
-                              (json_int_t)gw->started_ms, "channels", local_channels(gw));
+        json_t *o = json_pack("{s:s, s:s, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION,
+                              "started_ms", (json_int_t)gw->started_ms, "channels", local_channels(gw), "sessions",
+                              local_sessions(gw));
+        if (o)
+            json_object_set_new(o, "users", pg_push_local_users(gw));
         body = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
     }
@@ -203,6 +253,7 @@ void pg_cluster_tick(struct pg_gw *gw)
 void pg_cluster_connected(struct pg_gw *gw)
 {
     publish_snapshot(gw, 1);
+    pg_devices_connected(gw); /* devices.c: {root}/+/d/+, MQTT device presence */
 }
 
 void pg_cluster_stopping(struct pg_gw *gw)
@@ -258,6 +309,8 @@ int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *paylo
         }
         return 1;
     }
+    if (pg_devices_on_message(gw, topic, payload, len)) /* {app}/d/{client_id} */
+        return 1;
     /* {app}/p/{node}/{channel} */
     const char *slash = strchr(rest, '/');
     if (!slash || strncmp(slash, "/p/", 3) != 0)

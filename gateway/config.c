@@ -178,16 +178,6 @@ static int set_origins(struct pg_app_conf *app, const char *value, struct file_c
     return 0;
 }
 
-int pg_app_id_reserved(const char *id)
-{
-    static const char *const reserved[] = {"v1",      "app",    "apps",        "api",   "socket.io", "healthz",
-                                           "readyz",  "metrics", "pushgate.js", "_ctl", "_node"};
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-        if (!strcmp(id, reserved[i]))
-            return 1;
-    return 0;
-}
-
 /* App ids are URL path segments and MQTT topic levels; some would shadow gateway routes or control topics. */
 static int app_id_valid(const char *id)
 {
@@ -387,6 +377,27 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
     if (cfg->broker_reconnect_max_ms < cfg->broker_reconnect_min_ms) {
         snprintf(err, errlen, "broker_reconnect_max_ms must be >= broker_reconnect_min_ms");
         return PG_EINVAL;
+    }
+    if (cfg->admin_password[0] && !cfg->apps_db[0]) {
+        snprintf(err, errlen, "admin_password is set but apps_db is not: the admin API keeps its apps in apps_db");
+        return PG_EINVAL;
+    }
+    if (cfg->admin_password[0] && strlen(cfg->admin_password) < 12) {
+        snprintf(err, errlen, "admin_password: use at least 12 characters");
+        return PG_EINVAL;
+    }
+    if (strchr(cfg->admin_user, ':')) {
+        snprintf(err, errlen, "admin_user: HTTP Basic user names cannot contain ':'");
+        return PG_EINVAL;
+    }
+    if (cfg->default_app[0]) {
+        size_t i = 0;
+        while (i < cfg->napps && strcmp(cfg->apps[i].creds.id, cfg->default_app) != 0)
+            i++;
+        if (i == cfg->napps && !cfg->apps_db[0]) {
+            snprintf(err, errlen, "default_app \"%s\" is not an [app] of the config file", cfg->default_app);
+            return PG_EINVAL;
+        }
     }
     return 0;
 }

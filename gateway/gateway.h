@@ -94,9 +94,16 @@ struct pg_channel { /* a channel name or a wildcard filter with local subscriber
     UT_hash_handle hh;
 };
 
+#define PG_HISTORY_SAMPLES 360 /* one hour of samples every PG_HISTORY_INTERVAL_MS */
+#define PG_HISTORY_INTERVAL_MS 10000
+
 struct pg_app {
-    const struct pg_app_creds *creds; /* owned by the config */
-    const struct pg_app_conf *conf;   /* owned by the config */
+    char *id;                         /* owned; the hash key (creds may be replaced, the id stays) */
+    const struct pg_app_creds *creds; /* &conf->creds */
+    const struct pg_app_conf *conf;   /* the config's, or `owned` for a store app */
+    struct pg_app_conf *owned;        /* store apps: current conf (replaced on reload; apps.c) */
+    json_t *stored;                   /* store apps: the row as last loaded; NULL once deleted */
+    int seen, shadow_warned;          /* apps.c reload bookkeeping */
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
     struct pg_pchan *pchans;          /* presence channels known in the cluster (presence.c) */
@@ -107,10 +114,29 @@ struct pg_app {
         uint64_t delivered;               /* broker messages fanned out (once per message) */
         uint64_t slow_closes;             /* sessions closed for a full out-queue */
     } stats;
+    struct pg_app_history {               /* this node's sessions over the last hour (dashboard.c) */
+        int64_t t[PG_HISTORY_SAMPLES];    /* wall-clock ms */
+        uint32_t sessions[PG_HISTORY_SAMPLES];
+        size_t head, count;               /* ring, oldest first from head */
+        int64_t due_ms;                   /* monotonic time of the next sample; 0: at the next tick */
+        uint32_t now, counting;           /* sessions at the last count; the count in progress */
+    } history;
     UT_hash_handle hh;
 };
 
-enum pg_proto { PG_PROTO_NATIVE = 1, PG_PROTO_PUSHER = 2 };
+enum pg_proto { PG_PROTO_NATIVE = 1, PG_PROTO_PUSHER = 2, PG_PROTO_SIO = 3 };
+
+/*
+ * Who owns a session:
+ *  - native and Pusher: lws, as the per-wsi user data of their WebSocket
+ *    (struct pg_conn.u.ws); it ends with LWS_CALLBACK_CLOSED.
+ *  - socket.io (PG_PROTO_SIO): sio.c, on the heap (struct pg_sio embeds it).
+ *    An Engine.IO session outlives its transports: HTTP long-polling requests
+ *    come and go, and a WebSocket may take over (upgrade). s->wsi is that
+ *    WebSocket once it is the transport, NULL while polling. Waking such a
+ *    session (pg_session_send/close) goes through pg_sio_wake(), and sio.c
+ *    frees it from a timer callback, never from inside a fan-out or a close.
+ */
 
 struct pg_session {
     uint64_t serial; /* never reused: async completions look sessions up by it */
@@ -179,6 +205,8 @@ struct pg_http {
 /* Per-wsi user data of the main protocol: either an HTTP transaction or a WebSocket session. */
 struct pg_conn {
     int is_ws;
+    int is_sio;             /* a socket.io WebSocket: u.ws is unused, sio is the session it carries */
+    struct pg_session *sio; /* owned by sio.c; NULL once that session is gone (the socket then closes) */
     union {
         struct pg_http http;
         struct pg_session ws;
@@ -198,6 +226,9 @@ struct pg_gw {
     lws_sorted_usec_list_t sul_tick;
     struct pg_app *apps;
     struct pg_session *sessions; /* by serial */
+    struct pg_sio *sio_sessions; /* socket.io sessions by Engine.IO sid (sio.c) */
+    struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
+    lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
     struct pg_http *requests;    /* pending HTTP requests by serial */
     size_t nsessions;
     uint64_t next_serial;
@@ -208,12 +239,36 @@ struct pg_gw {
     json_t *occupied;          /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
     int cluster_dirty;         /* local channels changed since the last snapshot */
     int64_t last_snapshot_ms;
+    int64_t dashboard_count_ms; /* monotonic time of dashboard.c's last session count */
+    struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
+    struct pg_apps_store *store;      /* apps_db, read-write; NULL without one (apps.c) */
+    int64_t store_version;            /* its data_version at the last reload */
+    int store_dirty;                  /* reload at the next check (own commits keep data_version) */
+    int64_t last_store_check_ms, last_revoked_purge_ms;
+    struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
     int draining;
     int64_t drain_deadline;
     int done;
 };
 
 struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len);
+
+/* apps.c: config and store apps, revocations, app-wide broadcasts */
+int pg_apps_init(struct pg_gw *gw);
+void pg_apps_free(struct pg_gw *gw);
+void pg_apps_tick(struct pg_gw *gw);
+void pg_apps_connected(struct pg_gw *gw);
+/* {root}/_ctl/{app}/revoke and {root}/{app}/b; 1 when handled. */
+int pg_apps_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
+                       const struct pg_bridge_prop *props, size_t nprops);
+/* After this process wrote the store: reload now (its own commits do not move data_version). */
+void pg_apps_store_changed(struct pg_gw *gw);
+/* Revoke (kind "client" or "jti") until expires_ms: store, close matching sessions, tell other gateways. */
+int pg_revoke(struct pg_gw *gw, const char *app, const char *kind, const char *value, int64_t expires_ms);
+/* 1 when value is revoked for app. */
+int pg_revoked(struct pg_gw *gw, const char *app, const char *kind, const char *value);
+/* 1 when the session's client id, socket id, token jti or token client is revoked. */
+int pg_session_revoked(struct pg_gw *gw, const struct pg_session *s);
 /*
  * Subscribe s to name (exact or wildcard filter). 0: live at the broker now.
  * 1: the broker's SUBACK is pending; cb(ud, result) follows as for
@@ -242,12 +297,17 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m);
 void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
 /* Close after what is queued now (code and reason go to the client). */
 void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
+/* Undo what a session holds (channels, queue, token) and unlist it; its owner then frees or reuses the memory. */
+void pg_session_release(struct pg_gw *gw, struct pg_session *s);
 /* May this session do action on channel? 0, or the HTTP-like error code (401, 403). */
 int pg_session_may(struct pg_session *s, pg_action action, const char *channel);
 
 /* Publish on behalf of a client: props NULL-terminated name/value pairs. Same result codes as the bridge. */
 int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
                const char *const *props, pg_bridge_ack_cb cb, void *cb_ud);
+/* The same on any topic of the app (e.g. its broadcast topic {root}/{app}/b). */
+int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
+                     const char *const *props, pg_bridge_ack_cb cb, void *cb_ud);
 
 /* cluster.c: node liveness, snapshots, cluster-wide channel counts, the webhook leader */
 int pg_cluster_init(struct pg_gw *gw);
@@ -261,6 +321,28 @@ int pg_cluster_node_alive(struct pg_gw *gw, const char *id);
 int pg_cluster_is_leader(struct pg_gw *gw);
 size_t pg_cluster_node_count(struct pg_gw *gw); /* live nodes, this one included */
 json_t *pg_cluster_channels(struct pg_gw *gw, const char *app); /* new reference: {channel: subscriptions} */
+/* Sum over the other live nodes' snapshots of snapshot[key][app][name] (integers). */
+uint64_t pg_cluster_peer_count(struct pg_gw *gw, const char *key, const char *app, const char *name);
+/*
+ * Sessions of app on the other live nodes, from their snapshots; *reporting:
+ * how many of those nodes sent a count (nodes of older versions send none).
+ */
+uint64_t pg_cluster_peer_sessions(struct pg_gw *gw, const char *app, size_t *reporting);
+
+/*
+ * devices.c: MQTT device presence. The broker plugin keeps a retained
+ * {root}/{app}/d/{client_id} message {"id","user_id","connected_at"} per
+ * online device (emptied when it leaves); every node subscribes and keeps the
+ * same table, answered by GET /apps/{id}/devices.
+ */
+/* On every broker (re)connect: subscribe once; forget what the previous connection reported (retained re-sent). */
+void pg_devices_connected(struct pg_gw *gw);
+int pg_devices_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len); /* 1: handled */
+/* New reference: [{"id","user_id","connected_at"}] of app, ordered by client id; NULL on allocation failure. */
+json_t *pg_devices_list(struct pg_gw *gw, const char *app);
+/* 1 when channel is the device channel: only the broker plugin may publish there (clients get 403). */
+int pg_devices_channel_reserved(struct pg_gw *gw, const char *channel);
+void pg_devices_free(struct pg_gw *gw);
 
 /* presence.c */
 struct pg_pchan;
@@ -287,6 +369,42 @@ int pg_pusher_channel_valid(const char *name);
 void pg_pusher_member_left(struct pg_member *m);
 struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len);
 
+/*
+ * push_api.c: notification-socket.io's REST API (X-AUTH-TOKEN = an app's
+ * push_token). PUT /api/{user}/register?connectionId= publishes a retained
+ * {root}/_ctl/{app}/reg/{connectionId} {"user","exp"} with a message expiry,
+ * which every node keeps in gw->push_regs; POST /api/{user}/push publishes on
+ * {root}/{app}/u/{user}, where registered socket.io sessions listen.
+ */
+int pg_push_init(struct pg_gw *gw); /* subscribe {root}/_ctl/+/reg/+ */
+void pg_push_free(struct pg_gw *gw);
+/* {root}/_ctl/{app}/reg/{id}; 1 when handled. */
+int pg_push_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len);
+/* The user a live registration of connection id conn in app names; NULL (unknown or expired). Borrowed. */
+const char *pg_push_registered_user(struct pg_gw *gw, const char *app, const char *conn);
+/* 1 when id may be a user or connection id: 1..128 bytes of UTF-8, no '/', '+', '#', control characters. */
+int pg_push_id_valid(const char *id);
+/* This node's live members of per-user channels: {app: {user: sessions}} (node snapshot, cluster.c). */
+json_t *pg_push_local_users(struct pg_gw *gw);
+
+/*
+ * sio.c: socket.io protocol 5 over Engine.IO 4 at /socket.io/ (polling and
+ * websocket transports, the upgrade between them). Sessions are struct
+ * pg_sio (a struct pg_session first), owned by sio.c.
+ */
+struct pg_sio;
+void pg_sio_http(struct pg_gw *gw, struct pg_http *h); /* a /socket.io/ request, once its body is complete */
+int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi); /* 0: accept; 1: refused (answered) */
+int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c);
+int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t len);
+int pg_sio_ws_writeable(struct pg_conn *c, struct lws *wsi);
+void pg_sio_ws_closed(struct pg_conn *c, struct lws *wsi);
+void pg_sio_wake(struct pg_session *s); /* output queued or close decided */
+int pg_sio_nsp_slot(const struct pg_session *s); /* which of the two encodings (namespace "/" or "/{app}") */
+void pg_sio_encode(const struct pg_session *s, const void *payload, size_t len, const struct pg_bridge_prop *props,
+                   size_t nprops, struct pg_msg **out);
+void pg_sio_shutdown(struct pg_gw *gw); /* free every session (context teardown) */
+
 /* ws_native.c */
 int pg_native_open(struct pg_session *s, struct lws *wsi);
 void pg_native_receive(struct pg_session *s, const char *frame, size_t len);
@@ -300,12 +418,21 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
 /* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */
 void pg_http_respond_json(struct pg_http *h, int status, json_t *o);
 void pg_http_respond_error(struct pg_http *h, int status, const char *message);
+/* Answers with body (copied) as ctype. */
+void pg_http_respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len);
 /* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
 int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
 /* Park h until an asynchronous answer; completions find it by h->serial (NULL once the client left). */
 void pg_http_wait(struct pg_gw *gw, struct pg_http *h);
 struct pg_http *pg_http_find(struct pg_gw *gw, uint64_t serial);
 void pg_http_unregister(struct pg_gw *gw, struct pg_http *h);
+/*
+ * Publish for h on topic and answer h once the broker acknowledged: 200 with
+ * ok (stolen; NULL: {"ok":true}), 403 refused, 504 no acknowledgement in time,
+ * 503 broker unavailable.
+ */
+void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const char *topic, const void *payload,
+                     size_t len, const char *const *props, json_t *ok);
 /* HTTP Basic credentials of the request: 0 and user/pass filled, or -1 (absent or malformed). */
 int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, size_t plen);
 /*

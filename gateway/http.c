@@ -68,6 +68,11 @@ static void respond(struct pg_http *h, int status, const char *ctype, const void
     lws_callback_on_writable(h->wsi);
 }
 
+void pg_http_respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len)
+{
+    respond(h, status, ctype, body, len);
+}
+
 void pg_http_respond_json(struct pg_http *h, int status, json_t *o)
 {
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -120,6 +125,7 @@ static int h_write(struct pg_http *h)
 struct rest_ack {
     struct pg_gw *gw;
     uint64_t serial;
+    json_t *ok;
 };
 
 static void rest_acked(void *ud, int result)
@@ -130,8 +136,10 @@ static void rest_acked(void *ud, int result)
     if (h) {
         pg_http_unregister(a->gw, h);
         h->waiting_ack = 0;
-        if (result == 0)
-            pg_http_respond_json(h, 200, json_pack("{s:b}", "ok", 1));
+        if (result == 0) {
+            pg_http_respond_json(h, 200, a->ok);
+            a->ok = NULL;
+        }
         else if (result == PG_EDENIED)
             pg_http_respond_error(h, 403, "the broker refused the message");
         else if (result == PG_ETIMEDOUT)
@@ -139,7 +147,35 @@ static void rest_acked(void *ud, int result)
         else
             pg_http_respond_error(h, 503, "broker unavailable, message not published");
     }
+    json_decref(a->ok);
     free(a);
+}
+
+void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const char *topic, const void *payload,
+                     size_t len, const char *const *props, json_t *ok)
+{
+    struct rest_ack *a = malloc(sizeof *a);
+    if (!ok)
+        ok = json_pack("{s:b}", "ok", 1);
+    if (!a || !ok) {
+        free(a);
+        json_decref(ok);
+        pg_http_respond_error(h, 500, "out of memory");
+        return;
+    }
+    a->gw = gw;
+    a->ok = ok;
+    pg_http_wait(gw, h);
+    a->serial = h->serial;
+    int rc = pg_publish_topic(gw, app, topic, payload, len, props, rest_acked, a);
+    if (rc != 0) {
+        json_decref(a->ok);
+        free(a);
+        pg_http_unregister(gw, h);
+        h->waiting_ack = 0;
+        pg_http_respond_error(h, rc == PG_EBUSY ? 503 : 500,
+                              rc == PG_EBUSY ? "broker unavailable, message not published" : "cannot publish");
+    }
 }
 
 int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
@@ -159,6 +195,10 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
     }
     if (!h->body_len) {
         pg_http_respond_error(h, 400, "empty message");
+        return;
+    }
+    if (!h->app->creds->active) {
+        pg_http_respond_error(h, 403, "app disabled");
         return;
     }
     if (pg_channel_check(h->channel, strlen(h->channel), (size_t)gw->cfg->max_channel_bytes, 0) != 0) {
@@ -194,6 +234,11 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
             pg_http_respond_error(h, 401, why);
             return;
         }
+        if (pg_revoked(gw, h->app->id, "jti", pg_token_jti(tok))) {
+            pg_token_free(tok);
+            pg_http_respond_error(h, 401, "token revoked");
+            return;
+        }
         if (pg_token_allows(tok, PG_ACT_PUBLISH, h->channel, strlen(h->channel)) != PG_ALLOW) {
             pg_token_free(tok);
             pg_http_respond_error(h, 403, "token does not allow publishing to this channel");
@@ -204,24 +249,14 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 401, "this app requires a JWT: Authorization: Bearer <token>");
         return;
     }
-    struct rest_ack *a = malloc(sizeof *a);
-    if (!a) {
+    const char *props[] = {"event", "message", NULL};
+    char *topic = pg_channel_topic(gw, h->app->creds->id, h->channel);
+    if (!topic) {
         pg_http_respond_error(h, 500, "out of memory");
         return;
     }
-    a->gw = gw;
-    const char *props[] = {"event", "message", NULL};
-    pg_http_wait(gw, h);
-    a->serial = h->serial;
-    int rc = pg_publish(gw, h->app->creds->id, h->channel, h->body, h->body_len, props, rest_acked, a);
-    if (rc != 0) {
-        free(a);
-        pg_http_unregister(gw, h);
-        h->waiting_ack = 0;
-        pg_http_respond_error(h, rc == PG_EBUSY ? 503 : 500,
-                              rc == PG_EBUSY ? "broker unavailable, message not published" : "cannot publish");
-        return;
-    }
+    pg_http_publish(gw, h, h->app->creds->id, topic, h->body, h->body_len, props, NULL);
+    free(topic);
 }
 
 /* "/{app}/{channel...}/publish" -> app, channel; 0 when the path has that shape. */
@@ -243,6 +278,11 @@ static int parse_publish_path(struct pg_gw *gw, struct pg_http *h)
 
 int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct pg_app **app)
 {
+    if (!strcmp(path, "/socket.io/") || !strcmp(path, "/socket.io")) {
+        *proto = PG_PROTO_SIO; /* the app is the socket.io namespace, named after the upgrade */
+        *app = NULL;
+        return 0;
+    }
     int native = !strncmp(path, "/v1/", 4), pusher = !strncmp(path, "/app/", 5);
     if (!native && !pusher)
         return -1;
@@ -263,6 +303,12 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
     struct pg_app *app;
     if (pg_http_header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) <= 0 || pg_ws_path(gw, path, &proto, &app) != 0) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
+        return 1;
+    }
+    if (proto == PG_PROTO_SIO) /* its own checks: Engine.IO query, sid, origin against the session's app */
+        return pg_sio_confirm_upgrade(gw, wsi);
+    if (app && !app->creds->active && proto == PG_PROTO_NATIVE) { /* Pusher clients expect close code 4003 */
+        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "app disabled");
         return 1;
     }
     /* browsers send Origin: an app that lists its origins refuses pages from anywhere else */

@@ -21,7 +21,7 @@
 #define MAX_BATCH 10
 #define MAX_EVENT_NAME 200
 
-enum route { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_USERS, R_TERMINATE };
+enum route { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_USERS, R_TERMINATE, R_DEVICES };
 
 struct arg {
     char *kv; /* "key=value" as decoded by lws; key lowercased */
@@ -137,6 +137,8 @@ static enum route parse_route(struct pg_gw *gw, struct pg_http *h, char **arg)
         return R_BATCH;
     if (!strcmp(p, "/channels"))
         return R_CHANNELS;
+    if (!strcmp(p, "/devices")) /* pushgate's own: MQTT devices online (devices.c) */
+        return R_DEVICES;
     if (!strncmp(p, "/users/", 7)) {
         const char *u = p + 7;
         size_t ul = strcspn(u, "/");
@@ -386,6 +388,14 @@ void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h)
             t->result = rc;
             trigger_acked(t, rc);
         }
+        goto out;
+    }
+    if (r == R_DEVICES) {
+        json_t *devices = pg_devices_list(gw, h->app->creds->id);
+        if (devices)
+            pg_http_respond_json(h, 200, json_pack("{s:o}", "devices", devices));
+        else
+            pg_http_respond_error(h, 500, "out of memory");
         goto out;
     }
     /* GET: the cluster's view (every node's snapshot, presence union) */

@@ -36,18 +36,21 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     struct pg_app *a, *atmp;
     fprintf(f, "# HELP pushgate_sessions Open WebSocket sessions.\n# TYPE pushgate_sessions gauge\n");
     HASH_ITER(hh, gw->apps, a, atmp) {
-        size_t native = 0, pusher = 0;
+        size_t native = 0, pusher = 0, sio = 0;
         struct pg_session *s, *stmp;
         HASH_ITER(hh, gw->sessions, s, stmp) {
             if (s->app != a)
                 continue;
             if (s->proto == PG_PROTO_PUSHER)
                 pusher++;
+            else if (s->proto == PG_PROTO_SIO)
+                sio++;
             else
                 native++;
         }
         fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"native\"} %zu\n", a->creds->id, native);
         fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"pusher\"} %zu\n", a->creds->id, pusher);
+        fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"socketio\"} %zu\n", a->creds->id, sio);
     }
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counters[i].name, counters[i].help, counters[i].name);

@@ -1,12 +1,435 @@
 /*
- * notification-socket.io compatibility: the per-user push REST API and the
- * socket.io (protocol 5 / Engine.IO 4) endpoint.
+ * notification-socket.io compatibility, REST side: the per-user push API a
+ * backend calls with header X-AUTH-TOKEN = an app's push_token.
+ *
+ *   PUT  /api/{userId}/register?connectionId={id}  -> {"userId","connectionId"}
+ *   POST /api/{userId}/push  {"message": <JSON>}   -> {"recipients": N}
+ *   GET  /api/status/ping (text "pong"), GET /api/status/info: no token, as in
+ *   notification-socket.io (the info page is meant to be opened in a browser)
+ *
+ * A registration must be known to every gateway node, since the browser may
+ * reach any of them: it is published retained on
+ * {root}/_ctl/{app}/reg/{connectionId} as {"user":…,"exp":<ms>} with an MQTT
+ * message expiry of push_registration_ttl_s, so the broker forgets it by
+ * itself. Every node subscribes {root}/_ctl/+/reg/+ and keeps gw->push_regs;
+ * "exp" is checked on every lookup and a timer sweeps what expired.
+ *
+ * A push is published on {root}/{app}/u/{userId}, the per-user topic that
+ * socket.io sessions (and Pusher sessions signed in as that user) listen to
+ * as the channel "#server-to-user-{userId}". "recipients" counts those live
+ * sessions in the whole cluster: this node's own, plus what the other nodes
+ * reported in their retained _node snapshots ("users"), which follow a change
+ * within about SNAPSHOT_MIN_INTERVAL_MS plus broker latency.
  */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <utlist.h>
+
 #include "gateway.h"
+
+#define PUSH_ID_MAX 128
+#define TOKEN_MAX 512
+#define SWEEP_INTERVAL_S 60
+
+struct pg_push_reg {
+    char *key;      /* "{app}\n{connectionId}" (owned, the hash key) */
+    char *user;     /* owned */
+    int64_t exp_ms; /* wall clock */
+    UT_hash_handle hh;
+};
+
+int pg_push_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > PUSH_ID_MAX || !pg_utf8_valid(id, n))
+        return 0;
+    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
+        if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '+' || *p == '#')
+            return 0; /* one MQTT topic level, printable */
+    return 1;
+}
+
+/* ---- the registration table ------------------------------------------------------- */
+
+static char *reg_key(const char *app, const char *conn)
+{
+    size_t n = strlen(app) + strlen(conn) + 2;
+    char *k = malloc(n);
+    if (k)
+        snprintf(k, n, "%s\n%s", app, conn);
+    return k;
+}
+
+static void reg_drop(struct pg_gw *gw, struct pg_push_reg *r)
+{
+    HASH_DEL(gw->push_regs, r);
+    free(r->key);
+    free(r->user);
+    free(r);
+}
+
+static void reg_set(struct pg_gw *gw, const char *app, const char *conn, const char *user, int64_t exp_ms)
+{
+    struct pg_push_reg *r;
+    char *k = reg_key(app, conn), *u = strdup(user);
+    if (!k || !u)
+        goto fail;
+    HASH_FIND_STR(gw->push_regs, k, r);
+    if (r) {
+        free(k);
+        free(r->user);
+        r->user = u;
+        r->exp_ms = exp_ms;
+        return;
+    }
+    if (!(r = calloc(1, sizeof *r)))
+        goto fail;
+    r->key = k;
+    r->user = u;
+    r->exp_ms = exp_ms;
+    HASH_ADD_KEYPTR(hh, gw->push_regs, r->key, strlen(r->key), r);
+    return;
+fail:
+    pg_log(PG_LOG_ERROR, "push", "out of memory: registration of app=%s dropped", app);
+    free(k);
+    free(u);
+}
+
+static void reg_del(struct pg_gw *gw, const char *app, const char *conn)
+{
+    struct pg_push_reg *r;
+    char *k = reg_key(app, conn);
+    if (!k)
+        return;
+    HASH_FIND_STR(gw->push_regs, k, r);
+    if (r)
+        reg_drop(gw, r);
+    free(k);
+}
+
+const char *pg_push_registered_user(struct pg_gw *gw, const char *app, const char *conn)
+{
+    struct pg_push_reg *r;
+    char *k = reg_key(app, conn);
+    if (!k)
+        return NULL;
+    HASH_FIND_STR(gw->push_regs, k, r);
+    free(k);
+    if (r && r->exp_ms <= pg_now_ms()) {
+        reg_drop(gw, r);
+        r = NULL;
+    }
+    return r ? r->user : NULL;
+}
+
+/* The broker drops expired retained messages without telling subscribers: forget them here too. */
+static void sweep(lws_sorted_usec_list_t *sul)
+{
+    struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_push);
+    int64_t now = pg_now_ms();
+    struct pg_push_reg *r, *tmp;
+    HASH_ITER(hh, gw->push_regs, r, tmp) {
+        if (r->exp_ms <= now)
+            reg_drop(gw, r);
+    }
+    lws_sul_schedule(gw->ctx, 0, &gw->sul_push, sweep, SWEEP_INTERVAL_S * LWS_US_PER_SEC);
+}
+
+int pg_push_init(struct pg_gw *gw)
+{
+    char *filter = pg_topic(gw, "_ctl", "+", "reg/+");
+    int rc = filter ? pg_bridge_subscribe(gw->bridge, filter) : PG_ENOMEM;
+    free(filter);
+    if (rc == 0)
+        lws_sul_schedule(gw->ctx, 0, &gw->sul_push, sweep, SWEEP_INTERVAL_S * LWS_US_PER_SEC);
+    return rc;
+}
+
+void pg_push_free(struct pg_gw *gw)
+{
+    struct pg_push_reg *r, *tmp;
+    lws_sul_cancel(&gw->sul_push);
+    HASH_ITER(hh, gw->push_regs, r, tmp) {
+        reg_drop(gw, r);
+    }
+}
+
+int pg_push_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len)
+{
+    /* {root}/_ctl/{app}/reg/{connectionId} */
+    size_t rl = strlen(gw->cfg->topic_root);
+    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || strncmp(topic + rl, "/_ctl/", 6) != 0)
+        return 0;
+    const char *app = topic + rl + 6, *slash = strchr(app, '/');
+    if (!slash || strncmp(slash, "/reg/", 5) != 0)
+        return 0;
+    const char *conn = slash + 5;
+    char app_id[128];
+    if (slash == app || (size_t)(slash - app) >= sizeof app_id || !pg_push_id_valid(conn))
+        return 1;
+    snprintf(app_id, sizeof app_id, "%.*s", (int)(slash - app), app);
+    if (!len) { /* an operator (or a test) cleared the retained registration */
+        reg_del(gw, app_id, conn);
+        return 1;
+    }
+    json_t *o = json_loadb(payload, len, 0, NULL);
+    const char *user = json_string_value(json_object_get(o, "user"));
+    json_t *exp = json_object_get(o, "exp");
+    if (user && pg_push_id_valid(user) && json_is_integer(exp) && json_integer_value(exp) > pg_now_ms())
+        reg_set(gw, app_id, conn, user, json_integer_value(exp));
+    else
+        reg_del(gw, app_id, conn);
+    json_decref(o);
+    return 1;
+}
+
+/* ---- recipients ---------------------------------------------------------------------- */
+
+static size_t live_members(const struct pg_channel *ch)
+{
+    size_t n = 0;
+    const struct pg_member *m;
+    DL_FOREACH(ch->members, m) n += m->live ? 1 : 0;
+    return n;
+}
+
+json_t *pg_push_local_users(struct pg_gw *gw)
+{
+    json_t *apps = json_object();
+    size_t pl = strlen(PG_USER_CHANNEL_PREFIX);
+    struct pg_app *a, *atmp;
+    HASH_ITER(hh, gw->apps, a, atmp) {
+        json_t *users = NULL;
+        struct pg_channel *ch, *ctmp;
+        HASH_ITER(hh, a->channels, ch, ctmp) {
+            size_t n = strncmp(ch->name, PG_USER_CHANNEL_PREFIX, pl) ? 0 : live_members(ch);
+            if (n && (users || (users = json_object())))
+                json_object_set_new(users, ch->name + pl, json_integer((json_int_t)n));
+        }
+        if (users)
+            json_object_set_new(apps, a->id, users);
+    }
+    return apps;
+}
+
+static uint64_t recipients(struct pg_gw *gw, struct pg_app *app, const char *user)
+{
+    uint64_t n = pg_cluster_peer_count(gw, "users", app->id, user);
+    size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(user) + 1;
+    char *name = malloc(cl);
+    struct pg_channel *ch = NULL;
+    if (name) {
+        snprintf(name, cl, "%s%s", PG_USER_CHANNEL_PREFIX, user);
+        HASH_FIND_STR(app->channels, name, ch);
+        free(name);
+    }
+    return n + (ch ? live_members(ch) : 0);
+}
+
+/* ---- routes -------------------------------------------------------------------------- */
+
+/* The app whose push_token the request carries, or NULL. */
+static struct pg_app *token_app(struct pg_gw *gw, struct lws *wsi)
+{
+    char tok[TOKEN_MAX];
+    struct pg_app *a, *tmp, *found = NULL;
+    /* lws knows this header (WSI_TOKEN_X_AUTH_TOKEN), so it never reaches lws_hdr_custom_copy() */
+    if (pg_http_header(wsi, WSI_TOKEN_X_AUTH_TOKEN, tok, sizeof tok) <= 0)
+        return NULL;
+    size_t tl = strlen(tok);
+    HASH_ITER(hh, gw->apps, a, tmp) {
+        const char *pt = a->conf->push_token;
+        /* compare with every app: how long this takes does not depend on which one matched */
+        if (pt && pg_secret_equal(tok, tl, pt, strlen(pt)) && !found)
+            found = a;
+    }
+    OPENSSL_cleanse(tok, sizeof tok);
+    return found;
+}
+
+/* Token, app state and user id; answers h and returns NULL when one is wrong. */
+static struct pg_app *authorize(struct pg_gw *gw, struct pg_http *h)
+{
+    struct pg_app *app = token_app(gw, h->wsi);
+    if (!app) {
+        pg_http_respond_error(h, 401, "X-AUTH-TOKEN missing or not a push token of any app");
+        return NULL;
+    }
+    if (!app->creds->active) {
+        pg_http_respond_error(h, 403, "app disabled");
+        return NULL;
+    }
+    if (!pg_push_id_valid(h->channel)) {
+        pg_http_respond_error(h, 400, "invalid userId (1-128 bytes of UTF-8 without / + #)");
+        return NULL;
+    }
+    return app;
+}
+
+struct reg_ack {
+    struct pg_gw *gw;
+    uint64_t serial;
+    int64_t exp_ms;
+    char *app, *user, *conn;
+};
+
+static void reg_acked(void *ud, int result)
+{
+    struct reg_ack *a = ud;
+    struct pg_http *h = pg_http_find(a->gw, a->serial);
+    if (result == 0) /* our own retained copy may arrive later than the backend's next request */
+        reg_set(a->gw, a->app, a->conn, a->user, a->exp_ms);
+    if (h) {
+        pg_http_unregister(a->gw, h);
+        h->waiting_ack = 0;
+        if (result == 0)
+            pg_http_respond_json(h, 200, json_pack("{s:s, s:s}", "userId", a->user, "connectionId", a->conn));
+        else if (result == PG_EDENIED)
+            pg_http_respond_error(h, 403, "the broker refused the registration");
+        else if (result == PG_ETIMEDOUT)
+            pg_http_respond_error(h, 504, "the broker did not acknowledge the registration in time");
+        else
+            pg_http_respond_error(h, 503, "broker unavailable, connection not registered");
+    }
+    free(a->app);
+    free(a->user);
+    free(a->conn);
+    free(a);
+}
+
+static void do_register(struct pg_gw *gw, struct pg_http *h)
+{
+    char conn[PUSH_ID_MAX + 1];
+    char *topic = NULL, *body = NULL;
+    struct reg_ack *a = NULL;
+    struct pg_app *app = authorize(gw, h);
+    if (!app)
+        return;
+    if (pg_http_query_arg(h->wsi, "connectionId", conn, sizeof conn) < 0 || !pg_push_id_valid(conn)) {
+        pg_http_respond_error(h, 400, "connectionId query argument missing or invalid (1-128 bytes, no / + #)");
+        return;
+    }
+    int64_t ttl_s = gw->cfg->push_registration_ttl_s;
+    int64_t exp_ms = pg_now_ms() + ttl_s * 1000;
+    size_t tl = strlen(gw->cfg->topic_root) + strlen(app->id) + strlen(conn) + 16;
+    json_t *o = json_pack("{s:s, s:I}", "user", h->channel, "exp", (json_int_t)exp_ms);
+    body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    a = calloc(1, sizeof *a);
+    topic = malloc(tl);
+    if (!body || !a || !topic || !(a->app = strdup(app->id)) || !(a->user = strdup(h->channel)) ||
+        !(a->conn = strdup(conn))) {
+        pg_http_respond_error(h, 500, "out of memory");
+        goto out;
+    }
+    snprintf(topic, tl, "%s/_ctl/%s/reg/%s", gw->cfg->topic_root, app->id, conn);
+    a->gw = gw;
+    a->exp_ms = exp_ms;
+    pg_http_wait(gw, h);
+    a->serial = h->serial;
+    int rc = pg_bridge_publish_expiring(gw->bridge, topic, body, strlen(body), NULL, 1, (uint32_t)ttl_s, reg_acked, a);
+    if (rc != 0) {
+        pg_http_unregister(gw, h);
+        h->waiting_ack = 0;
+        pg_http_respond_error(h, rc == PG_EBUSY ? 503 : 500,
+                              rc == PG_EBUSY ? "broker unavailable, connection not registered" : "cannot register");
+        goto out;
+    }
+    pg_log(PG_LOG_DEBUG, "push", "register app=%s user=%s connection=%.4s***", app->id, h->channel, conn);
+    a = NULL; /* reg_acked owns it now */
+out:
+    if (a) {
+        free(a->app);
+        free(a->user);
+        free(a->conn);
+        free(a);
+    }
+    free(topic);
+    free(body);
+}
+
+static void do_push(struct pg_gw *gw, struct pg_http *h)
+{
+    struct pg_app *app = authorize(gw, h);
+    if (!app)
+        return;
+    if (h->body_too_big) {
+        pg_http_respond_error(h, 413, "body larger than max_body_bytes");
+        return;
+    }
+    json_t *o = h->body_len ? json_loadb(h->body, h->body_len, 0, NULL) : NULL;
+    json_t *message = json_object_get(o, "message");
+    if (!message || json_is_null(message)) {
+        json_decref(o);
+        pg_http_respond_error(h, 400, "body must be a JSON object {\"message\": …}");
+        return;
+    }
+    char *payload = json_dumps(message, JSON_COMPACT | JSON_ENCODE_ANY);
+    char *topic = pg_topic(gw, app->id, "u", h->channel);
+    json_decref(o);
+    if (!payload || !topic) {
+        pg_http_respond_error(h, 500, "out of memory");
+    } else if (strlen(payload) > gw->cfg->max_message_bytes) {
+        pg_http_respond_error(h, 413, "message larger than max_message_bytes");
+    } else {
+        /* counted before the publish: the sessions this message is addressed to, as this node knows them */
+        uint64_t n = recipients(gw, app, h->channel);
+        const char *props[] = {"event", "message", NULL};
+        pg_http_publish(gw, h, app->id, topic, payload, strlen(payload), props,
+                        json_pack("{s:I}", "recipients", (json_int_t)n));
+    }
+    free(payload);
+    free(topic);
+}
+
+static void status_ping(struct pg_gw *gw, struct pg_http *h)
+{
+    (void)gw;
+    pg_http_respond(h, 200, "text/plain; charset=utf-8", "pong", 4); /* notification-socket.io's answer */
+}
+
+static void status_info(struct pg_gw *gw, struct pg_http *h)
+{
+    (void)gw;
+    pg_http_respond_json(h, 200, json_pack("{s:s, s:s}", "name", "pushgate", "version", PUSHGATE_VERSION));
+}
 
 int pg_push_route(struct pg_gw *gw, struct pg_http *h)
 {
     (void)gw;
-    (void)h;
-    return 0;
+    if (!strcmp(h->path, "/socket.io/") || !strcmp(h->path, "/socket.io")) {
+        h->on_body = pg_sio_http;
+        return 1;
+    }
+    if (strncmp(h->path, "/api/", 5) != 0)
+        return 0;
+    if (!strcmp(h->path, "/api/status/ping") || !strcmp(h->path, "/api/status/info")) {
+        if (h->method != PG_GET)
+            pg_http_respond_error(h, 405, "method not allowed");
+        else
+            h->on_body = h->path[12] == 'p' ? status_ping : status_info;
+        return 1;
+    }
+    const char *user = h->path + 5, *slash = strchr(user, '/');
+    if (!slash)
+        return 0;
+    int reg = !strcmp(slash, "/register"), push = !strcmp(slash, "/push");
+    size_t ul = (size_t)(slash - user);
+    /* the admin API's namespaces are never user ids */
+    if ((!reg && !push) || (ul == 5 && !strncmp(user, "admin", 5)) || (ul == 4 && !strncmp(user, "apps", 4)))
+        return 0;
+    if (h->method != (reg ? PG_PUT : PG_POST)) {
+        pg_http_respond_error(h, 405, reg ? "use PUT to register" : "use POST to push");
+        return 1;
+    }
+    /* the user id rides in h->channel (owned by h, freed with it) */
+    if (!(h->channel = strndup(user, ul))) {
+        pg_http_respond_error(h, 500, "out of memory");
+        return 1;
+    }
+    /* the token is checked once the body is read, so an early answer never races a body still arriving */
+    h->on_body = reg ? do_register : do_push;
+    return 1;
 }

@@ -23,13 +23,22 @@ struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial)
     return s;
 }
 
+/* A socket.io session may have no WebSocket (long-polling): sio.c answers its parked request instead. */
+static void session_wake(struct pg_session *s)
+{
+    if (s->proto == PG_PROTO_SIO)
+        pg_sio_wake(s);
+    else
+        lws_callback_on_writable(s->wsi);
+}
+
 void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
 {
     if (s->close_code)
         return;
     s->close_code = code;
     snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
-    lws_callback_on_writable(s->wsi);
+    session_wake(s);
 }
 
 void pg_session_send(struct pg_session *s, struct pg_msg *m)
@@ -50,7 +59,7 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
         pg_session_close(s, 1011, "out of memory");
         return;
     }
-    lws_callback_on_writable(s->wsi);
+    session_wake(s);
 }
 
 void pg_session_send_json(struct pg_session *s, json_t *obj)
@@ -72,8 +81,8 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
     return s->app->creds->require_auth ? 401 : 0;
 }
 
-int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
-               const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
+int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
+                     const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
 {
     const char *all[16];
     char ts[24];
@@ -84,11 +93,7 @@ int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const voi
     all[n++] = "ts";
     all[n++] = ts;
     all[n] = NULL;
-    char *topic = pg_channel_topic(gw, app, channel);
-    if (!topic)
-        return PG_ENOMEM;
     int rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, cb, cb_ud);
-    free(topic);
     struct pg_app *a = pg_app_find(gw, app, strlen(app));
     if (a && rc == 0)
         a->stats.published++;
@@ -97,7 +102,18 @@ int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const voi
     return rc;
 }
 
-static void session_closed(struct pg_gw *gw, struct pg_session *s)
+int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
+               const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
+{
+    char *topic = pg_channel_topic(gw, app, channel);
+    if (!topic)
+        return PG_ENOMEM;
+    int rc = pg_publish_topic(gw, app, topic, payload, len, props, cb, cb_ud);
+    free(topic);
+    return rc;
+}
+
+void pg_session_release(struct pg_gw *gw, struct pg_session *s)
 {
     if (!s->serial)
         return; /* never opened */
@@ -192,6 +208,8 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         enum pg_proto proto;
         if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || pg_ws_path(gw, path, &proto, &s->app) != 0)
             return -1;
+        if (proto == PG_PROTO_SIO)
+            return pg_sio_ws_open(gw, wsi, c);
         s->gw = gw;
         s->wsi = wsi;
         s->serial = ++gw->next_serial;
@@ -202,11 +220,18 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
+        if (c->is_sio)
+            return pg_sio_ws_receive(c, wsi, in, len);
         return ws_receive(gw, &c->u.ws, wsi, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
+        if (c->is_sio)
+            return pg_sio_ws_writeable(c, wsi);
         return ws_writeable(&c->u.ws, wsi);
     case LWS_CALLBACK_CLOSED:
-        session_closed(gw, &c->u.ws);
+        if (c->is_sio)
+            pg_sio_ws_closed(c, wsi);
+        else
+            pg_session_release(gw, &c->u.ws);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* fires on every lws_cancel_service(): keep it cheap */
@@ -304,14 +329,17 @@ static void bridge_on_state(void *ud, int connected)
 {
     struct pg_gw *gw = ud;
     pg_log(connected ? PG_LOG_INFO : PG_LOG_WARN, "bridge", "broker %s", connected ? "connected" : "disconnected");
-    if (connected)
+    if (connected) {
         pg_cluster_connected(gw);
+        pg_apps_connected(gw);
+    }
 }
 
 static void bridge_on_message(void *ud, const char *topic, const void *payload, size_t len,
                               const struct pg_bridge_prop *props, size_t nprops)
 {
-    if (!pg_cluster_on_message(ud, topic, payload, len))
+    if (!pg_push_on_message(ud, topic, payload, len) && /* before cluster.c, which claims every _ctl topic */
+        !pg_cluster_on_message(ud, topic, payload, len) && !pg_apps_on_message(ud, topic, payload, len, props, nprops))
         pg_channels_deliver(ud, topic, payload, len, props, nprops);
 }
 
@@ -329,6 +357,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_cluster_tick(gw);
     pg_webhooks_tick(gw->webhooks);
     pg_dashboard_tick(gw);
+    pg_apps_tick(gw);
     if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 &&
                           pg_webhooks_pending(gw->webhooks) == 0) ||
                          pg_mono_ms() >= gw->drain_deadline))
@@ -352,28 +381,10 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static int apps_init(struct pg_gw *gw)
-{
-    for (size_t i = 0; i < gw->cfg->napps; i++) {
-        struct pg_app *a = calloc(1, sizeof *a);
-        if (!a)
-            return PG_ENOMEM;
-        a->creds = &gw->cfg->apps[i].creds;
-        a->conf = &gw->cfg->apps[i];
-        HASH_ADD_KEYPTR(hh, gw->apps, a->creds->id, strlen(a->creds->id), a);
-    }
-    return 0;
-}
-
 static void apps_free(struct pg_gw *gw)
 {
-    struct pg_app *a, *tmp;
     pg_cluster_free(gw);
-    HASH_ITER(hh, gw->apps, a, tmp) {
-        HASH_DEL(gw->apps, a);
-        pg_presence_free(a);
-        free(a);
-    }
+    pg_apps_free(gw);
 }
 
 int pg_server_run(struct pg_config *cfg);
@@ -392,7 +403,7 @@ int pg_server_run(struct pg_config *cfg)
         snprintf(gw.node_id, sizeof gw.node_id, "%s", cfg->node_id);
     else if (pg_random_token(gw.node_id, 12) != 0)
         return 1;
-    if (apps_init(&gw) != 0)
+    if (pg_apps_init(&gw) != 0)
         goto out;
 
     snprintf(client_id, sizeof client_id, "pushgate-%s", gw.node_id);
@@ -449,7 +460,7 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
            cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
-    if (pg_cluster_init(&gw) != 0)
+    if (pg_cluster_init(&gw) != 0 || pg_push_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
@@ -463,6 +474,8 @@ out:
     if (gw.ctx) {
         lws_sul_cancel(&gw.sul_tick);
         signal_ctx = NULL;
+        pg_sio_shutdown(&gw); /* socket.io sessions are not lws's: free them while the context still runs */
+        pg_push_free(&gw);    /* its sweep timer lives in the context */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */

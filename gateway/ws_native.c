@@ -106,6 +106,11 @@ static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
         snprintf(err, sizeof err, "token's client claim does not match this connection's client_id");
         rc = PG_EAUTH;
     }
+    if (rc == 0 && (pg_revoked(s->gw, s->app->id, "jti", pg_token_jti(tok)) ||
+                    pg_revoked(s->gw, s->app->id, "client", s->client_id))) {
+        snprintf(err, sizeof err, "credential revoked");
+        rc = PG_EAUTH;
+    }
     if (rc != 0) {
         pg_token_free(tok);
         pg_log(PG_LOG_INFO, "native", "authenticate refused app=%s client=%s: %s", s->app->creds->id, s->client_id,

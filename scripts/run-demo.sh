@@ -13,6 +13,7 @@ chmod 700 var
 # Fresh broker credentials for the gateway and an operator account on every run; never committed.
 gw_pw=$(openssl rand -hex 16)
 op_pw=$(openssl rand -hex 8)
+admin_pw=$(openssl rand -hex 12)
 rm -f var/mosquitto.passwd
 mosquitto_passwd -b -c var/mosquitto.passwd pushgate "$gw_pw" 2>/dev/null
 mosquitto_passwd -b var/mosquitto.passwd operator "$op_pw" 2>/dev/null
@@ -42,7 +43,9 @@ cat <<MSG
   device:      mosquitto_sub -h 127.0.0.1 -u demo -i device-1 -t 'pushgate/demo/c/#' -v
                mosquitto_pub -h 127.0.0.1 -u demo -i device-2 -t pushgate/demo/c/main -m 'hello from MQTT'
   operator:    mosquitto_sub -h 127.0.0.1 -u operator -P $op_pw -v -t 'pushgate/#'
+  admin API:   curl --data "app[name]=foo-app" http://admin:$admin_pw@127.0.0.1:8080/api/admin/apps
+  dashboard:   http://127.0.0.1:8080/dashboard/demo   (user admin, password $admin_pw)
 
 MSG
 
-PUSHGATE_BROKER_PASSWORD="$gw_pw" ./build/gateway/pushgate --config conf/pushgate.conf
+PUSHGATE_BROKER_PASSWORD="$gw_pw" PUSHGATE_ADMIN_PASSWORD="$admin_pw" ./build/gateway/pushgate --config conf/pushgate.conf

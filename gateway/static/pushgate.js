@@ -10,7 +10,8 @@
  *       drone.publish({room: 'main', message: 'hey!'});
  *   });
  *
- * Drone events: open(err), authenticate(err), error(err), disconnect(ev), reconnect, close(ev).
+ * Drone events: open(err), authenticate(err), error(err), disconnect(ev), reconnect, close(ev),
+ * broadcast(event, message, meta) for app-wide events (POST /api/apps/{app}/events with topic "#general").
  * Room events:  open(err), data(message, meta), message({data, room, clientId, timestamp}), error(err).
  *
  * Plain ES5, no dependencies. Also loads under node (module.exports) when a WebSocket implementation is passed
@@ -345,6 +346,9 @@
         }
         if (frame.type === 'message') {
             this._dispatch(frame);
+        } else if (frame.type === 'broadcast') {
+            // app-wide ("#general") events reach every session, whatever its rooms
+            this.emit('broadcast', frame.event, frame.message, {timestamp: frame.timestamp});
         } else if (frame.type === 'error') {
             this.emit('error', toError(frame.error));
         }

@@ -1,0 +1,934 @@
+/*
+ * socket.io protocol 5 over Engine.IO 4 at /socket.io/: what socket.io-client
+ * 3 and 4 speak, for notification-socket.io's clients.
+ *
+ * Engine.IO is the transport layer. A session (sid) starts either with an
+ * HTTP long-polling handshake (GET ?EIO=4&transport=polling) or directly on a
+ * WebSocket (?EIO=4&transport=websocket). Polling: a GET waits until there is
+ * something to send (at least the server's ping every sio_ping_interval_ms)
+ * and carries every queued packet, separated by \x1e; a POST carries the
+ * client's packets. Upgrade: the client opens a WebSocket with the sid, sends
+ * "2probe", gets "3probe", lets its pending GET finish (we answer it with the
+ * noop "6") and sends "5"; from then on the WebSocket is the transport.
+ *
+ * socket.io rides in Engine.IO message packets ("4"): CONNECT "0[/nsp,]",
+ * EVENT "2[/nsp,][ack]["name",…]", DISCONNECT "1[/nsp,]". The namespace names
+ * the app: "/" is default_app (empty: the first configured app), "/{appId}"
+ * that app; one namespace per Engine.IO session. Events from clients:
+ *   ["register", userId, connectionId]  the backend registered that pair (push_api.c)
+ *                                       and it has not expired: the session joins the
+ *                                       user's channel "#server-to-user-{userId}" and
+ *                                       gets ["registered", {"userId"}] once it is live,
+ *                                       then each push as ["message", <message>];
+ *                                       otherwise ["error", {"message"}] and nothing more
+ *   ["disconnect"]                      (notification-socket.io's old clients) leave
+ * Binary packets are refused; a malformed packet ends its own session only.
+ *
+ * Ownership: struct pg_sio is allocated here and embeds the generic session;
+ * it is freed by sio_destroy(), only ever from a timer callback (sul_free) or
+ * at shutdown, so no fan-out, close or lws callback frees what it iterates.
+ * A parked GET is found again by its pg_http serial; a WebSocket reaches its
+ * session through struct pg_conn.sio, cleared when the session goes.
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+#define SID_LEN 20
+#define NSP_MAX 80
+#define CLOSE_GRACE_MS 1000   /* a polling client we close gets this long to fetch the close packet */
+#define REGISTER_RETRY_MS 500 /* a registration made through another node may still be on its way here */
+#define TEXT_PLAIN "text/plain; charset=UTF-8"
+
+struct pg_sio {
+    struct pg_session s; /* first: channels.c and server.c see &x->s */
+    char sid[SID_LEN + 1];
+    char sock_id[SID_LEN + 1]; /* socket.io's id of the namespace socket */
+    struct lws *ws;            /* WebSocket: probing until upgraded, then the transport (also s.wsi) */
+    int upgraded;              /* ws is the transport (from the start for a direct WebSocket) */
+    int probing;               /* "2probe" seen, "5" not yet: polling GETs are answered at once */
+    int probe_reply;           /* "3probe" waits for ws to be writeable */
+    int ping_out;              /* our ping waits for its pong */
+    int close_timer;           /* closing while polling: sul_free armed for CLOSE_GRACE_MS */
+    int dead;                  /* sul_free armed to destroy at once; nothing more is done */
+    uint64_t get_serial;       /* the parked polling GET (pg_http serial); 0: none */
+    char *nsp;                 /* the connected namespace; NULL: none */
+    char *user, *conn;         /* the registration this session listens for */
+    char *pend_user, *pend_conn; /* a register waiting for its registration to arrive */
+    char origin[256];          /* Origin of the opening request ("" if none) */
+    lws_sorted_usec_list_t sul_ping, sul_free, sul_register;
+    UT_hash_handle hh_sid; /* gw->sio_sessions */
+};
+
+static struct pg_sio *sio_of(const struct pg_session *s)
+{
+    return (struct pg_sio *)(uintptr_t)s; /* s is the first member */
+}
+
+static struct pg_sio *sio_find(struct pg_gw *gw, const char *sid)
+{
+    struct pg_sio *x;
+    HASH_FIND(hh_sid, gw->sio_sessions, sid, strlen(sid), x);
+    return x && !x->dead ? x : NULL;
+}
+
+static int64_t cfg_ms(long long v)
+{
+    return (int64_t)v;
+}
+
+/* ---- lifetime ------------------------------------------------------------------------- */
+
+static void detach_ws(struct pg_sio *x)
+{
+    if (!x->ws)
+        return;
+    struct pg_conn *c = lws_wsi_user(x->ws);
+    if (c && c->sio == &x->s)
+        c->sio = NULL;
+    lws_callback_on_writable(x->ws); /* with no session behind it, its next WRITEABLE closes it */
+    x->ws = NULL;
+    x->s.wsi = NULL;
+}
+
+static struct pg_http *parked_get(struct pg_sio *x)
+{
+    struct pg_http *h = x->get_serial ? pg_http_find(x->s.gw, x->get_serial) : NULL;
+    if (!h)
+        x->get_serial = 0; /* the client went away meanwhile */
+    return h;
+}
+
+static void sio_destroy(struct pg_sio *x)
+{
+    struct pg_gw *gw = x->s.gw;
+    lws_sul_cancel(&x->sul_ping);
+    lws_sul_cancel(&x->sul_free);
+    lws_sul_cancel(&x->sul_register);
+    detach_ws(x);
+    struct pg_http *h = parked_get(x);
+    if (h) {
+        pg_http_unregister(gw, h);
+        h->waiting_ack = 0;
+        pg_http_respond(h, 200, TEXT_PLAIN, "1", 1); /* Engine.IO close */
+    }
+    pg_log(PG_LOG_DEBUG, "socketio", "session closed sid=%s app=%s", x->sid, x->s.app ? x->s.app->id : "-");
+    HASH_DELETE(hh_sid, gw->sio_sessions, x);
+    pg_session_release(gw, &x->s);
+    free(x->nsp);
+    free(x->user);
+    free(x->conn);
+    free(x->pend_user);
+    free(x->pend_conn);
+    free(x);
+}
+
+static void free_due(lws_sorted_usec_list_t *sul)
+{
+    sio_destroy(lws_container_of(sul, struct pg_sio, sul_free));
+}
+
+/* End the session now; it is destroyed from the loop, after whatever is running returns. */
+static void sio_kill(struct pg_sio *x)
+{
+    if (x->dead)
+        return;
+    x->dead = 1;
+    if (!x->s.close_code)
+        x->s.close_code = 1000; /* pg_session_send queues nothing more */
+    lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_free, free_due, 1);
+}
+
+/* ---- output -------------------------------------------------------------------------- */
+
+static void send_raw(struct pg_sio *x, const char *text, size_t len)
+{
+    struct pg_msg *m = pg_msg_new(text, len);
+    if (!m) {
+        sio_kill(x);
+        return;
+    }
+    pg_session_send(&x->s, m);
+    pg_msg_unref(m);
+}
+
+/* "4" + socket.io type + "/nsp," (not for "/") + JSON text; caller frees. */
+static char *sio_frame(char type, const char *nsp, const char *json, size_t *len)
+{
+    size_t nl = nsp && strcmp(nsp, "/") ? strlen(nsp) : 0, jl = json ? strlen(json) : 0;
+    size_t n = 2 + (nl ? nl + 1 : 0) + jl;
+    char *b = malloc(n + 1);
+    if (!b)
+        return NULL;
+    b[0] = '4';
+    b[1] = type;
+    if (nl) {
+        memcpy(b + 2, nsp, nl);
+        b[2 + nl] = ',';
+    }
+    if (jl)
+        memcpy(b + n - jl, json, jl);
+    b[n] = '\0';
+    *len = n;
+    return b;
+}
+
+static void sio_send(struct pg_sio *x, char type, const char *nsp, json_t *data /* stolen; may be NULL */)
+{
+    char *js = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+    int failed = data && !js;
+    json_decref(data);
+    size_t n = 0;
+    char *f = failed ? NULL : sio_frame(type, nsp, js, &n);
+    if (f)
+        send_raw(x, f, n);
+    else
+        sio_kill(x);
+    free(f);
+    free(js);
+}
+
+static void sio_event(struct pg_sio *x, const char *name, json_t *arg /* stolen */)
+{
+    sio_send(x, '2', x->nsp, arg ? json_pack("[s, o]", name, arg) : NULL);
+}
+
+static void sio_error(struct pg_sio *x, const char *message)
+{
+    sio_event(x, "error", json_pack("{s:s}", "message", message));
+}
+
+/* Answer a polling GET with everything queued (the close packet last when closing), or the noop. */
+static void flush_get(struct pg_sio *x, struct pg_http *h, int noop_only)
+{
+    struct pg_gw *gw = x->s.gw;
+    size_t cap = x->s.q.bytes + x->s.q.count + 2, n = 0;
+    char *b = malloc(cap);
+    pg_http_unregister(gw, h);
+    h->waiting_ack = 0;
+    x->get_serial = 0;
+    if (!b) {
+        pg_http_respond_error(h, 500, "out of memory");
+        sio_kill(x);
+        return;
+    }
+    struct pg_msg *m;
+    while (!noop_only && (m = pg_outq_peek(&x->s.q)) != NULL) {
+        if (n)
+            b[n++] = '\x1e';
+        memcpy(b + n, pg_msg_data(m), m->len);
+        n += m->len;
+        if (x->s.app) {
+            x->s.app->stats.frames_out++;
+            x->s.app->stats.bytes_out += m->len;
+        }
+        pg_outq_pop(&x->s.q);
+    }
+    int closing = x->s.close_code && !noop_only;
+    if (closing) {
+        if (n)
+            b[n++] = '\x1e';
+        b[n++] = '1';
+    }
+    if (!n)
+        b[n++] = '6';
+    pg_http_respond(h, 200, TEXT_PLAIN, b, n);
+    free(b);
+    if (closing)
+        sio_kill(x);
+}
+
+void pg_sio_wake(struct pg_session *s)
+{
+    struct pg_sio *x = sio_of(s);
+    if (x->dead)
+        return;
+    if (x->upgraded) {
+        if (x->ws)
+            lws_callback_on_writable(x->ws);
+        return;
+    }
+    struct pg_http *h = parked_get(x);
+    if (h) {
+        flush_get(x, h, 0);
+    } else if (s->close_code && !x->close_timer) {
+        x->close_timer = 1;
+        lws_sul_schedule(s->gw->ctx, 0, &x->sul_free, free_due, CLOSE_GRACE_MS * LWS_US_PER_MS);
+    }
+}
+
+int pg_sio_nsp_slot(const struct pg_session *s)
+{
+    const struct pg_sio *x = sio_of(s);
+    return x->nsp && strcmp(x->nsp, "/") ? 1 : 0;
+}
+
+void pg_sio_encode(const struct pg_session *s, const void *payload, size_t len, const struct pg_bridge_prop *props,
+                   size_t nprops, struct pg_msg **out)
+{
+    const char *event = "message";
+    for (size_t i = 0; i < nprops; i++)
+        if (!strcmp(props[i].name, "event"))
+            event = props[i].value;
+    json_t *data = json_loadb(payload, len, JSON_DECODE_ANY, NULL);
+    if (!data)
+        data = pg_utf8_valid(payload, len) ? json_stringn(payload, len) : pg_binary_json(payload, len);
+    json_t *arr = data ? json_pack("[s, o]", event, data) : NULL;
+    char *js = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    size_t n = 0;
+    char *f = js ? sio_frame('2', sio_of(s)->nsp, js, &n) : NULL;
+    *out = f ? pg_msg_new(f, n) : NULL;
+    free(f);
+    free(js);
+}
+
+/* ---- heartbeat ----------------------------------------------------------------------- */
+
+static void ping_due(lws_sorted_usec_list_t *sul)
+{
+    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_ping);
+    struct pg_gw *gw = x->s.gw;
+    if (x->dead || x->s.close_code)
+        return;
+    if (x->ping_out) {
+        pg_log(PG_LOG_INFO, "socketio", "no pong in time, closing sid=%s", x->sid);
+        sio_kill(x);
+        return;
+    }
+    x->ping_out = 1;
+    send_raw(x, "2", 1);
+    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, cfg_ms(gw->cfg->sio_ping_timeout_ms) * LWS_US_PER_MS);
+}
+
+/* ---- sessions ------------------------------------------------------------------------ */
+
+static struct pg_app *default_app(struct pg_gw *gw)
+{
+    const char *id = gw->cfg->default_app && *gw->cfg->default_app ? gw->cfg->default_app
+                     : gw->cfg->napps                               ? gw->cfg->apps[0].creds.id
+                                                                    : NULL;
+    return id ? pg_app_find(gw, id, strlen(id)) : NULL;
+}
+
+static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
+{
+    struct pg_sio *x = calloc(1, sizeof *x);
+    if (!x)
+        return NULL;
+    if (pg_random_token(x->sid, SID_LEN) != 0 || pg_random_token(x->sock_id, SID_LEN) != 0 ||
+        pg_http_header(wsi, WSI_TOKEN_ORIGIN, x->origin, sizeof x->origin) < 0) {
+        free(x);
+        return NULL;
+    }
+    x->s.gw = gw;
+    x->s.proto = PG_PROTO_SIO;
+    x->s.app = default_app(gw); /* until a CONNECT names the namespace: counted somewhere meanwhile */
+    snprintf(x->s.client_id, sizeof x->s.client_id, "%s", x->sid);
+    x->s.last_rx_ms = pg_mono_ms();
+    x->s.serial = ++gw->next_serial;
+    HASH_ADD(hh, gw->sessions, serial, sizeof x->s.serial, &x->s);
+    gw->nsessions++;
+    HASH_ADD_KEYPTR(hh_sid, gw->sio_sessions, x->sid, strlen(x->sid), x);
+    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, cfg_ms(gw->cfg->sio_ping_interval_ms) * LWS_US_PER_MS);
+    pg_log(PG_LOG_DEBUG, "socketio", "session opened sid=%s", x->sid);
+    return x;
+}
+
+/* 0{"sid","upgrades","pingInterval","pingTimeout","maxPayload"}; caller frees. */
+static char *open_packet(struct pg_sio *x, int can_upgrade)
+{
+    const struct pg_config *c = x->s.gw->cfg;
+    json_t *o = json_pack("{s:s, s:[], s:I, s:I, s:I}", "sid", x->sid, "upgrades", "pingInterval",
+                          (json_int_t)c->sio_ping_interval_ms, "pingTimeout", (json_int_t)c->sio_ping_timeout_ms,
+                          "maxPayload", (json_int_t)c->sio_max_payload_bytes);
+    if (o && can_upgrade)
+        json_array_append_new(json_object_get(o, "upgrades"), json_string("websocket"));
+    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    char *p = js ? malloc(strlen(js) + 2) : NULL;
+    if (p)
+        snprintf(p, strlen(js) + 2, "0%s", js);
+    free(js);
+    return p;
+}
+
+static int origin_allowed(const struct pg_app *app, const char *origin)
+{
+    if (!app->conf->allowed_origins || !*origin) /* like WebSockets: only browsers send Origin */
+        return 1;
+    for (char **o = app->conf->allowed_origins; *o; o++)
+        if (!strcmp(*o, origin))
+            return 1;
+    return 0;
+}
+
+/* ---- socket.io: namespaces and registration ------------------------------------------ */
+
+static void ns_leave(struct pg_sio *x)
+{
+    if (x->user) {
+        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(x->user) + 1;
+        char *ch = malloc(n);
+        if (ch) {
+            snprintf(ch, n, "%s%s", PG_USER_CHANNEL_PREFIX, x->user);
+            pg_channel_leave(&x->s, ch);
+            free(ch);
+        }
+    }
+    free(x->user);
+    free(x->conn);
+    free(x->pend_user);
+    free(x->pend_conn);
+    x->user = x->conn = x->pend_user = x->pend_conn = NULL;
+    lws_sul_cancel(&x->sul_register);
+}
+
+static void registered(struct pg_sio *x, const char *channel)
+{
+    struct pg_member *m;
+    HASH_FIND_STR(x->s.subs, channel, m);
+    if (m)
+        m->live = 1; /* now counted as a recipient (the node snapshot says so) */
+    pg_cluster_changed(x->s.gw);
+    pg_log(PG_LOG_DEBUG, "socketio", "registered sid=%s app=%s user=%s", x->sid, x->s.app->id, x->user);
+    sio_event(x, "registered", json_pack("{s:s}", "userId", x->user));
+}
+
+struct join_ack {
+    struct pg_gw *gw;
+    uint64_t serial;
+    char *channel;
+};
+
+static void join_acked(void *ud, int result)
+{
+    struct join_ack *a = ud;
+    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    struct pg_sio *x = s && s->proto == PG_PROTO_SIO ? sio_of(s) : NULL;
+    struct pg_member *m = NULL;
+    if (x)
+        HASH_FIND_STR(x->s.subs, a->channel, m);
+    if (m && !x->dead && result == 0) {
+        registered(x, a->channel);
+    } else if (m && !x->dead) {
+        ns_leave(x);
+        sio_error(x, "cannot register now: broker unavailable, try again");
+    }
+    free(a->channel);
+    free(a);
+}
+
+static void register_retry(lws_sorted_usec_list_t *sul);
+
+static void try_register(struct pg_sio *x, const char *user, const char *conn, int first)
+{
+    const char *owner = pg_push_registered_user(x->s.gw, x->s.app->id, conn);
+    if (!owner && first) {
+        free(x->pend_user);
+        free(x->pend_conn);
+        x->pend_user = strdup(user);
+        x->pend_conn = strdup(conn);
+        if (!x->pend_user || !x->pend_conn) {
+            sio_kill(x);
+            return;
+        }
+        lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_register, register_retry, REGISTER_RETRY_MS * LWS_US_PER_MS);
+        return;
+    }
+    if (!owner || strcmp(owner, user) != 0) {
+        pg_log(PG_LOG_INFO, "socketio", "register refused sid=%s app=%s user=%s connection=%.4s***", x->sid,
+               x->s.app->id, user, conn);
+        sio_error(x, "registration refused: connectionId unknown, expired or registered for another user");
+        return;
+    }
+    if (x->user && !strcmp(x->user, user)) { /* again, same user: already listening (or about to) */
+        free(x->conn);
+        x->conn = strdup(conn);
+        return;
+    }
+    ns_leave(x); /* one user per session: a register for another user replaces the previous one */
+    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(user) + 1;
+    struct join_ack *a = calloc(1, sizeof *a);
+    char *channel = malloc(n);
+    if (!a || !channel || !(x->user = strdup(user)) || !(x->conn = strdup(conn))) {
+        free(a);
+        free(channel);
+        sio_kill(x);
+        return;
+    }
+    snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, user);
+    a->gw = x->s.gw;
+    a->serial = x->s.serial;
+    a->channel = channel;
+    int rc = pg_channel_join(&x->s, channel, join_acked, a);
+    if (rc == 1)
+        return; /* join_acked follows */
+    if (rc == 0)
+        registered(x, channel);
+    free(a->channel);
+    free(a);
+    if (rc < 0) {
+        free(x->user);
+        free(x->conn);
+        x->user = x->conn = NULL;
+        sio_error(x, rc == PG_EBUSY ? "cannot register now: broker unavailable, try again" : "cannot register");
+    }
+}
+
+static void register_retry(lws_sorted_usec_list_t *sul)
+{
+    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_register);
+    char *user = x->pend_user, *conn = x->pend_conn;
+    x->pend_user = x->pend_conn = NULL;
+    if (!x->dead && user && conn && x->nsp)
+        try_register(x, user, conn, 0);
+    free(user);
+    free(conn);
+}
+
+static void on_register(struct pg_sio *x, json_t *args)
+{
+    char num[32];
+    json_t *ju = json_array_get(args, 1);
+    const char *user = json_string_value(ju), *conn = json_string_value(json_array_get(args, 2));
+    if (json_is_integer(ju)) { /* emit('register', 42, …): notification-socket.io's ids were object keys */
+        snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(ju));
+        user = num;
+    }
+    if (!user || !conn || !pg_push_id_valid(user) || !pg_push_id_valid(conn)) {
+        sio_error(x, "register needs a userId and a connectionId (1-128 bytes, no / + #)");
+        return;
+    }
+    try_register(x, user, conn, 1);
+}
+
+static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *data)
+{
+    char name[NSP_MAX + 1];
+    snprintf(name, sizeof name, "%.*s", (int)nl, nsp);
+    struct pg_gw *gw = x->s.gw;
+    struct pg_app *app = nl == 1 ? default_app(gw) : pg_app_find(gw, name + 1, nl - 1);
+    const char *why = NULL;
+    if (data && !json_is_object(data))
+        why = "CONNECT payload must be an object";
+    else if (!app)
+        why = "Invalid namespace";
+    else if (x->nsp && strcmp(x->nsp, name) != 0)
+        why = "one namespace per connection";
+    else if (!app->creds->active)
+        why = "App is disabled";
+    else if (!origin_allowed(app, x->origin))
+        why = "Origin not allowed";
+    if (why) {
+        pg_log(PG_LOG_INFO, "socketio", "connect refused sid=%s namespace=%s: %s", x->sid, name, why);
+        sio_send(x, '4', name, json_pack("{s:s}", "message", why));
+        return;
+    }
+    if (!x->nsp && !(x->nsp = strdup(name))) {
+        sio_kill(x);
+        return;
+    }
+    x->s.app = app;
+    sio_send(x, '0', name, json_pack("{s:s}", "sid", x->sock_id));
+}
+
+/* One socket.io packet (after the Engine.IO "4"); -1: malformed. */
+static int sio_packet(struct pg_sio *x, const char *p, size_t n)
+{
+    if (!n || p[0] < '0' || p[0] > '4')
+        return -1; /* 5, 6: binary packets, refused */
+    char type = p[0];
+    p++, n--;
+    const char *nsp = "/";
+    size_t nl = 1;
+    if (n && p[0] == '/') {
+        const char *comma = memchr(p, ',', n);
+        nl = comma ? (size_t)(comma - p) : n;
+        if (nl > NSP_MAX)
+            return -1;
+        nsp = p;
+        p += comma ? nl + 1 : nl;
+        n -= comma ? nl + 1 : nl;
+    }
+    int digits = 0;
+    while (n && isdigit((unsigned char)*p)) { /* an ack id: acknowledgements are not answered */
+        if (++digits > 15)
+            return -1;
+        p++, n--;
+    }
+    json_t *data = NULL;
+    if (n && !(data = json_loadb(p, n, JSON_DECODE_ANY, NULL)))
+        return -1;
+    int rc = 0;
+    int here = x->nsp && strlen(x->nsp) == nl && !memcmp(x->nsp, nsp, nl);
+    switch (type) {
+    case '0':
+        ns_connect(x, nsp, nl, data);
+        break;
+    case '1':
+        if (here) {
+            ns_leave(x);
+            free(x->nsp);
+            x->nsp = NULL;
+        }
+        break;
+    case '2': {
+        const char *name = json_string_value(json_array_get(data, 0));
+        if (!name) {
+            rc = -1;
+        } else if (!here) {
+            /* an event for a namespace it did not join: socket.io ignores it too */
+        } else if (!strcmp(name, "register")) {
+            on_register(x, data);
+        } else if (!strcmp(name, "disconnect")) {
+            ns_leave(x);
+        }
+        break;
+    }
+    case '3':
+        break;
+    default:
+        rc = -1; /* CONNECT_ERROR comes from servers only */
+    }
+    json_decref(data);
+    return rc;
+}
+
+/* One Engine.IO packet from either transport; -1: malformed. */
+static int eio_packet(struct pg_sio *x, const char *p, size_t n)
+{
+    struct pg_gw *gw = x->s.gw;
+    x->s.last_rx_ms = pg_mono_ms();
+    if (x->s.app) {
+        x->s.app->stats.frames_in++;
+        x->s.app->stats.bytes_in += n;
+    }
+    if (!n)
+        return -1;
+    switch (p[0]) {
+    case '1':
+        pg_session_close(&x->s, 1000, "closed by the client");
+        return 0;
+    case '2': { /* the client's ping (Engine.IO 3 habit): answer with the same data */
+        char pong[16];
+        if (n > sizeof pong)
+            return -1;
+        memcpy(pong, p, n);
+        pong[0] = '3';
+        send_raw(x, pong, n);
+        return 0;
+    }
+    case '3':
+        if (x->ping_out) {
+            x->ping_out = 0;
+            lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due,
+                             cfg_ms(gw->cfg->sio_ping_interval_ms) * LWS_US_PER_MS);
+        }
+        return 0;
+    case '4':
+        return sio_packet(x, p + 1, n - 1);
+    case '6':
+        return 0;
+    default:
+        return -1; /* 'b' (base64 binary), '0', '5' out of place, garbage */
+    }
+}
+
+/* ---- polling transport ------------------------------------------------------------------ */
+
+static void eio_error(struct pg_http *h, int status, int code, const char *message)
+{
+    pg_http_respond_json(h, status, json_pack("{s:i, s:s}", "code", code, "message", message));
+}
+
+static void handshake(struct pg_gw *gw, struct pg_http *h)
+{
+    if (gw->draining || !pg_bridge_connected(gw->bridge) || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
+        pg_http_respond_error(h, 503, gw->draining ? "shutting down" : gw->nsessions ? "over capacity"
+                                                                                    : "broker unavailable");
+        return;
+    }
+    struct pg_sio *x = sio_new(gw, h->wsi);
+    char *open = x ? open_packet(x, 1) : NULL;
+    if (!open) {
+        if (x)
+            sio_kill(x);
+        pg_http_respond_error(h, 500, "cannot open a session");
+        return;
+    }
+    pg_http_respond(h, 200, TEXT_PLAIN, open, strlen(open));
+    free(open);
+}
+
+static void poll_get(struct pg_sio *x, struct pg_http *h)
+{
+    if (parked_get(x)) { /* two GETs at once: Engine.IO clients never do that */
+        eio_error(h, 400, 3, "Bad request");
+        sio_kill(x);
+        return;
+    }
+    if (x->s.q.count || x->s.close_code || x->probing) {
+        flush_get(x, h, 0);
+        return;
+    }
+    pg_http_wait(x->s.gw, h); /* answered by the next pg_sio_wake() */
+    x->get_serial = h->serial;
+}
+
+static void poll_post(struct pg_sio *x, struct pg_http *h)
+{
+    struct pg_gw *gw = x->s.gw;
+    if (h->body_too_big || h->body_len > gw->cfg->sio_max_payload_bytes) {
+        pg_log(PG_LOG_INFO, "socketio", "payload over sio_max_payload_bytes, closing sid=%s", x->sid);
+        pg_http_respond_error(h, 413, "payload too large");
+        sio_kill(x);
+        return;
+    }
+    if (!h->body_len) {
+        eio_error(h, 400, 3, "Bad request");
+        sio_kill(x);
+        return;
+    }
+    const char *p = h->body, *end = h->body + h->body_len;
+    while (p <= end && !x->dead) {
+        const char *sep = memchr(p, '\x1e', (size_t)(end - p));
+        size_t n = (size_t)((sep ? sep : end) - p);
+        if (eio_packet(x, p, n) != 0) {
+            pg_log(PG_LOG_INFO, "socketio", "malformed packet, closing sid=%s", x->sid);
+            eio_error(h, 400, 3, "Bad request");
+            sio_kill(x);
+            return;
+        }
+        if (!sep)
+            break;
+        p = sep + 1;
+    }
+    pg_http_respond(h, 200, "text/html", "ok", 2);
+}
+
+void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
+{
+    char eio[8], transport[16], sid[SID_LEN + 8];
+    if (pg_http_query_arg(h->wsi, "EIO", eio, sizeof eio) < 0 || strcmp(eio, "4") != 0) {
+        eio_error(h, 400, 5, "Unsupported protocol version");
+        return;
+    }
+    if (pg_http_query_arg(h->wsi, "transport", transport, sizeof transport) < 0 || strcmp(transport, "polling")) {
+        eio_error(h, 400, 0, "Transport unknown");
+        return;
+    }
+    if (pg_http_query_arg(h->wsi, "sid", sid, sizeof sid) < 0) {
+        if (h->method == PG_GET)
+            handshake(gw, h);
+        else
+            eio_error(h, 400, 2, "Bad handshake method");
+        return;
+    }
+    struct pg_sio *x = sio_find(gw, sid);
+    if (!x) {
+        eio_error(h, 400, 1, "Session ID unknown");
+        return;
+    }
+    if (x->upgraded || (h->method != PG_GET && h->method != PG_POST)) {
+        eio_error(h, 400, 3, "Bad request");
+        return;
+    }
+    if (h->method == PG_GET)
+        poll_get(x, h);
+    else
+        poll_post(x, h);
+}
+
+/* ---- websocket transport ---------------------------------------------------------------- */
+
+int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
+{
+    char eio[8], transport[16], sid[SID_LEN + 8];
+    const char *why = NULL;
+    int status = HTTP_STATUS_BAD_REQUEST;
+    if (pg_http_query_arg(wsi, "EIO", eio, sizeof eio) < 0 || strcmp(eio, "4") != 0) {
+        why = "Unsupported protocol version";
+    } else if (pg_http_query_arg(wsi, "transport", transport, sizeof transport) < 0 ||
+               strcmp(transport, "websocket") != 0) {
+        why = "Transport unknown";
+    } else if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) >= 0) {
+        struct pg_sio *x = sio_find(gw, sid);
+        char origin[256] = "";
+        if (!x || x->upgraded || x->ws) {
+            why = "Session ID unknown";
+        } else if (pg_http_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) < 0 ||
+                   (x->nsp && !origin_allowed(x->s.app, origin))) {
+            why = "origin not allowed";
+            status = HTTP_STATUS_FORBIDDEN;
+        }
+    } else if (gw->draining || !pg_bridge_connected(gw->bridge) || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
+        why = gw->draining ? "shutting down" : gw->nsessions ? "over capacity" : "broker unavailable";
+        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+    }
+    if (!why)
+        return 0;
+    lws_return_http_status(wsi, (unsigned int)status, why);
+    return 1;
+}
+
+int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
+{
+    char sid[SID_LEN + 8];
+    c->is_sio = 1;
+    if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) >= 0) { /* an upgrade probe for a polling session */
+        struct pg_sio *x = sio_find(gw, sid);
+        if (!x || x->upgraded || x->ws)
+            return -1;
+        x->ws = wsi;
+        c->sio = &x->s;
+        return 0;
+    }
+    struct pg_sio *x = sio_new(gw, wsi);
+    char *open = x ? open_packet(x, 0) : NULL;
+    if (!open) {
+        if (x)
+            sio_kill(x);
+        return -1;
+    }
+    x->ws = x->s.wsi = wsi;
+    x->upgraded = 1;
+    c->sio = &x->s;
+    send_raw(x, open, strlen(open));
+    free(open);
+    return 0;
+}
+
+/* A whole WebSocket message. -1: close this WebSocket. */
+static int ws_message(struct pg_sio *x, const char *p, size_t n)
+{
+    if (x->upgraded)
+        return eio_packet(x, p, n);
+    if (n == 6 && !memcmp(p, "2probe", 6)) {
+        x->probing = 1;
+        x->probe_reply = 1;
+        lws_callback_on_writable(x->ws);
+        struct pg_http *h = parked_get(x);
+        if (h) /* the client lets its pending GET finish before it completes the upgrade */
+            flush_get(x, h, 0);
+        return 0;
+    }
+    if (n == 1 && p[0] == '5' && x->probing) {
+        x->upgraded = 1;
+        x->probing = 0;
+        x->s.wsi = x->ws;
+        struct pg_http *h = parked_get(x);
+        if (h)
+            flush_get(x, h, 1);
+        if (x->s.q.count || x->s.close_code)
+            lws_callback_on_writable(x->ws);
+        pg_log(PG_LOG_DEBUG, "socketio", "upgraded to websocket sid=%s", x->sid);
+        return 0;
+    }
+    return -1;
+}
+
+int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t len)
+{
+    struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
+    if (!x || x->dead || x->ws != wsi)
+        return -1;
+    struct pg_session *s = &x->s;
+    if (lws_frame_is_binary(wsi)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"binary not supported", 20);
+        return -1;
+    }
+    if (s->rx_len + len > x->s.gw->cfg->sio_max_payload_bytes) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"payload too large", 17);
+        return -1;
+    }
+    int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    if (last && !s->rx_len) {
+        if (ws_message(x, in, len) == 0)
+            return 0;
+    } else {
+        unsigned char *b = realloc(s->rx, s->rx_len + len);
+        if (!b)
+            return -1;
+        s->rx = b;
+        memcpy(s->rx + s->rx_len, in, len);
+        s->rx_len += len;
+        if (!last)
+            return 0;
+        int rc = ws_message(x, (const char *)s->rx, s->rx_len);
+        free(s->rx);
+        s->rx = NULL;
+        s->rx_len = 0;
+        if (rc == 0)
+            return 0;
+    }
+    pg_log(PG_LOG_INFO, "socketio", "malformed packet, closing sid=%s", x->sid);
+    lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"malformed packet", 16);
+    return -1;
+}
+
+int pg_sio_ws_writeable(struct pg_conn *c, struct lws *wsi)
+{
+    struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
+    unsigned char probe[LWS_PRE + 8];
+    if (!x || x->dead || x->ws != wsi)
+        return -1; /* its session is gone */
+    if (x->probe_reply) {
+        x->probe_reply = 0;
+        memcpy(probe + LWS_PRE, "3probe", 6);
+        if (lws_write(wsi, probe + LWS_PRE, 6, LWS_WRITE_TEXT) < 6)
+            return -1;
+        if (x->upgraded && (x->s.q.count || x->s.close_code))
+            lws_callback_on_writable(wsi);
+        return 0;
+    }
+    if (!x->upgraded)
+        return 0;
+    if (x->s.close_code && !x->s.q.count) {
+        lws_close_reason(wsi, (enum lws_close_status)x->s.close_code, (unsigned char *)x->s.close_reason,
+                         strlen(x->s.close_reason));
+        return -1;
+    }
+    struct pg_msg *m = pg_outq_peek(&x->s.q);
+    if (!m)
+        return 0;
+    if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
+        return -1;
+    if (x->s.app) {
+        x->s.app->stats.frames_out++;
+        x->s.app->stats.bytes_out += m->len;
+    }
+    pg_outq_pop(&x->s.q);
+    if (x->s.q.count || x->s.close_code)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+void pg_sio_ws_closed(struct pg_conn *c, struct lws *wsi)
+{
+    struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
+    c->sio = NULL;
+    if (!x || x->ws != wsi)
+        return;
+    x->ws = NULL;
+    if (x->upgraded) {
+        x->s.wsi = NULL;
+        sio_kill(x);
+    } else { /* a failed probe: the session goes on polling */
+        x->probing = 0;
+        x->probe_reply = 0;
+        free(x->s.rx);
+        x->s.rx = NULL;
+        x->s.rx_len = 0;
+    }
+}
+
+void pg_sio_shutdown(struct pg_gw *gw)
+{
+    struct pg_sio *x, *tmp;
+    HASH_ITER(hh_sid, gw->sio_sessions, x, tmp) {
+        sio_destroy(x);
+    }
+}

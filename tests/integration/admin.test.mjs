@@ -1,0 +1,285 @@
+// Apps admin API (ExPusherLite): apps in SQLite, created and changed over HTTP with admin Basic auth, taking effect on
+// every pushgate process without a restart; the per-app events API with #general; revocation of client ids and jti.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import vm from 'node:vm';
+import WebSocket from 'ws';
+
+import { REPO_DIR, freePort, httpRequest, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { PUSHER_QUERY, established, isEvent, dataOf } from './lib/pusher.mjs';
+import { isMessage } from './lib/native.mjs';
+
+const run = promisify(execFile);
+const CLIENT_FILE = path.join(REPO_DIR, 'gateway', 'static', 'pushgate.js');
+
+function loadClient() {
+    const mod = { exports: {} };
+    vm.compileFunction(fs.readFileSync(CLIENT_FILE, 'utf8'), ['module', 'exports'], { filename: CLIENT_FILE })(mod, mod.exports);
+    return mod.exports;
+}
+const ADMIN = { user: 'root-admin', password: 'admin-password-123' };
+const basic = (u, p) => 'Basic ' + Buffer.from(`${u}:${p}`).toString('base64');
+const ADMIN_AUTH = { Authorization: basic(ADMIN.user, ADMIN.password) };
+
+let stack;
+let gw1;
+let gw2;
+const sockets = [];
+
+before(async () => {
+    stack = await startStack({
+        gateway: { apps_db: 'apps.db', admin_user: ADMIN.user, admin_password: ADMIN.password },
+    });
+    gw1 = stack.gw;
+    const port2 = await freePort();
+    gw2 = await stack.startGateway({ port: port2, args: ['--listen_port', String(port2)] });
+});
+
+after(async () => {
+    for (const c of sockets) c.terminate();
+    if (stack) await stack.stop();
+});
+
+function admin(method, path, body, headers = {}, gw = gw1) {
+    return httpRequest(method, `${gw.url}${path}`, { headers: { ...ADMIN_AUTH, ...headers }, body });
+}
+
+async function native(gw, app, query = '') {
+    const c = await wsConnect(`${gw.wsUrl}/v1/${app}${query}`);
+    sockets.push(c);
+    c.open = await c.next((f) => f.type === 'open');
+    return c;
+}
+
+async function pusher(gw, key) {
+    const c = await wsConnect(`${gw.wsUrl}/app/${key}${PUSHER_QUERY}`);
+    sockets.push(c);
+    return established(c);
+}
+
+async function createApp(name) {
+    const r = await admin('POST', '/api/admin/apps', { app: { name } });
+    assert.equal(r.status, 201, r.body);
+    return r.json.data;
+}
+
+test('admin credentials: none or wrong -> 401 with a Basic challenge; other admin paths 404', async () => {
+    for (const headers of [{}, { Authorization: basic(ADMIN.user, 'wrong-password!') }, { Authorization: basic('x', ADMIN.password) },
+        { Authorization: 'Basic !!!' }, { Authorization: 'Bearer abc' }]) {
+        const r = await httpRequest('GET', `${gw1.url}/api/admin/apps`, { headers });
+        assert.equal(r.status, 401, JSON.stringify(headers));
+        assert.match(r.headers['www-authenticate'] || '', /^Basic realm=/);
+        assert.equal(r.json.error.code, 401);
+    }
+    const r = await admin('GET', '/api/admin/nothing');
+    assert.equal(r.status, 404);
+});
+
+test("the seed's curl creates an app with a random key and secret; list, show, duplicate 409", async () => {
+    const url = `http://${ADMIN.user}:${ADMIN.password}@127.0.0.1:${gw1.port}/api/admin/apps`;
+    const { stdout } = await run('curl', ['-sS', '--data', 'app[name]=foo-app', url]);
+    const data = JSON.parse(stdout).data;
+    assert.equal(data.slug, 'foo-app');
+    assert.equal(data.name, 'foo-app');
+    assert.equal(data.active, true);
+    assert.match(data.key, /^[A-Za-z0-9]{20}$/);
+    assert.match(data.secret, /^[A-Za-z0-9]{40}$/);
+    assert.equal(typeof data.id, 'number');
+
+    const again = await run('curl', ['-sS', '-o', '/dev/null', '-w', '%{http_code}', '--data', 'app[name]=foo-app', url]);
+    assert.equal(again.stdout, '409', 'duplicate slug');
+    const other = await createApp('Foo App 2');
+    assert.notEqual(other.key, data.key);
+    assert.notEqual(other.secret, data.secret);
+
+    const list = await admin('GET', '/api/admin/apps');
+    assert.equal(list.status, 200);
+    assert.deepEqual(list.json.data.map((a) => a.slug).filter((s) => s.startsWith('foo-app')), ['foo-app', 'foo-app-2']);
+    const show = await admin('GET', '/api/admin/apps/foo-app', undefined, {}, gw2);
+    assert.equal(show.status, 200);
+    assert.deepEqual(show.json.data, data, 'the other process reads the same store');
+    assert.equal((await admin('GET', '/api/admin/apps/nope')).status, 404);
+    assert.equal((await admin('POST', '/api/admin/apps', { app: { name: 'demo' } })).status, 409, 'a config app id is taken');
+});
+
+test('malformed admin bodies -> 400, wrong methods -> 405, oversized -> 413', async () => {
+    const cases = [
+        ['{"app":', 'application/json'],
+        ['[1,2]', 'application/json'],
+        ['{"app":{"name":""}}', 'application/json'],
+        ['{"app":{"name":42}}', 'application/json'],
+        ['{"app":{}}', 'application/json'],
+        ['{"app":{"name":"a","name":"b"}}', 'application/json'],
+        ['app[name]=%zz', 'application/x-www-form-urlencoded'],
+        ['app[name', 'application/x-www-form-urlencoded'],
+        ['app[name]=a&app[name]=b', 'application/x-www-form-urlencoded'],
+        ['app[name]=%FF%FE', 'application/x-www-form-urlencoded'],
+        ['app[name]=---', 'application/x-www-form-urlencoded'],
+    ];
+    for (const [body, type] of cases) {
+        const r = await admin('POST', '/api/admin/apps', body, { 'Content-Type': type });
+        assert.equal(r.status, 400, `${body}: ${r.body}`);
+        assert.equal(r.json.error.code, 400);
+    }
+    await createApp('patch-me');
+    for (const body of ['{"app":{"key":"x"}}', '{"app":{"active":"yes"}}', '{"app":{"allowed_origins":[1]}}', 'nope']) {
+        const r = await admin('PATCH', '/api/admin/apps/patch-me', body, { 'Content-Type': 'application/json' });
+        assert.equal(r.status, 400, `${body}: ${r.body}`);
+    }
+    const form = await admin('PATCH', '/api/admin/apps/patch-me', 'app[active]=maybe', { 'Content-Type': 'application/x-www-form-urlencoded' });
+    assert.equal(form.status, 400);
+    assert.equal((await admin('DELETE', '/api/admin/apps')).status, 405);
+    assert.equal((await admin('POST', '/api/admin/apps/patch-me')).status, 405);
+    const big = await admin('POST', '/api/admin/apps', { app: { name: 'x'.repeat(70 * 1024) } });
+    assert.equal(big.status, 413);
+    assert.equal((await admin('GET', '/api/admin/apps/patch-me')).json.data.active, true, 'refused changes changed nothing');
+});
+
+test('a new app works on every process at once; deactivating closes its sessions everywhere (4003); delete', async () => {
+    const app = await createApp('Live App');
+    // gw2 was running before the app existed: it sees the store change on its own
+    const n2 = await waitFor(async () => native(gw2, app.slug).catch(() => null), { message: 'gw2 accepts the new app' });
+    const n1 = await native(gw1, app.slug);
+    const p2 = await pusher(gw2, app.key);
+
+    const r = await admin('PATCH', `/api/admin/apps/${app.slug}`, 'app[active]=false', { 'Content-Type': 'application/x-www-form-urlencoded' });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.json.data.active, false);
+    for (const c of [n1, n2, p2]) {
+        const info = await c.closed;
+        assert.equal(info.code, 4003, `closed with 4003: ${JSON.stringify(info)}`);
+    }
+    assert.equal(n1.frames.find((f) => f.type === 'error')?.error.code, 403, 'native sessions are told why');
+    await assert.rejects(wsConnect(`${gw2.wsUrl}/v1/${app.slug}`), /403/, 'no new native sessions');
+    const p = await wsConnect(`${gw1.wsUrl}/app/${app.key}${PUSHER_QUERY}`);
+    sockets.push(p);
+    assert.equal((await p.closed).code, 4003, 'Pusher clients get 4003 on connect');
+
+    assert.equal((await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { active: true } })).status, 200);
+    const back = await waitFor(async () => native(gw2, app.slug).catch(() => null), { message: 'reactivated' });
+    assert.ok(back.open.client_id);
+
+    const del = await admin('DELETE', `/api/admin/apps/${app.slug}`);
+    assert.equal(del.status, 200);
+    assert.equal((await back.closed).code, 4003);
+    assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`)).status, 404);
+    await waitFor(async () => (await httpRequest('POST', `${gw2.url}/${app.slug}/room/publish`, { body: 'x' })).status === 403);
+});
+
+test('POST /api/apps/{slug}/events: key:secret Basic auth; a channel; #general reaches every session everywhere', async () => {
+    const app = await createApp('Events App');
+    const auth = { Authorization: basic(app.key, app.secret) };
+    const url = `${gw1.url}/api/apps/${app.slug}/events`;
+    const roomOnly = await native(gw1, app.slug);
+    roomOnly.send(JSON.stringify({ type: 'subscribe', room: 'news', cb: 1 }));
+    await roomOnly.next((f) => f.type === 'subscribe' && f.cb === 1 && !f.error);
+    const quiet = await waitFor(async () => native(gw2, app.slug).catch(() => null));
+    const p = await pusher(gw2, app.key);
+    const Pushgate = loadClient();
+    const drone = new Pushgate(app.slug, { url: `${gw2.wsUrl}/v1/${app.slug}`, WebSocket });
+    const droneBroadcast = new Promise((resolve) => drone.on('broadcast', (event, message) => resolve({ event, message })));
+    await new Promise((resolve, reject) => drone.on('open', (err) => (err ? reject(err) : resolve())));
+
+    for (const headers of [{}, { Authorization: basic(app.key, 'wrong') }, { Authorization: basic('demo-key', 'demo-secret') }]) {
+        const r = await httpRequest('POST', url, { headers, body: { topic: 'news', event: 'e', message: {} } });
+        assert.equal(r.status, 401);
+    }
+    let r = await httpRequest('POST', url, { headers: auth, body: { topic: 'news', event: 'headline', message: { t: 1 } } });
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(r.json, {});
+    const m = await roomOnly.next(isMessage('news'));
+    assert.deepEqual(m.message, { t: 1 });
+
+    // the seed's Rails client: Net::HTTP.post_form with topic, event, scope and payload (JSON text)
+    const form = new URLSearchParams({ topic: '#general', event: 'msg', scope: 'public', payload: JSON.stringify({ name: 'n', message: 'hi' }) });
+    r = await httpRequest('POST', url, { headers: { ...auth, 'Content-Type': 'application/x-www-form-urlencoded' }, body: form.toString() });
+    assert.equal(r.status, 200, r.body);
+    for (const c of [roomOnly, quiet]) {
+        const b = await c.next((f) => f.type === 'broadcast');
+        assert.equal(b.event, 'msg');
+        assert.deepEqual(b.message, { name: 'n', message: 'hi' });
+    }
+    assert.deepEqual(await droneBroadcast, { event: 'msg', message: { name: 'n', message: 'hi' } }, 'pushgate.js emits broadcast');
+    drone.close();
+    const pb = await p.next(isEvent('msg'));
+    assert.equal(pb.channel, undefined, 'Pusher: an event without a channel (pusher.bind)');
+    assert.deepEqual(dataOf(pb), { name: 'n', message: 'hi' });
+
+    for (const body of [{ event: 'e', message: 1 }, { topic: 'a+b', event: 'e', message: 1 }, { topic: 'x', message: 1 }, '{', '[]']) {
+        r = await httpRequest('POST', url, { headers: auth, body });
+        assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.body}`);
+    }
+    r = await httpRequest('POST', url, { headers: auth, body: { topic: 'news', event: 'e', message: 'x'.repeat(65 * 1024) } });
+    assert.equal(r.status, 413);
+    assert.equal((await httpRequest('POST', `${gw1.url}/api/apps/nope/events`, { headers: auth, body: {} })).status, 404);
+    assert.equal((await httpRequest('GET', url, { headers: auth })).status, 405);
+});
+
+test('revoking a jti or a client id closes those sessions on every process and refuses them afterwards', async () => {
+    const app = await createApp('Revoke App');
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const connectAuthed = async (gw, jti) => {
+        const c = await waitFor(async () => native(gw, app.slug).catch(() => null));
+        const token = signJwt({ channel: app.slug, client: c.open.client_id, exp, jti, permissions: { '.*': { publish: true, subscribe: true } } }, app.secret);
+        c.send(JSON.stringify({ type: 'authenticate', token, cb: 1 }));
+        c.auth = await c.next((f) => f.type === 'authenticate' && f.cb === 1);
+        c.token = token;
+        return c;
+    };
+    const a = await connectAuthed(gw2, 'jti-a');
+    const b = await connectAuthed(gw1, 'jti-b');
+    assert.equal(a.auth.error, undefined);
+
+    let r = await admin('POST', `/api/admin/apps/${app.slug}/revocations`, { jti: 'jti-a' });
+    assert.equal(r.status, 201, r.body);
+    assert.equal(r.json.data.kind, 'jti');
+    assert.ok(r.json.data.expires_ms > Date.now());
+    assert.equal((await a.closed).code, 4009, 'the session using the revoked token is closed on the other process');
+    assert.equal(b.closeInfo, null, 'other sessions stay');
+
+    const again = await connectAuthed(gw1, 'jti-a');
+    assert.equal(again.auth.error?.code, 401, 'the revoked token is refused afterwards');
+    const rest = await httpRequest('POST', `${gw2.url}/${app.slug}/room/publish`, {
+        headers: { Authorization: `Bearer ${signJwt({ channel: app.slug, exp, jti: 'jti-a', permissions: { '.*': { publish: true } } }, app.secret)}` },
+        body: 'x',
+    });
+    assert.equal(rest.status, 401);
+
+    r = await admin('POST', `/api/admin/apps/${app.slug}/revocations`, `client=${b.open.client_id}&ttl_s=60`, { 'Content-Type': 'application/x-www-form-urlencoded' });
+    assert.equal(r.status, 201, r.body);
+    assert.equal((await b.closed).code, 4009);
+    const list = await admin('GET', `/api/admin/apps/${app.slug}/revocations`, undefined, {}, gw2);
+    assert.deepEqual(list.json.data.map((x) => `${x.kind}:${x.value}`).sort(), [`client:${b.open.client_id}`, 'jti:jti-a']);
+
+    for (const body of [{}, { client: 'a', jti: 'b' }, { client: 5 }, { jti: 'x', ttl_s: 0 }, { jti: '' }]) {
+        r = await admin('POST', `/api/admin/apps/${app.slug}/revocations`, body);
+        assert.equal(r.status, 400, `${JSON.stringify(body)}: ${r.body}`);
+    }
+    assert.equal((await admin('POST', '/api/admin/apps/nope/revocations', { jti: 'x' })).status, 404);
+    // config apps can be revoked too
+    assert.equal((await admin('POST', '/api/admin/apps/demo/revocations', { client: 'device-1' })).status, 201);
+});
+
+test('allowed_origins set over the admin API: upgrades from other Origins get 403 on every process', async () => {
+    const app = await createApp('Origin App');
+    const r = await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { allowed_origins: ['https://app.example'] } });
+    assert.equal(r.status, 200, r.body);
+    assert.deepEqual(r.json.data.allowed_origins, ['https://app.example']);
+    for (const gw of [gw1, gw2]) {
+        for (const url of [`${gw.wsUrl}/v1/${app.slug}`, `${gw.wsUrl}/app/${app.key}${PUSHER_QUERY}`]) {
+            await waitFor(async () => {
+                const e = await wsConnect(url, { headers: { Origin: 'https://evil.example' } }).then(
+                    (c) => (c.terminate(), null),
+                    (err) => err,
+                );
+                return e && e.statusCode === 403;
+            }, { message: `403 for another Origin at ${url}` });
+            const ok = await wsConnect(url, { headers: { Origin: 'https://app.example' } });
+            sockets.push(ok);
+        }
+    }
+});
