@@ -14,6 +14,13 @@
  * may use another store file), and checked when a token or client id is
  * presented; adding one closes the matching sessions at once.
  *
+ * Store apps replicate between gateways that do not share a file through
+ * retained `{root}/_ctl/apps/{slug}` messages (the app's JSON, empty once
+ * deleted), published after each admin change; a receiving gateway writes
+ * the row into its own store when it differs, so its broker plugin sees it
+ * too. The broker keeps the latest state of every app for gateways that
+ * start later. `_ctl` is readable only by gateway accounts (DESIGN.md).
+ *
  * App-wide broadcasts (`#general`) travel on `{root}/{app}/b` with the event
  * name as the `event` user property and reach every session of the app.
  *
@@ -21,6 +28,8 @@
  */
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/crypto.h>
 
 #include "apps_store.h"
 #include "gateway.h"
@@ -379,8 +388,63 @@ void pg_apps_free(struct pg_gw *gw)
 
 /* ---- broker messages: revocations from other gateways, app-wide broadcasts ------------ */
 
+static char *apps_topic(struct pg_gw *gw, const char *slug)
+{
+    return pg_topic(gw, "_ctl", "apps", slug);
+}
+
+void pg_apps_announce(struct pg_gw *gw, const char *slug)
+{
+    json_t *app = NULL;
+    char *text = NULL, *topic = apps_topic(gw, slug);
+    int rc = pg_apps_store_get(gw->store, slug, &app);
+    if (rc == 0)
+        text = json_dumps(app, JSON_COMPACT);
+    if (topic && (rc == PG_ENOTFOUND || text)) {
+        /* retained: gateways that start later learn the latest state; empty clears it */
+        if (pg_bridge_publish(gw->bridge, topic, text ? text : "", text ? strlen(text) : 0, NULL, 1, NULL, NULL))
+            pg_log(PG_LOG_WARN, "apps", "app %s changed while the broker is unavailable: other stores miss it", slug);
+    }
+    if (text)
+        OPENSSL_cleanse(text, strlen(text));
+    free(text);
+    free(topic);
+    json_decref(app);
+}
+
+static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *payload, size_t len)
+{
+    int changed = 0, rc;
+    if (!gw->store) {
+        pg_log(PG_LOG_DEBUG, "apps", "replicated app %s ignored: no apps_db", slug);
+        return;
+    }
+    if (len == 0) {
+        rc = pg_apps_store_delete(gw->store, slug);
+        changed = rc == 0;
+        if (rc == PG_ENOTFOUND)
+            rc = 0;
+    } else {
+        json_t *app = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL);
+        const char *s = json_string_value(json_object_get(app, "slug"));
+        rc = s && !strcmp(s, slug) ? pg_apps_store_put(gw->store, app, &changed) : PG_EINVAL;
+        json_decref(app);
+    }
+    if (rc)
+        pg_log(PG_LOG_WARN, "apps", "replicated app %s not stored: %s", slug,
+               rc == PG_EINVAL && !*pg_apps_store_errmsg(gw->store) ? "malformed" : pg_apps_store_errmsg(gw->store));
+    else if (changed) {
+        pg_log(PG_LOG_INFO, "apps", "app %s %s from another gateway", slug, len ? "replicated" : "deleted");
+        pg_apps_store_changed(gw);
+    }
+}
+
 void pg_apps_connected(struct pg_gw *gw)
 {
+    char *apps = apps_topic(gw, "+");
+    if (!apps || pg_bridge_subscribe(gw->bridge, apps) != 0)
+        pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to replicated apps");
+    free(apps);
     char *revoke = pg_topic(gw, "_ctl", "+", "revoke");
     char *bcast = NULL;
     size_t n = strlen(gw->cfg->topic_root) + 5;
@@ -398,9 +462,12 @@ static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, si
     const char *kind = json_string_value(json_object_get(j, "kind"));
     const char *value = json_string_value(json_object_get(j, "value"));
     json_t *exp = json_object_get(j, "expires_ms");
-    if (kind && value && json_is_integer(exp) && (!strcmp(kind, "client") || !strcmp(kind, "jti")))
+    if (kind && value && json_is_integer(exp) && (!strcmp(kind, "client") || !strcmp(kind, "jti"))) {
+        /* into this store too, so the broker plugin on this store's machine refuses it as well */
+        if (gw->store && pg_apps_store_revoke(gw->store, app, kind, value, json_integer_value(exp)) != 0)
+            pg_log(PG_LOG_WARN, "apps", "revocation for app %s not stored: %s", app, pg_apps_store_errmsg(gw->store));
         revocation_apply(gw, app, kind, value, json_integer_value(exp));
-    else
+    } else
         pg_log(PG_LOG_WARN, "apps", "ignored a malformed revocation for app %s", app);
     json_decref(j);
 }
@@ -454,6 +521,10 @@ int pg_apps_on_message(struct pg_gw *gw, const char *topic, const void *payload,
     const char *rest = topic + rl + 1, *slash = strchr(rest, '/');
     if (!slash)
         return 0;
+    if (!strncmp(rest, "_ctl/apps/", 10) && !strchr(rest + 10, '/')) {
+        on_app_replicated(gw, rest + 10, payload, len);
+        return 1;
+    }
     if (!strncmp(rest, "_ctl/", 5)) {
         const char *app = rest + 5, *end = strchr(app, '/');
         if (!end || strcmp(end, "/revoke") != 0)

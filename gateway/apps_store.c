@@ -24,7 +24,7 @@ enum { C_ID, C_SLUG, C_NAME, C_KEY, C_SECRET, C_ACTIVE, C_REQUIRE_AUTH, C_ORIGIN
 /* Statements a read-only store needs come first: only those are prepared for it. */
 enum stmt_id {
     S_GET, S_LIST, S_DATA_VERSION, S_REVOKED, S_NREAD,
-    S_INSERT = S_NREAD, S_SLUG_EXISTS, S_UPDATE, S_DELETE, S_REVOKE, S_PURGE, S_COUNT
+    S_INSERT = S_NREAD, S_SLUG_EXISTS, S_UPDATE, S_DELETE, S_REVOKE, S_PURGE, S_PUT, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -45,6 +45,16 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_REVOKE] = "INSERT INTO revocations (app, kind, value, expires_ms) VALUES (?1, ?2, ?3, ?4) "
                  "ON CONFLICT (app, kind, value) DO UPDATE SET expires_ms = max(expires_ms, excluded.expires_ms)",
     [S_PURGE] = "DELETE FROM revocations WHERE expires_ms <= ?1",
+    /* A row replicated from another store: written only when something differs, so changes() says whether it did. */
+    [S_PUT] = "INSERT INTO apps (slug, name, key, secret, active, require_auth, allowed_origins, push_token, "
+              "created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) "
+              "ON CONFLICT (slug) DO UPDATE SET name = excluded.name, key = excluded.key, secret = excluded.secret, "
+              "active = excluded.active, require_auth = excluded.require_auth, "
+              "allowed_origins = excluded.allowed_origins, push_token = excluded.push_token, "
+              "updated_ms = excluded.updated_ms "
+              "WHERE name IS NOT excluded.name OR key IS NOT excluded.key OR secret IS NOT excluded.secret OR "
+              "active IS NOT excluded.active OR require_auth IS NOT excluded.require_auth OR "
+              "allowed_origins IS NOT excluded.allowed_origins OR push_token IS NOT excluded.push_token",
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS apps ("
@@ -909,5 +919,89 @@ int pg_apps_store_revocations(struct pg_apps_store *st, int64_t now_ms, json_t *
         json_decref(arr);
     else
         *out = arr;
+    return rc;
+}
+
+/* Printable ASCII without spaces: what keys, secrets and push tokens are made of here and elsewhere. */
+static int token_valid(const char *t, size_t max)
+{
+    size_t n = t ? strnlen(t, max + 1) : 0;
+    if (n == 0 || n > max)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (t[i] <= ' ' || t[i] > '~')
+            return 0;
+    return 1;
+}
+
+int pg_apps_store_put(struct pg_apps_store *st, json_t *app, int *changed)
+{
+    struct app_changes c = {.origins = NULL};
+    char slug_of_slug[PG_APP_SLUG_MAX + 1];
+    json_t *fields = NULL;
+    sqlite3_stmt *s;
+    int rc = 0, src;
+
+    if (!st || !app)
+        return PG_EINVAL;
+    if (changed)
+        *changed = 0;
+    st->err[0] = '\0';
+    if (st->readonly) {
+        seterr(st, "apps store is open read-only");
+        return PG_EDENIED;
+    }
+    const char *slug = json_string_value(json_object_get(app, "slug"));
+    const char *key = json_string_value(json_object_get(app, "key"));
+    const char *secret = json_string_value(json_object_get(app, "secret"));
+    json_t *push = json_object_get(app, "push_token");
+    if (!slug || pg_apps_slugify(slug, slug_of_slug) || strcmp(slug, slug_of_slug) != 0 || slug_reserved(st, slug)) {
+        seterr(st, "slug: expected a slug that is not reserved");
+        return PG_EINVAL;
+    }
+    if (!token_valid(key, 255) || !token_valid(secret, 255) ||
+        (push && !json_is_null(push) && !token_valid(json_string_value(push), 255))) {
+        seterr(st, "key, secret and push_token: expected 1-255 printable characters");
+        return PG_EINVAL;
+    }
+    /* name, active, require_auth and allowed_origins are checked as an update would check them */
+    if (!(fields = json_pack("{s:O?, s:O?, s:O?, s:O?}", "name", json_object_get(app, "name"), "active",
+                             json_object_get(app, "active"), "require_auth", json_object_get(app, "require_auth"),
+                             "allowed_origins", json_object_get(app, "allowed_origins")))) {
+        seterr(st, "apps store: out of memory");
+        return PG_ENOMEM;
+    }
+    if ((rc = parse_changes(st, fields, &c)))
+        goto out;
+    if (!c.name || c.active < 0 || c.require_auth < 0) {
+        seterr(st, "an app needs name, active and require_auth");
+        rc = PG_EINVAL;
+        goto out;
+    }
+    s = st->stmt[S_PUT];
+    sqlite3_bind_text(s, 1, slug, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, c.name, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, key, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 4, secret, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 5, c.active);
+    sqlite3_bind_int(s, 6, c.require_auth);
+    if (c.origins)
+        sqlite3_bind_text(s, 7, c.origins, -1, SQLITE_STATIC);
+    if (json_is_string(push))
+        sqlite3_bind_text(s, 8, json_string_value(push), -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 9, pg_now_ms());
+    src = sqlite3_step(s);
+    stmt_done(s);
+    if (src != SQLITE_DONE) {
+        rc = (src & 0xff) == SQLITE_CONSTRAINT ? PG_EEXIST : db_fail(st, src);
+        if (rc == PG_EEXIST)
+            seterr(st, "app \"%s\": its key belongs to another app in this store", slug);
+        goto out;
+    }
+    if (changed)
+        *changed = sqlite3_changes(st->db) > 0;
+out:
+    free(c.origins);
+    json_decref(fields);
     return rc;
 }

@@ -121,6 +121,14 @@ void pg_apps_store_free_creds(struct pg_app_creds *creds, size_t n);
  */
 int pg_apps_store_revoke(struct pg_apps_store *st, const char *app, const char *kind, const char *value,
                          int64_t expires_ms);
+/*
+ * Store `app` (app JSON as above, e.g. replicated from another store) under
+ * its slug, inserting or replacing every field but the id; *changed (may be
+ * NULL) says whether the row differed. Fields are validated as for create and
+ * update. Errors: PG_EINVAL, PG_EEXIST (its key belongs to another slug here),
+ * PG_EDENIED, PG_EBUSY, PG_EIO.
+ */
+int pg_apps_store_put(struct pg_apps_store *st, json_t *app, int *changed);
 /* Revocations still in force at now_ms: [{"app","kind","value","expires_ms"}], oldest first. */
 int pg_apps_store_revocations(struct pg_apps_store *st, int64_t now_ms, json_t **out);
 

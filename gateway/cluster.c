@@ -300,10 +300,12 @@ int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *paylo
         }
         return 1;
     }
-    if (!strncmp(rest, "_ctl/", 5)) { /* _ctl/{app}/terminate/{user} */
+    if (!strncmp(rest, "_ctl/", 5)) { /* _ctl/{app}/terminate/{user}; other _ctl topics belong to apps.c, push_api.c */
         const char *app_id = rest + 5, *slash = strchr(app_id, '/');
-        struct pg_app *app = slash ? pg_app_find(gw, app_id, (size_t)(slash - app_id)) : NULL;
-        if (app && !strncmp(slash, "/terminate/", 11) && slash[11]) {
+        if (!slash || strncmp(slash, "/terminate/", 11) != 0)
+            return 0;
+        struct pg_app *app = pg_app_find(gw, app_id, (size_t)(slash - app_id));
+        if (app && slash[11]) {
             pg_log(PG_LOG_INFO, "cluster", "terminating connections app=%s user=%s", app->creds->id, slash + 11);
             pg_pusher_terminate_user(gw, app, slash + 11);
         }

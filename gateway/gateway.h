@@ -197,6 +197,7 @@ struct pg_http {
     size_t resp_len;
     const char *location;
     const char *www_auth; /* WWW-Authenticate value of a 401 */
+    char *allow_origin;   /* Access-Control-Allow-Origin of the answer (owned; socket.io polling) */
     int waiting_ack;
     int phase; /* 0: headers next, 1: body next */
     UT_hash_handle hh; /* gw->requests by serial */
@@ -261,6 +262,8 @@ void pg_apps_connected(struct pg_gw *gw);
 /* {root}/_ctl/{app}/revoke and {root}/{app}/b; 1 when handled. */
 int pg_apps_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
                        const struct pg_bridge_prop *props, size_t nprops);
+/* After an admin change of slug: publish its state (retained) for gateways on other stores. */
+void pg_apps_announce(struct pg_gw *gw, const char *slug);
 /* After this process wrote the store: reload now (its own commits do not move data_version). */
 void pg_apps_store_changed(struct pg_gw *gw);
 /* Revoke (kind "client" or "jti") until expires_ms: store, close matching sessions, tell other gateways. */

@@ -21,7 +21,8 @@ static void h_reset(struct pg_http *h)
     free(h->body);
     free(h->resp);
     free(h->channel);
-    h->body = h->resp = h->channel = NULL;
+    free(h->allow_origin);
+    h->body = h->resp = h->channel = h->allow_origin = NULL;
     h->body_len = h->body_cap = h->resp_len = 0;
     h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
     h->body_expected = 0;
@@ -103,6 +104,13 @@ static int h_write(struct pg_http *h)
         if (h->www_auth && lws_add_http_header_by_token(h->wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
                                                         (const unsigned char *)h->www_auth,
                                                         (int)strlen(h->www_auth), &p, end))
+            return -1;
+        if (h->allow_origin &&
+            (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"access-control-allow-origin:",
+                                         (const unsigned char *)h->allow_origin, (int)strlen(h->allow_origin), &p,
+                                         end) ||
+             lws_add_http_header_by_name(h->wsi, (const unsigned char *)"access-control-allow-credentials:",
+                                         (const unsigned char *)"true", 4, &p, end)))
             return -1;
         if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end))

@@ -216,6 +216,7 @@ static void admin_create(struct pg_gw *gw, struct pg_http *h)
     }
     pg_log(PG_LOG_INFO, "admin", "app %s created", json_string_value(json_object_get(app, "slug")));
     pg_apps_store_changed(gw);
+    pg_apps_announce(gw, json_string_value(json_object_get(app, "slug")));
     respond_data(h, 201, app);
 out:
     json_decref(fields);
@@ -241,6 +242,7 @@ static void admin_update(struct pg_gw *gw, struct pg_http *h, const char *slug)
     }
     pg_log(PG_LOG_INFO, "admin", "app %s updated (active=%d)", slug, json_is_true(json_object_get(app, "active")));
     pg_apps_store_changed(gw);
+    pg_apps_announce(gw, slug);
     respond_data(h, 200, app);
 out:
     json_decref(fields);
@@ -353,6 +355,7 @@ static void admin_body_done(struct pg_gw *gw, struct pg_http *h)
         }
         pg_log(PG_LOG_INFO, "admin", "app %s deleted", slug);
         pg_apps_store_changed(gw);
+        pg_apps_announce(gw, slug);
         respond_data(h, 200, json_pack("{s:s, s:b}", "slug", slug, "deleted", 1));
         break;
     default:

@@ -711,7 +711,22 @@ static void poll_post(struct pg_sio *x, struct pg_http *h)
 
 void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
 {
-    char eio[8], transport[16], sid[SID_LEN + 8];
+    char eio[8], transport[16], sid[SID_LEN + 8], origin[256];
+    /*
+     * Pages of any origin may read the answers (CORS), as with
+     * notification-socket.io: the app's allowed_origins are enforced when the
+     * session CONNECTs to its namespace, and a session only answers requests
+     * of the origin that opened it.
+     */
+    int ol = pg_http_header(h->wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
+    if (ol < 0) {
+        eio_error(h, 400, 3, "Bad request");
+        return;
+    }
+    if (ol > 0 && !(h->allow_origin = strdup(origin))) {
+        pg_http_respond_error(h, 500, "out of memory");
+        return;
+    }
     if (pg_http_query_arg(h->wsi, "EIO", eio, sizeof eio) < 0 || strcmp(eio, "4") != 0) {
         eio_error(h, 400, 5, "Unsupported protocol version");
         return;
@@ -730,6 +745,10 @@ void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
     struct pg_sio *x = sio_find(gw, sid);
     if (!x) {
         eio_error(h, 400, 1, "Session ID unknown");
+        return;
+    }
+    if (strcmp(x->origin, ol > 0 ? origin : "") != 0) {
+        eio_error(h, 400, 3, "Bad request");
         return;
     }
     if (x->upgraded || (h->method != PG_GET && h->method != PG_POST)) {

@@ -9,7 +9,7 @@ import { promisify } from 'node:util';
 import vm from 'node:vm';
 import WebSocket from 'ws';
 
-import { REPO_DIR, freePort, httpRequest, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { OPERATOR_USER, REPO_DIR, freePort, httpRequest, mqttConnect, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { PUSHER_QUERY, established, isEvent, dataOf } from './lib/pusher.mjs';
 import { isMessage } from './lib/native.mjs';
 
@@ -282,4 +282,42 @@ test('allowed_origins set over the admin API: upgrades from other Origins get 40
             sockets.push(ok);
         }
     }
+});
+
+test('a gateway on another store file gets every app change through the broker, also when it starts later', async () => {
+    const app = await createApp('Replicated App');
+    const port3 = await freePort();
+    // a third process with its own store: it learns the app from the retained _ctl message
+    const gw3 = await stack.startGateway({ port: port3, args: ['--listen_port', String(port3), '--apps_db', `${stack.dir}/other.db`] });
+    const shown = await waitFor(async () => {
+        const r = await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, gw3);
+        return r.status === 200 && r.json.data;
+    }, { message: 'gw3 stores the replicated app' });
+    for (const k of ['slug', 'name', 'key', 'secret', 'active', 'push_token']) assert.equal(shown[k], app[k], k);
+    const c = await native(gw3, app.slug);
+    const revoked = await native(gw3, app.slug);
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    revoked.send(JSON.stringify({ type: 'authenticate', token: signJwt({ channel: app.slug, client: revoked.open.client_id, exp, jti: 'r-1' }, app.secret), cb: 1 }));
+    assert.equal((await revoked.next((f) => f.cb === 1)).error, undefined);
+    assert.equal((await admin('POST', `/api/admin/apps/${app.slug}/revocations`, { jti: 'r-1' })).status, 201);
+    assert.equal((await revoked.closed).code, 4009, 'a revocation reaches a gateway on another store');
+    const r3 = await admin('GET', `/api/admin/apps/${app.slug}/revocations`, undefined, {}, gw3);
+    assert.deepEqual(r3.json.data.map((x) => x.value), ['r-1'], 'and is kept in its store for its broker plugin');
+
+    await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { active: false } });
+    assert.equal((await c.closed).code, 4003, 'deactivation reaches the other store');
+    await admin('DELETE', `/api/admin/apps/${app.slug}`);
+    await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, gw3)).status === 404,
+        { message: 'delete reaches the other store' });
+
+    // operators may watch pushgate/# but never _ctl, where secrets travel
+    const op = await mqttConnect({ port: stack.brokerPort, username: OPERATOR_USER.username, password: OPERATOR_USER.password });
+    const seen = [];
+    op.on('message', (topic) => seen.push(topic));
+    await op.subscribeAsync('pushgate/#');
+    await createApp('Watched App');
+    await httpRequest('POST', `${gw1.url}/demo/room/publish`, { body: 'x' });
+    await waitFor(() => seen.includes('pushgate/demo/c/room'), { message: 'the operator sees channel traffic' });
+    assert.deepEqual(seen.filter((t) => t.includes('/_ctl/')), [], 'no _ctl message reaches the operator');
+    await op.endAsync();
 });

@@ -424,6 +424,56 @@ static void test_revocations(struct pg_apps_store *st)
     json_decref(list);
 }
 
+/* Rows replicated from another store: written when different, refused when invalid. */
+static void test_put(struct pg_apps_store *st)
+{
+    json_t *a = NULL, *got = NULL, *copy;
+    int changed = -1;
+
+    CHECK_EQ(pg_apps_store_create(st, "Put Source", &a), 0, "create a source app");
+    if (!a)
+        return;
+    CHECK_EQ(pg_apps_store_put(st, a, &changed), 0, "put the same row");
+    CHECK_EQ(changed, 0, "an identical row changes nothing");
+
+    copy = json_deep_copy(a);
+    json_object_set_new(copy, "active", json_false());
+    json_object_set_new(copy, "secret", json_string("other-secret"));
+    json_object_set_new(copy, "allowed_origins", json_pack("[s]", "https://x.example"));
+    CHECK_EQ(pg_apps_store_put(st, copy, &changed), 0, "put a changed row");
+    CHECK_EQ(changed, 1, "a different row is written");
+    CHECK_EQ(pg_apps_store_get(st, "put-source", &got), 0, "get it back");
+    json_object_set(copy, "id", json_object_get(got, "id"));
+    CHECK(got && json_equal(got, copy), "the stored row is the put row");
+    json_decref(got);
+
+    json_object_set_new(copy, "slug", json_string("replicated-app"));
+    json_object_set_new(copy, "key", json_string("replicated-key"));
+    CHECK_EQ(pg_apps_store_put(st, copy, &changed), 0, "put a new slug");
+    CHECK_EQ(changed, 1, "a new row is written");
+    CHECK_EQ(pg_apps_store_get(st, "replicated-app", &got), 0, "the new slug exists");
+    json_decref(got);
+
+    json_object_set_new(copy, "slug", json_string("third-app"));
+    CHECK_EQ(pg_apps_store_put(st, copy, NULL), PG_EEXIST, "a key owned by another slug is refused");
+    static const char *const bad[] = {
+        "{\"slug\":\"Bad Slug\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
+        "{\"slug\":\"v1\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
+        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
+        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k\",\"active\":true,\"require_auth\":false}",
+        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":\"yes\",\"require_auth\":false}",
+        "{\"slug\":\"ok\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        json_t *b = body(bad[i]);
+        CHECK(pg_apps_store_put(st, b, NULL) == PG_EINVAL, "invalid row refused: %s", bad[i]);
+        json_decref(b);
+    }
+    CHECK_EQ(pg_apps_store_get(st, "ok", &got), PG_ENOTFOUND, "nothing written by refused rows");
+    json_decref(copy);
+    json_decref(a);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -450,6 +500,7 @@ int main(void)
     test_refusals(st);
     test_reader(dbpath, st);
     test_revocations(st);
+    test_put(st);
     pg_apps_store_close(st);
     st = NULL;
 

@@ -425,6 +425,7 @@ export async function startBroker({
         '',
         `user ${OPERATOR_USER.username}`,
         `topic read ${topicRoot}/#`,
+        `topic deny ${topicRoot}/_ctl/#`, // app secrets travel there between gateways
         'topic read $SYS/#',
     ];
     for (const u of extraUsers) aclLines.push('', `user ${u.username}`, ...(u.acl || []));
