@@ -33,6 +33,9 @@
  *  - mosquitto_broker_publish*() only queues: the broker sends the message at the start of its next loop pass,
  *    with no ACL check of a sender (subscribers' READ checks still apply). Safe from any callback.
  *  - mosquitto_kick_client_by_clientid() fires MOSQ_EVT_DISCONNECT synchronously, before it returns.
+ *  - At shutdown no MOSQ_EVT_DISCONNECT fires and the database is saved first: with `persistence true`, the
+ *    device records of clients connected at that moment survive a restart (with `persistence false`, the
+ *    pushgate default, every retained message is gone).
  *  - A v5 plugin gets no cleanup/init on SIGHUP, only MOSQ_EVT_RELOAD; the config file is re-read then.
  *  - After MOSQ_EVT_RELOAD, mosquitto_security_apply() re-runs BASIC_AUTH for every known context (the password
  *    is kept), so a reload re-verifies live tokens and drops sessions whose app or token is no longer valid.

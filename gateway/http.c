@@ -209,6 +209,10 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 403, "app disabled");
         return;
     }
+    if (pg_devices_channel_reserved(gw, h->channel)) {
+        pg_http_respond_error(h, 403, "only the broker reports device presence on this channel");
+        return;
+    }
     if (pg_channel_check(h->channel, strlen(h->channel), (size_t)gw->cfg->max_channel_bytes, 0) != 0) {
         pg_http_respond_error(h, 400, "invalid channel name (UTF-8, no + or #, not too long)");
         return;

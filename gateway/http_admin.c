@@ -461,6 +461,10 @@ static void events_body_done(struct pg_gw *gw, struct pg_http *h)
             pg_http_respond_error(h, 400, "invalid topic (a channel name: UTF-8, no + or #, not too long)");
             goto out;
         }
+        if (pg_devices_channel_reserved(gw, t)) {
+            pg_http_respond_error(h, 403, "only the broker reports device presence on this channel");
+            goto out;
+        }
         topic = pg_channel_topic(gw, h->app->id, t);
     }
     if (!topic) {

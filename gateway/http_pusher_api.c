@@ -255,6 +255,10 @@ static int check_event(struct pg_gw *gw, struct pg_http *h, json_t *ev, int batc
             pg_http_respond_error(h, 400, "invalid channel name");
             return -1;
         }
+        if (pg_devices_channel_reserved(gw, c)) {
+            pg_http_respond_error(h, 403, "only the broker reports device presence on this channel");
+            return -1;
+        }
     }
     return 0;
 }

@@ -76,6 +76,8 @@ void pg_session_send_json(struct pg_session *s, json_t *obj)
 
 int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
 {
+    if (action == PG_ACT_PUBLISH && pg_devices_channel_reserved(s->gw, channel))
+        return 403; /* only the broker plugin reports device presence */
     if (s->token)
         return pg_token_allows(s->token, action, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
     return s->app->creds->require_auth ? 401 : 0;

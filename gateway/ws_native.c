@@ -318,7 +318,7 @@ out:
 void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload, size_t len,
                       const struct pg_bridge_prop *props, size_t nprops, struct pg_msg **out)
 {
-    const char *sender = NULL, *ts = NULL;
+    const char *sender = NULL, *ts = NULL, *event = NULL;
     json_t *message = NULL;
     (void)gw;
     *out = NULL;
@@ -327,6 +327,8 @@ void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload
             sender = props[i].value;
         else if (!strcmp(props[i].name, "ts"))
             ts = props[i].value;
+        else if (!strcmp(props[i].name, "event") && strcmp(props[i].value, "message") != 0)
+            event = props[i].value; /* e.g. device_joined: "message", the default, is left out */
     }
     /* JSON stays JSON, other UTF-8 becomes a string, anything else is carried as base64 */
     message = len ? json_loadb(payload, len, JSON_DECODE_ANY, NULL) : NULL;
@@ -341,6 +343,8 @@ void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload
         return;
     if (!sender)
         json_object_set_new(o, "client_id", json_null());
+    if (event)
+        json_object_set_new(o, "event", json_string(event));
     *out = pg_msg_from_json(o);
     json_decref(o);
 }

@@ -480,6 +480,10 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
         send_error(s, 4301, "Client event rejected - not subscribed to the channel");
         return;
     }
+    if (pg_devices_channel_reserved(s->gw, channel)) {
+        send_error(s, 4301, "Client event rejected - only the broker reports device presence on this channel");
+        return;
+    }
     char *payload = json_is_string(data) ? strdup(json_string_value(data))
                                          : json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
     if (!payload)

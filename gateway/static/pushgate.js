@@ -363,9 +363,10 @@
         for (name in this._rooms) {
             room = this._rooms[name];
             if (roomMatches(name, channel)) {
-                room.emit('data', frame.message, {room: channel, client_id: clientId, timestamp: frame.timestamp});
+                room.emit('data', frame.message, {room: channel, client_id: clientId, timestamp: frame.timestamp,
+                    event: frame.event || 'message'});
                 room.emit('message', {data: frame.message, room: channel, clientId: clientId,
-                    timestamp: frame.timestamp});
+                    timestamp: frame.timestamp, event: frame.event || 'message'});
             }
         }
     };

@@ -116,6 +116,7 @@ test('a device joining and leaving: device_joined then device_left for Pusher an
     assert.deepEqual(dataOf(joined), { id, user_id: 'u-42' });
     const nj = await native.next(nativeMessage(id));
     assert.deepEqual(nj.message, { id, user_id: 'u-42' });
+    assert.equal(nj.event, 'device_joined', 'native frames name the event');
 
     const listed = await waitFor(async () => (await listDevices()).find((x) => x.id === id), { message: 'device listed' });
     assert.deepEqual(Object.keys(listed).sort(), ['connected_at', 'id', 'user_id']);
@@ -128,6 +129,7 @@ test('a device joining and leaving: device_joined then device_left for Pusher an
     assert.deepEqual(dataOf(left), { id, user_id: 'u-42' });
     const nl = await native.next(nativeMessage(id));
     assert.deepEqual(nl.message, { id, user_id: 'u-42' });
+    assert.equal(nl.event, 'device_left');
     await waitFor(async () => !(await listDevices()).some((x) => x.id === id), { message: 'device no longer listed' });
 
     const mine = pusher.frames.filter((f) => f && f.channel === DEVICE_CHANNEL && f.event && f.event.startsWith('device_') && dataOf(f).id === id);
@@ -225,4 +227,23 @@ test('GET /apps/{id}/devices needs a valid Pusher signature and a known app', { 
     assert.ok(Array.isArray(signed.json.devices));
     const unknown = await httpRequest('GET', `${stack.gw.url}${signedPath('GET', '/apps/nope/devices')}`);
     assert.equal(unknown.status, 404);
+});
+
+test('web, REST and server publishes to the device channel are refused: only the broker reports presence', { timeout: 30000 }, async () => {
+    const native = await nativeWatcher();
+    native.send({ type: 'publish', room: DEVICE_CHANNEL, message: { id: 'forged' }, cb: 2 });
+    assert.equal((await native.next((f) => f.cb === 2)).error?.code, 403);
+
+    const rest = await httpRequest('POST', `${stack.gw.url}/demo/${DEVICE_CHANNEL}/publish`, { body: { id: 'forged' } });
+    assert.equal(rest.status, 403, rest.body);
+
+    await assert.rejects(server.trigger(DEVICE_CHANNEL, 'device_joined', { id: 'forged' }), (e) => e.status === 403);
+
+    const p = await pusherWatcher();
+    p.send({ event: 'client-device_joined', channel: DEVICE_CHANNEL, data: { id: 'forged' } });
+    const err = await p.next(isEvent('pusher:error'));
+    assert.equal(dataOf(err).code, 4301);
+
+    await sleep(300);
+    assert.equal(native.frames.filter((f) => f.type === 'message').length, 0, 'nothing reached the channel');
 });
