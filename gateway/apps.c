@@ -491,17 +491,27 @@ static void broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, s
     struct pg_msg *native = nj ? pg_msg_from_json(nj) : NULL, *pusher = pj ? pg_msg_from_json(pj) : NULL;
     json_decref(nj);
     json_decref(pj);
+    struct pg_msg *sio[2] = {NULL, NULL}; /* socket.io: the default namespace, the app's own */
     struct pg_session *s, *tmp;
     size_t n = 0;
     HASH_ITER(hh, gw->sessions, s, tmp) {
         if (s->app != a || s->close_code)
             continue;
         struct pg_msg *m = s->proto == PG_PROTO_NATIVE ? native : s->proto == PG_PROTO_PUSHER ? pusher : NULL;
+        if (s->proto == PG_PROTO_SIO) {
+            int slot = pg_sio_nsp_slot(s);
+            if (!sio[slot])
+                pg_sio_encode(s, payload, len, props, nprops, &sio[slot]);
+            m = sio[slot];
+        }
         if (m) {
             pg_session_send(s, m);
             n++;
         }
     }
+    for (int i = 0; i < 2; i++)
+        if (sio[i])
+            pg_msg_unref(sio[i]);
     a->stats.delivered++;
     pg_log(PG_LOG_DEBUG, "apps", "broadcast app=%s event=%s sessions=%zu", a->id, event, n);
     if (native)

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import vm from 'node:vm';
 import WebSocket from 'ws';
+import { io } from 'socket.io-client';
 
 import { OPERATOR_USER, REPO_DIR, freePort, httpRequest, mqttConnect, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { PUSHER_QUERY, established, isEvent, dataOf } from './lib/pusher.mjs';
@@ -183,6 +184,13 @@ test('POST /api/apps/{slug}/events: key:secret Basic auth; a channel; #general r
     const drone = new Pushgate(app.slug, { url: `${gw2.wsUrl}/v1/${app.slug}`, WebSocket });
     const droneBroadcast = new Promise((resolve) => drone.on('broadcast', (event, message) => resolve({ event, message })));
     await new Promise((resolve, reject) => drone.on('open', (err) => (err ? reject(err) : resolve())));
+    // socket.io: the namespace names the app
+    const sio = io(`${gw1.url}/${app.slug}`, { transports: ['websocket'], reconnection: false });
+    const sioBroadcast = new Promise((resolve) => sio.on('msg', (message) => resolve(message)));
+    await new Promise((resolve, reject) => {
+        sio.on('connect', resolve);
+        sio.on('connect_error', reject);
+    });
 
     for (const headers of [{}, { Authorization: basic(app.key, 'wrong') }, { Authorization: basic('demo-key', 'demo-secret') }]) {
         const r = await httpRequest('POST', url, { headers, body: { topic: 'news', event: 'e', message: {} } });
@@ -205,6 +213,8 @@ test('POST /api/apps/{slug}/events: key:secret Basic auth; a channel; #general r
     }
     assert.deepEqual(await droneBroadcast, { event: 'msg', message: { name: 'n', message: 'hi' } }, 'pushgate.js emits broadcast');
     drone.close();
+    assert.deepEqual(await sioBroadcast, { name: 'n', message: 'hi' }, 'socket.io sessions get the event');
+    sio.close();
     const pb = await p.next(isEvent('msg'));
     assert.equal(pb.channel, undefined, 'Pusher: an event without a channel (pusher.bind)');
     assert.deepEqual(dataOf(pb), { name: 'n', message: 'hi' });
