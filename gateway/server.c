@@ -340,7 +340,7 @@ static void bridge_on_state(void *ud, int connected)
 static void bridge_on_message(void *ud, const char *topic, const void *payload, size_t len,
                               const struct pg_bridge_prop *props, size_t nprops)
 {
-    if (!pg_push_on_message(ud, topic, payload, len) && /* before cluster.c, which claims every _ctl topic */
+    if (!pg_push_on_message(ud, topic, payload, len) && /* {root}/_ctl/{app}/reg/{connectionId} */
         !pg_cluster_on_message(ud, topic, payload, len) && !pg_apps_on_message(ud, topic, payload, len, props, nprops))
         pg_channels_deliver(ud, topic, payload, len, props, nprops);
 }

@@ -40,6 +40,9 @@
 #define NSP_MAX 80
 #define CLOSE_GRACE_MS 1000   /* a polling client we close gets this long to fetch the close packet */
 #define REGISTER_RETRY_MS 500 /* a registration made through another node may still be on its way here */
+/* lws drops an HTTP transaction unanswered for timeout_secs (30 s, server.c): answer a parked GET before */
+#define POLL_MAX_MS 20000
+#define UPGRADE_TIMEOUT_MS 10000 /* "2probe" to "5", as Engine.IO servers allow */
 #define TEXT_PLAIN "text/plain; charset=UTF-8"
 
 struct pg_sio {
@@ -58,7 +61,7 @@ struct pg_sio {
     char *user, *conn;         /* the registration this session listens for */
     char *pend_user, *pend_conn; /* a register waiting for its registration to arrive */
     char origin[256];          /* Origin of the opening request ("" if none) */
-    lws_sorted_usec_list_t sul_ping, sul_free, sul_register;
+    lws_sorted_usec_list_t sul_ping, sul_free, sul_register, sul_poll, sul_upgrade;
     UT_hash_handle hh_sid; /* gw->sio_sessions */
 };
 
@@ -72,11 +75,6 @@ static struct pg_sio *sio_find(struct pg_gw *gw, const char *sid)
     struct pg_sio *x;
     HASH_FIND(hh_sid, gw->sio_sessions, sid, strlen(sid), x);
     return x && !x->dead ? x : NULL;
-}
-
-static int64_t cfg_ms(long long v)
-{
-    return (int64_t)v;
 }
 
 /* ---- lifetime ------------------------------------------------------------------------- */
@@ -107,6 +105,8 @@ static void sio_destroy(struct pg_sio *x)
     lws_sul_cancel(&x->sul_ping);
     lws_sul_cancel(&x->sul_free);
     lws_sul_cancel(&x->sul_register);
+    lws_sul_cancel(&x->sul_poll);
+    lws_sul_cancel(&x->sul_upgrade);
     detach_ws(x);
     struct pg_http *h = parked_get(x);
     if (h) {
@@ -209,6 +209,7 @@ static void flush_get(struct pg_sio *x, struct pg_http *h, int noop_only)
     pg_http_unregister(gw, h);
     h->waiting_ack = 0;
     x->get_serial = 0;
+    lws_sul_cancel(&x->sul_poll);
     if (!b) {
         pg_http_respond_error(h, 500, "out of memory");
         sio_kill(x);
@@ -300,7 +301,7 @@ static void ping_due(lws_sorted_usec_list_t *sul)
     }
     x->ping_out = 1;
     send_raw(x, "2", 1);
-    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, cfg_ms(gw->cfg->sio_ping_timeout_ms) * LWS_US_PER_MS);
+    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, gw->cfg->sio_ping_timeout_ms * LWS_US_PER_MS);
 }
 
 /* ---- sessions ------------------------------------------------------------------------ */
@@ -332,7 +333,7 @@ static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
     HASH_ADD(hh, gw->sessions, serial, sizeof x->s.serial, &x->s);
     gw->nsessions++;
     HASH_ADD_KEYPTR(hh_sid, gw->sio_sessions, x->sid, strlen(x->sid), x);
-    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, cfg_ms(gw->cfg->sio_ping_interval_ms) * LWS_US_PER_MS);
+    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
     pg_log(PG_LOG_DEBUG, "socketio", "session opened sid=%s", x->sid);
     return x;
 }
@@ -625,7 +626,7 @@ static int eio_packet(struct pg_sio *x, const char *p, size_t n)
         if (x->ping_out) {
             x->ping_out = 0;
             lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due,
-                             cfg_ms(gw->cfg->sio_ping_interval_ms) * LWS_US_PER_MS);
+                             gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
         }
         return 0;
     case '4':
@@ -663,6 +664,14 @@ static void handshake(struct pg_gw *gw, struct pg_http *h)
     free(open);
 }
 
+static void poll_due(lws_sorted_usec_list_t *sul)
+{
+    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_poll);
+    struct pg_http *h = x->dead ? NULL : parked_get(x);
+    if (h)
+        flush_get(x, h, 0); /* the noop: the client polls again */
+}
+
 static void poll_get(struct pg_sio *x, struct pg_http *h)
 {
     if (parked_get(x)) { /* two GETs at once: Engine.IO clients never do that */
@@ -674,8 +683,9 @@ static void poll_get(struct pg_sio *x, struct pg_http *h)
         flush_get(x, h, 0);
         return;
     }
-    pg_http_wait(x->s.gw, h); /* answered by the next pg_sio_wake() */
+    pg_http_wait(x->s.gw, h); /* answered by the next pg_sio_wake(), or poll_due() */
     x->get_serial = h->serial;
+    lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_poll, poll_due, POLL_MAX_MS * LWS_US_PER_MS);
 }
 
 static void poll_post(struct pg_sio *x, struct pg_http *h)
@@ -820,6 +830,17 @@ int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
     return 0;
 }
 
+/* A probe that never completes would keep answering the polling GETs at once: drop the probe. */
+static void upgrade_due(lws_sorted_usec_list_t *sul)
+{
+    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_upgrade);
+    if (x->dead || x->upgraded || !x->ws)
+        return;
+    pg_log(PG_LOG_INFO, "socketio", "upgrade not completed in time sid=%s", x->sid);
+    x->probing = x->probe_reply = 0;
+    detach_ws(x);
+}
+
 /* A whole WebSocket message. -1: close this WebSocket. */
 static int ws_message(struct pg_sio *x, const char *p, size_t n)
 {
@@ -829,6 +850,7 @@ static int ws_message(struct pg_sio *x, const char *p, size_t n)
         x->probing = 1;
         x->probe_reply = 1;
         lws_callback_on_writable(x->ws);
+        lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_upgrade, upgrade_due, UPGRADE_TIMEOUT_MS * LWS_US_PER_MS);
         struct pg_http *h = parked_get(x);
         if (h) /* the client lets its pending GET finish before it completes the upgrade */
             flush_get(x, h, 0);
@@ -838,6 +860,7 @@ static int ws_message(struct pg_sio *x, const char *p, size_t n)
         x->upgraded = 1;
         x->probing = 0;
         x->s.wsi = x->ws;
+        lws_sul_cancel(&x->sul_upgrade);
         struct pg_http *h = parked_get(x);
         if (h)
             flush_get(x, h, 1);
@@ -936,6 +959,7 @@ void pg_sio_ws_closed(struct pg_conn *c, struct lws *wsi)
         x->s.wsi = NULL;
         sio_kill(x);
     } else { /* a failed probe: the session goes on polling */
+        lws_sul_cancel(&x->sul_upgrade);
         x->probing = 0;
         x->probe_reply = 0;
         free(x->s.rx);

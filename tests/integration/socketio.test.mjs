@@ -23,7 +23,7 @@ const TOKEN = 'demo-push-token-0123456789';
 const SECURE_TOKEN = 'secure-push-token-0123456789';
 const APPS = [
     { ...DEFAULT_APPS[0], push_token: TOKEN },
-    { ...DEFAULT_APPS[1], push_token: SECURE_TOKEN },
+    { ...DEFAULT_APPS[1], push_token: SECURE_TOKEN, allowed_origins: 'http://good.example' },
 ];
 const PING_MS = 1000;
 const TTL_S = 3600;
@@ -445,4 +445,93 @@ test('leaving: disconnect() and the legacy "disconnect" event stop the pushes', 
 
     const metrics = await httpRequest('GET', `${gw1.url}/metrics`);
     assert.match(metrics.body, /pushgate_sessions\{app="demo",protocol="socketio"\} [1-9]/);
+});
+
+test("origins: any page may poll (CORS), an app's allowed_origins decide at CONNECT", { timeout: 30000 }, async () => {
+    async function session(origin) {
+        const headers = { Origin: origin };
+        let r = await httpRequest('GET', `${gw1.url}/socket.io/?EIO=4&transport=polling`, { headers });
+        assert.equal(r.status, 200);
+        assert.equal(r.headers['access-control-allow-origin'], origin, 'the polling answer is readable by that page');
+        const url = `${gw1.url}/socket.io/?EIO=4&transport=polling&sid=${JSON.parse(r.body.slice(1)).sid}`;
+        r = await httpRequest('POST', url, { headers, body: '40/secure,' });
+        assert.equal(r.status, 200);
+        assert.equal(r.headers['access-control-allow-origin'], origin);
+        return { url, headers };
+    }
+    const evil = await session('http://evil.example');
+    let r = await httpRequest('GET', evil.url, { headers: evil.headers });
+    assert.equal(r.body, '44/secure,{"message":"Origin not allowed"}');
+    // the app without allowed_origins takes it
+    r = await httpRequest('POST', evil.url, { headers: evil.headers, body: '40' });
+    r = await httpRequest('GET', evil.url, { headers: evil.headers });
+    assert.match(r.body, /^40\{"sid":"/);
+    // a session answers only the origin that opened it
+    r = await httpRequest('GET', evil.url, { headers: { Origin: 'http://other.example' } });
+    assert.equal(r.status, 400);
+
+    const good = await session('http://good.example');
+    r = await httpRequest('GET', good.url, { headers: good.headers });
+    assert.match(r.body, /^40\/secure,\{"sid":"/);
+    // the upgrade of a secure session from another origin is refused before it happens
+    const sid = new URL(good.url).searchParams.get('sid');
+    await assert.rejects(
+        wsConnect(`${gw1.wsUrl}/socket.io/?EIO=4&transport=websocket&sid=${sid}`, { headers: { Origin: 'http://evil.example' } }),
+        (e) => e.statusCode === 403,
+    );
+});
+
+test('a registration counts until its "exp", whichever node published it', { timeout: 30000 }, async () => {
+    // what another gateway node publishes: a retained {root}/_ctl/{app}/reg/{connectionId}
+    const inspector = await mqttConnect({ port: stack.brokerPort, ...stack.gatewayUser, clientId: uid('node') });
+    try {
+        const user = uid('short');
+        const conn = uid('conn');
+        const exp = Date.now() + 1500;
+        await inspector.publishAsync(`pushgate/_ctl/demo/reg/${conn}`, JSON.stringify({ user, exp }), {
+            qos: 1,
+            retain: true,
+            properties: { messageExpiryInterval: 2 },
+        });
+        const early = seedClient(gw2.url, user, conn, { transports: ['websocket'] });
+        assert.deepEqual(await early.registered.next(), { userId: user });
+        await waitFor(() => Date.now() > exp + 50, { timeoutMs: 5000 });
+        const late = seedClient(gw2.url, user, conn, { transports: ['websocket'] });
+        assert.match((await late.errors.next()).message, /registration refused/);
+        // a session that registered in time keeps receiving
+        const r = await push(gw1, user, { after: 'expiry' });
+        assert.equal(r.status, 200);
+        assert.deepEqual(await early.messages.next(), { after: 'expiry' });
+        // an emptied retained registration is forgotten at once
+        const conn2 = uid('conn');
+        assert.equal((await register(gw1, user, conn2)).status, 200);
+        await inspector.publishAsync(`pushgate/_ctl/demo/reg/${conn2}`, '', { qos: 1, retain: true });
+        await waitFor(
+            async () => {
+                const c = seedClient(gw1.url, user, conn2, { transports: ['websocket'] });
+                const outcome = await Promise.race([c.registered.next().then(() => 'ok'), c.errors.next().then(() => 'refused')]);
+                c.socket.disconnect();
+                return outcome === 'refused';
+            },
+            { timeoutMs: 5000, message: 'cleared registration refused' },
+        );
+    } finally {
+        inspector.end(true);
+    }
+});
+
+// last: it stops the broker
+test('broker down: register and push answer 503, no new session opens', { timeout: 30000 }, async () => {
+    await stack.broker.stop();
+    await waitFor(async () => (await httpRequest('GET', `${gw1.url}/readyz`)).status === 503, {
+        timeoutMs: WAIT_MS,
+        message: 'gateway notices the broker is gone',
+    });
+    let r = await register(gw1, uid('down'), uid('conn'));
+    assert.equal(r.status, 503, r.body);
+    r = await push(gw1, uid('down'), { lost: true });
+    assert.equal(r.status, 503, r.body);
+    r = await httpRequest('GET', `${gw1.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(r.status, 503, r.body);
+    await assert.rejects(rawWs(gw1), (e) => e.statusCode === 503);
 });
