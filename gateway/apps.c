@@ -476,13 +476,8 @@ static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, si
 static void broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, size_t len,
                       const struct pg_bridge_prop *props, size_t nprops)
 {
-    const char *event = "message";
-    for (size_t i = 0; i < nprops; i++)
-        if (!strcmp(props[i].name, "event"))
-            event = props[i].value;
-    json_t *data = json_loadb(payload, len, JSON_DECODE_ANY, NULL);
-    if (!data)
-        data = pg_utf8_valid(payload, len) ? json_stringn(payload, len) : pg_binary_json(payload, len);
+    const char *event = pg_prop_get(props, nprops, "event", "message");
+    json_t *data = pg_payload_json(payload, len);
     char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
     json_t *nj = json_pack("{s:s, s:s, s:O, s:I}", "type", "broadcast", "event", event, "message", data, "timestamp",
                            (json_int_t)pg_now_ms());

@@ -41,6 +41,10 @@ struct pg_msg *pg_msg_from_json(json_t *obj);           /* compact encoding; NUL
 void pg_msg_unref(struct pg_msg *m);
 /* {"binary": "<base64>"}: how payload bytes that are not UTF-8 reach JSON clients. */
 json_t *pg_binary_json(const void *payload, size_t len);
+/* A message payload for JSON clients: JSON stays JSON, other UTF-8 becomes a string, anything else binary. */
+json_t *pg_payload_json(const void *payload, size_t len);
+/* The value of MQTT user property name, or def. */
+const char *pg_prop_get(const struct pg_bridge_prop *props, size_t nprops, const char *name, const char *def);
 static inline unsigned char *pg_msg_data(struct pg_msg *m)
 {
     return m->buf + LWS_PRE;

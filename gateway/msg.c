@@ -94,3 +94,19 @@ json_t *pg_binary_json(const void *payload, size_t len)
     free(b64);
     return o;
 }
+
+json_t *pg_payload_json(const void *payload, size_t len)
+{
+    json_t *j = len ? json_loadb(payload, len, JSON_DECODE_ANY, NULL) : NULL;
+    if (!j && pg_utf8_valid(payload, len))
+        j = json_stringn(payload, len);
+    return j ? j : pg_binary_json(payload, len);
+}
+
+const char *pg_prop_get(const struct pg_bridge_prop *props, size_t nprops, const char *name, const char *def)
+{
+    for (size_t i = 0; i < nprops; i++)
+        if (!strcmp(props[i].name, name))
+            return props[i].value;
+    return def;
+}

@@ -269,13 +269,8 @@ int pg_sio_nsp_slot(const struct pg_session *s)
 void pg_sio_encode(const struct pg_session *s, const void *payload, size_t len, const struct pg_bridge_prop *props,
                    size_t nprops, struct pg_msg **out)
 {
-    const char *event = "message";
-    for (size_t i = 0; i < nprops; i++)
-        if (!strcmp(props[i].name, "event"))
-            event = props[i].value;
-    json_t *data = json_loadb(payload, len, JSON_DECODE_ANY, NULL);
-    if (!data)
-        data = pg_utf8_valid(payload, len) ? json_stringn(payload, len) : pg_binary_json(payload, len);
+    const char *event = pg_prop_get(props, nprops, "event", "message");
+    json_t *data = pg_payload_json(payload, len);
     json_t *arr = data ? json_pack("[s, o]", event, data) : NULL;
     char *js = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);

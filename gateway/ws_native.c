@@ -330,11 +330,7 @@ void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload
         else if (!strcmp(props[i].name, "event") && strcmp(props[i].value, "message") != 0)
             event = props[i].value; /* e.g. device_joined: "message", the default, is left out */
     }
-    /* JSON stays JSON, other UTF-8 becomes a string, anything else is carried as base64 */
-    message = len ? json_loadb(payload, len, JSON_DECODE_ANY, NULL) : NULL;
-    if (!message && pg_utf8_valid(payload, len))
-        message = json_stringn(payload, len);
-    if (!message && !(message = pg_binary_json(payload, len)))
+    if (!(message = pg_payload_json(payload, len)))
         return;
     long long when = ts ? strtoll(ts, NULL, 10) : 0;
     json_t *o = json_pack("{s:s, s:s, s:o, s:s?, s:I}", "type", "message", "room", channel, "message", message,
