@@ -331,3 +331,36 @@ test('a gateway on another store file gets every app change through the broker, 
     assert.deepEqual(seen.filter((t) => t.includes('/_ctl/')), [], 'no _ctl message reaches the operator');
     await op.endAsync();
 });
+
+test('admin calls reach MQTT devices through the broker plugin: revoked client ids and deactivated apps are kicked', async () => {
+    const app = await createApp('Device App');
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    const device = async (clientId, jti) => {
+        const c = await waitFor(async () => mqttConnect({
+            port: stack.brokerPort, username: app.slug, clientId,
+            password: signJwt({ channel: app.slug, client: clientId, exp, jti }, app.secret),
+        }).catch(() => null), { message: `device ${clientId} connects to the new app without a broker restart` });
+        c.gone = new Promise((resolve) => c.once('close', resolve));
+        return c;
+    };
+    const a = await device('dev-a', 'tok-a');
+    const b = await device('dev-b', 'tok-b');
+    const c = await device('dev-c', 'tok-c');
+
+    assert.equal((await admin('POST', `/api/admin/apps/${app.slug}/revocations`, { client: 'dev-a' })).status, 201);
+    await a.gone;
+    assert.equal((await admin('POST', `/api/admin/apps/${app.slug}/revocations`, { jti: 'tok-b' })).status, 201);
+    await b.gone;
+    await assert.rejects(mqttConnect({
+        port: stack.brokerPort, username: app.slug, clientId: 'dev-a',
+        password: signJwt({ channel: app.slug, client: 'dev-a', exp }, app.secret),
+    }), 'a revoked client id is refused');
+    assert.equal(c.connected, true, 'other devices stay');
+
+    assert.equal((await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { active: false } })).status, 200);
+    await c.gone;
+    await assert.rejects(mqttConnect({
+        port: stack.brokerPort, username: app.slug, clientId: 'dev-c',
+        password: signJwt({ channel: app.slug, client: 'dev-c', exp }, app.secret),
+    }), 'a deactivated app refuses devices');
+});
