@@ -586,6 +586,8 @@ static const char *session_invalid(const struct plugin *pl, const struct client_
 
     if (!app || !app->creds.active)
         return "app removed or inactive";
+    if (app->creds.require_auth && !st->tok)
+        return "the app now requires a token"; /* require_auth switched on over the admin API */
     if ((rc = is_revoked(pl, st->app_id, "client", st->client_id, now_ms)) != 0) {
         if (rc == 1)
             return "client id revoked";

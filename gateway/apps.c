@@ -37,6 +37,12 @@
 #define STORE_CHECK_MS 200       /* data_version polling period */
 #define REVOKED_PURGE_MS 60000   /* how often expired revocations are dropped */
 
+/* A store app changed while the broker was unavailable: announced again on the next connect. */
+struct pg_unannounced {
+    char *slug;
+    UT_hash_handle hh;
+};
+
 struct pg_revocation {
     char *key; /* "app\nkind\nvalue" */
     int64_t expires_ms;
@@ -124,6 +130,19 @@ static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *w
         pg_log(PG_LOG_INFO, "apps", "closed %zu sessions app=%s: %s", n, a->id, why);
 }
 
+/* require_auth was switched on: native sessions without a token may no longer stay. */
+static void close_unauthenticated(struct pg_gw *gw, struct pg_app *a)
+{
+    struct pg_session *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (s->app != a || s->proto != PG_PROTO_NATIVE || s->token || s->close_code)
+            continue;
+        pg_session_send_json(s, json_pack("{s:s, s:{s:i, s:s}}", "type", "error", "error", "code", 401, "message",
+                                          "this app now requires a token"));
+        pg_session_close(s, 4009, "authentication required");
+    }
+}
+
 /* ---- revocations ------------------------------------------------------------------ */
 
 static char *revocation_key(const char *app, const char *kind, const char *value)
@@ -167,11 +186,12 @@ static int revocation_apply(struct pg_gw *gw, const char *app, const char *kind,
         return PG_ENOMEM;
     HASH_FIND_STR(gw->revoked, k, r);
     if (r) {
-        /* known: its sessions were closed when it first arrived (a reload re-reads every revocation) */
         free(k);
+        int was_live = r->expires_ms > pg_now_ms();
         if (r->expires_ms < expires_ms)
             r->expires_ms = expires_ms;
-        return 0;
+        if (was_live) /* its sessions were closed when it arrived (a reload re-reads every revocation) */
+            return 0;
     } else {
         if (!(r = calloc(1, sizeof *r))) {
             free(k);
@@ -286,6 +306,7 @@ static void store_reload(struct pg_gw *gw)
             continue;
         }
         int was_active = a->owned && a->creds->active;
+        int was_open = a->owned && !a->creds->require_auth;
         conf_free(a->owned);
         a->owned = conf;
         a->conf = conf;
@@ -296,6 +317,8 @@ static void store_reload(struct pg_gw *gw)
         pg_log(PG_LOG_INFO, "apps", "app %s loaded from the store (active=%d)", slug, conf->creds.active);
         if (was_active && !conf->creds.active)
             close_app_sessions(gw, a, "app disabled");
+        else if (was_open && conf->creds.require_auth)
+            close_unauthenticated(gw, a);
     }
     HASH_ITER(hh, gw->apps, a, tmp) {
         if (!a->owned || a->seen || !a->stored)
@@ -382,6 +405,12 @@ void pg_apps_free(struct pg_gw *gw)
         free(r->key);
         free(r);
     }
+    struct pg_unannounced *u, *utmp;
+    HASH_ITER(hh, gw->unannounced, u, utmp) {
+        HASH_DEL(gw->unannounced, u);
+        free(u->slug);
+        free(u);
+    }
     pg_apps_store_close(gw->store);
     gw->store = NULL;
 }
@@ -397,13 +426,27 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
 {
     json_t *app = NULL;
     char *text = NULL, *topic = apps_topic(gw, slug);
-    int rc = pg_apps_store_get(gw->store, slug, &app);
+    struct pg_unannounced *u;
+    int rc = pg_apps_store_get(gw->store, slug, &app), sent = 0;
     if (rc == 0)
         text = json_dumps(app, JSON_COMPACT);
-    if (topic && (rc == PG_ENOTFOUND || text)) {
-        /* retained: gateways that start later learn the latest state; empty clears it */
-        if (pg_bridge_publish(gw->bridge, topic, text ? text : "", text ? strlen(text) : 0, NULL, 1, NULL, NULL))
-            pg_log(PG_LOG_WARN, "apps", "app %s changed while the broker is unavailable: other stores miss it", slug);
+    /* retained: gateways that start later learn the latest state; empty clears it */
+    if (topic && (rc == PG_ENOTFOUND || text))
+        sent = pg_bridge_publish(gw->bridge, topic, text ? text : "", text ? strlen(text) : 0, NULL, 1, NULL, NULL) == 0;
+    HASH_FIND_STR(gw->unannounced, slug, u);
+    if (sent && u) {
+        HASH_DEL(gw->unannounced, u);
+        free(u->slug);
+        free(u);
+    } else if (!sent && !u) {
+        pg_log(PG_LOG_WARN, "apps", "app %s changed while the broker is unavailable: announced when it is back", slug);
+        char *copy = strdup(slug);
+        if (copy && (u = calloc(1, sizeof *u))) {
+            u->slug = copy;
+            HASH_ADD_KEYPTR(hh, gw->unannounced, u->slug, strlen(u->slug), u);
+        } else {
+            free(copy);
+        }
     }
     if (text)
         OPENSSL_cleanse(text, strlen(text));
@@ -441,10 +484,14 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
 
 void pg_apps_connected(struct pg_gw *gw)
 {
+    struct pg_unannounced *u, *utmp;
     char *apps = apps_topic(gw, "+");
     if (!apps || pg_bridge_subscribe(gw->bridge, apps) != 0)
         pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to replicated apps");
     free(apps);
+    /* a stale retained copy arriving now is older than the local row, so the store keeps the local change */
+    HASH_ITER(hh, gw->unannounced, u, utmp)
+        pg_apps_announce(gw, u->slug);
     char *revoke = pg_topic(gw, "_ctl", "+", "revoke");
     char *bcast = NULL;
     size_t n = strlen(gw->cfg->topic_root) + 5;
@@ -463,6 +510,15 @@ static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, si
     const char *value = json_string_value(json_object_get(j, "value"));
     json_t *exp = json_object_get(j, "expires_ms");
     if (kind && value && json_is_integer(exp) && (!strcmp(kind, "client") || !strcmp(kind, "jti"))) {
+        struct pg_revocation *r = NULL;
+        char *k = revocation_key(app, kind, value);
+        if (k)
+            HASH_FIND_STR(gw->revoked, k, r);
+        free(k);
+        if (r && r->expires_ms >= json_integer_value(exp)) {
+            json_decref(j); /* known already (our own echo, or via the shared store): no write, no reload */
+            return;
+        }
         /* into this store too, so the broker plugin on this store's machine refuses it as well */
         if (gw->store && pg_apps_store_revoke(gw->store, app, kind, value, json_integer_value(exp)) != 0)
             pg_log(PG_LOG_WARN, "apps", "revocation for app %s not stored: %s", app, pg_apps_store_errmsg(gw->store));
@@ -470,6 +526,15 @@ static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, si
     } else
         pg_log(PG_LOG_WARN, "apps", "ignored a malformed revocation for app %s", app);
     json_decref(j);
+}
+
+int pg_session_may_read_app(const struct pg_session *s)
+{
+    if (s->proto == PG_PROTO_SIO)
+        return pg_sio_may_read_app(s);
+    if (!s->app->creds->require_auth)
+        return 1;
+    return s->proto == PG_PROTO_NATIVE ? s->token != NULL : s->user_id != NULL;
 }
 
 /* One encoding per protocol, shared by every session of the app. */
@@ -490,7 +555,7 @@ static void broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, s
     struct pg_session *s, *tmp;
     size_t n = 0;
     HASH_ITER(hh, gw->sessions, s, tmp) {
-        if (s->app != a || s->close_code)
+        if (s->app != a || s->close_code || !pg_session_may_read_app(s))
             continue;
         struct pg_msg *m = s->proto == PG_PROTO_NATIVE ? native : s->proto == PG_PROTO_PUSHER ? pusher : NULL;
         if (s->proto == PG_PROTO_SIO) {

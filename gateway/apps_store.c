@@ -18,8 +18,8 @@
 /* A key that collides with an existing one (62^20 odds) is drawn again, a few times at most. */
 #define CREATE_ATTEMPTS 3
 
-#define APP_COLS "id, slug, name, key, secret, active, require_auth, allowed_origins, push_token"
-enum { C_ID, C_SLUG, C_NAME, C_KEY, C_SECRET, C_ACTIVE, C_REQUIRE_AUTH, C_ORIGINS, C_PUSH_TOKEN };
+#define APP_COLS "id, slug, name, key, secret, active, require_auth, allowed_origins, push_token, updated_ms"
+enum { C_ID, C_SLUG, C_NAME, C_KEY, C_SECRET, C_ACTIVE, C_REQUIRE_AUTH, C_ORIGINS, C_PUSH_TOKEN, C_UPDATED };
 
 /* Statements a read-only store needs come first: only those are prepared for it. */
 enum stmt_id {
@@ -38,7 +38,9 @@ static const char *const stmt_sql[S_COUNT] = {
     /* NULL parameters keep a column: one statement, so a concurrent update of another field is never lost. */
     [S_UPDATE] = "UPDATE apps SET name = coalesce(?2, name), active = coalesce(?3, active), "
                  "require_auth = coalesce(?4, require_auth), "
-                 "allowed_origins = CASE WHEN ?5 THEN ?6 ELSE allowed_origins END, updated_ms = ?7 "
+                 "allowed_origins = CASE WHEN ?5 THEN ?6 ELSE allowed_origins END, "
+                 /* strictly increasing: replicas apply only newer states (pg_apps_store_put) */
+                 "updated_ms = max(?7, coalesce(updated_ms, 0) + 1) "
                  "WHERE slug = ?1 RETURNING " APP_COLS,
     [S_DELETE] = "DELETE FROM apps WHERE slug = ?1",
     /* A second revocation of the same id keeps the later expiry. */
@@ -52,9 +54,11 @@ static const char *const stmt_sql[S_COUNT] = {
               "active = excluded.active, require_auth = excluded.require_auth, "
               "allowed_origins = excluded.allowed_origins, push_token = excluded.push_token, "
               "updated_ms = excluded.updated_ms "
-              "WHERE name IS NOT excluded.name OR key IS NOT excluded.key OR secret IS NOT excluded.secret OR "
+              /* only a newer state replaces this one: a stale copy must not undo a later local change */
+              "WHERE excluded.updated_ms > coalesce(apps.updated_ms, 0) AND "
+              "(name IS NOT excluded.name OR key IS NOT excluded.key OR secret IS NOT excluded.secret OR "
               "active IS NOT excluded.active OR require_auth IS NOT excluded.require_auth OR "
-              "allowed_origins IS NOT excluded.allowed_origins OR push_token IS NOT excluded.push_token",
+              "allowed_origins IS NOT excluded.allowed_origins OR push_token IS NOT excluded.push_token)",
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS apps ("
@@ -392,7 +396,8 @@ static int row_to_json(struct pg_apps_store *st, sqlite3_stmt *s, json_t **out)
         (rc = obj_set(app, "active", json_boolean(sqlite3_column_int(s, C_ACTIVE) != 0))) ||
         (rc = obj_set(app, "require_auth", json_boolean(sqlite3_column_int(s, C_REQUIRE_AUTH) != 0))) ||
         (rc = obj_set(app, "push_token",
-                      col_text(s, C_PUSH_TOKEN) ? json_string(col_text(s, C_PUSH_TOKEN)) : json_null())))
+                      col_text(s, C_PUSH_TOKEN) ? json_string(col_text(s, C_PUSH_TOKEN)) : json_null())) ||
+        (rc = obj_set(app, "updated_ms", json_integer(sqlite3_column_int64(s, C_UPDATED)))))
         goto out;
     rc = obj_set(app, "allowed_origins", origins);
     origins = NULL;
@@ -955,6 +960,7 @@ int pg_apps_store_put(struct pg_apps_store *st, json_t *app, int *changed)
     const char *key = json_string_value(json_object_get(app, "key"));
     const char *secret = json_string_value(json_object_get(app, "secret"));
     json_t *push = json_object_get(app, "push_token");
+    json_t *updated = json_object_get(app, "updated_ms");
     if (!slug || pg_apps_slugify(slug, slug_of_slug) || strcmp(slug, slug_of_slug) != 0 || slug_reserved(st, slug)) {
         seterr(st, "slug: expected a slug that is not reserved");
         return PG_EINVAL;
@@ -962,6 +968,10 @@ int pg_apps_store_put(struct pg_apps_store *st, json_t *app, int *changed)
     if (!token_valid(key, 255) || !token_valid(secret, 255) ||
         (push && !json_is_null(push) && !token_valid(json_string_value(push), 255))) {
         seterr(st, "key, secret and push_token: expected 1-255 printable characters");
+        return PG_EINVAL;
+    }
+    if (!json_is_integer(updated) || json_integer_value(updated) <= 0) {
+        seterr(st, "updated_ms: expected the time of the app's last change (ms)");
         return PG_EINVAL;
     }
     /* name, active, require_auth and allowed_origins are checked as an update would check them */
@@ -989,7 +999,7 @@ int pg_apps_store_put(struct pg_apps_store *st, json_t *app, int *changed)
         sqlite3_bind_text(s, 7, c.origins, -1, SQLITE_STATIC);
     if (json_is_string(push))
         sqlite3_bind_text(s, 8, json_string_value(push), -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 9, pg_now_ms());
+    sqlite3_bind_int64(s, 9, json_integer_value(updated));
     src = sqlite3_step(s);
     stmt_done(s);
     if (src != SQLITE_DONE) {

@@ -15,7 +15,8 @@
  * App JSON, as returned by create/get/list/update (caller owns it, json_decref):
  *   {"id":1, "slug":"foo-app", "name":"Foo App", "key":"<20 chars>", "secret":"<40 chars>",
  *    "active":true, "require_auth":false, "allowed_origins":["https://example.com"],
- *    "push_token":"<40 chars>"}   (push_token: X-AUTH-TOKEN of the per-user push API; null if none)
+ *    "push_token":"<40 chars>", "updated_ms":<ms>}
+ *   push_token: X-AUTH-TOKEN of the per-user push API (null if none); updated_ms: time of the last change
  */
 #ifndef PG_APPS_STORE_H
 #define PG_APPS_STORE_H
@@ -123,8 +124,9 @@ int pg_apps_store_revoke(struct pg_apps_store *st, const char *app, const char *
                          int64_t expires_ms);
 /*
  * Store `app` (app JSON as above, e.g. replicated from another store) under
- * its slug, inserting or replacing every field but the id; *changed (may be
- * NULL) says whether the row differed. Fields are validated as for create and
+ * its slug, inserting or replacing every field but the id, when its
+ * updated_ms is newer than the stored row's; *changed (may be NULL) says
+ * whether the row was written. Fields are validated as for create and
  * update. Errors: PG_EINVAL, PG_EEXIST (its key belongs to another slug here),
  * PG_EDENIED, PG_EBUSY, PG_EIO.
  */

@@ -251,6 +251,7 @@ struct pg_gw {
     int store_dirty;                  /* reload at the next check (own commits keep data_version) */
     int64_t last_store_check_ms, last_revoked_purge_ms;
     struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
+    struct pg_unannounced *unannounced; /* store apps changed while the broker was away (apps.c) */
     int draining;
     int64_t drain_deadline;
     int done;
@@ -274,6 +275,12 @@ void pg_apps_store_changed(struct pg_gw *gw);
 int pg_revoke(struct pg_gw *gw, const char *app, const char *kind, const char *value, int64_t expires_ms);
 /* 1 when value is revoked for app. */
 int pg_revoked(struct pg_gw *gw, const char *app, const char *kind, const char *value);
+/*
+ * 1 when the session may receive app-wide (#general) events: any session of an
+ * open app; of an app that requires auth, only authenticated ones (native
+ * token, Pusher user signin, registered socket.io user).
+ */
+int pg_session_may_read_app(const struct pg_session *s);
 /* 1 when the session's client id, socket id, token jti or token client is revoked. */
 int pg_session_revoked(struct pg_gw *gw, const struct pg_session *s);
 /*
@@ -407,7 +414,9 @@ int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t
 int pg_sio_ws_writeable(struct pg_conn *c, struct lws *wsi);
 void pg_sio_ws_closed(struct pg_conn *c, struct lws *wsi);
 void pg_sio_wake(struct pg_session *s); /* output queued or close decided */
-int pg_sio_nsp_slot(const struct pg_session *s); /* which of the two encodings (namespace "/" or "/{app}") */
+int pg_sio_nsp_slot(const struct pg_session *s);
+/* 1 when the session may receive app-wide events: connected to its namespace (and registered, if the app requires auth). */
+int pg_sio_may_read_app(const struct pg_session *s); /* which of the two encodings (namespace "/" or "/{app}") */
 void pg_sio_encode(const struct pg_session *s, const void *payload, size_t len, const struct pg_bridge_prop *props,
                    size_t nprops, struct pg_msg **out);
 void pg_sio_shutdown(struct pg_gw *gw); /* free every session (context teardown) */
@@ -448,7 +457,7 @@ int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, siz
  * the admin API is off) and 0 is returned.
  */
 int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h);
-/* URL-decode a query argument by exact name into buf; its length, or -1 when absent or too long. */
+/* A query argument by exact name (URL-decoded) into buf: its length, -1 when absent, -2 when longer than buf. */
 int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len);
 /*
  * Route hooks tried for every method before the built-in routes. Each returns

@@ -246,7 +246,8 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
             pg_http_respond_error(h, 401, why);
             return;
         }
-        if (pg_revoked(gw, h->app->id, "jti", pg_token_jti(tok))) {
+        if (pg_revoked(gw, h->app->id, "jti", pg_token_jti(tok)) ||
+            pg_revoked(gw, h->app->id, "client", pg_token_client(tok))) {
             pg_token_free(tok);
             pg_http_respond_error(h, 401, "token revoked");
             return;
@@ -404,8 +405,11 @@ int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len)
         /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
         if (!strncmp(frag, name, nl) && frag[nl] == '=') {
             size_t vl = strlen(frag + nl + 1);
-            if (vl >= len)
-                return -1;
+            if (vl >= len) {
+                if (len)
+                    buf[0] = '\0'; /* callers that treat it as present see an empty, unknown value */
+                return -2;
+            }
             memcpy(buf, frag + nl + 1, vl + 1);
             return (int)vl;
         }

@@ -343,6 +343,10 @@ void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h)
     }
     if (verify_signature(gw, h, h->method_post ? "POST" : "GET") != 0)
         goto out;
+    if (!h->app->creds->active) {
+        pg_http_respond_error(h, 403, "app disabled");
+        goto out;
+    }
     const char *info = query_arg(h, "info", ibuf, sizeof ibuf);
     if (r == R_EVENTS || r == R_BATCH) {
         body = json_loadb(h->body ? h->body : "", h->body_len, JSON_REJECT_DUPLICATES, NULL);

@@ -285,8 +285,16 @@ static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         pg_bridge_io(gw->bridge, 0, 1);
         return 0;
     case LWS_CALLBACK_RAW_CLOSE_FILE:
-        if (gw->mqtt_wsi == wsi)
+        if (gw->mqtt_wsi == wsi) {
             gw->mqtt_wsi = NULL;
+            /*
+             * lws closes its copy on POLLHUP/POLLERR (a reset broker connection)
+             * without a RAW_RX first: let libmosquitto read its own descriptor,
+             * find the error and report the loss now, not at the next keepalive.
+             */
+            if (!p->detached && !gw->done)
+                pg_bridge_io(gw->bridge, 1, 0);
+        }
         return 0;
     default:
         return 0;

@@ -260,6 +260,13 @@ void pg_sio_wake(struct pg_session *s)
     }
 }
 
+int pg_sio_may_read_app(const struct pg_session *s)
+{
+    const struct pg_sio *x = sio_of(s);
+    /* until CONNECT the session only stands in the default app; a locked-down app needs a registered user */
+    return x->nsp && (!s->app->creds->require_auth || x->user);
+}
+
 int pg_sio_nsp_slot(const struct pg_session *s)
 {
     const struct pg_sio *x = sio_of(s);
@@ -740,7 +747,7 @@ void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
         eio_error(h, 400, 0, "Transport unknown");
         return;
     }
-    if (pg_http_query_arg(h->wsi, "sid", sid, sizeof sid) < 0) {
+    if (pg_http_query_arg(h->wsi, "sid", sid, sizeof sid) == -1) {
         if (h->method == PG_GET)
             handshake(gw, h);
         else
@@ -778,7 +785,7 @@ int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
     } else if (pg_http_query_arg(wsi, "transport", transport, sizeof transport) < 0 ||
                strcmp(transport, "websocket") != 0) {
         why = "Transport unknown";
-    } else if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) >= 0) {
+    } else if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) != -1) { /* present: a too long one is unknown */
         struct pg_sio *x = sio_find(gw, sid);
         char origin[256] = "";
         if (!x || x->upgraded || x->ws) {
@@ -802,7 +809,7 @@ int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
 {
     char sid[SID_LEN + 8];
     c->is_sio = 1;
-    if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) >= 0) { /* an upgrade probe for a polling session */
+    if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) != -1) { /* an upgrade probe for a polling session */
         struct pg_sio *x = sio_find(gw, sid);
         if (!x || x->upgraded || x->ws)
             return -1;

@@ -11,7 +11,7 @@ import WebSocket from 'ws';
 import { io } from 'socket.io-client';
 
 import { OPERATOR_USER, REPO_DIR, freePort, httpRequest, mqttConnect, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
-import { PUSHER_QUERY, established, isEvent, dataOf } from './lib/pusher.mjs';
+import { PUSHER_QUERY, established, isEvent, dataOf, pusherServer } from './lib/pusher.mjs';
 import { isMessage } from './lib/native.mjs';
 
 const run = promisify(execFile);
@@ -159,6 +159,11 @@ test('a new app works on every process at once; deactivating closes its sessions
     const p = await wsConnect(`${gw1.wsUrl}/app/${app.key}${PUSHER_QUERY}`);
     sockets.push(p);
     assert.equal((await p.closed).code, 4003, 'Pusher clients get 4003 on connect');
+    const sdk = pusherServer(gw2.port, { appId: app.slug, key: app.key, secret: app.secret });
+    await assert.rejects(sdk.trigger('news', 'e', {}), (e) => e.status === 403, 'the Pusher HTTP API refuses a disabled app');
+    const ev = await httpRequest('POST', `${gw2.url}/api/apps/${app.slug}/events`, {
+        headers: { Authorization: basic(app.key, app.secret) }, body: { topic: 'x', event: 'e', message: 1 } });
+    assert.equal(ev.status, 403, 'so does the events API');
 
     assert.equal((await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { active: true } })).status, 200);
     const back = await waitFor(async () => native(gw2, app.slug).catch(() => null), { message: 'reactivated' });
@@ -258,12 +263,18 @@ test('revoking a jti or a client id closes those sessions on every process and r
         body: 'x',
     });
     assert.equal(rest.status, 401);
+    const device9 = `Bearer ${signJwt({ channel: app.slug, client: 'device-9', exp, permissions: { '.*': { publish: true } } }, app.secret)}`;
+    const restAs = () => httpRequest('POST', `${gw2.url}/${app.slug}/room/publish`, { headers: { Authorization: device9 }, body: 'x' });
+    assert.equal((await restAs()).status, 200);
+    await admin('POST', `/api/admin/apps/${app.slug}/revocations`, { client: 'device-9' });
+    // the other process learns it from the store or the broker within a moment
+    await waitFor(async () => (await restAs()).status === 401, { message: 'a token whose client claim is revoked is refused on REST too' });
 
     r = await admin('POST', `/api/admin/apps/${app.slug}/revocations`, `client=${b.open.client_id}&ttl_s=60`, { 'Content-Type': 'application/x-www-form-urlencoded' });
     assert.equal(r.status, 201, r.body);
     assert.equal((await b.closed).code, 4009);
     const list = await admin('GET', `/api/admin/apps/${app.slug}/revocations`, undefined, {}, gw2);
-    assert.deepEqual(list.json.data.map((x) => `${x.kind}:${x.value}`).sort(), [`client:${b.open.client_id}`, 'jti:jti-a']);
+    assert.deepEqual(list.json.data.map((x) => `${x.kind}:${x.value}`).sort(), [`client:${b.open.client_id}`, 'client:device-9', 'jti:jti-a'].sort());
 
     for (const body of [{}, { client: 'a', jti: 'b' }, { client: 5 }, { jti: 'x', ttl_s: 0 }, { jti: '' }]) {
         r = await admin('POST', `/api/admin/apps/${app.slug}/revocations`, body);
@@ -363,4 +374,47 @@ test('admin calls reach MQTT devices through the broker plugin: revoked client i
         port: stack.brokerPort, username: app.slug, clientId: 'dev-c',
         password: signJwt({ channel: app.slug, client: 'dev-c', exp }, app.secret),
     }), 'a deactivated app refuses devices');
+});
+
+test('require_auth switched on: token-less sessions are closed; #general reaches only authenticated sessions', async () => {
+    const app = await createApp('Locked App');
+    const open = await native(gw1, app.slug);
+    const open2 = await waitFor(async () => native(gw2, app.slug).catch(() => null));
+    assert.equal((await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { require_auth: true } })).status, 200);
+    assert.equal((await open.closed).code, 4009, 'a session without a token is closed');
+    assert.equal(open.frames.find((f) => f.type === 'error')?.error.code, 401);
+    assert.equal((await open2.closed).code, 4009, 'on every process');
+
+    const anon = await waitFor(async () => native(gw2, app.slug).catch(() => null));
+    const authed = await native(gw2, app.slug);
+    const exp = Math.floor(Date.now() / 1000) + 600;
+    authed.send(JSON.stringify({ type: 'authenticate', token: signJwt({ channel: app.slug, client: authed.open.client_id, exp }, app.secret), cb: 1 }));
+    assert.equal((await authed.next((f) => f.cb === 1)).error, undefined);
+    const r = await httpRequest('POST', `${gw1.url}/api/apps/${app.slug}/events`, {
+        headers: { Authorization: basic(app.key, app.secret) }, body: { topic: '#general', event: 'secret', message: { s: 1 } } });
+    assert.equal(r.status, 200);
+    assert.deepEqual((await authed.next((f) => f.type === 'broadcast')).message, { s: 1 });
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal(anon.frames.filter((f) => f.type === 'broadcast').length, 0, 'an unauthenticated session gets nothing');
+});
+
+test('a stale copy of an app from the broker never undoes a newer local state', async () => {
+    const app = await createApp('Stale App');
+    const r = await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { active: false } });
+    assert.equal(r.json.data.active, false);
+    assert.ok(r.json.data.updated_ms > app.updated_ms, 'updated_ms moves forward');
+    // replay the app as it was at creation, as a broker that missed the change would
+    const gwc = await mqttConnect({ port: stack.brokerPort, ...stack.gatewayUser, clientId: 'stale-replay' });
+    await gwc.publishAsync(`pushgate/_ctl/apps/${app.slug}`, JSON.stringify(app), { qos: 1 });
+    // one publisher, one subscription: once this later message is applied, the stale one has been handled
+    const marker = { ...app, slug: 'stale-marker', name: 'marker', key: 'stale-marker-key', updated_ms: Date.now() };
+    await gwc.publishAsync('pushgate/_ctl/apps/stale-marker', JSON.stringify(marker), { qos: 1 });
+    await waitFor(async () => (await admin('GET', '/api/admin/apps/stale-marker')).status === 200, { message: 'marker applied' });
+    assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`)).json.data.active, false, 'the stale copy was ignored');
+
+    const newer = { ...r.json.data, name: 'Renamed Elsewhere', updated_ms: r.json.data.updated_ms + 1000 };
+    await gwc.publishAsync(`pushgate/_ctl/apps/${app.slug}`, JSON.stringify(newer), { qos: 1 });
+    await gwc.endAsync();
+    await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`)).json.data.name === 'Renamed Elsewhere',
+        { message: 'a newer copy is applied' });
 });

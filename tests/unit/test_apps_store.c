@@ -95,7 +95,7 @@ static void test_crud(struct pg_apps_store *st)
     CHECK(json_is_array(json_object_get(a, "allowed_origins")) &&
               json_array_size(json_object_get(a, "allowed_origins")) == 0,
           "no allowed origins yet");
-    CHECK_EQ(json_object_size(a), 9, "app JSON has exactly its 9 members");
+    CHECK_EQ(json_object_size(a), 10, "app JSON has exactly its 10 members");
 
     /* keys and secrets: CSPRNG tokens of the documented length, different for every app */
     CHECK_EQ(strlen(str(a, "key")), PG_APP_KEY_LEN, "key length");
@@ -437,7 +437,13 @@ static void test_put(struct pg_apps_store *st)
     CHECK_EQ(changed, 0, "an identical row changes nothing");
 
     copy = json_deep_copy(a);
+    json_int_t t0 = json_integer_value(json_object_get(a, "updated_ms"));
+    CHECK(t0 > 0, "updated_ms is set");
     json_object_set_new(copy, "active", json_false());
+    json_object_set_new(copy, "updated_ms", json_integer(t0 - 1));
+    CHECK_EQ(pg_apps_store_put(st, copy, &changed), 0, "put an older state");
+    CHECK_EQ(changed, 0, "an older state does not replace a newer one");
+    json_object_set_new(copy, "updated_ms", json_integer(t0 + 1000));
     json_object_set_new(copy, "secret", json_string("other-secret"));
     json_object_set_new(copy, "allowed_origins", json_pack("[s]", "https://x.example"));
     CHECK_EQ(pg_apps_store_put(st, copy, &changed), 0, "put a changed row");
@@ -457,12 +463,12 @@ static void test_put(struct pg_apps_store *st)
     json_object_set_new(copy, "slug", json_string("third-app"));
     CHECK_EQ(pg_apps_store_put(st, copy, NULL), PG_EEXIST, "a key owned by another slug is refused");
     static const char *const bad[] = {
-        "{\"slug\":\"Bad Slug\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
-        "{\"slug\":\"v1\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
-        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
-        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k\",\"active\":true,\"require_auth\":false}",
-        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":\"yes\",\"require_auth\":false}",
-        "{\"slug\":\"ok\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false}",
+        "{\"slug\":\"Bad Slug\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false,\"updated_ms\":5}",
+        "{\"slug\":\"v1\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false,\"updated_ms\":5}",
+        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false,\"updated_ms\":5}",
+        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k\",\"active\":true,\"require_auth\":false,\"updated_ms\":5}",
+        "{\"slug\":\"ok\",\"name\":\"n\",\"key\":\"k\",\"secret\":\"s\",\"active\":\"yes\",\"require_auth\":false,\"updated_ms\":5}",
+        "{\"slug\":\"ok\",\"key\":\"k\",\"secret\":\"s\",\"active\":true,\"require_auth\":false,\"updated_ms\":5}",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         json_t *b = body(bad[i]);
