@@ -279,7 +279,7 @@ test('the broker log shows store changes and never a store secret or token', asy
     }
 });
 
-test('SIGHUP re-authenticates every session with the store still loaded: store devices stay, revoked ones do not return', async () => {
+test('SIGHUP re-authenticates every session with the store still loaded: store devices stay, revocations made after it still apply', async () => {
     const app = createApp(uniqueId('Reload'));
     const keep = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
     const reloads = () => stack.broker.logs().split('pushgate_auth: configuration reloaded').length;
