@@ -163,7 +163,7 @@ int pg_dashboard_route(struct pg_gw *gw, struct pg_http *h)
     struct pg_app *app = n ? pg_app_find(gw, id, n) : NULL;
     if (!n || (id[n] && !data)) {
         pg_http_respond_error(h, 404, "not found: /dashboard/{app} or /dashboard/{app}/data");
-    } else if (!app) {
+    } else if (!app || pg_app_deleted(app)) {
         pg_http_respond_error(h, 404, "unknown app");
     } else if (data) {
         pg_dashboard_tick(gw); /* a sample that is due (the first one, right after start) is in the answer */

@@ -258,6 +258,11 @@ struct pg_gw {
 };
 
 struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len);
+/* A store app that was deleted: its struct stays for whoever points at it, but it is gone for users. */
+static inline int pg_app_deleted(const struct pg_app *a)
+{
+    return a->owned && !a->stored;
+}
 
 /* apps.c: config and store apps, revocations, app-wide broadcasts */
 int pg_apps_init(struct pg_gw *gw);

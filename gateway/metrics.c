@@ -37,6 +37,8 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     fprintf(f, "# HELP pushgate_sessions Open WebSocket sessions.\n# TYPE pushgate_sessions gauge\n");
     HASH_ITER(hh, gw->apps, a, atmp) {
         size_t native = 0, pusher = 0, sio = 0;
+        if (pg_app_deleted(a))
+            continue;
         struct pg_session *s, *stmp;
         HASH_ITER(hh, gw->sessions, s, stmp) {
             if (s->app != a)
@@ -55,6 +57,8 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counters[i].name, counters[i].help, counters[i].name);
         HASH_ITER(hh, gw->apps, a, atmp) {
+            if (pg_app_deleted(a))
+                continue;
             uint64_t v = *(const uint64_t *)((const char *)&a->stats + counters[i].off);
             fprintf(f, "%s{app=\"%s\"} %llu\n", counters[i].name, a->creds->id, (unsigned long long)v);
         }

@@ -174,6 +174,13 @@ test('a new app works on every process at once; deactivating closes its sessions
     assert.equal((await back.closed).code, 4003);
     assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`)).status, 404);
     await waitFor(async () => (await httpRequest('POST', `${gw2.url}/${app.slug}/room/publish`, { body: 'x' })).status === 403);
+    // gone for users: not in /metrics, no dashboard, no revocations, no events
+    assert.ok(!(await httpRequest('GET', `${gw2.url}/metrics`)).body.includes(`app="${app.slug}"`));
+    assert.equal((await admin('GET', `/dashboard/${app.slug}/data`, undefined, {}, gw2)).status, 404);
+    assert.equal((await admin('POST', `/api/admin/apps/${app.slug}/revocations`, { jti: 'x' }, {}, gw2)).status, 404);
+    const gone = await httpRequest('POST', `${gw2.url}/api/apps/${app.slug}/events`, {
+        headers: { Authorization: basic(app.key, app.secret) }, body: { topic: 'x', event: 'e', message: 1 } });
+    assert.equal(gone.status, 404);
 });
 
 test('POST /api/apps/{slug}/events: key:secret Basic auth; a channel; #general reaches every session everywhere', async () => {
