@@ -547,6 +547,13 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
              * stands, nothing is published twice, and the loop keeps serving.
              */
             pg_log(PG_LOG_INFO, "http", "closing connection: data after the request body of %s", h->path);
+            if (h->status && !h->waiting_ack) {
+                /* the answer is ready (an admin write that took effect, say): it goes out before the close */
+                if (h->phase == 0 && h_write(h) != 0)
+                    return -1;
+                if (h->phase == 1 && h->status)
+                    h_write(h);
+            }
             return -1;
         }
         if (h->status)

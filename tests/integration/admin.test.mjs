@@ -4,6 +4,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import vm from 'node:vm';
@@ -424,4 +425,22 @@ test('a stale copy of an app from the broker never undoes a newer local state', 
     await gwc.endAsync();
     await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`)).json.data.name === 'Renamed Elsewhere',
         { message: 'a newer copy is applied' });
+});
+
+test('an admin answer is sent even when bytes follow the body (the connection then closes)', async () => {
+    const body = 'app[name]=stray-crlf-app';
+    const req = `POST /api/admin/apps HTTP/1.1\r\nHost: x\r\nAuthorization: Basic ${Buffer.from(`${ADMIN.user}:${ADMIN.password}`).toString('base64')}\r\n` +
+        `Content-Type: application/x-www-form-urlencoded\r\nContent-Length: ${body.length}\r\n\r\n${body}\r\n`;
+    const out = await new Promise((resolve, reject) => {
+        let text = '';
+        const sock = net.connect(gw1.port, '127.0.0.1', () => sock.write(req));
+        const timer = setTimeout(() => sock.destroy(), 5000);
+        sock.on('data', (d) => (text += d));
+        sock.on('close', () => (clearTimeout(timer), resolve(text)));
+        sock.on('error', reject);
+    });
+    assert.match(out, /^HTTP\/1\.1 201/, out);
+    const data = JSON.parse(out.slice(out.indexOf('\r\n\r\n') + 4)).data;
+    assert.equal(data.slug, 'stray-crlf-app');
+    assert.equal((await admin('GET', '/api/admin/apps/stray-crlf-app')).json.data.key, data.key, 'the answer holds the stored key');
 });
