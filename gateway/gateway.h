@@ -436,6 +436,8 @@ void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload
 int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reasons reason, struct pg_http *h,
                      void *in, size_t len);
 int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
+/* Why no new session may open now (shutting down, broker unavailable, max_sessions reached), or NULL. */
+const char *pg_session_refusal(const struct pg_gw *gw);
 /* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */
 void pg_http_respond_json(struct pg_http *h, int status, json_t *o);
 void pg_http_respond_error(struct pg_http *h, int status, const char *message);

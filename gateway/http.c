@@ -336,13 +336,24 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
             return 1;
         }
     }
-    /* like /readyz: no new sessions while they could not subscribe or publish */
-    if (gw->draining || !pg_bridge_connected(gw->bridge) || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE,
-                               gw->draining ? "shutting down" : gw->nsessions ? "over capacity" : "broker unavailable");
+    const char *why = pg_session_refusal(gw);
+    if (why) {
+        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
         return 1;
     }
     return 0;
+}
+
+const char *pg_session_refusal(const struct pg_gw *gw)
+{
+    /* like /readyz: no new sessions while they could not subscribe or publish */
+    if (gw->draining)
+        return "shutting down";
+    if (!pg_bridge_connected(gw->bridge))
+        return "broker unavailable";
+    if (gw->nsessions >= (size_t)gw->cfg->max_sessions)
+        return "over capacity (max_sessions)";
+    return NULL;
 }
 
 static enum pg_http_method request_method(struct lws *wsi)

@@ -649,9 +649,9 @@ static void eio_error(struct pg_http *h, int status, int code, const char *messa
 
 static void handshake(struct pg_gw *gw, struct pg_http *h)
 {
-    if (gw->draining || !pg_bridge_connected(gw->bridge) || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
-        pg_http_respond_error(h, 503, gw->draining ? "shutting down" : gw->nsessions ? "over capacity"
-                                                                                    : "broker unavailable");
+    const char *why = pg_session_refusal(gw);
+    if (why) {
+        pg_http_respond_error(h, 503, why);
         return;
     }
     struct pg_sio *x = sio_new(gw, h->wsi);
@@ -795,8 +795,7 @@ int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
             why = "origin not allowed";
             status = HTTP_STATUS_FORBIDDEN;
         }
-    } else if (gw->draining || !pg_bridge_connected(gw->bridge) || gw->nsessions >= (size_t)gw->cfg->max_sessions) {
-        why = gw->draining ? "shutting down" : gw->nsessions ? "over capacity" : "broker unavailable";
+    } else if ((why = pg_session_refusal(gw)) != NULL) {
         status = HTTP_STATUS_SERVICE_UNAVAILABLE;
     }
     if (!why)

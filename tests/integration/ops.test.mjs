@@ -209,3 +209,18 @@ test('allowed_origins: a WebSocket upgrade from another Origin gets 403, on both
     assert.equal(r.status, 2);
     assert.ok(r.stderr.includes(`${bad}:3: allowed_origins`), r.stderr);
 });
+
+test('max_sessions: upgrades and socket.io handshakes over the limit get 503; a freed slot is usable again', { timeout: 30000 }, async () => {
+    const stack = await startStack({ gateway: { max_sessions: 2 } });
+    stacks.push(stack);
+    const url = `${stack.gw.wsUrl}/v1/demo`;
+    const a = await wsConnect(url);
+    const b = await wsConnect(`${stack.gw.wsUrl}/app/demo-key?protocol=7&client=js&version=8.6.0`);
+    await assert.rejects(wsConnect(url), (e) => e.statusCode === 503, 'a third WebSocket is refused');
+    const poll = await httpRequest('GET', `${stack.gw.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(poll.status, 503, poll.body);
+    assert.match(poll.body, /max_sessions/);
+    a.terminate();
+    await waitFor(async () => wsConnect(url).then((c) => (c.terminate(), true), () => false), { message: 'a slot frees up' });
+    b.terminate();
+});
