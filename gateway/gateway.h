@@ -421,7 +421,9 @@ void pg_sio_ws_closed(struct pg_conn *c, struct lws *wsi);
 void pg_sio_wake(struct pg_session *s); /* output queued or close decided */
 int pg_sio_nsp_slot(const struct pg_session *s);
 /* 1 when the session may receive app-wide events: connected to its namespace (and registered, if the app requires auth). */
-int pg_sio_may_read_app(const struct pg_session *s); /* which of the two encodings (namespace "/" or "/{app}") */
+int pg_sio_may_read_app(const struct pg_session *s);
+/* The user a socket.io session registered for, or NULL. */
+const char *pg_sio_user(const struct pg_session *s); /* which of the two encodings (namespace "/" or "/{app}") */
 void pg_sio_encode(const struct pg_session *s, const void *payload, size_t len, const struct pg_bridge_prop *props,
                    size_t nprops, struct pg_msg **out);
 void pg_sio_shutdown(struct pg_gw *gw); /* free every session (context teardown) */

@@ -260,6 +260,11 @@ void pg_sio_wake(struct pg_session *s)
     }
 }
 
+const char *pg_sio_user(const struct pg_session *s)
+{
+    return sio_of(s)->user;
+}
+
 int pg_sio_may_read_app(const struct pg_session *s)
 {
     const struct pg_sio *x = sio_of(s);

@@ -45,8 +45,11 @@ void pg_pusher_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *
 {
     struct pg_session *s, *tmp;
     HASH_ITER(hh, gw->sessions, s, tmp) {
-        if (s->app == app && s->user_id && !strcmp(s->user_id, user_id)) {
-            send_error(s, 4009, "Connection terminated by the server");
+        /* a socket.io session registered for the user is one of the user's connections too */
+        const char *u = s->proto == PG_PROTO_SIO ? pg_sio_user(s) : s->user_id;
+        if (s->app == app && u && !strcmp(u, user_id)) {
+            if (s->proto == PG_PROTO_PUSHER)
+                send_error(s, 4009, "Connection terminated by the server");
             pg_session_close(s, 4009, "terminated");
         }
     }

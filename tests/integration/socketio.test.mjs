@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { io } from 'socket.io-client';
+import { pusherServer } from './lib/pusher.mjs';
 
 import {
     DEFAULT_APPS,
@@ -521,6 +522,19 @@ test('a registration counts until its "exp", whichever node published it', { tim
 });
 
 // last: it stops the broker
+test('Pusher terminate_connections closes the socket.io sessions registered for that user too', async () => {
+    const user = uid('term');
+    const a = await registeredClient(gw1, user, { transports: ['websocket'], reconnection: false });
+    const b = await registeredClient(gw2, user, { transports: ['polling'], reconnection: false });
+    const other = await registeredClient(gw2, uid('other'), { transports: ['websocket'], reconnection: false });
+    const gone = (c) => new Promise((resolve) => c.socket.on('disconnect', resolve));
+    const [ga, gb] = [gone(a), gone(b)];
+    const sdk = pusherServer(gw1.port);
+    await sdk.terminateUserConnections(user);
+    await Promise.all([ga, gb]);
+    assert.equal(other.socket.connected, true, 'other users stay');
+});
+
 test('broker down: register and push answer 503, no new session opens', { timeout: 30000 }, async () => {
     await stack.broker.stop();
     await waitFor(async () => (await httpRequest('GET', `${gw1.url}/readyz`)).status === 503, {
