@@ -561,8 +561,9 @@ static int sio_packet(struct pg_sio *x, const char *p, size_t n)
         p += comma ? nl + 1 : nl;
         n -= comma ? nl + 1 : nl;
     }
+    const char *ack = p; /* an ack id: the client waits for an ACK packet with it */
     int digits = 0;
-    while (n && isdigit((unsigned char)*p)) { /* an ack id: acknowledgements are not answered */
+    while (n && isdigit((unsigned char)*p)) {
         if (++digits > 15)
             return -1;
         p++, n--;
@@ -593,6 +594,16 @@ static int sio_packet(struct pg_sio *x, const char *p, size_t n)
             on_register(x, data);
         } else if (!strcmp(name, "disconnect")) {
             ns_leave(x);
+        }
+        if (digits && here && !x->dead && x->nsp) {
+            /* acknowledged on receipt, without arguments: a register's outcome comes as registered/error */
+            char reply[24];
+            size_t len = 0;
+            snprintf(reply, sizeof reply, "%.*s[]", digits, ack);
+            char *f = sio_frame('3', x->nsp, reply, &len);
+            if (f)
+                send_raw(x, f, len);
+            free(f);
         }
         break;
     }

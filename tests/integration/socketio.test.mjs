@@ -535,6 +535,19 @@ test('Pusher terminate_connections closes the socket.io sessions registered for 
     assert.equal(other.socket.connected, true, 'other users stay');
 });
 
+test('an emit with an acknowledgement callback is acknowledged', async () => {
+    const user = uid('ack');
+    const conn = uid('conn');
+    assert.equal((await register(gw1, user, conn)).status, 200);
+    const socket = io(gw2.url, { transports: ['websocket'], reconnection: false });
+    sockets.push(socket);
+    await new Promise((resolve) => socket.on('connect', resolve));
+    const registered = new Promise((resolve) => socket.on('registered', resolve));
+    // rejects on timeout; the server acknowledges without arguments
+    assert.equal(await socket.timeout(5000).emitWithAck('register', user, conn), undefined);
+    assert.deepEqual(await registered, { userId: user });
+});
+
 test('broker down: register and push answer 503, no new session opens', { timeout: 30000 }, async () => {
     await stack.broker.stop();
     await waitFor(async () => (await httpRequest('GET', `${gw1.url}/readyz`)).status === 503, {
