@@ -176,7 +176,7 @@ struct pg_http;
 /* Runs once the request body is complete (at once when there is none); answers h now or later. */
 typedef void (*pg_http_body_fn)(struct pg_gw *gw, struct pg_http *h);
 
-enum pg_http_method { PG_GET = 1, PG_POST, PG_PUT, PG_PATCH, PG_DELETE };
+enum pg_http_method { PG_GET = 1, PG_POST, PG_PUT, PG_PATCH, PG_DELETE, PG_OPTIONS };
 
 struct pg_http {
     uint64_t serial;
@@ -202,6 +202,7 @@ struct pg_http {
     const char *location;
     const char *www_auth; /* WWW-Authenticate value of a 401 */
     char *allow_origin;   /* Access-Control-Allow-Origin of the answer (owned; socket.io polling) */
+    char *preflight;      /* a CORS preflight answer: the Access-Control-Allow-Headers value (owned; may be "") */
     int waiting_ack;
     int phase; /* 0: headers next, 1: body next */
     UT_hash_handle hh; /* gw->requests by serial */

@@ -22,7 +22,8 @@ static void h_reset(struct pg_http *h)
     free(h->resp);
     free(h->channel);
     free(h->allow_origin);
-    h->body = h->resp = h->channel = h->allow_origin = NULL;
+    free(h->preflight);
+    h->body = h->resp = h->channel = h->allow_origin = h->preflight = NULL;
     h->body_len = h->body_cap = h->resp_len = 0;
     h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
     h->body_expected = 0;
@@ -111,6 +112,15 @@ static int h_write(struct pg_http *h)
                                          end) ||
              lws_add_http_header_by_name(h->wsi, (const unsigned char *)"access-control-allow-credentials:",
                                          (const unsigned char *)"true", 4, &p, end)))
+            return -1;
+        if (h->preflight &&
+            (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"access-control-allow-methods:",
+                                         (const unsigned char *)"GET, POST", 9, &p, end) ||
+             (h->preflight[0] &&
+              lws_add_http_header_by_name(h->wsi, (const unsigned char *)"access-control-allow-headers:",
+                                          (const unsigned char *)h->preflight, (int)strlen(h->preflight), &p, end)) ||
+             lws_add_http_header_by_name(h->wsi, (const unsigned char *)"access-control-max-age:",
+                                         (const unsigned char *)"600", 3, &p, end)))
             return -1;
         if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end))
@@ -363,7 +373,7 @@ static enum pg_http_method request_method(struct lws *wsi)
         enum pg_http_method m;
     } methods[] = {{WSI_TOKEN_GET_URI, PG_GET},     {WSI_TOKEN_POST_URI, PG_POST},
                    {WSI_TOKEN_PUT_URI, PG_PUT},     {WSI_TOKEN_PATCH_URI, PG_PATCH},
-                   {WSI_TOKEN_DELETE_URI, PG_DELETE}};
+                   {WSI_TOKEN_DELETE_URI, PG_DELETE}, {WSI_TOKEN_OPTIONS_URI, PG_OPTIONS}};
     for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++)
         if (lws_hdr_total_length(wsi, methods[i].tok) > 0)
             return methods[i].m;
@@ -512,8 +522,8 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
             pg_http_respond_error(h, 400, "invalid Content-Length");
             return 0;
         }
-        if (clen == 0 || h->method == PG_GET || h->method == PG_DELETE) {
-            h->body_done = 1; /* no body follows (lws does not read one for GET or DELETE) */
+        if (clen == 0 || h->method == PG_GET || h->method == PG_DELETE || h->method == PG_OPTIONS) {
+            h->body_done = 1; /* no body follows (lws does not read one for GET, DELETE or OPTIONS) */
             if (h->on_body)
                 h->on_body(gw, h);
             else if (!h->status)

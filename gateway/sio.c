@@ -737,6 +737,26 @@ static void poll_post(struct pg_sio *x, struct pg_http *h)
     pg_http_respond(h, 200, "text/html", "ok", 2);
 }
 
+/*
+ * CORS preflight of a polling request that carries custom headers (the
+ * client's extraHeaders): the headers asked for are allowed when they are
+ * plain header names; nothing else of the request matters yet.
+ */
+static void preflight(struct pg_http *h)
+{
+    char want[256] = "";
+    if (pg_http_header(h->wsi, WSI_TOKEN_HTTP_AC_REQUEST_HEADERS, want, sizeof want) < 0 ||
+        want[strspn(want, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, ")] != '\0') {
+        pg_http_respond_error(h, 400, "Access-Control-Request-Headers: expected header names");
+        return;
+    }
+    if (!(h->preflight = strdup(want))) {
+        pg_http_respond_error(h, 500, "out of memory");
+        return;
+    }
+    pg_http_respond(h, 204, TEXT_PLAIN, "", 0);
+}
+
 void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
 {
     char eio[8], transport[16], sid[SID_LEN + 8], origin[256];
@@ -753,6 +773,10 @@ void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
     }
     if (ol > 0 && !(h->allow_origin = strdup(origin))) {
         pg_http_respond_error(h, 500, "out of memory");
+        return;
+    }
+    if (h->method == PG_OPTIONS) {
+        preflight(h);
         return;
     }
     if (pg_http_query_arg(h->wsi, "EIO", eio, sizeof eio) < 0 || strcmp(eio, "4") != 0) {

@@ -90,3 +90,40 @@ test("socket.io-client in Chromium, transports ['polling'], cross-origin: regist
     await page.close();
     assert.deepEqual(problems, []);
 });
+
+test('polling with extraHeaders from another origin: the CORS preflight is answered and the session works', { timeout: 60000 }, async () => {
+    const user = `browser-xh-${process.pid}`;
+    const connectionId = `conn-xh-${process.pid}-${Date.now()}`;
+    const url = stack.gw.url;
+    const reg = await httpRequest('PUT', `${url}/api/${user}/register?connectionId=${connectionId}`, { headers: { 'X-AUTH-TOKEN': TOKEN } });
+    assert.equal(reg.status, 200, reg.body);
+    const page = await browser.newPage();
+    const problems = [];
+    page.on('pageerror', (err) => problems.push(`pageerror: ${err.message}`));
+    await page.goto(`http://127.0.0.1:${site.address().port}/`, { waitUntil: 'load', timeout: WAIT_MS });
+    await page.addScriptTag({ path: SIO_WEB });
+    const registered = await page.evaluate(
+        ({ url: u, userId, connectionId: cid }) =>
+            new Promise((resolve, reject) => {
+                window.received = [];
+                // a custom header makes the browser ask first (CORS preflight, which Chromium does not show to
+                // playwright): without an answer to it, the polling requests are blocked and nothing connects
+                const socket = io(u, { transports: ['polling'], extraHeaders: { 'X-Client-Version': '7' } });
+                socket.on('connect', () => socket.emit('register', userId, cid));
+                socket.on('message', (msg) => window.received.push(msg));
+                window.socket = socket;
+                socket.on('registered', resolve);
+                socket.on('connect_error', (e) => reject(new Error(`connect_error ${e.message}`)));
+                setTimeout(() => reject(new Error('not registered in time')), 8000);
+            }),
+        { url, userId: user, connectionId },
+    );
+    assert.deepEqual(registered, { userId: user });
+    const r = await httpRequest('POST', `${url}/api/${user}/push`, { headers: { 'X-AUTH-TOKEN': TOKEN }, body: { message: { n: 1 } } });
+    assert.deepEqual(r.json, { recipients: 1 });
+    await page.waitForFunction(() => window.received.length > 0, null, { timeout: WAIT_MS });
+    assert.deepEqual(await page.evaluate(() => window.received), [{ n: 1 }]);
+    await page.evaluate(() => window.socket.disconnect());
+    await page.close();
+    assert.deepEqual(problems, []);
+});
