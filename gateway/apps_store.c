@@ -413,6 +413,16 @@ out:
     return rc;
 }
 
+/* Every write starts here: clears the last error, refuses a read-only store. */
+static int begin_write(struct pg_apps_store *st)
+{
+    st->err[0] = '\0';
+    if (!st->readonly)
+        return 0;
+    seterr(st, "apps store is open read-only");
+    return PG_EDENIED;
+}
+
 static int slug_exists(struct pg_apps_store *st, const char *slug, int *exists)
 {
     sqlite3_stmt *s = st->stmt[S_SLUG_EXISTS];
@@ -439,12 +449,8 @@ int pg_apps_store_create(struct pg_apps_store *st, const char *name, json_t **ou
     if (!st || !name || !out_app)
         return PG_EINVAL;
     *out_app = NULL;
-    st->err[0] = '\0';
-    if (st->readonly) {
-        seterr(st, "apps store is open read-only");
-        rc = PG_EDENIED;
-        goto out;
-    }
+    if ((rc = begin_write(st)))
+        return rc;
     if (!name_valid(name, strnlen(name, PG_APP_NAME_MAX + 1))) {
         seterr(st, "name: expected 1-%d bytes of UTF-8 without control characters", PG_APP_NAME_MAX);
         rc = PG_EINVAL;
@@ -685,12 +691,8 @@ int pg_apps_store_update(struct pg_apps_store *st, const char *slug, json_t *cha
         return PG_EINVAL;
     if (out)
         *out = NULL;
-    st->err[0] = '\0';
-    if (st->readonly) {
-        seterr(st, "apps store is open read-only");
-        rc = PG_EDENIED;
-        goto out;
-    }
+    if ((rc = begin_write(st)))
+        return rc;
     if ((rc = parse_changes(st, changes, &c)))
         goto out;
     if (!slug_arg_ok(slug)) {
@@ -746,12 +748,8 @@ int pg_apps_store_delete(struct pg_apps_store *st, const char *slug)
 
     if (!st || !slug)
         return PG_EINVAL;
-    st->err[0] = '\0';
-    if (st->readonly) {
-        seterr(st, "apps store is open read-only");
-        rc = PG_EDENIED;
-        goto out;
-    }
+    if ((rc = begin_write(st)))
+        return rc;
     if (!slug_arg_ok(slug)) {
         seterr(st, "no such app");
         rc = PG_ENOTFOUND;
@@ -860,15 +858,12 @@ int pg_apps_store_revoke(struct pg_apps_store *st, const char *app, const char *
                          int64_t expires_ms)
 {
     sqlite3_stmt *s;
-    int src;
+    int rc, src;
 
     if (!st || !app || !kind || !value)
         return PG_EINVAL;
-    st->err[0] = '\0';
-    if (st->readonly) {
-        seterr(st, "apps store is open read-only");
-        return PG_EDENIED;
-    }
+    if ((rc = begin_write(st)))
+        return rc;
     if (strcmp(kind, "client") != 0 && strcmp(kind, "jti") != 0) {
         seterr(st, "revocation kind: expected \"client\" or \"jti\"");
         return PG_EINVAL;
@@ -951,11 +946,8 @@ int pg_apps_store_put(struct pg_apps_store *st, json_t *app, int *changed)
         return PG_EINVAL;
     if (changed)
         *changed = 0;
-    st->err[0] = '\0';
-    if (st->readonly) {
-        seterr(st, "apps store is open read-only");
-        return PG_EDENIED;
-    }
+    if ((rc = begin_write(st)))
+        return rc;
     const char *slug = json_string_value(json_object_get(app, "slug"));
     const char *key = json_string_value(json_object_get(app, "key"));
     const char *secret = json_string_value(json_object_get(app, "secret"));

@@ -315,6 +315,14 @@ struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial);
 /* Queue a frame; closes the session (1013) if its queue is over the limit. Takes its own reference. */
 void pg_session_send(struct pg_session *s, struct pg_msg *m);
 void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
+/*
+ * Collect one WebSocket text message of s across fragments: 1 with the message
+ * in *msg (valid until pg_ws_collected(s)), 0 while fragments are missing, -1
+ * to close (binary frame 1003, over max_bytes 1009, out of memory).
+ */
+int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t len, uint64_t max_bytes,
+                  const char **msg, size_t *msg_len);
+void pg_ws_collected(struct pg_session *s);
 /* Close after what is queued now (code and reason go to the client). */
 void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
 /* Undo what a session holds (channels, queue, token) and unlist it; its owner then frees or reuses the memory. */

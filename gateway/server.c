@@ -141,20 +141,34 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
         if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
             s->app->stats.frames_in++;
     }
+    const char *msg;
+    size_t n;
+    int rc = pg_ws_collect(s, wsi, in, len, gw->cfg->max_frame_bytes, &msg, &n);
+    if (rc == 1) {
+        (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, msg, n);
+        pg_ws_collected(s);
+    }
+    return rc < 0 ? -1 : 0;
+}
+
+int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t len, uint64_t max_bytes,
+                  const char **msg, size_t *msg_len)
+{
     if (lws_frame_is_binary(wsi)) {
         lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text frames only", 16);
         return -1;
     }
-    if (s->rx_len + len > gw->cfg->max_frame_bytes) {
-        pg_log(PG_LOG_INFO, "session", "frame over max_frame_bytes app=%s client=%s",
+    if (s->rx_len + len > max_bytes) {
+        pg_log(PG_LOG_INFO, "session", "message over its size limit app=%s client=%s",
                s->app ? s->app->creds->id : "-", s->client_id);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"frame too large", 15);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
         return -1;
     }
-    int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-    if (whole && !s->rx_len) {
-        (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, in, len);
-        return 0;
+    int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    if (last && !s->rx_len) { /* the common case: one whole frame, used in place */
+        *msg = in;
+        *msg_len = len;
+        return 1;
     }
     unsigned char *b = realloc(s->rx, s->rx_len + len);
     if (!b)
@@ -162,13 +176,18 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
     s->rx = b;
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
-    if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi)) {
-        (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, (const char *)s->rx, s->rx_len);
-        free(s->rx);
-        s->rx = NULL;
-        s->rx_len = 0;
-    }
-    return 0;
+    if (!last)
+        return 0;
+    *msg = (const char *)s->rx;
+    *msg_len = s->rx_len;
+    return 1;
+}
+
+void pg_ws_collected(struct pg_session *s)
+{
+    free(s->rx);
+    s->rx = NULL;
+    s->rx_len = 0;
 }
 
 static int ws_writeable(struct pg_session *s, struct lws *wsi)

@@ -918,35 +918,15 @@ int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t
     struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
     if (!x || x->dead || x->ws != wsi)
         return -1;
-    struct pg_session *s = &x->s;
-    if (lws_frame_is_binary(wsi)) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"binary not supported", 20);
-        return -1;
-    }
-    if (s->rx_len + len > x->s.gw->cfg->sio_max_payload_bytes) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"payload too large", 17);
-        return -1;
-    }
-    int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-    if (last && !s->rx_len) {
-        if (ws_message(x, in, len) == 0)
-            return 0;
-    } else {
-        unsigned char *b = realloc(s->rx, s->rx_len + len);
-        if (!b)
-            return -1;
-        s->rx = b;
-        memcpy(s->rx + s->rx_len, in, len);
-        s->rx_len += len;
-        if (!last)
-            return 0;
-        int rc = ws_message(x, (const char *)s->rx, s->rx_len);
-        free(s->rx);
-        s->rx = NULL;
-        s->rx_len = 0;
-        if (rc == 0)
-            return 0;
-    }
+    const char *msg;
+    size_t n;
+    int rc = pg_ws_collect(&x->s, wsi, in, len, x->s.gw->cfg->sio_max_payload_bytes, &msg, &n);
+    if (rc <= 0)
+        return rc;
+    rc = ws_message(x, msg, n);
+    pg_ws_collected(&x->s);
+    if (rc == 0)
+        return 0;
     pg_log(PG_LOG_INFO, "socketio", "malformed packet, closing sid=%s", x->sid);
     lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"malformed packet", 16);
     return -1;
