@@ -66,14 +66,8 @@ static struct pg_app *app_new(struct pg_gw *gw, const char *id, const struct pg_
 
 static void conf_free(struct pg_app_conf *c)
 {
-    if (!c)
-        return;
-    pg_app_creds_clear(&c->creds);
-    free(c->webhook_url);
-    free(c->push_token);
-    for (size_t i = 0; c->allowed_origins && c->allowed_origins[i]; i++)
-        free(c->allowed_origins[i]);
-    free(c->allowed_origins);
+    if (c)
+        pg_app_conf_clear(c);
     free(c);
 }
 
@@ -112,6 +106,14 @@ fail:
     return NULL;
 }
 
+/* Close a session for a reason of the app's; native clients get an error frame saying why first. */
+static void refuse(struct pg_session *s, int error_code, uint16_t close_code, const char *why)
+{
+    if (s->proto == PG_PROTO_NATIVE)
+        pg_native_error(s, error_code, why);
+    pg_session_close(s, close_code, why);
+}
+
 /* Close every session of the app: it was disabled or deleted. */
 static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *why)
 {
@@ -120,10 +122,7 @@ static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *w
     HASH_ITER(hh, gw->sessions, s, tmp) {
         if (s->app != a)
             continue;
-        if (s->proto == PG_PROTO_NATIVE)
-            pg_session_send_json(s, json_pack("{s:s, s:{s:i, s:s}}", "type", "error", "error", "code", 403,
-                                              "message", why));
-        pg_session_close(s, 4003, why);
+        refuse(s, 403, 4003, why);
         n++;
     }
     if (n)
@@ -137,9 +136,7 @@ static void close_unauthenticated(struct pg_gw *gw, struct pg_app *a)
     HASH_ITER(hh, gw->sessions, s, tmp) {
         if (s->app != a || s->proto != PG_PROTO_NATIVE || s->token || s->close_code)
             continue;
-        pg_session_send_json(s, json_pack("{s:s, s:{s:i, s:s}}", "type", "error", "error", "code", 401, "message",
-                                          "this app now requires a token"));
-        pg_session_close(s, 4009, "authentication required");
+        refuse(s, 401, 4009, "this app now requires a token");
     }
 }
 
@@ -154,17 +151,27 @@ static char *revocation_key(const char *app, const char *kind, const char *value
     return k;
 }
 
+/* The entry for app/kind/value or NULL; *oom is set when the lookup could not be made. */
+static struct pg_revocation *revocation_find(struct pg_gw *gw, const char *app, const char *kind, const char *value,
+                                             int *oom)
+{
+    struct pg_revocation *r = NULL;
+    char *k = gw->revoked ? revocation_key(app, kind, value) : NULL;
+    *oom = gw->revoked && !k;
+    if (k)
+        HASH_FIND_STR(gw->revoked, k, r);
+    free(k);
+    return r;
+}
+
 int pg_revoked(struct pg_gw *gw, const char *app, const char *kind, const char *value)
 {
-    struct pg_revocation *r;
-    if (!value || !*value || !gw->revoked)
+    int oom;
+    if (!value || !*value)
         return 0;
-    char *k = revocation_key(app, kind, value);
-    if (!k)
-        return 1; /* cannot tell: refuse rather than let a revoked credential through */
-    HASH_FIND_STR(gw->revoked, k, r);
-    free(k);
-    return r && r->expires_ms > pg_now_ms();
+    struct pg_revocation *r = revocation_find(gw, app, kind, value, &oom);
+    /* cannot tell: refuse rather than let a revoked credential through */
+    return oom || (r && r->expires_ms > pg_now_ms());
 }
 
 int pg_session_revoked(struct pg_gw *gw, const struct pg_session *s)
@@ -178,22 +185,21 @@ int pg_session_revoked(struct pg_gw *gw, const struct pg_session *s)
 /* Remember a revocation and close the sessions it names. Returns 0 or PG_ENOMEM. */
 static int revocation_apply(struct pg_gw *gw, const char *app, const char *kind, const char *value, int64_t expires_ms)
 {
-    struct pg_revocation *r;
+    int oom;
     if (expires_ms <= pg_now_ms())
         return 0;
-    char *k = revocation_key(app, kind, value);
-    if (!k)
+    struct pg_revocation *r = revocation_find(gw, app, kind, value, &oom);
+    if (oom)
         return PG_ENOMEM;
-    HASH_FIND_STR(gw->revoked, k, r);
     if (r) {
-        free(k);
         int was_live = r->expires_ms > pg_now_ms();
         if (r->expires_ms < expires_ms)
             r->expires_ms = expires_ms;
         if (was_live) /* its sessions were closed when it arrived (a reload re-reads every revocation) */
             return 0;
     } else {
-        if (!(r = calloc(1, sizeof *r))) {
+        char *k = revocation_key(app, kind, value);
+        if (!k || !(r = calloc(1, sizeof *r))) {
             free(k);
             return PG_ENOMEM;
         }
@@ -210,10 +216,7 @@ static int revocation_apply(struct pg_gw *gw, const char *app, const char *kind,
             continue;
         pg_log(PG_LOG_INFO, "apps", "revoked session closed app=%s client=%s %s=%s", app,
                s->client_id[0] ? s->client_id : s->socket_id, kind, value);
-        if (s->proto == PG_PROTO_NATIVE)
-            pg_session_send_json(s, json_pack("{s:s, s:{s:i, s:s}}", "type", "error", "error", "code", 401,
-                                              "message", "credential revoked"));
-        pg_session_close(s, 4009, "credential revoked");
+        refuse(s, 401, 4009, "credential revoked");
     }
     return 0;
 }
@@ -510,11 +513,8 @@ static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, si
     const char *value = json_string_value(json_object_get(j, "value"));
     json_t *exp = json_object_get(j, "expires_ms");
     if (kind && value && json_is_integer(exp) && (!strcmp(kind, "client") || !strcmp(kind, "jti"))) {
-        struct pg_revocation *r = NULL;
-        char *k = revocation_key(app, kind, value);
-        if (k)
-            HASH_FIND_STR(gw->revoked, k, r);
-        free(k);
+        int oom;
+        struct pg_revocation *r = revocation_find(gw, app, kind, value, &oom);
         if (r && r->expires_ms >= json_integer_value(exp)) {
             json_decref(j); /* known already (our own echo, or via the shared store): no write, no reload */
             return;

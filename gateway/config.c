@@ -402,17 +402,22 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
     return 0;
 }
 
+void pg_app_conf_clear(struct pg_app_conf *app)
+{
+    pg_app_creds_clear(&app->creds);
+    free(app->webhook_url);
+    free(app->push_token);
+    free_origins(app);
+    app->webhook_url = app->push_token = NULL;
+}
+
 void pg_config_free(struct pg_config *cfg)
 {
     for (size_t i = 0; i < NOPTS; i++)
         if (opts[i].type == T_STR)
             free(*(char **)((char *)cfg + opts[i].off));
-    for (size_t i = 0; i < cfg->napps; i++) {
-        pg_app_creds_clear(&cfg->apps[i].creds);
-        free(cfg->apps[i].webhook_url);
-        free(cfg->apps[i].push_token);
-        free_origins(&cfg->apps[i]);
-    }
+    for (size_t i = 0; i < cfg->napps; i++)
+        pg_app_conf_clear(&cfg->apps[i]);
     free(cfg->apps);
     free(cfg->config_path);
     memset(cfg, 0, sizeof *cfg);

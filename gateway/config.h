@@ -86,6 +86,8 @@ struct pg_config {
  */
 int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **argv, char *err, size_t errlen);
 void pg_config_free(struct pg_config *cfg);
+/* Release what one app's conf owns (the struct itself stays the caller's). */
+void pg_app_conf_clear(struct pg_app_conf *app);
 /* --help text: every option with type, default, env var and help. */
 void pg_config_usage(FILE *out, const char *argv0);
 /* Markdown table of every option (README reference). */

@@ -439,6 +439,8 @@ void pg_sio_shutdown(struct pg_gw *gw); /* free every session (context teardown)
 
 /* ws_native.c */
 int pg_native_open(struct pg_session *s, struct lws *wsi);
+/* {"type":"error","error":{"code","message"}}: an error that answers no request. */
+void pg_native_error(struct pg_session *s, int code, const char *message);
 void pg_native_receive(struct pg_session *s, const char *frame, size_t len);
 void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload, size_t len,
                       const struct pg_bridge_prop *props, size_t nprops, struct pg_msg **out);

@@ -80,7 +80,7 @@ static void reply(struct pg_session *s, const char *type, json_t *cb, const char
     pg_session_send_json(s, o);
 }
 
-static void error_frame(struct pg_session *s, int code, const char *message)
+void pg_native_error(struct pg_session *s, int code, const char *message)
 {
     reply(s, "error", NULL, NULL, code, message);
 }
@@ -266,7 +266,7 @@ static void do_publish(struct pg_session *s, json_t *req, const char *room, json
             reply(s, "publish", cb, room, rc == PG_EBUSY ? 503 : rc == PG_ELIMIT ? 413 : 500,
                   rc == PG_EBUSY ? "broker unavailable" : "cannot publish");
         else
-            error_frame(s, 503, "broker unavailable, message dropped");
+            pg_native_error(s, 503, "broker unavailable, message dropped");
     }
 out:
     free(payload);
@@ -277,17 +277,17 @@ void pg_native_receive(struct pg_session *s, const char *frame, size_t len)
     json_error_t jerr;
     json_t *req = json_loadb(frame, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!req || !json_is_object(req)) {
-        error_frame(s, 400, "malformed frame: expected a JSON object");
+        pg_native_error(s, 400, "malformed frame: expected a JSON object");
         goto out;
     }
     const char *type = json_string_value(json_object_get(req, "type"));
     json_t *cb = json_object_get(req, "cb");
     if (cb && !json_is_integer(cb)) {
-        error_frame(s, 400, "cb must be an integer");
+        pg_native_error(s, 400, "cb must be an integer");
         goto out;
     }
     if (!type) {
-        error_frame(s, 400, "malformed frame: missing type");
+        pg_native_error(s, 400, "malformed frame: missing type");
         goto out;
     }
     if (!strcmp(type, "authenticate")) {
