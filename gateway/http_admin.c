@@ -80,11 +80,10 @@ fail:
 }
 
 /* The request body as a JSON object (JSON or form encoded); NULL with h answered (400/413). */
-static json_t *body_json(struct pg_gw *gw, struct pg_http *h)
+static json_t *body_json(struct pg_http *h)
 {
     char ctype[128] = "";
     json_t *j;
-    (void)gw;
     if (h->body_too_big) {
         pg_http_respond_error(h, 413, "body larger than max_body_bytes");
         return NULL;
@@ -194,7 +193,7 @@ static int admin_path(const char *path, char slug[PG_APP_SLUG_MAX + 1], int *rev
 
 static void admin_create(struct pg_gw *gw, struct pg_http *h)
 {
-    json_t *body = body_json(gw, h), *fields = NULL, *app = NULL;
+    json_t *body = body_json(h), *fields = NULL, *app = NULL;
     if (!body)
         return;
     fields = app_fields(body);
@@ -226,7 +225,7 @@ out:
 static void admin_update(struct pg_gw *gw, struct pg_http *h, const char *slug)
 {
     char ctype[128] = "";
-    json_t *body = body_json(gw, h), *fields = NULL, *app = NULL;
+    json_t *body = body_json(h), *fields = NULL, *app = NULL;
     if (!body)
         return;
     fields = app_fields(body);
@@ -251,7 +250,7 @@ out:
 
 static void admin_revoke(struct pg_gw *gw, struct pg_http *h, const char *app_id)
 {
-    json_t *body = body_json(gw, h);
+    json_t *body = body_json(h);
     if (!body)
         return;
     const char *client = json_string_value(json_object_get(body, "client"));
@@ -413,7 +412,7 @@ static void events_body_done(struct pg_gw *gw, struct pg_http *h)
 {
     json_t *body = NULL, *message;
     char *payload = NULL, *topic = NULL;
-    if (!app_basic_ok(h, h->app) || !(body = body_json(gw, h)))
+    if (!app_basic_ok(h, h->app) || !(body = body_json(h)))
         return;
     const char *t = json_string_value(json_object_get(body, "topic"));
     const char *event = json_string_value(json_object_get(body, "event"));
