@@ -448,6 +448,21 @@ test('leaving: disconnect() and the legacy "disconnect" event stop the pushes', 
     assert.match(metrics.body, /pushgate_sessions\{app="demo",protocol="socketio"\} [1-9]/);
 });
 
+test('CORS preflight: the header names asked for are allowed; other characters there get 400', async () => {
+    const url = `${gw1.url}/socket.io/?EIO=4&transport=polling`;
+    const ok = await httpRequest('OPTIONS', url, {
+        headers: { Origin: 'http://page.example', 'Access-Control-Request-Method': 'POST', 'Access-Control-Request-Headers': 'x-client-version' },
+    });
+    assert.equal(ok.status, 204);
+    assert.equal(ok.headers['access-control-allow-origin'], 'http://page.example');
+    assert.equal(ok.headers['access-control-allow-headers'], 'x-client-version');
+    assert.match(ok.headers['access-control-allow-methods'], /POST/);
+    const bad = await httpRequest('OPTIONS', url, {
+        headers: { Origin: 'http://page.example', 'Access-Control-Request-Headers': 'x-a; injected: 1' },
+    });
+    assert.equal(bad.status, 400, bad.body);
+});
+
 test("origins: any page may poll (CORS), an app's allowed_origins decide at CONNECT", { timeout: 30000 }, async () => {
     async function session(origin) {
         const headers = { Origin: origin };
