@@ -564,10 +564,11 @@ export async function startBroker({
 // Gateway
 
 /**
- * Spawns the gateway with --config conf and waits until GET /healthz is 200.
+ * Spawns the gateway with --config conf and waits until GET /healthz is 200, or with waitReady until
+ * GET /readyz is 200 (connected to the broker: before that, new sessions and publishes are refused with 503).
  * port defaults to listen_port read from conf. env/args are added to the defaults.
  */
-export async function startGateway({ dir, conf, port, env: extraEnv = {}, args = [], readyTimeoutMs } = {}) {
+export async function startGateway({ dir, conf, port, env: extraEnv = {}, args = [], readyTimeoutMs, waitReady = false } = {}) {
     if (!conf) throw new Error('startGateway: conf is required');
     if (!fs.existsSync(GATEWAY_BIN)) throw new Error(`startGateway: gateway not built: ${GATEWAY_BIN}`);
     if (!port) port = Number(readConfOption(conf, 'listen_port'));
@@ -626,19 +627,20 @@ export async function startGateway({ dir, conf, port, env: extraEnv = {}, args =
     gw.signal = (sig) => rec.child.kill(sig);
 
     const deadline = Date.now() + (readyTimeoutMs || (SANITIZE ? 30000 : 15000));
+    const probe = waitReady ? '/readyz' : '/healthz';
     for (;;) {
         if (rec.exitInfo) {
             throw new Error(`pushgate exited during startup (${JSON.stringify(rec.exitInfo)}):\n${tail(rec.output)}`);
         }
         try {
-            const r = await httpRequest('GET', `${gw.url}/healthz`, { timeoutMs: 1000 });
+            const r = await httpRequest('GET', `${gw.url}${probe}`, { timeoutMs: 1000 });
             if (r.status === 200) break;
         } catch {
             // not listening yet
         }
         if (Date.now() > deadline) {
             await terminate(rec, { signal: 'SIGKILL' });
-            throw new Error(`pushgate /healthz not 200 within the startup timeout:\n${tail(rec.output)}`);
+            throw new Error(`pushgate ${probe} not 200 within the startup timeout:\n${tail(rec.output)}`);
         }
         await sleep(50);
     }
@@ -652,6 +654,7 @@ export async function startGateway({ dir, conf, port, env: extraEnv = {}, args =
  * Temp dir + pushgate.conf + broker (with plugin) + gateway.
  * gateway: extra/overriding global options (null drops one). brokerOptions: passed to startBroker.
  * The returned stack has startGateway() to start (or start again) the gateway later, and stop().
+ * While the broker runs, startGateway() waits for /readyz (broker connected), otherwise for /healthz.
  */
 export async function startStack({
     apps = DEFAULT_APPS,
@@ -683,8 +686,10 @@ export async function startStack({
                 ...brokerOptions,
             });
         }
+        // With the stack's broker up, a started gateway is ready: tests may open sessions at once.
         stack.startGateway = async (opts = {}) => {
-            const gw = await startGateway({ dir, conf: stack.conf, ...opts });
+            const brokerUp = Boolean(stack.broker?._rec && !stack.broker._rec.exitInfo && !stack.broker._rec.stopPromise);
+            const gw = await startGateway({ dir, conf: stack.conf, waitReady: brokerUp, ...opts });
             gateways.push(gw);
             stack.gw = gw;
             return gw;
