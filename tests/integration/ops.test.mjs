@@ -1,11 +1,12 @@
 // Operating the gateway: --help lists every option of the option table, configuration errors name the
 // file, line and option and exit with 2, /healthz and /readyz, and SIGTERM closing sessions with 1001
-// before a clean exit 0.
+// before a clean exit 0, refusing new sessions while it drains.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import { GATEWAY_BIN, SANITIZE, httpRequest, makeTempDir, removeTempDir, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 
@@ -145,6 +146,48 @@ test('SIGTERM: connected sessions get close code 1001 and the process exits 0', 
     assert.ok(took < 5000, `exit took ${took} ms`);
     await waitFor(() => /stopped/.test(stack.gw.logs()), { message: 'the gateway logs its stop' });
     await stack.stop();
+});
+
+test('SIGTERM drain: a publish awaiting the broker is answered before exit; meanwhile new sessions and /readyz get 503', { timeout: 40000 }, async () => {
+    const stack = await startStack({ gateway: { shutdown_grace_ms: 20000, publish_timeout_ms: 20000 } });
+    stacks.push(stack);
+    const published = async () => {
+        const m = (await httpRequest('GET', `${stack.gw.url}/metrics`)).body.match(/^pushgate_published_total\{app="demo"\} (\d+)$/m);
+        return m ? Number(m[1]) : 0;
+    };
+    // A stopped broker never acknowledges: the REST publish stays pending, which keeps the gateway draining.
+    stack.broker.proc.kill('SIGSTOP');
+    try {
+        const answer = httpRequest('POST', `${stack.gw.url}/demo/drain/publish`, {
+            body: '{"last":true}',
+            headers: { 'Content-Type': 'application/json' },
+            timeoutMs: 30000,
+        });
+        await waitFor(async () => (await published()) === 1, { message: 'the publish was handed to the broker' });
+        stack.gw.signal('SIGTERM');
+        await waitFor(async () => (await httpRequest('GET', `${stack.gw.url}/readyz`)).status === 503, { message: '/readyz 503 while draining' });
+        await assert.rejects(
+            wsConnect(`${stack.gw.wsUrl}/v1/demo`),
+            (e) => e.statusCode === 503 && /shutting down/.test(e.body),
+            'a new native upgrade is refused',
+        );
+        await assert.rejects(
+            wsConnect(`${stack.gw.wsUrl}/app/demo-key?protocol=7&client=js&version=8.6.0`),
+            (e) => e.statusCode === 503 && /shutting down/.test(e.body),
+            'a new Pusher upgrade is refused',
+        );
+        const poll = await httpRequest('GET', `${stack.gw.url}/socket.io/?EIO=4&transport=polling`);
+        assert.equal(poll.status, 503, poll.body);
+        assert.equal(JSON.parse(poll.body).error.message, 'shutting down');
+        await delay(1000); // ten drain checks later
+        assert.equal(stack.gw.proc.exitCode, null, 'still draining while the publish is unanswered');
+        stack.broker.proc.kill('SIGCONT');
+        const res = await answer;
+        assert.equal(res.status, 200, res.body);
+        assert.deepEqual(await stack.gw.stop(), { code: 0, signal: null });
+    } finally {
+        stack.broker.proc.kill('SIGCONT');
+    }
 });
 
 test('GET /metrics: Prometheus text with sessions, traffic counters and broker state', { timeout: 30000 }, async () => {
