@@ -21,6 +21,11 @@ export const SANITIZE =
         ? /^(on|1|true|yes)$/i.test(process.env.PUSHGATE_SANITIZE)
         : cacheSaysSanitize(BUILD_DIR);
 
+// Sanitizer builds run everything several times slower: deadlines that bound a positive wait (waitFor, next) are
+// multiplied by TIME_SCALE, and tests wrap their own literal deadlines in scaled(). PUSHGATE_TEST_TIME_SCALE overrides.
+export const TIME_SCALE = Number(process.env.PUSHGATE_TEST_TIME_SCALE) || (SANITIZE ? 3 : 1);
+export const scaled = (ms) => Math.round(ms * TIME_SCALE);
+
 function cacheSaysSanitize(buildDir) {
     try {
         return /^PUSHGATE_SANITIZE:BOOL=(ON|1|TRUE|YES)$/im.test(fs.readFileSync(path.join(buildDir, 'CMakeCache.txt'), 'utf8'));
@@ -183,7 +188,7 @@ export async function freePort() {
     });
 }
 
-export async function waitFor(fn, { timeoutMs = 5000, intervalMs = 50, message } = {}) {
+export async function waitFor(fn, { timeoutMs = scaled(5000), intervalMs = 50, message } = {}) {
     const deadline = Date.now() + timeoutMs;
     let lastErr;
     for (;;) {
@@ -831,7 +836,7 @@ export function wsConnect(url, opts = {}) {
                 ws.terminate();
                 return closed;
             },
-            next(pred = () => true, timeoutMs = 5000) {
+            next(pred = () => true, timeoutMs = scaled(5000)) {
                 const idx = pending.findIndex((f) => pred(f));
                 if (idx >= 0) return Promise.resolve(pending.splice(idx, 1)[0]);
                 if (closeInfo) {
@@ -927,7 +932,7 @@ export function mqttCollector(client) {
     return {
         messages,
         pending,
-        next(pred = () => true, timeoutMs = 5000) {
+        next(pred = () => true, timeoutMs = scaled(5000)) {
             const idx = pending.findIndex((m) => pred(m));
             if (idx >= 0) return Promise.resolve(pending.splice(idx, 1)[0]);
             return new Promise((res, rej) => {

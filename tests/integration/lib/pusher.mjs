@@ -5,7 +5,7 @@ import http from 'node:http';
 
 import PusherServer from 'pusher';
 
-import { DEFAULT_APPS } from './harness.mjs';
+import { DEFAULT_APPS, scaled } from './harness.mjs';
 
 export const DEMO = DEFAULT_APPS.find((a) => a.id === 'demo');
 export const PUSHER_QUERY = '?protocol=7&client=js&version=8.6.0&flash=false';
@@ -94,7 +94,7 @@ export function recordConnection(client) {
 }
 
 // Resolves with the first `event` emitted by emitter (a channel or a pusher-js connection/client).
-export function nextEvent(emitter, event, timeoutMs = 5000) {
+export function nextEvent(emitter, event, timeoutMs = scaled(5000)) {
     return new Promise((resolve, reject) => {
         const timer = setTimeout(() => {
             emitter.unbind(event, handler);
