@@ -241,7 +241,8 @@ static void publish_snapshot(struct pg_gw *gw, int up)
 void pg_cluster_tick(struct pg_gw *gw)
 {
     int64_t now = pg_mono_ms();
-    if (!gw->cluster_dirty || now - gw->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS)
+    /* while draining, every tick counts: the sessions closed last must still vacate their channels before exit */
+    if (!gw->cluster_dirty || (!gw->draining && now - gw->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS))
         return;
     gw->cluster_dirty = 0;
     gw->last_snapshot_ms = now;
