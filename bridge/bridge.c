@@ -49,6 +49,7 @@ struct sub {
     int wildcard;
     int live;      /* the broker granted it on the current connection */
     int mid;       /* SUBSCRIBE in flight, 0 if none */
+    int restoring; /* subscribed when the connection came up: its SUBACK is part of being ready */
     struct waiter *waiters; /* owners waiting for the SUBACK */
     size_t nwaiters;
     UT_hash_handle hh;
@@ -79,6 +80,8 @@ struct pg_bridge {
     void *ud;
     int fd;                 /* socket currently handed to the owner, -1 if none */
     int connected;          /* CONNACK success seen and not lost since */
+    size_t restoring;       /* subscriptions of the connection's start still awaiting their SUBACK */
+    int coming_up;          /* inside on_state(1): its subscriptions are not counted yet */
     int started;
     int64_t next_attempt;   /* monotonic ms of the next connect attempt, 0 = none scheduled */
     int backoff_ms;
@@ -147,10 +150,22 @@ static void subs_lost(pg_bridge *b)
 {
     struct sub *s, *tmp;
     group_reset(b);
+    b->restoring = 0;
     HASH_ITER(hh, b->subs, s, tmp) {
         s->live = 0;
         s->mid = 0;
+        s->restoring = 0;
     }
+}
+
+/* One restoring subscription was answered (or dropped): the last one makes the connection ready. */
+static void restored_one(pg_bridge *b, struct sub *s)
+{
+    if (!s->restoring)
+        return;
+    s->restoring = 0;
+    if (--b->restoring == 0)
+        blog(b, 1, "ready: subscriptions acknowledged by the broker");
 }
 
 /* Time out the waiters of s whose deadline passed; the others keep waiting. */
@@ -235,8 +250,19 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
     HASH_ITER(hh, b->subs, s, tmp) {
         subscribe_one(b, s);
     }
+    b->coming_up = 1;
     if (b->ops.on_state)
         b->ops.on_state(b->ud, 1);
+    b->coming_up = 0;
+    /* what the owner subscribed to before or on connecting (restored channels, control filters) must be in place
+       before the gateway calls itself ready: a message published meanwhile would miss this process */
+    b->restoring = 0;
+    HASH_ITER(hh, b->subs, s, tmp) {
+        s->restoring = s->mid != 0;
+        b->restoring += (size_t)s->restoring;
+    }
+    if (b->restoring == 0)
+        blog(b, 1, "ready: no subscriptions to restore");
 }
 
 static void on_publish(struct mosquitto *mosq, void *obj, int mid, int reason, const mosquitto_property *props)
@@ -266,6 +292,7 @@ static void on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, 
             continue;
         s->mid = 0;
         s->live = count > 0 && granted[0] < 0x80;
+        restored_one(b, s);
         if (!s->live)
             blog(b, 3, "broker refused subscription %s (reason 0x%02x)", s->filter, count > 0 ? granted[0] : 0);
         finish_waiters(s, s->live ? 0 : PG_EDENIED);
@@ -490,6 +517,11 @@ int pg_bridge_connected(const pg_bridge *b)
     return b->connected;
 }
 
+int pg_bridge_ready(const pg_bridge *b)
+{
+    return b->connected && !b->coming_up && b->restoring == 0;
+}
+
 int pg_bridge_want_write(const pg_bridge *b)
 {
     return b->fd >= 0 && mosquitto_want_write(b->mosq);
@@ -671,6 +703,7 @@ int pg_bridge_unsubscribe(pg_bridge *b, const char *filter)
         return 0;
     HASH_DEL(b->subs, s);
     group_reset(b);
+    restored_one(b, s);
     if (s->nwaiters)
         finish_waiters(s, PG_EBUSY);
     free(s->waiters);

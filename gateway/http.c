@@ -361,6 +361,8 @@ const char *pg_session_refusal(const struct pg_gw *gw)
         return "shutting down";
     if (!pg_bridge_connected(gw->bridge))
         return "broker unavailable";
+    if (!pg_bridge_ready(gw->bridge))
+        return "broker subscriptions not restored yet";
     if (gw->nsessions >= (size_t)gw->cfg->max_sessions)
         return "over capacity (max_sessions)";
     return NULL;
@@ -447,7 +449,7 @@ static void route_get(struct pg_gw *gw, struct pg_http *h)
     } else if (!strcmp(h->path, "/healthz")) {
         pg_http_respond_json(h, 200, json_pack("{s:s}", "status", "ok"));
     } else if (!strcmp(h->path, "/readyz")) {
-        int up = pg_bridge_connected(gw->bridge) && !gw->draining;
+        int up = pg_bridge_ready(gw->bridge) && !gw->draining;
         pg_http_respond_json(h, up ? 200 : 503,
                      json_pack("{s:s, s:b}", "status", up ? "ready" : "not ready", "broker", pg_bridge_connected(gw->bridge)));
     } else if (!strcmp(h->path, "/metrics")) {

@@ -1,10 +1,14 @@
 // The gateway's MQTT bridge against a real mosquitto broker with the pushgate auth plugin: one message
 // model across WebSocket, REST and MQTT devices (all six directions), resubscription after a broker
-// restart, and a slow WebSocket reader closed with 1013 while the other subscribers keep receiving.
+// restart, a slow WebSocket reader closed with 1013 while the other subscribers keep receiving, and the bridge
+// calling itself ready (what /readyz reports) only once the broker acknowledged its subscriptions.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
 
-import { DEFAULT_APPS, httpRequest, mqttCollector, mqttConnect, signJwt, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
+import { BUILD_DIR, DEFAULT_APPS, httpRequest, mqttCollector, mqttConnect, signJwt, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
 import { within, isMessage } from './lib/native.mjs';
 
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
@@ -260,4 +264,21 @@ test('slow consumer: closed with 1013 over its out-queue limit while the others 
     // the room still works for the one that kept up
     await mqttPublish(pub, topic, Buffer.from('{"i":"last"}'));
     await normal.next(isMessage(room, (f) => f.message.i === 'last'));
+});
+
+test('the bridge is ready only once every subscription it came up with is acknowledged', { timeout: 30000 }, async () => {
+    const tool = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_bridge_tool');
+    const { username, password } = stack.gatewayUser;
+    // two filters subscribed before connecting, one added while the connection comes up (as the gateway does)
+    const filters = ['pushgate/ready-a/#', 'pushgate/ready-b/+', '@pushgate/ready-c/x'];
+    const { stdout } = await promisify(execFile)(tool, ['127.0.0.1', String(stack.brokerPort), username, password, ...filters], {
+        timeout: 20000,
+    });
+    const lines = stdout.trim().split('\n');
+    assert.equal(lines[0], 'connected ready=0', stdout);
+    const ready = lines.indexOf('ready');
+    assert.ok(ready > 0, `ready reported:\n${stdout}`);
+    const granted = lines.filter((l) => l.startsWith('granted ')).map((l) => l.slice(8));
+    assert.deepEqual(granted.sort(), filters.map((f) => f.replace(/^@/, '')).sort(), stdout);
+    for (const f of granted) assert.ok(lines.indexOf(`granted ${f}`) < ready, `${f} granted before ready:\n${stdout}`);
 });
