@@ -8,10 +8,11 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import { setTimeout as delay } from 'node:timers/promises';
 
 import PusherServer from 'pusher';
 
-import { freePort, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { OPERATOR_USER, freePort, mqttCollector, mqttConnect, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 
 const DEMO = { id: 'demo', key: 'demo-key', secret: 'demo-secret' };
 // long enough that events emitted a few hundred ms apart surely share a batch on a slow (sanitizer) run
@@ -289,4 +290,40 @@ test('SIGTERM sends queued events at once and waits for their delivery', { timeo
     const vac = receiver.with(named('channel_vacated', room));
     assert.equal(vac.length, 1, 'channel_vacated was delivered before the gateway exited');
     assert.ok(vac[0].at - t0 < BATCH_MS, `sent without waiting webhook_batch_ms (${vac[0].at - t0} ms after SIGTERM)`);
+});
+
+test('SIGTERM right after a node snapshot: the channels the closing sessions vacate are still reported', { timeout: 30000 }, async () => {
+    // Occupancy is evaluated with the node snapshot ({root}/_node/{id}), at most every 200 ms. A snapshot without
+    // webhook events (a Pusher signin joins a per-user channel) followed at once by SIGTERM must not make the
+    // gateway exit before it evaluated what the closing sessions vacate.
+    const own = await startReceiver();
+    const s = await startStack({ apps: [{ ...DEMO, require_auth: false, webhook_url: own.url }], gateway: { webhook_batch_ms: 0 } });
+    const op = await mqttConnect({ port: s.brokerPort, ...OPERATOR_USER });
+    try {
+        const snapshots = mqttCollector(op);
+        await op.subscribeAsync('pushgate/_node/+', { qos: 1 });
+        const room = unique('wh-last');
+        const c = await wsConnect(`${s.gw.wsUrl}/v1/demo`);
+        await c.next((f) => f.type === 'open');
+        c.send({ type: 'subscribe', room, cb: 1 });
+        assert.equal((await c.next((f) => f.cb === 1)).error, undefined);
+        await waitFor(() => own.with(named('channel_occupied', room)).length, { message: 'occupied' });
+        await delay(500); // past the snapshot interval: the next snapshot is the signin's
+        snapshots.pending.length = 0;
+
+        const p = await wsConnect(`${s.gw.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.6.0`);
+        const established = await p.next((f) => f.event === 'pusher:connection_established');
+        const socketId = JSON.parse(established.data).socket_id;
+        const userData = JSON.stringify({ id: unique('user') });
+        const sig = crypto.createHmac('sha256', DEMO.secret).update(`${socketId}::user::${userData}`).digest('hex');
+        p.send({ event: 'pusher:signin', data: { auth: `${DEMO.key}:${sig}`, user_data: userData } });
+        await p.next((f) => f.event === 'pusher:signin_success');
+        await snapshots.next();
+        await s.gw.stop();
+        assert.equal(own.with(named('channel_vacated', room)).length, 1, 'channel_vacated was delivered before the gateway exited');
+    } finally {
+        await op.endAsync();
+        await s.stop();
+        await own.close();
+    }
 });
