@@ -17,6 +17,7 @@ import {
     mqttConnect,
     removeTempDir,
     rsaKeyPair,
+    scaled,
     signJwt,
     startBroker,
     startStack,
@@ -31,6 +32,9 @@ const APPS = [
     { id: 'rsa', key: 'rsa-key', secret: 'rsa-secret-0123456789', jwt_alg: 'RS256', public_key_pem: RSA.publicKeyPem, require_auth: true },
 ];
 const LEEWAY_MS = 500;
+// The expiry tests give a token this long to live: connecting, subscribing and publishing (and a delivery) before it
+// expires must fit, also under sanitizers. The post-expiry checks wait from exp itself, so they hold for any value.
+const EXPIRES_IN_MS = scaled(2500);
 
 // room-*: publish + subscribe; ro-*: subscribe only; room-secret: a denying rule that overrides room-*.
 const PERMISSIONS = {
@@ -131,7 +135,7 @@ function closed(client) {
 }
 
 // Waits until `client` has disconnected, collecting any DISCONNECT packet the broker sent.
-async function expectKicked(client, disconnectPackets, timeoutMs = 5000) {
+async function expectKicked(client, disconnectPackets, timeoutMs = scaled(5000)) {
     let timer;
     const timeout = new Promise((_, reject) => {
         timer = setTimeout(() => reject(new Error(`client not disconnected within ${timeoutMs} ms`)), timeoutMs);
@@ -330,7 +334,7 @@ test('an app without require_auth admits devices without a token, only inside it
 
 test('an expired token is denied at its next publish and the device is disconnected', async () => {
     const clientId = uniqueId('exp');
-    const exp = Date.now() + 1500; // milliseconds form of exp
+    const exp = Date.now() + EXPIRES_IN_MS; // milliseconds form of exp
     const c = await connect({ username: 'secure', password: token(clientId, { exp }), clientId });
     const disconnects = [];
     c.on('disconnect', (packet) => disconnects.push(packet));
@@ -343,7 +347,7 @@ test('an expired token is denied at its next publish and the device is disconnec
 
 test('an expired token is denied at its next subscribe and the device is disconnected', async () => {
     const clientId = uniqueId('exp');
-    const exp = Math.floor(Date.now() / 1000) + 2; // seconds form of exp
+    const exp = Math.ceil((Date.now() + EXPIRES_IN_MS) / 1000); // seconds form of exp
     const c = await connect({ username: 'secure', password: token(clientId, { exp }), clientId });
     const disconnects = [];
     c.on('disconnect', (packet) => disconnects.push(packet));
@@ -356,7 +360,7 @@ test('an expired token is denied at its next subscribe and the device is disconn
 
 test('an expired subscriber stops receiving and is disconnected at its next delivery', async () => {
     const clientId = uniqueId('exp');
-    const exp = Date.now() + 1500;
+    const exp = Date.now() + EXPIRES_IN_MS;
     const c = await connect({ username: 'secure', password: token(clientId, { exp }), clientId });
     const disconnects = [];
     c.on('disconnect', (packet) => disconnects.push(packet));

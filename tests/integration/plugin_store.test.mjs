@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { BUILD_DIR, DEFAULT_APPS, mqttCollector, mqttConnect, signJwt, startStack, waitFor } from './lib/harness.mjs';
+import { BUILD_DIR, DEFAULT_APPS, mqttCollector, mqttConnect, scaled, signJwt, startStack, waitFor } from './lib/harness.mjs';
 
 const STORE_TOOL = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_store_tool');
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
@@ -21,7 +21,9 @@ const RC_BAD_USER_OR_PASSWORD = 0x86;
 const RC_NOT_AUTHORIZED = 0x87;
 const RC_ADMINISTRATIVE_ACTION = 0x98;
 // The kick happens at a broker tick (at most ~100 ms apart) after the plugin noticed the commit.
-const KICK_WITHIN_MS = 2000;
+const KICK_WITHIN_MS = scaled(2000);
+// A store change made by the tool is read at the plugin's next data_version poll (a tick, ~100 ms).
+const ADMIT_WITHIN_MS = scaled(3000);
 
 let stack;
 let port;
@@ -128,7 +130,7 @@ test('a store created after the broker started: its new app admits devices witho
     assert.equal(fs.statSync(dbPath).mode & 0o777, 0o600, 'the store is private to its owner');
     // The plugin retries opening once a second, then reads the app at its next tick.
     const clientId = uniqueId('dev');
-    const c = await waitFor(() => connectDevice(app, clientId).catch(() => null), { timeoutMs: 5000, intervalMs: 200, message: 'store app admitted' });
+    const c = await waitFor(() => connectDevice(app, clientId).catch(() => null), { timeoutMs: scaled(5000), intervalMs: 200, message: 'store app admitted' });
     assert.equal(stack.broker.proc.pid, pid, 'same broker process');
     assertAccepted(await publish(c, 'pushgate/store-app/c/room-1', 'hi'), 'publish on its own channel');
     assert.equal(await publish(c, 'pushgate/secure/c/room-1', 'x'), RC_NOT_AUTHORIZED, 'other apps stay closed');
@@ -138,7 +140,7 @@ test('a store created after the broker started: its new app admits devices witho
 
     // An app created while the store is open is picked up at a tick too.
     const later = createApp('Later App');
-    const l = await waitFor(() => connectDevice(later).catch(() => null), { timeoutMs: 3000, intervalMs: 100, message: 'later app admitted' });
+    const l = await waitFor(() => connectDevice(later).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100, message: 'later app admitted' });
     assertAccepted(await publish(l, 'pushgate/later-app/c/x', 'x'), 'publish of the later app');
     c.end(true);
     l.end(true);
@@ -147,8 +149,8 @@ test('a store created after the broker started: its new app admits devices witho
 test('deactivating a store app kicks its devices and refuses them; reactivating admits them again', async () => {
     const app = createApp(uniqueId('Deact'));
     const other = createApp(uniqueId('Bystander'));
-    const c = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
-    const bystander = await waitFor(() => connectDevice(other).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
+    const c = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
+    const bystander = await waitFor(() => connectDevice(other).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
 
     updateApp(app.slug, { active: false });
     await expectKicked(c);
@@ -159,14 +161,14 @@ test('deactivating a store app kicks its devices and refuses them; reactivating 
     assert.equal(bystander.connected, true, 'devices of other apps stay');
 
     updateApp(app.slug, { active: true });
-    const again = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: 3000, intervalMs: 100, message: 'reactivated app admitted' });
+    const again = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100, message: 'reactivated app admitted' });
     again.end(true);
     bystander.end(true);
 });
 
 test('deleting a store app kicks its devices; its name is then no app at all', async () => {
     const app = createApp(uniqueId('Doomed'));
-    const c = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
+    const c = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
     tool('delete', app.slug);
     await expectKicked(c);
     const clientId = uniqueId('dev');
@@ -178,7 +180,7 @@ test('deleting a store app kicks its devices; its name is then no app at all', a
 test('a revoked client id is kicked and refused; other client ids of the app still connect', async () => {
     const app = createApp(uniqueId('Revoke Client'));
     const victimId = uniqueId('victim');
-    const victim = await waitFor(() => connectDevice(app, victimId).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
+    const victim = await waitFor(() => connectDevice(app, victimId).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
     const other = await connectDevice(app);
     const watcher = await connect({ ...stack.gatewayUser, clientId: uniqueId('gw') });
     const seen = mqttCollector(watcher);
@@ -196,7 +198,7 @@ test('a revoked client id is kicked and refused; other client ids of the app sti
 
     // The same client id under another app is not revoked.
     const sibling = createApp(uniqueId('Sibling'));
-    const s = await waitFor(() => connectDevice(sibling, victimId).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
+    const s = await waitFor(() => connectDevice(sibling, victimId).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
     s.end(true);
     other.end(true);
     fresh.end(true);
@@ -207,7 +209,7 @@ test('a revoked token id (jti) is kicked and that token refused; a new token for
     const app = createApp(uniqueId('Revoke Jti'));
     const clientId = uniqueId('dev');
     const stolen = token(app, clientId, { jti: uniqueId('jti') });
-    const c = await waitFor(() => connect({ username: app.slug, password: stolen, clientId }).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
+    const c = await waitFor(() => connect({ username: app.slug, password: stolen, clientId }).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
     const jtiOf = JSON.parse(Buffer.from(stolen.split('.')[1], 'base64url').toString()).jti;
 
     revoke(app.slug, 'jti', jtiOf);
@@ -226,7 +228,8 @@ test('revocations expire, and they apply to config-file apps as well', async () 
     const secureToken = (cid) =>
         signJwt({ channel: 'secure', client: cid, exp: Math.floor(Date.now() / 1000) + 600, permissions: { '.*': { publish: true, subscribe: true } } }, SECURE.secret);
     const c = await connect({ username: 'secure', password: secureToken(clientId), clientId });
-    const ttl = 2500;
+    // Long enough for the kick (KICK_WITHIN_MS) and the refused reconnect to land while it is still in force.
+    const ttl = KICK_WITHIN_MS + scaled(3000);
     revoke('secure', 'client', clientId, ttl);
     const expiresBy = Date.now() + ttl; // the tool adds ttl to its own clock, read before it returned
     await expectKicked(c);
@@ -241,7 +244,7 @@ test('revocations expire, and they apply to config-file apps as well', async () 
     const app = createApp(uniqueId('Expired'));
     const id = uniqueId('dev');
     revoke(app.slug, 'client', id, -1000);
-    const d = await waitFor(() => connectDevice(app, id).catch(() => null), { timeoutMs: 3000, intervalMs: 100, message: 'expired revocation ignored' });
+    const d = await waitFor(() => connectDevice(app, id).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100, message: 'expired revocation ignored' });
     await sleep(500);
     assert.equal(d.connected, true, 'an expired revocation kicks nobody');
     d.end(true);
@@ -267,7 +270,7 @@ test('the broker log shows store changes and never a store secret or token', asy
     const app = createApp(uniqueId('Quiet'));
     const clientId = uniqueId('dev');
     const jwt = token(app, clientId);
-    const c = await waitFor(() => connect({ username: app.slug, password: jwt, clientId }).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
+    const c = await waitFor(() => connect({ username: app.slug, password: jwt, clientId }).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
     c.end(true);
     await refused({ username: app.slug, password: token({ ...app, secret: 'forged' }, clientId), clientId });
     await brokerLogHas(`pushgate_auth: connect denied client=${clientId} app=${app.slug} reason=`);
@@ -281,7 +284,7 @@ test('the broker log shows store changes and never a store secret or token', asy
 
 test('SIGHUP re-authenticates every session with the store still loaded: store devices stay, revocations made after it still apply', async () => {
     const app = createApp(uniqueId('Reload'));
-    const keep = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: 3000, intervalMs: 100 });
+    const keep = await waitFor(() => connectDevice(app).catch(() => null), { timeoutMs: ADMIT_WITHIN_MS, intervalMs: 100 });
     const reloads = () => stack.broker.logs().split('pushgate_auth: configuration reloaded').length;
     const before = reloads();
     stack.broker.proc.kill('SIGHUP');
@@ -290,8 +293,12 @@ test('SIGHUP re-authenticates every session with the store still loaded: store d
     assert.equal(keep.connected, true, 'a store app session survives the re-authentication after a reload');
     assertAccepted(await publish(keep, `pushgate/${app.slug}/c/room`, 'x'), 'still allowed after the reload');
     const clientId = uniqueId('dev');
+    // The plugin logs "apps store loaded" each time it re-reads the store after a commit (store_load in
+    // auth/mosquitto_plugin.c); the reload above found no change, so the next one is the revocation's.
+    const loads = () => stack.broker.logs().split('pushgate_auth: apps store loaded:').length;
+    const loadsBefore = loads();
     revoke(app.slug, 'client', clientId);
-    await sleep(300);
+    await waitFor(() => loads() > loadsBefore, { message: 'store reloaded after the revocation' });
     assert.equal(await refused({ username: app.slug, password: token(app, clientId), clientId }), RC_NOT_AUTHORIZED);
     keep.end(true);
 });

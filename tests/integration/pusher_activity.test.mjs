@@ -3,7 +3,10 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { startStack, wsConnect } from './lib/harness.mjs';
+import { scaled, startStack, wsConnect } from './lib/harness.mjs';
+
+// The polite client's pong must reach the gateway within this (whole seconds, as configured); more under sanitizers.
+const PONG_TIMEOUT_S = Math.ceil(scaled(1000) / 1000);
 
 let stack;
 after(async () => {
@@ -11,7 +14,7 @@ after(async () => {
 });
 
 test('a silent connection is pinged, then closed with 4201; an answering one stays', { timeout: 30000 }, async () => {
-    stack = await startStack({ gateway: { pusher_activity_timeout_s: 1, pusher_pong_timeout_s: 1 } });
+    stack = await startStack({ gateway: { pusher_activity_timeout_s: 1, pusher_pong_timeout_s: PONG_TIMEOUT_S } });
     const url = `${stack.gw.wsUrl}/app/demo-key?protocol=7&client=js&version=8.4.0`;
     const silent = await wsConnect(url);
     const polite = await wsConnect(url);
@@ -22,8 +25,8 @@ test('a silent connection is pinged, then closed with 4201; an answering one sta
     polite.ws.on('message', (raw) => {
         if (JSON.parse(raw).event === 'pusher:ping') polite.send({ event: 'pusher:pong', data: {} });
     });
-    await silent.next((f) => f.event === 'pusher:ping', 3000);
-    const err = await silent.next((f) => f.event === 'pusher:error', 4000);
+    await silent.next((f) => f.event === 'pusher:ping', scaled(3000));
+    const err = await silent.next((f) => f.event === 'pusher:error', PONG_TIMEOUT_S * 1000 + scaled(3000));
     assert.equal(err.data.code, 4201);
     const closed = await silent.closed;
     assert.equal(closed.code, 4201);

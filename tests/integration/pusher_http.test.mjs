@@ -13,7 +13,7 @@ import crypto from 'node:crypto';
 
 import PusherJS from 'pusher-js';
 
-import { httpRequest, mqttCollector, mqttConnect, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
+import { httpRequest, mqttCollector, mqttConnect, scaled, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
 import {
     DEMO,
     PUSHER_QUERY,
@@ -28,7 +28,9 @@ import {
     unique,
 } from './lib/pusher.mjs';
 
-const PUBLISH_TIMEOUT_MS = 1500;
+// Every trigger here waits for the broker's PUBACK up to this long before failing: room for a slow (sanitized) round
+// trip. The broker-down test bounds its answer by it (its own test timeout is 60 s).
+const PUBLISH_TIMEOUT_MS = scaled(1500);
 
 let stack;
 let server;
@@ -451,7 +453,7 @@ test('channels, channels/{ch} and channels/{presence}/users follow subscriptions
             const r = await getJson(`/channels/${pres}`, { info: 'subscription_count,user_count' });
             return r.occupied === true && r.user_count === 2 && r.subscription_count === 3;
         },
-        { timeoutMs: 3000, intervalMs: 100, message: `${pres}: occupied, 2 users, 3 subscriptions` },
+        { timeoutMs: scaled(3000), intervalMs: 100, message: `${pres}: occupied, 2 users, 3 subscriptions` },
     );
     assert.deepEqual(await getJson(`/channels/${pres}`), { occupied: true }, 'attributes only when asked');
     await waitFor(
@@ -459,7 +461,7 @@ test('channels, channels/{ch} and channels/{presence}/users follow subscriptions
             const r = await getJson(`/channels/${pub}`, { info: 'subscription_count' });
             return r.occupied === true && r.subscription_count === 2;
         },
-        { timeoutMs: 3000, intervalMs: 100, message: `${pub}: occupied, 2 subscriptions` },
+        { timeoutMs: scaled(3000), intervalMs: 100, message: `${pub}: occupied, 2 subscriptions` },
     );
 
     // presence users: one entry per user, not per connection
@@ -477,7 +479,7 @@ test('channels, channels/{ch} and channels/{presence}/users follow subscriptions
             const r = await getJson(`/channels/${pres}`, { info: 'subscription_count,user_count' });
             return r.user_count === 2 && r.subscription_count === 2;
         },
-        { timeoutMs: 3000, intervalMs: 100, message: `${pres}: 2 users over 2 subscriptions` },
+        { timeoutMs: scaled(3000), intervalMs: 100, message: `${pres}: 2 users over 2 subscriptions` },
     );
     // bob leaves everything: alice alone in the presence channel, the private channel vacated
     b.disconnect();
@@ -487,7 +489,7 @@ test('channels, channels/{ch} and channels/{presence}/users follow subscriptions
             const r = await getJson(`/channels/${pres}`, { info: 'subscription_count,user_count' });
             return r.user_count === 1 && r.subscription_count === 1;
         },
-        { timeoutMs: 3000, intervalMs: 100, message: `${pres}: alice alone` },
+        { timeoutMs: scaled(3000), intervalMs: 100, message: `${pres}: alice alone` },
     );
     assert.deepEqual((await getJson(`/channels/${pres}/users`)).users, [{ id: 'alice' }]);
     assert.deepEqual((await getJson(`/channels/${priv}`)).occupied, false);
@@ -496,7 +498,7 @@ test('channels, channels/{ch} and channels/{presence}/users follow subscriptions
     a2.disconnect();
     clients.delete(a2);
     await waitFor(async () => (await getJson(`/channels/${pres}`)).occupied === false, {
-        timeoutMs: 3000,
+        timeoutMs: scaled(3000),
         intervalMs: 100,
         message: `${pres} vacated`,
     });
@@ -547,7 +549,7 @@ test('terminateUserConnections: every connection of the user gets pusher:error 4
     const res = await server.terminateUserConnections(id);
     assert.equal(res.status, 200);
     assert.deepEqual(await res.json(), {});
-    const closed = await Promise.race([raw.closed, sleep(5000).then(() => null)]);
+    const closed = await Promise.race([raw.closed, sleep(scaled(5000)).then(() => null)]);
     assert.ok(closed, 'the raw connection was closed');
     assert.equal(closed.code, 4009);
     const err = raw.frames.find((f) => f.event === 'pusher:error');

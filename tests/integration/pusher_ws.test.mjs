@@ -12,7 +12,7 @@ import crypto from 'node:crypto';
 
 import PusherJS from 'pusher-js';
 
-import { mqttCollector, mqttConnect, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
+import { mqttCollector, mqttConnect, scaled, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
 import {
     DEMO,
     PUSHER_QUERY as QUERY,
@@ -186,15 +186,17 @@ test('pusher:ping is answered with pusher:pong; pusher-js keeps one connection a
     await c.next(isEvent('pusher:pong'));
 
     // With a 300 ms activity timeout, pusher-js pings whenever the link is idle and drops the
-    // connection if no pong comes within pongTimeout.
-    const client = pusherClient({ options: { activityTimeout: 300, pongTimeout: 1500 } });
+    // connection if no pong comes within pongTimeout. The window watched below is longer than one
+    // activityTimeout + pongTimeout, so a pong that never came would show as a drop.
+    const pongTimeout = scaled(1500);
+    const client = pusherClient({ options: { activityTimeout: 300, pongTimeout } });
     await connected(client);
     const socketId = client.connection.socket_id;
     let pongs = 0;
     client.bind('pusher:pong', () => {
         pongs += 1;
     });
-    await sleep(2500);
+    await sleep(300 + pongTimeout + 1000);
     assert.ok(pongs >= 2, `pongs received: ${pongs}`);
     assert.equal(client.connection.state, 'connected');
     assert.equal(client.connection.socket_id, socketId, 'no reconnect');
