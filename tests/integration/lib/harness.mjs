@@ -176,16 +176,26 @@ function tail(s, n = 4000) {
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
+// Ports handed out by freePort in this process: the kernel may offer a closed probe port again, and two servers of
+// one test (broker and gateway, two gateways) must never be given the same one.
+const portsGiven = new Set();
+
 export async function freePort() {
-    return new Promise((resolve, reject) => {
-        const srv = net.createServer();
-        srv.unref();
-        srv.on('error', reject);
-        srv.listen(0, '127.0.0.1', () => {
-            const { port } = srv.address();
-            srv.close(() => resolve(port));
+    for (;;) {
+        const port = await new Promise((resolve, reject) => {
+            const srv = net.createServer();
+            srv.unref();
+            srv.on('error', reject);
+            srv.listen(0, '127.0.0.1', () => {
+                const { port: p } = srv.address();
+                srv.close(() => resolve(p));
+            });
         });
-    });
+        if (!portsGiven.has(port)) {
+            portsGiven.add(port);
+            return port;
+        }
+    }
 }
 
 export async function waitFor(fn, { timeoutMs = scaled(5000), intervalMs = 50, message } = {}) {
