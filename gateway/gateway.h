@@ -449,6 +449,8 @@ void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload
 int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reasons reason, struct pg_http *h,
                      void *in, size_t len);
 int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
+/* Answers a refused WebSocket upgrade: status with the JSON error body {"error":{"code","message"}}. */
+void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *message);
 /* Why no new session may open now (shutting down, broker unavailable, max_sessions reached), or NULL. */
 const char *pg_session_refusal(const struct pg_gw *gw);
 /* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */

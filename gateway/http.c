@@ -319,19 +319,40 @@ int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct 
     return native && !*app ? -1 : 0;
 }
 
+void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *message)
+{
+    /* the answer is written at once, before lws drops the connection, like lws_return_http_status() does, but with
+       the JSON error body every other refusal of the gateway carries */
+    unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
+    json_t *o = json_pack("{s:{s:i, s:s}}", "error", "code", (int)status, "message", message);
+    char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    size_t n = body ? strlen(body) : 0;
+    json_decref(o);
+    if (!body || n > 512 ||
+        lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)n, &p, end) ||
+        lws_finalize_http_header(wsi, &p, end) || lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0) {
+        free(body);
+        lws_return_http_status(wsi, status, message);
+        return;
+    }
+    memcpy(start, body, n);
+    free(body);
+    lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL);
+}
+
 int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
 {
     char path[512];
     enum pg_proto proto;
     struct pg_app *app;
     if (pg_http_header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) <= 0 || pg_ws_path(gw, path, &proto, &app) != 0) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
+        pg_http_refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
         return 1;
     }
     if (proto == PG_PROTO_SIO) /* its own checks: Engine.IO query, sid, origin against the session's app */
         return pg_sio_confirm_upgrade(gw, wsi);
     if (app && !app->creds->active && proto == PG_PROTO_NATIVE) { /* Pusher clients expect close code 4003 */
-        lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "app disabled");
+        pg_http_refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "app disabled");
         return 1;
     }
     /* browsers send Origin: an app that lists its origins refuses pages from anywhere else */
@@ -342,13 +363,13 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
             ok = !strcmp(*o, origin);
         if (!ok) {
             pg_log(PG_LOG_INFO, "http", "upgrade refused app=%s: origin not allowed", app->creds->id);
-            lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
+            pg_http_refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "origin not allowed");
             return 1;
         }
     }
     const char *why = pg_session_refusal(gw);
     if (why) {
-        lws_return_http_status(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
+        pg_http_refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
         return 1;
     }
     return 0;

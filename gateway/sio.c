@@ -840,7 +840,7 @@ int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
     }
     if (!why)
         return 0;
-    lws_return_http_status(wsi, (unsigned int)status, why);
+    pg_http_refuse_upgrade(wsi, (unsigned int)status, why);
     return 1;
 }
 

@@ -524,6 +524,7 @@ test('unknown app is refused with HTTP 404 before the upgrade', { timeout: 30000
     for (const p of ['/v1/nope', '/v1/', '/v1/demo/extra', '/v2/demo']) {
         await assert.rejects(wsConnect(`${stack.gw.wsUrl}${p}`), (err) => {
             assert.equal(err.statusCode, 404, `${p}: ${err.message}`);
+            assert.deepEqual(JSON.parse(err.body), { error: { code: 404, message: 'unknown app or path' } });
             return true;
         });
     }

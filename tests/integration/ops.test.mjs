@@ -168,12 +168,12 @@ test('SIGTERM drain: a publish awaiting the broker is answered before exit; mean
         await waitFor(async () => (await httpRequest('GET', `${stack.gw.url}/readyz`)).status === 503, { message: '/readyz 503 while draining' });
         await assert.rejects(
             wsConnect(`${stack.gw.wsUrl}/v1/demo`),
-            (e) => e.statusCode === 503 && /shutting down/.test(e.body),
+            (e) => e.statusCode === 503 && JSON.parse(e.body).error.message === 'shutting down',
             'a new native upgrade is refused',
         );
         await assert.rejects(
             wsConnect(`${stack.gw.wsUrl}/app/demo-key?protocol=7&client=js&version=8.6.0`),
-            (e) => e.statusCode === 503 && /shutting down/.test(e.body),
+            (e) => e.statusCode === 503 && JSON.parse(e.body).error.message === 'shutting down',
             'a new Pusher upgrade is refused',
         );
         const poll = await httpRequest('GET', `${stack.gw.url}/socket.io/?EIO=4&transport=polling`);
@@ -238,7 +238,10 @@ test('allowed_origins: a WebSocket upgrade from another Origin gets 403, on both
     stacks.push(stack);
     for (const path of ['/v1/demo', '/app/demo-key?protocol=7']) {
         const url = `${stack.gw.wsUrl}${path}`;
-        await assert.rejects(wsConnect(url, { headers: { Origin: 'https://evil.example' } }), (e) => e.statusCode === 403);
+        await assert.rejects(
+            wsConnect(url, { headers: { Origin: 'https://evil.example' } }),
+            (e) => e.statusCode === 403 && JSON.parse(e.body).error.message === 'origin not allowed',
+        );
         const ok = await wsConnect(url, { headers: { Origin: 'https://app.example' } });
         await ok.next(() => true);
         ok.close();
@@ -259,7 +262,11 @@ test('max_sessions: upgrades and socket.io handshakes over the limit get 503; a 
     const url = `${stack.gw.wsUrl}/v1/demo`;
     const a = await wsConnect(url);
     const b = await wsConnect(`${stack.gw.wsUrl}/app/demo-key?protocol=7&client=js&version=8.6.0`);
-    await assert.rejects(wsConnect(url), (e) => e.statusCode === 503, 'a third WebSocket is refused');
+    await assert.rejects(
+        wsConnect(url),
+        (e) => e.statusCode === 503 && /^application\/json/.test(e.headers['content-type']) && /max_sessions/.test(JSON.parse(e.body).error.message),
+        'a third WebSocket is refused with a JSON error',
+    );
     const poll = await httpRequest('GET', `${stack.gw.url}/socket.io/?EIO=4&transport=polling`);
     assert.equal(poll.status, 503, poll.body);
     assert.match(poll.body, /max_sessions/);
