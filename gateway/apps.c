@@ -15,11 +15,12 @@
  * presented; adding one closes the matching sessions at once.
  *
  * Store apps replicate between gateways that do not share a file through
- * retained `{root}/_ctl/apps/{slug}` messages (the app's JSON, empty once
- * deleted), published after each admin change; a receiving gateway writes
- * the row into its own store when it differs, so its broker plugin sees it
- * too. The broker keeps the latest state of every app for gateways that
- * start later. `_ctl` is readable only by gateway accounts (DESIGN.md).
+ * retained `{root}/_ctl/apps/{slug}` messages (the app's JSON, or once
+ * deleted a tombstone {"slug","deleted":true,"updated_ms"}), published after
+ * each admin change; a receiving gateway writes the row into its own store
+ * when it is newer, so its broker plugin sees it too. The broker keeps the
+ * latest state of every app, deletions included, for gateways that start or
+ * reconnect later. `_ctl` is readable only by gateway accounts (DESIGN.md).
  *
  * App-wide broadcasts (`#general`) travel on `{root}/{app}/b` with the event
  * name as the `event` user property and reach every session of the app.
@@ -40,6 +41,7 @@
 /* A store app changed while the broker was unavailable: announced again on the next connect. */
 struct pg_unannounced {
     char *slug;
+    int64_t since_ms; /* wall clock of the change: a deletion's tombstone carries it */
     UT_hash_handle hh;
 };
 
@@ -431,12 +433,15 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
     char *text = NULL, *topic = apps_topic(gw, slug);
     struct pg_unannounced *u;
     int rc = pg_apps_store_get(gw->store, slug, &app), sent = 0;
-    if (rc == 0)
-        text = json_dumps(app, JSON_COMPACT);
-    /* retained: gateways that start later learn the latest state; empty clears it */
-    if (topic && (rc == PG_ENOTFOUND || text))
-        sent = pg_bridge_publish(gw->bridge, topic, text ? text : "", text ? strlen(text) : 0, NULL, 1, NULL, NULL) == 0;
     HASH_FIND_STR(gw->unannounced, slug, u);
+    if (rc == PG_ENOTFOUND) /* a tombstone, not an empty message: a gateway away from the broker learns of it too */
+        app = json_pack("{s:s, s:b, s:I}", "slug", slug, "deleted", 1, "updated_ms",
+                        (json_int_t)(u ? u->since_ms : pg_now_ms()));
+    if (app && (rc == 0 || rc == PG_ENOTFOUND))
+        text = json_dumps(app, JSON_COMPACT);
+    /* retained: gateways that start or reconnect later learn the latest state */
+    if (topic && text)
+        sent = pg_bridge_publish(gw->bridge, topic, text, strlen(text), NULL, 1, NULL, NULL) == 0;
     if (sent && u) {
         HASH_DEL(gw->unannounced, u);
         free(u->slug);
@@ -446,6 +451,7 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
         char *copy = strdup(slug);
         if (copy && (u = calloc(1, sizeof *u))) {
             u->slug = copy;
+            u->since_ms = pg_now_ms();
             HASH_ADD_KEYPTR(hh, gw->unannounced, u->slug, strlen(u->slug), u);
         } else {
             free(copy);
@@ -465,22 +471,33 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
         pg_log(PG_LOG_DEBUG, "apps", "replicated app %s ignored: no apps_db", slug);
         return;
     }
-    if (len == 0) {
-        rc = pg_apps_store_delete(gw->store, slug);
-        changed = rc == 0;
+    json_t *app = len ? json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+    const char *s = json_string_value(json_object_get(app, "slug"));
+    int deleted = len == 0 || json_is_true(json_object_get(app, "deleted"));
+    if (len && (!s || strcmp(s, slug) != 0)) {
+        rc = PG_EINVAL;
+    } else if (deleted) {
+        /* a tombstone deletes what is older than it; an empty message (older gateways) deletes at once */
+        json_t *mine = NULL, *when = json_object_get(app, "updated_ms");
+        if (len && !json_is_integer(when)) {
+            rc = PG_EINVAL;
+        } else if ((rc = pg_apps_store_get(gw->store, slug, &mine)) == 0) {
+            /* a copy changed after the deletion (the slug was created again) stays */
+            if (!len || json_integer_value(json_object_get(mine, "updated_ms")) <= json_integer_value(when))
+                changed = (rc = pg_apps_store_delete(gw->store, slug)) == 0;
+        }
         if (rc == PG_ENOTFOUND)
             rc = 0;
+        json_decref(mine);
     } else {
-        json_t *app = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL);
-        const char *s = json_string_value(json_object_get(app, "slug"));
-        rc = s && !strcmp(s, slug) ? pg_apps_store_put(gw->store, app, &changed) : PG_EINVAL;
-        json_decref(app);
+        rc = pg_apps_store_put(gw->store, app, &changed);
     }
+    json_decref(app);
     if (rc)
         pg_log(PG_LOG_WARN, "apps", "replicated app %s not stored: %s", slug,
                rc == PG_EINVAL && !*pg_apps_store_errmsg(gw->store) ? "malformed" : pg_apps_store_errmsg(gw->store));
     else if (changed) {
-        pg_log(PG_LOG_INFO, "apps", "app %s %s from another gateway", slug, len ? "replicated" : "deleted");
+        pg_log(PG_LOG_INFO, "apps", "app %s %s from another gateway", slug, deleted ? "deleted" : "replicated");
         pg_apps_store_changed(gw);
     }
 }

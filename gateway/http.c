@@ -315,6 +315,8 @@ int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct 
         return -1;
     *proto = native ? PG_PROTO_NATIVE : PG_PROTO_PUSHER;
     *app = native ? pg_app_find(gw, id, n) : pg_app_find_by_key(gw, id, n);
+    if (*app && pg_app_deleted(*app)) /* its struct outlives it for old references only */
+        *app = NULL;
     /* an unknown native app is refused before the upgrade; Pusher clients expect close code 4001 */
     return native && !*app ? -1 : 0;
 }

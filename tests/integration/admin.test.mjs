@@ -351,6 +351,24 @@ test('a gateway on another store file gets every app change through the broker, 
     await op.endAsync();
 });
 
+test('a deletion made while a gateway on another store was away reaches it when it comes back', async () => {
+    const app = await createApp('Away App');
+    const port = await freePort();
+    const args = ['--listen_port', String(port), '--apps_db', `${stack.dir}/away.db`];
+    const away = await stack.startGateway({ port, args });
+    await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, away)).status === 200,
+        { message: 'the other store has the app' });
+    await away.stop();
+    assert.equal((await admin('DELETE', `/api/admin/apps/${app.slug}`)).status, 200);
+    // the retained tombstone is what tells the returning gateway: no message would look like "nothing changed"
+    const back = await stack.startGateway({ port, args });
+    await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, back)).status === 404,
+        { message: 'the deletion reaches the returning gateway' });
+    await assert.rejects(wsConnect(`${back.wsUrl}/v1/${app.slug}`), (e) => e.statusCode === 404, 'its sessions are refused');
+    assert.match(back.logs(), new RegExp(`app ${app.slug} deleted from another gateway`));
+    await back.stop();
+});
+
 test('admin calls reach MQTT devices through the broker plugin: revoked client ids and deactivated apps are kicked', async () => {
     const app = await createApp('Device App');
     const exp = Math.floor(Date.now() / 1000) + 600;
