@@ -291,6 +291,8 @@ static int parse_publish_path(struct pg_gw *gw, struct pg_http *h)
     if (!slash || n < 9 || strcmp(h->path + n - 8, "/publish") != 0)
         return -1;
     h->app = pg_app_find(gw, p, (size_t)(slash - p));
+    if (h->app && pg_app_deleted(h->app))
+        h->app = NULL;
     const char *ch = slash + 1;
     const char *che = h->path + n - 8;
     if (che <= ch)

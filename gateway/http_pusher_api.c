@@ -130,6 +130,8 @@ static enum route parse_route(struct pg_gw *gw, struct pg_http *h, char **arg)
     size_t n = strcspn(p, "/");
     *arg = NULL;
     h->app = pg_app_find(gw, p, n);
+    if (h->app && pg_app_deleted(h->app))
+        h->app = NULL;
     p += n;
     if (!strcmp(p, "/events"))
         return R_EVENTS;

@@ -519,6 +519,8 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
     snprintf(name, sizeof name, "%.*s", (int)nl, nsp);
     struct pg_gw *gw = x->s.gw;
     struct pg_app *app = nl == 1 ? default_app(gw) : pg_app_find(gw, name + 1, nl - 1);
+    if (app && pg_app_deleted(app))
+        app = NULL;
     const char *why = NULL;
     if (data && !json_is_object(data))
         why = "CONNECT payload must be an object";

@@ -174,8 +174,9 @@ test('a new app works on every process at once; deactivating closes its sessions
     assert.equal(del.status, 200);
     assert.equal((await back.closed).code, 4003);
     assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`)).status, 404);
-    await waitFor(async () => (await httpRequest('POST', `${gw2.url}/${app.slug}/room/publish`, { body: 'x' })).status === 403);
-    // gone for users: not in /metrics, no dashboard, no revocations, no events
+    // gone for users everywhere: unknown to REST, WebSocket, /metrics, the dashboard, revocations and events
+    await waitFor(async () => (await httpRequest('POST', `${gw2.url}/${app.slug}/room/publish`, { body: 'x' })).status === 404);
+    await assert.rejects(wsConnect(`${gw2.wsUrl}/v1/${app.slug}`), (e) => e.statusCode === 404);
     assert.ok(!(await httpRequest('GET', `${gw2.url}/metrics`)).body.includes(`app="${app.slug}"`));
     assert.equal((await admin('GET', `/dashboard/${app.slug}/data`, undefined, {}, gw2)).status, 404);
     assert.equal((await admin('POST', `/api/admin/apps/${app.slug}/revocations`, { jti: 'x' }, {}, gw2)).status, 404);
@@ -365,6 +366,8 @@ test('a deletion made while a gateway on another store was away reaches it when 
     await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, back)).status === 404,
         { message: 'the deletion reaches the returning gateway' });
     await assert.rejects(wsConnect(`${back.wsUrl}/v1/${app.slug}`), (e) => e.statusCode === 404, 'its sessions are refused');
+    const pub = await httpRequest('POST', `${back.url}/${app.slug}/room/publish`, { body: { x: 1 } });
+    assert.equal(pub.status, 404, `REST publish to the deleted app: ${pub.body}`);
     assert.match(back.logs(), new RegExp(`app ${app.slug} deleted from another gateway`));
     await back.stop();
 });
