@@ -485,6 +485,8 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
             /* a copy changed after the deletion (the slug was created again) stays */
             if (!len || json_integer_value(json_object_get(mine, "updated_ms")) <= json_integer_value(when))
                 changed = (rc = pg_apps_store_delete(gw->store, slug)) == 0;
+            else
+                pg_log(PG_LOG_INFO, "apps", "app %s kept: changed here after its deletion elsewhere", slug);
         }
         if (rc == PG_ENOTFOUND)
             rc = 0;

@@ -11,9 +11,11 @@ import vm from 'node:vm';
 import WebSocket from 'ws';
 import { io } from 'socket.io-client';
 
-import { OPERATOR_USER, REPO_DIR, freePort, httpRequest, mqttConnect, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { BUILD_DIR, OPERATOR_USER, REPO_DIR, freePort, httpRequest, mqttConnect, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { PUSHER_QUERY, established, isEvent, dataOf, pusherServer } from './lib/pusher.mjs';
 import { isMessage } from './lib/native.mjs';
+
+const STORE_TOOL = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_store_tool');
 
 const run = promisify(execFile);
 const CLIENT_FILE = path.join(REPO_DIR, 'gateway', 'static', 'pushgate.js');
@@ -370,6 +372,23 @@ test('a deletion made while a gateway on another store was away reaches it when 
     assert.equal(pub.status, 404, `REST publish to the deleted app: ${pub.body}`);
     assert.match(back.logs(), new RegExp(`app ${app.slug} deleted from another gateway`));
     await back.stop();
+
+    // A copy changed after the deletion (here: in that gateway's store while it was stopped) is kept.
+    const kept = await createApp('Kept App');
+    const again = await stack.startGateway({ port, args });
+    await waitFor(async () => (await admin('GET', `/api/admin/apps/${kept.slug}`, undefined, {}, again)).status === 200,
+        { message: 'the other store has the second app' });
+    await again.stop();
+    assert.equal((await admin('DELETE', `/api/admin/apps/${kept.slug}`)).status, 200);
+    await new Promise((r) => setTimeout(r, 5));
+    await run(STORE_TOOL, [`${stack.dir}/away.db`, 'update', kept.slug, JSON.stringify({ name: 'Kept Here' })]);
+    const third = await stack.startGateway({ port, args });
+    await waitFor(() => third.logs().includes(`app ${kept.slug} kept: changed here after its deletion elsewhere`),
+        { message: 'the returning gateway weighs the tombstone against its newer copy' });
+    const mine = await admin('GET', `/api/admin/apps/${kept.slug}`, undefined, {}, third);
+    assert.equal(mine.status, 200);
+    assert.equal(mine.json.data.name, 'Kept Here');
+    await third.stop();
 });
 
 test('admin calls reach MQTT devices through the broker plugin: revoked client ids and deactivated apps are kicked', async () => {
