@@ -221,6 +221,10 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 
     switch (reason) {
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        /* only WebSocket upgrades are ours to judge; an h2c offer (curl --http2) is left to lws, which then
+           answers the request over HTTP/2 */
+        if (!in || strcmp((const char *)in, "websocket") != 0)
+            return 0;
         return pg_http_confirm_upgrade(gw, wsi);
     case LWS_CALLBACK_ESTABLISHED: {
         struct pg_session *s = &c->u.ws;

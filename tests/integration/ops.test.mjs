@@ -256,6 +256,14 @@ test('allowed_origins: a WebSocket upgrade from another Origin gets 403, on both
     assert.ok(r.stderr.includes(`${bad}:3: allowed_origins`), r.stderr);
 });
 
+test('a client offering an h2c upgrade (curl --http2) is answered, not refused as an unknown WebSocket path', { timeout: 30000 }, async () => {
+    const stack = await startStack();
+    stacks.push(stack);
+    const r = spawnSync('curl', ['-s', '-m', '10', '--http2', '-w', '\n%{http_code}', `${stack.gw.url}/healthz`], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(r.stdout.split('\n'), ['{"status":"ok"}', '200']);
+});
+
 test('max_sessions: upgrades and socket.io handshakes over the limit get 503; a freed slot is usable again', { timeout: 30000 }, async () => {
     const stack = await startStack({ gateway: { max_sessions: 2 } });
     stacks.push(stack);
