@@ -242,12 +242,15 @@ void pg_cluster_tick(struct pg_gw *gw)
 {
     int64_t now = pg_mono_ms();
     /* while draining, every tick counts: the sessions closed last must still vacate their channels before exit */
-    if (!gw->cluster_dirty || (!gw->draining && now - gw->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS))
+    if ((!gw->cluster_dirty && !gw->occupancy_dirty) ||
+        (!gw->draining && now - gw->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS))
         return;
-    gw->cluster_dirty = 0;
+    /* only a local change is published: answering a peer's snapshot with ours would make every node echo the others */
+    int publish = gw->cluster_dirty;
+    gw->cluster_dirty = gw->occupancy_dirty = 0;
     gw->last_snapshot_ms = now;
     occupancy_changed(gw);
-    if (pg_bridge_connected(gw->bridge))
+    if (publish && pg_bridge_connected(gw->bridge))
         publish_snapshot(gw, 1);
 }
 
@@ -293,7 +296,7 @@ int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *paylo
             pg_log(PG_LOG_INFO, "cluster", "node %s %s", id, n->snapshot ? "up" : "gone");
             pg_presence_nodes_changed(gw, n->snapshot ? NULL : id);
         }
-        gw->cluster_dirty = 1; /* counts may have changed: re-evaluate occupancy at the next tick */
+        gw->occupancy_dirty = 1; /* counts may have changed: re-evaluate occupancy at the next tick */
         if (!n->snapshot) {
             HASH_DEL(gw->nodes, n);
             free(n->id);

@@ -243,7 +243,8 @@ struct pg_gw {
     int64_t started_ms;
     struct pg_node *nodes;     /* other gateway nodes (cluster.c) */
     json_t *occupied;          /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
-    int cluster_dirty;         /* local channels changed since the last snapshot */
+    int cluster_dirty;         /* local channels changed since the last snapshot: publish a new one */
+    int occupancy_dirty;       /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
     int64_t last_snapshot_ms;
     int64_t dashboard_count_ms; /* monotonic time of dashboard.c's last session count */
     struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */

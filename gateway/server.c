@@ -393,6 +393,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_apps_tick(gw);
     /* pg_cluster_tick ran first: occupancy webhooks of the last closed sessions are already queued */
     if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && !gw->cluster_dirty &&
+                          !gw->occupancy_dirty &&
                           pg_webhooks_pending(gw->webhooks) == 0) ||
                          pg_mono_ms() >= gw->drain_deadline))
         gw->done = 1;

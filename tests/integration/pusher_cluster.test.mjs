@@ -3,8 +3,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import { setTimeout as delay } from 'node:timers/promises';
 
-import { DEFAULT_APPS, freePort, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEFAULT_APPS, OPERATOR_USER, freePort, httpRequest, mqttConnect, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { DEMO, established, hmacAuth, signedPath } from './lib/pusher.mjs';
 
 const KEEPALIVE_S = 5;
@@ -134,4 +135,25 @@ test('webhooks of a two-process cluster: each channel and member event is report
     assert.equal(of('channel_vacated').length, 1, JSON.stringify(events));
     assert.deepEqual(of('member_added').map((e) => e.user_id).sort(), ['alice', 'bob'], JSON.stringify(events));
     assert.deepEqual(of('member_removed').map((e) => e.user_id).sort(), ['alice', 'bob'], JSON.stringify(events));
+});
+
+test('idle gateways do not echo node snapshots: a snapshot is published for a local change only', { timeout: 30000 }, async () => {
+    const own = await startStack({ startGateway: false });
+    try {
+        const [pa, pb] = [await freePort(), await freePort()];
+        await own.startGateway({ port: pa, args: ['--listen_port', String(pa)] });
+        await own.startGateway({ port: pb, args: ['--listen_port', String(pb)] });
+        const op = await mqttConnect({ port: own.brokerPort, ...OPERATOR_USER });
+        const seen = [];
+        op.on('message', (topic) => seen.push(topic));
+        await op.subscribeAsync('pushgate/_node/+', { qos: 1 });
+        await delay(1000); // the retained snapshots and whatever the start-up still publishes
+        const before = seen.length;
+        await delay(1500);
+        // each snapshot used to make every other node publish its own unchanged one, several times a second
+        assert.ok(seen.length - before <= 1, `${seen.length - before} snapshots in 1.5 s of idleness`);
+        await op.endAsync();
+    } finally {
+        await own.stop();
+    }
 });
