@@ -71,8 +71,9 @@ void pg_bridge_free(pg_bridge *b);
 /* Start connecting (non-fatal if the broker is down: the bridge keeps retrying with backoff). */
 void pg_bridge_start(pg_bridge *b);
 int pg_bridge_connected(const pg_bridge *b);
-/* Connected, and every subscription that existed when the connection came up (or was made by on_state) has its
-   SUBACK: nothing published from now on misses this process. */
+/* Connected, and every subscription that existed when the connection came up (or was made by on_state) has been
+   answered by a SUBACK: from then on a message on a granted filter reaches this process. A refused filter counts
+   as answered (it would never be granted; the refusal is logged as an error). */
 int pg_bridge_ready(const pg_bridge *b);
 
 /* Socket readiness. */

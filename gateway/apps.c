@@ -466,7 +466,7 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
 
 static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *payload, size_t len)
 {
-    int changed = 0, rc;
+    int changed = 0, keep = 0, rc;
     if (!gw->store) {
         pg_log(PG_LOG_DEBUG, "apps", "replicated app %s ignored: no apps_db", slug);
         return;
@@ -486,11 +486,18 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
             if (!len || json_integer_value(json_object_get(mine, "updated_ms")) <= json_integer_value(when))
                 changed = (rc = pg_apps_store_delete(gw->store, slug)) == 0;
             else
-                pg_log(PG_LOG_INFO, "apps", "app %s kept: changed here after its deletion elsewhere", slug);
+                keep = 1;
         }
         if (rc == PG_ENOTFOUND)
             rc = 0;
         json_decref(mine);
+        if (keep) {
+            /* the broker holds the tombstone now: replace it with our newer copy, for every gateway */
+            pg_log(PG_LOG_INFO, "apps", "app %s kept: changed here after its deletion elsewhere", slug);
+            json_decref(app);
+            pg_apps_announce(gw, slug);
+            return;
+        }
     } else {
         rc = pg_apps_store_put(gw->store, app, &changed);
     }

@@ -388,7 +388,14 @@ test('a deletion made while a gateway on another store was away reaches it when 
     const mine = await admin('GET', `/api/admin/apps/${kept.slug}`, undefined, {}, third);
     assert.equal(mine.status, 200);
     assert.equal(mine.json.data.name, 'Kept Here');
+    // and it replaces the tombstone at the broker: the gateway that deleted it has it again
+    const restored = await waitFor(async () => {
+        const r = await admin('GET', `/api/admin/apps/${kept.slug}`);
+        return r.status === 200 && r.json.data;
+    }, { message: 'the newer copy reaches the gateway that deleted the app' });
+    assert.equal(restored.name, 'Kept Here');
     await third.stop();
+    assert.equal((await admin('DELETE', `/api/admin/apps/${kept.slug}`)).status, 200);
 });
 
 test('admin calls reach MQTT devices through the broker plugin: revoked client ids and deactivated apps are kicked', async () => {
