@@ -242,7 +242,7 @@ static struct pg_app *token_app(struct pg_gw *gw, struct lws *wsi)
     HASH_ITER(hh, gw->apps, a, tmp) {
         const char *pt = a->conf->push_token;
         /* compare with every app: how long this takes does not depend on which one matched */
-        if (pt && pg_secret_equal(tok, tl, pt, strlen(pt)) && !found)
+        if (pt && pg_secret_equal(tok, tl, pt, strlen(pt)) && !found && !pg_app_deleted(a))
             found = a;
     }
     OPENSSL_cleanse(tok, sizeof tok);

@@ -185,6 +185,9 @@ test('a new app works on every process at once; deactivating closes its sessions
     const gone = await httpRequest('POST', `${gw2.url}/api/apps/${app.slug}/events`, {
         headers: { Authorization: basic(app.key, app.secret) }, body: { topic: 'x', event: 'e', message: 1 } });
     assert.equal(gone.status, 404);
+    assert.ok(app.push_token, 'store apps have a push token');
+    const push = await httpRequest('POST', `${gw2.url}/api/someone/push`, { headers: { 'X-AUTH-TOKEN': app.push_token }, body: { m: 1 } });
+    assert.equal(push.status, 401, `the push API no longer knows the token: ${push.body}`);
 });
 
 test('POST /api/apps/{slug}/events: key:secret Basic auth; a channel; #general reaches every session everywhere', async () => {
