@@ -21,6 +21,12 @@ struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len)
     return a;
 }
 
+struct pg_app *pg_app_lookup(struct pg_gw *gw, const char *id, size_t len)
+{
+    struct pg_app *a = pg_app_find(gw, id, len);
+    return a && !pg_app_deleted(a) ? a : NULL;
+}
+
 char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name)
 {
     size_t n = strlen(gw->cfg->topic_root) + strlen(app) + strlen(kind) + strlen(name) + 4;

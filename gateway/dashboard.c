@@ -160,10 +160,10 @@ int pg_dashboard_route(struct pg_gw *gw, struct pg_http *h)
     const char *id = h->path + pl + (h->path[pl] == '/');
     size_t n = strcspn(id, "/");
     int data = !strcmp(id + n, "/data");
-    struct pg_app *app = n ? pg_app_find(gw, id, n) : NULL;
+    struct pg_app *app = n ? pg_app_lookup(gw, id, n) : NULL;
     if (!n || (id[n] && !data)) {
         pg_http_respond_error(h, 404, "not found: /dashboard/{app} or /dashboard/{app}/data");
-    } else if (!app || pg_app_deleted(app)) {
+    } else if (!app) {
         pg_http_respond_error(h, 404, "unknown app");
     } else if (data) {
         pg_dashboard_tick(gw); /* a sample that is due (the first one, right after start) is in the answer */

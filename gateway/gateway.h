@@ -265,6 +265,8 @@ static inline int pg_app_deleted(const struct pg_app *a)
 {
     return a->owned && !a->stored;
 }
+/* The app as users (clients, REST, admin calls) see it: NULL when unknown or deleted. */
+struct pg_app *pg_app_lookup(struct pg_gw *gw, const char *id, size_t len);
 
 /* apps.c: config and store apps, revocations, app-wide broadcasts */
 int pg_apps_init(struct pg_gw *gw);

@@ -83,9 +83,15 @@ void pg_http_respond_json(struct pg_http *h, int status, json_t *o)
     json_decref(o);
 }
 
+/* The body of every error answer, REST or refused upgrade. */
+static json_t *error_body(int status, const char *message)
+{
+    return json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message);
+}
+
 void pg_http_respond_error(struct pg_http *h, int status, const char *message)
 {
-    pg_http_respond_json(h, status, json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message));
+    pg_http_respond_json(h, status, error_body(status, message));
 }
 
 /* Writes headers in one WRITEABLE and the body in the next: one lws_write per callback. */
@@ -290,9 +296,7 @@ static int parse_publish_path(struct pg_gw *gw, struct pg_http *h)
     size_t n = strlen(h->path);
     if (!slash || n < 9 || strcmp(h->path + n - 8, "/publish") != 0)
         return -1;
-    h->app = pg_app_find(gw, p, (size_t)(slash - p));
-    if (h->app && pg_app_deleted(h->app))
-        h->app = NULL;
+    h->app = pg_app_lookup(gw, p, (size_t)(slash - p));
     const char *ch = slash + 1;
     const char *che = h->path + n - 8;
     if (che <= ch)
@@ -316,9 +320,7 @@ int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct 
     if (n == 0 || (id[n] == '/' && id[n + 1]))
         return -1;
     *proto = native ? PG_PROTO_NATIVE : PG_PROTO_PUSHER;
-    *app = native ? pg_app_find(gw, id, n) : pg_app_find_by_key(gw, id, n);
-    if (*app && pg_app_deleted(*app)) /* its struct outlives it for old references only */
-        *app = NULL;
+    *app = native ? pg_app_lookup(gw, id, n) : pg_app_find_by_key(gw, id, n);
     /* an unknown native app is refused before the upgrade; Pusher clients expect close code 4001 */
     return native && !*app ? -1 : 0;
 }
@@ -328,7 +330,7 @@ void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *me
     /* the answer is written at once, before lws drops the connection, like lws_return_http_status() does, but with
        the JSON error body every other refusal of the gateway carries */
     unsigned char buf[LWS_PRE + 1024], *start = buf + LWS_PRE, *p = start, *end = buf + sizeof buf - 1;
-    json_t *o = json_pack("{s:{s:i, s:s}}", "error", "code", (int)status, "message", message);
+    json_t *o = error_body((int)status, message);
     char *body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     size_t n = body ? strlen(body) : 0;
     json_decref(o);

@@ -316,8 +316,8 @@ static void admin_body_done(struct pg_gw *gw, struct pg_http *h)
     }
     if (revocations) {
         /* any app id: revocations apply to config apps too */
-        struct pg_app *a = pg_app_find(gw, slug, strlen(slug));
-        if (!a || pg_app_deleted(a)) {
+        struct pg_app *a = pg_app_lookup(gw, slug, strlen(slug));
+        if (!a) {
             pg_http_respond_error(h, 404, "no such app");
             return;
         }
@@ -491,7 +491,7 @@ static int events_route(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 405, "method not allowed");
         return 1;
     }
-    if (!(h->app = pg_app_find(gw, slug, n)) || pg_app_deleted(h->app)) {
+    if (!(h->app = pg_app_lookup(gw, slug, n))) {
         pg_http_respond_error(h, 404, "unknown app");
         return 1;
     }

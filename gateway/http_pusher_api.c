@@ -129,9 +129,7 @@ static enum route parse_route(struct pg_gw *gw, struct pg_http *h, char **arg)
     const char *p = h->path + 6; /* after "/apps/" */
     size_t n = strcspn(p, "/");
     *arg = NULL;
-    h->app = pg_app_find(gw, p, n);
-    if (h->app && pg_app_deleted(h->app))
-        h->app = NULL;
+    h->app = pg_app_lookup(gw, p, n);
     p += n;
     if (!strcmp(p, "/events"))
         return R_EVENTS;

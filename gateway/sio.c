@@ -318,7 +318,7 @@ static struct pg_app *default_app(struct pg_gw *gw)
     const char *id = gw->cfg->default_app && *gw->cfg->default_app ? gw->cfg->default_app
                      : gw->cfg->napps                               ? gw->cfg->apps[0].creds.id
                                                                     : NULL;
-    return id ? pg_app_find(gw, id, strlen(id)) : NULL;
+    return id ? pg_app_lookup(gw, id, strlen(id)) : NULL;
 }
 
 static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
@@ -518,9 +518,7 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
     char name[NSP_MAX + 1];
     snprintf(name, sizeof name, "%.*s", (int)nl, nsp);
     struct pg_gw *gw = x->s.gw;
-    struct pg_app *app = nl == 1 ? default_app(gw) : pg_app_find(gw, name + 1, nl - 1);
-    if (app && pg_app_deleted(app))
-        app = NULL;
+    struct pg_app *app = nl == 1 ? default_app(gw) : pg_app_lookup(gw, name + 1, nl - 1);
     const char *why = NULL;
     if (data && !json_is_object(data))
         why = "CONNECT payload must be an object";

@@ -22,7 +22,7 @@ struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len)
 {
     struct pg_app *a, *tmp;
     HASH_ITER(hh, gw->apps, a, tmp) {
-        if (a->creds->key && strlen(a->creds->key) == len && !memcmp(a->creds->key, key, len))
+        if (a->creds->key && strlen(a->creds->key) == len && !memcmp(a->creds->key, key, len) && !pg_app_deleted(a))
             return a;
     }
     return NULL;
