@@ -13,6 +13,7 @@ import {
     DEFAULT_APPS,
     freePort,
     httpRequest,
+    inbox,
     mqttCollector,
     mqttConnect,
     scaled,
@@ -87,33 +88,9 @@ function push(gw, user, message, token = TOKEN) {
 
 // Every value of one event, in order; next() consumes them.
 function collect(socket, event) {
-    const items = [];
-    const pending = [];
-    const waiters = [];
-    socket.on(event, (v) => {
-        items.push(v);
-        const w = waiters.shift();
-        if (w) {
-            clearTimeout(w.timer);
-            w.res(v);
-        } else {
-            pending.push(v);
-        }
-    });
-    return {
-        items,
-        next(timeoutMs = WAIT_MS) {
-            if (pending.length) return Promise.resolve(pending.shift());
-            return new Promise((res, rej) => {
-                const w = { res };
-                w.timer = setTimeout(() => {
-                    waiters.splice(waiters.indexOf(w), 1);
-                    rej(new Error(`no "${event}" event within ${timeoutMs} ms`));
-                }, timeoutMs);
-                waiters.push(w);
-            });
-        },
-    };
+    const box = inbox(`"${event}" event`);
+    socket.on(event, (v) => box.push(v));
+    return { items: box.items, next: (timeoutMs = WAIT_MS) => box.next(undefined, timeoutMs) };
 }
 
 // The seed's snippet, as a page would run it (options only where a test picks the transports).

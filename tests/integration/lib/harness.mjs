@@ -924,24 +924,35 @@ export function wsConnect(url, opts = {}) {
 // Collects messages on an mqtt.js client: returns {messages, next(pred, timeoutMs)} where each message
 // is {topic, payload (Buffer), text, properties, packet}.
 export function mqttCollector(client) {
-    const messages = [];
+    const box = inbox('MQTT message');
+    client.on('message', (topic, payload, packet) => {
+        box.push({ topic, payload, text: payload.toString('utf8'), properties: packet.properties || {}, packet });
+    });
+    return { messages: box.items, pending: box.pending, next: box.next };
+}
+
+/**
+ * Arrivals a test awaits one by one: push(item) as they come; next(pred, timeoutMs) resolves with the first item
+ * matching pred that no earlier next() took, at once or when it arrives. items keeps everything, in order.
+ */
+export function inbox(what) {
+    const items = [];
     const pending = [];
     const waiters = [];
-    client.on('message', (topic, payload, packet) => {
-        const m = { topic, payload, text: payload.toString('utf8'), properties: packet.properties || {}, packet };
-        messages.push(m);
-        const wi = waiters.findIndex((w) => w.pred(m));
-        if (wi >= 0) {
-            const [w] = waiters.splice(wi, 1);
-            clearTimeout(w.timer);
-            w.res(m);
-        } else {
-            pending.push(m);
-        }
-    });
     return {
-        messages,
+        items,
         pending,
+        push(item) {
+            items.push(item);
+            const wi = waiters.findIndex((w) => w.pred(item));
+            if (wi >= 0) {
+                const [w] = waiters.splice(wi, 1);
+                clearTimeout(w.timer);
+                w.res(item);
+            } else {
+                pending.push(item);
+            }
+        },
         next(pred = () => true, timeoutMs = scaled(5000)) {
             const idx = pending.findIndex((m) => pred(m));
             if (idx >= 0) return Promise.resolve(pending.splice(idx, 1)[0]);
@@ -949,7 +960,7 @@ export function mqttCollector(client) {
                 const w = { pred, res };
                 w.timer = setTimeout(() => {
                     waiters.splice(waiters.indexOf(w), 1);
-                    rej(new Error(`no matching MQTT message within ${timeoutMs} ms`));
+                    rej(new Error(`no matching ${what} within ${timeoutMs} ms`));
                 }, timeoutMs);
                 waiters.push(w);
             });
