@@ -85,3 +85,14 @@ int pg_channel_check(const char *name, size_t len, size_t max_bytes, int allow_w
     }
     return 0;
 }
+
+int pg_channel_protected(const char *name, size_t len)
+{
+    static const char *const prefixes[] = {"private-", "presence-"};
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t n = strlen(prefixes[i]);
+        if (name && len >= n && !memcmp(name, prefixes[i], n))
+            return 1;
+    }
+    return 0;
+}

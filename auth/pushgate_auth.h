@@ -123,6 +123,15 @@ void pg_rules_free(pg_rules *rules);
 int pg_channel_check(const char *name, size_t len, size_t max_bytes, int allow_wildcards);
 /* 1 if buf[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 int pg_utf8_valid(const void *buf, size_t len);
+/*
+ * 1 if the channel is one of Pusher's protected kinds (`private-…`, which
+ * includes `private-encrypted-…`, and `presence-…`). In every app, whatever
+ * its require_auth, such a channel is read and written only with a credential
+ * that grants it: Pusher channel auth, or a JWT whose permissions allow the
+ * action. Routes without a credential (anonymous native sessions, REST
+ * without a token, anonymous devices) are refused on them.
+ */
+int pg_channel_protected(const char *name, size_t len);
 
 /* ---- signatures and secrets ---------------------------------------------- */
 

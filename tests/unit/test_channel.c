@@ -100,9 +100,26 @@ static void test_channel(void)
     CH("a//#", 64, 1, 0);
 }
 
+static void test_protected(void)
+{
+#define PROT(lit, want) CHECK_EQ(pg_channel_protected(lit, sizeof(lit) - 1), want, "pg_channel_protected(" #lit ")")
+    PROT("private-a", 1);
+    PROT("private-encrypted-a", 1);
+    PROT("presence-room", 1);
+    PROT("private-", 1);
+    PROT("privat", 0);
+    PROT("public", 0);
+    PROT("Private-a", 0);
+    PROT("a/private-b", 0);
+    PROT("#", 0);
+#undef PROT
+    CHECK_EQ(pg_channel_protected("private-x", 7), 0, "length must bound the prefix check");
+}
+
 int main(void)
 {
     test_utf8();
     test_channel();
+    test_protected();
     return check_report("test_channel");
 }
