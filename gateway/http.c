@@ -378,6 +378,10 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
         pg_http_refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
         return 1;
     }
+    if ((why = pg_addr_refusal(gw, wsi)) != NULL) {
+        pg_http_refuse_upgrade(wsi, 429, why);
+        return 1;
+    }
     return 0;
 }
 
@@ -451,7 +455,23 @@ int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len)
 {
     char frag[512];
     size_t nl = strlen(name);
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+    for (int i = 0;; i++) {
+        int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (fl >= (int)sizeof frag) {
+            /* longer than any value we take: present and oversize if it is ours, never "absent" (an overlong
+               socket.io sid must not start a new session) */
+            char *big = malloc((size_t)fl + 1);
+            int ours = !big || (lws_hdr_copy_fragment(wsi, big, fl + 1, WSI_TOKEN_HTTP_URI_ARGS, i) == fl &&
+                                  !strncmp(big, name, nl) && big[nl] == '=');
+            free(big);
+            if (!ours)
+                continue;
+            if (len)
+                buf[0] = '\0';
+            return -2;
+        }
+        if (lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) <= 0)
+            break;
         /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
         if (!strncmp(frag, name, nl) && frag[nl] == '=') {
             size_t vl = strlen(frag + nl + 1);
