@@ -322,6 +322,15 @@ test('REST: publishing to such a channel is 400, never 500', async () => {
         });
         assert.equal(r.status, 400, `${JSON.stringify(ev)}: ${r.body}`);
     }
+    // events API: the event name travels as an MQTT property
+    const basic = `Basic ${Buffer.from(`${APPS[0].key}:${APPS[0].secret}`).toString('base64')}`;
+    for (const event of ['ev\u0001', 'ev\uFDEF']) {
+        const r = await httpRequest('POST', `${s.gw.url}/api/apps/demo/events`, {
+            headers: { Authorization: basic },
+            body: { topic: 'names', event, message: {} },
+        });
+        assert.equal(r.status, 400, `events API ${JSON.stringify(event)}: ${r.body}`);
+    }
     // push API: a user id is a topic level
     for (const user of ['\uFFFE', 'u\u0085']) {
         const r = await httpRequest('PUT', `${s.gw.url}/api/${encodeURIComponent(user)}/register?connectionId=conn-1`, {
