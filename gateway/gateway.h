@@ -151,6 +151,7 @@ struct pg_session {
     char client_id[32];
     char socket_id[32]; /* Pusher: "<n>.<n>" */
     char *user_id;      /* Pusher user signin (owned) */
+    pg_rules *user_perms; /* Pusher: the signed-in user_data's `permissions` (owned), NULL without */
     int64_t last_rx_ms; /* Pusher activity: last frame from the client (monotonic) */
     int ping_sent;      /* Pusher: we pinged an idle client and wait for any frame */
     int64_t ping_ms;    /* when (monotonic) */
