@@ -296,6 +296,27 @@ static int public_credential(struct pg_session *s, const char *channel, const ch
     return s->user_id ? 403 : 401;
 }
 
+/*
+ * Subscriptions to public channels made while the app was open were given without asking for a credential, so when
+ * it starts requiring auth the connection keeps only what its signed-in user's permissions cover. Any other public
+ * subscription closes it with 4200 ("reconnect immediately"): pusher-js comes back and subscribes under the new rule.
+ */
+void pg_pusher_require_auth(struct pg_session *s)
+{
+    struct pg_member *m, *tmp;
+    size_t upl = strlen(PG_USER_CHANNEL_PREFIX);
+    HASH_ITER(hh, s->subs, m, tmp) {
+        const char *name = m->ch->name;
+        if (is_private(name) || !strncmp(name, PG_USER_CHANNEL_PREFIX, upl))
+            continue;
+        if (s->user_perms && pg_rules_allow(s->user_perms, PG_ACT_SUBSCRIBE, name, strlen(name)) == PG_ALLOW)
+            continue;
+        send_error(s, 4200, "This app now requires auth: reconnect, then sign in or send channel auth");
+        pg_session_close(s, 4200, "app now requires auth");
+        return;
+    }
+}
+
 static void do_subscribe(struct pg_session *s, json_t *data)
 {
     const char *channel = json_string_value(json_object_get(data, "channel"));

@@ -524,6 +524,51 @@ cell('socket.io', 'open', 'any', 'clients cannot name a channel: no subscribe, j
 
 for (const { name, fn } of cells) test(name, { timeout: 30000 }, fn);
 
+// An app of the store switched to require_auth: what was subscribed while it was open without a credential goes.
+test('Pusher WS subscribe | require_auth switched on: a connection holding a public channel without credential is closed with 4200; covered ones stay', { timeout: 60000 }, async () => {
+    const admin = { user: 'rules-admin', password: 'rules-admin-password' };
+    const basic = { Authorization: `Basic ${Buffer.from(`${admin.user}:${admin.password}`).toString('base64')}` };
+    const s2 = await startStack({ apps: [OPEN], gateway: { apps_db: 'apps.db', admin_user: admin.user, admin_password: admin.password } });
+    try {
+        const created = await httpRequest('POST', `${s2.gw.url}/api/admin/apps`, { headers: basic, body: { app: { name: unique('switch') } } });
+        assert.equal(created.status, 201, created.body);
+        const app = created.json.data;
+        const srv = pusherServer(s2.gw.port, { appId: app.slug, key: app.key, secret: app.secret });
+        const connect = async () => {
+            const c = await established(await wsConnect(`${s2.gw.wsUrl}/app/${app.key}${PUSHER_QUERY}`));
+            sockets.add(c);
+            return c;
+        };
+        const news = unique('news');
+        const priv = unique('private-x');
+        const anon = await connect();
+        assert.deepEqual(await rawSubscribe(anon, news), { ok: true });
+        const covered = await connect();
+        covered.send({ event: 'pusher:signin', data: srv.authenticateUser(covered.socketId, { id: unique('u'), permissions: NEWS_ONLY }) });
+        await covered.next(isEvent('pusher:signin_success'));
+        assert.deepEqual(await rawSubscribe(covered, news), { ok: true });
+        const privOnly = await connect();
+        assert.deepEqual(await rawSubscribe(privOnly, priv, { auth: hmacAuth(privOnly.socketId, priv, undefined, app.secret, app.key) }), { ok: true });
+
+        const r = await httpRequest('PATCH', `${s2.gw.url}/api/admin/apps/${app.slug}`, { headers: basic, body: { app: { require_auth: true } } });
+        assert.equal(r.status, 200, r.body);
+        assert.equal((await anon.next(isEvent('pusher:error'))).data.code, 4200);
+        assert.equal((await anon.closed).code, 4200, 'closed so that pusher-js reconnects under the new rule');
+        // back, it needs a credential now
+        const again = await connect();
+        assert.deepEqual(await rawSubscribe(again, news), { ok: false, status: 401 });
+
+        assert.equal((await srv.trigger([news, priv], 'ev', { marker: 'after' })).status, 200);
+        assert.deepEqual(dataOf(await covered.next(isEvent('ev', news))), { marker: 'after' });
+        assert.deepEqual(dataOf(await privOnly.next(isEvent('ev', priv))), { marker: 'after' });
+        assert.equal(covered.closeInfo, null);
+        assert.equal(privOnly.closeInfo, null);
+    } finally {
+        cleanup();
+        await s2.stop();
+    }
+});
+
 // The cell list is the README table's gateway part: a cell dropped here must be dropped there too.
 test('the rule table: every gateway route × mode × kind has a test', () => {
     const seen = new Set(cells.map((c) => c.name.split(':')[0]));
