@@ -131,14 +131,20 @@ static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *w
         pg_log(PG_LOG_INFO, "apps", "closed %zu sessions app=%s: %s", n, a->id, why);
 }
 
-/* require_auth was switched on: native sessions without a token may no longer stay. */
+/*
+ * require_auth was switched on: native sessions without a token may no longer stay, nor Pusher connections holding a
+ * public channel without a credential (ws_pusher.c).
+ */
 static void close_unauthenticated(struct pg_gw *gw, struct pg_app *a)
 {
     struct pg_session *s, *tmp;
     HASH_ITER(hh, gw->sessions, s, tmp) {
-        if (s->app != a || s->proto != PG_PROTO_NATIVE || s->token || s->close_code)
+        if (s->app != a || s->close_code)
             continue;
-        refuse(s, 401, 4009, "this app now requires a token");
+        if (s->proto == PG_PROTO_PUSHER)
+            pg_pusher_require_auth(s);
+        else if (s->proto == PG_PROTO_NATIVE && !s->token)
+            refuse(s, 401, 4009, "this app now requires a token");
     }
 }
 

@@ -277,6 +277,9 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
     } else if (h->app->creds->require_auth) {
         pg_http_respond_error(h, 401, "this app requires a JWT: Authorization: Bearer <token>");
         return;
+    } else if (pg_channel_protected(h->channel, strlen(h->channel))) {
+        pg_http_respond_error(h, 401, "private- and presence- channels need a JWT: Authorization: Bearer <token>");
+        return;
     }
     const char *props[] = {"event", "message", NULL};
     char *topic = pg_channel_topic(gw, h->app->creds->id, h->channel);

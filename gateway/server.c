@@ -80,7 +80,8 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
         return 403; /* only the broker plugin reports device presence */
     if (s->token)
         return pg_token_allows(s->token, action, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
-    return s->app->creds->require_auth ? 401 : 0;
+    /* without a token: public channels of an open app only (private-/presence- need a credential everywhere) */
+    return s->app->creds->require_auth || pg_channel_protected(channel, strlen(channel)) ? 401 : 0;
 }
 
 int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
@@ -125,6 +126,7 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
     pg_token_free(s->token);
+    pg_rules_free(s->user_perms);
     free(s->user_id);
     free(s->rx);
     HASH_DEL(gw->sessions, s);
