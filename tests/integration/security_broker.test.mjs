@@ -201,6 +201,12 @@ test("devices never use a gateway's client id: refused, and the gateway keeps it
         const tok = deviceToken(DEMO, clientId, { '.*': { publish: true, subscribe: true } });
         assert.equal(await refused({ username: 'demo', password: tok, clientId }), RC_NOT_AUTHORIZED, `${clientId} with a token`);
     }
+    // mosquitto_pub (MQTT 3.1.1) is refused the same way
+    await assert.rejects(
+        run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(port), '-V', 'mqttv311', '-u', 'demo', '-i', `pushgate-${NODE_ID}`,
+            '-t', 'pushgate/demo/c/x', '-m', 'x']),
+        (err) => /not authori[sz]ed/i.test(err.stderr),
+    );
     // REST publishes need the gateway's broker session: every one is acknowledged.
     for (let i = 0; i < 10; i++) {
         const r = await restPublish(unique('after-attack'), `m${i}`);
