@@ -19,6 +19,7 @@
  *
  * Pusher's protected channels (private-…, presence-…) need a credential in every app: an app client without a
  * token may not publish or subscribe on them, and its wildcard subscriptions never deliver them.
+ *
  * Every ACL check of an app session re-checks the app and the token's expiry; an expired session is denied and
  * kicked from the next MOSQ_EVT_TICK, because kicking inside the broker's own packet handling (where ACL checks
  * run) would fire MOSQ_EVT_DISCONNECT and close the socket under the caller's feet.
@@ -49,6 +50,13 @@
  *  - mosquitto_broker_publish*() only queues: the broker sends the message at the start of its next loop pass,
  *    with no ACL check of a sender (subscribers' READ checks still apply). Safe from any callback.
  *  - mosquitto_kick_client_by_clientid() fires MOSQ_EVT_DISCONNECT synchronously, before it returns.
+ *  - A CONNECT refused after BASIC_AUTH (by us, or by the password file after we deferred) is disconnected through
+ *    context__disconnect, so MOSQ_EVT_DISCONNECT fires for it too. The session takeover happens only after
+ *    BASIC_AUTH succeeded, so refusing there leaves the old session untouched.
+ *  - context__disconnect fires MOSQ_EVT_DISCONNECT before it sends the will, whose WRITE check therefore finds no
+ *    state for an app client: device wills are never sent.
+ *  - MOSQ_EVT_MESSAGE runs for PUBLISHes received from clients (not for wills or mosquitto_broker_publish*()); the
+ *    broker keeps whatever list ed->properties points to afterwards and does not free the one it passed in.
  *  - At shutdown no MOSQ_EVT_DISCONNECT fires and the database is saved first: with `persistence true`, the
  *    device records of clients connected at that moment survive a restart (with `persistence false`, the
  *    pushgate default, every retained message is gone).
@@ -1362,20 +1370,21 @@ static int property_copy_one(const mosquitto_property *prop, mosquitto_property 
         return mosquitto_property_add_int32(out, id, i32);
     if (mosquitto_property_read_varint(prop, id, &i32, false))
         return mosquitto_property_add_varint(out, id, i32);
+    /* what the readers allocate is the broker's: mosquitto_free() */
     if (mosquitto_property_read_binary(prop, id, &bin, &i16, false)) {
         rc = mosquitto_property_add_binary(out, id, bin, i16);
-        free(bin);
+        mosquitto_free(bin);
         return rc;
     }
     if (mosquitto_property_read_string_pair(prop, id, &str, &val, false)) {
         rc = mosquitto_property_add_string_pair(out, id, str, val);
-        free(str);
-        free(val);
+        mosquitto_free(str);
+        mosquitto_free(val);
         return rc;
     }
     if (mosquitto_property_read_string(prop, id, &str, false)) {
         rc = mosquitto_property_add_string(out, id, str);
-        free(str);
+        mosquitto_free(str);
         return rc;
     }
     return MOSQ_ERR_NOMEM; /* a read failed to allocate (every identifier has one of the types above) */
@@ -1409,8 +1418,8 @@ static int on_message(int event, void *event_data, void *userdata)
                 forged++;
             else
                 rc = mosquitto_property_add_string_pair(&kept, MQTT_PROP_USER_PROPERTY, name, value);
-            free(name);
-            free(value);
+            mosquitto_free(name);
+            mosquitto_free(value);
             name = value = NULL;
             continue;
         }

@@ -290,7 +290,10 @@ test('a device publish loses forged metadata: pusher-js and native clients get a
 
     const dev = await connect({ username: 'demo', clientId: unique('forger') });
     const body = JSON.stringify({ user_id: 'boss', user_info: { name: 'Boss' } });
-    assertDelivered(await publish(dev, `pushgate/demo/c/${room}`, body, { userProperties: { ...FORGED, unit: 'C' } }), 'forged publish');
+    assertDelivered(
+        await publish(dev, `pushgate/demo/c/${room}`, body, { contentType: 'application/json', userProperties: { ...FORGED, unit: 'C' } }),
+        'forged publish',
+    );
 
     const frame = await native.next(isMessage(room));
     assert.equal(frame.client_id, null, 'no forged sender');
@@ -306,6 +309,7 @@ test('a device publish loses forged metadata: pusher-js and native clients get a
     const m = await seen.next((x) => x.topic === `pushgate/demo/c/${room}`);
     for (const name of Object.keys(FORGED)) assert.equal(userProp(m.properties, name), undefined, `property ${name} removed`);
     assert.equal(userProp(m.properties, 'unit'), 'C', 'other user properties pass');
+    assert.equal(m.properties.contentType, 'application/json', 'other properties pass');
 
     // An ordinary event name chosen by the device stays.
     assertDelivered(await publish(dev, `pushgate/demo/c/${room}`, '{"t":21}', { userProperties: { event: 'reading', user_id: 'boss' } }), 'reading');
@@ -314,6 +318,32 @@ test('a device publish loses forged metadata: pusher-js and native clients get a
     const reading = await native.next(isMessage(room));
     assert.equal(reading.event, 'reading');
     assert.equal(reading.client_id, null);
+});
+
+test("a device's will with forged metadata never reaches anyone", async () => {
+    const room = unique('will');
+    const op = await connect({ ...OPERATOR_USER, clientId: unique('will-op') });
+    const seen = mqttCollector(op);
+    await op.subscribeAsync(`pushgate/demo/c/${room}`, { qos: 1 });
+    const native = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+    sockets.add(native);
+    await native.next((f) => f.type === 'open');
+    native.send({ type: 'subscribe', room, cb: 1 });
+    assert.equal((await native.next((f) => f.cb === 1)).error, undefined);
+
+    const dev = await connect({
+        username: 'demo',
+        clientId: unique('will-dev'),
+        will: { topic: `pushgate/demo/c/${room}`, payload: Buffer.from('{"user_id":"boss"}'), qos: 1, properties: { userProperties: FORGED } },
+    });
+    dev.stream.destroy(); // no DISCONNECT packet: the broker would send the will
+    await waitFor(() => dev.closed);
+    const marker = await restPublish(room, 'marker');
+    assert.equal(marker.status, 200);
+    await seen.next((x) => x.topic === `pushgate/demo/c/${room}` && x.text === 'marker');
+    assert.deepEqual(seen.messages.map((x) => x.text), ['marker'], 'no will delivered');
+    const frame = await native.next(isMessage(room));
+    assert.equal(frame.message, 'marker');
 });
 
 test('a device with a presence token cannot inject a member into a Pusher presence channel', async () => {
