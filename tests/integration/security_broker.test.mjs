@@ -433,6 +433,18 @@ test('the admin API refuses app ids that are broker accounts (409); the accounts
     assertRefusedLogin(await refused({ username: OPERATOR_USER.username, clientId: unique('anon-op') }), 'anonymous operator');
 });
 
+test('a replicated app named after a broker account is not stored by this gateway', async () => {
+    const gwc = await connect({ ...stack.gatewayUser, clientId: unique('sec-replicator') });
+    const app = { slug: 'operator', name: 'operator', key: 'replicated-op-key', secret: 'replicated-op-secret', active: true,
+        require_auth: false, allowed_origins: [], updated_ms: Date.now() };
+    await gwc.publishAsync('pushgate/_ctl/apps/operator', JSON.stringify(app), { qos: 1, retain: true });
+    await waitFor(() => /replicated app operator not stored: a broker account here/.test(stack.gw.logs()), {
+        message: 'the gateway refused the replicated app',
+    });
+    const r = await httpRequest('GET', `${stack.gw.url}/api/admin/apps/operator`, { headers: ADMIN_AUTH });
+    assert.equal(r.status, 404);
+});
+
 test('a store app named after a broker account never shadows it in the plugin', async () => {
     // Written straight into the store (as an older gateway or a replicated copy could have), bypassing the admin API.
     const loads = () => (stack.broker.logs().match(/apps store loaded/g) || []).length;
