@@ -236,6 +236,36 @@ test("a device cannot take over an operator's client id; a refused operator logi
     await assertStillConnected(dev, 'device with the id of a refused login');
 });
 
+test('after SIGHUP (every session re-authenticated) the ids stay held', async () => {
+    const opId = unique('op-reload');
+    const devId = unique('dev-reload');
+    const op = await connect({ ...OPERATOR_USER, clientId: opId });
+    const dev = await connect({ username: 'demo', clientId: devId });
+    dev.appId = 'demo';
+    const reloads = () => stack.broker.logs().split('pushgate_auth: configuration reloaded').length;
+    const before = reloads();
+    stack.broker.proc.kill('SIGHUP');
+    await waitFor(() => reloads() > before, { message: 'reload logged' });
+    for (const clientId of [opId, devId]) assert.equal(await refused({ username: OTHER.id, clientId }), RC_NOT_AUTHORIZED, clientId);
+    assert.equal(await refused({ username: OTHER.id, clientId: `pushgate-${NODE_ID}` }), RC_NOT_AUTHORIZED);
+    await assertStillConnected(dev, 'device after reload');
+    assert.equal(op.closed, false);
+    assert.equal((await restPublish(unique('after-reload'), 'x')).status, 200);
+
+    // and once the operator is gone, its id is free
+    op.end(true);
+    await waitFor(() => op.closed);
+    const later = await waitFor(async () => {
+        try {
+            return await connect({ username: OTHER.id, clientId: opId });
+        } catch {
+            return null;
+        }
+    }, { message: 'the operator id is free after it left' });
+    later.appId = OTHER.id;
+    await assertStillConnected(later, 'device with the former operator id');
+});
+
 // ---------------------------------------------------------------------------------------------
 // Finding 3: metadata forged through MQTT v5 user properties
 
