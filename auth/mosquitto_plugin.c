@@ -163,7 +163,7 @@ struct store {
 
 /*
  * A connection deferred to Mosquitto (the gateway, operators), from its BASIC_AUTH to its DISCONNECT. Only its
- * client id is kept, counted in held_ids, so that no app client takes the id over.
+ * client id is kept, counted in plugin.held, so that no app client takes the id over.
  */
 struct deferred_conn {
     struct mosquitto *client; /* key; only compared */

@@ -50,7 +50,8 @@ int pg_conf_read(const char *path, pg_conf_cb cb, void *ud, char *err, size_t er
 /*
  * Calls cb for every username of a Mosquitto password file (`user:hash` lines,
  * as mosquitto_passwd writes them; blank and `#` lines skipped, blanks around
- * the name trimmed as Mosquitto does). Hashes are never read past the ':'.
+ * the name trimmed as Mosquitto does). What follows the ':' (the hash) is
+ * skipped, never parsed or kept.
  * A non-zero return from cb stops reading and is returned; a file that cannot
  * be opened or read is PG_EIO with the reason in err.
  */
