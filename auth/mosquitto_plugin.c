@@ -120,8 +120,8 @@ struct app_entry {
 
 /* A username the broker authenticates itself; never an app id here. */
 struct account {
-    char *name;    /* key */
-    int warned;    /* an app with this id was found and ignored; logged once per configuration */
+    char *name; /* key */
+    int warned; /* an app with this id was found and ignored; logged once per configuration */
     UT_hash_handle hh;
 };
 
@@ -196,8 +196,8 @@ struct plugin {
     mosquitto_plugin_id_t *pid;
     char *conf_path;
     struct plugin_conf *conf;
-    struct client_state *clients; /* by struct mosquitto pointer */
-    struct client_state *by_id;   /* by client id, newest session only */
+    struct client_state *clients;   /* by struct mosquitto pointer */
+    struct client_state *by_id;     /* by client id, newest session only */
     struct deferred_conn *deferred; /* by struct mosquitto pointer */
     struct held_id *held;           /* client ids of deferred connections */
     size_t kicks_pending;
@@ -1328,7 +1328,7 @@ static int event_reserved(const char *name)
 {
     static const char *const prefixes[] = {"pusher:", "pusher_internal:", "client-"};
     /* socket.io's reserved event names, and the plugin's own device events */
-    static const char *const names[] = {"connect",     "connect_error",  "disconnect",   "disconnecting",
+    static const char *const names[] = {"connect",     "connect_error",  "disconnect",    "disconnecting",
                                         "newListener", "removeListener", "device_joined", "device_left"};
 
     for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)

@@ -94,7 +94,8 @@ static void test_errors(void)
 /* broker_password_file: the broker's accounts can never be app ids; only usernames are read. */
 static void test_broker_accounts(void)
 {
-    write_file("passwd", "pushgate:$7$101$aGFzaA==$c2lnbmF0dXJl\n# comment:line\n\n  operator :$7$101$x$y\nno-colon-line\n");
+    write_file("passwd",
+               "pushgate:$7$101$aGFzaA==$c2lnbmF0dXJl\n# comment:line\n\n  operator :$7$101$x$y\nno-colon-line\n");
     expect_error("broker_password_file = passwd\n[app operator]\nsecret = s\n",
                  "t.conf:2: [app operator]: app id is a user of broker_password_file");
     expect_error("broker_password_file = missing-passwd\n", "broker_password_file: ");
