@@ -473,6 +473,7 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
 static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *payload, size_t len)
 {
     int changed = 0, keep = 0, rc;
+    char why[256];
     if (!gw->store) {
         pg_log(PG_LOG_DEBUG, "apps", "replicated app %s ignored: no apps_db", slug);
         return;
@@ -504,6 +505,11 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
             pg_apps_announce(gw, slug);
             return;
         }
+    } else if (pg_config_broker_account(gw->cfg, slug, why, sizeof why) == 1) {
+        /* this node's broker authenticates that name itself: the app would shadow the account */
+        pg_log(PG_LOG_WARN, "apps", "replicated app %s not stored: a broker account here", slug);
+        json_decref(app);
+        return;
     } else {
         rc = pg_apps_store_put(gw->store, app, &changed);
     }

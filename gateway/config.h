@@ -30,6 +30,7 @@ struct pg_config {
     long long broker_port;
     char *broker_username;
     char *broker_password;
+    char *broker_password_file;
     long long broker_keepalive_s;
     long long broker_reconnect_min_ms;
     long long broker_reconnect_max_ms;
@@ -92,6 +93,11 @@ void pg_app_conf_clear(struct pg_app_conf *app);
 void pg_config_usage(FILE *out, const char *argv0);
 /* Markdown table of every option (README reference). */
 void pg_config_markdown(FILE *out);
+/*
+ * 1 if id is a username the broker authenticates itself (broker_username, a user of broker_password_file): such
+ * an id can never be an app. 0 if not; PG_EIO (reason in err) when the password file cannot be read.
+ */
+int pg_config_broker_account(const struct pg_config *cfg, const char *id, char *err, size_t errlen);
 /* 1 for ids that would shadow a gateway route or control topic (v1, api, healthz, _ctl, ...). */
 int pg_app_id_reserved(const char *id);
 /* Limits for the auth library derived from the config. */

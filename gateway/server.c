@@ -443,7 +443,7 @@ int pg_server_run(struct pg_config *cfg)
     if (pg_apps_init(&gw) != 0)
         goto out;
 
-    snprintf(client_id, sizeof client_id, "pushgate-%s", gw.node_id);
+    snprintf(client_id, sizeof client_id, PG_GATEWAY_CLIENT_ID_PREFIX "%s", gw.node_id);
     snprintf(will, sizeof will, "%s/_node/%s", cfg->topic_root, gw.node_id);
     struct pg_bridge_config bc = {
         .host = cfg->broker_host,
