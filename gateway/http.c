@@ -456,6 +456,54 @@ int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, siz
     return 0;
 }
 
+/* The origin a browser names: Origin, else Referer's scheme://host[:port]; 0 when neither is sent (curl, scripts),
+   -1 when it cannot be read (taken as foreign). */
+static int request_origin(struct lws *wsi, char *buf, size_t len)
+{
+    char ref[1024];
+    int n = pg_http_header(wsi, WSI_TOKEN_ORIGIN, buf, (int)len);
+    if (n != 0 || (n = pg_http_header(wsi, WSI_TOKEN_HTTP_REFERER, ref, sizeof ref)) <= 0)
+        return n;
+    const char *sep = strstr(ref, "://");
+    if (!sep)
+        return -1;
+    size_t end = (size_t)(sep - ref) + 3 + strcspn(sep + 3, "/?#");
+    if (end >= len)
+        return -1;
+    memcpy(buf, ref, end);
+    buf[end] = '\0';
+    return (int)end;
+}
+
+/*
+ * Admin writes come from a browser only on the gateway's own origin (the
+ * dashboard: Origin's host[:port] equal to Host) or one of
+ * admin_allowed_origins. A page elsewhere cannot make a browser that holds
+ * the admin's Basic credentials change anything (a form or text/plain POST
+ * needs no CORS preflight). Requests without Origin or Referer are not a
+ * browser's cross-site requests.
+ */
+static int admin_origin_ok(struct pg_gw *gw, struct lws *wsi)
+{
+    char origin[256], host[256];
+    int n = request_origin(wsi, origin, sizeof origin);
+    if (n <= 0)
+        return n == 0;
+    const char *rest = !strncmp(origin, "http://", 7) ? origin + 7 : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
+    if (rest && pg_http_header(wsi, WSI_TOKEN_HOST, host, sizeof host) > 0 && !strcasecmp(rest, host))
+        return 1;
+    for (const char *p = gw->cfg->admin_allowed_origins; *p;) { /* comma-separated exact values */
+        p += strspn(p, " \t,");
+        size_t l = strcspn(p, ","), t = l;
+        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
+        if (t && t == (size_t)n && !strncmp(p, origin, t))
+            return 1;
+        p += l;
+    }
+    return 0;
+}
+
 int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h)
 {
     const struct pg_config *c = gw->cfg;
@@ -472,8 +520,14 @@ int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h)
     if (!ok) {
         h->www_auth = "Basic realm=\"pushgate admin\"";
         pg_http_respond_error(h, 401, "admin credentials required");
+        return 0;
     }
-    return ok;
+    if (h->method != PG_GET && h->method != PG_OPTIONS && !admin_origin_ok(gw, h->wsi)) {
+        pg_log(PG_LOG_INFO, "http", "admin request refused: origin not allowed (%s)", h->path);
+        pg_http_respond_error(h, 403, "cross-site admin request: Origin not allowed (admin_allowed_origins)");
+        return 0;
+    }
+    return 1;
 }
 
 int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len)
