@@ -202,6 +202,20 @@ test('a query parameter over max_query_bytes is 400, not cut or skipped', async 
     assert.equal(sio.status, 400, sio.body);
     assert.doesNotMatch(sio.body, /^0\{/, 'a new Engine.IO session was opened');
     await assert.rejects(wsConnect(`${stack.gw.wsUrl}/v1/demo?x=${long}&client_id=abc`), /400/);
+
+    // parameters within the limit are all read, whatever comes before them
+    const pad = `pad=${'p'.repeat(600)}`;
+    const first = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+    sockets.add(first);
+    const open = await first.next((f) => f.type === 'open');
+    first.terminate();
+    const again = await wsConnect(`${stack.gw.wsUrl}/v1/demo?${pad}&client_id=${open.client_id}&resume=${open.resume}`);
+    sockets.add(again);
+    assert.equal((await again.next((f) => f.type === 'open')).client_id, open.client_id, 'resume after a long parameter');
+    const pusher = await wsConnect(`${stack.gw.wsUrl}/app/demo-key?${pad}&protocol=7`);
+    sockets.add(pusher);
+    const est = await pusher.next((f) => f.event === 'pusher:connection_established' || f.event === 'pusher:error');
+    assert.equal(est.event, 'pusher:connection_established', JSON.stringify(est));
 });
 
 function admin(method, path, body, headers = {}) {
