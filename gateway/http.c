@@ -679,7 +679,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         if (refuse)
             return answer_and_close(h, refuse, why);
         h->method = request_method(wsi);
-        /* lws reads no body for these: one announced would be parsed as the next request */
+        /* no route reads a body on these: refused, never skipped or left to be parsed as the next request */
         if (clen > 0 && h->method != PG_POST && h->method != PG_PUT && h->method != PG_PATCH)
             return answer_and_close(h, 400, "a body on a request without one (GET, DELETE, OPTIONS)");
         /* an answer made before the body arrived closes the connection: the body is never read as a request */
@@ -718,7 +718,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         }
         if (h->status)
             return 0;
-        h->close_after = 0; /* the answer waits for the body */
+        h->close_after = 0; /* no early answer: this one waits for the whole body, keep-alive stays */
         if (clen == 0) {
             h->body_done = 1; /* no body follows */
             if (h->on_body)
