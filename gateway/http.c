@@ -7,6 +7,13 @@
  * not answer within publish_timeout_ms. The request waits in gw->requests,
  * keyed by a serial, so an acknowledgement arriving after the client went
  * away finds nothing instead of a freed request.
+ *
+ * No byte of a connection is ever read as a request unless the one before
+ * it had an unambiguous length and was read whole: a request with bad
+ * framing (Content-Length, Transfer-Encoding), oversized headers or query
+ * parameters, a body that does not arrive in time, or an answer decided
+ * before its body arrived, is answered with Connection: close and the
+ * connection closed.
  */
 #include <stdlib.h>
 #include <string.h>
