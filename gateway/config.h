@@ -12,6 +12,9 @@
 
 #include "pushgate_auth.h"
 
+/* The largest max_query_bytes: query parameters are read into buffers of this size plus one. */
+#define PG_QUERY_ARG_MAX 4096
+
 struct pg_app_conf {
     struct pg_app_creds creds;
     char *webhook_url; /* Pusher-style webhooks for this app; NULL: none */
@@ -40,6 +43,9 @@ struct pg_config {
     uint64_t max_frame_bytes;
     uint64_t max_message_bytes;
     uint64_t max_body_bytes;
+    uint64_t max_header_bytes;
+    long long max_query_bytes;
+    long long http_body_timeout_ms;
     uint64_t max_event_data_bytes;
     long long pusher_activity_timeout_s;
     long long pusher_pong_timeout_s;
@@ -65,6 +71,7 @@ struct pg_config {
     char *apps_db;
     char *admin_user;
     char *admin_password;
+    char *admin_allowed_origins;
     long long revocation_ttl_s;
     char *device_channel;
     /* socket.io (notification-socket.io) */

@@ -206,6 +206,8 @@ struct pg_http {
     char *preflight;      /* a CORS preflight answer: the Access-Control-Allow-Headers value (owned; may be "") */
     int waiting_ack;
     int phase; /* 0: headers next, 1: body next */
+    int close_after; /* the answer carries Connection: close and the connection closes once it is written */
+    lws_sorted_usec_list_t sul_body; /* http_body_timeout_ms: the announced body must have arrived by then */
     UT_hash_handle hh; /* gw->requests by serial */
 };
 

@@ -483,7 +483,12 @@ int pg_server_run(struct pg_config *cfg)
     if (!strchr(cfg->listen_host, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 16384;
-    info.timeout_secs = 30;
+    /* lws drops a request whose headers overflow its store without an answer: the store is larger than
+       max_header_bytes, so that the gateway answers 431 itself up to 4 x max_header_bytes */
+    info.max_http_header_data2 = (unsigned int)(cfg->max_header_bytes * 4);
+    /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
+    long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
+    info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);

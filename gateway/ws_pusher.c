@@ -123,13 +123,12 @@ static void activity_check(lws_sorted_usec_list_t *sul)
 
 int pg_pusher_open(struct pg_session *s, struct lws *wsi)
 {
-    char frag[64];
+    char frag[16];
     int protocol = 0;
     unsigned char r[8];
     s->proto = PG_PROTO_PUSHER;
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
-        if (!strncmp(frag, "protocol=", 9))
-            protocol = atoi(frag + 9);
+    if (pg_http_query_arg(wsi, "protocol", frag, sizeof frag) > 0) /* other parameters of any length are skipped */
+        protocol = atoi(frag);
     if (!s->app) {
         send_error(s, 4001, "App key not in this cluster");
         pg_session_close(s, 4001, "app does not exist");
