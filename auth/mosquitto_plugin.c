@@ -3,6 +3,23 @@
  *
  * Devices connect with username = app id, password = JWT, client id = the token's `client` claim. Users that are
  * not app ids (the gateway's account, operators) are DEFERred so Mosquitto's password_file and acl_file decide.
+ * The broker's own accounts (broker_username and every user of broker_password_file) are never app ids here,
+ * even when an app of that id exists: the plugin defers them and warns once.
+ *
+ * Tenants cannot touch each other's sessions: an app client's CONNECT is refused when its client id is held by a
+ * connected client of another app or by a deferred client (gateway, operator), and app clients never get a client
+ * id of the gateways' form (PG_GATEWAY_CLIENT_ID_PREFIX), so a device can never disconnect a gateway. A takeover
+ * within one app stays as MQTT defines it. Deferred clients are tracked from BASIC_AUTH (they may still be refused
+ * by the password file: the DISCONNECT that follows removes them) to DISCONNECT.
+ *
+ * Messages of app clients carry no gateway metadata: MOSQ_EVT_MESSAGE removes the user properties the gateway
+ * reads as facts (user_id, client_id, socket_id, ts) and an `event` naming a protocol event (pusher:…,
+ * pusher_internal:…, client-…, socket.io's reserved names). A device's will never reaches anyone: the broker
+ * checks it after MOSQ_EVT_DISCONNECT, when the session's state is gone, so the ACL check denies it.
+ *
+ * Pusher's protected channels (private-…, presence-…) need a credential in every app: an app client without a
+ * token may not publish or subscribe on them, and its wildcard subscriptions never deliver them.
+ *
  * Every ACL check of an app session re-checks the app and the token's expiry; an expired session is denied and
  * kicked from the next MOSQ_EVT_TICK, because kicking inside the broker's own packet handling (where ACL checks
  * run) would fire MOSQ_EVT_DISCONNECT and close the socket under the caller's feet.
@@ -33,6 +50,13 @@
  *  - mosquitto_broker_publish*() only queues: the broker sends the message at the start of its next loop pass,
  *    with no ACL check of a sender (subscribers' READ checks still apply). Safe from any callback.
  *  - mosquitto_kick_client_by_clientid() fires MOSQ_EVT_DISCONNECT synchronously, before it returns.
+ *  - A CONNECT refused after BASIC_AUTH (by us, or by the password file after we deferred) is disconnected through
+ *    context__disconnect, so MOSQ_EVT_DISCONNECT fires for it too. The session takeover happens only after
+ *    BASIC_AUTH succeeded, so refusing there leaves the old session untouched.
+ *  - context__disconnect fires MOSQ_EVT_DISCONNECT before it sends the will, whose WRITE check therefore finds no
+ *    state for an app client: device wills are never sent.
+ *  - MOSQ_EVT_MESSAGE runs for PUBLISHes received from clients (not for wills or mosquitto_broker_publish*()); the
+ *    broker keeps whatever list ed->properties points to afterwards and does not free the one it passed in.
  *  - At shutdown no MOSQ_EVT_DISCONNECT fires and the database is saved first: with `persistence true`, the
  *    device records of clients connected at that moment survive a restart (with `persistence false`, the
  *    pushgate default, every retained message is gone).
@@ -86,10 +110,18 @@ static int hash_oom;
  * never waits; when it does, the broker's thread must not sleep for long.
  */
 #define STORE_BUSY_TIMEOUT_MS 10
+#define DEFAULT_BROKER_USERNAME "pushgate"
 
 struct app_entry {
     struct pg_app_creds creds; /* creds.id is the hash key */
     int line;                  /* line of the [app] header, for errors found when the section is complete */
+    UT_hash_handle hh;
+};
+
+/* A username the broker authenticates itself; never an app id here. */
+struct account {
+    char *name; /* key */
+    int warned; /* an app with this id was found and ignored; logged once per configuration */
     UT_hash_handle hh;
 };
 
@@ -101,6 +133,9 @@ struct plugin_conf {
     char *apps_db;        /* resolved path of the apps store; NULL: none */
     char *device_channel; /* "": no device join/leave events */
     int device_channel_line;
+    char *broker_username; /* "": none */
+    char *passwd_file;     /* resolved path of broker_password_file; NULL: none */
+    struct account *accounts;
     struct app_entry *apps;
 };
 
@@ -126,6 +161,23 @@ struct store {
     int sweep_pending;   /* sessions still to be re-checked against the tables (allocation failed) */
 };
 
+/*
+ * A connection deferred to Mosquitto (the gateway, operators), from its BASIC_AUTH to its DISCONNECT. Only its
+ * client id is kept, counted in plugin.held, so that no app client takes the id over.
+ */
+struct deferred_conn {
+    struct mosquitto *client; /* key; only compared */
+    char *client_id;
+    UT_hash_handle hh;
+};
+
+/* A client id in use by deferred connections (a takeover between two of them briefly counts two). */
+struct held_id {
+    char *id; /* key */
+    unsigned refs;
+    UT_hash_handle hh;
+};
+
 /* One authenticated app session. */
 struct client_state {
     struct mosquitto *client; /* key of hh; only compared, dereferenced by the broker's accessors */
@@ -144,8 +196,10 @@ struct plugin {
     mosquitto_plugin_id_t *pid;
     char *conf_path;
     struct plugin_conf *conf;
-    struct client_state *clients; /* by struct mosquitto pointer */
-    struct client_state *by_id;   /* by client id, newest session only */
+    struct client_state *clients;   /* by struct mosquitto pointer */
+    struct client_state *by_id;     /* by client id, newest session only */
+    struct deferred_conn *deferred; /* by struct mosquitto pointer */
+    struct held_id *held;           /* client ids of deferred connections */
     size_t kicks_pending;
     struct store store;
     /*
@@ -177,9 +231,17 @@ static void conf_free(struct plugin_conf *conf)
         HASH_DEL(conf->apps, app);
         app_free(app);
     }
+    struct account *acc, *atmp;
+    HASH_ITER(hh, conf->accounts, acc, atmp) {
+        HASH_DEL(conf->accounts, acc);
+        free(acc->name);
+        free(acc);
+    }
     free(conf->topic_root);
     free(conf->apps_db);
     free(conf->device_channel);
+    free(conf->broker_username);
+    free(conf->passwd_file);
     free(conf);
 }
 
@@ -211,6 +273,47 @@ static int replace_str(char **slot, const char *value)
         return PG_ENOMEM;
     free(*slot);
     *slot = dup;
+    return 0;
+}
+
+/* A file option: "" is none, a relative path is relative to the config file, as the gateway resolves it. */
+static int resolve_path(struct conf_reader *r, char **slot, const char *value)
+{
+    size_t n;
+
+    free(*slot);
+    *slot = NULL;
+    if (!value[0])
+        return 0;
+    if (value[0] == '/')
+        return replace_str(slot, value);
+    n = strlen(r->base_dir) + strlen(value) + 2;
+    if (!(*slot = malloc(n)))
+        return PG_ENOMEM;
+    snprintf(*slot, n, "%s/%s", r->base_dir, value);
+    return 0;
+}
+
+static int account_add(void *ud, const char *name)
+{
+    struct plugin_conf *conf = ud;
+    struct account *acc = NULL;
+    size_t len = strlen(name);
+
+    HASH_FIND(hh, conf->accounts, name, len, acc);
+    if (acc)
+        return 0;
+    if (!(acc = calloc(1, sizeof(*acc))) || !(acc->name = strdup(name))) {
+        free(acc);
+        return PG_ENOMEM;
+    }
+    hash_oom = 0;
+    HASH_ADD_KEYPTR(hh, conf->accounts, acc->name, len, acc);
+    if (hash_oom) {
+        free(acc->name);
+        free(acc);
+        return PG_ENOMEM;
+    }
     return 0;
 }
 
@@ -256,17 +359,11 @@ static int conf_global(struct conf_reader *r, const char *key, const char *value
             return conf_fail(r, line, key, "expected an integer from 1 to 65535");
         conf->max_channel_bytes = (size_t)v;
     } else if (!strcmp(key, "apps_db")) {
-        free(conf->apps_db);
-        conf->apps_db = NULL;
-        if (!value[0])
-            return 0;
-        if (value[0] == '/')
-            return replace_str(&conf->apps_db, value);
-        /* Relative to the config file, as the gateway resolves it: both must open the same file. */
-        size_t n = strlen(r->base_dir) + strlen(value) + 2;
-        if (!(conf->apps_db = malloc(n)))
-            return PG_ENOMEM;
-        snprintf(conf->apps_db, n, "%s/%s", r->base_dir, value);
+        return resolve_path(r, &conf->apps_db, value);
+    } else if (!strcmp(key, "broker_password_file")) {
+        return resolve_path(r, &conf->passwd_file, value);
+    } else if (!strcmp(key, "broker_username")) {
+        return replace_str(&conf->broker_username, value);
     } else if (!strcmp(key, "device_channel")) {
         conf->device_channel_line = line;
         return replace_str(&conf->device_channel, value);
@@ -379,10 +476,16 @@ static int conf_load(const char *path, struct plugin_conf **out, char *err, size
         }
         conf->topic_root_len = strlen(DEFAULT_TOPIC_ROOT);
     }
-    if (!conf->device_channel && !(conf->device_channel = strdup(DEFAULT_DEVICE_CHANNEL))) {
+    if ((!conf->device_channel && !(conf->device_channel = strdup(DEFAULT_DEVICE_CHANNEL))) ||
+        (!conf->broker_username && !(conf->broker_username = strdup(DEFAULT_BROKER_USERNAME)))) {
         rc = PG_ENOMEM;
         goto out;
     }
+    /* The broker's own accounts, read again on every reload as Mosquitto re-reads its password file. */
+    if (conf->broker_username[0] && (rc = account_add(conf, conf->broker_username)) != 0)
+        goto out;
+    if (conf->passwd_file && (rc = pg_passwd_users(conf->passwd_file, account_add, conf, err, errlen)) != 0)
+        goto out;
     /* Checked once the file is read: the bound it must meet may come after it. */
     if (conf->device_channel[0] &&
         pg_channel_check(conf->device_channel, strlen(conf->device_channel), conf->max_channel_bytes, 0) != 0) {
@@ -428,6 +531,31 @@ static const struct app_entry *find_app(const struct plugin *pl, const char *id)
 static const char *str_or(const char *s, const char *dflt)
 {
     return s ? s : dflt;
+}
+
+/*
+ * The app a login username names, or NULL when the username is not the plugin's: not an app id, or one of the
+ * broker's own accounts, which an app of the same id must never shadow (its owner could no longer log in, and
+ * anyone could log in anonymously under its name).
+ */
+static const struct app_entry *app_of_user(const struct plugin *pl, const char *username)
+{
+    const struct app_entry *app = find_app(pl, username);
+    struct account *acc = NULL;
+
+    if (!app)
+        return NULL;
+    HASH_FIND(hh, pl->conf->accounts, username, strlen(username), acc);
+    if (!acc)
+        return app;
+    if (!acc->warned) {
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             LOG_PREFIX "app %s is ignored: %s is a broker account (broker_username or "
+                                        "broker_password_file), left to the password file",
+                             username, username);
+        acc->warned = 1;
+    }
+    return NULL;
 }
 
 /* ---- client state ------------------------------------------------------------------------------------ */
@@ -518,6 +646,106 @@ static void states_free(struct plugin *pl)
         tmp = st->hh.next;
         state_remove(pl, st);
     }
+}
+
+/* ---- deferred connections ---------------------------------------------------------------------------- */
+
+static void deferred_remove(struct plugin *pl, struct deferred_conn *d)
+{
+    struct held_id *h = NULL;
+
+    HASH_DEL(pl->deferred, d);
+    HASH_FIND(hh, pl->held, d->client_id, strlen(d->client_id), h);
+    if (h && !--h->refs) {
+        HASH_DEL(pl->held, h);
+        free(h->id);
+        free(h);
+    }
+    free(d->client_id);
+    free(d);
+}
+
+static void deferred_free(struct plugin *pl)
+{
+    struct deferred_conn *d, *tmp;
+
+    HASH_ITER(hh, pl->deferred, d, tmp) {
+        deferred_remove(pl, d);
+    }
+}
+
+/*
+ * A login the plugin leaves to Mosquitto: its client id is held until its DISCONNECT (which also comes when the
+ * password file refuses it). Failing to remember it refuses the login, or an app client could take the id over.
+ */
+static int defer(struct plugin *pl, struct mosquitto *client, const char *cid)
+{
+    struct deferred_conn *d = NULL;
+    struct held_id *h = NULL;
+    size_t len;
+
+    HASH_FIND_PTR(pl->deferred, &client, d);
+    /* Known already; or a reload re-checking every context, offline sessions too, which no DISCONNECT frees. */
+    if (d || pl->reapplying || !cid)
+        return MOSQ_ERR_PLUGIN_DEFER;
+    len = strlen(cid);
+    if (!(d = calloc(1, sizeof(*d))) || !(d->client_id = strdup(cid)))
+        goto nomem;
+    d->client = client;
+    HASH_FIND(hh, pl->held, cid, len, h);
+    if (!h) {
+        if (!(h = calloc(1, sizeof(*h))) || !(h->id = strdup(cid))) {
+            free(h);
+            goto nomem;
+        }
+        hash_oom = 0;
+        HASH_ADD_KEYPTR(hh, pl->held, h->id, len, h);
+        if (hash_oom) {
+            free(h->id);
+            free(h);
+            goto nomem;
+        }
+    }
+    hash_oom = 0;
+    HASH_ADD_PTR(pl->deferred, client, d);
+    if (hash_oom) {
+        if (!h->refs) {
+            HASH_DEL(pl->held, h);
+            free(h->id);
+            free(h);
+        }
+        goto nomem;
+    }
+    h->refs++;
+    return MOSQ_ERR_PLUGIN_DEFER;
+nomem:
+    if (d)
+        free(d->client_id);
+    free(d);
+    return MOSQ_ERR_NOMEM;
+}
+
+/*
+ * Why an app client may not use client id cid (a static string), NULL if it may. MQTT lets a new connection with a
+ * client id take the session of the old one; across tenants, or from a tenant to the gateway, that would let any
+ * device disconnect others.
+ */
+static const char *client_id_unavailable(const struct plugin *pl, const char *app_id, const struct mosquitto *client,
+                                         const char *cid)
+{
+    struct held_id *h = NULL;
+    struct client_state *prev = NULL;
+    size_t len = strlen(cid);
+
+    if (!strncmp(cid, PG_GATEWAY_CLIENT_ID_PREFIX, strlen(PG_GATEWAY_CLIENT_ID_PREFIX)))
+        return "client id reserved for gateways";
+    HASH_FIND(hh, pl->held, cid, len, h);
+    if (h)
+        return "client id in use by a broker account";
+    HASH_FIND(hh_id, pl->by_id, cid, len, prev);
+    if (prev && prev->client != client && strcmp(prev->app_id, app_id) != 0)
+        return "client id in use by another app";
+    return NULL;
 }
 
 /* ---- apps store: apps and revocations ------------------------------------------------------------------ */
@@ -886,7 +1114,7 @@ out:
 
 /*
  * Keep state for an admitted session (takes tok, also on failure) and report a device that came online. A session
- * takeover by a connection of the same app changes the device's record but not whether it is online.
+ * takeover (always by a connection of the same app) changes the device's record but not whether it is online.
  */
 static int admit(struct plugin *pl, struct mosquitto *client, const char *app_id, const char *cid, pg_token *tok)
 {
@@ -897,12 +1125,9 @@ static int admit(struct plugin *pl, struct mosquitto *client, const char *app_id
     reauth = st != NULL;
     if (cid)
         HASH_FIND(hh_id, pl->by_id, cid, strlen(cid), prev);
-    if (prev && prev != st) {
-        online = !strcmp(prev->app_id, app_id);
-        /* The same client id under another app: the old app's device is gone, and its session is not the newest. */
-        if (!online)
-            presence_report(pl, prev, 0, 1);
-    }
+    /* client_id_unavailable() let it in: a session with the same id is of the same app, being taken over. */
+    if (prev && prev != st)
+        online = 1;
     rc = state_add(pl, client, app_id, cid, tok);
     if (rc != MOSQ_ERR_SUCCESS)
         return rc;
@@ -928,10 +1153,10 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     int rc;
 
     (void)event;
-    app = find_app(pl, ed->username);
-    if (!app)
-        return MOSQ_ERR_PLUGIN_DEFER;
+    app = app_of_user(pl, ed->username);
     cid = mosquitto_client_id(ed->client);
+    if (!app)
+        return defer(pl, ed->client, cid);
     if (!app->creds.active) {
         why = "app inactive";
         goto deny;
@@ -942,6 +1167,8 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
         why = "client id revoked";
         goto deny;
     }
+    if (cid && (why = client_id_unavailable(pl, app->creds.id, ed->client, cid)) != NULL)
+        goto deny;
     if (!ed->password || !ed->password[0]) {
         if (app->creds.require_auth) {
             why = "token required";
@@ -1029,12 +1256,14 @@ static const char *acl_decide(const struct plugin *pl, const struct client_state
         if (pg_channel_check(chan, len, pl->conf->max_channel_bytes, 1) != 0)
             return "invalid channel filter";
         /* A wildcard filter is accepted: every message it would deliver is checked at READ. */
-        if (wild || !st->tok)
+        if (wild)
             return NULL;
+        if (!st->tok)
+            return pg_channel_protected(chan, len) ? "protected channel needs a token" : NULL;
         return pg_token_allows(st->tok, PG_ACT_SUBSCRIBE, chan, len) == PG_ALLOW ? NULL : "subscribe not permitted";
     case MOSQ_ACL_READ:
         if (!st->tok)
-            return NULL;
+            return pg_channel_protected(chan, len) ? "protected channel needs a token" : NULL;
         return pg_token_allows(st->tok, PG_ACT_SUBSCRIBE, chan, len) == PG_ALLOW ? NULL : "subscribe not permitted";
     case MOSQ_ACL_WRITE:
         if (pg_channel_check(chan, len, pl->conf->max_channel_bytes, 0) != 0)
@@ -1043,7 +1272,7 @@ static const char *acl_decide(const struct plugin *pl, const struct client_state
         if (pl->conf->device_channel[0] && !strcmp(chan, pl->conf->device_channel))
             return "channel reserved for device events";
         if (!st->tok)
-            return NULL;
+            return pg_channel_protected(chan, len) ? "protected channel needs a token" : NULL;
         return pg_token_allows(st->tok, PG_ACT_PUBLISH, chan, len) == PG_ALLOW ? NULL : "publish not permitted";
     default:
         return "unknown access";
@@ -1063,7 +1292,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     HASH_FIND_PTR(pl->clients, &ed->client, st);
     if (!st) {
         /* An app user without state is a session whose connection is gone; it holds no valid token. */
-        if (find_app(pl, mosquitto_client_username(ed->client))) {
+        if (app_of_user(pl, mosquitto_client_username(ed->client))) {
             mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "%s denied client=%s topic=%s reason=no live session",
                                  access_name(ed->access), str_or(cid, "-"), ed->topic);
             return MOSQ_ERR_ACL_DENIED;
@@ -1094,13 +1323,131 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     return MOSQ_ERR_ACL_DENIED;
 }
 
+/* 1 if a device may not name its message `event`: names the protocols use for their own events. */
+static int event_reserved(const char *name)
+{
+    static const char *const prefixes[] = {"pusher:", "pusher_internal:", "client-"};
+    /* socket.io's reserved event names, and the plugin's own device events */
+    static const char *const names[] = {"connect",     "connect_error",  "disconnect",    "disconnecting",
+                                        "newListener", "removeListener", "device_joined", "device_left"};
+
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (!strncmp(name, prefixes[i], strlen(prefixes[i])))
+            return 1;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(name, names[i]))
+            return 1;
+    return 0;
+}
+
+/* 1 if an app client's message may not carry this user property: gateways read it as a fact about the sender. */
+static int user_property_forged(const char *name, const char *value)
+{
+    static const char *const facts[] = {"user_id", "client_id", "socket_id", "ts"};
+
+    for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
+        if (!strcmp(name, facts[i]))
+            return 1;
+    return !strcmp(name, "event") && event_reserved(value);
+}
+
+/* Appends a copy of prop (whatever its type) to *out; properties are typed by identifier, so one reader fits. */
+static int property_copy_one(const mosquitto_property *prop, mosquitto_property **out)
+{
+    int id = mosquitto_property_identifier(prop);
+    uint8_t b;
+    uint16_t i16;
+    uint32_t i32;
+    void *bin = NULL;
+    char *str = NULL, *val = NULL;
+    int rc;
+
+    if (mosquitto_property_read_byte(prop, id, &b, false))
+        return mosquitto_property_add_byte(out, id, b);
+    if (mosquitto_property_read_int16(prop, id, &i16, false))
+        return mosquitto_property_add_int16(out, id, i16);
+    if (mosquitto_property_read_int32(prop, id, &i32, false))
+        return mosquitto_property_add_int32(out, id, i32);
+    if (mosquitto_property_read_varint(prop, id, &i32, false))
+        return mosquitto_property_add_varint(out, id, i32);
+    /* what the readers allocate is the broker's: mosquitto_free() */
+    if (mosquitto_property_read_binary(prop, id, &bin, &i16, false)) {
+        rc = mosquitto_property_add_binary(out, id, bin, i16);
+        mosquitto_free(bin);
+        return rc;
+    }
+    if (mosquitto_property_read_string_pair(prop, id, &str, &val, false)) {
+        rc = mosquitto_property_add_string_pair(out, id, str, val);
+        mosquitto_free(str);
+        mosquitto_free(val);
+        return rc;
+    }
+    if (mosquitto_property_read_string(prop, id, &str, false)) {
+        rc = mosquitto_property_add_string(out, id, str);
+        mosquitto_free(str);
+        return rc;
+    }
+    return MOSQ_ERR_NOMEM; /* a read failed to allocate (every identifier has one of the types above) */
+}
+
+/*
+ * An incoming PUBLISH (not the plugin's own, not a will): an app client's message loses the user properties only
+ * gateways and the plugin may set. The broker stores whatever list ed->properties points to afterwards and, in
+ * 2.0.11, does not free the one it passed in.
+ */
+static int on_message(int event, void *event_data, void *userdata)
+{
+    struct mosquitto_evt_message *ed = event_data;
+    struct plugin *pl = userdata;
+    struct client_state *st = NULL;
+    const mosquitto_property *p;
+    mosquitto_property *kept = NULL;
+    char *name = NULL, *value = NULL;
+    int forged = 0, rc = MOSQ_ERR_SUCCESS;
+
+    (void)event;
+    if (!ed->client || !ed->properties)
+        return MOSQ_ERR_SUCCESS;
+    HASH_FIND_PTR(pl->clients, &ed->client, st);
+    if (!st && !app_of_user(pl, mosquitto_client_username(ed->client)))
+        return MOSQ_ERR_SUCCESS; /* the gateway, operators */
+    for (p = ed->properties; p && rc == MOSQ_ERR_SUCCESS; p = mosquitto_property_next(p)) {
+        if (mosquitto_property_identifier(p) == MQTT_PROP_USER_PROPERTY &&
+            mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false)) {
+            if (user_property_forged(name, value))
+                forged++;
+            else
+                rc = mosquitto_property_add_string_pair(&kept, MQTT_PROP_USER_PROPERTY, name, value);
+            mosquitto_free(name);
+            mosquitto_free(value);
+            name = value = NULL;
+            continue;
+        }
+        rc = property_copy_one(p, &kept);
+    }
+    if (rc != MOSQ_ERR_SUCCESS || !forged) {
+        mosquitto_property_free_all(&kept);
+        /* Unable to clean it: the message is refused rather than delivered with forged metadata. */
+        return forged ? MOSQ_ERR_NOMEM : MOSQ_ERR_SUCCESS;
+    }
+    mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "removed %d reserved user properties from client=%s topic=%s",
+                         forged, str_or(mosquitto_client_id(ed->client), "-"), ed->topic);
+    mosquitto_property_free_all(&ed->properties);
+    ed->properties = kept;
+    return MOSQ_ERR_SUCCESS;
+}
+
 static int on_disconnect(int event, void *event_data, void *userdata)
 {
     struct mosquitto_evt_disconnect *ed = event_data;
     struct plugin *pl = userdata;
     struct client_state *st = NULL;
+    struct deferred_conn *d = NULL;
 
     (void)event;
+    HASH_FIND_PTR(pl->deferred, &ed->client, d);
+    if (d)
+        deferred_remove(pl, d);
     HASH_FIND_PTR(pl->clients, &ed->client, st);
     if (!st)
         return MOSQ_ERR_SUCCESS;
@@ -1183,7 +1530,7 @@ static const struct {
 } callbacks[] = {
     {MOSQ_EVT_BASIC_AUTH, on_basic_auth}, {MOSQ_EVT_ACL_CHECK, on_acl_check},
     {MOSQ_EVT_DISCONNECT, on_disconnect}, {MOSQ_EVT_TICK, on_tick},
-    {MOSQ_EVT_RELOAD, on_reload},
+    {MOSQ_EVT_RELOAD, on_reload},         {MOSQ_EVT_MESSAGE, on_message},
 };
 
 static void plugin_free(struct plugin *pl)
@@ -1193,6 +1540,7 @@ static void plugin_free(struct plugin *pl)
     for (size_t i = 0; i < sizeof callbacks / sizeof callbacks[0]; i++)
         mosquitto_callback_unregister(pl->pid, callbacks[i].event, callbacks[i].cb, NULL);
     states_free(pl);
+    deferred_free(pl);
     store_close(pl);
     conf_free(pl->conf);
     free(pl->conf_path);

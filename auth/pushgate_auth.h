@@ -144,6 +144,12 @@ int pg_topic_level_valid(const char *s, size_t len);
  */
 int pg_channel_protected(const char *name, size_t len);
 
+/*
+ * Every gateway's MQTT client id is this prefix + its node id. The broker plugin never lets an app client (a
+ * device) use a client id starting with it, so no device can take a gateway's session over.
+ */
+#define PG_GATEWAY_CLIENT_ID_PREFIX "pushgate-"
+
 /* ---- signatures and secrets ---------------------------------------------- */
 
 /* hex(HMAC_SHA256(key, msg)) into out (65 bytes with NUL). */

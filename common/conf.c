@@ -113,6 +113,39 @@ out:
     return rc;
 }
 
+int pg_passwd_users(const char *path, pg_passwd_cb cb, void *ud, char *err, size_t errlen)
+{
+    char line[PG_CONF_MAX_LINE + 2];
+    int rc = 0, skipping = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        return PG_EIO;
+    }
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        int partial = n && line[n - 1] != '\n';
+        /* the rest of an overlong line (a long hash) is not a new line */
+        int was_skipping = skipping;
+        skipping = partial;
+        if (was_skipping)
+            continue;
+        char *colon = strchr(line, ':');
+        if (line[0] == '#' || !colon)
+            continue;
+        *colon = '\0';
+        char *user = trim(line);
+        if (*user && (rc = cb(ud, user)) != 0)
+            break;
+    }
+    if (!rc && ferror(f)) {
+        snprintf(err, errlen, "%s: read error", path);
+        rc = PG_EIO;
+    }
+    fclose(f);
+    return rc;
+}
+
 int pg_parse_bool(const char *s, int *out)
 {
     static const char *yes[] = {"1", "true", "yes", "on"}, *no[] = {"0", "false", "no", "off"};

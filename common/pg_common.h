@@ -47,6 +47,17 @@ typedef int (*pg_conf_cb)(void *ud, const char *section_type, const char *sectio
                           const char *value, int line);
 int pg_conf_read(const char *path, pg_conf_cb cb, void *ud, char *err, size_t errlen);
 
+/*
+ * Calls cb for every username of a Mosquitto password file (`user:hash` lines,
+ * as mosquitto_passwd writes them; blank and `#` lines skipped, blanks around
+ * the name trimmed as Mosquitto does). What follows the ':' (the hash) is
+ * skipped, never parsed or kept.
+ * A non-zero return from cb stops reading and is returned; a file that cannot
+ * be opened or read is PG_EIO with the reason in err.
+ */
+typedef int (*pg_passwd_cb)(void *ud, const char *username);
+int pg_passwd_users(const char *path, pg_passwd_cb cb, void *ud, char *err, size_t errlen);
+
 /* Parse helpers used by option tables; each returns 0 or PG_EINVAL. */
 int pg_parse_bool(const char *s, int *out);
 int pg_parse_size(const char *s, uint64_t *out); /* "64k", "1m", "512" */

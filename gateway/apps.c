@@ -131,14 +131,20 @@ static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *w
         pg_log(PG_LOG_INFO, "apps", "closed %zu sessions app=%s: %s", n, a->id, why);
 }
 
-/* require_auth was switched on: native sessions without a token may no longer stay. */
+/*
+ * require_auth was switched on: native sessions without a token may no longer stay, nor Pusher connections holding a
+ * public channel without a credential (ws_pusher.c).
+ */
 static void close_unauthenticated(struct pg_gw *gw, struct pg_app *a)
 {
     struct pg_session *s, *tmp;
     HASH_ITER(hh, gw->sessions, s, tmp) {
-        if (s->app != a || s->proto != PG_PROTO_NATIVE || s->token || s->close_code)
+        if (s->app != a || s->close_code)
             continue;
-        refuse(s, 401, 4009, "this app now requires a token");
+        if (s->proto == PG_PROTO_PUSHER)
+            pg_pusher_require_auth(s);
+        else if (s->proto == PG_PROTO_NATIVE && !s->token)
+            refuse(s, 401, 4009, "this app now requires a token");
     }
 }
 
@@ -467,6 +473,7 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
 static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *payload, size_t len)
 {
     int changed = 0, keep = 0, rc;
+    char why[256];
     if (!gw->store) {
         pg_log(PG_LOG_DEBUG, "apps", "replicated app %s ignored: no apps_db", slug);
         return;
@@ -498,6 +505,11 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
             pg_apps_announce(gw, slug);
             return;
         }
+    } else if (pg_config_broker_account(gw->cfg, slug, why, sizeof why) == 1) {
+        /* this node's broker authenticates that name itself: the app would shadow the account */
+        pg_log(PG_LOG_WARN, "apps", "replicated app %s not stored: a broker account here", slug);
+        json_decref(app);
+        return;
     } else {
         rc = pg_apps_store_put(gw->store, app, &changed);
     }

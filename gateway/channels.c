@@ -174,8 +174,13 @@ static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard
 {
     if (s->delivered_seq == f->seq || s->close_code)
         return;
-    /* An exact subscription was checked when it was made; a wildcard one is checked per channel here. */
-    if (via_wildcard && s->token && pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, strlen(f->channel)) != PG_ALLOW)
+    /*
+     * An exact subscription was checked when it was made; a wildcard one is checked per channel here: against the
+     * token, or without one (an open app) public channels only, so `#` never reads a private-/presence- channel.
+     */
+    if (via_wildcard &&
+        (s->token ? pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, strlen(f->channel)) != PG_ALLOW
+                  : pg_channel_protected(f->channel, strlen(f->channel))))
         return;
     if (f->exclude_socket && !strcmp(s->socket_id, f->exclude_socket))
         return;

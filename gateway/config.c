@@ -29,6 +29,8 @@ static const struct opt opts[] = {
     {"broker_port", T_INT, O(broker_port), "1883", 1, 65535, "MQTT broker port"},
     {"broker_username", T_STR, O(broker_username), "pushgate", 0, 0, "gateway's broker account (empty: anonymous)"},
     {"broker_password", T_STR, O(broker_password), "", 0, 0, "gateway's broker password"},
+    {"broker_password_file", T_STR, O(broker_password_file), "", 0, 0,
+     "Mosquitto's password_file: its users are never app ids (relative: to the config file)"},
     {"broker_keepalive_s", T_INT, O(broker_keepalive_s), "30", 5, 3600, "MQTT keepalive interval (seconds)"},
     {"broker_reconnect_min_ms", T_INT, O(broker_reconnect_min_ms), "100", 10, 60000, "first reconnect delay"},
     {"broker_reconnect_max_ms", T_INT, O(broker_reconnect_max_ms), "5000", 10, 600000, "largest reconnect delay"},
@@ -42,6 +44,11 @@ static const struct opt opts[] = {
      "Pusher: seconds to answer the ping before close 4201"},
     {"max_event_data_bytes", T_SIZE, O(max_event_data_bytes), "10k", 1, BIG, "Pusher event data size limit (413)"},
     {"max_body_bytes", T_SIZE, O(max_body_bytes), "64k", 1, BIG, "largest REST request body (413)"},
+    {"max_header_bytes", T_SIZE, O(max_header_bytes), "16k", 4096, 1048576,
+     "largest request headers, JWT and cookies included (431)"},
+    {"max_query_bytes", T_INT, O(max_query_bytes), "1024", 64, PG_QUERY_ARG_MAX, "longest query parameter name=value (400)"},
+    {"http_body_timeout_ms", T_INT, O(http_body_timeout_ms), "10000", 100, 600000,
+     "time to receive a whole request body (408)"},
     {"max_channel_bytes", T_INT, O(max_channel_bytes), "200", 1, 65535, "longest channel name in bytes"},
     {"max_subscriptions", T_INT, O(max_subscriptions), "100", 1, 1000000, "subscriptions per session"},
     {"max_queue_bytes", T_SIZE, O(max_queue_bytes), "1m", 1024, BIG, "out-queue bytes per session (slow reader closed)"},
@@ -70,6 +77,8 @@ static const struct opt opts[] = {
      "SQLite apps store for the admin API (relative: to the config file; empty: none)"},
     {"admin_user", T_STR, O(admin_user), "admin", 0, 0, "admin API user (HTTP Basic)"},
     {"admin_password", T_STR, O(admin_password), "", 0, 0, "admin API password (empty: admin API off)"},
+    {"admin_allowed_origins", T_STR, O(admin_allowed_origins), "", 0, 0,
+     "origins besides the gateway's own that may send admin writes"},
     {"revocation_ttl_s", T_INT, O(revocation_ttl_s), "2592000", 60, 315360000,
      "how long a revocation lasts unless the call says"},
     {"device_channel", T_STR, O(device_channel), "private-pushgate-devices", 0, 0,
@@ -273,15 +282,16 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
     int rc = set_opt(cfg, o, value, why, sizeof why);
     if (rc == PG_EINVAL)
         snprintf(fc->err, fc->errlen, "%s:%d: %s: %s", fc->path, line, key, why);
-    if (rc == 0 && o->off == O(apps_db) && value[0] && value[0] != '/') {
+    if (rc == 0 && (o->off == O(apps_db) || o->off == O(broker_password_file)) && value[0] && value[0] != '/') {
         /* The plugin reads the same file and resolves the path the same way. */
+        char **slot = (char **)((char *)cfg + o->off);
         size_t n = strlen(fc->base_dir) + strlen(value) + 2;
         char *joined = malloc(n);
         if (!joined)
             return PG_ENOMEM;
         snprintf(joined, n, "%s/%s", fc->base_dir, value);
-        free(cfg->apps_db);
-        cfg->apps_db = joined;
+        free(*slot);
+        *slot = joined;
     }
     return rc;
 }
@@ -382,6 +392,25 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
             return PG_EINVAL;
         }
     }
+    if (cfg->broker_password_file[0]) {
+        /* read here so that an unreadable file is a config error, not a surprise at the first admin request; an
+           empty name is never a user */
+        if ((rc = pg_config_broker_account(cfg, "", why, sizeof why)) < 0) {
+            snprintf(err, errlen, "broker_password_file: %s", why);
+            return rc;
+        }
+        for (size_t i = 0; i < cfg->napps; i++) {
+            if ((rc = pg_config_broker_account(cfg, cfg->apps[i].creds.id, why, sizeof why)) < 0) {
+                snprintf(err, errlen, "broker_password_file: %s", why);
+                return rc;
+            }
+            if (rc == 1) {
+                snprintf(err, errlen, "%s:%d: [app %s]: app id is a user of broker_password_file",
+                         cfg->config_path ? cfg->config_path : "", cfg->apps[i].line, cfg->apps[i].creds.id);
+                return PG_EINVAL;
+            }
+        }
+    }
     if (cfg->broker_reconnect_max_ms < cfg->broker_reconnect_min_ms) {
         snprintf(err, errlen, "broker_reconnect_max_ms must be >= broker_reconnect_min_ms");
         return PG_EINVAL;
@@ -408,6 +437,30 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
         }
     }
     return 0;
+}
+
+struct account_match {
+    const char *id;
+    int found;
+};
+
+static int account_match_cb(void *ud, const char *username)
+{
+    struct account_match *m = ud;
+    if (!strcmp(username, m->id))
+        m->found = 1;
+    return m->found; /* stop at the first match */
+}
+
+int pg_config_broker_account(const struct pg_config *cfg, const char *id, char *err, size_t errlen)
+{
+    struct account_match m = {.id = id};
+    if (*cfg->broker_username && !strcmp(id, cfg->broker_username))
+        return 1;
+    if (!cfg->broker_password_file[0])
+        return 0;
+    int rc = pg_passwd_users(cfg->broker_password_file, account_match_cb, &m, err, errlen);
+    return rc < 0 ? rc : m.found;
 }
 
 void pg_app_conf_clear(struct pg_app_conf *app)

@@ -12,6 +12,9 @@
 
 #include "pushgate_auth.h"
 
+/* The largest max_query_bytes: query parameters are read into buffers of this size plus one. */
+#define PG_QUERY_ARG_MAX 4096
+
 struct pg_app_conf {
     struct pg_app_creds creds;
     char *webhook_url; /* Pusher-style webhooks for this app; NULL: none */
@@ -30,6 +33,7 @@ struct pg_config {
     long long broker_port;
     char *broker_username;
     char *broker_password;
+    char *broker_password_file;
     long long broker_keepalive_s;
     long long broker_reconnect_min_ms;
     long long broker_reconnect_max_ms;
@@ -39,6 +43,9 @@ struct pg_config {
     uint64_t max_frame_bytes;
     uint64_t max_message_bytes;
     uint64_t max_body_bytes;
+    uint64_t max_header_bytes;
+    long long max_query_bytes;
+    long long http_body_timeout_ms;
     uint64_t max_event_data_bytes;
     long long pusher_activity_timeout_s;
     long long pusher_pong_timeout_s;
@@ -67,6 +74,7 @@ struct pg_config {
     char *apps_db;
     char *admin_user;
     char *admin_password;
+    char *admin_allowed_origins;
     long long revocation_ttl_s;
     char *device_channel;
     /* socket.io (notification-socket.io) */
@@ -96,6 +104,11 @@ void pg_app_conf_clear(struct pg_app_conf *app);
 void pg_config_usage(FILE *out, const char *argv0);
 /* Markdown table of every option (README reference). */
 void pg_config_markdown(FILE *out);
+/*
+ * 1 if id is a username the broker authenticates itself (broker_username, a user of broker_password_file): such
+ * an id can never be an app. 0 if not; PG_EIO (reason in err) when the password file cannot be read.
+ */
+int pg_config_broker_account(const struct pg_config *cfg, const char *id, char *err, size_t errlen);
 /* 1 for ids that would shadow a gateway route or control topic (v1, api, healthz, _ctl, ...). */
 int pg_app_id_reserved(const char *id);
 /* Limits for the auth library derived from the config. */

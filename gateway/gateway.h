@@ -151,6 +151,7 @@ struct pg_session {
     char client_id[32];
     char socket_id[32]; /* Pusher: "<n>.<n>" */
     char *user_id;      /* Pusher user signin (owned) */
+    pg_rules *user_perms; /* Pusher: the signed-in user_data's `permissions` (owned), NULL without */
     int64_t last_rx_ms; /* Pusher activity: last frame from the client (monotonic) */
     int ping_sent;      /* Pusher: we pinged an idle client and wait for any frame */
     int64_t ping_ms;    /* when (monotonic) */
@@ -207,6 +208,8 @@ struct pg_http {
     char *preflight;      /* a CORS preflight answer: the Access-Control-Allow-Headers value (owned; may be "") */
     int waiting_ack;
     int phase; /* 0: headers next, 1: body next */
+    int close_after; /* the answer carries Connection: close and the connection closes once it is written */
+    lws_sorted_usec_list_t sul_body; /* http_body_timeout_ms: the announced body must have arrived by then */
     UT_hash_handle hh; /* gw->requests by serial */
 };
 
@@ -392,6 +395,8 @@ void pg_presence_free(struct pg_app *app);
 /* ws_pusher.c */
 /* Close every local session of app signed in as user_id (terminate_connections). */
 void pg_pusher_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *user_id);
+/* The session's app now requires auth: close it (4200, reconnect) if it holds a public channel without credential. */
+void pg_pusher_require_auth(struct pg_session *s);
 /* {"event", "channel"?, "data": <data as a JSON string>}; data stolen */
 void pg_pusher_send_event(struct pg_session *s, const char *event, const char *channel, json_t *data);
 int pg_pusher_open(struct pg_session *s, struct lws *wsi);

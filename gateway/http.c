@@ -7,6 +7,13 @@
  * not answer within publish_timeout_ms. The request waits in gw->requests,
  * keyed by a serial, so an acknowledgement arriving after the client went
  * away finds nothing instead of a freed request.
+ *
+ * No byte of a connection is ever read as a request unless the one before
+ * it had an unambiguous length and was read whole: a request with bad
+ * framing (Content-Length, Transfer-Encoding), oversized headers or query
+ * parameters, a body that does not arrive in time, or an answer decided
+ * before its body arrived, is answered with Connection: close and the
+ * connection closed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +25,7 @@
 
 static void h_reset(struct pg_http *h)
 {
+    lws_sul_cancel(&h->sul_body);
     free(h->body);
     free(h->resp);
     free(h->channel);
@@ -26,7 +34,7 @@ static void h_reset(struct pg_http *h)
     h->body = h->resp = h->channel = h->allow_origin = h->preflight = NULL;
     h->body_len = h->body_cap = h->resp_len = 0;
     h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
-    h->body_expected = 0;
+    h->body_expected = h->close_after = 0;
     h->ctype = h->location = h->www_auth = NULL;
     h->app = NULL;
     h->on_body = NULL;
@@ -57,6 +65,8 @@ void pg_http_unregister(struct pg_gw *gw, struct pg_http *h)
         h->serial = 0;
     }
 }
+
+static int request_refusal(struct pg_gw *gw, struct lws *wsi, const char **why);
 
 static void respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len)
 {
@@ -131,6 +141,9 @@ static int h_write(struct pg_http *h)
         if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end))
             return -1;
+        if (h->close_after &&
+            lws_add_http_header_by_token(h->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end))
+            return -1;
         if (lws_finalize_write_http_header(h->wsi, start, &p, end))
             return -1;
         h->phase = 1;
@@ -143,7 +156,25 @@ static int h_write(struct pg_http *h)
         return -1;
     }
     h->status = 0;
+    if (h->close_after)
+        return -1; /* nothing more is read from this connection */
     return lws_http_transaction_completed(h->wsi) ? -1 : 0;
+}
+
+/*
+ * Answers at once and closes the connection: for a request whose framing
+ * or headers cannot be trusted, nothing that follows it on the connection is
+ * read, so nothing hidden there runs as a further request. Returns -1, the
+ * callback's "close".
+ */
+static int answer_and_close(struct pg_http *h, int status, const char *message)
+{
+    pg_log(PG_LOG_INFO, "http", "%d and close: %s", status, message);
+    h->close_after = 1;
+    pg_http_respond_error(h, status, message);
+    if (h_write(h) == 0 && h->status)
+        h_write(h);
+    return -1;
 }
 
 struct rest_ack {
@@ -277,6 +308,9 @@ static void rest_publish(struct pg_gw *gw, struct pg_http *h)
     } else if (h->app->creds->require_auth) {
         pg_http_respond_error(h, 401, "this app requires a JWT: Authorization: Bearer <token>");
         return;
+    } else if (pg_channel_protected(h->channel, strlen(h->channel))) {
+        pg_http_respond_error(h, 401, "private- and presence- channels need a JWT: Authorization: Bearer <token>");
+        return;
     }
     const char *props[] = {"event", "message", NULL};
     char *topic = pg_channel_topic(gw, h->app->creds->id, h->channel);
@@ -351,6 +385,12 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
     char path[512];
     enum pg_proto proto;
     struct pg_app *app;
+    const char *why = NULL;
+    int refuse = request_refusal(gw, wsi, &why);
+    if (refuse) {
+        pg_http_refuse_upgrade(wsi, (unsigned int)refuse, why);
+        return 1;
+    }
     if (pg_http_header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) <= 0 || pg_ws_path(gw, path, &proto, &app) != 0) {
         pg_http_refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
         return 1;
@@ -373,8 +413,7 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
             return 1;
         }
     }
-    const char *why = pg_session_refusal(gw);
-    if (why) {
+    if ((why = pg_session_refusal(gw)) != NULL) {
         pg_http_refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
         return 1;
     }
@@ -431,6 +470,54 @@ int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, siz
     return 0;
 }
 
+/* The origin a browser names: Origin, else Referer's scheme://host[:port]; 0 when neither is sent (curl, scripts),
+   -1 when it cannot be read (taken as foreign). */
+static int request_origin(struct lws *wsi, char *buf, size_t len)
+{
+    char ref[1024];
+    int n = pg_http_header(wsi, WSI_TOKEN_ORIGIN, buf, (int)len);
+    if (n != 0 || (n = pg_http_header(wsi, WSI_TOKEN_HTTP_REFERER, ref, sizeof ref)) <= 0)
+        return n;
+    const char *sep = strstr(ref, "://");
+    if (!sep)
+        return -1;
+    size_t end = (size_t)(sep - ref) + 3 + strcspn(sep + 3, "/?#");
+    if (end >= len)
+        return -1;
+    memcpy(buf, ref, end);
+    buf[end] = '\0';
+    return (int)end;
+}
+
+/*
+ * Admin writes come from a browser only on the gateway's own origin (the
+ * dashboard: Origin's host[:port] equal to Host) or one of
+ * admin_allowed_origins. A page elsewhere cannot make a browser that holds
+ * the admin's Basic credentials change anything (a form or text/plain POST
+ * needs no CORS preflight). Requests without Origin or Referer are not a
+ * browser's cross-site requests.
+ */
+static int admin_origin_ok(struct pg_gw *gw, struct lws *wsi)
+{
+    char origin[256], host[256];
+    int n = request_origin(wsi, origin, sizeof origin);
+    if (n <= 0)
+        return n == 0;
+    const char *rest = !strncmp(origin, "http://", 7) ? origin + 7 : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
+    if (rest && pg_http_header(wsi, WSI_TOKEN_HOST, host, sizeof host) > 0 && !strcasecmp(rest, host))
+        return 1;
+    for (const char *p = gw->cfg->admin_allowed_origins; *p;) { /* comma-separated exact values */
+        p += strspn(p, " \t,");
+        size_t l = strcspn(p, ","), t = l;
+        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
+        if (t && t == (size_t)n && !strncmp(p, origin, t))
+            return 1;
+        p += l;
+    }
+    return 0;
+}
+
 int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h)
 {
     const struct pg_config *c = gw->cfg;
@@ -447,31 +534,21 @@ int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h)
     if (!ok) {
         h->www_auth = "Basic realm=\"pushgate admin\"";
         pg_http_respond_error(h, 401, "admin credentials required");
+        return 0;
     }
-    return ok;
+    if (h->method != PG_GET && h->method != PG_OPTIONS && !admin_origin_ok(gw, h->wsi)) {
+        pg_log(PG_LOG_INFO, "http", "admin request refused: origin not allowed (%s)", h->path);
+        pg_http_respond_error(h, 403, "cross-site admin request: Origin not allowed (admin_allowed_origins)");
+        return 0;
+    }
+    return 1;
 }
 
 int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len)
 {
-    char frag[512];
+    char frag[PG_QUERY_ARG_MAX + 1]; /* request_refusal() keeps every parameter within max_query_bytes */
     size_t nl = strlen(name);
-    for (int i = 0;; i++) {
-        int fl = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
-        if (fl >= (int)sizeof frag) {
-            /* longer than any value we take: present and oversize if it is ours, never "absent" (an overlong
-               socket.io sid must not start a new session) */
-            char *big = malloc((size_t)fl + 1);
-            int ours = !big || (lws_hdr_copy_fragment(wsi, big, fl + 1, WSI_TOKEN_HTTP_URI_ARGS, i) == fl &&
-                                  !strncmp(big, name, nl) && big[nl] == '=');
-            free(big);
-            if (!ours)
-                continue;
-            if (len)
-                buf[0] = '\0';
-            return -2;
-        }
-        if (lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) <= 0)
-            break;
+    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
         /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
         if (!strncmp(frag, name, nl) && frag[nl] == '=') {
             size_t vl = strlen(frag + nl + 1);
@@ -485,6 +562,88 @@ int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len)
         }
     }
     return -1;
+}
+
+/*
+ * The request headers lws stored (every header it knows: Authorization,
+ * Cookie, Origin, ...). lws 4.1 keeps them in a store of 4 x max_header_bytes
+ * and closes the connection without an answer when that overflows (it has no
+ * hook for it); up to there the gateway answers 431 itself.
+ */
+static int headers_too_big(struct pg_gw *gw, struct lws *wsi)
+{
+    uint64_t n = 0;
+    for (int t = 0; t < WSI_TOKEN_COUNT; t++)
+        n += (uint64_t)lws_hdr_total_length(wsi, (enum lws_token_indexes)t);
+    return n > gw->cfg->max_header_bytes;
+}
+
+/* A query parameter (name=value) over max_query_bytes: refused, never read truncated or skipped. */
+static int query_too_long(struct pg_gw *gw, struct lws *wsi)
+{
+    /* the fragments' lengths plus one '&' between each add up to the total */
+    int total = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_URI_ARGS), seen = 0;
+    for (int i = 0; seen < total; i++) {
+        int n = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+        if (n > gw->cfg->max_query_bytes)
+            return 1;
+        seen += n + 1;
+    }
+    return 0;
+}
+
+/*
+ * RFC 9112 section 6: the body's length must be unambiguous, or a request
+ * hidden in one body could be read as the next request. One Content-Length of
+ * plain decimal digits, no Transfer-Encoding (the gateway reads no chunked
+ * bodies). Every duplicate is refused, equal ones too. Returns the status to
+ * refuse with (message in *why) or 0 with the length in *clen.
+ */
+static int framing_error(struct lws *wsi, long long *clen, const char **why)
+{
+    char cl[32];
+    int n = lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+    *clen = 0;
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
+        *why = n ? "Transfer-Encoding and Content-Length together" : "chunked bodies are not accepted: send Content-Length";
+        return n ? 400 : 411;
+    }
+    if (!n)
+        return 0;
+    *why = "invalid Content-Length";
+    if (n != lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, 0)) {
+        *why = "more than one Content-Length";
+        return 400;
+    }
+    if ((size_t)n >= sizeof cl || lws_hdr_copy(wsi, cl, sizeof cl, WSI_TOKEN_HTTP_CONTENT_LENGTH) != n ||
+        strspn(cl, "0123456789") != (size_t)n || pg_parse_int(cl, 0, INT64_MAX, clen) != 0)
+        return 400;
+    return 0;
+}
+
+/* What every request and upgrade must pass before it is routed: 0, or the status to refuse with. */
+static int request_refusal(struct pg_gw *gw, struct lws *wsi, const char **why)
+{
+    if (headers_too_big(gw, wsi)) {
+        *why = "request headers larger than max_header_bytes";
+        return 431;
+    }
+    if (query_too_long(gw, wsi)) {
+        *why = "query parameter longer than max_query_bytes";
+        return 400;
+    }
+    return 0;
+}
+
+static void body_timeout(lws_sorted_usec_list_t *sul)
+{
+    struct pg_http *h = lws_container_of(sul, struct pg_http, sul_body);
+    if (h->body_done || h->status)
+        return;
+    h->body_done = 1; /* a late rest of the body changes nothing */
+    h->close_after = 1;
+    pg_log(PG_LOG_INFO, "http", "request body of %s not complete within http_body_timeout_ms", h->path);
+    pg_http_respond_error(h, 408, "request body not received within http_body_timeout_ms");
 }
 
 static void route_get(struct pg_gw *gw, struct pg_http *h)
@@ -526,12 +685,25 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h_reset(h);
         h->gw = gw;
         h->wsi = wsi;
+        long long clen = 0;
+        const char *why = NULL;
+        int refuse = request_refusal(gw, wsi, &why);
+        if (!refuse)
+            refuse = framing_error(wsi, &clen, &why);
+        if (refuse)
+            return answer_and_close(h, refuse, why);
+        h->method = request_method(wsi);
+        /* no route reads a body on these: refused, never skipped or left to be parsed as the next request */
+        if (clen > 0 && h->method != PG_POST && h->method != PG_PUT && h->method != PG_PATCH)
+            return answer_and_close(h, 400, "a body on a request without one (GET, DELETE, OPTIONS)");
+        /* an answer made before the body arrived closes the connection: the body is never read as a request */
+        if (clen > 0)
+            h->close_after = 1;
         if (strlen((const char *)in) >= sizeof h->path) {
             pg_http_respond_error(h, 414, "URI too long");
             return 0;
         }
         snprintf(h->path, sizeof h->path, "%s", (const char *)in);
-        h->method = request_method(wsi);
         h->method_post = h->method == PG_POST;
         if (!h->method) {
             pg_http_respond_error(h, 405, "method not allowed");
@@ -560,19 +732,9 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         }
         if (h->status)
             return 0;
-        char cl[32];
-        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0) {
-            pg_http_respond_error(h, 411, "chunked bodies are not accepted: send Content-Length");
-            return 0;
-        }
-        long long clen = 0;
-        if (pg_http_header(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH, cl, sizeof cl) > 0 &&
-            pg_parse_int(cl, 0, INT64_MAX, &clen) != 0) {
-            pg_http_respond_error(h, 400, "invalid Content-Length");
-            return 0;
-        }
-        if (clen == 0 || h->method == PG_GET || h->method == PG_DELETE || h->method == PG_OPTIONS) {
-            h->body_done = 1; /* no body follows (lws does not read one for GET, DELETE or OPTIONS) */
+        h->close_after = 0; /* no early answer: this one waits for the whole body, keep-alive stays */
+        if (clen == 0) {
+            h->body_done = 1; /* no body follows */
             if (h->on_body)
                 h->on_body(gw, h);
             else if (!h->status)
@@ -582,6 +744,8 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h->body_expected = 1;
         if ((uint64_t)clen > gw->cfg->max_body_bytes)
             h->body_too_big = 1;
+        lws_sul_schedule(lws_get_context(wsi), 0, &h->sul_body, body_timeout,
+                         (lws_usec_t)gw->cfg->http_body_timeout_ms * LWS_US_PER_MS);
         return 0;
     }
     case LWS_CALLBACK_HTTP_BODY:
@@ -629,6 +793,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         if (h->status)
             return 0;
         h->body_done = 1;
+        lws_sul_cancel(&h->sul_body);
         if (h->on_body)
             h->on_body(gw, h);
         else

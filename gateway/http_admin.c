@@ -203,9 +203,22 @@ static void admin_create(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 400, "app name required: {\"app\":{\"name\":\"…\"}} or app[name]=…");
         goto out;
     }
-    struct pg_app *existing = pg_apps_slugify(name, slug) == 0 ? pg_app_find(gw, slug, strlen(slug)) : NULL;
+    int slugged = pg_apps_slugify(name, slug) == 0;
+    struct pg_app *existing = slugged ? pg_app_find(gw, slug, strlen(slug)) : NULL;
     if (existing && !existing->owned) {
         pg_http_respond_error(h, 409, "an app with this id is declared in the config file");
+        goto out;
+    }
+    /* the broker plugin would never admit its devices, and the account's owner keeps the name */
+    char why[256];
+    int account = slugged ? pg_config_broker_account(gw->cfg, slug, why, sizeof why) : 0;
+    if (account < 0) {
+        pg_log(PG_LOG_ERROR, "admin", "broker_password_file: %s", why);
+        pg_http_respond_error(h, 500, "cannot read broker_password_file");
+        goto out;
+    }
+    if (account) {
+        pg_http_respond_error(h, 409, "this app id is a broker account (broker_username or broker_password_file)");
         goto out;
     }
     int rc = pg_apps_store_create(gw->store, name, &app);

@@ -48,7 +48,7 @@ static const char *arg_get(struct arg *args, int n, const char *key)
 static int verify_signature(struct pg_gw *gw, struct pg_http *h, const char *method)
 {
     struct arg args[MAX_ARGS];
-    char frag[1024], hex[65];
+    char frag[PG_QUERY_ARG_MAX + 1], hex[65]; /* every parameter is within max_query_bytes */
     int n = 0, rc = -1;
     const char *why = "invalid signature";
     char *query = NULL;
@@ -343,7 +343,7 @@ static const char *query_arg(struct pg_http *h, const char *name, char *buf, siz
 
 void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h)
 {
-    char *arg = NULL, ibuf[256], pbuf[256];
+    char *arg = NULL, ibuf[PG_QUERY_ARG_MAX + 1], pbuf[PG_QUERY_ARG_MAX + 1]; /* whole parameters, never cut */
     json_t *body = NULL;
     enum route r = parse_route(gw, h, &arg);
     if (h->body_too_big) {

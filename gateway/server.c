@@ -80,7 +80,8 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
         return 403; /* only the broker plugin reports device presence */
     if (s->token)
         return pg_token_allows(s->token, action, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
-    return s->app->creds->require_auth ? 401 : 0;
+    /* without a token: public channels of an open app only (private-/presence- need a credential everywhere) */
+    return s->app->creds->require_auth || pg_channel_protected(channel, strlen(channel)) ? 401 : 0;
 }
 
 int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
@@ -127,6 +128,7 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
     pg_token_free(s->token);
+    pg_rules_free(s->user_perms);
     free(s->user_id);
     free(s->rx);
     HASH_DEL(gw->sessions, s);
@@ -463,7 +465,7 @@ int pg_server_run(struct pg_config *cfg)
     if (pg_apps_init(&gw) != 0)
         goto out;
 
-    snprintf(client_id, sizeof client_id, "pushgate-%s", gw.node_id);
+    snprintf(client_id, sizeof client_id, PG_GATEWAY_CLIENT_ID_PREFIX "%s", gw.node_id);
     snprintf(will, sizeof will, "%s/_node/%s", cfg->topic_root, gw.node_id);
     struct pg_bridge_config bc = {
         .host = cfg->broker_host,
@@ -503,7 +505,12 @@ int pg_server_run(struct pg_config *cfg)
     if (!strchr(cfg->listen_host, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 16384;
-    info.timeout_secs = 30;
+    /* lws drops a request whose headers overflow its store without an answer: the store is larger than
+       max_header_bytes, so that the gateway answers 431 itself up to 4 x max_header_bytes */
+    info.max_http_header_data2 = (unsigned int)(cfg->max_header_bytes * 4);
+    /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
+    long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
+    info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);

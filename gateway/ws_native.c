@@ -25,16 +25,8 @@ static void resume_token(const struct pg_app *app, const char *client_id, char o
 
 static int query_arg(struct lws *wsi, const char *name, char *out, size_t outlen)
 {
-    char frag[256];
-    size_t nl = strlen(name);
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
-        /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
-        if (!strncmp(frag, name, nl) && frag[nl] == '=') {
-            snprintf(out, outlen, "%s", frag + nl + 1);
-            return 0;
-        }
-    }
-    return -1;
+    /* a value too long for out is none of ours: never cut to a prefix that might look valid */
+    return pg_http_query_arg(wsi, name, out, outlen) >= 0 ? 0 : -1;
 }
 
 static int client_id_valid(const char *id)

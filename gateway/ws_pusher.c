@@ -56,9 +56,10 @@ void pg_pusher_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *
     }
 }
 
+/* private-, private-encrypted- and presence-: channel auth in every app (pg_channel_protected) */
 static int is_private(const char *ch)
 {
-    return !strncmp(ch, "private-", 8) || !strncmp(ch, "presence-", 9);
+    return pg_channel_protected(ch, strlen(ch));
 }
 
 static int is_presence(const char *ch)
@@ -123,13 +124,12 @@ static void activity_check(lws_sorted_usec_list_t *sul)
 
 int pg_pusher_open(struct pg_session *s, struct lws *wsi)
 {
-    char frag[64];
+    char frag[16];
     int protocol = 0;
     unsigned char r[8];
     s->proto = PG_PROTO_PUSHER;
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
-        if (!strncmp(frag, "protocol=", 9))
-            protocol = atoi(frag + 9);
+    if (pg_http_query_arg(wsi, "protocol", frag, sizeof frag) > 0) /* other parameters of any length are skipped */
+        protocol = atoi(frag);
     if (!s->app) {
         send_error(s, 4001, "App key not in this cluster");
         pg_session_close(s, 4001, "app does not exist");
@@ -280,6 +280,43 @@ static int check_channel_auth(struct pg_session *s, const char *channel, const c
     return pg_secret_equal(auth + klen + 1, strlen(auth + klen + 1), hex, 64) ? 0 : -1;
 }
 
+/*
+ * A public channel of a require_auth app needs a credential too (anyone knows the key): the channel auth signature
+ * private channels use, or a signin whose user_data carries `permissions` (the JWT rules) allowing subscribe.
+ * 0 when allowed, else the subscription_error status: 401 no credential, 403 signed in but not allowed.
+ */
+static int public_credential(struct pg_session *s, const char *channel, const char *auth)
+{
+    if (!s->app->creds->require_auth)
+        return 0;
+    if (auth && *auth && check_channel_auth(s, channel, auth, NULL) == 0)
+        return 0;
+    if (s->user_perms)
+        return pg_rules_allow(s->user_perms, PG_ACT_SUBSCRIBE, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
+    return s->user_id ? 403 : 401;
+}
+
+/*
+ * Subscriptions to public channels made while the app was open were given without asking for a credential, so when
+ * it starts requiring auth the connection keeps only what its signed-in user's permissions cover. Any other public
+ * subscription closes it with 4200 ("reconnect immediately"): pusher-js comes back and subscribes under the new rule.
+ */
+void pg_pusher_require_auth(struct pg_session *s)
+{
+    struct pg_member *m, *tmp;
+    size_t upl = strlen(PG_USER_CHANNEL_PREFIX);
+    HASH_ITER(hh, s->subs, m, tmp) {
+        const char *name = m->ch->name;
+        if (is_private(name) || !strncmp(name, PG_USER_CHANNEL_PREFIX, upl))
+            continue;
+        if (s->user_perms && pg_rules_allow(s->user_perms, PG_ACT_SUBSCRIBE, name, strlen(name)) == PG_ALLOW)
+            continue;
+        send_error(s, 4200, "This app now requires auth: reconnect, then sign in or send channel auth");
+        pg_session_close(s, 4200, "app now requires auth");
+        return;
+    }
+}
+
 static void do_subscribe(struct pg_session *s, json_t *data)
 {
     const char *channel = json_string_value(json_object_get(data, "channel"));
@@ -311,6 +348,15 @@ static void do_subscribe(struct pg_session *s, json_t *data)
         pg_log(PG_LOG_INFO, "pusher", "subscription refused app=%s socket_id=%s channel=%s: bad auth",
                s->app->creds->id, s->socket_id, channel);
         subscription_error(s, channel, 401, "Invalid signature");
+        return;
+    }
+    int status = is_private(channel) ? 0 : public_credential(s, channel, auth);
+    if (status) {
+        pg_log(PG_LOG_INFO, "pusher", "subscription refused app=%s socket_id=%s channel=%s: %s", s->app->creds->id,
+               s->socket_id, channel, status == 401 ? "no credential" : "not in the user's permissions");
+        subscription_error(s, channel, status,
+                           status == 401 ? "This app requires auth: sign in first or send a channel auth signature"
+                                         : "The signed-in user's permissions do not allow this channel");
         return;
     }
     if (!(a = calloc(1, sizeof *a)) || !(a->channel = strdup(channel)))
@@ -401,10 +447,34 @@ static void signin_acked(void *ud, int result)
         }
         free(s->user_id);
         s->user_id = NULL;
+        pg_rules_free(s->user_perms);
+        s->user_perms = NULL;
         send_error(s, 4201, "cannot sign in now: broker unavailable");
     }
     free(a->user_data);
     free(a);
+}
+
+/*
+ * The `permissions` of a signin's user_data (signed by the app's backend, so as trusted as a JWT's claim) become the
+ * session's rules for public channels of a require_auth app. Absent: none. Invalid: the signin is refused (4009),
+ * as a token with an invalid pattern is. 0 or -1 (answered).
+ */
+static int signin_permissions(struct pg_session *s, json_t *perms)
+{
+    char why[160];
+    if (!perms)
+        return 0;
+    char *text = json_dumps(perms, JSON_COMPACT | JSON_ENCODE_ANY);
+    int rc = text ? pg_rules_compile(text, strlen(text), &s->gw->limits, &s->user_perms, why, sizeof why) : PG_ENOMEM;
+    free(text);
+    if (rc == 0)
+        return 0;
+    char msg[200];
+    snprintf(msg, sizeof msg, "signin user_data: %s", rc == PG_ENOMEM ? "out of memory" : why);
+    pg_log(PG_LOG_INFO, "pusher", "signin refused app=%s socket_id=%s: %s", s->app->creds->id, s->socket_id, msg);
+    send_error(s, 4009, msg);
+    return -1;
 }
 
 /* auth = key:hex(HMAC_SHA256(secret, socket_id + "::user::" + user_data)); then #server-to-user-{id} reaches us */
@@ -439,6 +509,8 @@ static void do_signin(struct pg_session *s, json_t *data)
         send_error(s, 4009, "already signed in");
         goto out;
     }
+    if (signin_permissions(s, json_object_get(ud, "permissions")) != 0)
+        goto out;
     size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(id) + 1;
     if (!(channel = malloc(cl)) || !(s->user_id = strdup(id)))
         goto fail;
@@ -463,6 +535,8 @@ static void do_signin(struct pg_session *s, json_t *data)
 fail: /* not signed in: a later attempt may succeed */
     free(s->user_id);
     s->user_id = NULL;
+    pg_rules_free(s->user_perms);
+    s->user_perms = NULL;
 out:
     free(msg);
     free(channel);

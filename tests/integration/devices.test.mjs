@@ -1,6 +1,6 @@
 // MQTT device presence against a real mosquitto + pushgate stack: the broker plugin reports each device it admits
 // with a retained {root}/{app}/d/{client_id} record and device_joined / device_left events on the device channel
-// (private-pushgate-devices); Pusher clients (private-channel auth) and native clients subscribed to it receive
+// (private-pushgate-devices); Pusher clients (private-channel auth) and native clients (a token) subscribed to it receive
 // them; GET /apps/{id}/devices (Pusher-signed) lists the devices online; devices cannot forge any of it.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
@@ -71,12 +71,18 @@ async function pusherWatcher() {
     return c;
 }
 
+// A native session watching the device channel: a private- channel, so even in an app without require_auth it
+// needs a token that allows subscribing to it (without one: 401).
 async function nativeWatcher() {
     const c = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
     sockets.add(c);
-    await c.next((f) => f.type === 'open');
+    const { client_id: clientId } = await c.next((f) => f.type === 'open');
     c.send({ type: 'subscribe', room: DEVICE_CHANNEL, cb: 1 });
-    const r = await c.next((f) => f.cb === 1);
+    assert.equal((await c.next((f) => f.cb === 1)).error?.code, 401, 'no token, no device channel');
+    c.send({ type: 'authenticate', token: demoToken(clientId), cb: 2 });
+    assert.equal((await c.next((f) => f.cb === 2)).error, undefined);
+    c.send({ type: 'subscribe', room: DEVICE_CHANNEL, cb: 3 });
+    const r = await c.next((f) => f.cb === 3);
     assert.equal(r.error, undefined, JSON.stringify(r));
     return c;
 }
@@ -231,8 +237,8 @@ test('GET /apps/{id}/devices needs a valid Pusher signature and a known app', { 
 
 test('web, REST and server publishes to the device channel are refused: only the broker reports presence', { timeout: 30000 }, async () => {
     const native = await nativeWatcher();
-    native.send({ type: 'publish', room: DEVICE_CHANNEL, message: { id: 'forged' }, cb: 2 });
-    assert.equal((await native.next((f) => f.cb === 2)).error?.code, 403);
+    native.send({ type: 'publish', room: DEVICE_CHANNEL, message: { id: 'forged' }, cb: 9 });
+    assert.equal((await native.next((f) => f.cb === 9)).error?.code, 403, 'not even with a token that allows publishing everywhere');
 
     const rest = await httpRequest('POST', `${stack.gw.url}/demo/${DEVICE_CHANNEL}/publish`, { body: { id: 'forged' } });
     assert.equal(rest.status, 403, rest.body);

@@ -174,13 +174,16 @@ test('socket.io: socket.io-client sessions (upgraded, or polling only) outlive s
     const polling = io(s.gw.url, { reconnection: false, forceNew: true, transports: ['polling'] });
     cleanups.push(() => upgraded.close(), () => polling.close());
     const disconnects = [];
-    for (const c of [upgraded, polling]) {
-        await new Promise((res, rej) => {
-            c.once('connect', res);
-            c.once('connect_error', rej);
-        });
-        c.on('disconnect', (why) => disconnects.push(why));
-    }
+    await Promise.all(
+        [upgraded, polling].map(
+            (c) =>
+                new Promise((res, rej) => {
+                    c.once('connect', res);
+                    c.once('connect_error', rej);
+                }),
+        ),
+    );
+    for (const c of [upgraded, polling]) c.on('disconnect', (why) => disconnects.push(why));
     await waitFor(() => upgraded.io.engine.transport.name === 'websocket', { message: 'upgraded to websocket' });
     await sleep(HANDSHAKE_TIMEOUT_MS * 2.5); // well past the handshake timeout: nothing may happen
     assert.deepEqual(disconnects, []);
@@ -425,7 +428,18 @@ test('socket.io: an overlong or malformed sid is 400 "Session ID unknown", never
         return [...m.body.matchAll(/^pushgate_sessions\{[^}]*protocol="socketio"[^}]*\} (\d+)$/gm)].reduce((n, x) => n + Number(x[1]), 0);
     };
     await waitFor(async () => (await sioSessions()) === 0, { message: 'no socket.io session left from other tests' });
-    for (const sid of ['a'.repeat(3000), 'a'.repeat(600), 'not-a-sid!', 'x'.repeat(21), '']) {
+    // over max_query_bytes (1024), like any query parameter: 400 before any route, the connection closed
+    for (const method of ['GET', 'POST']) {
+        const r = await httpRequest(method, eioUrl(s.gw, `&sid=${'a'.repeat(3000)}`), method === 'POST' ? { body: '40' } : {});
+        assert.equal(r.status, 400, `${method} sid of 3000: ${r.body.slice(0, 80)}`);
+        assert.deepEqual(r.json, { error: { code: 400, message: 'query parameter longer than max_query_bytes' } });
+    }
+    await assert.rejects(wsConnect(`${s.gw.wsUrl}/socket.io/?EIO=4&transport=websocket&sid=${'a'.repeat(3000)}`), (e) => {
+        assert.equal(e.statusCode, 400, 'upgrade with a sid of 3000');
+        return true;
+    });
+    // within it, but no live session's: Engine.IO's own answer
+    for (const sid of ['a'.repeat(1000), 'a'.repeat(600), 'not-a-sid!', 'x'.repeat(21), '']) {
         for (const method of ['GET', 'POST']) {
             const r = await httpRequest(method, eioUrl(s.gw, `&sid=${sid}`), method === 'POST' ? { body: '40' } : {});
             assert.equal(r.status, 400, `${method} sid of ${sid.length}: ${r.body.slice(0, 80)}`);

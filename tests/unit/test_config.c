@@ -91,6 +91,36 @@ static void test_errors(void)
     expect_error("log_level = loud\n", "log_level");
 }
 
+/* broker_password_file: the broker's accounts can never be app ids; only usernames are read. */
+static void test_broker_accounts(void)
+{
+    write_file("passwd",
+               "pushgate:$7$101$aGFzaA==$c2lnbmF0dXJl\n# comment:line\n\n  operator :$7$101$x$y\nno-colon-line\n");
+    expect_error("broker_password_file = passwd\n[app operator]\nsecret = s\n",
+                 "t.conf:2: [app operator]: app id is a user of broker_password_file");
+    expect_error("broker_password_file = missing-passwd\n", "broker_password_file: ");
+    expect_error("broker_username = demo\n[app demo]\nsecret = s\n", "app id equals broker_username");
+
+    struct pg_config cfg;
+    char err[512] = "";
+    int rc = load("broker_password_file = passwd\nbroker_username = gw\n[app demo]\nsecret = s\n", 0, NULL, err,
+                  sizeof err, &cfg);
+    CHECK_EQ(rc, 0, err);
+    if (rc == 0) {
+        CHECK_EQ(pg_config_broker_account(&cfg, "operator", err, sizeof err), 1, "blanks around a name are trimmed");
+        CHECK_EQ(pg_config_broker_account(&cfg, "pushgate", err, sizeof err), 1, "a user of the file");
+        CHECK_EQ(pg_config_broker_account(&cfg, "gw", err, sizeof err), 1, "broker_username");
+        CHECK_EQ(pg_config_broker_account(&cfg, "demo", err, sizeof err), 0, "an app");
+        CHECK_EQ(pg_config_broker_account(&cfg, "# comment", err, sizeof err), 0, "comment lines are no users");
+        CHECK_EQ(pg_config_broker_account(&cfg, "no-colon-line", err, sizeof err), 0, "lines without ':' are no users");
+        CHECK_EQ(pg_config_broker_account(&cfg, "", err, sizeof err), 0, "empty name");
+    }
+    pg_config_free(&cfg);
+    char path[600];
+    snprintf(path, sizeof path, "%s/passwd", dir);
+    unlink(path);
+}
+
 static void test_overrides(void)
 {
     struct pg_config cfg;
@@ -156,6 +186,7 @@ int main(int argc, char **argv)
     test_defaults();
     test_file();
     test_errors();
+    test_broker_accounts();
     test_overrides();
     if (argc > 1)
         test_readme(argv[1]);
