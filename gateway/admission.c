@@ -24,11 +24,11 @@
 #define SWEEP_INTERVAL_MS 1000
 
 struct pg_addr {
-    char ip[64];           /* lws_get_peer_simple()'s text: the hash key */
-    long long sessions;    /* live sessions attached to this entry */
-    int64_t window_ms;     /* start (monotonic) of the one-second window of new sessions */
-    long long window_new;  /* sessions admitted in that window */
-    UT_hash_handle hh;     /* gw->addrs */
+    char ip[64];          /* lws_get_peer_simple()'s text: the hash key */
+    long long sessions;   /* live sessions attached to this entry */
+    int64_t window_ms;    /* start (monotonic) of the one-second window of new sessions */
+    long long window_new; /* sessions admitted in that window */
+    UT_hash_handle hh;    /* gw->addrs */
 };
 
 static int limits_on(const struct pg_gw *gw)
