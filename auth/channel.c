@@ -1,8 +1,14 @@
 /*
  * Channel names are MQTT topic levels below {topic_root}/{app}/c/, so they
  * must be valid UTF-8 (MQTT 3.1.1 §1.5.3, WebSocket text frames) and may only
- * carry wildcards where MQTT itself would accept them.
+ * carry wildcards where MQTT itself would accept them. Whatever becomes a
+ * topic or an MQTT string property must also pass the broker's own check
+ * (libmosquitto's mosquitto_validate_utf8(), applied by mosquitto_publish()
+ * and mosquitto_subscribe() before anything is sent): refused here first, a
+ * name is a clear 400 instead of a failed publish or a subscribe that never
+ * gets its SUBACK.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "pushgate_auth.h"
@@ -58,13 +64,55 @@ int pg_utf8_valid(const void *buf, size_t len)
     return 1;
 }
 
+/*
+ * What MQTT (3.1.1 §1.5.3, 5.0 §1.5.4) lets a receiver refuse and libmosquitto
+ * does refuse: NUL, the C0 and C1 controls (U+0001..U+001F, U+007F..U+009F)
+ * and the Unicode noncharacters (U+FDD0..U+FDEF and the last two code points
+ * of every plane, U+xFFFE and U+xFFFF). Also its 65,535-byte string length.
+ */
+int pg_mqtt_utf8_valid(const void *buf, size_t len)
+{
+    const unsigned char *s = buf;
+
+    if (len > PG_MQTT_STRING_MAX || !pg_utf8_valid(buf, len))
+        return 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        size_t n;
+
+        /* well-formed, so the lead byte alone says how long the sequence is */
+        if (s[i] < 0x80)
+            cp = s[i], n = 1;
+        else if (s[i] < 0xe0)
+            cp = s[i] & 0x1fu, n = 2;
+        else if (s[i] < 0xf0)
+            cp = s[i] & 0x0fu, n = 3;
+        else
+            cp = s[i] & 0x07u, n = 4;
+        for (size_t k = 1; k < n; k++)
+            cp = cp << 6 | (s[i + k] & 0x3fu);
+        if (cp <= 0x1f || (cp >= 0x7f && cp <= 0x9f))
+            return 0;
+        if ((cp >= 0xfdd0 && cp <= 0xfdef) || (cp & 0xfffe) == 0xfffe)
+            return 0;
+        i += n;
+    }
+    return 1;
+}
+
+int pg_topic_level_valid(const char *s, size_t len)
+{
+    return s && len && !memchr(s, '/', len) && !memchr(s, '+', len) && !memchr(s, '#', len) &&
+           pg_mqtt_utf8_valid(s, len);
+}
+
 int pg_channel_check(const char *name, size_t len, size_t max_bytes, int allow_wildcards)
 {
     size_t level_start = 0;
 
     if (!name || len == 0 || len > max_bytes)
         return PG_EINVAL;
-    if (memchr(name, '\0', len) || !pg_utf8_valid(name, len))
+    if (!pg_mqtt_utf8_valid(name, len)) /* NUL included */
         return PG_EINVAL;
     for (size_t i = 0; i <= len; i++) {
         if (i < len && name[i] != '/')

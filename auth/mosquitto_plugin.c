@@ -1030,7 +1030,7 @@ static void store_poll(struct plugin *pl, int now)
 /* A client id becomes a topic level: one that would split or widen the topic gets no presence. */
 static int topic_level_ok(const char *s)
 {
-    return s && s[0] && !strpbrk(s, "/+#") && pg_utf8_valid(s, strlen(s));
+    return s && pg_topic_level_valid(s, strlen(s));
 }
 
 static char *topic_of(const struct plugin_conf *conf, const char *app, const char *kind, const char *name)

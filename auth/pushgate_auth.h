@@ -116,13 +116,24 @@ void pg_rules_free(pg_rules *rules);
 /* ---- channel names -------------------------------------------------------- */
 
 /*
- * A channel name is 1..max_bytes of valid UTF-8 without NUL; '+' and '#' only
+ * A channel name is 1..max_bytes of pg_mqtt_utf8_valid text; '+' and '#' only
  * when allow_wildcards (and then only as whole MQTT levels, '#' last).
  * Returns 0 or PG_EINVAL.
  */
 int pg_channel_check(const char *name, size_t len, size_t max_bytes, int allow_wildcards);
 /* 1 if buf[0..len) is valid UTF-8 (no overlongs, no surrogates). */
 int pg_utf8_valid(const void *buf, size_t len);
+/* The longest MQTT string (a length-prefixed UTF-8 string, MQTT 3.1.1 §1.5.3). */
+#define PG_MQTT_STRING_MAX 65535
+/*
+ * 1 if buf[0..len) is a string an MQTT broker accepts in a topic or a string
+ * property: valid UTF-8 without NUL, C0/C1 control characters or Unicode
+ * noncharacters, at most PG_MQTT_STRING_MAX bytes (what libmosquitto's
+ * mosquitto_validate_utf8() accepts).
+ */
+int pg_mqtt_utf8_valid(const void *buf, size_t len);
+/* 1 if s[0..len) can be one topic level: non-empty, no '/', '+', '#', and pg_mqtt_utf8_valid. */
+int pg_topic_level_valid(const char *s, size_t len);
 /*
  * 1 if the channel is one of Pusher's protected kinds (`private-…`, which
  * includes `private-encrypted-…`, and `presence-…`). In every app, whatever

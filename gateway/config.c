@@ -54,6 +54,12 @@ static const struct opt opts[] = {
     {"max_queue_bytes", T_SIZE, O(max_queue_bytes), "1m", 1024, BIG, "out-queue bytes per session (slow reader closed)"},
     {"max_queue_messages", T_INT, O(max_queue_messages), "1000", 1, 10000000, "out-queue messages per session"},
     {"max_sessions", T_INT, O(max_sessions), "10000", 1, 10000000, "concurrent WebSocket sessions per process"},
+    {"max_sessions_per_address", T_INT, O(max_sessions_per_address), "0", 0, 10000000,
+     "concurrent sessions per client IP address (429; 0: no limit)"},
+    {"max_new_sessions_per_address", T_INT, O(max_new_sessions_per_address), "0", 0, 10000000,
+     "new sessions per second per client IP address (429; 0: no limit)"},
+    {"ws_partial_frame_timeout_ms", T_INT, O(ws_partial_frame_timeout_ms), "10000", 100, 600000,
+     "a begun WebSocket message must be whole within this (close 1008)"},
     {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},
     {"shutdown_grace_ms", T_INT, O(shutdown_grace_ms), "2000", 0, 600000, "SIGTERM: time to finish before exit"},
     {"regex_match_limit", T_INT, O(regex_match_limit), "10000", 100, 100000000, "PCRE2 match limit per rule"},
@@ -85,6 +91,8 @@ static const struct opt opts[] = {
      "Engine.IO: wait for pong before closing"},
     {"sio_max_payload_bytes", T_SIZE, O(sio_max_payload_bytes), "100k", 1024, BIG,
      "largest Engine.IO polling body or packet"},
+    {"sio_handshake_timeout_ms", T_INT, O(sio_handshake_timeout_ms), "5000", 100, 600000,
+     "Engine.IO: a polling session's first request after the handshake"},
     {"log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},
 };
 #define NOPTS (sizeof opts / sizeof opts[0])

@@ -54,6 +54,9 @@ struct pg_config {
     uint64_t max_queue_bytes;
     long long max_queue_messages;
     long long max_sessions;
+    long long max_sessions_per_address;     /* 0: no limit */
+    long long max_new_sessions_per_address; /* per second; 0: no limit */
+    long long ws_partial_frame_timeout_ms;
     long long publish_timeout_ms;
     long long shutdown_grace_ms;
     /* auth */
@@ -80,6 +83,7 @@ struct pg_config {
     long long sio_ping_interval_ms;
     long long sio_ping_timeout_ms;
     uint64_t sio_max_payload_bytes;
+    long long sio_handshake_timeout_ms;
     /* logging */
     char *log_level;
 

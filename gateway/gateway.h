@@ -165,6 +165,8 @@ struct pg_session {
     struct pg_outq q;
     unsigned char *rx; /* fragments of the message being received */
     size_t rx_len;
+    lws_sorted_usec_list_t sul_rx; /* closes the session when a begun message is not whole in time */
+    struct pg_addr *addr;          /* its client address's admission entry (admission.c), or NULL */
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
@@ -239,6 +241,8 @@ struct pg_gw {
     struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
     lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
     struct pg_http *requests;    /* pending HTTP requests by serial */
+    struct pg_addr *addrs;       /* per-address admission entries by IP (admission.c) */
+    int64_t addrs_swept_ms;
     size_t nsessions;
     uint64_t next_serial;
     uint64_t fanout_seq;
@@ -461,6 +465,20 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
 void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *message);
 /* Why no new session may open now (shutting down, broker unavailable, max_sessions reached), or NULL. */
 const char *pg_session_refusal(const struct pg_gw *gw);
+
+/* admission.c: per-address limits (max_sessions_per_address, max_new_sessions_per_address) */
+/*
+ * Why the client at wsi's address may not open a session now (answer 429), or
+ * NULL: then it is counted among this second's new sessions of its address.
+ */
+const char *pg_addr_refusal(struct pg_gw *gw, struct lws *wsi);
+/* Counts s among the live sessions of wsi's address until pg_addr_detach() (pg_session_release does). */
+void pg_addr_attach(struct pg_gw *gw, struct pg_session *s, struct lws *wsi);
+void pg_addr_detach(struct pg_gw *gw, struct pg_session *s);
+/* From the loop's tick: forgets addresses with no session and no recent new one. */
+void pg_addr_tick(struct pg_gw *gw);
+/* At exit, after every session is released. */
+void pg_addr_free(struct pg_gw *gw);
 /* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */
 void pg_http_respond_json(struct pg_http *h, int status, json_t *o);
 void pg_http_respond_error(struct pg_http *h, int status, const char *message);

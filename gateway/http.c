@@ -417,6 +417,10 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
         pg_http_refuse_upgrade(wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, why);
         return 1;
     }
+    if ((why = pg_addr_refusal(gw, wsi)) != NULL) {
+        pg_http_refuse_upgrade(wsi, 429, why);
+        return 1;
+    }
     return 0;
 }
 

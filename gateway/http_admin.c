@@ -435,8 +435,9 @@ static void events_body_done(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 400, "topic required (a channel name, or \"" GENERAL_TOPIC "\" for every session)");
         goto out;
     }
-    if (!event || !*event || strlen(event) > 200 || !pg_utf8_valid(event, strlen(event))) {
-        pg_http_respond_error(h, 400, "event required (1-200 bytes)");
+    /* the name travels as an MQTT user property: what the broker would refuse is refused here */
+    if (!event || !*event || strlen(event) > 200 || !pg_mqtt_utf8_valid(event, strlen(event))) {
+        pg_http_respond_error(h, 400, "event required (1-200 bytes, no control characters or Unicode noncharacters)");
         goto out;
     }
     if (message && form_payload) {

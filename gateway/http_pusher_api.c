@@ -221,8 +221,7 @@ static void trigger_acked(void *ud, int result)
 static int user_channel_valid(const char *c)
 {
     size_t pl = strlen(PG_USER_CHANNEL_PREFIX);
-    return !strncmp(c, PG_USER_CHANNEL_PREFIX, pl) && c[pl] && strlen(c) <= 200 && !strpbrk(c + pl, "/+#") &&
-           pg_utf8_valid(c, strlen(c));
+    return !strncmp(c, PG_USER_CHANNEL_PREFIX, pl) && strlen(c) <= 200 && pg_topic_level_valid(c + pl, strlen(c + pl));
 }
 
 /* Validates one event object; on error answers and returns -1. */
@@ -232,8 +231,18 @@ static int check_event(struct pg_gw *gw, struct pg_http *h, json_t *ev, int batc
     json_t *data = json_object_get(ev, "data"), *channels = json_object_get(ev, "channels");
     const char *channel = json_string_value(json_object_get(ev, "channel"));
     size_t n = channel ? 1 : json_array_size(channels);
+    const char *socket_id = json_string_value(json_object_get(ev, "socket_id"));
     if (!json_is_object(ev) || !name || !*name || strlen(name) > MAX_EVENT_NAME) {
         pg_http_respond_error(h, 400, "event name missing or longer than 200 characters");
+        return -1;
+    }
+    /* both travel as MQTT user properties: what the broker would refuse is refused here */
+    if (!pg_mqtt_utf8_valid(name, strlen(name))) {
+        pg_http_respond_error(h, 400, "event name: control characters and Unicode noncharacters are not allowed");
+        return -1;
+    }
+    if (socket_id && (strlen(socket_id) > MAX_EVENT_NAME || !pg_mqtt_utf8_valid(socket_id, strlen(socket_id)))) {
+        pg_http_respond_error(h, 400, "invalid socket_id");
         return -1;
     }
     if (!json_is_string(data)) {

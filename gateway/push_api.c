@@ -43,12 +43,7 @@ struct pg_push_reg {
 int pg_push_id_valid(const char *id)
 {
     size_t n = strlen(id);
-    if (n == 0 || n > PUSH_ID_MAX || !pg_utf8_valid(id, n))
-        return 0;
-    for (const unsigned char *p = (const unsigned char *)id; *p; p++)
-        if (*p < 0x20 || *p == 0x7f || *p == '/' || *p == '+' || *p == '#')
-            return 0; /* one MQTT topic level, printable */
-    return 1;
+    return n <= PUSH_ID_MAX && pg_topic_level_valid(id, n); /* one MQTT topic level the broker accepts */
 }
 
 /* ---- the registration table ------------------------------------------------------- */

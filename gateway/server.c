@@ -123,6 +123,8 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
     pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
     lws_sul_cancel(&s->sul_expiry);
     lws_sul_cancel(&s->sul_activity);
+    lws_sul_cancel(&s->sul_rx);
+    pg_addr_detach(gw, s);
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
     pg_token_free(s->token);
@@ -153,6 +155,20 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
     return rc < 0 ? -1 : 0;
 }
 
+/*
+ * lws hands a message's payload over as it arrives, in as many RECEIVEs as the
+ * peer takes writes: a client that starts a message and then trickles it (or
+ * never finishes it) would hold its buffer and session forever. The clock
+ * starts at the first partial chunk and stops when the message is whole.
+ */
+static void rx_due(lws_sorted_usec_list_t *sul)
+{
+    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_rx);
+    pg_log(PG_LOG_INFO, "session", "message not completed within ws_partial_frame_timeout_ms app=%s client=%s",
+           s->app ? s->app->creds->id : "-", s->client_id);
+    pg_session_close(s, 1008, "incomplete message timed out");
+}
+
 int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t len, uint64_t max_bytes,
                   const char **msg, size_t *msg_len)
 {
@@ -175,6 +191,9 @@ int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t 
     unsigned char *b = realloc(s->rx, s->rx_len + len);
     if (!b)
         return -1;
+    if (!s->rx_len && !last)
+        lws_sul_schedule(s->gw->ctx, 0, &s->sul_rx, rx_due,
+                         (lws_usec_t)s->gw->cfg->ws_partial_frame_timeout_ms * LWS_US_PER_MS);
     s->rx = b;
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
@@ -187,6 +206,7 @@ int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t 
 
 void pg_ws_collected(struct pg_session *s)
 {
+    lws_sul_cancel(&s->sul_rx);
     free(s->rx);
     s->rx = NULL;
     s->rx_len = 0;
@@ -242,6 +262,7 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         s->serial = ++gw->next_serial;
         HASH_ADD(hh, gw->sessions, serial, sizeof s->serial, s);
         gw->nsessions++;
+        pg_addr_attach(gw, s, wsi);
         if ((proto == PG_PROTO_PUSHER ? pg_pusher_open(s, wsi) : pg_native_open(s, wsi)) != 0)
             return -1;
         return 0;
@@ -393,6 +414,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_webhooks_tick(gw->webhooks);
     pg_dashboard_tick(gw);
     pg_apps_tick(gw);
+    pg_addr_tick(gw);
     /* pg_cluster_tick ran first: occupancy webhooks of the last closed sessions are already queued */
     if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && !gw->cluster_dirty &&
                           !gw->occupancy_dirty &&
@@ -520,6 +542,7 @@ out:
         pg_push_free(&gw);    /* its sweep timer lives in the context */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
+    pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);
     apps_free(&gw);

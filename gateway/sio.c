@@ -24,6 +24,12 @@
  *   ["disconnect"]                      (notification-socket.io's old clients) leave
  * Binary packets are refused; a malformed packet ends its own session only.
  *
+ * Admission: a polling handshake costs a session slot for a single request,
+ * so a session whose handshake was answered must come back (poll, post or
+ * probe an upgrade with its sid) within sio_handshake_timeout_ms, well below
+ * the ping interval + timeout that would otherwise end it; clients do so at
+ * once.
+ *
  * Ownership: struct pg_sio is allocated here and embeds the generic session;
  * it is freed by sio_destroy(), only ever from a timer callback (sul_free) or
  * at shutdown, so no fan-out, close or lws callback frees what it iterates.
@@ -61,7 +67,8 @@ struct pg_sio {
     char *user, *conn;         /* the registration this session listens for */
     char *pend_user, *pend_conn; /* a register waiting for its registration to arrive */
     char origin[256];          /* Origin of the opening request ("" if none) */
-    lws_sorted_usec_list_t sul_ping, sul_free, sul_register, sul_poll, sul_upgrade;
+    int returned;              /* a request with the sid came after the handshake */
+    lws_sorted_usec_list_t sul_ping, sul_free, sul_register, sul_poll, sul_upgrade, sul_handshake;
     UT_hash_handle hh_sid; /* gw->sio_sessions */
 };
 
@@ -107,6 +114,7 @@ static void sio_destroy(struct pg_sio *x)
     lws_sul_cancel(&x->sul_register);
     lws_sul_cancel(&x->sul_poll);
     lws_sul_cancel(&x->sul_upgrade);
+    lws_sul_cancel(&x->sul_handshake);
     detach_ws(x);
     struct pg_http *h = parked_get(x);
     if (h) {
@@ -339,6 +347,7 @@ static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
     x->s.serial = ++gw->next_serial;
     HASH_ADD(hh, gw->sessions, serial, sizeof x->s.serial, &x->s);
     gw->nsessions++;
+    pg_addr_attach(gw, &x->s, wsi);
     HASH_ADD_KEYPTR(hh_sid, gw->sio_sessions, x->sid, strlen(x->sid), x);
     lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
     pg_log(PG_LOG_DEBUG, "socketio", "session opened sid=%s", x->sid);
@@ -663,11 +672,34 @@ static void eio_error(struct pg_http *h, int status, int code, const char *messa
     pg_http_respond_json(h, status, json_pack("{s:i, s:s}", "code", code, "message", message));
 }
 
+static void handshake_due(lws_sorted_usec_list_t *sul)
+{
+    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_handshake);
+    if (x->dead || x->returned)
+        return;
+    pg_log(PG_LOG_INFO, "socketio", "no request after the handshake within sio_handshake_timeout_ms, closing sid=%s",
+           x->sid);
+    sio_kill(x);
+}
+
+/* The client came back with its sid: the slot is in use. */
+static void sio_returned(struct pg_sio *x)
+{
+    if (!x->returned) {
+        x->returned = 1;
+        lws_sul_cancel(&x->sul_handshake);
+    }
+}
+
 static void handshake(struct pg_gw *gw, struct pg_http *h)
 {
     const char *why = pg_session_refusal(gw);
     if (why) {
         pg_http_respond_error(h, 503, why);
+        return;
+    }
+    if ((why = pg_addr_refusal(gw, h->wsi)) != NULL) {
+        pg_http_respond_error(h, 429, why);
         return;
     }
     struct pg_sio *x = sio_new(gw, h->wsi);
@@ -678,6 +710,8 @@ static void handshake(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 500, "cannot open a session");
         return;
     }
+    lws_sul_schedule(gw->ctx, 0, &x->sul_handshake, handshake_due,
+                     (lws_usec_t)gw->cfg->sio_handshake_timeout_ms * LWS_US_PER_MS);
     pg_http_respond(h, 200, TEXT_PLAIN, open, strlen(open));
     free(open);
 }
@@ -807,6 +841,7 @@ void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
         eio_error(h, 400, 3, "Bad request");
         return;
     }
+    sio_returned(x);
     if (h->method == PG_GET)
         poll_get(x, h);
     else
@@ -837,6 +872,8 @@ int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
         }
     } else if ((why = pg_session_refusal(gw)) != NULL) {
         status = HTTP_STATUS_SERVICE_UNAVAILABLE;
+    } else if ((why = pg_addr_refusal(gw, wsi)) != NULL) {
+        status = 429;
     }
     if (!why)
         return 0;
@@ -852,6 +889,7 @@ int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
         struct pg_sio *x = sio_find(gw, sid);
         if (!x || x->upgraded || x->ws)
             return -1;
+        sio_returned(x);
         x->ws = wsi;
         c->sio = &x->s;
         return 0;
@@ -983,9 +1021,7 @@ void pg_sio_ws_closed(struct pg_conn *c, struct lws *wsi)
         lws_sul_cancel(&x->sul_upgrade);
         x->probing = 0;
         x->probe_reply = 0;
-        free(x->s.rx);
-        x->s.rx = NULL;
-        x->s.rx_len = 0;
+        pg_ws_collected(&x->s); /* a partial message of the probe goes with it */
     }
 }
 

@@ -17,6 +17,7 @@
 
 #define CLIENT_EVENTS_PER_S 10
 #define MAX_CHANNEL_NAME 164
+#define MAX_USER_ID 128 /* as the push API's user ids: both name the channel #server-to-user-{id} */
 
 struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len)
 {
@@ -377,6 +378,13 @@ static void do_subscribe(struct pg_session *s, json_t *data)
             subscription_error(s, channel, 400, "presence channel_data needs a user_id");
             return;
         }
+        if (strlen(id) > MAX_USER_ID || !pg_mqtt_utf8_valid(id, strlen(id))) { /* sent as an MQTT user property */
+            json_decref(cd);
+            sub_ack_free(a);
+            subscription_error(s, channel, 400,
+                               "Invalid user_id: at most 128 bytes, no control characters or Unicode noncharacters");
+            return;
+        }
         a->user_id = strdup(id);
         a->user_info = json_incref(json_object_get(cd, "user_info"));
         json_decref(cd);
@@ -483,6 +491,10 @@ static void do_signin(struct pg_session *s, json_t *data)
         send_error(s, 4009, "signin needs auth and user_data with an id");
         goto out;
     }
+    if (strlen(id) > MAX_USER_ID || !pg_topic_level_valid(id, strlen(id))) { /* the id is a topic level */
+        send_error(s, 4009, "Invalid user id: 1-128 bytes, no / + #, control characters or Unicode noncharacters");
+        goto out;
+    }
     size_t n = strlen(s->socket_id) + strlen(user_data) + 9;
     if (!(msg = malloc(n)))
         goto out;
@@ -551,6 +563,10 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
         HASH_FIND_STR(s->subs, channel, m);
     if (!channel || !is_private(channel)) {
         send_error(s, 4301, "Client event rejected - only supported on private and presence channels");
+        return;
+    }
+    if (!pg_mqtt_utf8_valid(event, strlen(event))) { /* the name travels as an MQTT user property */
+        send_error(s, 4301, "Client event rejected - invalid event name");
         return;
     }
     if (!m || !m->live) {

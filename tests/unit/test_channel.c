@@ -100,6 +100,73 @@ static void test_channel(void)
     CH("a//#", 64, 1, 0);
 }
 
+#define MQ_OK(lit) CHECK(pg_mqtt_utf8_valid(lit, sizeof(lit) - 1) == 1, "expected an MQTT string: %s", #lit)
+#define MQ_BAD(lit) CHECK(pg_mqtt_utf8_valid(lit, sizeof(lit) - 1) == 0, "expected no MQTT string: %s", #lit)
+
+/* What libmosquitto's mosquitto_validate_utf8() refuses, mosquitto_publish()/subscribe() refuse too. */
+static void test_mqtt_utf8(void)
+{
+    MQ_OK("");
+    MQ_OK("room 1 ~!");
+    MQ_OK("\xc2\xa0");          /* U+00A0, just above the C1 controls */
+    MQ_OK("\xef\xb7\x8f");      /* U+FDCF, just below the noncharacter block */
+    MQ_OK("\xef\xb7\xb0");      /* U+FDF0, just above */
+    MQ_OK("\xef\xbf\xbd");      /* U+FFFD, the replacement character */
+    MQ_OK("\xf0\x9f\xbf\xbd"); /* U+1FFFD */
+    MQ_OK("\xf4\x8f\xbf\xbd"); /* U+10FFFD */
+    MQ_OK("caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80");
+
+    MQ_BAD("a\0b");            /* NUL */
+    MQ_BAD("\x01");            /* C0 controls */
+    MQ_BAD("tab\there");
+    MQ_BAD("line\n");
+    MQ_BAD("\x1f");
+    MQ_BAD("\x7f");            /* DEL */
+    MQ_BAD("\xc2\x80");        /* U+0080, C1 controls */
+    MQ_BAD("\xc2\x9f");        /* U+009F */
+    MQ_BAD("\xef\xb7\x90");    /* U+FDD0, the first noncharacter of the block */
+    MQ_BAD("\xef\xb7\xaf");    /* U+FDEF, the last */
+    MQ_BAD("\xef\xbf\xbe");    /* U+FFFE */
+    MQ_BAD("\xef\xbf\xbf");    /* U+FFFF */
+    MQ_BAD("\xf0\x9f\xbf\xbe"); /* U+1FFFE */
+    MQ_BAD("\xf0\x9f\xbf\xbf"); /* U+1FFFF */
+    MQ_BAD("\xf3\xbf\xbf\xbf"); /* U+FFFFF */
+    MQ_BAD("\xf4\x8f\xbf\xbe"); /* U+10FFFE */
+    MQ_BAD("\xf4\x8f\xbf\xbf"); /* U+10FFFF */
+    MQ_BAD("ok\xef\xbf\xbf");  /* anywhere in the string */
+    MQ_BAD("\xed\xa0\x80");    /* and everything pg_utf8_valid refuses */
+    MQ_BAD("\xff");
+
+    static char big[PG_MQTT_STRING_MAX + 1];
+    memset(big, 'a', sizeof big);
+    CHECK(pg_mqtt_utf8_valid(big, PG_MQTT_STRING_MAX) == 1, "65,535 bytes fit an MQTT string");
+    CHECK(pg_mqtt_utf8_valid(big, sizeof big) == 0, "65,536 bytes do not");
+
+#define LV(lit, want) CHECK_EQ(pg_topic_level_valid(lit, sizeof(lit) - 1), want, "pg_topic_level_valid(" #lit ")")
+    LV("user-42", 1);
+    LV("caf\xc3\xa9", 1);
+    LV("", 0);
+    LV("a/b", 0);
+    LV("a+", 0);
+    LV("#", 0);
+    LV("a\x01", 0);
+    LV("\xef\xbf\xbe", 0);
+#undef LV
+    CHECK_EQ(pg_topic_level_valid(NULL, 0), 0, "NULL is no level");
+
+    /* channel names carry the same rule */
+    CH("\xef\xbf\xbe", 64, 0, PG_EINVAL);
+    CH("\xef\xbf\xbf", 64, 0, PG_EINVAL);
+    CH("room\xef\xb7\x90", 64, 0, PG_EINVAL);
+    CH("\xf0\x9f\xbf\xbf", 64, 0, PG_EINVAL);
+    CH("a\x01b", 64, 0, PG_EINVAL);
+    CH("a\nb", 64, 0, PG_EINVAL);
+    CH("a\x7f", 64, 0, PG_EINVAL);
+    CH("\xc2\x85", 64, 0, PG_EINVAL);
+    CH("a/\xef\xbf\xbf/#", 64, 1, PG_EINVAL);
+    CH("\xef\xbf\xbd", 64, 0, 0);
+}
+
 static void test_protected(void)
 {
 #define PROT(lit, want) CHECK_EQ(pg_channel_protected(lit, sizeof(lit) - 1), want, "pg_channel_protected(" #lit ")")
@@ -120,6 +187,7 @@ int main(void)
 {
     test_utf8();
     test_channel();
+    test_mqtt_utf8();
     test_protected();
     return check_report("test_channel");
 }
