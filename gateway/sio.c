@@ -1003,8 +1003,10 @@ static int ws_message(struct pg_sio *x, const char *p, size_t n)
 int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t len)
 {
     struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
-    if (!x || x->dead || x->ws != wsi)
+    if (!x || x->dead || x->ws != wsi) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0); /* as pg_sio_ws_writeable(): no session behind it */
         return -1;
+    }
     const char *msg;
     size_t n;
     int rc = pg_ws_collect(&x->s, wsi, in, len, x->s.gw->cfg->sio_max_payload_bytes, &msg, &n);
