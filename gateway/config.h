@@ -84,6 +84,7 @@ struct pg_config {
     long long sio_ping_timeout_ms;
     uint64_t sio_max_payload_bytes;
     long long sio_handshake_timeout_ms;
+    long long sio_connect_timeout_ms;
     /* logging */
     char *log_level;
 

@@ -14,7 +14,15 @@
  * socket.io rides in Engine.IO message packets ("4"): CONNECT "0[/nsp,]",
  * EVENT "2[/nsp,][ack]["name",…]", DISCONNECT "1[/nsp,]". The namespace names
  * the app: "/" is default_app (empty: the first configured app), "/{appId}"
- * that app; one namespace per Engine.IO session. Events from clients:
+ * that app. One namespace per Engine.IO session, although the protocol lets a
+ * client multiplex several: the namespace is the session's tenant (its app's
+ * credentials, origins, stats, channel rights and admission slot), and a
+ * session spanning apps would mix them; a CONNECT for a second namespace gets
+ * CONNECT_ERROR, and socket.io-client reaches a second app with forceNew.
+ * As socket.io's server does, CONNECT comes first: any other socket.io packet
+ * for a namespace the session is not connected to, or a second CONNECT for
+ * the one it is, closes the session, and a session with no CONNECT within
+ * sio_connect_timeout_ms is closed. Events from clients:
  *   ["register", userId, connectionId]  the backend registered that pair (push_api.c)
  *                                       and it has not expired: the session joins the
  *                                       user's channel "#server-to-user-{userId}" and
@@ -23,6 +31,12 @@
  *                                       otherwise ["error", {"message"}] and nothing more
  *   ["disconnect"]                      (notification-socket.io's old clients) leave
  * Binary packets are refused; a malformed packet ends its own session only.
+ *
+ * Closing, as Engine.IO servers do: a "1" the client POSTs ends the session
+ * and answers its parked GET with the noop "6"; a session the gateway closes
+ * answers it with "1" (WebSocket: a close frame). A WebSocket carrying the
+ * sid of a session that is already upgraded or probing is accepted and closed
+ * at once (an unknown sid is refused with 400 before the upgrade).
  *
  * Admission: a polling handshake costs a session slot for a single request,
  * so a session whose handshake was answered must come back (poll, post or
@@ -68,7 +82,8 @@ struct pg_sio {
     char *pend_user, *pend_conn; /* a register waiting for its registration to arrive */
     char origin[256];          /* Origin of the opening request ("" if none) */
     int returned;              /* a request with the sid came after the handshake */
-    lws_sorted_usec_list_t sul_ping, sul_free, sul_register, sul_poll, sul_upgrade, sul_handshake;
+    int client_closed;         /* the client sent "1" over polling: its parked GET gets the noop */
+    lws_sorted_usec_list_t sul_ping, sul_free, sul_register, sul_poll, sul_upgrade, sul_handshake, sul_connect;
     UT_hash_handle hh_sid; /* gw->sio_sessions */
 };
 
@@ -115,12 +130,14 @@ static void sio_destroy(struct pg_sio *x)
     lws_sul_cancel(&x->sul_poll);
     lws_sul_cancel(&x->sul_upgrade);
     lws_sul_cancel(&x->sul_handshake);
+    lws_sul_cancel(&x->sul_connect);
     detach_ws(x);
     struct pg_http *h = parked_get(x);
     if (h) {
         pg_http_unregister(gw, h);
         h->waiting_ack = 0;
-        pg_http_respond(h, 200, TEXT_PLAIN, "1", 1); /* Engine.IO close */
+        /* the client that closed knows; anyone else learns it from Engine.IO's close */
+        pg_http_respond(h, 200, TEXT_PLAIN, x->client_closed ? "6" : "1", 1);
     }
     pg_log(PG_LOG_DEBUG, "socketio", "session closed sid=%s app=%s", x->sid, x->s.app ? x->s.app->id : "-");
     HASH_DELETE(hh_sid, gw->sio_sessions, x);
@@ -147,6 +164,13 @@ static void sio_kill(struct pg_sio *x)
     if (!x->s.close_code)
         x->s.close_code = 1000; /* pg_session_send queues nothing more */
     lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_free, free_due, 1);
+}
+
+/* The socket.io server ends the Engine.IO session: queued packets first, then Engine.IO's close. */
+static void sio_close(struct pg_sio *x, const char *why)
+{
+    pg_log(PG_LOG_INFO, "socketio", "closing sid=%s: %s", x->sid, why);
+    pg_session_close(&x->s, 1000, why);
 }
 
 /* ---- output -------------------------------------------------------------------------- */
@@ -329,6 +353,13 @@ static struct pg_app *default_app(struct pg_gw *gw)
     return id ? pg_app_lookup(gw, id, strlen(id)) : NULL;
 }
 
+static void connect_due(lws_sorted_usec_list_t *sul)
+{
+    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_connect);
+    if (!x->dead && !x->nsp)
+        sio_close(x, "no CONNECT within sio_connect_timeout_ms");
+}
+
 static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
 {
     struct pg_sio *x = calloc(1, sizeof *x);
@@ -350,6 +381,8 @@ static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
     pg_addr_attach(gw, &x->s, wsi);
     HASH_ADD_KEYPTR(hh_sid, gw->sio_sessions, x->sid, strlen(x->sid), x);
     lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
+    lws_sul_schedule(gw->ctx, 0, &x->sul_connect, connect_due,
+                     (lws_usec_t)gw->cfg->sio_connect_timeout_ms * LWS_US_PER_MS);
     pg_log(PG_LOG_DEBUG, "socketio", "session opened sid=%s", x->sid);
     return x;
 }
@@ -533,8 +566,8 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
         why = "CONNECT payload must be an object";
     else if (!app)
         why = "Invalid namespace";
-    else if (x->nsp && strcmp(x->nsp, name) != 0)
-        why = "one namespace per connection";
+    else if (x->nsp) /* another one: the same one closed the session before */
+        why = "one namespace per connection: open another connection (socket.io-client: forceNew) for another app";
     else if (!app->creds->active)
         why = "App is disabled";
     else if (!origin_allowed(app, x->origin))
@@ -544,10 +577,11 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
         sio_send(x, '4', name, json_pack("{s:s}", "message", why));
         return;
     }
-    if (!x->nsp && !(x->nsp = strdup(name))) {
+    if (!(x->nsp = strdup(name))) {
         sio_kill(x);
         return;
     }
+    lws_sul_cancel(&x->sul_connect); /* for good, as socket.io's server: a later DISCONNECT does not re-arm it */
     x->s.app = app;
     sio_send(x, '0', name, json_pack("{s:s}", "sid", x->sock_id));
 }
@@ -582,29 +616,33 @@ static int sio_packet(struct pg_sio *x, const char *p, size_t n)
         return -1;
     int rc = 0;
     int here = x->nsp && strlen(x->nsp) == nl && !memcmp(x->nsp, nsp, nl);
+    if (type == '2' && !json_string_value(json_array_get(data, 0))) {
+        json_decref(data);
+        return -1;
+    }
+    if (type != '4' && (type == '0') == here) {
+        /* socket.io's server closes the whole connection on a packet out of order */
+        sio_close(x, here ? "CONNECT for a namespace already connected" : "packet before CONNECT to its namespace");
+        json_decref(data);
+        return 0;
+    }
     switch (type) {
     case '0':
         ns_connect(x, nsp, nl, data);
         break;
     case '1':
-        if (here) {
-            ns_leave(x);
-            free(x->nsp);
-            x->nsp = NULL;
-        }
+        ns_leave(x);
+        free(x->nsp);
+        x->nsp = NULL;
         break;
     case '2': {
         const char *name = json_string_value(json_array_get(data, 0));
-        if (!name) {
-            rc = -1;
-        } else if (!here) {
-            /* an event for a namespace it did not join: socket.io ignores it too */
-        } else if (!strcmp(name, "register")) {
+        if (!strcmp(name, "register")) {
             on_register(x, data);
         } else if (!strcmp(name, "disconnect")) {
             ns_leave(x);
         }
-        if (digits && here && !x->dead && x->nsp) {
+        if (digits && !x->dead && x->nsp) {
             /* acknowledged on receipt, without arguments: a register's outcome comes as registered/error */
             char reply[24];
             size_t len = 0;
@@ -637,8 +675,13 @@ static int eio_packet(struct pg_sio *x, const char *p, size_t n)
     if (!n)
         return -1;
     switch (p[0]) {
-    case '1':
-        pg_session_close(&x->s, 1000, "closed by the client");
+    case '1': /* the client closes */
+        if (x->upgraded) {
+            pg_session_close(&x->s, 1000, "closed by the client");
+        } else { /* Engine.IO servers end the session and answer a parked GET with the noop */
+            x->client_closed = 1;
+            sio_kill(x);
+        }
         return 0;
     case '2': { /* the client's ping (Engine.IO 3 habit): answer with the same data */
         char pong[16];
@@ -863,13 +906,13 @@ int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
     } else if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) != -1) { /* present: a too long one is unknown */
         struct pg_sio *x = sio_find(gw, sid);
         char origin[256] = "";
-        if (!x || x->upgraded || x->ws) {
+        if (!x) {
             why = "Session ID unknown";
         } else if (pg_http_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) < 0 ||
                    (x->nsp && !origin_allowed(x->s.app, origin))) {
             why = "origin not allowed";
             status = HTTP_STATUS_FORBIDDEN;
-        }
+        } /* upgraded or probing already: accepted, then closed by pg_sio_ws_open() */
     } else if ((why = pg_session_refusal(gw)) != NULL) {
         status = HTTP_STATUS_SERVICE_UNAVAILABLE;
     } else if ((why = pg_addr_refusal(gw, wsi)) != NULL) {
@@ -887,8 +930,14 @@ int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
     c->is_sio = 1;
     if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) != -1) { /* an upgrade probe for a polling session */
         struct pg_sio *x = sio_find(gw, sid);
-        if (!x || x->upgraded || x->ws)
+        if (!x)
             return -1;
+        if (x->upgraded || x->ws) {
+            /* a surplus WebSocket: Engine.IO servers accept it and close it at once, the session goes on */
+            pg_log(PG_LOG_DEBUG, "socketio", "surplus websocket closed sid=%s", x->sid);
+            lws_callback_on_writable(wsi); /* with no session (c->sio NULL) its WRITEABLE closes it */
+            return 0;
+        }
         sio_returned(x);
         x->ws = wsi;
         c->sio = &x->s;
@@ -954,8 +1003,10 @@ static int ws_message(struct pg_sio *x, const char *p, size_t n)
 int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t len)
 {
     struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
-    if (!x || x->dead || x->ws != wsi)
+    if (!x || x->dead || x->ws != wsi) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0); /* as pg_sio_ws_writeable(): no session behind it */
         return -1;
+    }
     const char *msg;
     size_t n;
     int rc = pg_ws_collect(&x->s, wsi, in, len, x->s.gw->cfg->sio_max_payload_bytes, &msg, &n);
@@ -974,8 +1025,11 @@ int pg_sio_ws_writeable(struct pg_conn *c, struct lws *wsi)
 {
     struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
     unsigned char probe[LWS_PRE + 8];
-    if (!x || x->dead || x->ws != wsi)
-        return -1; /* its session is gone */
+    if (!x || x->dead || x->ws != wsi) {
+        /* its session is gone, or it never had one (a surplus WebSocket): a normal close frame, not a hang-up */
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
+        return -1;
+    }
     if (x->probe_reply) {
         x->probe_reply = 0;
         memcpy(probe + LWS_PRE, "3probe", 6);
