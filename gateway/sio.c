@@ -555,8 +555,8 @@ static int sio_packet(struct pg_sio *x, const char *p, size_t n)
     if (n && p[0] == '/') {
         const char *comma = memchr(p, ',', n);
         nl = comma ? (size_t)(comma - p) : n;
-        if (nl > NSP_MAX)
-            return -1;
+        if (nl > NSP_MAX || !pg_utf8_valid(p, nl))
+            return -1; /* answers echo the namespace in text (polling bodies reach here unchecked) */
         nsp = p;
         p += comma ? nl + 1 : nl;
         n -= comma ? nl + 1 : nl;
@@ -633,8 +633,8 @@ static int eio_packet(struct pg_sio *x, const char *p, size_t n)
         return 0;
     case '2': { /* the client's ping (Engine.IO 3 habit): answer with the same data */
         char pong[16];
-        if (n > sizeof pong)
-            return -1;
+        if (n > sizeof pong || !pg_utf8_valid(p, n))
+            return -1; /* echoed in text: polling bodies reach here unchecked */
         memcpy(pong, p, n);
         pong[0] = '3';
         send_raw(x, pong, n);
