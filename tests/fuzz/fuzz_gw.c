@@ -5,6 +5,10 @@
  * branch, so a request adopted into the context runs the gateway's own code.
  */
 #define _GNU_SOURCE
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,8 +39,12 @@ static struct pg_config cfg;
 static struct pg_gw gw;
 static struct lws *raw_wsi;
 static int raw_pipe[2] = {-1, -1};
-static char store_dir[64];
+#define STORE_PARENT "/tmp"
+#define STORE_PREFIX "pushgate-fuzz-" /* then the pid, so a stale one can be told from a live one */
+
+static char store_dir[PATH_MAX];
 unsigned long fuzz_http_requests;
+char fuzz_http_path[1024];
 
 /* What main_callback() does for HTTP; the harnesses never upgrade to WebSocket. */
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -45,6 +53,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     switch (reason) {
     case LWS_CALLBACK_HTTP:
         fuzz_http_requests++;
+        snprintf(fuzz_http_path, sizeof fuzz_http_path, "%s", in ? (const char *)in : "");
         /* fall through */
     case LWS_CALLBACK_HTTP_BODY:
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
@@ -76,17 +85,38 @@ static void bridge_noop(void *ud, int fd)
     (void)ud, (void)fd;
 }
 
-static void cleanup(void)
+static void remove_store(const char *dir)
 {
-    char path[128];
+    char path[PATH_MAX];
     static const char *const files[] = {"apps.db", "apps.db-wal", "apps.db-shm", "apps.db-journal"};
-    if (!store_dir[0])
-        return;
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
-        snprintf(path, sizeof path, "%s/%s", store_dir, files[i]);
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
     }
-    rmdir(store_dir);
+    rmdir(dir);
+}
+
+static void cleanup(void)
+{
+    if (store_dir[0])
+        remove_store(store_dir);
+}
+
+/* A harness that found a crash aborts without atexit: the next one removes what such a process left. */
+static void remove_stale_stores(void)
+{
+    DIR *d = opendir(STORE_PARENT);
+    struct dirent *e;
+    char path[PATH_MAX];
+    int pid;
+    while (d && (e = readdir(d)) != NULL) {
+        if (sscanf(e->d_name, STORE_PREFIX "%d-", &pid) == 1 && pid > 0 && kill(pid, 0) != 0 && errno == ESRCH) {
+            snprintf(path, sizeof path, "%s/%s", STORE_PARENT, e->d_name);
+            remove_store(path);
+        }
+    }
+    if (d)
+        closedir(d);
 }
 
 static void die(const char *what)
@@ -98,13 +128,14 @@ static void die(const char *what)
 struct pg_gw *fuzz_gw(void)
 {
     static int ready;
-    char err[512], path[64], conf[2048];
+    char err[512], path[64], conf[2048 + PATH_MAX];
     if (ready)
         return &gw;
     ready = 1;
 
     /* the admin API needs an apps store: a private directory, removed at exit */
-    snprintf(store_dir, sizeof store_dir, "%s", "/tmp/pushgate-fuzz-XXXXXX");
+    remove_stale_stores();
+    snprintf(store_dir, sizeof store_dir, "%s/%s%d-XXXXXX", STORE_PARENT, STORE_PREFIX, (int)getpid());
     if (!mkdtemp(store_dir))
         die("mkdtemp");
     atexit(cleanup);

@@ -41,6 +41,7 @@ struct pg_gw *fuzz_gw(void);
 struct lws *fuzz_gw_wsi(void);
 /* Requests that reached the gateway's HTTP callback (lws refuses some itself, e.g. %00 in a path). */
 extern unsigned long fuzz_http_requests;
+extern char fuzz_http_path[1024]; /* the last one's path as lws gave it (decoded, "//" merged) */
 /* Run the lws loop once without waiting (timers due now, adopted sockets). */
 void fuzz_gw_service(void);
 
