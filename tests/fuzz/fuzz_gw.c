@@ -46,7 +46,7 @@ static char store_dir[PATH_MAX];
 unsigned long fuzz_http_requests;
 char fuzz_http_path[1024];
 
-/* What main_callback() does for HTTP; the harnesses never upgrade to WebSocket. */
+/* What main_callback() does for HTTP and WebSocket upgrades (which the broker being down always refuses). */
 static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct pg_conn *c = user;
@@ -62,7 +62,14 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         return pg_http_callback(&gw, wsi, reason, c ? &c->u.http : NULL, in, len);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return -1;
+        if (!in || strcmp((const char *)in, "websocket") != 0)
+            return -1;
+        fuzz_http_requests++;
+        if (lws_hdr_copy(wsi, fuzz_http_path, sizeof fuzz_http_path, WSI_TOKEN_GET_URI) < 0)
+            fuzz_http_path[0] = '\0';
+        /* with the broker down every upgrade is refused (answered); one accepted would be a session anyway */
+        FUZZ_CHECK(pg_http_confirm_upgrade(&gw, wsi) != 0);
+        return 1;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }

@@ -3,8 +3,9 @@
  * (FUZZ_CONFIG, loaded by pg_config_load), the real apps, a real lws context
  * with no listening socket, and a real bridge that is never started, so every
  * subscribe and publish takes the "broker unavailable" path at once. Nothing
- * connects anywhere; nothing is written to disk (the config travels through a
- * memfd).
+ * connects anywhere. The config travels through a memfd; the admin API's apps
+ * store lives in /tmp/pushgate-fuzz-{pid}-XXXXXX, removed at exit (and, after
+ * a crash, by the next harness that starts).
  *
  * Built once per process (fuzz_gw()); every input then opens a session,
  * feeds it and releases it (fuzz_session_*), leaving the gateway as it was.

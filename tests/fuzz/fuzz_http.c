@@ -8,7 +8,7 @@
  * a client, and the gateway's own HTTP callback routes and answers it.
  *
  * Input: the first byte chooses the method (bits 0-2: GET POST PUT PATCH
- * DELETE OPTIONS) and headers (bit 3: the admin's Basic credentials, bit 4:
+ * DELETE OPTIONS, a WebSocket upgrade, POST) and headers (bit 3: the admin's Basic credentials, bit 4:
  * Content-Type: application/json, bit 5: an Origin, bit 6: the demo app's
  * X-AUTH-TOKEN, bit 7: a Bearer token that is not a valid JWT); then the
  * request target up to the first newline (bytes a request line cannot hold
@@ -42,7 +42,9 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* 6: a WebSocket upgrade (GET with its headers), answered before any session opens */
 static const char *const methods[] = {"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "GET", "POST"};
+#define UPGRADE 6
 
 /* Appends at *n; returns 0, or -1 when buf is full. */
 static int put(char *buf, size_t cap, size_t *n, const void *s, size_t len)
@@ -200,6 +202,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else if (flags & 128) {
         n += (size_t)snprintf(req + n, sizeof req - n, "Authorization: Bearer not.a.jwt\r\n");
     }
+    if ((flags & 7) == UPGRADE)
+        n += (size_t)snprintf(req + n, sizeof req - n,
+                              "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n");
     if (flags & 16)
         n += (size_t)snprintf(req + n, sizeof req - n, "Content-Type: application/json\r\n");
     if (flags & 32)
