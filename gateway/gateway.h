@@ -448,6 +448,17 @@ const char *pg_sio_user(const struct pg_session *s); /* which of the two encodin
 void pg_sio_encode(const struct pg_session *s, const void *payload, size_t len, const struct pg_bridge_prop *props,
                    size_t nprops, struct pg_msg **out);
 void pg_sio_shutdown(struct pg_gw *gw); /* free every session (context teardown) */
+/*
+ * In memory, for the fuzz harness: a session opened as by a polling handshake
+ * (mode 0), by one with wsi attached as its upgrade probe (2), or by a direct
+ * WebSocket wsi (1); headers are read from wsi. Owned by sio.c (freed by
+ * pg_sio_shutdown). pg_sio_receive() feeds it one polling POST body (polling
+ * 1) or one WebSocket message, as pg_sio_http() and pg_sio_ws_receive() do
+ * after their transport checks: 0, or -1 when refused (a malformed polling
+ * body also ends the session, as it does over HTTP).
+ */
+struct pg_session *pg_sio_open_session(struct pg_gw *gw, struct lws *wsi, int mode);
+int pg_sio_receive(struct pg_session *s, const char *msg, size_t len, int polling);
 
 /* ws_native.c */
 int pg_native_open(struct pg_session *s, struct lws *wsi);

@@ -96,7 +96,9 @@ void pg_http_respond_json(struct pg_http *h, int status, json_t *o)
 /* The body of every error answer, REST or refused upgrade. */
 static json_t *error_body(int status, const char *message)
 {
-    return json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message);
+    json_t *o = json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", message);
+    /* a message quoting request bytes that are not UTF-8 (a slug in a path) is no JSON string: still an error body */
+    return o ? o : json_pack("{s:{s:i, s:s}}", "error", "code", status, "message", "invalid request (not UTF-8)");
 }
 
 void pg_http_respond_error(struct pg_http *h, int status, const char *message)

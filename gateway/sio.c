@@ -598,8 +598,8 @@ static int sio_packet(struct pg_sio *x, const char *p, size_t n)
     if (n && p[0] == '/') {
         const char *comma = memchr(p, ',', n);
         nl = comma ? (size_t)(comma - p) : n;
-        if (nl > NSP_MAX)
-            return -1;
+        if (nl > NSP_MAX || !pg_utf8_valid(p, nl))
+            return -1; /* answers echo the namespace in text (polling bodies reach here unchecked) */
         nsp = p;
         p += comma ? nl + 1 : nl;
         n -= comma ? nl + 1 : nl;
@@ -685,8 +685,8 @@ static int eio_packet(struct pg_sio *x, const char *p, size_t n)
         return 0;
     case '2': { /* the client's ping (Engine.IO 3 habit): answer with the same data */
         char pong[16];
-        if (n > sizeof pong)
-            return -1;
+        if (n > sizeof pong || !pg_utf8_valid(p, n))
+            return -1; /* echoed in text: polling bodies reach here unchecked */
         memcpy(pong, p, n);
         pong[0] = '3';
         send_raw(x, pong, n);
@@ -783,6 +783,22 @@ static void poll_get(struct pg_sio *x, struct pg_http *h)
     lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_poll, poll_due, POLL_MAX_MS * LWS_US_PER_MS);
 }
 
+/* The packets of a polling POST body, separated by \x1e, in order; -1 at the first malformed one. */
+static int eio_payload(struct pg_sio *x, const char *body, size_t len)
+{
+    const char *p = body, *end = body + len;
+    while (p <= end && !x->dead) {
+        const char *sep = memchr(p, '\x1e', (size_t)(end - p));
+        size_t n = (size_t)((sep ? sep : end) - p);
+        if (eio_packet(x, p, n) != 0)
+            return -1;
+        if (!sep)
+            break;
+        p = sep + 1;
+    }
+    return 0;
+}
+
 static void poll_post(struct pg_sio *x, struct pg_http *h)
 {
     struct pg_gw *gw = x->s.gw;
@@ -797,19 +813,11 @@ static void poll_post(struct pg_sio *x, struct pg_http *h)
         sio_kill(x);
         return;
     }
-    const char *p = h->body, *end = h->body + h->body_len;
-    while (p <= end && !x->dead) {
-        const char *sep = memchr(p, '\x1e', (size_t)(end - p));
-        size_t n = (size_t)((sep ? sep : end) - p);
-        if (eio_packet(x, p, n) != 0) {
-            pg_log(PG_LOG_INFO, "socketio", "malformed packet, closing sid=%s", x->sid);
-            eio_error(h, 400, 3, "Bad request");
-            sio_kill(x);
-            return;
-        }
-        if (!sep)
-            break;
-        p = sep + 1;
+    if (eio_payload(x, h->body, h->body_len) != 0) {
+        pg_log(PG_LOG_INFO, "socketio", "malformed packet, closing sid=%s", x->sid);
+        eio_error(h, 400, 3, "Bad request");
+        sio_kill(x);
+        return;
     }
     pg_http_respond(h, 200, "text/html", "ok", 2);
 }
@@ -1085,4 +1093,39 @@ void pg_sio_shutdown(struct pg_gw *gw)
     HASH_ITER(hh_sid, gw->sio_sessions, x, tmp) {
         sio_destroy(x);
     }
+}
+
+/* ---- in-memory entry points (tests/fuzz/fuzz_sio.c) ------------------------------------------ */
+
+struct pg_session *pg_sio_open_session(struct pg_gw *gw, struct lws *wsi, int mode)
+{
+    struct pg_sio *x = sio_new(gw, wsi);
+    if (!x)
+        return NULL;
+    if (mode != 0)
+        x->ws = wsi; /* as pg_sio_ws_open(): a probe for the polling session, or its transport */
+    if (mode == 1) {
+        x->s.wsi = wsi;
+        x->upgraded = 1;
+    }
+    return &x->s;
+}
+
+int pg_sio_receive(struct pg_session *s, const char *msg, size_t len, int polling)
+{
+    struct pg_sio *x = sio_of(s);
+    if (x->dead)
+        return -1;
+    if (polling) {
+        if (x->upgraded)
+            return -1; /* pg_sio_http() answers 400 and keeps the session */
+        if (len > s->gw->cfg->sio_max_payload_bytes || !len || eio_payload(x, msg, len) != 0) {
+            sio_kill(x);
+            return -1;
+        }
+        return 0;
+    }
+    if (!x->ws || len > s->gw->cfg->sio_max_payload_bytes)
+        return -1; /* pg_sio_ws_receive(): not this session's WebSocket, or closed for its size */
+    return ws_message(x, msg, len) == 0 ? 0 : -1;
 }

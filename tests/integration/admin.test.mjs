@@ -107,6 +107,10 @@ test("the seed's curl creates an app with a random key and secret; list, show, d
     assert.equal(show.status, 200);
     assert.deepEqual(show.json.data, data, 'the other process reads the same store');
     assert.equal((await admin('GET', '/api/admin/apps/nope')).status, 404);
+    // a slug that is not UTF-8 (found by tests/fuzz/fuzz_http): the error still has its JSON body
+    const odd = await admin('GET', '/api/admin/apps/%FFnope');
+    assert.equal(odd.status, 404);
+    assert.equal(odd.json?.error?.code, 404, odd.body);
     assert.equal((await admin('POST', '/api/admin/apps', { app: { name: 'demo' } })).status, 409, 'a config app id is taken');
 });
 

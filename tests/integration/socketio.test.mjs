@@ -348,6 +348,15 @@ test('malformed Engine.IO / socket.io input closes only its own session', { time
         r = await httpRequest('GET', url);
         assert.equal(r.status, 400, 'the session was closed');
     }
+    // a namespace or ping data that is not UTF-8 (found by tests/fuzz/fuzz_sio): never echoed back into a text answer
+    for (const bytes of [[0x34, 0x30, 0x2f, 0x64, 0x65, 0x6d, 0x8a, 0x2c, 0x7b, 0x7d], [0x32, 0xd6]]) {
+        r = await httpRequest('GET', `${gw1.url}/socket.io/?EIO=4&transport=polling`);
+        const url = `${gw1.url}/socket.io/?EIO=4&transport=polling&sid=${JSON.parse(r.body.slice(1)).sid}`;
+        r = await httpRequest('POST', url, { body: Buffer.from(bytes) });
+        assert.equal(r.status, 400, `${Buffer.from(bytes).toString('latin1')}: malformed`);
+        r = await httpRequest('GET', url);
+        assert.equal(r.status, 400, 'the session was closed');
+    }
 
     // raw WebSocket sessions: garbage text, a binary frame, an oversized frame each close that socket
     for (const [send, code] of [
