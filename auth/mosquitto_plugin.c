@@ -2,7 +2,10 @@
  * pushgate_auth.so: a Mosquitto 2 (plugin API v5) plugin that applies the pushgate permission model to devices.
  *
  * Devices connect with username = app id, password = JWT, client id = the token's `client` claim. Users that are
- * not app ids (the gateway's account, operators) are DEFERred so Mosquitto's password_file and acl_file decide.
+ * not app ids (the gateway's account, operators, anyone else) get what Mosquitto gives them without the plugin: the
+ * plugin DEFERs them to Mosquitto's password_file and acl_file, and where the broker has none of its own (read from
+ * the broker's configuration file, or plugin_opt_non_app_acl / plugin_opt_non_app_login) allows their ACL checks
+ * and accepts their usernames as Mosquitto would, because Mosquitto 2.0 refuses what every plugin deferred.
  * The broker's own accounts (broker_username and every user of broker_password_file) are never app ids here,
  * even when an app of that id exists: the plugin defers them and warns once.
  *
@@ -36,13 +39,17 @@
  * property `event`, payload {"id","user_id"}) on the channel named by device_channel. Devices may not write on
  * that channel; {root}/{app}/d/ is outside their channels anyway.
  *
- * Options (mosquitto.conf): plugin_opt_config /path/to/pushgate.conf
+ * Options (mosquitto.conf): plugin_opt_config /path/to/pushgate.conf; plugin_opt_non_app_acl and
+ * plugin_opt_non_app_login: auto (default), defer or allow (see non_app_resolve()).
  *
  * Mosquitto 2.0.11 facts this file relies on (read from its sources):
  *  - ACL checks and BASIC_AUTH run on the broker's single thread, as do TICK and DISCONNECT; no locking needed.
  *    Anything slow here stalls every client, so SQLite is only read on a tick, with a short busy timeout.
  *  - MOSQ_EVT_TICK fires once per main-loop pass (the loop waits at most 100 ms in epoll), and only with
- *    `per_listener_settings false`, the default.
+ *    `per_listener_settings false`, the default; otherwise the plugin warns (tick_check()).
+ *  - mosquitto_acl_check() and mosquitto_unpwd_check() (src/security.c) turn "every callback deferred" into a
+ *    refusal, but with no callback at all they allow every ACL check and apply allow_anonymous to every login,
+ *    named or not. acl_file and password_file are callbacks registered after the plugins' only when set.
  *  - MOSQ_EVT_DISCONNECT fires for every context that is disconnected (context__disconnect), including the old
  *    context of a session takeover, which is why client state is keyed by the struct mosquitto pointer: the new
  *    context authenticates before the old one disconnects. Only the newest session of a client id reports a
