@@ -5,6 +5,7 @@
 // each client saw. Also: a broker whose plugin gets no tick (per_listener_settings true) says so in its log.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fsp from 'node:fs/promises';
 
 import {
     freePort,
@@ -215,4 +216,18 @@ test('per_listener_settings true: the broker log warns that the plugin gets no t
     });
     // The broker's files are per listener there, but the plugin still finds them: nothing opened.
     assert.match(b.logs(), /publish\/subscribe left to the broker \(the broker has an acl_file\), logins with a username left to the broker/);
+});
+
+test('SIGHUP: an acl_file added to the broker\'s configuration is obeyed for clients that are not apps', async () => {
+    const b = await broker(true, { passwordFile: false, aclFile: false, allowAnonymous: true });
+    const c = await connect(b.port, WHO[0], { clientId: 'before-reload' });
+    assert.ok((await publish(c, 'shared/x', 'allowed')) < 0x80, 'accepted before the reload');
+    const conf = await fsp.readFile(b.confPath, 'utf8');
+    await fsp.writeFile(b.confPath, `${conf}acl_file ${b.aclFile}\n`);
+    b.proc.kill('SIGHUP');
+    await waitFor(() => /publish\/subscribe left to the broker \(the broker has an acl_file\)/.test(b.logs()), {
+        message: 'the plugin did not see the new acl_file',
+    });
+    // The acl_file grants anonymous clients nothing.
+    assert.equal(await publish(c, 'shared/x', 'denied'), 0x87);
 });
