@@ -90,7 +90,7 @@ int main(void)
     /* this process was not started with -c */
     CHECK_EQ(pg_broker_conf_path(path, sizeof path), PG_ENOTFOUND, "no -c on the command line");
 
-    static const char *const files[] = {"both.conf",     "none.conf",     "unset.conf", "conf.d/a.conf",
+    static const char *const files[] = {"both.conf",     "none.conf",    "unset.conf", "conf.d/a.conf",
                                         "conf.d/b.conf", "conf.d/c.txt", "main.conf",  "baddir.conf"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
