@@ -1139,10 +1139,11 @@ out:
 
 /* ---- clients that are not apps ---------------------------------------------------------------------- */
 
-#define TICK_WARNING                                                                                                  \
-    LOG_PREFIX "the broker sends this plugin no tick (per_listener_settings true, in Mosquitto 2.0): expired "       \
-               "tokens and revoked or removed apps are refused at their next check but their clients stay "           \
-               "connected, and apps_db is read only at start-up and on SIGHUP; set per_listener_settings false"
+#define TICK_WARNING                                                                                                   \
+    LOG_PREFIX "the broker sends this plugin no tick (per_listener_settings true, in Mosquitto 2.0): expired "         \
+               "tokens and revoked or removed apps are refused at their next check but their clients stay "            \
+               "connected, apps_db is read only at start-up and on SIGHUP, and devices that connect after a SIGHUP "   \
+               "are refused; set per_listener_settings false"
 
 /* From the first checks after TICK_SILENCE_WARN_MS: a broker that never ticks is told in its log, once. */
 static void tick_check(struct plugin *pl)
