@@ -2,7 +2,10 @@
  * pushgate_auth.so: a Mosquitto 2 (plugin API v5) plugin that applies the pushgate permission model to devices.
  *
  * Devices connect with username = app id, password = JWT, client id = the token's `client` claim. Users that are
- * not app ids (the gateway's account, operators) are DEFERred so Mosquitto's password_file and acl_file decide.
+ * not app ids (the gateway's account, operators, anyone else) get what Mosquitto gives them without the plugin: the
+ * plugin DEFERs them to Mosquitto's password_file and acl_file, and where the broker has none of its own (read from
+ * the broker's configuration file, or plugin_opt_non_app_acl / plugin_opt_non_app_login) allows their ACL checks
+ * and accepts their usernames as Mosquitto would, because Mosquitto 2.0 refuses what every plugin deferred.
  * The broker's own accounts (broker_username and every user of broker_password_file) are never app ids here,
  * even when an app of that id exists: the plugin defers them and warns once.
  *
@@ -36,13 +39,17 @@
  * property `event`, payload {"id","user_id"}) on the channel named by device_channel. Devices may not write on
  * that channel; {root}/{app}/d/ is outside their channels anyway.
  *
- * Options (mosquitto.conf): plugin_opt_config /path/to/pushgate.conf
+ * Options (mosquitto.conf): plugin_opt_config /path/to/pushgate.conf; plugin_opt_non_app_acl and
+ * plugin_opt_non_app_login: auto (default), defer or allow (see non_app_resolve()).
  *
  * Mosquitto 2.0.11 facts this file relies on (read from its sources):
  *  - ACL checks and BASIC_AUTH run on the broker's single thread, as do TICK and DISCONNECT; no locking needed.
  *    Anything slow here stalls every client, so SQLite is only read on a tick, with a short busy timeout.
  *  - MOSQ_EVT_TICK fires once per main-loop pass (the loop waits at most 100 ms in epoll), and only with
- *    `per_listener_settings false`, the default.
+ *    `per_listener_settings false`, the default; otherwise the plugin warns (tick_check()).
+ *  - mosquitto_acl_check() and mosquitto_unpwd_check() (src/security.c) turn "every callback deferred" into a
+ *    refusal, but with no callback at all they allow every ACL check and apply allow_anonymous to every login,
+ *    named or not. acl_file and password_file are callbacks registered after the plugins' only when set.
  *  - MOSQ_EVT_DISCONNECT fires for every context that is disconnected (context__disconnect), including the old
  *    context of a session takeover, which is why client state is keyed by the struct mosquitto pointer: the new
  *    context authenticates before the old one disconnects. Only the newest session of a client id reports a
@@ -88,6 +95,7 @@ static int hash_oom;
 #include <uthash.h>
 
 #include "apps_store.h"
+#include "broker_conf.h"
 #include "pushgate_auth.h"
 
 #define PLUGIN_EXPORT __attribute__((visibility("default")))
@@ -111,6 +119,19 @@ static int hash_oom;
  */
 #define STORE_BUSY_TIMEOUT_MS 10
 #define DEFAULT_BROKER_USERNAME "pushgate"
+/*
+ * Mosquitto ticks ten times a second when it ticks at all; no tick this long after loading means it never will
+ * (per_listener_settings true in 2.0), which is logged once, from the first check after that.
+ */
+#define TICK_SILENCE_WARN_MS 5000
+#define BROKER_CONF_PATH_MAX 4096
+
+/* What clients that are not apps get from the plugin where it has no opinion of its own. */
+enum non_app_mode {
+    NON_APP_AUTO,  /* from the broker's configuration file: what Mosquitto gives them without the plugin */
+    NON_APP_DEFER, /* left to Mosquitto's files and other plugins; refused when none of them decides */
+    NON_APP_ALLOW, /* allowed, as Mosquitto does with no acl_file (ACL) or no password_file (login) */
+};
 
 struct app_entry {
     struct pg_app_creds creds; /* creds.id is the hash key */
@@ -208,6 +229,12 @@ struct plugin {
      * ever free it, and a later context at the same address would inherit it.
      */
     int reapplying;
+    enum non_app_mode acl_opt, login_opt; /* plugin_opt_non_app_acl / plugin_opt_non_app_login */
+    int acl_allow;                        /* non-app ACL checks: allowed (1) or deferred (0) */
+    int login_allow;                      /* non-app named logins: accepted (1) or deferred (0) */
+    int64_t loaded_mono_ms;
+    int ticked;      /* a MOSQ_EVT_TICK has arrived */
+    int tick_warned; /* the broker was found not to tick, and the log said so */
 };
 
 /* ---- configuration ------------------------------------------------------------------------------------ */
@@ -1110,6 +1137,120 @@ out:
     free(topic);
 }
 
+/* ---- clients that are not apps ---------------------------------------------------------------------- */
+
+#define TICK_WARNING                                                                                                   \
+    LOG_PREFIX "the broker sends this plugin no tick (per_listener_settings true, in Mosquitto 2.0): expired "         \
+               "tokens and revoked or removed apps are refused at their next check but their clients stay "            \
+               "connected, apps_db is read only at start-up and on SIGHUP, and devices that connect after a SIGHUP "   \
+               "are refused; set per_listener_settings false"
+
+/* From the first checks after TICK_SILENCE_WARN_MS: a broker that never ticks is told in its log, once. */
+static void tick_check(struct plugin *pl)
+{
+    if (pl->ticked || pl->tick_warned || pg_mono_ms() - pl->loaded_mono_ms < TICK_SILENCE_WARN_MS)
+        return;
+    pl->tick_warned = 1;
+    mosquitto_log_printf(MOSQ_LOG_WARNING, TICK_WARNING);
+}
+
+static int non_app_mode_parse(const char *value, enum non_app_mode *out)
+{
+    if (!strcmp(value, "auto"))
+        *out = NON_APP_AUTO;
+    else if (!strcmp(value, "defer"))
+        *out = NON_APP_DEFER;
+    else if (!strcmp(value, "allow"))
+        *out = NON_APP_ALLOW;
+    else
+        return PG_EINVAL;
+    return 0;
+}
+
+/*
+ * Sets acl_allow and login_allow from the options and, for `auto`, from the broker's configuration file, and logs
+ * the mode in force. Without the plugin, Mosquitto 2.0 allows every publish and subscribe when it has no acl_file
+ * and accepts any username when it has no password_file and allow_anonymous is true; with a plugin that defers,
+ * it refuses both. `auto` gives what Mosquitto would give, and defers whenever it cannot be sure (a file, another
+ * plugin, a configuration it cannot read), so a broker that has its own security is never opened. Anonymous
+ * logins are always deferred: Mosquitto applies allow_anonymous to them either way. Run at load and on SIGHUP.
+ */
+static void non_app_resolve(struct plugin *pl)
+{
+    struct pg_broker_conf bc;
+    char path[BROKER_CONF_PATH_MAX], err[512];
+    const char *acl_why, *login_why;
+    int known, rc;
+
+    err[0] = '\0';
+    rc = pg_broker_conf_path(path, sizeof path);
+    if (rc == 0)
+        rc = pg_broker_conf_read(path, &bc, err, sizeof err);
+    else
+        snprintf(err, sizeof err, "%s", rc == PG_ENOTFOUND ? "no -c on the broker's command line" : pg_strerror(rc));
+    known = rc == 0;
+
+    if (pl->acl_opt != NON_APP_AUTO) {
+        pl->acl_allow = pl->acl_opt == NON_APP_ALLOW;
+        acl_why = "plugin_opt_non_app_acl";
+    } else if (!known) {
+        pl->acl_allow = 0;
+        acl_why = "broker configuration unknown";
+    } else if (bc.acl_file) {
+        pl->acl_allow = 0;
+        acl_why = "the broker has an acl_file";
+    } else if (bc.plugins > 1) {
+        pl->acl_allow = 0;
+        acl_why = "another plugin is loaded";
+    } else {
+        pl->acl_allow = 1;
+        acl_why = "the broker has no acl_file";
+    }
+
+    if (pl->login_opt != NON_APP_AUTO) {
+        pl->login_allow = pl->login_opt == NON_APP_ALLOW;
+        login_why = "plugin_opt_non_app_login";
+    } else if (!known) {
+        pl->login_allow = 0;
+        login_why = "broker configuration unknown";
+    } else if (bc.password_file) {
+        pl->login_allow = 0;
+        login_why = "the broker has a password_file";
+    } else if (bc.plugins > 1) {
+        pl->login_allow = 0;
+        login_why = "another plugin is loaded";
+    } else if (bc.per_listener_settings) {
+        pl->login_allow = 0; /* allow_anonymous may differ between listeners */
+        login_why = "per_listener_settings true";
+    } else {
+        pl->login_allow = bc.allow_anonymous == 1;
+        login_why = pl->login_allow ? "the broker has no password_file and allow_anonymous true"
+                                    : "the broker has no password_file and allow_anonymous false: every login refused";
+    }
+
+    if (!known && (pl->acl_opt == NON_APP_AUTO || pl->login_opt == NON_APP_AUTO))
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             LOG_PREFIX "cannot read the broker's configuration (%s): clients that are not apps are "
+                                        "left to its acl_file and password_file, and refused where it has none; set "
+                                        "plugin_opt_non_app_acl and plugin_opt_non_app_login",
+                             err);
+    if (known && pl->acl_opt == NON_APP_ALLOW && bc.acl_file)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, LOG_PREFIX "plugin_opt_non_app_acl allow: the broker's acl_file is not "
+                                                          "consulted for clients that are not apps");
+    if (known && pl->login_opt == NON_APP_ALLOW && bc.password_file)
+        mosquitto_log_printf(MOSQ_LOG_WARNING, LOG_PREFIX "plugin_opt_non_app_login allow: the broker's password_file "
+                                                          "is not consulted for clients that are not apps");
+    mosquitto_log_printf(MOSQ_LOG_NOTICE,
+                         LOG_PREFIX "clients that are not apps: publish/subscribe %s (%s), logins with a username %s "
+                                    "(%s)",
+                         pl->acl_allow ? "allowed" : "left to the broker", acl_why,
+                         pl->login_allow ? "accepted" : "left to the broker", login_why);
+    if (known && bc.per_listener_settings && !pl->ticked && !pl->tick_warned) {
+        pl->tick_warned = 1;
+        mosquitto_log_printf(MOSQ_LOG_WARNING, TICK_WARNING);
+    }
+}
+
 /* ---- callbacks ------------------------------------------------------------------------------------------- */
 
 /*
@@ -1153,10 +1294,16 @@ static int on_basic_auth(int event, void *event_data, void *userdata)
     int rc;
 
     (void)event;
+    tick_check(pl);
     app = app_of_user(pl, ed->username);
     cid = mosquitto_client_id(ed->client);
-    if (!app)
-        return defer(pl, ed->client, cid);
+    if (!app) {
+        rc = defer(pl, ed->client, cid);
+        /* What Mosquitto gives a username with no password_file; anonymous logins are its own either way. */
+        if (rc == MOSQ_ERR_PLUGIN_DEFER && ed->username && pl->login_allow)
+            return MOSQ_ERR_SUCCESS;
+        return rc;
+    }
     if (!app->creds.active) {
         why = "app inactive";
         goto deny;
@@ -1289,6 +1436,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     const char *why;
 
     (void)event;
+    tick_check(pl);
     HASH_FIND_PTR(pl->clients, &ed->client, st);
     if (!st) {
         /* An app user without state is a session whose connection is gone; it holds no valid token. */
@@ -1297,7 +1445,8 @@ static int on_acl_check(int event, void *event_data, void *userdata)
                                  access_name(ed->access), str_or(cid, "-"), ed->topic);
             return MOSQ_ERR_ACL_DENIED;
         }
-        return MOSQ_ERR_PLUGIN_DEFER;
+        /* Not an app: what Mosquitto would decide without this plugin (see non_app_resolve()). */
+        return pl->acl_allow ? MOSQ_ERR_SUCCESS : MOSQ_ERR_PLUGIN_DEFER;
     }
     if (ed->access == MOSQ_ACL_UNSUBSCRIBE)
         return MOSQ_ERR_SUCCESS; /* giving up a subscription never widens access */
@@ -1469,6 +1618,7 @@ static int on_tick(int event, void *event_data, void *userdata)
     (void)event;
     (void)event_data;
     pl->reapplying = 0;
+    pl->ticked = 1;
     store_poll(pl, 0);
     if (!pl->kicks_pending)
         return MOSQ_ERR_SUCCESS;
@@ -1516,6 +1666,8 @@ static int on_reload(int event, void *event_data, void *userdata)
     conf_free(pl->conf);
     pl->conf = conf;
     mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "configuration reloaded from %s", pl->conf_path);
+    /* The broker has re-read its own file too: an acl_file or password_file may have come or gone. */
+    non_app_resolve(pl);
     /* The broker re-authenticates every session right after this event: let it see the store as it is now. */
     store_poll(pl, 1);
     /* Let other plugins see the reload too. */
@@ -1564,9 +1716,25 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
     char err[512];
     int rc;
 
+    enum non_app_mode acl_opt = NON_APP_AUTO, login_opt = NON_APP_AUTO;
+
     for (int i = 0; i < option_count; i++) {
-        if (options[i].key && !strcmp(options[i].key, "config"))
-            path = options[i].value;
+        const char *key = options[i].key, *value = options[i].value ? options[i].value : "";
+        enum non_app_mode *mode = NULL;
+        if (!key)
+            continue;
+        if (!strcmp(key, "config"))
+            path = value;
+        else if (!strcmp(key, "non_app_acl"))
+            mode = &acl_opt;
+        else if (!strcmp(key, "non_app_login"))
+            mode = &login_opt;
+        if (mode && non_app_mode_parse(value, mode) != 0) {
+            mosquitto_log_printf(MOSQ_LOG_ERR, LOG_PREFIX "plugin_opt_%s: expected auto, defer or allow, got \"%s\"",
+                                 key, value);
+            rc = MOSQ_ERR_INVAL;
+            goto out;
+        }
     }
     if (!path || !path[0]) {
         mosquitto_log_printf(MOSQ_LOG_ERR, LOG_PREFIX "missing option: plugin_opt_config /path/to/pushgate.conf");
@@ -1579,6 +1747,9 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
         goto out;
     }
     pl->pid = identifier;
+    pl->acl_opt = acl_opt;
+    pl->login_opt = login_opt;
+    pl->loaded_mono_ms = pg_mono_ms();
     rc = conf_load(path, &pl->conf, err, sizeof err);
     if (rc) {
         mosquitto_log_printf(MOSQ_LOG_ERR, LOG_PREFIX "%s", err);
@@ -1595,6 +1766,7 @@ PLUGIN_EXPORT int mosquitto_plugin_init(mosquitto_plugin_id_t *identifier, void 
     }
     mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "loaded %s: %u app(s), topic root \"%s\"", path,
                          HASH_COUNT(pl->conf->apps), pl->conf->topic_root);
+    non_app_resolve(pl);
     /* Store apps should be known before the first device connects; a store that is not there yet comes later. */
     store_poll(pl, 1);
     *userdata = pl;

@@ -406,7 +406,10 @@ async function mosquittoPasswd(file, user, password, create) {
 /**
  * Starts mosquitto on 127.0.0.1:port with password file + ACL (users `pushgate` and `operator`) and,
  * when plugin is true, the pushgate auth plugin reading pushgateConf.
- * extraUsers: [{username, password, acl: ['topic read x/#', ...]}]; extraConf: appended verbatim.
+ * extraUsers: [{username, password, acl: ['topic read x/#', ...]}]; extraConf: appended verbatim; headConf: written
+ * before the listener (e.g. per_listener_settings). passwordFile / aclFile false: the broker has no such file (the
+ * users above are then not authenticated); allowAnonymous: its allow_anonymous. pluginOpts: {name: value} written
+ * as plugin_opt_name value.
  */
 export async function startBroker({
     dir,
@@ -417,6 +420,11 @@ export async function startBroker({
     topicRoot = 'pushgate',
     extraUsers = [],
     extraConf = '',
+    headConf = '',
+    passwordFile = true,
+    aclFile = true,
+    allowAnonymous = false,
+    pluginOpts = {},
 } = {}) {
     if (!dir) throw new Error('startBroker: dir is required');
     if (!port) port = await freePort();
@@ -449,17 +457,21 @@ export async function startBroker({
     const conf = [
         '# written by tests/integration/lib/harness.mjs',
         'user root',
+        ...(headConf ? [headConf] : []),
         `listener ${port} 127.0.0.1`,
-        'allow_anonymous false',
+        `allow_anonymous ${allowAnonymous ? 'true' : 'false'}`,
         'persistence false',
         'set_tcp_nodelay true',
-        `password_file ${passwd}`,
-        `acl_file ${acl}`,
+        ...(passwordFile ? [`password_file ${passwd}`] : []),
+        ...(aclFile ? [`acl_file ${acl}`] : []),
         'log_dest stderr',
         'log_type all',
         'connection_messages true',
     ];
-    if (plugin) conf.push(`plugin ${PLUGIN_SO}`, `plugin_opt_config ${pushgateConf}`);
+    if (plugin) {
+        conf.push(`plugin ${PLUGIN_SO}`, `plugin_opt_config ${pushgateConf}`);
+        for (const [k, v] of Object.entries(pluginOpts)) conf.push(`plugin_opt_${k} ${v}`);
+    }
     if (extraConf) conf.push(extraConf);
     await fsp.writeFile(confPath, conf.join('\n') + '\n', { mode: 0o644 });
 
