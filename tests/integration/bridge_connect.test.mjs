@@ -83,7 +83,7 @@ test('a broker address whose accept queue is full: the loop keeps serving, then 
     tool.stdout.on('data', (d) => (out += d));
     await waitFor(() => out.includes(`full ${stack.brokerPort}`), { message: 'listener with a full accept queue' });
 
-    // the old blocking connect hangs in connect() before the loop serves anything: /healthz never answers
+    // a blocking connect would hang in connect() before the loop serves anything: /healthz would never answer
     const gw = await stack.startGateway({ readyTimeoutMs: scaled(5000) });
     await assertServedWhileConnecting(gw);
     assert.match(gw.logs(), /no CONNACK within 1000 ms \(broker_connect_timeout_ms\)/, 'the hung attempt is dropped and logged');
