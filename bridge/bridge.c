@@ -5,16 +5,23 @@
  * is handed to the owner, which calls pg_bridge_io() on readiness, so broker
  * traffic and WebSocket traffic are served by one thread without locks.
  *
- * Connecting uses the blocking mosquitto_connect_bind_v5(): libmosquitto's
- * asynchronous connect requires its threaded interface. Against a broker on
- * loopback or a LAN a refused or accepted connect returns at once; an
- * unreachable remote host can stall the loop for the kernel's connect
- * timeout, which is why the default broker address is loopback.
+ * Connecting never waits for the network: mosquitto_connect_bind_async()
+ * (libmosquitto 2.0) makes the socket non-blocking before connect(), so a
+ * connect in progress returns at once with the CONNECT packet queued; the
+ * owner watches the socket for writability like any other pending output,
+ * and mosquitto_loop_write() sends CONNECT once the TCP handshake completes
+ * (or reports its failure). A TCP connect or a CONNACK that does not arrive
+ * within connect_timeout_ms drops the attempt, which the jittered backoff
+ * retries: a broker address that swallows SYNs or a peer that accepts and
+ * never answers costs one socket, never the loop. The one blocking step left
+ * is libmosquitto's getaddrinfo() of a host name (none for a numeric address);
+ * broker_host should be an address or a name resolved locally.
  *
  * After a lost session the client is re-initialised before reconnecting, so
  * QoS 1 publishes that were already reported as failed (503 to a REST caller)
  * are not silently re-sent later by libmosquitto's retry queue.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -84,6 +91,8 @@ struct pg_bridge {
     int coming_up;          /* inside on_state(1): its subscriptions are not counted yet */
     int started;
     int64_t next_attempt;   /* monotonic ms of the next connect attempt, 0 = none scheduled */
+    /* monotonic ms by which the attempt under way must have its CONNACK, 0 = none (connected or no socket) */
+    int64_t connect_deadline;
     int backoff_ms;
     int64_t last_misc;
     uint32_t next_sub_id;
@@ -203,8 +212,9 @@ static int setup_client(pg_bridge *b);
 /* Called outside libmosquitto callbacks only: re-initialising closes the socket and drops its retry queue. */
 static void lost(pg_bridge *b, const char *why)
 {
-    int was = b->connected;
+    int was = b->connected, attempt = b->fd >= 0 && !was;
     b->connected = 0;
+    b->connect_deadline = 0;
     set_socket(b, -1);
     if (mosquitto_reinitialise(b->mosq, b->cfg.client_id, true, b) != MOSQ_ERR_SUCCESS || setup_client(b) != 0)
         blog(b, 3, "cannot reinitialise MQTT client");
@@ -212,6 +222,8 @@ static void lost(pg_bridge *b, const char *why)
     subs_lost(b);
     if (b->next_attempt == 0)
         schedule_reconnect(b);
+    if (attempt) /* the TCP connect or the CONNECT/CONNACK exchange of a background attempt failed */
+        blog(b, 2, "cannot connect to broker %s:%d: %s", b->cfg.host, b->cfg.port, why);
     if (was) {
         blog(b, 2, "broker connection lost: %s", why);
         if (b->ops.on_state)
@@ -244,6 +256,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
         return; /* libmosquitto closes the socket; lost() follows from the read path */
     }
     b->connected = 1;
+    b->connect_deadline = 0;
     b->backoff_ms = b->cfg.reconnect_min_ms;
     blog(b, 1, "connected to broker %s:%d", b->cfg.host, b->cfg.port);
     struct sub *s, *tmp;
@@ -432,6 +445,8 @@ int pg_bridge_new(const struct pg_bridge_config *cfg, const struct pg_bridge_ops
         b->cfg.reconnect_min_ms = 10;
     if (b->cfg.reconnect_max_ms < b->cfg.reconnect_min_ms)
         b->cfg.reconnect_max_ms = b->cfg.reconnect_min_ms;
+    if (b->cfg.connect_timeout_ms <= 0)
+        b->cfg.connect_timeout_ms = PG_BRIDGE_CONNECT_TIMEOUT_MS;
     b->ops = *ops;
     b->ud = ud;
     b->fd = -1;
@@ -493,7 +508,8 @@ void pg_bridge_free(pg_bridge *b)
 static void try_connect(pg_bridge *b)
 {
     b->next_attempt = 0;
-    int rc = mosquitto_connect_bind_v5(b->mosq, b->cfg.host, b->cfg.port, b->cfg.keepalive_s, NULL, NULL);
+    /* returns with the TCP connect in progress (MOSQ_ERR_CONN_PENDING inside) and CONNECT queued behind it */
+    int rc = mosquitto_connect_bind_async(b->mosq, b->cfg.host, b->cfg.port, b->cfg.keepalive_s, NULL);
     if (rc != MOSQ_ERR_SUCCESS) {
         blog(b, 2, "cannot connect to broker %s:%d: %s", b->cfg.host, b->cfg.port,
              rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
@@ -501,6 +517,7 @@ static void try_connect(pg_bridge *b)
         return;
     }
     b->last_misc = pg_mono_ms();
+    b->connect_deadline = b->last_misc + b->cfg.connect_timeout_ms;
     set_socket(b, mosquitto_socket(b->mosq));
     if (mosquitto_want_write(b->mosq) && b->ops.want_write)
         b->ops.want_write(b->ud);
@@ -508,7 +525,11 @@ static void try_connect(pg_bridge *b)
 
 void pg_bridge_start(pg_bridge *b)
 {
+    unsigned char addr[sizeof(struct in6_addr)];
     b->started = 1;
+    if (inet_pton(AF_INET, b->cfg.host, addr) != 1 && inet_pton(AF_INET6, b->cfg.host, addr) != 1)
+        blog(b, 1, "broker host %s is a name: each connect attempt resolves it with a blocking lookup (use an "
+                   "address or a name in /etc/hosts)", b->cfg.host);
     try_connect(b);
 }
 
@@ -563,6 +584,13 @@ void pg_bridge_tick(pg_bridge *b)
     if (b->fd < 0) {
         if (b->next_attempt && now >= b->next_attempt)
             try_connect(b);
+        return;
+    }
+    if (b->connect_deadline && now >= b->connect_deadline) {
+        /* TCP handshake or CONNACK still missing: give the socket up and let the backoff try again */
+        char why[96];
+        snprintf(why, sizeof why, "no CONNACK within %d ms (broker_connect_timeout_ms)", b->cfg.connect_timeout_ms);
+        lost(b, why);
         return;
     }
     if (now - b->last_misc >= 1000) {

@@ -23,6 +23,8 @@
 #include "pg_common.h"
 
 #define PG_BRIDGE_TICK_MS 100
+/* connect_timeout_ms when the owner gives none */
+#define PG_BRIDGE_CONNECT_TIMEOUT_MS 5000
 
 typedef struct pg_bridge pg_bridge;
 
@@ -35,6 +37,9 @@ struct pg_bridge_config {
     int keepalive_s;
     int reconnect_min_ms;
     int reconnect_max_ms;
+    /* an attempt whose TCP connect or CONNACK is not through by then is dropped and retried with backoff
+       (<= 0: PG_BRIDGE_CONNECT_TIMEOUT_MS). Connecting never blocks; resolving a host name does (getaddrinfo). */
+    int connect_timeout_ms;
     int publish_timeout_ms; /* a QoS 1 publish not acknowledged by then fails with PG_ETIMEDOUT */
     const char *will_topic; /* optional retained will (empty payload) */
 };
@@ -68,7 +73,8 @@ int pg_bridge_new(const struct pg_bridge_config *cfg, const struct pg_bridge_ops
 /* Disconnects cleanly when connected; pending publishes fail with PG_EBUSY. */
 void pg_bridge_free(pg_bridge *b);
 
-/* Start connecting (non-fatal if the broker is down: the bridge keeps retrying with backoff). */
+/* Start connecting (non-fatal if the broker is down: the bridge keeps retrying with backoff). The TCP connect
+   runs in the background: the socket is handed to on_socket() at once and want_write() asks for writability. */
 void pg_bridge_start(pg_bridge *b);
 int pg_bridge_connected(const pg_bridge *b);
 /* Connected, and every subscription that existed when the connection came up (or was made by on_state) has been

@@ -34,6 +34,8 @@ static const struct opt opts[] = {
     {"broker_keepalive_s", T_INT, O(broker_keepalive_s), "30", 5, 3600, "MQTT keepalive interval (seconds)"},
     {"broker_reconnect_min_ms", T_INT, O(broker_reconnect_min_ms), "100", 10, 60000, "first reconnect delay"},
     {"broker_reconnect_max_ms", T_INT, O(broker_reconnect_max_ms), "5000", 10, 600000, "largest reconnect delay"},
+    {"broker_connect_timeout_ms", T_INT, O(broker_connect_timeout_ms), "5000", 100, 600000,
+     "a broker connect without CONNACK by then is dropped and retried"},
     {"topic_root", T_STR, O(topic_root), "pushgate", 0, 0, "first MQTT topic level of every pushgate topic"},
     {"node_id", T_STR, O(node_id), "", 0, 0, "this process's id among gateways (empty: random)"},
     {"max_frame_bytes", T_SIZE, O(max_frame_bytes), "64k", 128, BIG, "largest WebSocket message (close 1009)"},

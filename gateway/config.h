@@ -37,6 +37,7 @@ struct pg_config {
     long long broker_keepalive_s;
     long long broker_reconnect_min_ms;
     long long broker_reconnect_max_ms;
+    long long broker_connect_timeout_ms;
     char *topic_root;
     char *node_id;
     /* limits */

@@ -476,6 +476,7 @@ int pg_server_run(struct pg_config *cfg)
         .keepalive_s = (int)cfg->broker_keepalive_s,
         .reconnect_min_ms = (int)cfg->broker_reconnect_min_ms,
         .reconnect_max_ms = (int)cfg->broker_reconnect_max_ms,
+        .connect_timeout_ms = (int)cfg->broker_connect_timeout_ms,
         .publish_timeout_ms = (int)cfg->publish_timeout_ms,
         .will_topic = will,
     };
