@@ -209,6 +209,8 @@ struct pg_http {
     int waiting_ack;
     int phase; /* 0: headers next, 1: body next */
     int close_after; /* the answer carries Connection: close and the connection closes once it is written */
+    int client_close; /* the request asked for the close (Connection: close, HTTP/1.0 without keep-alive) */
+    int http10_keepalive; /* HTTP/1.0 with Connection: keep-alive: the answer says keep-alive back */
     lws_sorted_usec_list_t sul_body; /* http_body_timeout_ms: the announced body must have arrived by then */
     UT_hash_handle hh; /* gw->requests by serial */
 };
