@@ -151,6 +151,8 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
     if (rc == 1) {
         (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, msg, n);
         pg_ws_collected(s);
+        if (s->proto == PG_PROTO_NATIVE)
+            pg_native_flow(s);
     }
     return rc < 0 ? -1 : 0;
 }
@@ -230,6 +232,8 @@ static int ws_writeable(struct pg_session *s, struct lws *wsi)
         s->app->stats.bytes_out += m->len;
     }
     pg_outq_pop(&s->q);
+    if (s->proto == PG_PROTO_NATIVE)
+        pg_native_flow(s);
     if (s->q.count || s->close_code)
         lws_callback_on_writable(wsi);
     return 0;

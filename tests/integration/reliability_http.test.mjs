@@ -15,7 +15,7 @@ const sockets = new Set();
 
 before(async () => {
     // small out-queue limits: a thousand pipelined replies are far more than a session may have queued
-    stack = await startStack({ gateway: { max_queue_messages: 64, max_queue_bytes: '16k' } });
+    stack = await startStack({ gateway: { max_queue_messages: 64, max_queue_bytes: "16k" } });
 });
 
 after(async () => {
@@ -200,3 +200,29 @@ for (const [name, makeAgent] of [
         }
     });
 }
+
+// Replies to a session's own requests are not out-queue messages: a client that pipelines requests is slowed down
+// (the gateway stops reading its socket while its replies wait), never closed as a slow consumer.
+test('a native session that pipelines a thousand requests gets every reply and stays open', { timeout: 60000 }, async () => {
+    const N = 1000;
+    const c = await wsConnect(`${stack.wsUrl ?? stack.gw.wsUrl}/v1/demo`);
+    sockets.add(c);
+    await c.next((f) => f.type === 'open');
+    const room = `pipelined-${process.pid}`;
+    for (let i = 1; i <= N; i++) c.send({ type: 'publish', room, message: { i }, cb: i });
+    for (let i = 1; i <= 50; i++) c.send({ type: 'subscribe', room: `${room}-${i}`, cb: N + i });
+    const seen = new Set();
+    for (let i = 1; i <= N + 50; i++) {
+        const f = await c.next((x) => x.type === 'publish' || x.type === 'subscribe', scaled(20000));
+        assert.equal(f.error, undefined, JSON.stringify(f));
+        seen.add(f.cb);
+    }
+    assert.equal(seen.size, N + 50, 'one reply per request');
+    assert.equal(c.closeInfo, null, 'the session stays open');
+    // and it still works: a message published to a room it subscribed to arrives
+    const r = await httpRequest('POST', `${stack.gw.url}/demo/${room}-1/publish`, { body: { after: true } });
+    assert.equal(r.status, 200);
+    const m = await c.next((f) => f.type === 'message' && f.room === `${room}-1`);
+    assert.deepEqual(m.message, { after: true });
+    assert.doesNotMatch(stack.gw.logs(), /slow consumer closed/);
+});
