@@ -147,13 +147,23 @@ static int h_write(struct pg_http *h)
         if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end))
             return -1;
-        if (h->close_after &&
+        /* HTTP/2 (an h2c upgrade lws answers) forbids connection headers: its streams end, not the connection */
+        int h1 = lws_get_network_wsi(h->wsi) == h->wsi;
+        if (h1 && h->close_after &&
             lws_add_http_header_by_token(h->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end))
             return -1;
-        if (!h->close_after && h->http10_keepalive &&
+        if (h1 && !h->close_after && h->http10_keepalive &&
             lws_add_http_header_by_token(h->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"keep-alive", 10, &p,
                                          end))
             return -1;
+        if (h1 && !h->close_after) {
+            /* how long an idle connection stays: a pooling client retires the socket before the gateway closes it */
+            char ka[32];
+            int n = snprintf(ka, sizeof ka, "timeout=%lld", h->gw->cfg->http_keepalive_s);
+            if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"keep-alive:", (const unsigned char *)ka, n,
+                                            &p, end))
+                return -1;
+        }
         if (lws_finalize_write_http_header(h->wsi, start, &p, end))
             return -1;
         h->phase = 1;
@@ -202,6 +212,8 @@ static int request_wants_close(struct lws *wsi, int *http10_ka)
     int cl = pg_http_header(wsi, WSI_TOKEN_CONNECTION, conn, sizeof conn);
     int v11 = vl > 0 && !strcmp(version, "HTTP/1.1");
     *http10_ka = 0;
+    if (lws_get_network_wsi(wsi) != wsi)
+        return 0; /* an HTTP/2 stream: closing it is not closing the connection */
     if (cl < 0)
         return 1; /* a Connection header too long to read: the safe answer */
     if (has_token(conn, "close"))

@@ -515,6 +515,7 @@ int pg_server_run(struct pg_config *cfg)
     /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
     long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
     info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
+    info.keepalive_timeout = (int)cfg->http_keepalive_s; /* announced in every kept answer (http.c) */
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);

@@ -12,10 +12,11 @@ import { httpRequest, scaled, startStack, wsConnect } from './lib/harness.mjs';
 
 let stack;
 const sockets = new Set();
+const KEEPALIVE_S = 2;
 
 before(async () => {
     // small out-queue limits: a thousand pipelined replies are far more than a session may have queued
-    stack = await startStack({ gateway: { max_queue_messages: 64, max_queue_bytes: "16k" } });
+    stack = await startStack({ gateway: { max_queue_messages: 64, max_queue_bytes: '16k', http_keepalive_s: KEEPALIVE_S } });
 });
 
 after(async () => {
@@ -138,6 +139,7 @@ test('the connection closes after an answer exactly when that answer says Connec
         assert.equal(r.closed, false, `${what}: kept open`);
         assert.equal(r.answers.length, 2, `${what}: the next request on the connection is answered`);
         assert.notEqual(connectionHeader(r.answers[0]), 'close', `${what}: no Connection: close on a kept connection`);
+        assert.deepEqual(r.answers[0].headers['keep-alive'], [`timeout=${KEEPALIVE_S}`], `${what}: the idle timeout is announced`);
     }
     // a request pipelined behind a body answered at once: either both are answered on a kept connection, or the
     // gateway closes after the first answer, which then says so
@@ -147,6 +149,26 @@ test('the connection closes after an answer exactly when that answer says Connec
     // an HTTP/1.0 client learns that the connection stays
     const r10 = await exchange(get('/healthz', '1.0', 'Connection: keep-alive\r\n'), get('/healthz', '1.0', 'Connection: keep-alive\r\n'));
     assert.equal(connectionHeader(r10.answers[0]), 'keep-alive');
+});
+
+test('a kept connection closes once idle for the announced Keep-Alive timeout, not before', async () => {
+    const sock = net.connect(stack.gw.port, '127.0.0.1');
+    let answeredAt = 0;
+    let text = '';
+    const closedAt = await new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the idle connection was never closed')), scaled(KEEPALIVE_S * 1000 + 5000));
+        sock.on('connect', () => sock.write(get('/healthz')));
+        sock.on('data', (d) => {
+            text += d.toString('latin1');
+            if (!answeredAt && splitAnswers(text)[0]?.complete) answeredAt = Date.now();
+        });
+        sock.on('error', () => {});
+        sock.on('close', () => (clearTimeout(timer), resolve(Date.now())));
+    });
+    assert.ok(answeredAt, 'answered');
+    assert.match(text, new RegExp(`keep-alive: timeout=${KEEPALIVE_S}`, 'i'));
+    // lws counts whole seconds: allow it to be up to one early
+    assert.ok(closedAt - answeredAt >= (KEEPALIVE_S - 1) * 1000, `closed after ${closedAt - answeredAt} ms`);
 });
 
 // The requests of one round, in order: each resolves to its status; none may fail on a reused socket.
