@@ -67,7 +67,9 @@ static const char *const stmt_sql[S_COUNT] = {
     /* a replicated deletion removes only what is not newer than it */
     [S_FORGET] = "DELETE FROM apps WHERE slug = ?1 AND coalesce(updated_ms, 0) <= ?2",
     [S_TOMBSTONE] = "INSERT INTO deletions (slug, deleted_ms) VALUES (?1, ?2) "
-                    "ON CONFLICT (slug) DO UPDATE SET deleted_ms = max(deleted_ms, excluded.deleted_ms)",
+                    /* no write (no data_version change for every reader) when the record is as recent */
+                    "ON CONFLICT (slug) DO UPDATE SET deleted_ms = excluded.deleted_ms "
+                    "WHERE excluded.deleted_ms > deletions.deleted_ms",
     [S_DELETED] = "SELECT deleted_ms FROM deletions WHERE slug = ?1",
 };
 
