@@ -170,8 +170,6 @@ static struct native_ack *ack_new(struct pg_session *s, json_t *cb, const char *
     return a;
 }
 
-
-
 /* The broker answered (or the request failed): its reply is queued by now, or its session is gone. */
 static void ack_free(struct native_ack *a)
 {
