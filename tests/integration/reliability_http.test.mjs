@@ -227,9 +227,9 @@ for (const [name, makeAgent] of [
 // (the gateway stops reading its socket while its replies wait), never closed as a slow consumer.
 test('a native session that pipelines a thousand requests gets every reply and stays open', { timeout: 60000 }, async () => {
     const N = 1000;
-    const c = await wsConnect(`${stack.wsUrl ?? stack.gw.wsUrl}/v1/demo`);
+    const c = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
     sockets.add(c);
-    await c.next((f) => f.type === 'open');
+    const { client_id: clientId } = await c.next((f) => f.type === 'open');
     const room = `pipelined-${process.pid}`;
     for (let i = 1; i <= N; i++) c.send({ type: 'publish', room, message: { i }, cb: i });
     for (let i = 1; i <= 50; i++) c.send({ type: 'subscribe', room: `${room}-${i}`, cb: N + i });
@@ -247,4 +247,6 @@ test('a native session that pipelines a thousand requests gets every reply and s
     const m = await c.next((f) => f.type === 'message' && f.room === `${room}-1`);
     assert.deepEqual(m.message, { after: true });
     assert.doesNotMatch(stack.gw.logs(), /slow consumer closed/);
+    // with max_queue_messages (64) replies due, the gateway stopped reading the client's requests for a while
+    assert.match(stack.gw.logs(), new RegExp(`not reading requests of client=${clientId}: 64 replies due`));
 });
