@@ -20,7 +20,11 @@
  * each admin change; a receiving gateway writes the row into its own store
  * when it is newer, so its broker plugin sees it too. The broker keeps the
  * latest state of every app, deletions included, for gateways that start or
- * reconnect later. `_ctl` is readable only by gateway accounts (DESIGN.md).
+ * reconnect later. Deletion wins: each store records when a slug was
+ * deleted, and no copy of the app from before then is stored again, even
+ * one that a gateway changed while away from the broker and announces on
+ * its return; whoever ignores such a copy announces the tombstone again, so
+ * the broker's retained state is the deletion once more. `_ctl` is readable only by gateway accounts (DESIGN.md).
  *
  * App-wide broadcasts (`#general`) travel on `{root}/{app}/b` with the event
  * name as the `event` user property and reach every session of the app.
@@ -439,10 +443,14 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
     char *text = NULL, *topic = apps_topic(gw, slug);
     struct pg_unannounced *u;
     int rc = pg_apps_store_get(gw->store, slug, &app), sent = 0;
+    int64_t gone = 0;
     HASH_FIND_STR(gw->unannounced, slug, u);
-    if (rc == PG_ENOTFOUND) /* a tombstone, not an empty message: a gateway away from the broker learns of it too */
-        app = json_pack("{s:s, s:b, s:I}", "slug", slug, "deleted", 1, "updated_ms",
-                        (json_int_t)(u ? u->since_ms : pg_now_ms()));
+    /* a tombstone, not an empty message: a gateway away from the broker learns of it too; it carries the time the
+       store recorded for the deletion */
+    if (rc == PG_ENOTFOUND && pg_apps_store_deleted(gw->store, slug, &gone) != 0)
+        gone = u ? u->since_ms : pg_now_ms();
+    if (rc == PG_ENOTFOUND)
+        app = json_pack("{s:s, s:b, s:I}", "slug", slug, "deleted", 1, "updated_ms", (json_int_t)gone);
     if (app && (rc == 0 || rc == PG_ENOTFOUND))
         text = json_dumps(app, JSON_COMPACT);
     /* retained: gateways that start or reconnect later learn the latest state */
@@ -484,20 +492,21 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
     if (len && (!s || strcmp(s, slug) != 0)) {
         rc = PG_EINVAL;
     } else if (deleted) {
-        /* a tombstone deletes what is older than it; an empty message (older gateways) deletes at once */
-        json_t *mine = NULL, *when = json_object_get(app, "updated_ms");
-        if (len && !json_is_integer(when)) {
+        /* a tombstone deletes what is older than it and is recorded (deletion wins over older copies arriving
+           later); an empty message (older gateways) deletes at once */
+        json_t *when = json_object_get(app, "updated_ms");
+        if (len && (!json_is_integer(when) || json_integer_value(when) <= 0)) {
             rc = PG_EINVAL;
-        } else if ((rc = pg_apps_store_get(gw->store, slug, &mine)) == 0) {
+        } else if (!len) {
+            changed = (rc = pg_apps_store_delete(gw->store, slug)) == 0;
+            if (rc == PG_ENOTFOUND)
+                rc = 0;
+        } else if ((rc = pg_apps_store_forget(gw->store, slug, json_integer_value(when), &changed)) == 0) {
+            json_t *mine = NULL;
             /* a copy changed after the deletion (the slug was created again) stays */
-            if (!len || json_integer_value(json_object_get(mine, "updated_ms")) <= json_integer_value(when))
-                changed = (rc = pg_apps_store_delete(gw->store, slug)) == 0;
-            else
-                keep = 1;
+            keep = pg_apps_store_get(gw->store, slug, &mine) == 0;
+            json_decref(mine);
         }
-        if (rc == PG_ENOTFOUND)
-            rc = 0;
-        json_decref(mine);
         if (keep) {
             /* the broker holds the tombstone now: replace it with our newer copy, for every gateway */
             pg_log(PG_LOG_INFO, "apps", "app %s kept: changed here after its deletion elsewhere", slug);
@@ -511,7 +520,20 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
         json_decref(app);
         return;
     } else {
+        int64_t gone = 0;
         rc = pg_apps_store_put(gw->store, app, &changed);
+        if (rc == 0 && !changed && pg_apps_store_deleted(gw->store, slug, &gone) == 0 &&
+            gone >= json_integer_value(json_object_get(app, "updated_ms"))) {
+            /*
+             * A copy from before the app's deletion (a gateway that changed it while away from the broker
+             * announces it on its return): it stays deleted, and since that copy replaced the retained
+             * tombstone at the broker, this gateway puts the latest state back for gateways that come later.
+             */
+            pg_log(PG_LOG_INFO, "apps", "app %s stays deleted: a copy older than its deletion was ignored", slug);
+            json_decref(app);
+            pg_apps_announce(gw, slug);
+            return;
+        }
     }
     json_decref(app);
     if (rc)

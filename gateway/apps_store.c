@@ -24,7 +24,8 @@ enum { C_ID, C_SLUG, C_NAME, C_KEY, C_SECRET, C_ACTIVE, C_REQUIRE_AUTH, C_ORIGIN
 /* Statements a read-only store needs come first: only those are prepared for it. */
 enum stmt_id {
     S_GET, S_LIST, S_DATA_VERSION, S_REVOKED, S_NREAD,
-    S_INSERT = S_NREAD, S_SLUG_EXISTS, S_UPDATE, S_DELETE, S_REVOKE, S_PURGE, S_PUT, S_COUNT
+    S_INSERT = S_NREAD, S_SLUG_EXISTS, S_UPDATE, S_DELETE, S_REVOKE, S_PURGE, S_PUT, S_FORGET, S_TOMBSTONE,
+    S_DELETED, S_COUNT
 };
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -33,7 +34,9 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DATA_VERSION] = "PRAGMA data_version",
     [S_REVOKED] = "SELECT app, kind, value, expires_ms FROM revocations WHERE expires_ms > ?1 ORDER BY rowid",
     [S_INSERT] = "INSERT INTO apps (slug, name, key, secret, active, require_auth, allowed_origins, push_token, "
-                 "created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, 1, 0, NULL, ?6, ?5, ?5)",
+                 "created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, 1, 0, NULL, ?6, ?5, "
+                 /* a slug created again is newer than its deletion, on every replica, whatever the clocks say */
+                 "max(?5, coalesce((SELECT deleted_ms + 1 FROM deletions WHERE slug = ?1), 0)))",
     [S_SLUG_EXISTS] = "SELECT 1 FROM apps WHERE slug = ?1",
     /* NULL parameters keep a column: one statement, so a concurrent update of another field is never lost. */
     [S_UPDATE] = "UPDATE apps SET name = coalesce(?2, name), active = coalesce(?3, active), "
@@ -42,14 +45,16 @@ static const char *const stmt_sql[S_COUNT] = {
                  /* strictly increasing: replicas apply only newer states (pg_apps_store_put) */
                  "updated_ms = max(?7, coalesce(updated_ms, 0) + 1) "
                  "WHERE slug = ?1 RETURNING " APP_COLS,
-    [S_DELETE] = "DELETE FROM apps WHERE slug = ?1",
+    [S_DELETE] = "DELETE FROM apps WHERE slug = ?1 RETURNING updated_ms",
     /* A second revocation of the same id keeps the later expiry. */
     [S_REVOKE] = "INSERT INTO revocations (app, kind, value, expires_ms) VALUES (?1, ?2, ?3, ?4) "
                  "ON CONFLICT (app, kind, value) DO UPDATE SET expires_ms = max(expires_ms, excluded.expires_ms)",
     [S_PURGE] = "DELETE FROM revocations WHERE expires_ms <= ?1",
     /* A row replicated from another store: written only when something differs, so changes() says whether it did. */
     [S_PUT] = "INSERT INTO apps (slug, name, key, secret, active, require_auth, allowed_origins, push_token, "
-              "created_ms, updated_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) "
+              "created_ms, updated_ms) SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9 "
+              /* deletion wins: a state not newer than the slug's deletion never comes back */
+              "WHERE NOT EXISTS (SELECT 1 FROM deletions WHERE slug = ?1 AND deleted_ms >= ?9) "
               "ON CONFLICT (slug) DO UPDATE SET name = excluded.name, key = excluded.key, secret = excluded.secret, "
               "active = excluded.active, require_auth = excluded.require_auth, "
               "allowed_origins = excluded.allowed_origins, push_token = excluded.push_token, "
@@ -59,6 +64,13 @@ static const char *const stmt_sql[S_COUNT] = {
               "(name IS NOT excluded.name OR key IS NOT excluded.key OR secret IS NOT excluded.secret OR "
               "active IS NOT excluded.active OR require_auth IS NOT excluded.require_auth OR "
               "allowed_origins IS NOT excluded.allowed_origins OR push_token IS NOT excluded.push_token)",
+    /* a replicated deletion removes only what is not newer than it */
+    [S_FORGET] = "DELETE FROM apps WHERE slug = ?1 AND coalesce(updated_ms, 0) <= ?2",
+    [S_TOMBSTONE] = "INSERT INTO deletions (slug, deleted_ms) VALUES (?1, ?2) "
+                    /* no write (no data_version change for every reader) when the record is as recent */
+                    "ON CONFLICT (slug) DO UPDATE SET deleted_ms = excluded.deleted_ms "
+                    "WHERE excluded.deleted_ms > deletions.deleted_ms",
+    [S_DELETED] = "SELECT deleted_ms FROM deletions WHERE slug = ?1",
 };
 
 static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS apps ("
@@ -79,7 +91,16 @@ static const char schema_sql[] = "CREATE TABLE IF NOT EXISTS apps ("
                                  "kind TEXT NOT NULL CHECK (kind IN ('client', 'jti')), "
                                  "value TEXT NOT NULL, "
                                  "expires_ms INTEGER NOT NULL, "
-                                 "PRIMARY KEY (app, kind, value))";
+                                 "PRIMARY KEY (app, kind, value));"
+                                 /*
+                                  * The latest deletion of every slug (replication's tombstones): no copy of
+                                  * the app as it was before then is stored again (pg_apps_store_put). One
+                                  * row per deleted slug, as many as admins delete; a store without the table
+                                  * (older versions) gets it when opened read-write.
+                                  */
+                                 "CREATE TABLE IF NOT EXISTS deletions ("
+                                 "slug TEXT PRIMARY KEY, "
+                                 "deleted_ms INTEGER NOT NULL)";
 
 
 struct pg_apps_store {
@@ -741,10 +762,29 @@ out:
     return rc;
 }
 
+/* Runs a transaction's BEGIN IMMEDIATE, COMMIT or ROLLBACK. */
+static int tx(struct pg_apps_store *st, const char *sql)
+{
+    int src = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    return src == SQLITE_OK ? 0 : db_fail(st, src);
+}
+
+/* Records the deletion of slug at deleted_ms (the later one stays). Inside the caller's transaction. */
+static int record_deletion(struct pg_apps_store *st, const char *slug, int64_t deleted_ms)
+{
+    sqlite3_stmt *s = st->stmt[S_TOMBSTONE];
+    sqlite3_bind_text(s, 1, slug, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, deleted_ms);
+    int src = sqlite3_step(s);
+    stmt_done(s);
+    return src == SQLITE_DONE ? 0 : db_fail(st, src);
+}
+
 int pg_apps_store_delete(struct pg_apps_store *st, const char *slug)
 {
     sqlite3_stmt *s = NULL;
-    int rc = 0, src;
+    int rc = 0, src, found = 0;
+    int64_t updated = 0;
 
     if (!st || !slug)
         return PG_EINVAL;
@@ -752,23 +792,96 @@ int pg_apps_store_delete(struct pg_apps_store *st, const char *slug)
         return rc;
     if (!slug_arg_ok(slug)) {
         seterr(st, "no such app");
-        rc = PG_ENOTFOUND;
-        goto out;
+        return PG_ENOTFOUND;
     }
+    /* the row and its deletion record go together or not at all */
+    if ((rc = tx(st, "BEGIN IMMEDIATE")))
+        return rc;
     s = st->stmt[S_DELETE];
     sqlite3_bind_text(s, 1, slug, -1, SQLITE_STATIC);
-    src = sqlite3_step(s);
+    while ((src = sqlite3_step(s)) == SQLITE_ROW) {
+        found = 1;
+        updated = sqlite3_column_int64(s, 0);
+    }
+    stmt_done(s);
     if (src != SQLITE_DONE) {
         rc = db_fail(st, src);
-        goto out;
-    }
-    if (sqlite3_changes(st->db) == 0) {
+    } else if (!found) {
         seterr(st, "no app with slug \"%s\"", slug);
         rc = PG_ENOTFOUND;
+    } else {
+        /* newer than the state it removes, even when this clock is behind the one that wrote that state */
+        int64_t now = pg_now_ms();
+        rc = record_deletion(st, slug, now > updated ? now : updated + 1);
     }
-out:
-    if (s)
-        stmt_done(s);
+    if (rc == 0 && (rc = tx(st, "COMMIT")) == 0)
+        return 0;
+    int keep = rc;
+    char why[sizeof st->err];
+    snprintf(why, sizeof why, "%s", st->err);
+    tx(st, "ROLLBACK");
+    snprintf(st->err, sizeof st->err, "%s", why);
+    return keep;
+}
+
+int pg_apps_store_forget(struct pg_apps_store *st, const char *slug, int64_t deleted_ms, int *removed)
+{
+    int rc, src;
+
+    if (removed)
+        *removed = 0;
+    if (!st || !slug || deleted_ms <= 0)
+        return PG_EINVAL;
+    if ((rc = begin_write(st)))
+        return rc;
+    if (!slug_arg_ok(slug)) {
+        seterr(st, "slug: expected a slug");
+        return PG_EINVAL;
+    }
+    if ((rc = tx(st, "BEGIN IMMEDIATE")))
+        return rc;
+    sqlite3_stmt *s = st->stmt[S_FORGET];
+    sqlite3_bind_text(s, 1, slug, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, deleted_ms);
+    src = sqlite3_step(s);
+    stmt_done(s);
+    if (src != SQLITE_DONE)
+        rc = db_fail(st, src);
+    else if (removed)
+        *removed = sqlite3_changes(st->db) > 0;
+    if (rc == 0)
+        rc = record_deletion(st, slug, deleted_ms);
+    if (rc == 0 && (rc = tx(st, "COMMIT")) == 0)
+        return 0;
+    if (removed)
+        *removed = 0;
+    int keep = rc;
+    char why[sizeof st->err];
+    snprintf(why, sizeof why, "%s", st->err);
+    tx(st, "ROLLBACK");
+    snprintf(st->err, sizeof st->err, "%s", why);
+    return keep;
+}
+
+int pg_apps_store_deleted(struct pg_apps_store *st, const char *slug, int64_t *deleted_ms)
+{
+    int rc = PG_ENOTFOUND, src;
+
+    if (!st || !slug || !deleted_ms)
+        return PG_EINVAL;
+    st->err[0] = '\0';
+    if (st->readonly)
+        return PG_ENOTFOUND; /* the statement is prepared for writers only: a reader may predate the table */
+    sqlite3_stmt *s = st->stmt[S_DELETED];
+    sqlite3_bind_text(s, 1, slug, -1, SQLITE_STATIC);
+    src = sqlite3_step(s);
+    if (src == SQLITE_ROW) {
+        *deleted_ms = sqlite3_column_int64(s, 0);
+        rc = 0;
+    } else if (src != SQLITE_DONE) {
+        rc = db_fail(st, src);
+    }
+    stmt_done(s);
     return rc;
 }
 

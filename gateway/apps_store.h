@@ -95,8 +95,23 @@ int pg_apps_store_get(struct pg_apps_store *st, const char *slug, json_t **out);
  */
 int pg_apps_store_update(struct pg_apps_store *st, const char *slug, json_t *changes, json_t **out);
 
-/* Remove an app; PG_ENOTFOUND if there is none. */
+/*
+ * Remove an app; PG_ENOTFOUND if there is none. The deletion is recorded
+ * (at the current time, or just after the app's updated_ms if that is later)
+ * so that no older copy of the app is stored again (pg_apps_store_put).
+ */
 int pg_apps_store_delete(struct pg_apps_store *st, const char *slug);
+
+/*
+ * A deletion replicated from another store (a tombstone of deleted_ms):
+ * removes the app if it is not newer than that (*removed, may be NULL, says
+ * whether it did) and records the deletion either way. Errors: PG_EINVAL,
+ * PG_EDENIED, PG_EBUSY, PG_EIO.
+ */
+int pg_apps_store_forget(struct pg_apps_store *st, const char *slug, int64_t deleted_ms, int *removed);
+
+/* When slug was last deleted (recorded by delete or forget): 0 and *deleted_ms, or PG_ENOTFOUND. */
+int pg_apps_store_deleted(struct pg_apps_store *st, const char *slug, int64_t *deleted_ms);
 
 /*
  * SQLite's data_version of this connection: it changes whenever another
@@ -125,7 +140,8 @@ int pg_apps_store_revoke(struct pg_apps_store *st, const char *app, const char *
 /*
  * Store `app` (app JSON as above, e.g. replicated from another store) under
  * its slug, inserting or replacing every field but the id, when its
- * updated_ms is newer than the stored row's; *changed (may be NULL) says
+ * updated_ms is newer than the stored row's and than the slug's last
+ * deletion (deletion wins over every older state); *changed (may be NULL) says
  * whether the row was written. Fields are validated as for create and
  * update. Errors: PG_EINVAL, PG_EEXIST (its key belongs to another slug here),
  * PG_EDENIED, PG_EBUSY, PG_EIO.

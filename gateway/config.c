@@ -51,6 +51,8 @@ static const struct opt opts[] = {
     {"max_query_bytes", T_INT, O(max_query_bytes), "1024", 64, PG_QUERY_ARG_MAX, "longest query parameter name=value (400)"},
     {"http_body_timeout_ms", T_INT, O(http_body_timeout_ms), "10000", 100, 600000,
      "time to receive a whole request body (408)"},
+    {"http_keepalive_s", T_INT, O(http_keepalive_s), "5", 1, 3600,
+     "idle keep-alive HTTP connection closed after (sent as Keep-Alive: timeout)"},
     {"max_channel_bytes", T_INT, O(max_channel_bytes), "200", 1, 65535, "longest channel name in bytes"},
     {"max_subscriptions", T_INT, O(max_subscriptions), "100", 1, 1000000, "subscriptions per session"},
     {"max_queue_bytes", T_SIZE, O(max_queue_bytes), "1m", 1024, BIG, "out-queue bytes per session (slow reader closed)"},

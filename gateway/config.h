@@ -47,6 +47,7 @@ struct pg_config {
     uint64_t max_header_bytes;
     long long max_query_bytes;
     long long http_body_timeout_ms;
+    long long http_keepalive_s;
     uint64_t max_event_data_bytes;
     long long pusher_activity_timeout_s;
     long long pusher_pong_timeout_s;

@@ -32,6 +32,7 @@
  */
 struct pg_msg {
     uint32_t refs;
+    int reply; /* 1: a reply to its session's own request (one queue only), outside the out-queue limits */
     size_t len;
     unsigned char buf[]; /* LWS_PRE + len + 1 (NUL, handy for logs) */
 };
@@ -50,13 +51,19 @@ static inline unsigned char *pg_msg_data(struct pg_msg *m)
     return m->buf + LWS_PRE;
 }
 
-/* Bounded FIFO of message references. */
+/*
+ * Bounded FIFO of message references. The limits bound the messages the
+ * session did not ask for (fan-out); replies (m->reply) are counted apart,
+ * in replies, and bounded by their sender reading no more requests while
+ * too many wait (pg_native_flow()).
+ */
 struct pg_outq {
     struct pg_msg **ring;
     size_t head, count, cap;
     size_t bytes;
+    size_t replies, reply_bytes; /* of count and bytes: the replies */
 };
-/* Takes a new reference on success; PG_ELIMIT when the queue would exceed a limit. */
+/* Takes a new reference on success; PG_ELIMIT when the other messages would exceed a limit. */
 int pg_outq_push(struct pg_outq *q, struct pg_msg *m, size_t max_bytes, size_t max_msgs);
 struct pg_msg *pg_outq_peek(const struct pg_outq *q);
 void pg_outq_pop(struct pg_outq *q); /* drops the head's reference */
@@ -170,6 +177,8 @@ struct pg_session {
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
+    size_t replies_due; /* native: requests waiting for the broker before their reply is queued */
+    int rx_paused;      /* native: not reading requests until its replies drain (pg_native_flow) */
     UT_hash_handle hh; /* gw->sessions by serial */
 };
 
@@ -209,6 +218,8 @@ struct pg_http {
     int waiting_ack;
     int phase; /* 0: headers next, 1: body next */
     int close_after; /* the answer carries Connection: close and the connection closes once it is written */
+    int client_close; /* the request asked for the close (Connection: close, HTTP/1.0 without keep-alive) */
+    int http10_keepalive; /* HTTP/1.0 with Connection: keep-alive: the answer says keep-alive back */
     lws_sorted_usec_list_t sul_body; /* http_body_timeout_ms: the announced body must have arrived by then */
     UT_hash_handle hh; /* gw->requests by serial */
 };
@@ -465,6 +476,13 @@ int pg_native_open(struct pg_session *s, struct lws *wsi);
 /* {"type":"error","error":{"code","message"}}: an error that answers no request. */
 void pg_native_error(struct pg_session *s, int code, const char *message);
 void pg_native_receive(struct pg_session *s, const char *frame, size_t len);
+/*
+ * Backpressure on a native client's requests: its socket is not read while
+ * max_queue_messages replies are due (queued, or waiting for the broker),
+ * and read again once half have gone out. Called after each request read
+ * and each frame written.
+ */
+void pg_native_flow(struct pg_session *s);
 void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload, size_t len,
                       const struct pg_bridge_prop *props, size_t nprops, struct pg_msg **out);
 

@@ -14,6 +14,12 @@
  * parameters, a body that does not arrive in time, or an answer decided
  * before its body arrived, is answered with Connection: close and the
  * connection closed.
+ *
+ * Every answer after which the connection closes says so (Connection:
+ * close): a client that pools connections (Node's http agent, browsers)
+ * never sends its next request on a socket that is about to close.
+ * close_after is that one decision; it starts as what the request asked
+ * (request_wants_close(), a superset of what lws itself closes after).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -34,7 +40,7 @@ static void h_reset(struct pg_http *h)
     h->body = h->resp = h->channel = h->allow_origin = h->preflight = NULL;
     h->body_len = h->body_cap = h->resp_len = 0;
     h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
-    h->body_expected = h->close_after = 0;
+    h->body_expected = h->close_after = h->client_close = h->http10_keepalive = 0;
     h->ctype = h->location = h->www_auth = NULL;
     h->app = NULL;
     h->on_body = NULL;
@@ -143,9 +149,23 @@ static int h_write(struct pg_http *h)
         if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end))
             return -1;
-        if (h->close_after &&
+        /* HTTP/2 (an h2c upgrade lws answers) forbids connection headers: its streams end, not the connection */
+        int h1 = lws_get_network_wsi(h->wsi) == h->wsi;
+        if (h1 && h->close_after &&
             lws_add_http_header_by_token(h->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end))
             return -1;
+        if (h1 && !h->close_after && h->http10_keepalive &&
+            lws_add_http_header_by_token(h->wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"keep-alive", 10, &p,
+                                         end))
+            return -1;
+        if (h1 && !h->close_after) {
+            /* how long an idle connection stays: a pooling client retires the socket before the gateway closes it */
+            char ka[32];
+            int n = snprintf(ka, sizeof ka, "timeout=%lld", h->gw->cfg->http_keepalive_s);
+            if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"keep-alive:", (const unsigned char *)ka, n,
+                                            &p, end))
+                return -1;
+        }
         if (lws_finalize_write_http_header(h->wsi, start, &p, end))
             return -1;
         h->phase = 1;
@@ -161,6 +181,49 @@ static int h_write(struct pg_http *h)
     if (h->close_after)
         return -1; /* nothing more is read from this connection */
     return lws_http_transaction_completed(h->wsi) ? -1 : 0;
+}
+
+/* Whether token (lower case) is one of the comma-separated items of header value v. */
+static int has_token(const char *v, const char *token)
+{
+    size_t tl = strlen(token);
+    for (const char *p = v; *p;) {
+        p += strspn(p, " \t,");
+        size_t l = strcspn(p, ","), t = l;
+        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t'))
+            t--;
+        if (t == tl && !strncasecmp(p, token, tl))
+            return 1;
+        p += l;
+    }
+    return 0;
+}
+
+/*
+ * 1 when the connection must close after this request's answer: it asked
+ * (a "close" token in Connection), or it is HTTP/1.0 without keep-alive.
+ * lws 4.1 closes after lws_http_transaction_completed() when Connection is
+ * exactly "close", or the version is not 1.1 and Connection is not exactly
+ * "keep-alive"; every such case answers 1 here, so no connection lws closes
+ * goes without the header. *http10_ka: an HTTP/1.0 keep-alive request.
+ */
+static int request_wants_close(struct lws *wsi, int *http10_ka)
+{
+    char version[16] = "", conn[128] = "";
+    int vl = pg_http_header(wsi, WSI_TOKEN_HTTP, version, sizeof version);
+    int cl = pg_http_header(wsi, WSI_TOKEN_CONNECTION, conn, sizeof conn);
+    int v11 = vl > 0 && !strcmp(version, "HTTP/1.1");
+    *http10_ka = 0;
+    if (lws_get_network_wsi(wsi) != wsi)
+        return 0; /* an HTTP/2 stream: closing it is not closing the connection */
+    if (cl < 0)
+        return 1; /* a Connection header too long to read: the safe answer */
+    if (has_token(conn, "close"))
+        return 1;
+    if (v11)
+        return 0;
+    *http10_ka = !strcasecmp(conn, "keep-alive");
+    return !*http10_ka;
 }
 
 /*
@@ -372,6 +435,7 @@ void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *me
     json_decref(o);
     if (!body || n > 512 ||
         lws_add_http_common_headers(wsi, status, "application/json", (lws_filepos_t)n, &p, end) ||
+        lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (const unsigned char *)"close", 5, &p, end) ||
         lws_finalize_http_header(wsi, &p, end) || lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0) {
         free(body);
         lws_return_http_status(wsi, status, message);
@@ -687,6 +751,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h_reset(h);
         h->gw = gw;
         h->wsi = wsi;
+        h->client_close = h->close_after = request_wants_close(wsi, &h->http10_keepalive);
         long long clen = 0;
         const char *why = NULL;
         int refuse = request_refusal(gw, wsi, &why);
@@ -734,7 +799,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         }
         if (h->status)
             return 0;
-        h->close_after = 0; /* no early answer: this one waits for the whole body, keep-alive stays */
+        h->close_after = h->client_close; /* no early answer: this one waits for the whole body */
         if (clen == 0) {
             h->body_done = 1; /* no body follows */
             if (h->on_body)
@@ -785,6 +850,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
             pg_log(PG_LOG_INFO, "http", "closing connection: data after the request body of %s", h->path);
             if (h->status && !h->waiting_ack) {
                 /* the answer is ready (an admin write that took effect, say): it goes out before the close */
+                h->close_after = 1;
                 if (h->phase == 0 && h_write(h) != 0)
                     return -1;
                 if (h->phase == 1 && h->status)

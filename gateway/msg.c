@@ -11,6 +11,7 @@ struct pg_msg *pg_msg_new(const void *data, size_t len)
     if (!m)
         return NULL;
     m->refs = 1;
+    m->reply = 0;
     m->len = len;
     if (data)
         memcpy(m->buf + LWS_PRE, data, len);
@@ -39,7 +40,8 @@ void pg_msg_unref(struct pg_msg *m)
 
 int pg_outq_push(struct pg_outq *q, struct pg_msg *m, size_t max_bytes, size_t max_msgs)
 {
-    if (q->count + 1 > max_msgs || q->bytes + m->len > max_bytes)
+    /* replies are bounded by flow control on their sender's requests, not here */
+    if (!m->reply && (q->count - q->replies + 1 > max_msgs || q->bytes - q->reply_bytes + m->len > max_bytes))
         return PG_ELIMIT;
     if (q->count == q->cap) {
         size_t ncap = q->cap ? q->cap * 2 : 8;
@@ -56,6 +58,10 @@ int pg_outq_push(struct pg_outq *q, struct pg_msg *m, size_t max_bytes, size_t m
     q->ring[(q->head + q->count) % q->cap] = m;
     q->count++;
     q->bytes += m->len;
+    if (m->reply) {
+        q->replies++;
+        q->reply_bytes += m->len;
+    }
     m->refs++;
     return 0;
 }
@@ -73,6 +79,10 @@ void pg_outq_pop(struct pg_outq *q)
     q->head = (q->head + 1) % q->cap;
     q->count--;
     q->bytes -= m->len;
+    if (m->reply) {
+        q->replies--;
+        q->reply_bytes -= m->len;
+    }
     pg_msg_unref(m);
 }
 

@@ -151,6 +151,8 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
     if (rc == 1) {
         (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, msg, n);
         pg_ws_collected(s);
+        if (s->proto == PG_PROTO_NATIVE)
+            pg_native_flow(s);
     }
     return rc < 0 ? -1 : 0;
 }
@@ -230,6 +232,8 @@ static int ws_writeable(struct pg_session *s, struct lws *wsi)
         s->app->stats.bytes_out += m->len;
     }
     pg_outq_pop(&s->q);
+    if (s->proto == PG_PROTO_NATIVE)
+        pg_native_flow(s);
     if (s->q.count || s->close_code)
         lws_callback_on_writable(wsi);
     return 0;
@@ -512,6 +516,7 @@ int pg_server_run(struct pg_config *cfg)
     /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
     long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
     info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
+    info.keepalive_timeout = (int)cfg->http_keepalive_s; /* announced in every kept answer (http.c) */
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);

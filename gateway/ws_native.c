@@ -69,7 +69,29 @@ static void reply(struct pg_session *s, const char *type, json_t *cb, const char
         json_object_set_new(o, "room", json_string(room));
     if (code)
         json_object_set_new(o, "error", json_pack("{s:i, s:s}", "code", code, "message", message));
-    pg_session_send_json(s, o);
+    /* a reply, not fan-out: outside the out-queue limits, bounded by pg_native_flow() */
+    struct pg_msg *m = pg_msg_from_json(o);
+    json_decref(o);
+    if (!m) {
+        pg_session_close(s, 1011, "cannot encode frame");
+        return;
+    }
+    m->reply = 1;
+    pg_session_send(s, m);
+    pg_msg_unref(m);
+}
+
+void pg_native_flow(struct pg_session *s)
+{
+    size_t due = s->q.replies + s->replies_due, window = (size_t)s->gw->cfg->max_queue_messages;
+    if (!s->rx_paused && due >= window && !s->close_code) {
+        s->rx_paused = 1;
+        lws_rx_flow_control(s->wsi, 0);
+        pg_log(PG_LOG_DEBUG, "native", "not reading requests of client=%s: %zu replies due", s->client_id, due);
+    } else if (s->rx_paused && due <= window / 2) {
+        s->rx_paused = 0;
+        lws_rx_flow_control(s->wsi, 1);
+    }
 }
 
 void pg_native_error(struct pg_session *s, int code, const char *message)
@@ -144,11 +166,16 @@ static struct native_ack *ack_new(struct pg_session *s, json_t *cb, const char *
     a->gw = s->gw;
     a->serial = s->serial;
     a->cb = cb ? json_incref(cb) : NULL;
+    s->replies_due++; /* until ack_free() */
     return a;
 }
 
+/* The broker answered (or the request failed): its reply is queued by now, or its session is gone. */
 static void ack_free(struct native_ack *a)
 {
+    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    if (s && s->replies_due)
+        s->replies_due--;
     json_decref(a->cb);
     free(a->room);
     free(a);

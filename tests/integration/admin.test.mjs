@@ -405,6 +405,121 @@ test('a deletion made while a gateway on another store was away reaches it when 
     assert.equal((await admin('DELETE', `/api/admin/apps/${kept.slug}`)).status, 200);
 });
 
+// A loopback TCP relay to the broker that the test can cut: a gateway behind it is away from the broker while every
+// other process stays connected.
+async function brokerRelay() {
+    const port = await freePort();
+    const pairs = new Set();
+    let cut = false;
+    const server = net.createServer((client) => {
+        if (cut) return client.destroy();
+        const upstream = net.connect(stack.brokerPort, '127.0.0.1');
+        const pair = [client, upstream];
+        pairs.add(pair);
+        const drop = () => {
+            pairs.delete(pair);
+            client.destroy();
+            upstream.destroy();
+        };
+        for (const sock of pair) {
+            sock.on('error', drop);
+            sock.on('close', drop);
+        }
+        client.pipe(upstream);
+        upstream.pipe(client);
+    });
+    await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+    return {
+        port,
+        cut() {
+            cut = true;
+            for (const [a, b] of pairs) (a.destroy(), b.destroy());
+            pairs.clear();
+        },
+        restore() {
+            cut = false;
+        },
+        server,
+        pairs,
+    };
+}
+
+test('deletion wins: an app changed on a gateway away from the broker and deleted elsewhere stays deleted', async () => {
+    const app = await createApp('Deleted While Away');
+    const relay = await brokerRelay();
+    const port = await freePort();
+    const args = ['--listen_port', String(port), '--apps_db', `${stack.dir}/away-wins.db`, '--broker_port', String(relay.port),
+        '--broker_reconnect_min_ms', '50', '--broker_reconnect_max_ms', '200'];
+    const away = await stack.startGateway({ port, args });
+    let marker;
+    try {
+        await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, away)).status === 200,
+            { message: 'the other store has the app' });
+        relay.cut();
+        await waitFor(async () => (await httpRequest('GET', `${away.url}/readyz`)).status === 503,
+            { message: 'the gateway behind the relay lost the broker' });
+        // changed there while away (announced only on its return), then deleted here, later
+        const changed = await admin('PATCH', `/api/admin/apps/${app.slug}`, { app: { name: 'Changed While Away' } }, {}, away);
+        assert.equal(changed.status, 200, changed.body);
+        await new Promise((r) => setTimeout(r, 5)); // the deletion's time is later than the change's
+        assert.equal((await admin('DELETE', `/api/admin/apps/${app.slug}`)).status, 200);
+        relay.restore();
+        await waitFor(async () => (await httpRequest('GET', `${away.url}/readyz`)).status === 200,
+            { message: 'the gateway is back on the broker' });
+        // the returning gateway announces its older copy; the gateway that deleted the app ignores it and puts the
+        // tombstone back at the broker
+        // a marker created there after its return travels behind the older copy: once it is here, so was that copy
+        marker = await admin('POST', '/api/admin/apps', { app: { name: 'Away Marker' } }, {}, away);
+        assert.equal(marker.status, 201, marker.body);
+        await waitFor(async () => (await admin('GET', `/api/admin/apps/${marker.json.data.slug}`)).status === 200,
+            { message: 'the marker reached the gateway that deleted the app' });
+        assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`)).status, 404, 'the older copy did not bring the app back');
+        for (const g of [gw1, gw2, away])
+            await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, g)).status === 404,
+                { message: `deleted on the gateway on port ${g.port}` });
+        // a gateway that starts later, on a store of its own, learns the deletion, not the older copy
+        const port4 = await freePort();
+        const late = await stack.startGateway({ port: port4, args: ['--listen_port', String(port4), '--apps_db', `${stack.dir}/late.db`] });
+        try {
+            const late_marker = await createApp('Late Marker');
+            await waitFor(async () => (await admin('GET', `/api/admin/apps/${late_marker.slug}`, undefined, {}, late)).status === 200,
+                { message: 'the late gateway is replicating' });
+            assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, late)).status, 404,
+                'the broker retains the deletion');
+            await assert.rejects(wsConnect(`${gw1.wsUrl}/v1/${app.slug}`), (e) => e.statusCode === 404, 'its sessions are refused');
+        } finally {
+            await late.stop();
+        }
+        // the deletions record lives in the store: across a restart the app is still never taken back
+        await away.stop();
+        const again = await stack.startGateway({ port, args });
+        try {
+            const gwc = await mqttConnect({ port: stack.brokerPort, ...stack.gatewayUser, clientId: 'deleted-replay' });
+            await gwc.publishAsync(`pushgate/_ctl/apps/${app.slug}`,
+                JSON.stringify({ ...app, name: 'Replayed', updated_ms: changed.json.data.updated_ms }), { qos: 1, retain: true });
+            await gwc.endAsync();
+            await waitFor(() => again.logs().includes(`app ${app.slug} stays deleted`), { message: 'the replay is ignored' });
+            assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, again)).status, 404);
+            assert.equal((await admin('GET', `/api/admin/apps/${app.slug}`)).status, 404);
+        } finally {
+            await again.stop();
+        }
+        // created again later, the slug lives again everywhere
+        const reborn = await createApp('Deleted While Away');
+        assert.equal(reborn.slug, app.slug);
+        assert.ok(reborn.updated_ms > changed.json.data.updated_ms);
+        await waitFor(async () => (await admin('GET', `/api/admin/apps/${app.slug}`, undefined, {}, gw2)).status === 200,
+            { message: 'a re-created slug is replicated' });
+        assert.equal((await admin('DELETE', `/api/admin/apps/${app.slug}`)).status, 200);
+        for (const slug of [marker.json.data.slug, 'late-marker'])
+            assert.equal((await admin('DELETE', `/api/admin/apps/${slug}`)).status, 200);
+    } finally {
+        await away.stop();
+        relay.cut();
+        await new Promise((resolve) => relay.server.close(resolve));
+    }
+});
+
 test('admin calls reach MQTT devices through the broker plugin: revoked client ids and deactivated apps are kicked', async () => {
     const app = await createApp('Device App');
     const exp = Math.floor(Date.now() / 1000) + 600;

@@ -480,6 +480,53 @@ static void test_put(struct pg_apps_store *st)
     json_decref(a);
 }
 
+/* Deletion wins: once a slug is deleted (here or by a replicated tombstone), no older copy of it is stored again. */
+static void test_deletions(struct pg_apps_store *st)
+{
+    json_t *a = NULL, *got = NULL;
+    int changed = -1, removed = -1;
+    int64_t when = 0;
+
+    CHECK_EQ(pg_apps_store_create(st, "Gone App", &a), 0, "create an app to delete");
+    if (!a)
+        return;
+    json_int_t t0 = json_integer_value(json_object_get(a, "updated_ms"));
+    CHECK_EQ(pg_apps_store_deleted(st, "gone-app", &when), PG_ENOTFOUND, "no deletion recorded yet");
+    CHECK_EQ(pg_apps_store_delete(st, "gone-app"), 0, "delete it");
+    CHECK_EQ(pg_apps_store_deleted(st, "gone-app", &when), 0, "the deletion is recorded");
+    CHECK(when > t0, "after the state it removed");
+    CHECK_EQ(pg_apps_store_put(st, a, &changed), 0, "put the copy from before the deletion");
+    CHECK_EQ(changed, 0, "an older copy does not bring it back");
+    CHECK_EQ(pg_apps_store_get(st, "gone-app", &got), PG_ENOTFOUND, "still deleted");
+    json_object_set_new(a, "updated_ms", json_integer(when));
+    CHECK_EQ(pg_apps_store_put(st, a, &changed), 0, "put a copy as old as the deletion");
+    CHECK_EQ(changed, 0, "the deletion wins a tie");
+    json_object_set_new(a, "updated_ms", json_integer(when + 1));
+    CHECK_EQ(pg_apps_store_put(st, a, &changed), 0, "put a copy newer than the deletion");
+    CHECK_EQ(changed, 1, "a newer copy (the slug created again elsewhere) is stored");
+
+    /* a replicated tombstone: removes what is not newer, is recorded either way */
+    CHECK_EQ(pg_apps_store_forget(st, "gone-app", when, &removed), 0, "an older tombstone");
+    CHECK_EQ(removed, 0, "leaves a newer row");
+    CHECK_EQ(pg_apps_store_forget(st, "gone-app", when + 5, &removed), 0, "a newer tombstone");
+    CHECK_EQ(removed, 1, "removes the row");
+    CHECK_EQ(pg_apps_store_deleted(st, "gone-app", &when), 0, "and is recorded");
+    json_object_set_new(a, "updated_ms", json_integer(when - 1));
+    CHECK_EQ(pg_apps_store_put(st, a, &changed), 0, "put a copy older than the tombstone");
+    CHECK_EQ(changed, 0, "it stays deleted");
+    CHECK_EQ(pg_apps_store_forget(st, "never-here", 1000, &removed), 0, "a tombstone of an unknown slug");
+    CHECK_EQ(removed, 0, "removes nothing");
+    CHECK_EQ(pg_apps_store_deleted(st, "never-here", &when), 0, "but is recorded");
+
+    /* created again here: newer than its deletion, so other stores take it */
+    json_decref(a);
+    a = NULL;
+    CHECK_EQ(pg_apps_store_create(st, "Gone App", &a), 0, "create the slug again");
+    pg_apps_store_deleted(st, "gone-app", &when);
+    CHECK(a && json_integer_value(json_object_get(a, "updated_ms")) > when, "the new app is newer than the deletion");
+    json_decref(a);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -507,6 +554,7 @@ int main(void)
     test_reader(dbpath, st);
     test_revocations(st);
     test_put(st);
+    test_deletions(st);
     pg_apps_store_close(st);
     st = NULL;
 

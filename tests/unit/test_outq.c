@@ -35,6 +35,28 @@ int main(void)
     CHECK_EQ(pg_outq_push(&c, m, 12, 100), PG_ELIMIT, "15 bytes over 12");
     CHECK_EQ(c.bytes, 10, "byte count");
 
+    /* replies to the session's own requests: queued whatever the limits, and not counted against them */
+    struct pg_outq r = {0};
+    struct pg_msg *rep = pg_msg_new("reply", 5);
+    CHECK(rep != NULL, "allocation");
+    if (rep) {
+        rep->reply = 1;
+        for (int i = 0; i < 5; i++)
+            CHECK_EQ(pg_outq_push(&r, rep, 12, 2), 0, "a reply is queued past the limits");
+        CHECK_EQ(r.replies, 5, "counted as replies");
+        CHECK_EQ(r.reply_bytes, 25, "reply bytes");
+        CHECK_EQ(pg_outq_push(&r, m, 12, 2), 0, "fan-out still fits: replies do not count");
+        CHECK_EQ(pg_outq_push(&r, m, 12, 2), 0, "second fan-out message");
+        CHECK_EQ(pg_outq_push(&r, m, 12, 2), PG_ELIMIT, "third over max_msgs");
+        pg_outq_pop(&r);
+        CHECK_EQ(r.replies, 4, "a popped reply leaves the count");
+        CHECK_EQ(r.reply_bytes, 20, "and the bytes");
+        pg_outq_clear(&r);
+        CHECK_EQ(r.replies, 0, "clear resets the reply count");
+        CHECK_EQ(rep->refs, 1, "clear released the replies");
+        pg_msg_unref(rep);
+    }
+
     /* FIFO order across ring growth and wrap-around */
     struct pg_outq d = {0};
     struct pg_msg *ms[40];
