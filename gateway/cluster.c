@@ -245,10 +245,10 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     char *topic = node_topic(gw, gw->node_id);
     char *body = NULL;
     if (up) {
-        json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION,
-                              "started_ms", (json_int_t)gw->started_ms, "liveness_ms",
-                              (json_int_t)gw->cfg->node_liveness_ms, "channels", local_channels(gw), "sessions",
-                              local_sessions(gw));
+        json_t *o =
+            json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
+                      (json_int_t)gw->started_ms, "liveness_ms", (json_int_t)gw->cfg->node_liveness_ms, "channels",
+                      local_channels(gw), "sessions", local_sessions(gw));
         if (o)
             json_object_set_new(o, "users", pg_push_local_users(gw));
         body = o ? json_dumps(o, JSON_COMPACT) : NULL;

@@ -253,7 +253,7 @@ struct pg_gw {
     int cluster_dirty;         /* local channels changed since the last snapshot: publish a new one */
     int occupancy_dirty;       /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
     int64_t last_snapshot_ms;
-    int64_t last_refresh_ms;   /* monotonic time this node last published its snapshot (liveness refresh) */
+    int64_t last_refresh_ms;    /* monotonic time this node last published its snapshot (liveness refresh) */
     int64_t dashboard_count_ms; /* monotonic time of dashboard.c's last session count */
     struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
     struct pg_apps_store *store;      /* apps_db, read-write; NULL without one (apps.c) */

@@ -155,8 +155,7 @@ void pg_presence_local_changed(struct pg_gw *gw, struct pg_app *app, const char 
         reconcile(gw, app, p, except);
 }
 
-void pg_presence_own_message(struct pg_gw *gw, struct pg_app *app, const char *channel, const void *payload,
-                             size_t len)
+void pg_presence_own_message(struct pg_gw *gw, struct pg_app *app, const char *channel, const void *payload, size_t len)
 {
     struct pg_channel *ch;
     json_t *stored = len ? json_loadb(payload, len, 0, NULL) : NULL;
