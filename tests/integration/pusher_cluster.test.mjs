@@ -362,3 +362,45 @@ test('kill -9 the broker does not notice: peers drop the dead node\'s members wi
         await hooks.close();
     }
 });
+
+test('kill -9 of the only node and a restart under its node_id: what it left retained is cleared, a later node sees no ghost', { timeout: 60000 }, async () => {
+    const own = await startStack({ startGateway: false });
+    let bob;
+    let op;
+    try {
+        const [pa, pb] = [await freePort(), await freePort()];
+        const argsA = ['--listen_port', String(pa), '--node_id', 'node-a'];
+        let gwA = await own.startGateway({ port: pa, args: argsA });
+        const channel = `presence-alone-${process.pid}`;
+        const alice = await wsConnect(`${gwA.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.4.0`);
+        sockets.push(alice);
+        await joinPresence(await established(alice), channel, 'alice');
+
+        // nobody is left to clear node-a's members when the broker fires its will
+        await gwA.kill('SIGKILL');
+        gwA = await own.startGateway({ port: pa, args: argsA });
+
+        op = await mqttConnect({ port: own.brokerPort, ...OPERATOR_USER });
+        const seen = [];
+        op.on('message', (topic, payload) => seen.push(`${topic} ${payload}`));
+        // the restarted node-a empties what its predecessor left; a retained copy would come right after the SUBACK,
+        // before the retained snapshot of the second filter
+        await waitFor(async () => {
+            seen.length = 0;
+            await op.subscribeAsync([`pushgate/demo/p/node-a/${channel}`, 'pushgate/_node/node-a'], { qos: 1 });
+            await waitFor(() => seen.some((m) => m.startsWith('pushgate/_node/node-a ')), { message: 'node-a\'s snapshot' });
+            await op.unsubscribeAsync([`pushgate/demo/p/node-a/${channel}`, 'pushgate/_node/node-a']);
+            return !seen.some((m) => m.startsWith('pushgate/demo/p/'));
+        }, { timeoutMs: scaled(10000), message: 'node-a\'s first incarnation\'s members stay retained' });
+
+        const gwB = await own.startGateway({ port: pb, args: ['--listen_port', String(pb), '--node_id', 'node-b'] });
+        bob = await pusherJsMember(gwB, channel, 'bob');
+        assert.equal(bob.ch.members.count, 1, 'bob is alone: alice left with node-a\'s first incarnation');
+        assert.deepEqual(await userIds(gwB, channel), ['bob']);
+        assert.deepEqual(await userIds(gwA, channel), ['bob']);
+    } finally {
+        if (bob) bob.client.disconnect();
+        if (op) await op.endAsync();
+        await own.stop();
+    }
+});
