@@ -40,6 +40,7 @@
 #include "gateway.h"
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
+#define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 
 struct pg_node {
     char *id;
@@ -298,7 +299,7 @@ void pg_cluster_tick(struct pg_gw *gw)
     int64_t now = pg_mono_ms();
     if (pg_bridge_connected(gw->bridge)) {
         check_liveness(gw, now);
-        if (now - gw->last_refresh_ms >= gw->cfg->node_liveness_ms / 3)
+        if (now - gw->last_refresh_ms >= gw->cfg->node_liveness_ms / LIVENESS_REFRESHES)
             gw->cluster_dirty = 1; /* unchanged, but peers must hear from us within our deadline */
     }
     /* while draining, every tick counts: the sessions closed last must still vacate their channels before exit */
