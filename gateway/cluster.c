@@ -3,8 +3,9 @@
  * retained messages, never through a node-local table alone:
  *
  *  {root}/_node/{id}              this node's liveness and snapshot
- *                                 {"node","version","started_ms","channels":{app:{channel:subscriptions}},
- *                                 "sessions":{app:sessions}} (older nodes omit "sessions"),
+ *                                 {"node","version","started_ms","liveness_ms",
+ *                                 "channels":{app:{channel:subscriptions}},
+ *                                 "sessions":{app:sessions}} (older nodes omit "sessions", "liveness_ms"),
  *                                 "users":{app:{user:live sessions on its per-user channel}} (push_api.c);
  *                                 the MQTT will empties it when the node dies
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
@@ -14,6 +15,24 @@
  * live nodes, presence members the union. Cluster-level webhooks (occupied,
  * vacated, subscription_count, member_added/removed) are sent by one node,
  * the live node with the smallest id, so each is reported once.
+ *
+ * A node is gone for its peers, and its presence members with it, when
+ *  - its snapshot is emptied (its will, or a peer that declared it dead);
+ *  - a snapshot with another started_ms arrives: the node restarted under the
+ *    same node_id, possibly before the broker noticed the old connection die,
+ *    so no will came between. The earlier incarnation's members go at once
+ *    (the new one clears what it left retained, presence.c), as if it had
+ *    died: peers drop it before they take the new snapshot, so the leader
+ *    reporting the removals is one that knew the members;
+ *  - nothing came from it for its liveness_ms (the broker may take 1.5
+ *    keepalives to fire a will, and fires none when it never saw the node's
+ *    connection end): every node republishes its snapshot every third of its
+ *    node_liveness_ms, and announces that deadline in it, so peers configured
+ *    otherwise agree. Older nodes announce none and are only gone by their
+ *    will. A node only judges peers while connected, and gives them a whole
+ *    deadline again after each reconnect of its own. The leader then empties
+ *    the dead node's retained topics; a node that is alive after all sees its
+ *    own topics emptied and publishes them again.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +40,13 @@
 #include "gateway.h"
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
+#define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 
 struct pg_node {
     char *id;
-    json_t *snapshot; /* NULL: not alive */
+    json_t *snapshot;    /* NULL: not alive */
+    int64_t seen_ms;     /* monotonic time of its last snapshot (or of our last reconnect) */
+    int64_t liveness_ms; /* the deadline its snapshot announces; 0: none (older nodes) */
     UT_hash_handle hh;
 };
 
@@ -224,9 +246,10 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     char *topic = node_topic(gw, gw->node_id);
     char *body = NULL;
     if (up) {
-        json_t *o = json_pack("{s:s, s:s, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION,
-                              "started_ms", (json_int_t)gw->started_ms, "channels", local_channels(gw), "sessions",
-                              local_sessions(gw));
+        json_t *o =
+            json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
+                      (json_int_t)gw->started_ms, "liveness_ms", (json_int_t)gw->cfg->node_liveness_ms, "channels",
+                      local_channels(gw), "sessions", local_sessions(gw));
         if (o)
             json_object_set_new(o, "users", pg_push_local_users(gw));
         body = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -234,13 +257,51 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     }
     if (topic && (!up || body))
         pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL);
+    gw->last_refresh_ms = pg_mono_ms();
     free(topic);
     free(body);
+}
+
+/* What the leader empties of a gone node's retained topics (a dead node cannot do it itself). */
+enum { CLEAR_NONE, CLEAR_PRESENCE, CLEAR_ALL /* its snapshot too: nothing emptied it */ };
+
+/* n is gone (why: for the log): its members leave, then it leaves the table (n is freed). */
+static void node_gone(struct pg_gw *gw, struct pg_node *n, const char *why, int clear)
+{
+    pg_log(PG_LOG_INFO, "cluster", "node %s gone (%s)", n->id, why);
+    json_decref(n->snapshot);
+    n->snapshot = NULL; /* not alive: out of the leader election and the member union from here */
+    pg_presence_nodes_changed(gw, n->id, clear != CLEAR_NONE);
+    if (clear == CLEAR_ALL && pg_cluster_is_leader(gw)) {
+        char *topic = node_topic(gw, n->id);
+        if (topic)
+            pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
+        free(topic);
+    }
+    gw->occupancy_dirty = 1;
+    HASH_DEL(gw->nodes, n);
+    free(n->id);
+    free(n);
+}
+
+/* Peers whose announced deadline passed without a snapshot are dead (judged only while connected). */
+static void check_liveness(struct pg_gw *gw, int64_t now)
+{
+    struct pg_node *n, *tmp;
+    HASH_ITER(hh, gw->nodes, n, tmp) {
+        if (n->snapshot && n->liveness_ms > 0 && now - n->seen_ms > n->liveness_ms)
+            node_gone(gw, n, "no snapshot within its liveness deadline", CLEAR_ALL);
+    }
 }
 
 void pg_cluster_tick(struct pg_gw *gw)
 {
     int64_t now = pg_mono_ms();
+    if (pg_bridge_connected(gw->bridge)) {
+        check_liveness(gw, now);
+        if (now - gw->last_refresh_ms >= gw->cfg->node_liveness_ms / LIVENESS_REFRESHES)
+            gw->cluster_dirty = 1; /* unchanged, but peers must hear from us within our deadline */
+    }
     /* while draining, every tick counts: the sessions closed last must still vacate their channels before exit */
     if ((!gw->cluster_dirty && !gw->occupancy_dirty) ||
         (!gw->draining && now - gw->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS))
@@ -256,7 +317,14 @@ void pg_cluster_tick(struct pg_gw *gw)
 
 void pg_cluster_connected(struct pg_gw *gw)
 {
+    struct pg_node *n, *tmp;
+    int64_t now = pg_mono_ms();
+    /* what peers published while we were away is on its way again (retained): a whole deadline from now */
+    HASH_ITER(hh, gw->nodes, n, tmp) {
+        n->seen_ms = now;
+    }
     publish_snapshot(gw, 1);
+    pg_presence_republish_own(gw); /* our retained members may have been cleared (by our will's effect) or lost */
     pg_devices_connected(gw); /* devices.c: {root}/+/d/+, MQTT device presence */
 }
 
@@ -275,33 +343,47 @@ int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *paylo
     if (!strncmp(rest, "_node/", 6)) {
         const char *id = rest + 6;
         struct pg_node *n;
-        if (!strcmp(id, gw->node_id))
+        if (!strcmp(id, gw->node_id)) {
+            /* emptied while we live: our will after a takeover, or a peer that gave up on us. Say we are here. */
+            if (!len)
+                gw->cluster_dirty = 1;
             return 1;
+        }
+        json_t *snap = len ? json_loadb(payload, len, 0, NULL) : NULL;
+        if (snap && !json_is_object(snap)) {
+            json_decref(snap);
+            snap = NULL;
+        }
         HASH_FIND_STR(gw->nodes, id, n);
+        if (n && !snap) {
+            node_gone(gw, n, "its snapshot was emptied", CLEAR_PRESENCE);
+            return 1;
+        }
+        if (!snap)
+            return 1;
+        if (n && json_integer_value(json_object_get(n->snapshot, "started_ms")) !=
+                     json_integer_value(json_object_get(snap, "started_ms"))) {
+            /* a new incarnation: its predecessor's members go now; it clears their retained topics itself */
+            node_gone(gw, n, "restarted", CLEAR_NONE);
+            n = NULL;
+        }
         if (!n) {
-            if (!len || !(n = calloc(1, sizeof *n)) || !(n->id = strdup(id))) {
+            if (!(n = calloc(1, sizeof *n)) || !(n->id = strdup(id))) {
                 free(n);
+                json_decref(snap);
                 return 1;
             }
             HASH_ADD_KEYPTR(hh, gw->nodes, n->id, strlen(n->id), n);
+            pg_log(PG_LOG_INFO, "cluster", "node %s up", id);
         }
         int was_alive = n->snapshot != NULL;
         json_decref(n->snapshot);
-        n->snapshot = len ? json_loadb(payload, len, 0, NULL) : NULL;
-        if (n->snapshot && !json_is_object(n->snapshot)) {
-            json_decref(n->snapshot);
-            n->snapshot = NULL;
-        }
-        if (was_alive != (n->snapshot != NULL)) {
-            pg_log(PG_LOG_INFO, "cluster", "node %s %s", id, n->snapshot ? "up" : "gone");
-            pg_presence_nodes_changed(gw, n->snapshot ? NULL : id);
-        }
+        n->snapshot = snap;
+        n->seen_ms = pg_mono_ms();
+        n->liveness_ms = json_integer_value(json_object_get(snap, "liveness_ms"));
+        if (!was_alive)
+            pg_presence_nodes_changed(gw, NULL, 0);
         gw->occupancy_dirty = 1; /* counts may have changed: re-evaluate occupancy at the next tick */
-        if (!n->snapshot) {
-            HASH_DEL(gw->nodes, n);
-            free(n->id);
-            free(n);
-        }
         return 1;
     }
     if (!strncmp(rest, "_ctl/", 5)) { /* _ctl/{app}/terminate/{user}; other _ctl topics belong to apps.c, push_api.c */
@@ -323,10 +405,15 @@ int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *paylo
         return 0;
     struct pg_app *app = pg_app_find(gw, rest, (size_t)(slash - rest));
     const char *node = slash + 3, *ch = strchr(node, '/');
-    if (app && ch && ch[1]) {
+    if (ch && ch[1]) {
         char id[64];
         snprintf(id, sizeof id, "%.*s", (int)(ch - node), node);
-        if (strcmp(id, gw->node_id) != 0)
+        int own = !strcmp(id, gw->node_id);
+        if (own && app)
+            pg_presence_own_message(gw, app, ch + 1, payload, len);
+        else if (own && len) /* ours, of an app we no longer have: nobody else would ever clear it */
+            pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
+        else if (app)
             pg_presence_on_message(gw, app, id, ch + 1, payload, len);
     }
     return 1;

@@ -38,6 +38,8 @@ static const struct opt opts[] = {
      "a broker connect without CONNACK by then is dropped and retried"},
     {"topic_root", T_STR, O(topic_root), "pushgate", 0, 0, "first MQTT topic level of every pushgate topic"},
     {"node_id", T_STR, O(node_id), "", 0, 0, "this process's id among gateways (empty: random)"},
+    {"node_liveness_ms", T_INT, O(node_liveness_ms), "30000", 1000, 3600000,
+     "a gateway silent this long is dead to its peers (snapshot refreshed every third)"},
     {"max_frame_bytes", T_SIZE, O(max_frame_bytes), "64k", 128, BIG, "largest WebSocket message (close 1009)"},
     {"max_message_bytes", T_SIZE, O(max_message_bytes), "64k", 1, BIG, "largest published message payload (413)"},
     {"pusher_activity_timeout_s", T_INT, O(pusher_activity_timeout_s), "120", 1, 3600,

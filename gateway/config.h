@@ -40,6 +40,7 @@ struct pg_config {
     long long broker_connect_timeout_ms;
     char *topic_root;
     char *node_id;
+    long long node_liveness_ms;
     /* limits */
     uint64_t max_frame_bytes;
     uint64_t max_message_bytes;

@@ -264,6 +264,7 @@ struct pg_gw {
     int cluster_dirty;         /* local channels changed since the last snapshot: publish a new one */
     int occupancy_dirty;       /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
     int64_t last_snapshot_ms;
+    int64_t last_refresh_ms;    /* monotonic time this node last published its snapshot (liveness refresh) */
     int64_t dashboard_count_ms; /* monotonic time of dashboard.c's last session count */
     struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
     struct pg_apps_store *store;      /* apps_db, read-write; NULL without one (apps.c) */
@@ -398,7 +399,14 @@ struct pg_pchan;
 void pg_presence_local_changed(struct pg_gw *gw, struct pg_app *app, const char *channel, struct pg_session *except);
 void pg_presence_on_message(struct pg_gw *gw, struct pg_app *app, const char *node, const char *channel,
                             const void *payload, size_t len);
-void pg_presence_nodes_changed(struct pg_gw *gw, const char *gone);
+/* A node came up (gone NULL) or is gone (dead, or an earlier incarnation of a restarted node): drop its members.
+   clear: the leader also empties its retained presence topics (a dead node cannot; a restarted one does itself). */
+void pg_presence_nodes_changed(struct pg_gw *gw, const char *gone, int clear);
+/* A message on one of this node's own presence topics: what the broker holds for it, or the echo of a publish. */
+void pg_presence_own_message(struct pg_gw *gw, struct pg_app *app, const char *channel, const void *payload,
+                             size_t len);
+/* (Re)connected: publish this node's members of every presence channel it holds. */
+void pg_presence_republish_own(struct pg_gw *gw);
 json_t *pg_presence_members(struct pg_gw *gw, struct pg_app *app, const char *channel); /* new reference */
 void pg_presence_clear_own(struct pg_gw *gw);
 void pg_presence_free(struct pg_app *app);

@@ -3,10 +3,21 @@
  * channel, retained, on {root}/{app}/p/{node}/{channel} ({"user_id": user_info}
  * or empty when it has none) and reads everyone else's. A channel's members
  * are the union over live nodes, so a user with tabs on two nodes is one
- * member, and a node that dies (its _node topic emptied by its will) takes
- * its members with it. member_added / member_removed go to this node's
- * subscribers whenever the union changes; the cluster leader also sends the
- * webhooks.
+ * member. member_added / member_removed go to this node's subscribers
+ * whenever the union changes; the cluster leader also sends the webhooks.
+ *
+ * A node's members leave with it (cluster.c decides when a node is gone: its
+ * MQTT will, a missed liveness deadline, or a new incarnation under the same
+ * node id). What the broker retains under a node's own topics must match what
+ * it holds, whatever an earlier incarnation of it or a peer left there:
+ *  - on every (re)connect it republishes its members of each channel it holds;
+ *  - the broker hands it back its own retained topics (it subscribes to every
+ *    node's), and it answers any of them that says "members" where it holds
+ *    none, or "none" where it holds some, with what it holds. Emptiness is the
+ *    test, not equality: the echo of one of its own earlier publishes may
+ *    differ from the current members, but a later publish is already on its
+ *    way and the broker keeps the order, so only a flip of emptiness can be a
+ *    leftover (an earlier incarnation's members, or a peer's clear).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -121,23 +132,54 @@ static void reconcile(struct pg_gw *gw, struct pg_app *app, struct pg_pchan *p, 
         pchan_free(app, p);
 }
 
-void pg_presence_local_changed(struct pg_gw *gw, struct pg_app *app, const char *channel, struct pg_session *except)
+/* Publish this node's members of channel, retained (nodes that start later learn them; empty clears it). */
+static void publish_own(struct pg_gw *gw, struct pg_app *app, const char *channel)
 {
-    struct pg_pchan *p = pchan_get(app, channel, 1);
     json_t *mine = local_users(app, channel);
-    char *topic = NULL, *body = NULL;
     char kind[80];
     snprintf(kind, sizeof kind, "p/%s", gw->node_id);
-    topic = pg_topic(gw, app->creds->id, kind, channel);
-    body = json_object_size(mine) ? json_dumps(mine, JSON_COMPACT) : NULL;
-    /* retained: nodes that start later learn our members; empty clears it */
+    char *topic = pg_topic(gw, app->creds->id, kind, channel);
+    char *body = json_object_size(mine) ? json_dumps(mine, JSON_COMPACT) : NULL;
     if (topic)
         pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL);
     free(topic);
     free(body);
     json_decref(mine);
+}
+
+void pg_presence_local_changed(struct pg_gw *gw, struct pg_app *app, const char *channel, struct pg_session *except)
+{
+    struct pg_pchan *p = pchan_get(app, channel, 1);
+    publish_own(gw, app, channel);
     if (p)
         reconcile(gw, app, p, except);
+}
+
+void pg_presence_own_message(struct pg_gw *gw, struct pg_app *app, const char *channel, const void *payload, size_t len)
+{
+    struct pg_channel *ch;
+    json_t *stored = len ? json_loadb(payload, len, 0, NULL) : NULL;
+    int says_members = json_is_object(stored) && json_object_size(stored) > 0;
+    json_decref(stored);
+    HASH_FIND_STR(app->channels, channel, ch);
+    int holds = ch && ch->nusers > 0;
+    if (says_members != holds) {
+        pg_log(PG_LOG_DEBUG, "presence", "own members of app=%s channel=%s %s: republished", app->creds->id, channel,
+               holds ? "cleared elsewhere" : "left over");
+        publish_own(gw, app, channel);
+    }
+}
+
+void pg_presence_republish_own(struct pg_gw *gw)
+{
+    struct pg_app *a, *atmp;
+    HASH_ITER(hh, gw->apps, a, atmp) {
+        struct pg_channel *ch, *ctmp;
+        HASH_ITER(hh, a->channels, ch, ctmp) {
+            if (ch->nusers)
+                publish_own(gw, a, ch->name);
+        }
+    }
 }
 
 void pg_presence_on_message(struct pg_gw *gw, struct pg_app *app, const char *node, const char *channel,
@@ -157,13 +199,13 @@ void pg_presence_on_message(struct pg_gw *gw, struct pg_app *app, const char *no
     reconcile(gw, app, p, NULL);
 }
 
-void pg_presence_nodes_changed(struct pg_gw *gw, const char *gone)
+void pg_presence_nodes_changed(struct pg_gw *gw, const char *gone, int clear)
 {
     struct pg_app *a, *atmp;
     HASH_ITER(hh, gw->apps, a, atmp) {
         struct pg_pchan *p, *ptmp;
         HASH_ITER(hh, a->pchans, p, ptmp) {
-            if (gone && json_object_get(p->remote, gone) && pg_cluster_is_leader(gw)) {
+            if (clear && gone && json_object_get(p->remote, gone) && pg_cluster_is_leader(gw)) {
                 /* a dead node cannot clear its retained members: the leader does */
                 char kind[80];
                 snprintf(kind, sizeof kind, "p/%s", gone);

@@ -1,12 +1,17 @@
 // Two pushgate processes on one broker behave as one Pusher cluster: presence members, user counts and
-// member events are reported once for the whole cluster, and a killed process's members disappear.
+// member events are reported once for the whole cluster, and a killed process's members disappear: by its
+// MQTT will, when it restarts under the same node_id before its peers saw it die, and within node_liveness_ms
+// when the broker never notices the death.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { DEFAULT_APPS, OPERATOR_USER, freePort, httpRequest, mqttConnect, startStack, waitFor, wsConnect } from './lib/harness.mjs';
-import { DEMO, established, hmacAuth, signedPath } from './lib/pusher.mjs';
+import PusherJS from 'pusher-js';
+
+import { DEFAULT_APPS, OPERATOR_USER, freePort, httpRequest, mqttConnect, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEMO, answer, established, hmacAuth, nextEvent, pusherJsOptions, pusherServer, signedPath } from './lib/pusher.mjs';
 
 const KEEPALIVE_S = 5;
 let stack;
@@ -154,6 +159,248 @@ test('idle gateways do not echo node snapshots: a snapshot is published for a lo
         assert.ok(seen.length - before <= 1, `${seen.length - before} snapshots in 1.5 s of idleness`);
         await op.endAsync();
     } finally {
+        await own.stop();
+    }
+});
+
+// ---------------------------------------------------------------------------------------------
+// Crashes the broker does not report in time
+
+// A TCP relay between one gateway and the broker, standing in for the network between them. cut() breaks the
+// link (the broker fires the gateway's will, the gateway reconnects in vain) until restore(). With hideDeath,
+// when the gateway's side ends the broker's side stays open, as when its host dies or a partition hides it:
+// the broker notices only after 1.5 keepalives (45 s by default) and fires the will then.
+async function brokerLink(brokerPort, { hideDeath = false } = {}) {
+    const port = await freePort();
+    const pairs = new Set();
+    let refusing = false;
+    const drop = (p) => {
+        p.down.destroy();
+        p.up.destroy();
+    };
+    const srv = net.createServer((down) => {
+        down.on('error', () => {});
+        if (refusing) return void down.destroy();
+        const up = net.connect(brokerPort, '127.0.0.1');
+        const pair = { down, up };
+        pairs.add(pair);
+        up.on('error', () => {});
+        down.on('data', (d) => up.write(d));
+        up.on('data', (d) => !down.destroyed && down.write(d)); // the broker's writes to a dead host go nowhere
+        down.on('close', () => !hideDeath && up.destroy());
+        up.on('close', () => {
+            down.destroy();
+            pairs.delete(pair);
+        });
+    });
+    await new Promise((r) => srv.listen(port, '127.0.0.1', r));
+    return {
+        port,
+        cut() {
+            refusing = true;
+            for (const p of pairs) drop(p);
+        },
+        restore() {
+            refusing = false;
+        },
+        close() {
+            refusing = true;
+            for (const p of pairs) drop(p);
+            return new Promise((r) => srv.close(r));
+        },
+    };
+}
+
+// A webhook receiver keeping every event.
+async function hookReceiver() {
+    const events = [];
+    const srv = http.createServer((req, res) => {
+        let body = '';
+        req.on('data', (d) => (body += d));
+        req.on('end', () => {
+            for (const e of JSON.parse(body).events) events.push(e);
+            res.end('ok');
+        });
+    });
+    const port = await freePort();
+    await new Promise((r) => srv.listen(port, '127.0.0.1', r));
+    return { events, url: `http://127.0.0.1:${port}/hook`, close: () => new Promise((r) => srv.close(r)) };
+}
+
+// bob, with pusher-js on gw, in channel; resolves with the client and the channel's member events as they come.
+async function pusherJsMember(gw, channel, user) {
+    const auth = pusherServer(gw.port);
+    const client = new PusherJS(DEMO.key, {
+        ...pusherJsOptions(gw.port),
+        channelAuthorization: {
+            customHandler: ({ socketId, channelName }, cb) =>
+                answer(cb, () => auth.authorizeChannel(socketId, channelName, { user_id: user, user_info: { name: user } })),
+        },
+    });
+    const ch = client.subscribe(channel);
+    const events = [];
+    ch.bind('pusher:member_added', (m) => events.push(`added ${m.id}`));
+    ch.bind('pusher:member_removed', (m) => events.push(`removed ${m.id}`));
+    ch.bind('barrier', () => events.push('barrier'));
+    await nextEvent(ch, 'pusher:subscription_succeeded', scaled(8000));
+    return { client, ch, events };
+}
+
+const userIds = async (gw, channel) =>
+    (await signedGet(gw, `/apps/demo/channels/${channel}/users`)).json.users.map((u) => u.id).sort();
+const readyz = async (gw) => (await httpRequest('GET', `${gw.url}/readyz`, { timeoutMs: 2000 })).status;
+
+// A server event through gw as a barrier: the broker delivers in order, so whatever it held for bob's node
+// before (retained presence included) has been handled once bob sees it.
+async function barrier(gw, channel, bob) {
+    const n = bob.events.filter((e) => e === 'barrier').length;
+    await pusherServer(gw.port).trigger(channel, 'barrier', {});
+    await waitFor(() => bob.events.filter((e) => e === 'barrier').length > n, { message: 'barrier event' });
+}
+
+test('kill -9 and an immediate restart under the same node_id: a peer that missed the will drops the old members', { timeout: 90000 }, async () => {
+    const hooks = await hookReceiver();
+    const apps = DEFAULT_APPS.map((a) => (a.id === 'demo' ? { ...a, webhook_url: hooks.url } : a));
+    const own = await startStack({ apps, gateway: { webhook_batch_ms: 50, broker_reconnect_max_ms: 300 }, startGateway: false });
+    const link = await brokerLink(own.brokerPort);
+    let bob;
+    try {
+        const [pa, pb] = [await freePort(), await freePort()];
+        const argsA = ['--listen_port', String(pa), '--node_id', 'node-a'];
+        let gwA = await own.startGateway({ port: pa, args: argsA });
+        const gwB = await own.startGateway({ port: pb, args: ['--listen_port', String(pb), '--node_id', 'node-b', '--broker_port', String(link.port)] });
+        const channel = `presence-restart-${process.pid}`;
+
+        bob = await pusherJsMember(gwB, channel, 'bob');
+        const alice = await wsConnect(`${gwA.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.4.0`);
+        sockets.push(alice);
+        await joinPresence(await established(alice), channel, 'alice');
+        await waitFor(() => bob.events.includes('added alice'), { message: 'bob sees alice join' });
+
+        // node-b is away from the broker while node-a dies and comes back: it never sees node-a's will
+        link.cut();
+        await waitFor(async () => (await readyz(gwB)) === 503, { message: 'node-b lost the broker' });
+        await gwA.kill('SIGKILL');
+        gwA = await own.startGateway({ port: pa, args: argsA });
+        link.restore();
+        await waitFor(async () => (await readyz(gwB)) === 200, { timeoutMs: scaled(10000), message: 'node-b back' });
+
+        await waitFor(() => bob.events.includes('removed alice'), { message: 'bob sees the old incarnation\'s alice leave' });
+        assert.equal(bob.client.connection.state, 'connected', 'bob stayed connected to node-b throughout');
+        await barrier(gwB, channel, bob);
+        assert.deepEqual(bob.events.filter((e) => e !== 'barrier'), ['added alice', 'removed alice'],
+            'alice does not come back from what node-a left retained');
+        assert.equal(bob.ch.members.count, 1);
+        assert.deepEqual(await userIds(gwB, channel), ['bob']);
+        // node-b republished bob after its reconnect (node-a, the leader then, had cleared him when node-b's will fired)
+        await waitFor(async () => JSON.stringify(await userIds(gwA, channel)) === '["bob"]', { message: 'node-a lists bob only' });
+
+        await waitFor(() => hooks.events.some((e) => e.name === 'member_removed' && e.user_id === 'alice'), { message: 'member_removed webhook' });
+        await delay(500); // a duplicate from the other node would arrive by now
+        const removed = hooks.events.filter((e) => e.name === 'member_removed' && e.user_id === 'alice' && e.channel === channel);
+        assert.equal(removed.length, 1, JSON.stringify(hooks.events));
+    } finally {
+        if (bob) bob.client.disconnect();
+        await link.close();
+        await own.stop();
+        await hooks.close();
+    }
+});
+
+test('kill -9 the broker does not notice: peers drop the dead node\'s members within node_liveness_ms', { timeout: 90000 }, async () => {
+    const LIVENESS_MS = 2000;
+    const hooks = await hookReceiver();
+    const apps = DEFAULT_APPS.map((a) => (a.id === 'demo' ? { ...a, webhook_url: hooks.url } : a));
+    // broker_keepalive_s stays at its default (30): the broker itself would fire node-a's will only after 45 s
+    const own = await startStack({ apps, gateway: { webhook_batch_ms: 50, node_liveness_ms: LIVENESS_MS }, startGateway: false });
+    const link = await brokerLink(own.brokerPort, { hideDeath: true });
+    let bob;
+    let op;
+    try {
+        const [pa, pb] = [await freePort(), await freePort()];
+        const gwA = await own.startGateway({ port: pa, args: ['--listen_port', String(pa), '--node_id', 'node-a', '--broker_port', String(link.port)] });
+        const gwB = await own.startGateway({ port: pb, args: ['--listen_port', String(pb), '--node_id', 'node-b'] });
+        const channel = `presence-liveness-${process.pid}`;
+
+        bob = await pusherJsMember(gwB, channel, 'bob');
+        const alice = await wsConnect(`${gwA.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.4.0`);
+        sockets.push(alice);
+        await joinPresence(await established(alice), channel, 'alice');
+        await waitFor(() => bob.events.includes('added alice'), { message: 'bob sees alice join' });
+        // idle for longer than the deadline: a live node refreshes its snapshot and stays
+        await delay(LIVENESS_MS * 1.5);
+        assert.deepEqual(bob.events, ['added alice'], 'a live idle node keeps its members');
+
+        const t0 = Date.now();
+        await gwA.kill('SIGKILL');
+        await waitFor(() => bob.events.includes('removed alice'), {
+            timeoutMs: scaled(LIVENESS_MS + 3000),
+            message: 'bob sees alice leave within node_liveness_ms',
+        });
+        const waited = Date.now() - t0;
+        assert.ok(waited >= LIVENESS_MS / 3, `removed after ${waited} ms: not before the deadline could pass`);
+        assert.equal(bob.ch.members.count, 1);
+        assert.deepEqual(await userIds(gwB, channel), ['bob']);
+
+        // the leader (node-b) emptied what node-a left retained: a subscriber now gets nothing of node-a
+        op = await mqttConnect({ port: own.brokerPort, ...OPERATOR_USER });
+        const retained = [];
+        op.on('message', (topic, payload) => retained.push(`${topic} ${payload}`));
+        await op.subscribeAsync(['pushgate/demo/p/node-a/#', 'pushgate/_node/node-a'], { qos: 1 });
+        await op.subscribeAsync('pushgate/_node/node-b', { qos: 1 });
+        await waitFor(() => retained.some((m) => m.startsWith('pushgate/_node/node-b ')), { message: 'node-b\'s snapshot' });
+        assert.deepEqual(retained.filter((m) => m.includes('node-a')), []);
+
+        await waitFor(() => hooks.events.some((e) => e.name === 'member_removed' && e.user_id === 'alice'), { message: 'member_removed webhook' });
+        const removed = hooks.events.filter((e) => e.name === 'member_removed' && e.user_id === 'alice' && e.channel === channel);
+        assert.equal(removed.length, 1, JSON.stringify(hooks.events));
+    } finally {
+        if (bob) bob.client.disconnect();
+        if (op) await op.endAsync();
+        await link.close();
+        await own.stop();
+        await hooks.close();
+    }
+});
+
+test('kill -9 of the only node and a restart under its node_id: what it left retained is cleared, a later node sees no ghost', { timeout: 60000 }, async () => {
+    const own = await startStack({ startGateway: false });
+    let bob;
+    let op;
+    try {
+        const [pa, pb] = [await freePort(), await freePort()];
+        const argsA = ['--listen_port', String(pa), '--node_id', 'node-a'];
+        let gwA = await own.startGateway({ port: pa, args: argsA });
+        const channel = `presence-alone-${process.pid}`;
+        const alice = await wsConnect(`${gwA.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.4.0`);
+        sockets.push(alice);
+        await joinPresence(await established(alice), channel, 'alice');
+
+        // nobody is left to clear node-a's members when the broker fires its will
+        await gwA.kill('SIGKILL');
+        gwA = await own.startGateway({ port: pa, args: argsA });
+
+        op = await mqttConnect({ port: own.brokerPort, ...OPERATOR_USER });
+        const seen = [];
+        op.on('message', (topic, payload) => seen.push(`${topic} ${payload}`));
+        // the restarted node-a empties what its predecessor left; a retained copy would come right after the SUBACK,
+        // before the retained snapshot of the second filter
+        await waitFor(async () => {
+            seen.length = 0;
+            await op.subscribeAsync([`pushgate/demo/p/node-a/${channel}`, 'pushgate/_node/node-a'], { qos: 1 });
+            await waitFor(() => seen.some((m) => m.startsWith('pushgate/_node/node-a ')), { message: 'node-a\'s snapshot' });
+            await op.unsubscribeAsync([`pushgate/demo/p/node-a/${channel}`, 'pushgate/_node/node-a']);
+            return !seen.some((m) => m.startsWith('pushgate/demo/p/'));
+        }, { timeoutMs: scaled(10000), message: 'node-a\'s first incarnation\'s members stay retained' });
+
+        const gwB = await own.startGateway({ port: pb, args: ['--listen_port', String(pb), '--node_id', 'node-b'] });
+        bob = await pusherJsMember(gwB, channel, 'bob');
+        assert.equal(bob.ch.members.count, 1, 'bob is alone: alice left with node-a\'s first incarnation');
+        assert.deepEqual(await userIds(gwB, channel), ['bob']);
+        assert.deepEqual(await userIds(gwA, channel), ['bob']);
+    } finally {
+        if (bob) bob.client.disconnect();
+        if (op) await op.endAsync();
         await own.stop();
     }
 });
