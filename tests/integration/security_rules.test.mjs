@@ -3,14 +3,19 @@
 // (open = require_auth false, locked = require_auth true) × channel kind (public, protected = private-/presence-),
 // each with the real client of that route: ws for the native protocol, pusher-js (channel auth and user signin) and
 // raw Pusher frames, plain HTTP for REST and the events API, the `pusher` SDK for the Pusher HTTP API,
-// socket.io-client. The MQTT cells live in security_broker.test.mjs (the broker plugin).
+// socket.io-client, mqtt.js and mosquitto_pub against the broker with the pushgate plugin. The last test reads the
+// table from README.md and checks that every one of its cells has a test here.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
 
 import PusherJS from 'pusher-js';
 import { io } from 'socket.io-client';
 
-import { DEFAULT_APPS, httpRequest, inbox, mqttCollector, mqttConnect, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEFAULT_APPS, REPO_DIR, httpRequest, inbox, mqttCollector, mqttConnect, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import {
     PUSHER_QUERY,
     answer,
@@ -29,7 +34,7 @@ import {
 
 const PUSH_TOKEN = 'demo-push-token-0123456789';
 const OPEN = { ...DEFAULT_APPS.find((a) => a.id === 'demo'), push_token: PUSH_TOKEN };
-const LOCKED = DEFAULT_APPS.find((a) => a.id === 'secure');
+const LOCKED = { ...DEFAULT_APPS.find((a) => a.id === 'secure'), push_token: 'secure-push-token-0123456789' };
 assert.equal(OPEN.require_auth, false);
 assert.equal(LOCKED.require_auth, true);
 
@@ -39,6 +44,7 @@ const PUBLIC_ONLY = { '.*': { publish: true, subscribe: true }, '^(private|prese
 const NEWS_ONLY = { '^news-': { subscribe: true } };
 // How long a refused delivery is given to show up anyway after its barrier (a later message that did arrive).
 const SETTLE_MS = 300;
+const run = promisify(execFile);
 
 let stack;
 let url;
@@ -193,7 +199,8 @@ function recordEvent(channel, event) {
 // The cells. Each is one test; `cell` is the README table's row / column.
 
 const cells = [];
-const cell = (route, mode, kind, what, fn) => cells.push({ name: `${route} | ${mode} app | ${kind} channel: ${what}`, fn });
+// kind 'any': one test for both channel kinds of the mode (a row whose answer does not depend on the kind).
+const cell = (route, mode, kind, what, fn) => cells.push({ route, mode, kind, name: `${route} | ${mode} app | ${kind} channel: ${what}`, fn });
 
 // ---- native WebSocket subscribe -------------------------------------------------------------
 
@@ -421,13 +428,47 @@ cell('Pusher client events', 'open', 'public', 'refused (4301): client events on
     assert.equal((await c.next(isEvent('pusher:error'))).data.code, 4301);
 });
 
-cell('Pusher client events', 'require_auth', 'protected', 'on a channel subscribed with channel auth: relayed to the other members', async () => {
-    const name = unique('private-chat');
-    const a = await pusherWatcher(LOCKED, name);
-    const b = await pusherWatcher(LOCKED, name);
+// Two members of name (subscribed with channel auth) and a connection that was refused it: a's events reach b, the
+// outsider's are refused with 4301 and never reach b (a's second event is the barrier).
+async function clientEventsOnProtected(app, name) {
+    const a = await pusherWatcher(app, name);
+    const b = await pusherWatcher(app, name);
     a.send({ event: 'client-typing', channel: name, data: { marker: 'typing' } });
-    const got = await b.next(isEvent('client-typing', name));
-    assert.deepEqual(dataOf(got), { marker: 'typing' });
+    assert.deepEqual(dataOf(await b.next(isEvent('client-typing', name))), { marker: 'typing' });
+    const outsider = await rawPusher(app);
+    assert.deepEqual(await rawSubscribe(outsider, name), { ok: false, status: 401 });
+    outsider.send({ event: 'client-typing', channel: name, data: { marker: 'outsider' } });
+    assert.equal((await outsider.next(isEvent('pusher:error'))).data.code, 4301);
+    a.send({ event: 'client-typing', channel: name, data: { marker: 'after' } });
+    assert.deepEqual(dataOf(await b.next(isEvent('client-typing', name))), { marker: 'after' }, 'the outsider\'s event never arrived');
+    return { a, b };
+}
+
+cell('Pusher client events', 'open', 'protected', 'on a channel subscribed with channel auth: relayed; without a live subscription: 4301', async () => {
+    await clientEventsOnProtected(OPEN, unique('private-chat'));
+});
+
+cell('Pusher client events', 'require_auth', 'public', 'refused (4301), also on a channel subscribed with channel auth or a signin that allows it', async () => {
+    const c = await rawPusher(LOCKED);
+    assert.equal((await rawSignin(c, LOCKED, { id: unique('u'), permissions: ALL })).event, 'pusher:signin_success');
+    const viaSignin = unique('pub');
+    assert.deepEqual(await rawSubscribe(c, viaSignin), { ok: true });
+    const viaAuth = unique('pub');
+    assert.deepEqual(await rawSubscribe(c, viaAuth, { auth: hmacAuth(c.socketId, viaAuth, undefined, LOCKED.secret, LOCKED.key) }), { ok: true });
+    const w = await pusherWatcher(LOCKED, viaAuth);
+    for (const name of [viaSignin, viaAuth]) {
+        c.send({ event: 'client-x', channel: name, data: { marker: 'client' } });
+        assert.equal((await c.next(isEvent('pusher:error'))).data.code, 4301, name);
+    }
+    // the watcher's next event on the channel is the barrier: nothing the client sent came first
+    await servers.secure.trigger(viaAuth, 'ev', { marker: 'server' });
+    await w.next(isEvent('ev', viaAuth));
+    assert.deepEqual(w.frames.filter((f) => f.event === 'client-x'), []);
+});
+
+cell('Pusher client events', 'require_auth', 'protected', 'on a channel subscribed with channel auth: relayed; without a live subscription: 4301', async () => {
+    const name = unique('private-chat');
+    const { a } = await clientEventsOnProtected(LOCKED, name);
     // on a public channel, even one subscribed with a credential: refused
     const pub = unique('pub');
     assert.deepEqual(await rawSubscribe(a, pub, { auth: hmacAuth(a.socketId, pub, undefined, LOCKED.secret, LOCKED.key) }), { ok: true });
@@ -492,47 +533,251 @@ for (const [mode, app] of [['open', OPEN], ['require_auth', LOCKED]]) {
 
 // ---- socket.io ----------------------------------------------------------------------------------
 
-cell('socket.io', 'open', 'any', 'clients cannot name a channel: no subscribe, join or publish; only their user’s pushes', async () => {
-    const dev = await mqttConnect({ port: stack.broker.port, ...stack.gatewayUser, clientId: unique('sio-watch') });
-    devices.add(dev);
-    const mq = mqttCollector(dev);
-    await dev.subscribeAsync('pushgate/demo/#', { qos: 1 });
-
-    const user = unique('user');
-    const conn = unique('conn');
-    const reg = await httpRequest('PUT', `${url}/api/${user}/register?connectionId=${conn}`, { headers: { 'X-AUTH-TOKEN': PUSH_TOKEN } });
-    assert.equal(reg.status, 200, reg.body);
-    const socket = io(url, { transports: ['websocket'], reconnection: false });
+// A socket.io-client socket on app's namespace (`/` is the first app, OPEN), its events kept in socket.events; with
+// user, registered as that user (the backend's PUT …/register, then `register`) once `registered` arrived.
+async function sioConnect(app, user) {
+    const socket = io(app === OPEN ? url : `${url}/${app.id}`, { transports: ['websocket'], reconnection: false, forceNew: true });
     sioSockets.add(socket);
-    const events = inbox('socket.io event');
-    socket.onAny((name, ...args) => events.push({ name, args }));
+    socket.events = inbox('socket.io event');
+    socket.onAny((name, ...args) => socket.events.push({ name, args }));
     await new Promise((resolve, reject) => {
         socket.once('connect', resolve);
         socket.once('connect_error', reject);
     });
-    const pub = unique('pub');
-    const priv = unique('private-x');
-    // what a client of another protocol would send to listen or to publish, in every shape
-    for (const ch of [pub, priv]) {
-        socket.emit('subscribe', ch);
-        socket.emit('subscribe', { channel: ch });
-        socket.emit('join', ch);
-        socket.emit('publish', ch, { marker: 'sio' });
-        socket.emit('publish', { channel: ch, room: ch, message: { marker: 'sio' } });
-        socket.emit(ch, { marker: 'sio' });
-        socket.emit('message', { channel: ch, marker: 'sio' });
+    if (user) {
+        const conn = unique('conn');
+        const reg = await httpRequest('PUT', `${url}/api/${user}/register?connectionId=${conn}`, { headers: { 'X-AUTH-TOKEN': app.push_token } });
+        assert.equal(reg.status, 200, reg.body);
+        socket.emit('register', user, conn);
+        await socket.events.next((e) => e.name === 'registered');
     }
-    socket.emit('register', user, conn);
-    await events.next((e) => e.name === 'registered');
-    for (const ch of [pub, priv]) assert.equal((await servers.demo.trigger(ch, 'ev', { marker: 'channel' })).status, 200);
-    // the user's own push is the barrier: it travels after the channel messages
-    const pushed = await httpRequest('POST', `${url}/api/${user}/push`, { headers: { 'X-AUTH-TOKEN': PUSH_TOKEN }, body: { message: { marker: 'push' } } });
-    assert.equal(pushed.status, 200, pushed.body);
-    assert.deepEqual((await events.next((e) => e.name === 'message')).args, [{ marker: 'push' }]);
-    await mq.next((m) => m.topic === `pushgate/demo/u/${user}`);
-    await sleep(SETTLE_MS);
-    assert.deepEqual(events.items.filter((e) => JSON.stringify(e.args).includes('channel')), [], 'no channel message reached socket.io');
-    assert.deepEqual(mq.messages.filter((m) => m.text.includes('"sio"')), [], 'nothing the socket.io client sent was published');
+    return socket;
+}
+
+for (const [mode, app] of [['open', OPEN], ['require_auth', LOCKED]]) {
+    cell('socket.io', mode, 'any', 'clients cannot name a channel: no subscribe, join or publish; only their user’s pushes', async () => {
+        const dev = await mqttConnect({ port: stack.broker.port, ...stack.gatewayUser, clientId: unique('sio-watch') });
+        devices.add(dev);
+        const mq = mqttCollector(dev);
+        await dev.subscribeAsync(`pushgate/${app.id}/#`, { qos: 1 });
+
+        const user = unique('user');
+        const socket = await sioConnect(app);
+        const events = socket.events;
+        const pub = unique('pub');
+        const priv = unique('private-x');
+        // what a client of another protocol would send to listen or to publish, in every shape
+        for (const ch of [pub, priv]) {
+            socket.emit('subscribe', ch);
+            socket.emit('subscribe', { channel: ch });
+            socket.emit('join', ch);
+            socket.emit('publish', ch, { marker: 'sio' });
+            socket.emit('publish', { channel: ch, room: ch, message: { marker: 'sio' } });
+            socket.emit(ch, { marker: 'sio' });
+            socket.emit('message', { channel: ch, marker: 'sio' });
+        }
+        const conn = unique('conn');
+        const reg = await httpRequest('PUT', `${url}/api/${user}/register?connectionId=${conn}`, { headers: { 'X-AUTH-TOKEN': app.push_token } });
+        assert.equal(reg.status, 200, reg.body);
+        socket.emit('register', user, conn);
+        await events.next((e) => e.name === 'registered');
+        for (const ch of [pub, priv]) assert.equal((await servers[app.id].trigger(ch, 'ev', { marker: 'channel' })).status, 200);
+        // the user's own push is the barrier: it travels after the channel messages
+        const pushed = await httpRequest('POST', `${url}/api/${user}/push`, { headers: { 'X-AUTH-TOKEN': app.push_token }, body: { message: { marker: 'push' } } });
+        assert.equal(pushed.status, 200, pushed.body);
+        assert.deepEqual((await events.next((e) => e.name === 'message')).args, [{ marker: 'push' }]);
+        await mq.next((m) => m.topic === `pushgate/${app.id}/u/${user}`);
+        await sleep(SETTLE_MS);
+        assert.deepEqual(events.items.filter((e) => JSON.stringify(e.args).includes('channel')), [], 'no channel message reached socket.io');
+        assert.deepEqual(mq.messages.filter((m) => m.text.includes('"sio"')), [], 'nothing the socket.io client sent was published');
+    });
+}
+
+// ---- MQTT (devices straight to the broker, governed by the pushgate plugin) -------------------------
+
+const RC_SUCCESS = 0;
+const RC_NO_MATCHING_SUBSCRIBERS = 0x10;
+const RC_BAD_USER_OR_PASSWORD = 0x86;
+const RC_NOT_AUTHORIZED = 0x87;
+const topicOf = (app, channel) => `pushgate/${app.id}/c/${channel}`;
+
+// A device of app (username = app id); with perms its password is a token carrying them. Messages in d.inbox.
+async function device(app, perms) {
+    const clientId = unique('dev');
+    const password = perms ? signJwt({ channel: app.id, client: clientId, exp: exp(), permissions: perms }, app.secret) : undefined;
+    const d = await mqttConnect({ port: stack.broker.port, username: app.id, password, clientId });
+    devices.add(d);
+    d.inbox = mqttCollector(d);
+    return d;
+}
+
+// The CONNACK refusal reason of a device login; fails the test if the broker accepts it.
+async function deviceRefused(opts) {
+    let d;
+    try {
+        d = await mqttConnect({ port: stack.broker.port, clientId: unique('refused'), ...opts });
+    } catch (err) {
+        return err.code;
+    }
+    d.end(true);
+    assert.fail(`the login of ${opts.username} was accepted`);
+}
+
+// The SUBACK reason code of one filter.
+function mqttSubscribe(d, filter) {
+    return new Promise((resolve, reject) => {
+        d.subscribe(filter, { qos: 1 }, (err, _granted, packet) => {
+            if (packet && Array.isArray(packet.granted)) resolve(packet.granted[0]);
+            else reject(err || new Error('no SUBACK'));
+        });
+    });
+}
+
+// The PUBACK reason code of a QoS 1 publish.
+function mqttPublish(d, topic, payload) {
+    return new Promise((resolve, reject) => {
+        d.publish(topic, payload, { qos: 1 }, (err, packet) => {
+            if (err && typeof err.code === 'number') resolve(err.code);
+            else if (err) reject(err);
+            else resolve(typeof packet?.reasonCode === 'number' ? packet.reasonCode : RC_SUCCESS);
+        });
+    });
+}
+
+function assertAccepted(rc, what) {
+    assert.ok(rc === RC_SUCCESS || rc === RC_NO_MATCHING_SUBSCRIBERS, `${what}: PUBACK 0x${rc.toString(16)}`);
+}
+
+// A device that may use channel: its subscription gets a server publish, its publish reaches watcher w (first:
+// nothing refused before it arrived there).
+async function deviceUses(app, d, channel, w) {
+    assert.equal(await mqttSubscribe(d, topicOf(app, channel)), 1, `subscribe ${channel}`);
+    assert.equal((await servers[app.id].trigger(channel, 'ev', { marker: 'to-device' })).status, 200);
+    await d.inbox.next((m) => m.topic === topicOf(app, channel) && m.text.includes('to-device'));
+    assertAccepted(await mqttPublish(d, topicOf(app, channel), JSON.stringify({ marker: 'from-device' })), `publish ${channel}`);
+    assert.deepEqual(dataOf(await w.next(isEvent('message', channel))), { marker: 'from-device' }, 'the first publish that reached the channel');
+}
+
+cell('MQTT', 'open', 'public', 'anonymous device (username = app id, no password): subscribe and publish allowed, delivered both ways', async () => {
+    const name = unique('pub');
+    const w = await pusherWatcher(OPEN, name);
+    await deviceUses(OPEN, await device(OPEN), name, w);
+});
+
+cell('MQTT', 'open', 'protected', 'anonymous: SUBACK/PUBACK 0x87, QoS 0 dropped, # delivers public only; a token not allowing it 0x87; one that does: delivered', async () => {
+    const priv = unique('private-x');
+    const pres = unique('presence-x');
+    const pub = unique('pub');
+    const w = await pusherWatcher(OPEN, priv);
+    const anon = await device(OPEN);
+    const wide = await device(OPEN);
+    assert.equal(await mqttSubscribe(wide, topicOf(OPEN, '#')), 1, 'a wildcard filter is accepted');
+    for (const ch of [priv, pres, unique('private-encrypted-x')]) {
+        assert.equal(await mqttSubscribe(anon, topicOf(OPEN, ch)), RC_NOT_AUTHORIZED, `subscribe ${ch}`);
+        assert.equal(await mqttPublish(anon, topicOf(OPEN, ch), JSON.stringify({ marker: 'anon' })), RC_NOT_AUTHORIZED, `publish ${ch}`);
+    }
+    anon.publish(topicOf(OPEN, priv), JSON.stringify({ marker: 'anon-qos0' }), { qos: 0 });
+    // on one connection the broker handles packets in order: this PUBACK comes after the QoS 0 publish was handled
+    assert.equal(await mqttPublish(anon, topicOf(OPEN, priv), 'x'), RC_NOT_AUTHORIZED);
+
+    const limited = await device(OPEN, PUBLIC_ONLY);
+    assert.equal(await mqttSubscribe(limited, topicOf(OPEN, priv)), RC_NOT_AUTHORIZED);
+    assert.equal(await mqttPublish(limited, topicOf(OPEN, priv), JSON.stringify({ marker: 'limited' })), RC_NOT_AUTHORIZED);
+    await deviceUses(OPEN, await device(OPEN, ALL), priv, w);
+
+    // the wildcard subscriber without a token: a public channel published last is the barrier
+    assert.equal((await servers.demo.trigger(pres, 'ev', { marker: 'secret' })).status, 200);
+    assert.equal((await servers.demo.trigger(pub, 'ev', { marker: 'public' })).status, 200);
+    await wide.inbox.next((m) => m.topic === topicOf(OPEN, pub));
+    assert.deepEqual(wide.inbox.messages.map((m) => m.topic).filter((t) => /\/c\/(private|presence)-/.test(t)), [], 'no protected channel through #');
+});
+
+for (const kind of ['public', 'protected']) {
+    cell('MQTT', 'require_auth', kind, 'no token: CONNECT refused (mqtt.js, mosquitto_pub); a token not allowing it: SUBACK/PUBACK 0x87; one that does: delivered', async () => {
+        const name = unique(kind === 'public' ? 'pub' : 'private-x');
+        const w = await pusherWatcher(LOCKED, name);
+        for (const opts of [{ username: LOCKED.id }, { username: LOCKED.id, password: '' }]) {
+            const rc = await deviceRefused(opts);
+            assert.ok(rc === RC_NOT_AUTHORIZED || rc === RC_BAD_USER_OR_PASSWORD, `no token: CONNACK 0x${Number(rc).toString(16)}`);
+        }
+        const forgedId = unique('forged');
+        const forged = signJwt({ channel: LOCKED.id, client: forgedId, exp: exp(), permissions: ALL }, 'not-the-secret');
+        const rc = await deviceRefused({ username: LOCKED.id, password: forged, clientId: forgedId });
+        assert.ok(rc === RC_NOT_AUTHORIZED || rc === RC_BAD_USER_OR_PASSWORD, `bad signature: CONNACK 0x${Number(rc).toString(16)}`);
+        await assert.rejects(
+            run('mosquitto_pub', ['-h', '127.0.0.1', '-p', String(stack.broker.port), '-V', 'mqttv311', '-u', LOCKED.id,
+                '-i', unique('pub-cli'), '-t', topicOf(LOCKED, name), '-m', JSON.stringify({ marker: 'mosquitto_pub' })]),
+            (err) => /refused|not authori[sz]ed|bad user name or password/i.test(err.stderr),
+        );
+
+        const limited = await device(LOCKED, kind === 'public' ? NEWS_ONLY : PUBLIC_ONLY);
+        assert.equal(await mqttSubscribe(limited, topicOf(LOCKED, name)), RC_NOT_AUTHORIZED);
+        assert.equal(await mqttPublish(limited, topicOf(LOCKED, name), JSON.stringify({ marker: 'limited' })), RC_NOT_AUTHORIZED);
+        await deviceUses(LOCKED, await device(LOCKED, ALL), name, w);
+    });
+}
+
+// ---- the app-wide broadcast: events API topic `#general` --------------------------------------------
+// Not a channel: nobody subscribes to it, and no channel permission is involved. In an open app every session of
+// the app gets it; in a require_auth app every session that holds a credential of the app (a native token, whatever
+// its permissions; a Pusher signin; a registered socket.io user). MQTT devices never (the broadcast topic is outside
+// their app's channel topics).
+
+const isBroadcast = (f) => f.type === 'broadcast';
+const isPusherBroadcast = (f) => f.event === 'headline' && f.channel === undefined;
+
+async function broadcastReachesNoDevice(app, d) {
+    for (const filter of [`pushgate/${app.id}/b`, `pushgate/${app.id}/#`, 'pushgate/+/b'])
+        assert.equal(await mqttSubscribe(d, filter), RC_NOT_AUTHORIZED, `device subscribes ${filter}`);
+}
+
+cell('app-wide broadcast', 'open', 'any', 'every native, Pusher and socket.io session of the app, without credentials; no MQTT device, no other app', async () => {
+    const n = await native(OPEN);
+    const p = await rawPusher(OPEN);
+    const sio = await sioConnect(OPEN);
+    const d = await device(OPEN);
+    await broadcastReachesNoDevice(OPEN, d);
+    const otherApp = await native(LOCKED, ALL);
+
+    assert.equal((await eventsApi(OPEN, '#general', { marker: 'all' })).status, 200);
+    const nb = await n.next(isBroadcast);
+    assert.deepEqual([nb.event, nb.message], ['headline', { marker: 'all' }]);
+    assert.deepEqual(dataOf(await p.next(isPusherBroadcast)), { marker: 'all' });
+    assert.deepEqual((await sio.events.next((e) => e.name === 'headline')).args, [{ marker: 'all' }]);
+    // a request's reply is the barrier on the other app's session
+    assert.equal(errorCode(await request(otherApp, { type: 'subscribe', room: unique('pub') })), 0);
+    assert.deepEqual(otherApp.frames.filter(isBroadcast), [], 'another app’s session');
+    assert.deepEqual(d.inbox.messages, [], 'the device');
+});
+
+cell('app-wide broadcast', 'require_auth', 'any', 'native sessions with a token (even one allowing nothing), signed-in Pusher users, registered socket.io users; nobody else', async () => {
+    const anon = await native(LOCKED);
+    const tokenNothing = await native(LOCKED, {});
+    const priv = unique('private-x');
+    const pusherAuthOnly = await pusherWatcher(LOCKED, priv); // channel auth, not signed in
+    const signedIn = await rawPusher(LOCKED);
+    assert.equal((await rawSignin(signedIn, LOCKED, { id: unique('u') })).event, 'pusher:signin_success');
+    const sioAnon = await sioConnect(LOCKED);
+    const sioUser = await sioConnect(LOCKED, unique('user'));
+    const d = await device(LOCKED, ALL);
+    await broadcastReachesNoDevice(LOCKED, d);
+
+    assert.equal((await eventsApi(LOCKED, '#general', { marker: 'members' })).status, 200);
+    const nb = await tokenNothing.next(isBroadcast);
+    assert.deepEqual([nb.event, nb.message], ['headline', { marker: 'members' }]);
+    assert.deepEqual(dataOf(await signedIn.next(isPusherBroadcast)), { marker: 'members' });
+    assert.deepEqual((await sioUser.events.next((e) => e.name === 'headline')).args, [{ marker: 'members' }]);
+
+    // those without a credential: a later answer on each connection is the barrier
+    assert.equal(errorCode(await request(anon, { type: 'subscribe', room: unique('pub') })), 401);
+    assert.deepEqual(anon.frames.filter(isBroadcast), [], 'native session without a token');
+    assert.equal((await servers.secure.trigger(priv, 'ev', { marker: 'barrier' })).status, 200);
+    await pusherAuthOnly.next(isEvent('ev', priv));
+    assert.deepEqual(pusherAuthOnly.frames.filter(isPusherBroadcast), [], 'Pusher connection with channel auth only');
+    sioAnon.emit('register', unique('nobody'), unique('no-conn'));
+    await sioAnon.events.next((e) => e.name === 'error');
+    assert.deepEqual(sioAnon.events.items.filter((e) => e.name === 'headline'), [], 'socket.io session not registered');
+    assert.deepEqual(d.inbox.messages, [], 'the device');
 });
 
 for (const { name, fn } of cells) test(name, { timeout: 30000 }, fn);
@@ -582,17 +827,57 @@ test('Pusher WS subscribe | require_auth switched on: a connection holding a pub
     }
 });
 
-// The cell list is the README table's gateway part: a cell dropped here must be dropped there too.
-test('the rule table: every gateway route × mode × kind has a test', () => {
-    const seen = new Set(cells.map((c) => c.name.split(':')[0]));
-    const want = [];
-    for (const route of ['native WS subscribe', 'native WS publish', 'REST publish'])
-        for (const mode of ['open', 'require_auth']) for (const kind of ['public', 'protected']) want.push(`${route} | ${mode} app | ${kind} channel`);
-    want.push('Pusher WS subscribe | open app | public channel', 'Pusher WS subscribe | require_auth app | public channel');
-    for (const mode of ['open', 'require_auth']) {
-        want.push(`Pusher WS subscribe | ${mode} app | protected channel`);
-        want.push(`Pusher HTTP API | ${mode} app | any channel`, `events API | ${mode} app | any channel`);
-    }
-    want.push('socket.io | open app | any channel', 'Pusher client events | open app | public channel', 'Pusher client events | require_auth app | protected channel');
-    for (const w of want) assert.ok(seen.has(w), `missing cell ${w}`);
+// The README's rule table, cell by cell: each row (a route) × each column (app mode × channel kind) has a test above,
+// for that kind or for 'any'; a row or a test route without the other is an error too.
+const ROUTES = [
+    ['native WS subscribe', 'native WS subscribe'],
+    ['native WS publish', 'native WS publish'],
+    ['Pusher WS subscribe', 'Pusher WS subscribe'],
+    ['Pusher client events', 'Pusher client events'],
+    ['REST publish', 'REST `POST /{app}/{channel}/publish`'],
+    ['Pusher HTTP API', 'Pusher HTTP API'],
+    ['events API', 'events API'],
+    ['socket.io', 'socket.io'],
+    ['MQTT', 'MQTT subscribe / publish'],
+    ['app-wide broadcast', 'app-wide broadcast'],
+];
+const COLUMNS = [
+    ['open', 'public', 'open app, public channel'],
+    ['open', 'protected', 'open app, protected channel'],
+    ['require_auth', 'public', '`require_auth` app, public channel'],
+    ['require_auth', 'protected', '`require_auth` app, protected channel'],
+];
+
+function readmeRuleTable() {
+    const lines = fs.readFileSync(path.join(REPO_DIR, 'README.md'), 'utf8').split('\n');
+    const split = (line) => line.trim().replace(/^\|/, '').replace(/\|$/, '').split(' | ').map((c) => c.trim());
+    const start = lines.findIndex((l) => l.startsWith('| route | open app, public channel'));
+    assert.ok(start >= 0, 'README.md has the rule table');
+    const header = split(lines[start]);
+    const rows = [];
+    for (let i = start + 2; i < lines.length && lines[i].startsWith('|'); i++) rows.push(split(lines[i]));
+    return { header, rows };
+}
+
+test('the rule table: every cell of the README table (route × app mode × channel kind) has a test', () => {
+    const { header, rows } = readmeRuleTable();
+    assert.deepEqual(header.slice(1, 5), COLUMNS.map((c) => c[2]), 'the table’s columns');
+    assert.equal(header[5], 'tested in `tests/integration/`');
+    const missing = [];
+    const rowRoutes = rows.map((row) => {
+        assert.equal(row.length, 6, `README row ${row[0]}: ${row.length} cells`);
+        const matches = ROUTES.filter(([, label]) => row[0].startsWith(label));
+        assert.equal(matches.length, 1, `README row ${row[0]} names one route of this file`);
+        const [route] = matches[0];
+        assert.ok(row[5].includes(`\`security_rules\` (${route})`), `README row ${route} names its tests in this file: ${row[5]}`);
+        COLUMNS.forEach(([mode, kind], k) => {
+            assert.ok(row[1 + k].length > 0, `README cell ${route} × ${mode}/${kind} is empty`);
+            if (!cells.some((c) => c.route === route && c.mode === mode && (c.kind === kind || c.kind === 'any'))) missing.push(`${route} | ${mode} app | ${kind} channel`);
+        });
+        return route;
+    });
+    assert.deepEqual(missing, [], 'cells without a test');
+    assert.deepEqual([...rowRoutes].sort(), ROUTES.map((r) => r[0]).sort(), 'every route of the table, each once');
+    const strays = cells.filter((c) => !rowRoutes.includes(c.route)).map((c) => c.name);
+    assert.deepEqual(strays, [], 'tests of a route the table does not have');
 });
