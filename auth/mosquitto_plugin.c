@@ -17,8 +17,10 @@
  *
  * Messages of app clients carry no gateway metadata: MOSQ_EVT_MESSAGE removes the user properties the gateway
  * reads as facts (user_id, client_id, socket_id, ts) and an `event` naming a protocol event (pusher:…,
- * pusher_internal:…, client-…, socket.io's reserved names). A device's will never reaches anyone: the broker
- * checks it after MOSQ_EVT_DISCONNECT, when the session's state is gone, so the ACL check denies it.
+ * pusher_internal:…, client-…, socket.io's reserved names). A device's will never reaches anyone, as the plugin
+ * cannot see a will's properties (no API for them; the ACL check of a will gets none, and wills skip
+ * MOSQ_EVT_MESSAGE): on a disconnect the broker checks it after MOSQ_EVT_DISCONNECT, when the session's state is
+ * gone, and on a session takeover before it, when the session is marked as taken over (takeover_note()).
  *
  * Pusher's protected channels (private-…, presence-…) need a credential in every app: an app client without a
  * token may not publish or subscribe on them, and its wildcard subscriptions never deliver them.
@@ -61,7 +63,10 @@
  *    context__disconnect, so MOSQ_EVT_DISCONNECT fires for it too. The session takeover happens only after
  *    BASIC_AUTH succeeded, so refusing there leaves the old session untouched.
  *  - context__disconnect fires MOSQ_EVT_DISCONNECT before it sends the will, whose WRITE check therefore finds no
- *    state for an app client: device wills are never sent.
+ *    state for an app client. A takeover (connect__on_authorised) sends the old connection's will right after the
+ *    new one's BASIC_AUTH and before the old one's MOSQ_EVT_DISCONNECT: the plugin marks the old session in that
+ *    BASIC_AUTH and denies its checks. A delayed will (will delay interval) is sent after DISCONNECT, or dropped by
+ *    the takeover. So device wills are never sent. Wills are not ACL-checked at CONNECT.
  *  - MOSQ_EVT_MESSAGE runs for PUBLISHes received from clients (not for wills or mosquitto_broker_publish*()); the
  *    broker keeps whatever list ed->properties points to afterwards and does not free the one it passed in.
  *  - At shutdown no MOSQ_EVT_DISCONNECT fires and the database is saved first: with `persistence true`, the
@@ -189,6 +194,7 @@ struct store {
 struct deferred_conn {
     struct mosquitto *client; /* key; only compared */
     char *client_id;
+    struct mosquitto *replaces; /* the app session this login takes the client id of (see takeover_note()) */
     UT_hash_handle hh;
 };
 
@@ -206,6 +212,13 @@ struct client_state {
     char *client_id;          /* key of hh_id when in_by_id */
     pg_token *tok;            /* NULL: app without require_auth, connected without a token */
     int in_by_id;             /* this is the newest session with client_id (so a kick by id reaches it) */
+    /*
+     * replaced_by: a newer connection with this client id authenticated, so the broker is taking this session over
+     * (every check is denied, its will first of all); replaces: the session this one takes over. Both only
+     * compared, never dereferenced; see takeover_note().
+     */
+    struct mosquitto *replaced_by;
+    struct mosquitto *replaces;
     int kick_pending;
     int kicked;
     const char *kick_why; /* static string, for the log */
@@ -675,6 +688,41 @@ static void states_free(struct plugin *pl)
     }
 }
 
+/*
+ * A login by `client` with client id cid succeeded (or was deferred): if an app session holds cid, the broker is
+ * about to take it over. Mosquitto 2.0 then sends that session's will (connect__on_authorised, context__send_will)
+ * before the old connection's MOSQ_EVT_DISCONNECT, while its state still exists, and a will never passes
+ * MOSQ_EVT_MESSAGE, where forged properties are removed: the session is marked so that its ACL checks, the will's
+ * WRITE among them, are denied. Returns the session's client (for the newer login's `replaces`), or NULL.
+ */
+static struct mosquitto *takeover_note(struct plugin *pl, struct mosquitto *client, const char *cid)
+{
+    struct client_state *prev = NULL;
+
+    if (!cid)
+        return NULL;
+    HASH_FIND(hh_id, pl->by_id, cid, strlen(cid), prev);
+    if (!prev || prev->client == client)
+        return NULL;
+    prev->replaced_by = client;
+    return prev->client;
+}
+
+/*
+ * newer disconnected: when it never took over `older` (the password file refused a deferred login after the
+ * plugin let it through), older is a live session again.
+ */
+static void takeover_forget(struct plugin *pl, struct mosquitto *newer, struct mosquitto *older)
+{
+    struct client_state *st = NULL;
+
+    if (!older)
+        return;
+    HASH_FIND_PTR(pl->clients, &older, st);
+    if (st && st->replaced_by == newer)
+        st->replaced_by = NULL;
+}
+
 /* ---- deferred connections ---------------------------------------------------------------------------- */
 
 static void deferred_remove(struct plugin *pl, struct deferred_conn *d)
@@ -744,6 +792,7 @@ static int defer(struct plugin *pl, struct mosquitto *client, const char *cid)
         goto nomem;
     }
     h->refs++;
+    d->replaces = takeover_note(pl, client, cid);
     return MOSQ_ERR_PLUGIN_DEFER;
 nomem:
     if (d)
@@ -1272,10 +1321,18 @@ static int admit(struct plugin *pl, struct mosquitto *client, const char *app_id
     rc = state_add(pl, client, app_id, cid, tok);
     if (rc != MOSQ_ERR_SUCCESS)
         return rc;
-    mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "connect allowed client=%s app=%s token=%s", str_or(cid, "-"),
-                         app_id, tok ? "valid" : "none");
     st = NULL;
     HASH_FIND_PTR(pl->clients, &client, st);
+    /*
+     * See takeover_note(); prev left by_id in state_add() but is alive until its DISCONNECT. Marked only once this
+     * login holds state, so that its DISCONNECT can undo the mark (takeover_forget()).
+     */
+    if (st && online) {
+        prev->replaced_by = client;
+        st->replaces = prev->client;
+    }
+    mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "connect allowed client=%s app=%s token=%s", str_or(cid, "-"),
+                         app_id, tok ? "valid" : "none");
     if (st && !reauth)
         presence_report(pl, st, 1, !online);
     return MOSQ_ERR_SUCCESS;
@@ -1451,7 +1508,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     if (ed->access == MOSQ_ACL_UNSUBSCRIBE)
         return MOSQ_ERR_SUCCESS; /* giving up a subscription never widens access */
     app = find_app(pl, st->app_id);
-    if (!app || !app->creds.active) {
+    if (st->replaced_by) {
+        why = "session taken over"; /* its will: see takeover_note() */
+    } else if (!app || !app->creds.active) {
         why = "app removed or inactive";
         schedule_kick(pl, st, why);
     } else if (st->tok && pg_token_expired(st->tok, pg_now_ms())) {
@@ -1595,11 +1654,14 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
     (void)event;
     HASH_FIND_PTR(pl->deferred, &ed->client, d);
-    if (d)
+    if (d) {
+        takeover_forget(pl, ed->client, d->replaces);
         deferred_remove(pl, d);
+    }
     HASH_FIND_PTR(pl->clients, &ed->client, st);
     if (!st)
         return MOSQ_ERR_SUCCESS;
+    takeover_forget(pl, ed->client, st->replaces);
     /* The old connection of a takeover is not the newest session of its id: the device is still online. */
     if (st->in_by_id)
         presence_report(pl, st, 0, 1);

@@ -376,6 +376,50 @@ test("a device's will with forged metadata never reaches anyone", async () => {
     assert.equal(frame.message, 'marker');
 });
 
+// Mosquitto 2.0 sends the old connection's will when a newer one takes its client id over, before that connection's
+// DISCONNECT event (the plugin's state still exists), and a will never passes MOSQ_EVT_MESSAGE, where forged
+// properties are removed: the plugin refuses the will of a session being taken over. Device wills are never
+// delivered (see README), with or without reserved properties.
+test("a session takeover (same app, or a broker account) does not deliver the old connection's will", async () => {
+    const room = unique('will-takeover');
+    const op = await connect({ ...OPERATOR_USER, clientId: unique('takeover-op') });
+    const seen = mqttCollector(op);
+    await op.subscribeAsync(`pushgate/demo/c/${room}`, { qos: 1 });
+    const native = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+    sockets.add(native);
+    await native.next((f) => f.type === 'open');
+    native.send({ type: 'subscribe', room, cb: 1 });
+    assert.equal((await native.next((f) => f.cb === 1)).error, undefined);
+
+    // taken over by the same app (with and without reserved properties), and by a broker account
+    const cases = [
+        [{ userProperties: FORGED }, { username: 'demo' }],
+        [{ userProperties: { unit: 'C' } }, { username: 'demo' }],
+        [{ userProperties: FORGED }, OPERATOR_USER],
+    ];
+    for (const [props, login] of cases) {
+        const id = unique('dup');
+        const old = await connect({
+            username: 'demo',
+            clientId: id,
+            will: { topic: `pushgate/demo/c/${room}`, payload: Buffer.from('{"user_id":"boss"}'), qos: 1, properties: props },
+        });
+        const newer = await connect({ ...login, clientId: id });
+        await waitFor(() => old.closed, { message: `the takeover by ${login.username} closed the older session` });
+        if (login.username === 'demo') {
+            newer.appId = 'demo';
+            await assertStillConnected(newer, 'the session that took over');
+        }
+    }
+    const marker = await restPublish(room, 'marker');
+    assert.equal(marker.status, 200);
+    await seen.next((x) => x.topic === `pushgate/demo/c/${room}` && x.text === 'marker');
+    assert.deepEqual(seen.messages.map((x) => x.text), ['marker'], 'no will delivered to MQTT subscribers');
+    const frame = await native.next(isMessage(room));
+    assert.equal(frame.message, 'marker', `the first message on the channel is the marker: ${JSON.stringify(frame)}`);
+    assert.match(stack.broker.logs(), /write denied client=\S+ app=demo topic=\S+ reason=session taken over/);
+});
+
 test('a device with a presence token cannot inject a member into a Pusher presence channel', async () => {
     const room = unique('presence-meta');
     const pusher = pusherJs();
