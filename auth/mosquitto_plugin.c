@@ -6,8 +6,9 @@
  * plugin DEFERs them to Mosquitto's password_file and acl_file, and where the broker has none of its own (read from
  * the broker's configuration file, or plugin_opt_non_app_acl / plugin_opt_non_app_login) allows their ACL checks
  * and accepts their usernames as Mosquitto would, because Mosquitto 2.0 refuses what every plugin deferred.
- * The broker's own accounts (broker_username and every user of broker_password_file) are never app ids here,
- * even when an app of that id exists: the plugin defers them and warns once.
+ * The broker's own accounts (broker_username, every user of broker_password_file and of the password_file(s) in the
+ * broker's own configuration) are never app ids here, even when an app of that id exists: the plugin defers them
+ * and warns once.
  *
  * Tenants cannot touch each other's sessions: an app client's CONNECT is refused when its client id is held by a
  * connected client of another app or by a deferred client (gateway, operator), and app clients never get a client
@@ -230,7 +231,12 @@ struct plugin {
     mosquitto_plugin_id_t *pid;
     char *conf_path;
     struct plugin_conf *conf;
-    struct client_state *clients;   /* by struct mosquitto pointer */
+    /*
+     * Users of the broker's own password_file(s), read from its configuration at load and on SIGHUP: broker
+     * accounts even when pushgate.conf has no broker_password_file.
+     */
+    struct account *broker_accounts;
+    struct client_state *clients; /* by struct mosquitto pointer */
     struct client_state *by_id;     /* by client id, newest session only */
     struct deferred_conn *deferred; /* by struct mosquitto pointer */
     struct held_id *held;           /* client ids of deferred connections */
@@ -260,6 +266,17 @@ static void app_free(struct app_entry *app)
     free(app);
 }
 
+static void accounts_free(struct account **set)
+{
+    struct account *acc, *tmp;
+
+    HASH_ITER(hh, *set, acc, tmp) {
+        HASH_DEL(*set, acc);
+        free(acc->name);
+        free(acc);
+    }
+}
+
 static void conf_free(struct plugin_conf *conf)
 {
     struct app_entry *app, *tmp;
@@ -271,12 +288,7 @@ static void conf_free(struct plugin_conf *conf)
         HASH_DEL(conf->apps, app);
         app_free(app);
     }
-    struct account *acc, *atmp;
-    HASH_ITER(hh, conf->accounts, acc, atmp) {
-        HASH_DEL(conf->accounts, acc);
-        free(acc->name);
-        free(acc);
-    }
+    accounts_free(&conf->accounts);
     free(conf->topic_root);
     free(conf->apps_db);
     free(conf->device_channel);
@@ -334,13 +346,14 @@ static int resolve_path(struct conf_reader *r, char **slot, const char *value)
     return 0;
 }
 
+/* Adds name to the set *ud (a struct account **); a pg_passwd_cb. */
 static int account_add(void *ud, const char *name)
 {
-    struct plugin_conf *conf = ud;
+    struct account **set = ud;
     struct account *acc = NULL;
     size_t len = strlen(name);
 
-    HASH_FIND(hh, conf->accounts, name, len, acc);
+    HASH_FIND(hh, *set, name, len, acc);
     if (acc)
         return 0;
     if (!(acc = calloc(1, sizeof(*acc))) || !(acc->name = strdup(name))) {
@@ -348,7 +361,7 @@ static int account_add(void *ud, const char *name)
         return PG_ENOMEM;
     }
     hash_oom = 0;
-    HASH_ADD_KEYPTR(hh, conf->accounts, acc->name, len, acc);
+    HASH_ADD_KEYPTR(hh, *set, acc->name, len, acc);
     if (hash_oom) {
         free(acc->name);
         free(acc);
@@ -522,9 +535,9 @@ static int conf_load(const char *path, struct plugin_conf **out, char *err, size
         goto out;
     }
     /* The broker's own accounts, read again on every reload as Mosquitto re-reads its password file. */
-    if (conf->broker_username[0] && (rc = account_add(conf, conf->broker_username)) != 0)
+    if (conf->broker_username[0] && (rc = account_add(&conf->accounts, conf->broker_username)) != 0)
         goto out;
-    if (conf->passwd_file && (rc = pg_passwd_users(conf->passwd_file, account_add, conf, err, errlen)) != 0)
+    if (conf->passwd_file && (rc = pg_passwd_users(conf->passwd_file, account_add, &conf->accounts, err, errlen)) != 0)
         goto out;
     /* Checked once the file is read: the bound it must meet may come after it. */
     if (conf->device_channel[0] &&
@@ -582,16 +595,20 @@ static const struct app_entry *app_of_user(const struct plugin *pl, const char *
 {
     const struct app_entry *app = find_app(pl, username);
     struct account *acc = NULL;
+    size_t len;
 
     if (!app)
         return NULL;
-    HASH_FIND(hh, pl->conf->accounts, username, strlen(username), acc);
+    len = strlen(username);
+    HASH_FIND(hh, pl->conf->accounts, username, len, acc);
+    if (!acc)
+        HASH_FIND(hh, pl->broker_accounts, username, len, acc);
     if (!acc)
         return app;
     if (!acc->warned) {
         mosquitto_log_printf(MOSQ_LOG_WARNING,
-                             LOG_PREFIX "app %s is ignored: %s is a broker account (broker_username or "
-                                        "broker_password_file), left to the password file",
+                             LOG_PREFIX "app %s is ignored: %s is a broker account (broker_username, "
+                                        "broker_password_file or the broker's password_file), left to the broker",
                              username, username);
         acc->warned = 1;
     }
@@ -1216,6 +1233,54 @@ static int non_app_mode_parse(const char *value, enum non_app_mode *out)
     return 0;
 }
 
+/* Collects the users of the broker's password files (see non_app_resolve()). */
+struct broker_users {
+    struct account *set;
+    int unread; /* a file could not be read: logged, and the previous users are kept as well */
+};
+
+static int broker_passwd_cb(void *ud, const char *path)
+{
+    struct broker_users *bu = ud;
+    char err[512];
+    int rc;
+
+    err[0] = '\0';
+    rc = pg_passwd_users(path, account_add, &bu->set, err, sizeof err);
+    if (rc == PG_ENOMEM)
+        return rc;
+    if (rc) {
+        bu->unread = 1;
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             LOG_PREFIX "cannot read the broker's password_file (%s): an app named after one of its "
+                                        "users would shadow it; set broker_password_file",
+                             err[0] ? err : pg_strerror(rc));
+    }
+    return 0;
+}
+
+/*
+ * The broker's accounts become bu's users. When the configuration or a password file could not be read, the users
+ * known so far are kept too: an account must not turn into an app because a file was briefly unreadable.
+ */
+static void broker_accounts_set(struct plugin *pl, struct broker_users *bu, int complete)
+{
+    struct account *acc, *tmp;
+
+    if (complete) {
+        accounts_free(&pl->broker_accounts);
+        pl->broker_accounts = bu->set;
+        bu->set = NULL;
+        return;
+    }
+    HASH_ITER(hh, bu->set, acc, tmp) {
+        if (account_add(&pl->broker_accounts, acc->name) != 0)
+            mosquitto_log_printf(MOSQ_LOG_WARNING, LOG_PREFIX "out of memory: broker account %s not recorded",
+                                 acc->name);
+    }
+    accounts_free(&bu->set);
+}
+
 /*
  * Sets acl_allow and login_allow from the options and, for `auto`, from the broker's configuration file, and logs
  * the mode in force. Without the plugin, Mosquitto 2.0 allows every publish and subscribe when it has no acl_file
@@ -1227,6 +1292,7 @@ static int non_app_mode_parse(const char *value, enum non_app_mode *out)
 static void non_app_resolve(struct plugin *pl)
 {
     struct pg_broker_conf bc;
+    struct broker_users bu = {0};
     char path[BROKER_CONF_PATH_MAX], err[512];
     const char *acl_why, *login_why;
     int known, rc;
@@ -1234,10 +1300,13 @@ static void non_app_resolve(struct plugin *pl)
     err[0] = '\0';
     rc = pg_broker_conf_path(path, sizeof path);
     if (rc == 0)
-        rc = pg_broker_conf_read(path, &bc, err, sizeof err);
+        rc = pg_broker_conf_read(path, &bc, broker_passwd_cb, &bu, err, sizeof err);
     else
         snprintf(err, sizeof err, "%s", rc == PG_ENOTFOUND ? "no -c on the broker's command line" : pg_strerror(rc));
+    if (rc && !err[0])
+        snprintf(err, sizeof err, "%s", pg_strerror(rc));
     known = rc == 0;
+    broker_accounts_set(pl, &bu, known && !bu.unread);
 
     if (pl->acl_opt != NON_APP_AUTO) {
         pl->acl_allow = pl->acl_opt == NON_APP_ALLOW;
@@ -1720,6 +1789,8 @@ static int on_reload(int event, void *event_data, void *userdata)
     (void)event;
     (void)event_data;
     pl->reapplying = 1;
+    /* The broker has re-read its own file too: an acl_file or password_file (and its users) may have changed. */
+    non_app_resolve(pl);
     if (conf_load(pl->conf_path, &conf, err, sizeof err) != 0) {
         mosquitto_log_printf(MOSQ_LOG_ERR, LOG_PREFIX "reload failed, keeping the previous configuration: %s", err);
         return MOSQ_ERR_PLUGIN_DEFER;
@@ -1728,8 +1799,6 @@ static int on_reload(int event, void *event_data, void *userdata)
     conf_free(pl->conf);
     pl->conf = conf;
     mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "configuration reloaded from %s", pl->conf_path);
-    /* The broker has re-read its own file too: an acl_file or password_file may have come or gone. */
-    non_app_resolve(pl);
     /* The broker re-authenticates every session right after this event: let it see the store as it is now. */
     store_poll(pl, 1);
     /* Let other plugins see the reload too. */
@@ -1756,6 +1825,7 @@ static void plugin_free(struct plugin *pl)
     states_free(pl);
     deferred_free(pl);
     store_close(pl);
+    accounts_free(&pl->broker_accounts);
     conf_free(pl->conf);
     free(pl->conf_path);
     free(pl);

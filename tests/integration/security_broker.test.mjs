@@ -7,7 +7,8 @@
 //  - protected channels: in an open app an anonymous device can neither publish nor subscribe `private-…` /
 //    `presence-…`, and its `#` subscription never delivers them; a token that grants them does;
 //  - broker accounts: a store app can never be named after a broker account (409), and if one is, the plugin leaves
-//    the account to the password file.
+//    the account to the password file, also when broker_password_file is not set (it reads the broker's own);
+//  - wills: a session taken over never gets its will (with forged metadata) delivered.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -549,4 +550,39 @@ test('a config app named after a user of broker_password_file is a config error'
         assert.match(err.stderr, /broker_password_file: .*no-such-passwd: cannot open/);
         return true;
     });
+});
+
+test("without broker_password_file the plugin still never lets an app shadow a user of the broker's password_file", async () => {
+    // A deployment that never set broker_password_file: the plugin reads the broker's own password_file instead.
+    const own = await startStack({
+        gateway: { node_id: 'gw-sec-nopw', apps_db: 'apps.db', admin_user: ADMIN.user, admin_password: ADMIN.password },
+    });
+    try {
+        // The admin API cannot see the broker's file: the gateway says so at start-up.
+        assert.match(own.gw.logs(), /broker_password_file is not set: the admin API cannot refuse \(409\) apps named after broker accounts/);
+        const loads = () => (own.broker.logs().match(/apps store loaded/g) || []).length;
+        await waitFor(() => loads() > 0, { message: 'the plugin read the store once' });
+        const before = loads();
+        execFileSync(STORE_TOOL, [path.join(own.dir, 'apps.db'), 'create', 'operator'], { encoding: 'utf8' });
+        await waitFor(() => loads() > before, { message: 'the plugin read the store again' });
+
+        const ownPort = own.broker.port;
+        let anon = null;
+        const code = await mqttConnect({ port: ownPort, username: 'operator', clientId: unique('anon-op-nopw') }).then(
+            (c) => {
+                anon = c;
+                return RC_SUCCESS;
+            },
+            (err) => err.code,
+        );
+        if (anon) anon.end(true);
+        assertRefusedLogin(code, 'anonymous login as operator');
+        const op = await mqttConnect({ port: ownPort, ...OPERATOR_USER, clientId: unique('op-nopw') });
+        op.end(true);
+        await waitFor(() => /app operator is ignored: operator is a broker account/.test(own.broker.logs()), {
+            message: 'the plugin warned that it ignores app operator',
+        });
+    } finally {
+        await own.stop();
+    }
 });
