@@ -141,8 +141,7 @@ static int read_file(struct reader *r, const char *path, int depth)
             out->password_file = 1;
             if (r->on_password_file)
                 rc = r->on_password_file(r->ud, value);
-        }
-        else if (!strcmp(key, "allow_anonymous"))
+        } else if (!strcmp(key, "allow_anonymous"))
             out->allow_anonymous = !strcmp(value, "true");
         else if (!strcmp(key, "per_listener_settings"))
             out->per_listener_settings = !strcmp(value, "true");

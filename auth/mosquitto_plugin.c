@@ -236,7 +236,7 @@ struct plugin {
      * accounts even when pushgate.conf has no broker_password_file.
      */
     struct account *broker_accounts;
-    struct client_state *clients; /* by struct mosquitto pointer */
+    struct client_state *clients;   /* by struct mosquitto pointer */
     struct client_state *by_id;     /* by client id, newest session only */
     struct deferred_conn *deferred; /* by struct mosquitto pointer */
     struct held_id *held;           /* client ids of deferred connections */

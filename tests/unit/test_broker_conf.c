@@ -102,10 +102,12 @@ int main(void)
 
     /* every password_file reaches the callback: global, per listener, from include_dir; values trimmed */
     char paths[512] = "";
-    snprintf(text, sizeof text, "password_file /x/global\nlistener 1884\npassword_file  rel/passwd \ninclude_dir %s\n", inc);
+    snprintf(text, sizeof text, "password_file /x/global\nlistener 1884\npassword_file  rel/passwd \ninclude_dir %s\n",
+             inc);
     write_file("paths.conf", text);
     write_file("conf.d/d.conf", "password_file /x/included\n#password_file /x/commented\n");
-    CHECK_EQ(pg_broker_conf_read(path_of("paths.conf"), &bc, collect_path, paths, text, sizeof text), 0, "read paths.conf");
+    CHECK_EQ(pg_broker_conf_read(path_of("paths.conf"), &bc, collect_path, paths, text, sizeof text), 0,
+             "read paths.conf");
     CHECK(!strcmp(paths, "/x/global;rel/passwd;/x/included"), "password_file paths: %s", paths);
 
     /* a file or include_dir that cannot be read is an error, never "no acl_file" */
@@ -116,9 +118,8 @@ int main(void)
     /* this process was not started with -c */
     CHECK_EQ(pg_broker_conf_path(path, sizeof path), PG_ENOTFOUND, "no -c on the command line");
 
-    static const char *const files[] = {"both.conf",     "none.conf",    "unset.conf", "conf.d/a.conf",
-                                        "conf.d/b.conf", "conf.d/c.txt", "main.conf",  "baddir.conf",
-                                        "paths.conf",    "conf.d/d.conf"};
+    static const char *const files[] = {"both.conf",    "none.conf", "unset.conf",  "conf.d/a.conf", "conf.d/b.conf",
+                                        "conf.d/c.txt", "main.conf", "baddir.conf", "paths.conf",    "conf.d/d.conf"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
