@@ -4,7 +4,8 @@
  * Mosquitto 2.0's format: one option per line, `#` comments at the start of a line, the option name up to the
  * first space and its value after it (blanks trimmed); `include_dir DIR` reads DIR's *.conf files in name order
  * (case-insensitive). Only presence matters here, so options that Mosquitto would reject are not validated: the
- * broker itself refuses to start with them. Nothing is kept but counts and flags; no path or secret is logged.
+ * broker itself refuses to start with them. Nothing is kept but counts and flags; password_file paths go to the
+ * caller's callback (the plugin reads their usernames); no secret is read or logged.
  */
 #define _GNU_SOURCE /* getline, strcasecmp via strings.h */
 #include <ctype.h>
@@ -70,15 +71,24 @@ static int conf_name_filter(const struct dirent *d)
     return n > 5 && !strcmp(d->d_name + n - 5, ".conf");
 }
 
-static int read_file(const char *path, struct pg_broker_conf *out, int depth, char *err, size_t errlen);
+/* One reading of a configuration: where the facts go, and who gets the password_file paths. */
+struct reader {
+    struct pg_broker_conf *out;
+    pg_broker_path_cb on_password_file; /* NULL: not wanted */
+    void *ud;
+    char *err;
+    size_t errlen;
+};
 
-static int read_dir(const char *dir, struct pg_broker_conf *out, int depth, char *err, size_t errlen)
+static int read_file(struct reader *r, const char *path, int depth);
+
+static int read_dir(struct reader *r, const char *dir, int depth)
 {
     struct dirent **names = NULL;
     int count = scandir(dir, &names, conf_name_filter, conf_name_cmp), rc = 0;
 
     if (count < 0) {
-        snprintf(err, errlen, "include_dir %s: %s", dir, strerror(errno));
+        snprintf(r->err, r->errlen, "include_dir %s: %s", dir, strerror(errno));
         return PG_EIO;
     }
     for (int i = 0; i < count; i++) {
@@ -88,7 +98,7 @@ static int read_dir(const char *dir, struct pg_broker_conf *out, int depth, char
             rc = PG_ENOMEM;
         if (!rc) {
             snprintf(path, n, "%s/%s", dir, names[i]->d_name);
-            rc = read_file(path, out, depth + 1, err, errlen);
+            rc = read_file(r, path, depth + 1);
         }
         free(path);
         free(names[i]);
@@ -97,15 +107,16 @@ static int read_dir(const char *dir, struct pg_broker_conf *out, int depth, char
     return rc;
 }
 
-static int read_file(const char *path, struct pg_broker_conf *out, int depth, char *err, size_t errlen)
+static int read_file(struct reader *r, const char *path, int depth)
 {
+    struct pg_broker_conf *out = r->out;
     char *line = NULL, *key, *value, *end;
     size_t cap = 0;
     int rc = 0;
     FILE *f = fopen(path, "r");
 
     if (!f) {
-        snprintf(err, errlen, "%s: %s", path, strerror(errno));
+        snprintf(r->err, r->errlen, "%s: %s", path, strerror(errno));
         return PG_EIO;
     }
     while (!rc && getline(&line, &cap, f) >= 0) {
@@ -126,19 +137,21 @@ static int read_file(const char *path, struct pg_broker_conf *out, int depth, ch
             *--end = '\0';
         if (!strcmp(key, "acl_file") && *value)
             out->acl_file = 1;
-        else if (!strcmp(key, "password_file") && *value)
+        else if (!strcmp(key, "password_file") && *value) {
             out->password_file = 1;
-        else if (!strcmp(key, "allow_anonymous"))
+            if (r->on_password_file)
+                rc = r->on_password_file(r->ud, value);
+        } else if (!strcmp(key, "allow_anonymous"))
             out->allow_anonymous = !strcmp(value, "true");
         else if (!strcmp(key, "per_listener_settings"))
             out->per_listener_settings = !strcmp(value, "true");
         else if ((!strcmp(key, "plugin") || !strcmp(key, "auth_plugin")) && *value)
             out->plugins++;
         else if (!strcmp(key, "include_dir") && *value && depth < MAX_INCLUDE_DEPTH)
-            rc = read_dir(value, out, depth, err, errlen);
+            rc = read_dir(r, value, depth);
     }
     if (!rc && ferror(f)) {
-        snprintf(err, errlen, "%s: read error", path);
+        snprintf(r->err, r->errlen, "%s: read error", path);
         rc = PG_EIO;
     }
     free(line);
@@ -146,10 +159,13 @@ static int read_file(const char *path, struct pg_broker_conf *out, int depth, ch
     return rc;
 }
 
-int pg_broker_conf_read(const char *path, struct pg_broker_conf *out, char *err, size_t errlen)
+int pg_broker_conf_read(const char *path, struct pg_broker_conf *out, pg_broker_path_cb on_password_file, void *ud,
+                        char *err, size_t errlen)
 {
+    struct reader r = {.out = out, .on_password_file = on_password_file, .ud = ud, .err = err, .errlen = errlen};
+
     memset(out, 0, sizeof(*out));
     out->allow_anonymous = -1;
     err[0] = '\0';
-    return read_file(path, out, 0, err, errlen);
+    return read_file(&r, path, 0);
 }

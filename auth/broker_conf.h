@@ -25,7 +25,17 @@ struct pg_broker_conf {
  */
 int pg_broker_conf_path(char *buf, size_t len);
 
-/* Reads path and its include_dir files into *out. PG_EIO with the file in err when one cannot be read. */
-int pg_broker_conf_read(const char *path, struct pg_broker_conf *out, char *err, size_t errlen);
+/*
+ * Called with each password_file value (borrowed; as written, so a relative path is relative to the broker's working
+ * directory, as Mosquitto opens it). A non-zero return stops the reading and is returned.
+ */
+typedef int (*pg_broker_path_cb)(void *ud, const char *path);
+
+/*
+ * Reads path and its include_dir files into *out; on_password_file (may be NULL) gets every password_file, global or
+ * per listener. PG_EIO with the file in err when one cannot be read.
+ */
+int pg_broker_conf_read(const char *path, struct pg_broker_conf *out, pg_broker_path_cb on_password_file, void *ud,
+                        char *err, size_t errlen);
 
 #endif

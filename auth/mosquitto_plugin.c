@@ -6,8 +6,9 @@
  * plugin DEFERs them to Mosquitto's password_file and acl_file, and where the broker has none of its own (read from
  * the broker's configuration file, or plugin_opt_non_app_acl / plugin_opt_non_app_login) allows their ACL checks
  * and accepts their usernames as Mosquitto would, because Mosquitto 2.0 refuses what every plugin deferred.
- * The broker's own accounts (broker_username and every user of broker_password_file) are never app ids here,
- * even when an app of that id exists: the plugin defers them and warns once.
+ * The broker's own accounts (broker_username, every user of broker_password_file and of the password_file(s) in the
+ * broker's own configuration) are never app ids here, even when an app of that id exists: the plugin defers them
+ * and warns once.
  *
  * Tenants cannot touch each other's sessions: an app client's CONNECT is refused when its client id is held by a
  * connected client of another app or by a deferred client (gateway, operator), and app clients never get a client
@@ -17,8 +18,10 @@
  *
  * Messages of app clients carry no gateway metadata: MOSQ_EVT_MESSAGE removes the user properties the gateway
  * reads as facts (user_id, client_id, socket_id, ts) and an `event` naming a protocol event (pusher:…,
- * pusher_internal:…, client-…, socket.io's reserved names). A device's will never reaches anyone: the broker
- * checks it after MOSQ_EVT_DISCONNECT, when the session's state is gone, so the ACL check denies it.
+ * pusher_internal:…, client-…, socket.io's reserved names). A device's will never reaches anyone, as the plugin
+ * cannot see a will's properties (no API for them; the ACL check of a will gets none, and wills skip
+ * MOSQ_EVT_MESSAGE): on a disconnect the broker checks it after MOSQ_EVT_DISCONNECT, when the session's state is
+ * gone, and on a session takeover before it, when the session is marked as taken over (takeover_note()).
  *
  * Pusher's protected channels (private-…, presence-…) need a credential in every app: an app client without a
  * token may not publish or subscribe on them, and its wildcard subscriptions never deliver them.
@@ -61,7 +64,10 @@
  *    context__disconnect, so MOSQ_EVT_DISCONNECT fires for it too. The session takeover happens only after
  *    BASIC_AUTH succeeded, so refusing there leaves the old session untouched.
  *  - context__disconnect fires MOSQ_EVT_DISCONNECT before it sends the will, whose WRITE check therefore finds no
- *    state for an app client: device wills are never sent.
+ *    state for an app client. A takeover (connect__on_authorised) sends the old connection's will right after the
+ *    new one's BASIC_AUTH and before the old one's MOSQ_EVT_DISCONNECT: the plugin marks the old session in that
+ *    BASIC_AUTH and denies its checks. A delayed will (will delay interval) is sent after DISCONNECT, or dropped by
+ *    the takeover. So device wills are never sent. Wills are not ACL-checked at CONNECT.
  *  - MOSQ_EVT_MESSAGE runs for PUBLISHes received from clients (not for wills or mosquitto_broker_publish*()); the
  *    broker keeps whatever list ed->properties points to afterwards and does not free the one it passed in.
  *  - At shutdown no MOSQ_EVT_DISCONNECT fires and the database is saved first: with `persistence true`, the
@@ -189,6 +195,7 @@ struct store {
 struct deferred_conn {
     struct mosquitto *client; /* key; only compared */
     char *client_id;
+    struct mosquitto *replaces; /* the app session this login takes the client id of (see takeover_note()) */
     UT_hash_handle hh;
 };
 
@@ -206,6 +213,13 @@ struct client_state {
     char *client_id;          /* key of hh_id when in_by_id */
     pg_token *tok;            /* NULL: app without require_auth, connected without a token */
     int in_by_id;             /* this is the newest session with client_id (so a kick by id reaches it) */
+    /*
+     * replaced_by: a newer connection with this client id authenticated, so the broker is taking this session over
+     * (every check is denied, its will first of all); replaces: the session this one takes over. Both only
+     * compared, never dereferenced; see takeover_note().
+     */
+    struct mosquitto *replaced_by;
+    struct mosquitto *replaces;
     int kick_pending;
     int kicked;
     const char *kick_why; /* static string, for the log */
@@ -217,6 +231,11 @@ struct plugin {
     mosquitto_plugin_id_t *pid;
     char *conf_path;
     struct plugin_conf *conf;
+    /*
+     * Users of the broker's own password_file(s), read from its configuration at load and on SIGHUP: broker
+     * accounts even when pushgate.conf has no broker_password_file.
+     */
+    struct account *broker_accounts;
     struct client_state *clients;   /* by struct mosquitto pointer */
     struct client_state *by_id;     /* by client id, newest session only */
     struct deferred_conn *deferred; /* by struct mosquitto pointer */
@@ -247,6 +266,17 @@ static void app_free(struct app_entry *app)
     free(app);
 }
 
+static void accounts_free(struct account **set)
+{
+    struct account *acc, *tmp;
+
+    HASH_ITER(hh, *set, acc, tmp) {
+        HASH_DEL(*set, acc);
+        free(acc->name);
+        free(acc);
+    }
+}
+
 static void conf_free(struct plugin_conf *conf)
 {
     struct app_entry *app, *tmp;
@@ -258,12 +288,7 @@ static void conf_free(struct plugin_conf *conf)
         HASH_DEL(conf->apps, app);
         app_free(app);
     }
-    struct account *acc, *atmp;
-    HASH_ITER(hh, conf->accounts, acc, atmp) {
-        HASH_DEL(conf->accounts, acc);
-        free(acc->name);
-        free(acc);
-    }
+    accounts_free(&conf->accounts);
     free(conf->topic_root);
     free(conf->apps_db);
     free(conf->device_channel);
@@ -321,13 +346,14 @@ static int resolve_path(struct conf_reader *r, char **slot, const char *value)
     return 0;
 }
 
+/* Adds name to the set *ud (a struct account **); a pg_passwd_cb. */
 static int account_add(void *ud, const char *name)
 {
-    struct plugin_conf *conf = ud;
+    struct account **set = ud;
     struct account *acc = NULL;
     size_t len = strlen(name);
 
-    HASH_FIND(hh, conf->accounts, name, len, acc);
+    HASH_FIND(hh, *set, name, len, acc);
     if (acc)
         return 0;
     if (!(acc = calloc(1, sizeof(*acc))) || !(acc->name = strdup(name))) {
@@ -335,7 +361,7 @@ static int account_add(void *ud, const char *name)
         return PG_ENOMEM;
     }
     hash_oom = 0;
-    HASH_ADD_KEYPTR(hh, conf->accounts, acc->name, len, acc);
+    HASH_ADD_KEYPTR(hh, *set, acc->name, len, acc);
     if (hash_oom) {
         free(acc->name);
         free(acc);
@@ -509,9 +535,9 @@ static int conf_load(const char *path, struct plugin_conf **out, char *err, size
         goto out;
     }
     /* The broker's own accounts, read again on every reload as Mosquitto re-reads its password file. */
-    if (conf->broker_username[0] && (rc = account_add(conf, conf->broker_username)) != 0)
+    if (conf->broker_username[0] && (rc = account_add(&conf->accounts, conf->broker_username)) != 0)
         goto out;
-    if (conf->passwd_file && (rc = pg_passwd_users(conf->passwd_file, account_add, conf, err, errlen)) != 0)
+    if (conf->passwd_file && (rc = pg_passwd_users(conf->passwd_file, account_add, &conf->accounts, err, errlen)) != 0)
         goto out;
     /* Checked once the file is read: the bound it must meet may come after it. */
     if (conf->device_channel[0] &&
@@ -569,16 +595,20 @@ static const struct app_entry *app_of_user(const struct plugin *pl, const char *
 {
     const struct app_entry *app = find_app(pl, username);
     struct account *acc = NULL;
+    size_t len;
 
     if (!app)
         return NULL;
-    HASH_FIND(hh, pl->conf->accounts, username, strlen(username), acc);
+    len = strlen(username);
+    HASH_FIND(hh, pl->conf->accounts, username, len, acc);
+    if (!acc)
+        HASH_FIND(hh, pl->broker_accounts, username, len, acc);
     if (!acc)
         return app;
     if (!acc->warned) {
         mosquitto_log_printf(MOSQ_LOG_WARNING,
-                             LOG_PREFIX "app %s is ignored: %s is a broker account (broker_username or "
-                                        "broker_password_file), left to the password file",
+                             LOG_PREFIX "app %s is ignored: %s is a broker account (broker_username, "
+                                        "broker_password_file or the broker's password_file), left to the broker",
                              username, username);
         acc->warned = 1;
     }
@@ -675,6 +705,41 @@ static void states_free(struct plugin *pl)
     }
 }
 
+/*
+ * A login by `client` with client id cid succeeded (or was deferred): if an app session holds cid, the broker is
+ * about to take it over. Mosquitto 2.0 then sends that session's will (connect__on_authorised, context__send_will)
+ * before the old connection's MOSQ_EVT_DISCONNECT, while its state still exists, and a will never passes
+ * MOSQ_EVT_MESSAGE, where forged properties are removed: the session is marked so that its ACL checks, the will's
+ * WRITE among them, are denied. Returns the session's client (for the newer login's `replaces`), or NULL.
+ */
+static struct mosquitto *takeover_note(struct plugin *pl, struct mosquitto *client, const char *cid)
+{
+    struct client_state *prev = NULL;
+
+    if (!cid)
+        return NULL;
+    HASH_FIND(hh_id, pl->by_id, cid, strlen(cid), prev);
+    if (!prev || prev->client == client)
+        return NULL;
+    prev->replaced_by = client;
+    return prev->client;
+}
+
+/*
+ * newer disconnected: when it never took over `older` (the password file refused a deferred login after the
+ * plugin let it through), older is a live session again.
+ */
+static void takeover_forget(struct plugin *pl, struct mosquitto *newer, struct mosquitto *older)
+{
+    struct client_state *st = NULL;
+
+    if (!older)
+        return;
+    HASH_FIND_PTR(pl->clients, &older, st);
+    if (st && st->replaced_by == newer)
+        st->replaced_by = NULL;
+}
+
 /* ---- deferred connections ---------------------------------------------------------------------------- */
 
 static void deferred_remove(struct plugin *pl, struct deferred_conn *d)
@@ -744,6 +809,7 @@ static int defer(struct plugin *pl, struct mosquitto *client, const char *cid)
         goto nomem;
     }
     h->refs++;
+    d->replaces = takeover_note(pl, client, cid);
     return MOSQ_ERR_PLUGIN_DEFER;
 nomem:
     if (d)
@@ -1167,6 +1233,54 @@ static int non_app_mode_parse(const char *value, enum non_app_mode *out)
     return 0;
 }
 
+/* Collects the users of the broker's password files (see non_app_resolve()). */
+struct broker_users {
+    struct account *set;
+    int unread; /* a file could not be read: logged, and the previous users are kept as well */
+};
+
+static int broker_passwd_cb(void *ud, const char *path)
+{
+    struct broker_users *bu = ud;
+    char err[512];
+    int rc;
+
+    err[0] = '\0';
+    rc = pg_passwd_users(path, account_add, &bu->set, err, sizeof err);
+    if (rc == PG_ENOMEM)
+        return rc;
+    if (rc) {
+        bu->unread = 1;
+        mosquitto_log_printf(MOSQ_LOG_WARNING,
+                             LOG_PREFIX "cannot read the broker's password_file (%s): an app named after one of its "
+                                        "users would shadow it; set broker_password_file",
+                             err[0] ? err : pg_strerror(rc));
+    }
+    return 0;
+}
+
+/*
+ * The broker's accounts become bu's users. When the configuration or a password file could not be read, the users
+ * known so far are kept too: an account must not turn into an app because a file was briefly unreadable.
+ */
+static void broker_accounts_set(struct plugin *pl, struct broker_users *bu, int complete)
+{
+    struct account *acc, *tmp;
+
+    if (complete) {
+        accounts_free(&pl->broker_accounts);
+        pl->broker_accounts = bu->set;
+        bu->set = NULL;
+        return;
+    }
+    HASH_ITER(hh, bu->set, acc, tmp) {
+        if (account_add(&pl->broker_accounts, acc->name) != 0)
+            mosquitto_log_printf(MOSQ_LOG_WARNING, LOG_PREFIX "out of memory: broker account %s not recorded",
+                                 acc->name);
+    }
+    accounts_free(&bu->set);
+}
+
 /*
  * Sets acl_allow and login_allow from the options and, for `auto`, from the broker's configuration file, and logs
  * the mode in force. Without the plugin, Mosquitto 2.0 allows every publish and subscribe when it has no acl_file
@@ -1178,6 +1292,7 @@ static int non_app_mode_parse(const char *value, enum non_app_mode *out)
 static void non_app_resolve(struct plugin *pl)
 {
     struct pg_broker_conf bc;
+    struct broker_users bu = {0};
     char path[BROKER_CONF_PATH_MAX], err[512];
     const char *acl_why, *login_why;
     int known, rc;
@@ -1185,10 +1300,13 @@ static void non_app_resolve(struct plugin *pl)
     err[0] = '\0';
     rc = pg_broker_conf_path(path, sizeof path);
     if (rc == 0)
-        rc = pg_broker_conf_read(path, &bc, err, sizeof err);
+        rc = pg_broker_conf_read(path, &bc, broker_passwd_cb, &bu, err, sizeof err);
     else
         snprintf(err, sizeof err, "%s", rc == PG_ENOTFOUND ? "no -c on the broker's command line" : pg_strerror(rc));
+    if (rc && !err[0])
+        snprintf(err, sizeof err, "%s", pg_strerror(rc));
     known = rc == 0;
+    broker_accounts_set(pl, &bu, known && !bu.unread);
 
     if (pl->acl_opt != NON_APP_AUTO) {
         pl->acl_allow = pl->acl_opt == NON_APP_ALLOW;
@@ -1272,10 +1390,18 @@ static int admit(struct plugin *pl, struct mosquitto *client, const char *app_id
     rc = state_add(pl, client, app_id, cid, tok);
     if (rc != MOSQ_ERR_SUCCESS)
         return rc;
-    mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "connect allowed client=%s app=%s token=%s", str_or(cid, "-"),
-                         app_id, tok ? "valid" : "none");
     st = NULL;
     HASH_FIND_PTR(pl->clients, &client, st);
+    /*
+     * See takeover_note(); prev left by_id in state_add() but is alive until its DISCONNECT. Marked only once this
+     * login holds state, so that its DISCONNECT can undo the mark (takeover_forget()).
+     */
+    if (st && online) {
+        prev->replaced_by = client;
+        st->replaces = prev->client;
+    }
+    mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "connect allowed client=%s app=%s token=%s", str_or(cid, "-"),
+                         app_id, tok ? "valid" : "none");
     if (st && !reauth)
         presence_report(pl, st, 1, !online);
     return MOSQ_ERR_SUCCESS;
@@ -1451,7 +1577,9 @@ static int on_acl_check(int event, void *event_data, void *userdata)
     if (ed->access == MOSQ_ACL_UNSUBSCRIBE)
         return MOSQ_ERR_SUCCESS; /* giving up a subscription never widens access */
     app = find_app(pl, st->app_id);
-    if (!app || !app->creds.active) {
+    if (st->replaced_by) {
+        why = "session taken over"; /* its will: see takeover_note() */
+    } else if (!app || !app->creds.active) {
         why = "app removed or inactive";
         schedule_kick(pl, st, why);
     } else if (st->tok && pg_token_expired(st->tok, pg_now_ms())) {
@@ -1595,11 +1723,14 @@ static int on_disconnect(int event, void *event_data, void *userdata)
 
     (void)event;
     HASH_FIND_PTR(pl->deferred, &ed->client, d);
-    if (d)
+    if (d) {
+        takeover_forget(pl, ed->client, d->replaces);
         deferred_remove(pl, d);
+    }
     HASH_FIND_PTR(pl->clients, &ed->client, st);
     if (!st)
         return MOSQ_ERR_SUCCESS;
+    takeover_forget(pl, ed->client, st->replaces);
     /* The old connection of a takeover is not the newest session of its id: the device is still online. */
     if (st->in_by_id)
         presence_report(pl, st, 0, 1);
@@ -1658,6 +1789,8 @@ static int on_reload(int event, void *event_data, void *userdata)
     (void)event;
     (void)event_data;
     pl->reapplying = 1;
+    /* The broker has re-read its own file too: an acl_file or password_file (and its users) may have changed. */
+    non_app_resolve(pl);
     if (conf_load(pl->conf_path, &conf, err, sizeof err) != 0) {
         mosquitto_log_printf(MOSQ_LOG_ERR, LOG_PREFIX "reload failed, keeping the previous configuration: %s", err);
         return MOSQ_ERR_PLUGIN_DEFER;
@@ -1666,8 +1799,6 @@ static int on_reload(int event, void *event_data, void *userdata)
     conf_free(pl->conf);
     pl->conf = conf;
     mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "configuration reloaded from %s", pl->conf_path);
-    /* The broker has re-read its own file too: an acl_file or password_file may have come or gone. */
-    non_app_resolve(pl);
     /* The broker re-authenticates every session right after this event: let it see the store as it is now. */
     store_poll(pl, 1);
     /* Let other plugins see the reload too. */
@@ -1694,6 +1825,7 @@ static void plugin_free(struct plugin *pl)
     states_free(pl);
     deferred_free(pl);
     store_close(pl);
+    accounts_free(&pl->broker_accounts);
     conf_free(pl->conf);
     free(pl->conf_path);
     free(pl);

@@ -56,6 +56,11 @@ int main(int argc, char **argv)
         pg_config_free(&cfg);
         return 0;
     }
+    /* The 409 for app ids that are broker accounts needs their names; the broker plugin reads its broker's file. */
+    if (cfg.admin_password[0] && !cfg.broker_password_file[0])
+        pg_log(PG_LOG_WARN, "admin",
+               "broker_password_file is not set: the admin API cannot refuse (409) apps named after broker accounts "
+               "(the broker plugin still leaves those usernames to the broker's password_file)");
     rc = pg_server_run(&cfg);
     pg_config_free(&cfg);
     return rc;

@@ -7,7 +7,8 @@
 //  - protected channels: in an open app an anonymous device can neither publish nor subscribe `private-…` /
 //    `presence-…`, and its `#` subscription never delivers them; a token that grants them does;
 //  - broker accounts: a store app can never be named after a broker account (409), and if one is, the plugin leaves
-//    the account to the password file.
+//    the account to the password file, also when broker_password_file is not set (it reads the broker's own);
+//  - wills: a session taken over never gets its will (with forged metadata) delivered.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, execFileSync } from 'node:child_process';
@@ -376,6 +377,50 @@ test("a device's will with forged metadata never reaches anyone", async () => {
     assert.equal(frame.message, 'marker');
 });
 
+// Mosquitto 2.0 sends the old connection's will when a newer one takes its client id over, before that connection's
+// DISCONNECT event (the plugin's state still exists), and a will never passes MOSQ_EVT_MESSAGE, where forged
+// properties are removed: the plugin refuses the will of a session being taken over. Device wills are never
+// delivered (see README), with or without reserved properties.
+test("a session takeover (same app, or a broker account) does not deliver the old connection's will", async () => {
+    const room = unique('will-takeover');
+    const op = await connect({ ...OPERATOR_USER, clientId: unique('takeover-op') });
+    const seen = mqttCollector(op);
+    await op.subscribeAsync(`pushgate/demo/c/${room}`, { qos: 1 });
+    const native = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+    sockets.add(native);
+    await native.next((f) => f.type === 'open');
+    native.send({ type: 'subscribe', room, cb: 1 });
+    assert.equal((await native.next((f) => f.cb === 1)).error, undefined);
+
+    // taken over by the same app (with and without reserved properties), and by a broker account
+    const cases = [
+        [{ userProperties: FORGED }, { username: 'demo' }],
+        [{ userProperties: { unit: 'C' } }, { username: 'demo' }],
+        [{ userProperties: FORGED }, OPERATOR_USER],
+    ];
+    for (const [props, login] of cases) {
+        const id = unique('dup');
+        const old = await connect({
+            username: 'demo',
+            clientId: id,
+            will: { topic: `pushgate/demo/c/${room}`, payload: Buffer.from('{"user_id":"boss"}'), qos: 1, properties: props },
+        });
+        const newer = await connect({ ...login, clientId: id });
+        await waitFor(() => old.closed, { message: `the takeover by ${login.username} closed the older session` });
+        if (login.username === 'demo') {
+            newer.appId = 'demo';
+            await assertStillConnected(newer, 'the session that took over');
+        }
+    }
+    const marker = await restPublish(room, 'marker');
+    assert.equal(marker.status, 200);
+    await seen.next((x) => x.topic === `pushgate/demo/c/${room}` && x.text === 'marker');
+    assert.deepEqual(seen.messages.map((x) => x.text), ['marker'], 'no will delivered to MQTT subscribers');
+    const frame = await native.next(isMessage(room));
+    assert.equal(frame.message, 'marker', `the first message on the channel is the marker: ${JSON.stringify(frame)}`);
+    assert.match(stack.broker.logs(), /write denied client=\S+ app=demo topic=\S+ reason=session taken over/);
+});
+
 test('a device with a presence token cannot inject a member into a Pusher presence channel', async () => {
     const room = unique('presence-meta');
     const pusher = pusherJs();
@@ -505,4 +550,39 @@ test('a config app named after a user of broker_password_file is a config error'
         assert.match(err.stderr, /broker_password_file: .*no-such-passwd: cannot open/);
         return true;
     });
+});
+
+test("without broker_password_file the plugin still never lets an app shadow a user of the broker's password_file", async () => {
+    // A deployment that never set broker_password_file: the plugin reads the broker's own password_file instead.
+    const own = await startStack({
+        gateway: { node_id: 'gw-sec-nopw', apps_db: 'apps.db', admin_user: ADMIN.user, admin_password: ADMIN.password },
+    });
+    try {
+        // The admin API cannot see the broker's file: the gateway says so at start-up.
+        assert.match(own.gw.logs(), /broker_password_file is not set: the admin API cannot refuse \(409\) apps named after broker accounts/);
+        const loads = () => (own.broker.logs().match(/apps store loaded/g) || []).length;
+        await waitFor(() => loads() > 0, { message: 'the plugin read the store once' });
+        const before = loads();
+        execFileSync(STORE_TOOL, [path.join(own.dir, 'apps.db'), 'create', 'operator'], { encoding: 'utf8' });
+        await waitFor(() => loads() > before, { message: 'the plugin read the store again' });
+
+        const ownPort = own.broker.port;
+        let anon = null;
+        const code = await mqttConnect({ port: ownPort, username: 'operator', clientId: unique('anon-op-nopw') }).then(
+            (c) => {
+                anon = c;
+                return RC_SUCCESS;
+            },
+            (err) => err.code,
+        );
+        if (anon) anon.end(true);
+        assertRefusedLogin(code, 'anonymous login as operator');
+        const op = await mqttConnect({ port: ownPort, ...OPERATOR_USER, clientId: unique('op-nopw') });
+        op.end(true);
+        await waitFor(() => /app operator is ignored: operator is a broker account/.test(own.broker.logs()), {
+            message: 'the plugin warned that it ignores app operator',
+        });
+    } finally {
+        await own.stop();
+    }
 });

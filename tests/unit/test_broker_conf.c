@@ -25,12 +25,30 @@ static void write_file(const char *name, const char *text)
     fclose(f);
 }
 
+static const char *path_of(const char *name)
+{
+    static char path[256];
+
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    return path;
+}
+
 static int read_conf(const char *name, struct pg_broker_conf *bc)
 {
     char path[256], err[256];
 
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    return pg_broker_conf_read(path, bc, err, sizeof err);
+    return pg_broker_conf_read(path, bc, NULL, NULL, err, sizeof err);
+}
+
+/* Collects password_file values, joined by ';'. */
+static int collect_path(void *ud, const char *path)
+{
+    char *buf = ud;
+    size_t n = strlen(buf);
+
+    snprintf(buf + n, 512 - n, "%s%s", n ? ";" : "", path);
+    return 0;
 }
 
 int main(void)
@@ -82,6 +100,16 @@ int main(void)
     CHECK_EQ(bc.password_file, 0, "c.txt is not read");
     CHECK_EQ(bc.plugins, 1, "auth_plugin counts as a plugin");
 
+    /* every password_file reaches the callback: global, per listener, from include_dir; values trimmed */
+    char paths[512] = "";
+    snprintf(text, sizeof text, "password_file /x/global\nlistener 1884\npassword_file  rel/passwd \ninclude_dir %s\n",
+             inc);
+    write_file("paths.conf", text);
+    write_file("conf.d/d.conf", "password_file /x/included\n#password_file /x/commented\n");
+    CHECK_EQ(pg_broker_conf_read(path_of("paths.conf"), &bc, collect_path, paths, text, sizeof text), 0,
+             "read paths.conf");
+    CHECK(!strcmp(paths, "/x/global;rel/passwd;/x/included"), "password_file paths: %s", paths);
+
     /* a file or include_dir that cannot be read is an error, never "no acl_file" */
     CHECK_EQ(read_conf("missing.conf", &bc), PG_EIO, "missing file");
     write_file("baddir.conf", "include_dir /nonexistent/pg-test-dir\n");
@@ -90,8 +118,8 @@ int main(void)
     /* this process was not started with -c */
     CHECK_EQ(pg_broker_conf_path(path, sizeof path), PG_ENOTFOUND, "no -c on the command line");
 
-    static const char *const files[] = {"both.conf",     "none.conf",    "unset.conf", "conf.d/a.conf",
-                                        "conf.d/b.conf", "conf.d/c.txt", "main.conf",  "baddir.conf"};
+    static const char *const files[] = {"both.conf",    "none.conf", "unset.conf",  "conf.d/a.conf", "conf.d/b.conf",
+                                        "conf.d/c.txt", "main.conf", "baddir.conf", "paths.conf",    "conf.d/d.conf"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
