@@ -159,7 +159,9 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
  * lws hands a message's payload over as it arrives, in as many RECEIVEs as the
  * peer takes writes: a client that starts a message and then trickles it (or
  * never finishes it) would hold its buffer and session forever. The clock
- * starts at the first partial chunk and stops when the message is whole.
+ * starts at the first partial chunk and stops when the message is whole; a
+ * peer that stops before the first payload byte is WebSocket liveness's
+ * (ws_ping_interval_s, pg_server_run).
  */
 static void rx_due(lws_sorted_usec_list_t *sul)
 {
@@ -511,6 +513,20 @@ int pg_server_run(struct pg_config *cfg)
     /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
     long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
     info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
+    /*
+     * WebSocket liveness, for every protocol (lws's validity timer: plain
+     * HTTP requests are not subject to it): a WebSocket gets a PING
+     * ws_ping_interval_s after its opening or its last PONG, and one that
+     * has not answered it ws_pong_timeout_s later is dropped. Browsers and
+     * WebSocket libraries answer on their own; a peer stuck inside a frame
+     * (a header and no payload, so ws_partial_frame_timeout_ms never
+     * starts) cannot, since control frames do not go in the middle of one.
+     */
+    lws_retry_bo_t liveness = {
+        .secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval_s,
+        .secs_since_valid_hangup = (uint16_t)(cfg->ws_ping_interval_s + cfg->ws_pong_timeout_s),
+    };
+    info.retry_and_idle_policy = &liveness;
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);

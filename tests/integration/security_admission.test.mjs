@@ -5,6 +5,8 @@
 //    and the JSON error body;
 //  - a WebSocket message that is begun and then trickled (raw socket: a frame header announcing 100 bytes, then one
 //    byte a second) is closed with 1008 after ws_partial_frame_timeout_ms on every WebSocket protocol;
+//  - a WebSocket that stops inside a frame header, or right after one (no payload byte, so that clock never starts),
+//    is dropped after ws_ping_interval_s + ws_pong_timeout_s, while an idle listener that answers pings stays;
 //  - names the broker would refuse (control characters, Unicode noncharacters) are refused at once with each
 //    protocol's invalid-name error, never a 5 s wait, a 500 or an ERROR log line;
 //  - an overlong or malformed socket.io sid answers 400 "Session ID unknown" instead of opening a session.
@@ -298,6 +300,49 @@ test('a message whose fragments arrive in time is read, and the clock stops with
     await send(JSON.stringify({ type: 'subscribe', room: 'trickle-ok-2', cb: 2 }), 2);
     assert.equal(c.closedAt, null);
     assert.equal(closeCode(c.data), null);
+});
+
+// ---- finding 9: a frame header and then nothing --------------------------------------------------------------
+// ws_partial_frame_timeout_ms starts with the first payload byte; a peer that stops inside the header, or right after
+// it, is caught by WebSocket liveness instead: it cannot answer a PING from inside a frame.
+
+const PING_S = Math.max(1, Math.round(scaled(1000) / 1000));
+const PONG_S = PING_S;
+const LIVENESS = { ws_ping_interval_s: PING_S, ws_pong_timeout_s: PONG_S };
+
+test('a WebSocket stalled inside a frame header is dropped after ws_ping_interval_s + ws_pong_timeout_s', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const s = await stackWith(LIVENESS);
+    const paths = ['/v1/demo', `/app/demo-key${PUSHER_QUERY}`, '/socket.io/?EIO=4&transport=websocket'];
+    const stalls = {
+        'first header byte only': () => Buffer.from([0x81]),
+        'whole masked header announcing 100 bytes, no payload': () => maskedFrame([], { announce: 100 }).head,
+    };
+    await Promise.all(
+        paths.flatMap((path) =>
+            Object.entries(stalls).map(async ([what, bytes]) => {
+                const c = await rawWsOpen(s.gw.port, path);
+                cleanups.push(() => c.sock.destroy());
+                c.sock.write(bytes());
+                const t0 = Date.now();
+                await within(c.closed, (PING_S + PONG_S) * 1000 + scaled(3000));
+                assert.ok(c.closedAt, `${path}, ${what}: still open ${Date.now() - t0} ms later`);
+                assert.ok(c.closedAt - t0 >= PING_S * 1000 - 200, `${path}, ${what}: closed before any ping`);
+            }),
+        ),
+    );
+});
+
+test('an idle WebSocket listener that answers pings stays open past ws_ping_interval_s + ws_pong_timeout_s', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const s = await stackWith(LIVENESS);
+    const listener = await wsConnect(`${s.gw.wsUrl}/v1/demo`);
+    cleanups.push(() => listener.terminate());
+    let pings = 0;
+    listener.ws.on('ping', () => pings++); // the ws library answers each with a PONG by itself
+    await sleep((PING_S + PONG_S) * 1000 * 2 + 500); // nothing sent, nothing received: the gateway pings meanwhile
+    assert.ok(pings >= 2, `pinged while idle (${pings} pings)`);
+    assert.equal(listener.closeInfo, null);
+    listener.send({ type: 'subscribe', room: 'idle-but-alive', cb: 1 });
+    await listener.next((f) => f.cb === 1);
 });
 
 // ---- finding 10: names the broker refuses ---------------------------------------------------------------------
