@@ -96,7 +96,7 @@ static const struct opt opts[] = {
     {"sio_max_payload_bytes", T_SIZE, O(sio_max_payload_bytes), "100k", 1024, BIG,
      "largest Engine.IO polling body or packet"},
     {"sio_handshake_timeout_ms", T_INT, O(sio_handshake_timeout_ms), "5000", 100, 600000,
-     "Engine.IO: a polling session's first request after the handshake"},
+     "Engine.IO: a polling session's first request, and its longest time without a transport before CONNECT"},
     {"sio_connect_timeout_ms", T_INT, O(sio_connect_timeout_ms), "45000", 100, 600000,
      "socket.io: a session's first CONNECT after its Engine.IO handshake"},
     {"log_level", T_STR, O(log_level), "info", 0, 0, "debug, info, warn or error"},

@@ -1,6 +1,7 @@
 // Admission and names (issue 9, findings 9 and 10), against a real broker with the plugin and real gateways:
-//  - a socket.io polling handshake that is never followed up frees its slot after sio_handshake_timeout_ms, while
-//    socket.io-client (polling, then upgraded, or polling only) lives on;
+//  - a socket.io polling handshake that is never followed up frees its slot after sio_handshake_timeout_ms, and so
+//    does, until its CONNECT, a session left without a transport (its parked GET dropped), while socket.io-client
+//    (polling, then upgraded, or polling only) and a session whose GET stays parked live on;
 //  - max_sessions_per_address / max_new_sessions_per_address refuse native, Pusher and socket.io sessions with 429
 //    and the JSON error body;
 //  - a WebSocket message that is begun and then trickled (raw socket: a frame header announcing 100 bytes, then one
@@ -193,6 +194,46 @@ test('socket.io: socket.io-client sessions (upgraded, or polling only) outlive s
         assert.equal(c.connected, true);
         await c.timeout(scaled(3000)).emitWithAck('still-there'); // the gateway acknowledges every event it reads
     }
+});
+
+// A polling GET on its own socket, to be left parked or dropped; data collects whatever the gateway answers.
+function rawPollGet(gw, sid) {
+    const sock = net.connect(gw.port, '127.0.0.1');
+    const st = { sock, data: '' };
+    sock.on('error', () => {});
+    sock.on('data', (d) => (st.data += d.toString('latin1')));
+    sock.on('connect', () =>
+        sock.write(`GET /socket.io/?EIO=4&transport=polling&sid=${sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
+    );
+    return st;
+}
+
+test('socket.io: a session whose parked GET is dropped before any CONNECT is closed after sio_handshake_timeout_ms', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const s = await stackWith({ sio_handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS, sio_ping_interval_ms: 20000 });
+    const dropped = (await sioHandshake(s.gw)).open.sid;
+    const kept = (await sioHandshake(s.gw)).open.sid;
+    const get = rawPollGet(s.gw, dropped);
+    const parked = rawPollGet(s.gw, kept);
+    cleanups.push(() => get.sock.destroy(), () => parked.sock.destroy());
+    // the session has come back with its sid (a noop), so the handshake's own "never came back" check is past
+    const noop = await httpRequest('POST', eioUrl(s.gw, `&sid=${dropped}`), { body: '6' });
+    assert.equal(noop.status, 200);
+    get.sock.destroy();
+    const t0 = Date.now();
+    await waitFor(() => /no transport before CONNECT for sio_handshake_timeout_ms, closing sid=(\w+)/.test(s.gw.logs()), {
+        timeoutMs: HANDSHAKE_TIMEOUT_MS + scaled(3000),
+        message: 'the session without a transport closed',
+    });
+    assert.ok(Date.now() - t0 < HANDSHAKE_TIMEOUT_MS + scaled(3000));
+    assert.match(s.gw.logs(), new RegExp(`no transport before CONNECT for sio_handshake_timeout_ms, closing sid=${dropped}`));
+    const r = await httpRequest('GET', eioUrl(s.gw, `&sid=${dropped}`));
+    assert.equal(r.status, 400);
+    assert.deepEqual(r.json, { code: 1, message: 'Session ID unknown' });
+    // a session whose GET stays parked meanwhile still has its transport: it CONNECTs late, and the GET carries it
+    assert.doesNotMatch(s.gw.logs(), new RegExp(`closing sid=${kept}`));
+    const connect = await httpRequest('POST', eioUrl(s.gw, `&sid=${kept}`), { body: '40' });
+    assert.equal(connect.status, 200);
+    await waitFor(() => /\r\n\r\n[\s\S]*40\{"sid"/.test(parked.data), { message: 'the CONNECT answered on the parked GET' });
 });
 
 // ---- finding 9: per-address limits ----------------------------------------------------------------------------
