@@ -163,6 +163,10 @@ test('socket.io: polling handshakes that never poll again free their slots after
         message: 'a handshake admitted again once the idle sessions expired',
     });
     assert.ok(Date.now() - t0 < HANDSHAKE_TIMEOUT_MS + scaled(3000));
+    // the sessions expire in the order they were opened, not all at once: a GET for one still open would be its poll
+    await waitFor(() => opened.slice(0, 5).every((sid) => s.gw.logs().includes(`closing sid=${sid}`)), {
+        message: 'the first sessions closed',
+    });
     for (const sid of opened.slice(0, 5)) {
         const r = await httpRequest('GET', eioUrl(s.gw, `&sid=${sid}`));
         assert.equal(r.status, 400);
