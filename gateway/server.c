@@ -507,12 +507,6 @@ int pg_server_run(struct pg_config *cfg)
     if (!strchr(cfg->listen_host, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 16384;
-    /* lws drops a request whose headers overflow its store without an answer: the store is larger than
-       max_header_bytes, so that the gateway answers 431 itself up to 4 x max_header_bytes */
-    info.max_http_header_data2 = (unsigned int)(cfg->max_header_bytes * 4);
-    /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
-    long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
-    info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
     /*
      * WebSocket liveness, for every protocol (lws's validity timer: plain
      * HTTP requests are not subject to it): a WebSocket gets a PING
@@ -527,6 +521,12 @@ int pg_server_run(struct pg_config *cfg)
         .secs_since_valid_hangup = (uint16_t)(cfg->ws_ping_interval_s + cfg->ws_pong_timeout_s),
     };
     info.retry_and_idle_policy = &liveness;
+    /* lws drops a request whose headers overflow its store without an answer: the store is larger than
+       max_header_bytes, so that the gateway answers 431 itself up to 4 x max_header_bytes */
+    info.max_http_header_data2 = (unsigned int)(cfg->max_header_bytes * 4);
+    /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
+    long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
+    info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);
