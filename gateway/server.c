@@ -161,7 +161,9 @@ static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, c
  * lws hands a message's payload over as it arrives, in as many RECEIVEs as the
  * peer takes writes: a client that starts a message and then trickles it (or
  * never finishes it) would hold its buffer and session forever. The clock
- * starts at the first partial chunk and stops when the message is whole.
+ * starts at the first partial chunk and stops when the message is whole; a
+ * peer that stops before the first payload byte is WebSocket liveness's
+ * (ws_ping_interval_s, pg_server_run).
  */
 static void rx_due(lws_sorted_usec_list_t *sul)
 {
@@ -510,6 +512,20 @@ int pg_server_run(struct pg_config *cfg)
     if (!strchr(cfg->listen_host, ':'))
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 16384;
+    /*
+     * WebSocket liveness, for every protocol (lws's validity timer: plain
+     * HTTP requests are not subject to it): a WebSocket gets a PING
+     * ws_ping_interval_s after its opening or its last PONG, and one that
+     * has not answered it ws_pong_timeout_s later is dropped. Browsers and
+     * WebSocket libraries answer on their own; a peer stuck inside a frame
+     * (a header and no payload, so ws_partial_frame_timeout_ms never
+     * starts) cannot, since control frames do not go in the middle of one.
+     */
+    lws_retry_bo_t liveness = {
+        .secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval_s,
+        .secs_since_valid_hangup = (uint16_t)(cfg->ws_ping_interval_s + cfg->ws_pong_timeout_s),
+    };
+    info.retry_and_idle_policy = &liveness;
     /* lws drops a request whose headers overflow its store without an answer: the store is larger than
        max_header_bytes, so that the gateway answers 431 itself up to 4 x max_header_bytes */
     info.max_http_header_data2 = (unsigned int)(cfg->max_header_bytes * 4);

@@ -42,7 +42,9 @@
  * so a session whose handshake was answered must come back (poll, post or
  * probe an upgrade with its sid) within sio_handshake_timeout_ms, well below
  * the ping interval + timeout that would otherwise end it; clients do so at
- * once.
+ * once. Until its CONNECT, it also goes when it has had no transport for that
+ * long (no parked GET, no WebSocket, no request or answer): one GET parked and
+ * then dropped does not buy the ping interval + timeout either.
  *
  * Ownership: struct pg_sio is allocated here and embeds the generic session;
  * it is freed by sio_destroy(), only ever from a timer callback (sul_free) or
@@ -51,8 +53,10 @@
  * session through struct pg_conn.sio, cleared when the session goes.
  */
 #include <ctype.h>
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "gateway.h"
 
@@ -82,6 +86,7 @@ struct pg_sio {
     char *pend_user, *pend_conn; /* a register waiting for its registration to arrive */
     char origin[256];          /* Origin of the opening request ("" if none) */
     int returned;              /* a request with the sid came after the handshake */
+    int64_t transport_ms;      /* until CONNECT: the last moment the session had a transport (pg_mono_ms) */
     int client_closed;         /* the client sent "1" over polling: its parked GET gets the noop */
     lws_sorted_usec_list_t sul_ping, sul_free, sul_register, sul_poll, sul_upgrade, sul_handshake, sul_connect;
     UT_hash_handle hh_sid; /* gw->sio_sessions */
@@ -119,6 +124,30 @@ static struct pg_http *parked_get(struct pg_sio *x)
     if (!h)
         x->get_serial = 0; /* the client went away meanwhile */
     return h;
+}
+
+/*
+ * The parked GET, unless its client hung up: lws reads nothing from a
+ * connection whose request waits for its answer, so a dropped GET would
+ * otherwise only be noticed when the answer is written. The hung-up one is
+ * closed (its late answer would go nowhere) and forgotten.
+ */
+static struct pg_http *live_get(struct pg_sio *x)
+{
+    struct pg_http *h = parked_get(x);
+    if (!h)
+        return NULL;
+    char c;
+    lws_sockfd_type fd = lws_get_socket_fd(h->wsi);
+    ssize_t n = fd >= 0 ? recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
+    if (n > 0 || fd < 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
+        return h;
+    pg_log(PG_LOG_DEBUG, "socketio", "parked GET dropped by its client sid=%s", x->sid);
+    pg_http_unregister(x->s.gw, h);
+    h->waiting_ack = 0;
+    x->get_serial = 0;
+    lws_set_timeout(h->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+    return NULL;
 }
 
 static void sio_destroy(struct pg_sio *x)
@@ -241,6 +270,7 @@ static void flush_get(struct pg_sio *x, struct pg_http *h, int noop_only)
     pg_http_unregister(gw, h);
     h->waiting_ack = 0;
     x->get_serial = 0;
+    x->transport_ms = pg_mono_ms(); /* the client polls again at once */
     lws_sul_cancel(&x->sul_poll);
     if (!b) {
         pg_http_respond_error(h, 500, "out of memory");
@@ -582,6 +612,7 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
         return;
     }
     lws_sul_cancel(&x->sul_connect); /* for good, as socket.io's server: a later DISCONNECT does not re-arm it */
+    lws_sul_cancel(&x->sul_handshake);
     x->s.app = app;
     sio_send(x, '0', name, json_pack("{s:s}", "sid", x->sock_id));
 }
@@ -715,23 +746,40 @@ static void eio_error(struct pg_http *h, int status, int code, const char *messa
     pg_http_respond_json(h, status, json_pack("{s:i, s:s}", "code", code, "message", message));
 }
 
+/*
+ * Until its CONNECT, a polling session is kept while its client keeps a
+ * transport: a parked GET or a WebSocket, or a request or answer within
+ * sio_handshake_timeout_ms. A parked GET whose connection drops is not
+ * reported to the session, so the timer looks again each time it fires.
+ */
 static void handshake_due(lws_sorted_usec_list_t *sul)
 {
     struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_handshake);
-    if (x->dead || x->returned)
+    if (x->dead || x->nsp)
         return;
-    pg_log(PG_LOG_INFO, "socketio", "no request after the handshake within sio_handshake_timeout_ms, closing sid=%s",
-           x->sid);
+    struct pg_gw *gw = x->s.gw;
+    int64_t now = pg_mono_ms();
+    if (live_get(x) || x->ws)
+        x->transport_ms = now;
+    int64_t left = x->transport_ms + gw->cfg->sio_handshake_timeout_ms - now;
+    if (left > 0) {
+        lws_sul_schedule(gw->ctx, 0, &x->sul_handshake, handshake_due, (lws_usec_t)left * LWS_US_PER_MS);
+        return;
+    }
+    if (!x->returned)
+        pg_log(PG_LOG_INFO, "socketio", "no request after the handshake within sio_handshake_timeout_ms, closing sid=%s",
+               x->sid);
+    else
+        pg_log(PG_LOG_INFO, "socketio", "no transport before CONNECT for sio_handshake_timeout_ms, closing sid=%s",
+               x->sid);
     sio_kill(x);
 }
 
-/* The client came back with its sid: the slot is in use. */
+/* The client came back with its sid: the slot is in use, for now. */
 static void sio_returned(struct pg_sio *x)
 {
-    if (!x->returned) {
-        x->returned = 1;
-        lws_sul_cancel(&x->sul_handshake);
-    }
+    x->returned = 1;
+    x->transport_ms = pg_mono_ms();
 }
 
 static void handshake(struct pg_gw *gw, struct pg_http *h)
@@ -753,6 +801,7 @@ static void handshake(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 500, "cannot open a session");
         return;
     }
+    x->transport_ms = pg_mono_ms();
     lws_sul_schedule(gw->ctx, 0, &x->sul_handshake, handshake_due,
                      (lws_usec_t)gw->cfg->sio_handshake_timeout_ms * LWS_US_PER_MS);
     pg_http_respond(h, 200, TEXT_PLAIN, open, strlen(open));

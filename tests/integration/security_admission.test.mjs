@@ -1,10 +1,13 @@
 // Admission and names (issue 9, findings 9 and 10), against a real broker with the plugin and real gateways:
-//  - a socket.io polling handshake that is never followed up frees its slot after sio_handshake_timeout_ms, while
-//    socket.io-client (polling, then upgraded, or polling only) lives on;
+//  - a socket.io polling handshake that is never followed up frees its slot after sio_handshake_timeout_ms, and so
+//    does, until its CONNECT, a session left without a transport (its parked GET dropped), while socket.io-client
+//    (polling, then upgraded, or polling only) and a session whose GET stays parked live on;
 //  - max_sessions_per_address / max_new_sessions_per_address refuse native, Pusher and socket.io sessions with 429
 //    and the JSON error body;
 //  - a WebSocket message that is begun and then trickled (raw socket: a frame header announcing 100 bytes, then one
 //    byte a second) is closed with 1008 after ws_partial_frame_timeout_ms on every WebSocket protocol;
+//  - a WebSocket that stops inside a frame header, or right after one (no payload byte, so that clock never starts),
+//    is dropped after ws_ping_interval_s + ws_pong_timeout_s, while an idle listener that answers pings stays;
 //  - names the broker would refuse (control characters, Unicode noncharacters) are refused at once with each
 //    protocol's invalid-name error, never a 5 s wait, a 500 or an ERROR log line;
 //  - an overlong or malformed socket.io sid answers 400 "Session ID unknown" instead of opening a session.
@@ -160,6 +163,10 @@ test('socket.io: polling handshakes that never poll again free their slots after
         message: 'a handshake admitted again once the idle sessions expired',
     });
     assert.ok(Date.now() - t0 < HANDSHAKE_TIMEOUT_MS + scaled(3000));
+    // the sessions expire in the order they were opened, not all at once: a GET for one still open would be its poll
+    await waitFor(() => opened.slice(0, 5).every((sid) => s.gw.logs().includes(`closing sid=${sid}`)), {
+        message: 'the first sessions closed',
+    });
     for (const sid of opened.slice(0, 5)) {
         const r = await httpRequest('GET', eioUrl(s.gw, `&sid=${sid}`));
         assert.equal(r.status, 400);
@@ -191,6 +198,46 @@ test('socket.io: socket.io-client sessions (upgraded, or polling only) outlive s
         assert.equal(c.connected, true);
         await c.timeout(scaled(3000)).emitWithAck('still-there'); // the gateway acknowledges every event it reads
     }
+});
+
+// A polling GET on its own socket, to be left parked or dropped; data collects whatever the gateway answers.
+function rawPollGet(gw, sid) {
+    const sock = net.connect(gw.port, '127.0.0.1');
+    const st = { sock, data: '' };
+    sock.on('error', () => {});
+    sock.on('data', (d) => (st.data += d.toString('latin1')));
+    sock.on('connect', () =>
+        sock.write(`GET /socket.io/?EIO=4&transport=polling&sid=${sid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`),
+    );
+    return st;
+}
+
+test('socket.io: a session whose parked GET is dropped before any CONNECT is closed after sio_handshake_timeout_ms', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const s = await stackWith({ sio_handshake_timeout_ms: HANDSHAKE_TIMEOUT_MS, sio_ping_interval_ms: 20000 });
+    const dropped = (await sioHandshake(s.gw)).open.sid;
+    const kept = (await sioHandshake(s.gw)).open.sid;
+    const get = rawPollGet(s.gw, dropped);
+    const parked = rawPollGet(s.gw, kept);
+    cleanups.push(() => get.sock.destroy(), () => parked.sock.destroy());
+    // the session has come back with its sid (a noop), so the handshake's own "never came back" check is past
+    const noop = await httpRequest('POST', eioUrl(s.gw, `&sid=${dropped}`), { body: '6' });
+    assert.equal(noop.status, 200);
+    get.sock.destroy();
+    const t0 = Date.now();
+    await waitFor(() => /no transport before CONNECT for sio_handshake_timeout_ms, closing sid=(\w+)/.test(s.gw.logs()), {
+        timeoutMs: HANDSHAKE_TIMEOUT_MS + scaled(3000),
+        message: 'the session without a transport closed',
+    });
+    assert.ok(Date.now() - t0 < HANDSHAKE_TIMEOUT_MS + scaled(3000));
+    assert.match(s.gw.logs(), new RegExp(`no transport before CONNECT for sio_handshake_timeout_ms, closing sid=${dropped}`));
+    const r = await httpRequest('GET', eioUrl(s.gw, `&sid=${dropped}`));
+    assert.equal(r.status, 400);
+    assert.deepEqual(r.json, { code: 1, message: 'Session ID unknown' });
+    // a session whose GET stays parked meanwhile still has its transport: it CONNECTs late, and the GET carries it
+    assert.doesNotMatch(s.gw.logs(), new RegExp(`closing sid=${kept}`));
+    const connect = await httpRequest('POST', eioUrl(s.gw, `&sid=${kept}`), { body: '40' });
+    assert.equal(connect.status, 200);
+    await waitFor(() => /\r\n\r\n[\s\S]*40\{"sid"/.test(parked.data), { message: 'the CONNECT answered on the parked GET' });
 });
 
 // ---- finding 9: per-address limits ----------------------------------------------------------------------------
@@ -298,6 +345,49 @@ test('a message whose fragments arrive in time is read, and the clock stops with
     await send(JSON.stringify({ type: 'subscribe', room: 'trickle-ok-2', cb: 2 }), 2);
     assert.equal(c.closedAt, null);
     assert.equal(closeCode(c.data), null);
+});
+
+// ---- finding 9: a frame header and then nothing --------------------------------------------------------------
+// ws_partial_frame_timeout_ms starts with the first payload byte; a peer that stops inside the header, or right after
+// it, is caught by WebSocket liveness instead: it cannot answer a PING from inside a frame.
+
+const PING_S = Math.max(1, Math.round(scaled(1000) / 1000));
+const PONG_S = PING_S;
+const LIVENESS = { ws_ping_interval_s: PING_S, ws_pong_timeout_s: PONG_S };
+
+test('a WebSocket stalled inside a frame header is dropped after ws_ping_interval_s + ws_pong_timeout_s', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const s = await stackWith(LIVENESS);
+    const paths = ['/v1/demo', `/app/demo-key${PUSHER_QUERY}`, '/socket.io/?EIO=4&transport=websocket'];
+    const stalls = {
+        'first header byte only': () => Buffer.from([0x81]),
+        'whole masked header announcing 100 bytes, no payload': () => maskedFrame([], { announce: 100 }).head,
+    };
+    await Promise.all(
+        paths.flatMap((path) =>
+            Object.entries(stalls).map(async ([what, bytes]) => {
+                const c = await rawWsOpen(s.gw.port, path);
+                cleanups.push(() => c.sock.destroy());
+                c.sock.write(bytes());
+                const t0 = Date.now();
+                await within(c.closed, (PING_S + PONG_S) * 1000 + scaled(3000));
+                assert.ok(c.closedAt, `${path}, ${what}: still open ${Date.now() - t0} ms later`);
+                assert.ok(c.closedAt - t0 >= PING_S * 1000 - 200, `${path}, ${what}: closed before any ping`);
+            }),
+        ),
+    );
+});
+
+test('an idle WebSocket listener that answers pings stays open past ws_ping_interval_s + ws_pong_timeout_s', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const s = await stackWith(LIVENESS);
+    const listener = await wsConnect(`${s.gw.wsUrl}/v1/demo`);
+    cleanups.push(() => listener.terminate());
+    let pings = 0;
+    listener.ws.on('ping', () => pings++); // the ws library answers each with a PONG by itself
+    await sleep((PING_S + PONG_S) * 1000 * 2 + 500); // nothing sent, nothing received: the gateway pings meanwhile
+    assert.ok(pings >= 2, `pinged while idle (${pings} pings)`);
+    assert.equal(listener.closeInfo, null);
+    listener.send({ type: 'subscribe', room: 'idle-but-alive', cb: 1 });
+    await listener.next((f) => f.cb === 1);
 });
 
 // ---- finding 10: names the broker refuses ---------------------------------------------------------------------
