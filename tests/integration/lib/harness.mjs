@@ -437,6 +437,7 @@ export async function startBroker({
     const aclLines = [
         'user pushgate',
         `topic readwrite ${topicRoot}/#`,
+        'topic read $SYS/broker/publish/messages/dropped',
         '',
         `user ${OPERATOR_USER.username}`,
         `topic read ${topicRoot}/#`,
@@ -453,6 +454,9 @@ export async function startBroker({
         'allow_anonymous false',
         'persistence false',
         'set_tcp_nodelay true',
+        // what conf/mosquitto.conf ships: hold a lagging gateway's messages, bounded in bytes, instead of dropping
+        'max_queued_messages 0',
+        'max_queued_bytes 64000000',
         `password_file ${passwd}`,
         `acl_file ${acl}`,
         'log_dest stderr',
