@@ -87,16 +87,27 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
 int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
                      const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
 {
-    const char *all[16];
+    const char *all[24];
     char ts[24];
+    struct pg_seq_stamp st;
     size_t n = 0;
     for (; props && props[n] && n < 12; n++)
         all[n] = props[n];
     snprintf(ts, sizeof ts, "%lld", (long long)pg_now_ms());
     all[n++] = "ts";
     all[n++] = ts;
+    /* receivers find out from these what they missed (seq.c) */
+    pg_seq_stamp(gw, topic, &st);
+    all[n++] = "origin";
+    all[n++] = gw->origin;
+    all[n++] = "seq";
+    all[n++] = st.seq;
+    all[n++] = "prev";
+    all[n++] = st.prev;
     all[n] = NULL;
     int rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, cb, cb_ud);
+    if (rc == 0)
+        pg_seq_published(gw, topic, &st);
     struct pg_app *a = pg_app_find(gw, app, strlen(app));
     if (a && rc == 0)
         a->stats.published++;
@@ -394,7 +405,8 @@ static void bridge_on_state(void *ud, int connected)
 static void bridge_on_message(void *ud, const char *topic, const void *payload, size_t len,
                               const struct pg_bridge_prop *props, size_t nprops)
 {
-    if (!pg_push_on_message(ud, topic, payload, len) && /* {root}/_ctl/{app}/reg/{connectionId} */
+    if (!pg_seq_on_message(ud, topic, payload, len) && /* the broker's dropped counter */
+        !pg_push_on_message(ud, topic, payload, len) && /* {root}/_ctl/{app}/reg/{connectionId} */
         !pg_cluster_on_message(ud, topic, payload, len) && !pg_apps_on_message(ud, topic, payload, len, props, nprops))
         pg_channels_deliver(ud, topic, payload, len, props, nprops);
 }
@@ -524,7 +536,7 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
            cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
-    if (pg_cluster_init(&gw) != 0 || pg_push_init(&gw) != 0)
+    if (pg_cluster_init(&gw) != 0 || pg_push_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
@@ -545,6 +557,7 @@ out:
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);
+    pg_seq_free(&gw);
     apps_free(&gw);
     return rc;
 }
