@@ -174,6 +174,8 @@ struct pg_session {
     struct pg_addr *addr;          /* its client address's admission entry (admission.c), or NULL */
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
     uint64_t gap_seq;       /* last fan-out that told this session of a gap: one signal per message */
+    int64_t choked_since_ms; /* monotonic: since when its socket takes no bytes while output waits; 0: it drains */
+    uint32_t lost;           /* messages not queued while the gateway was behind: a gap signal follows */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
     UT_hash_handle hh; /* gw->sessions by serial */
@@ -210,6 +212,7 @@ struct pg_http {
     size_t resp_len;
     const char *location;
     const char *www_auth; /* WWW-Authenticate value of a 401 */
+    const char *retry_after; /* Retry-After value of a 503 (static string) */
     char *allow_origin;   /* Access-Control-Allow-Origin of the answer (owned; socket.io polling) */
     char *preflight;      /* a CORS preflight answer: the Access-Control-Allow-Headers value (owned; may be "") */
     int waiting_ack;
@@ -271,6 +274,13 @@ struct pg_gw {
     uint64_t seq_next;           /* the last seq given out */
     struct pg_seq *seq_out;      /* last seq published per topic */
     long long broker_dropped;    /* the broker's $SYS dropped counter; -1 unknown */
+    /* load (server.c): measured by the loop's tick and by arriving broker messages */
+    uint64_t pending_bytes;      /* all out-queues together, at the last tick */
+    size_t pending_msgs;
+    const char *behind;          /* why publishes are refused now (static string), or NULL */
+    int64_t late_until_ms;       /* monotonic: broker messages arrived later than max_inbound_lag_ms until then */
+    int64_t inbound_lag_ms;      /* the age of the last broker message that carried a `ts` */
+    int64_t rx_paused_ms;        /* monotonic: since when broker input is paused (out-queues too full); 0: reading */
     int draining;
     int64_t drain_deadline;
     int done;
@@ -492,6 +502,8 @@ void pg_addr_free(struct pg_gw *gw);
 /* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */
 void pg_http_respond_json(struct pg_http *h, int status, json_t *o);
 void pg_http_respond_error(struct pg_http *h, int status, const char *message);
+/* 503 with Retry-After: the gateway is behind (why: pg_publish_refusal's reason). */
+void pg_http_respond_overloaded(struct pg_http *h, const char *why);
 /* Answers with body (copied) as ctype. */
 void pg_http_respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len);
 /* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
@@ -555,6 +567,16 @@ void pg_webhooks_tick(struct pg_webhooks *w);
 /* Events queued or in flight (for shutdown and metrics). */
 size_t pg_webhooks_pending(const struct pg_webhooks *w);
 
+/*
+ * Why this gateway refuses publishes now (it is behind: its out-queues hold
+ * more than max_pending_bytes, or on average more than half a session's
+ * limit, or broker messages arrive later than max_inbound_lag_ms), or NULL.
+ * Callers answer 503 with Retry-After (REST) or the protocol's error; the
+ * refusal is counted for app (may be NULL).
+ */
+const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app);
+#define PG_RETRY_AFTER_S "1" /* what an overloaded gateway's 503 asks clients to wait */
+
 /* seq.c: sequence numbers on every app message, gap detection and the gap signal */
 struct pg_seq;
 struct pg_seq_stamp {
@@ -582,7 +604,8 @@ int pg_seq_on_message(struct pg_gw *gw, const char *topic, const void *payload, 
  * Tells s it may have missed messages of its subscription sub on channel:
  * native {"type":"gap","room":sub,"channel":channel}; Pusher pusher:error 4200
  * and close 4200 (pusher-js reconnects and resubscribes); socket.io event
- * "pushgate:gap" {"room","channel"}.
+ * "pushgate:gap" {"room","channel"}. sub and channel NULL (JSON null): any
+ * of its subscriptions may have missed messages.
  */
 void pg_session_gap(struct pg_session *s, const char *sub, const char *channel);
 

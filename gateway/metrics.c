@@ -73,6 +73,15 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
         fprintf(f, "# HELP pushgate_broker_dropped_messages Messages the broker dropped (all clients; $SYS).\n"
                    "# TYPE pushgate_broker_dropped_messages gauge\npushgate_broker_dropped_messages %lld\n",
                 gw->broker_dropped);
+    fprintf(f, "# HELP pushgate_pending_bytes Bytes queued for all sessions (at the last tick).\n"
+               "# TYPE pushgate_pending_bytes gauge\npushgate_pending_bytes %llu\n",
+            (unsigned long long)gw->pending_bytes);
+    fprintf(f, "# HELP pushgate_inbound_lag_ms Age of the last broker message stamped by a gateway.\n"
+               "# TYPE pushgate_inbound_lag_ms gauge\npushgate_inbound_lag_ms %lld\n",
+            (long long)gw->inbound_lag_ms);
+    fprintf(f, "# HELP pushgate_overloaded 1 while publishes are refused because the gateway is behind.\n"
+               "# TYPE pushgate_overloaded gauge\npushgate_overloaded %d\n",
+            pg_publish_refusal(gw, NULL) != NULL);
     fprintf(f, "# HELP pushgate_webhook_queue Webhook events queued or in flight.\n"
                "# TYPE pushgate_webhook_queue gauge\npushgate_webhook_queue %zu\n",
             gw->webhooks ? pg_webhooks_pending(gw->webhooks) : (size_t)0);

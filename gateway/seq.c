@@ -183,6 +183,7 @@ void pg_session_gap(struct pg_session *s, const char *sub, const char *channel)
 {
     if (s->close_code)
         return;
+    s->lost = 0; /* whatever it lost before, this signal covers it */
     if (s->app)
         s->app->stats.gap_signals++;
     if (s->proto == PG_PROTO_PUSHER) {
@@ -191,7 +192,7 @@ void pg_session_gap(struct pg_session *s, const char *sub, const char *channel)
                                           "messages were missed: reconnecting", "code", 4200));
         pg_session_close(s, 4200, "messages were missed: reconnect and resubscribe");
     } else if (s->proto == PG_PROTO_SIO) {
-        json_t *o = json_pack("{s:s, s:s}", "room", sub, "channel", channel);
+        json_t *o = json_pack("{s:s?, s:s?}", "room", sub, "channel", channel);
         char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         struct pg_bridge_prop ev = {"event", "pushgate:gap"};
@@ -203,6 +204,6 @@ void pg_session_gap(struct pg_session *s, const char *sub, const char *channel)
             pg_session_send(s, m);
         pg_msg_unref(m);
     } else {
-        pg_session_send_json(s, json_pack("{s:s, s:s, s:s}", "type", "gap", "room", sub, "channel", channel));
+        pg_session_send_json(s, json_pack("{s:s, s:s?, s:s?}", "type", "gap", "room", sub, "channel", channel));
     }
 }

@@ -102,7 +102,7 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     r = await httpRequest('POST', `${a.url}/api/${user}/push`, { headers: { 'X-AUTH-TOKEN': TOKEN }, body: { message: 0 } });
     assert.equal(r.status, 200, r.body);
     await sio.messages.next();
-    assert.equal(await metric(b, 'pushgate_gaps_total'), 0);
+    assert.ok(!(await metric(b, 'pushgate_gaps_total')), 'no gap yet');
 
     b.signal('SIGSTOP');
     try {
@@ -144,4 +144,125 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     assert.ok((await metric(b, 'pushgate_gap_signals_total')) >= 3);
     assert.equal(await metric(a, 'pushgate_gaps_total'), 0, 'the publishing gateway missed nothing');
     // the broker's own count, as $SYS publishes it every sys_interval (10 s): not awaited here
+});
+
+// A subscriber that keeps only what the test counts (a bitmap of message numbers), so a few hundred of them
+// stay cheap in this process.
+async function counter(gw, room, max) {
+    const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
+    sockets.add(c);
+    await c.next((f) => f.type === 'open');
+    c.send({ type: 'subscribe', room, cb: 1 });
+    const r = await c.next((f) => f.cb === 1);
+    assert.equal(r.error, undefined, JSON.stringify(r));
+    const got = new Uint8Array(max);
+    const stats = { got, count: 0, gaps: 0, c };
+    // from here on only count: wsConnect's own bookkeeping would keep every frame
+    c.ws.removeAllListeners('message');
+    c.ws.on('message', (data) => {
+        const f = JSON.parse(data);
+        if (f.type === 'message' && f.room === room) {
+            if (!got[f.message.n]) stats.count++;
+            got[f.message.n] = 1;
+        } else if (f.type === 'gap') {
+            stats.gaps++;
+        }
+    });
+    return stats;
+}
+
+test('a burst larger than every out-queue closes no subscriber: publishers get 503 with Retry-After, every acknowledged message arrives', { timeout: scaled(120000) }, async () => {
+    const SUBSCRIBERS = 120;
+    const BURST = 1000;
+    const MAX = 100000;
+    const stack = await startStack({
+        gateway: { log_level: 'info', max_queue_messages: 200, slow_consumer_ms: 5000, max_inbound_lag_ms: 300 },
+    });
+    stacks.push(stack);
+    const a = stack.gw;
+    const portB = await freePort();
+    const b = await stack.startGateway({ port: portB, args: ['--listen_port', String(portB)] });
+    const room = uid('flood');
+    const subs = [];
+    for (let i = 0; i < SUBSCRIBERS; i++) subs.push(await counter(b, room, MAX));
+
+    const acked = [];
+    let shed = 0;
+    let retryAfter;
+    let other = '';
+    let n = 0;
+    const pad = 'x'.repeat(200);
+    async function publisher(gw, until, count) {
+        while (Date.now() < until && n < count) {
+            const i = ++n;
+            const r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, {
+                body: `{"n":${i},"pad":"${pad}"}`,
+                headers: JSON_CT,
+                timeoutMs: scaled(20000),
+            });
+            if (r.status === 200) acked.push(i);
+            else if (r.status === 503 && r.headers['retry-after']) {
+                shed++;
+                retryAfter = r.headers['retry-after'];
+                await new Promise((res) => setTimeout(res, 10));
+            } else other = `${r.status} ${r.body}`;
+        }
+    }
+    // B is paused while A publishes five times what a session's out-queue holds: the broker keeps it for B
+    let direct;
+    b.signal('SIGSTOP');
+    try {
+        await Promise.all(Array.from({ length: 8 }, () => publisher(a, Infinity, BURST)));
+        assert.equal(acked.length, BURST, other);
+        // publishers also hammer B directly, from the moment it wakes up and while it catches up
+        const until = Date.now() + scaled(2000);
+        direct = Promise.all(Array.from({ length: 8 }, () => publisher(b, until, MAX - 1)));
+        // B wakes up to messages older than max_inbound_lag_ms: it knows it is behind
+        await new Promise((res) => setTimeout(res, 600));
+    } finally {
+        b.signal('SIGCONT');
+    }
+    await direct;
+    assert.equal(other, '', 'no answer but 200 or 503 with Retry-After');
+
+    // every acknowledged message reaches every subscriber, and nobody was closed
+    await waitFor(() => subs.every((s) => s.c.closeInfo !== null || s.count >= acked.length), {
+        timeoutMs: scaled(60000),
+    }).catch(() => {});
+    const closed = subs.filter((s) => s.c.closeInfo !== null);
+    assert.deepEqual(closed.slice(0, 3).map((s) => s.c.closeInfo), [], `${closed.length} of ${SUBSCRIBERS} subscribers were closed`);
+    for (const s of subs) {
+        const missing = acked.filter((i) => !s.got[i]);
+        assert.deepEqual(missing.slice(0, 10), [], `acknowledged messages missing (${missing.length} of ${acked.length})`);
+        assert.equal(s.gaps, 0);
+    }
+    assert.ok(shed > 0, `publishers saw backpressure (${acked.length} acknowledged, ${shed} refused)`);
+    assert.equal(retryAfter, '1');
+    const metrics = (await httpRequest('GET', `${b.url}/metrics`)).body;
+    assert.match(metrics, /^pushgate_publish_shed_total\{app="demo"\} [1-9]\d*$/m);
+    assert.match(metrics, /^pushgate_slow_consumer_closes_total\{app="demo"\} 0$/m);
+});
+
+test('a reader that stops reading is still closed with 1013, and the others get everything', { timeout: scaled(60000) }, async () => {
+    const stack = await startStack({ gateway: { log_level: 'info', slow_consumer_ms: 1000, max_message_bytes: '64k' } });
+    stacks.push(stack);
+    const gw = stack.gw;
+    const room = uid('stall');
+    const readers = [];
+    for (let i = 0; i < 5; i++) readers.push(await counter(gw, room, 1000));
+    const stalled = await counter(gw, room, 1000);
+    stalled.c.ws._socket.pause(); // reads nothing more: the kernel's buffers fill, then the gateway's queue
+    const big = 'y'.repeat(32 * 1024);
+    let i = 0;
+    const acked = [];
+    while (stalled.c.closeInfo === null && i < 999) {
+        const r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: `{"n":${++i},"pad":"${big}"}`, headers: JSON_CT });
+        if (r.status === 200) acked.push(i);
+        if (i % 50 === 0) await new Promise((res) => setTimeout(res, 50));
+    }
+    stalled.c.ws._socket.resume();
+    const info = await stalled.c.closed;
+    assert.equal(info.code, 1013, JSON.stringify(info));
+    await waitFor(() => readers.every((s) => s.count >= acked.length), { timeoutMs: scaled(20000) });
+    for (const s of readers) assert.equal(s.c.closeInfo, null);
 });
