@@ -455,7 +455,7 @@ export async function startBroker({
         'persistence false',
         'set_tcp_nodelay true',
         // what conf/mosquitto.conf ships: hold a lagging gateway's messages, bounded in bytes, instead of dropping
-        'max_queued_messages 0',
+        'max_queued_messages 100000000',
         'max_queued_bytes 64000000',
         `password_file ${passwd}`,
         `acl_file ${acl}`,
