@@ -7,10 +7,11 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
+import PusherJS from 'pusher-js';
 import { io } from 'socket.io-client';
 
 import { DEFAULT_APPS, freePort, httpRequest, inbox, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
-import { DEMO, established } from './lib/pusher.mjs';
+import { DEMO, established, pusherJsOptions } from './lib/pusher.mjs';
 
 const TOKEN = 'demo-push-token-0123456789';
 const APPS = [{ ...DEFAULT_APPS[0], push_token: TOKEN }, DEFAULT_APPS[1]];
@@ -19,9 +20,11 @@ const JSON_CT = { 'Content-Type': 'application/json' };
 const stacks = [];
 const sockets = new Set();
 const ios = new Set();
+const pushers = new Set();
 
 after(async () => {
     for (const s of ios) s.disconnect();
+    for (const p of pushers) p.disconnect();
     for (const c of sockets) c.terminate();
     const failed = (await Promise.allSettled(stacks.map((s) => s.stop()))).filter((o) => o.status === 'rejected');
     if (failed.length) throw failed[0].reason;
@@ -50,6 +53,21 @@ async function pusherSession(gw, channel) {
     c.send({ event: 'pusher:subscribe', data: { channel } });
     await c.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel);
     return c;
+}
+
+// pusher-js as an application uses it: errors, connection states and (re)subscriptions recorded.
+async function pusherJs(gw, channel) {
+    const client = new PusherJS(DEMO.key, pusherJsOptions(gw.port));
+    pushers.add(client);
+    const errors = inbox('pusher-js error');
+    const subscribed = inbox('subscription_succeeded');
+    const messages = inbox('message');
+    client.connection.bind('error', (e) => errors.push(e));
+    const ch = client.subscribe(channel);
+    ch.bind('pusher:subscription_succeeded', () => subscribed.push(client.connection.socket_id));
+    ch.bind('message', (d) => messages.push(d));
+    await subscribed.next();
+    return { client, errors, subscribed, messages };
 }
 
 async function sioSession(gw, user) {
@@ -82,7 +100,7 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     // does past 1000
     const stack = await startStack({
         apps: APPS,
-        brokerOptions: { extraConf: 'max_inflight_messages 5\nmax_queued_messages 5\nmax_queued_bytes 0' },
+        brokerOptions: { extraConf: 'max_inflight_messages 5\nmax_queued_messages 5\nmax_queued_bytes 0\nsys_interval 1' },
     });
     stacks.push(stack);
     const a = stack.gw;
@@ -93,6 +111,7 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
 
     const native = await nativeSession(b, room);
     const pusher = await pusherSession(b, room);
+    const pjs = await pusherJs(b, room);
     const sio = await sioSession(b, user);
     // the channel is live on both sides before anything is dropped
     let r = await httpRequest('POST', `${a.url}/demo/${room}/publish`, { body: '{"n":0}', headers: JSON_CT });
@@ -137,13 +156,27 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     const closed = await pusher.closed;
     assert.equal(closed.code, 4200, 'pusher-js reconnects at once after 4200 and resubscribes');
 
+    // pusher-js sees the error, reconnects at once with a new socket id and subscribes the channel again
+    const firstSocket = pjs.subscribed.items[0];
+    const pjsErr = await pjs.errors.next(undefined, scaled(10000));
+    assert.equal(pjsErr.data.code, 4200, JSON.stringify(pjsErr));
+    const again = await pjs.subscribed.next(undefined, scaled(10000));
+    assert.notEqual(again, firstSocket);
+    r = await httpRequest('POST', `${a.url}/demo/${room}/publish`, { body: '{"n":42}', headers: JSON_CT });
+    assert.equal(r.status, 200, r.body);
+    await pjs.messages.next((d) => d.n === 42, scaled(10000));
+
     const sioGap = await sio.gaps.next(undefined, scaled(10000));
     assert.equal(sioGap.channel, `#server-to-user-${user}`);
 
     assert.ok((await metric(b, 'pushgate_gaps_total')) >= 2, 'the channel and the user channel');
     assert.ok((await metric(b, 'pushgate_gap_signals_total')) >= 3);
     assert.equal(await metric(a, 'pushgate_gaps_total'), 0, 'the publishing gateway missed nothing');
-    // the broker's own count, as $SYS publishes it every sys_interval (10 s): not awaited here
+    // the broker's own count, as $SYS publishes it every sys_interval
+    await waitFor(async () => {
+        const m = (await httpRequest('GET', `${b.url}/metrics`)).body.match(/^pushgate_broker_dropped_messages (\d+)$/m);
+        return m && Number(m[1]) > 0;
+    }, { timeoutMs: scaled(5000), message: 'pushgate_broker_dropped_messages counts the drops' });
 });
 
 // A subscriber that keeps only what the test counts (a bitmap of message numbers), so a few hundred of them
