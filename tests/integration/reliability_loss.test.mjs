@@ -144,12 +144,12 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     r = await httpRequest('POST', `${a.url}/api/${user}/push`, { headers: { 'X-AUTH-TOKEN': TOKEN }, body: { message: 41 } });
     assert.equal(r.status, 200, r.body);
 
-    const gap = await native.next((f) => f.type === 'gap', scaled(10000));
-    assert.deepEqual(gap, { type: 'gap', room, channel: room });
     const last = await native.next((f) => f.type === 'message' && f.message.n === 41, scaled(10000));
+    const received = native.frames.filter((f) => f.type === 'message').map((f) => f.message.n);
+    assert.ok(received.length < 42, `the broker dropped messages (arrived: ${received.join(' ')})`);
+    const gap = native.frames.find((f) => f.type === 'gap');
+    assert.deepEqual(gap, { type: 'gap', room, channel: room }, `a gap frame (arrived: ${received.join(' ')})`);
     assert.ok(native.frames.indexOf(gap) < native.frames.indexOf(last), 'the gap is told before the message after it');
-    const received = native.frames.filter((f) => f.type === 'message').length;
-    assert.ok(received < 42, `the broker dropped messages (${received} of 42 arrived)`);
 
     const err = await pusher.next((f) => f.event === 'pusher:error', scaled(10000));
     assert.equal(err.data.code, 4200, JSON.stringify(err));
