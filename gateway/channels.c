@@ -179,9 +179,12 @@ struct fanout {
  */
 static int may_read(const struct fanout *f, const struct pg_session *s, int via_wildcard)
 {
-    return !via_wildcard || (s->token ? pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, strlen(f->channel)) ==
-                                            PG_ALLOW
-                                      : !pg_channel_protected(f->channel, strlen(f->channel)));
+    size_t n = strlen(f->channel);
+    if (!via_wildcard)
+        return 1;
+    if (s->token)
+        return pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, n) == PG_ALLOW;
+    return !pg_channel_protected(f->channel, n);
 }
 
 /* Messages before this one never reached ch (seq.c): its readers hear of it before the message itself. */

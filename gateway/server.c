@@ -59,8 +59,8 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
     struct pg_gw *gw = s->gw;
     size_t max_bytes = (size_t)gw->cfg->max_queue_bytes, max_msgs = (size_t)gw->cfg->max_queue_messages;
     int rc = pg_outq_push(&s->q, m, max_bytes, max_msgs);
-    if (rc == 0 && !gw->rx_paused_ms && gw->mqtt_wsi && (s->q.count > max_msgs / 4 * 3 || s->q.bytes > max_bytes / 4 * 3) &&
-        s->wsi && !lws_send_pipe_choked(s->wsi)) {
+    int filling = s->q.count > max_msgs / 4 * 3 || s->q.bytes > max_bytes / 4 * 3;
+    if (rc == 0 && filling && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi && !lws_send_pipe_choked(s->wsi)) {
         /* a socket that takes bytes and still has this much waiting: the loop is behind, not the reader */
         gw->rx_paused_ms = pg_mono_ms();
         lws_rx_flow_control(gw->mqtt_wsi, 0);
