@@ -6,18 +6,29 @@
 //  - a reader that stops reading is still closed with 1013.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import vm from 'node:vm';
 
 import PusherJS from 'pusher-js';
 import { io } from 'socket.io-client';
+import WebSocket from 'ws';
 
-import { DEFAULT_APPS, freePort, httpRequest, inbox, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEFAULT_APPS, REPO_DIR, freePort, httpRequest, inbox, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { DEMO, established, pusherJsOptions } from './lib/pusher.mjs';
 
 const TOKEN = 'demo-push-token-0123456789';
 const APPS = [{ ...DEFAULT_APPS[0], push_token: TOKEN }, DEFAULT_APPS[1]];
 const JSON_CT = { 'Content-Type': 'application/json' };
 
+// gateway/static/pushgate.js as client.test.mjs runs it: the browser script evaluated with `ws` injected
+const CLIENT_FILE = path.join(REPO_DIR, 'gateway', 'static', 'pushgate.js');
+const mod = { exports: {} };
+vm.compileFunction(fs.readFileSync(CLIENT_FILE, 'utf8'), ['module', 'exports'], { filename: CLIENT_FILE })(mod, mod.exports);
+const Pushgate = mod.exports;
+
 const stacks = [];
+const drones = new Set();
 const sockets = new Set();
 const ios = new Set();
 const pushers = new Set();
@@ -25,6 +36,7 @@ const pushers = new Set();
 after(async () => {
     for (const s of ios) s.disconnect();
     for (const p of pushers) p.disconnect();
+    for (const d of drones) d.close();
     for (const c of sockets) c.terminate();
     const failed = (await Promise.allSettled(stacks.map((s) => s.stop()))).filter((o) => o.status === 'rejected');
     if (failed.length) throw failed[0].reason;
@@ -70,6 +82,20 @@ async function pusherJs(gw, channel) {
     return { client, errors, subscribed, messages };
 }
 
+// pushgate.js: gap events of the room and of the drone
+async function drone(gw, roomName) {
+    const d = new Pushgate('demo', { url: `${gw.wsUrl}/v1/demo`, WebSocket });
+    drones.add(d);
+    const gaps = inbox('drone gap');
+    const roomGaps = inbox('room gap');
+    d.on('gap', (info) => gaps.push(info));
+    await new Promise((resolve, reject) => d.on('open', (err) => (err ? reject(err) : resolve())));
+    const room = d.subscribe(roomName);
+    room.on('gap', (info) => roomGaps.push(info));
+    await new Promise((resolve, reject) => room.on('open', (err) => (err ? reject(err) : resolve())));
+    return { d, gaps, roomGaps };
+}
+
 async function sioSession(gw, user) {
     const conn = uid('conn');
     const r = await httpRequest('PUT', `${gw.url}/api/${user}/register?connectionId=${conn}`, {
@@ -112,6 +138,7 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     const native = await nativeSession(b, room);
     const pusher = await pusherSession(b, room);
     const pjs = await pusherJs(b, room);
+    const js = await drone(b, room);
     const sio = await sioSession(b, user);
     // the channel is live on both sides before anything is dropped
     let r = await httpRequest('POST', `${a.url}/demo/${room}/publish`, { body: '{"n":0}', headers: JSON_CT });
@@ -155,6 +182,9 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     assert.equal(err.data.code, 4200, JSON.stringify(err));
     const closed = await pusher.closed;
     assert.equal(closed.code, 4200, 'pusher-js reconnects at once after 4200 and resubscribes');
+
+    assert.deepEqual(await js.roomGaps.next(undefined, scaled(10000)), { room, channel: room }, 'pushgate.js: room gap');
+    assert.deepEqual(await js.gaps.next(undefined, scaled(10000)), { room, channel: room }, 'pushgate.js: drone gap');
 
     // pusher-js sees the error, reconnects at once with a new socket id and subscribes the channel again
     const firstSocket = pjs.subscribed.items[0];
