@@ -17,8 +17,9 @@
  * by the password file: the DISCONNECT that follows removes them) to DISCONNECT.
  *
  * Messages of app clients carry no gateway metadata: MOSQ_EVT_MESSAGE removes the user properties the gateway
- * reads as facts (user_id, client_id, socket_id, ts) and an `event` naming a protocol event (pusher:…,
- * pusher_internal:…, client-…, socket.io's reserved names). A device's will never reaches anyone, as the plugin
+ * reads as facts (user_id, client_id, socket_id, ts, and the delivery sequence origin, seq, prev that gap
+ * detection trusts) and an `event` naming a protocol event (pusher:…, pusher_internal:…, client-…, pushgate:…,
+ * socket.io's reserved names). A device's will never reaches anyone, as the plugin
  * cannot see a will's properties (no API for them; the ACL check of a will gets none, and wills skip
  * MOSQ_EVT_MESSAGE): on a disconnect the broker checks it after MOSQ_EVT_DISCONNECT, when the session's state is
  * gone, and on a session takeover before it, when the session is marked as taken over (takeover_note()).
@@ -1603,7 +1604,7 @@ static int on_acl_check(int event, void *event_data, void *userdata)
 /* 1 if a device may not name its message `event`: names the protocols use for their own events. */
 static int event_reserved(const char *name)
 {
-    static const char *const prefixes[] = {"pusher:", "pusher_internal:", "client-"};
+    static const char *const prefixes[] = {"pusher:", "pusher_internal:", "client-", "pushgate:"};
     /* socket.io's reserved event names, and the plugin's own device events */
     static const char *const names[] = {"connect",     "connect_error",  "disconnect",    "disconnecting",
                                         "newListener", "removeListener", "device_joined", "device_left"};
@@ -1620,7 +1621,8 @@ static int event_reserved(const char *name)
 /* 1 if an app client's message may not carry this user property: gateways read it as a fact about the sender. */
 static int user_property_forged(const char *name, const char *value)
 {
-    static const char *const facts[] = {"user_id", "client_id", "socket_id", "ts"};
+    /* origin, seq, prev: the delivery sequence of gateway publishes; forged, they would fake or hide gaps */
+    static const char *const facts[] = {"user_id", "client_id", "socket_id", "ts", "origin", "seq", "prev"};
 
     for (size_t i = 0; i < sizeof facts / sizeof facts[0]; i++)
         if (!strcmp(name, facts[i]))

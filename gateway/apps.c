@@ -410,6 +410,7 @@ void pg_apps_free(struct pg_gw *gw)
     HASH_ITER(hh, gw->apps, a, tmp) {
         HASH_DEL(gw->apps, a);
         pg_presence_free(a);
+        pg_seq_table_free(&a->broadcast_seqs);
         conf_free(a->owned);
         json_decref(a->stored);
         free(a->id);
@@ -614,8 +615,19 @@ static void broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, s
     struct pg_msg *sio[2] = {NULL, NULL}; /* socket.io: the default namespace, the app's own */
     struct pg_session *s, *tmp;
     size_t n = 0;
+    /* broadcasts are subscribed for as long as the app exists: a gap concerns every session that reads them */
+    struct pg_seq_in in;
+    int gap = pg_seq_parse(props, nprops, &in) && pg_seq_check(gw, &a->broadcast_seqs, &in, NULL);
+    if (gap) {
+        a->stats.gaps++;
+        pg_log(PG_LOG_WARN, "apps", "gap: app-wide messages missed app=%s origin=%s", a->id, in.origin);
+    }
     HASH_ITER(hh, gw->sessions, s, tmp) {
         if (s->app != a || s->close_code || !pg_session_may_read_app(s))
+            continue;
+        if (gap)
+            pg_session_gap(s, "#general", "#general");
+        if (s->close_code)
             continue;
         struct pg_msg *m = s->proto == PG_PROTO_NATIVE ? native : s->proto == PG_PROTO_PUSHER ? pusher : NULL;
         if (s->proto == PG_PROTO_SIO) {

@@ -87,6 +87,7 @@ static void channel_put(struct pg_gw *gw, struct pg_channel *ch)
     struct pg_channel **table = ch->wildcard ? &ch->app->filters : &ch->app->channels;
     HASH_DEL(*table, ch);
     pg_bridge_unsubscribe(gw->bridge, ch->topic);
+    pg_seq_table_free(&ch->seqs);
     free(ch->name);
     free(ch->topic);
     free(ch);
@@ -168,19 +169,45 @@ struct fanout {
     int encodings;
     size_t recipients;
     uint64_t seq;
+    struct pg_seq_in in; /* origin, seq, prev of the message (has_seq) */
+    int has_seq;
 };
+
+/*
+ * An exact subscription was checked when it was made; a wildcard one is checked per channel here: against the
+ * token, or without one (an open app) public channels only, so `#` never reads a private-/presence- channel.
+ */
+static int may_read(const struct fanout *f, const struct pg_session *s, int via_wildcard)
+{
+    size_t n = strlen(f->channel);
+    if (!via_wildcard)
+        return 1;
+    if (s->token)
+        return pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, n) == PG_ALLOW;
+    return !pg_channel_protected(f->channel, n);
+}
+
+/* Messages before this one never reached ch (seq.c): its readers hear of it before the message itself. */
+static void gap_notify(struct fanout *f, struct pg_channel *ch)
+{
+    struct pg_member *m, *mtmp;
+    ch->app->stats.gaps++;
+    pg_log(PG_LOG_WARN, "fanout", "gap: messages missed app=%s subscription=%s channel=%s origin=%s sessions=%zu",
+           ch->app->creds->id, ch->name, f->channel, f->in.origin, ch->nmembers);
+    DL_FOREACH_SAFE(ch->members, m, mtmp) {
+        struct pg_session *s = m->s;
+        if (s->gap_seq == f->seq || s->close_code || !may_read(f, s, ch->wildcard))
+            continue;
+        s->gap_seq = f->seq;
+        pg_session_gap(s, ch->name, f->channel);
+    }
+}
 
 static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard)
 {
     if (s->delivered_seq == f->seq || s->close_code)
         return;
-    /*
-     * An exact subscription was checked when it was made; a wildcard one is checked per channel here: against the
-     * token, or without one (an open app) public channels only, so `#` never reads a private-/presence- channel.
-     */
-    if (via_wildcard &&
-        (s->token ? pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, strlen(f->channel)) != PG_ALLOW
-                  : pg_channel_protected(f->channel, strlen(f->channel))))
+    if (!may_read(f, s, via_wildcard))
         return;
     if (f->exclude_socket && !strcmp(s->socket_id, f->exclude_socket))
         return;
@@ -233,13 +260,20 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
             f.exclude_socket = props[i].value;
     struct pg_channel *ch, *tmp;
     struct pg_member *m, *mtmp;
+    f.has_seq = pg_seq_parse(props, nprops, &f.in);
     HASH_FIND_STR(app->channels, f.channel, ch);
-    if (ch)
+    if (ch) {
+        if (f.has_seq && pg_seq_check(gw, &ch->seqs, &f.in, NULL))
+            gap_notify(&f, ch);
         DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 0);
+    }
     HASH_ITER(hh, app->filters, ch, tmp) {
         bool match = false;
-        if (mosquitto_topic_matches_sub(ch->name, f.channel, &match) == MOSQ_ERR_SUCCESS && match)
+        if (mosquitto_topic_matches_sub(ch->name, f.channel, &match) == MOSQ_ERR_SUCCESS && match) {
+            if (f.has_seq && pg_seq_check(gw, &ch->seqs, &f.in, f.channel))
+                gap_notify(&f, ch);
             DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 1);
+        }
     }
     app->stats.delivered++;
     if (pg_log_enabled(PG_LOG_DEBUG))

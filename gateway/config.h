@@ -56,6 +56,10 @@ struct pg_config {
     long long max_subscriptions;
     uint64_t max_queue_bytes;
     long long max_queue_messages;
+    long long slow_consumer_ms;   /* socket choked with output pending this long: close 1013 */
+    uint64_t max_pending_bytes;   /* all out-queues together: past it, publishes get 503 */
+    long long max_inbound_lag_ms; /* broker messages this late: publishes get 503; 0: off */
+    long long gap_tracking_max;   /* entries per sequence table (seq.c) */
     long long max_sessions;
     long long max_sessions_per_address;     /* 0: no limit */
     long long max_new_sessions_per_address; /* per second; 0: no limit */

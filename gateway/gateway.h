@@ -68,6 +68,19 @@ int pg_outq_push(struct pg_outq *q, struct pg_msg *m, size_t max_bytes, size_t m
 struct pg_msg *pg_outq_peek(const struct pg_outq *q);
 void pg_outq_pop(struct pg_outq *q); /* drops the head's reference */
 void pg_outq_clear(struct pg_outq *q);
+/*
+ * The messages the session did not ask for (fan-out), without its replies: what the out-queue limits bound, and
+ * what says whether the gateway keeps up. A pipelining client's replies are its own backpressure (flow control on
+ * its requests), never a sign that the gateway is behind.
+ */
+static inline size_t pg_outq_fanout_count(const struct pg_outq *q)
+{
+    return q->count - q->replies;
+}
+static inline size_t pg_outq_fanout_bytes(const struct pg_outq *q)
+{
+    return q->bytes - q->reply_bytes;
+}
 
 /* ---- apps, channels, sessions (channels.c) -------------------------------- */
 
@@ -102,6 +115,7 @@ struct pg_channel { /* a channel name or a wildcard filter with local subscriber
     struct pg_app *app;
     struct pg_member *members;
     size_t nmembers;
+    struct pg_seq *seqs; /* last seq seen per origin (filters: per origin and channel); seq.c */
     UT_hash_handle hh;
 };
 
@@ -118,12 +132,16 @@ struct pg_app {
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
     struct pg_pchan *pchans;          /* presence channels known in the cluster (presence.c) */
+    struct pg_seq *broadcast_seqs;    /* last seq of app-wide broadcasts per origin (seq.c) */
     struct pg_app_stats {             /* monotonic counters for /metrics (metrics.c) */
         uint64_t frames_in, bytes_in;     /* WebSocket frames from clients */
         uint64_t frames_out, bytes_out;   /* WebSocket frames written to clients */
         uint64_t published, publish_failed; /* publishes handed to the broker on behalf of clients */
         uint64_t delivered;               /* broker messages fanned out (once per message) */
         uint64_t slow_closes;             /* sessions closed for a full out-queue */
+        uint64_t gaps;                    /* messages that revealed missed ones before them (seq.c) */
+        uint64_t gap_signals;             /* sessions told they missed messages */
+        uint64_t shed;                    /* publishes refused because this gateway was behind */
     } stats;
     struct pg_app_history {               /* this node's sessions over the last hour (dashboard.c) */
         int64_t t[PG_HISTORY_SAMPLES];    /* wall-clock ms */
@@ -175,6 +193,9 @@ struct pg_session {
     lws_sorted_usec_list_t sul_rx; /* closes the session when a begun message is not whole in time */
     struct pg_addr *addr;          /* its client address's admission entry (admission.c), or NULL */
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
+    uint64_t gap_seq;       /* last fan-out that told this session of a gap: one signal per message */
+    int64_t choked_since_ms; /* monotonic: since when its socket takes no bytes while output waits; 0: it drains */
+    uint32_t lost;           /* messages not queued while the gateway was behind: a gap signal follows */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
     size_t replies_due; /* native: requests waiting for the broker before their reply is queued */
@@ -213,6 +234,7 @@ struct pg_http {
     size_t resp_len;
     const char *location;
     const char *www_auth; /* WWW-Authenticate value of a 401 */
+    const char *retry_after; /* Retry-After value of a 503 (static string) */
     char *allow_origin;   /* Access-Control-Allow-Origin of the answer (owned; socket.io polling) */
     char *preflight;      /* a CORS preflight answer: the Access-Control-Allow-Headers value (owned; may be "") */
     int waiting_ack;
@@ -273,6 +295,17 @@ struct pg_gw {
     int64_t last_store_check_ms, last_revoked_purge_ms;
     struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
     struct pg_unannounced *unannounced; /* store apps changed while the broker was away (apps.c) */
+    char origin[64];             /* this process's publishes: node id + incarnation (seq.c) */
+    uint64_t seq_next;           /* the last seq given out */
+    struct pg_seq *seq_out;      /* last seq published per topic */
+    long long broker_dropped;    /* the broker's $SYS dropped counter; -1 unknown */
+    /* load (server.c): measured by the loop's tick and by arriving broker messages */
+    uint64_t pending_bytes;      /* all out-queues together, at the last tick */
+    size_t pending_msgs;
+    const char *behind;          /* why publishes are refused now (static string), or NULL */
+    int64_t late_until_ms;       /* monotonic: broker messages arrived later than max_inbound_lag_ms until then */
+    int64_t inbound_lag_ms;      /* the age of the last broker message that carried a `ts` */
+    int64_t rx_paused_ms;        /* monotonic: since when broker input is paused (out-queues too full); 0: reading */
     int draining;
     int64_t drain_deadline;
     int done;
@@ -519,6 +552,8 @@ void pg_addr_free(struct pg_gw *gw);
 /* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */
 void pg_http_respond_json(struct pg_http *h, int status, json_t *o);
 void pg_http_respond_error(struct pg_http *h, int status, const char *message);
+/* 503 with Retry-After: the gateway is behind (why: pg_publish_refusal's reason). */
+void pg_http_respond_overloaded(struct pg_http *h, const char *why);
 /* Answers with body (copied) as ctype. */
 void pg_http_respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len);
 /* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
@@ -581,6 +616,48 @@ void pg_webhook_emit(struct pg_gw *gw, struct pg_app *app, json_t *event);
 void pg_webhooks_tick(struct pg_webhooks *w);
 /* Events queued or in flight (for shutdown and metrics). */
 size_t pg_webhooks_pending(const struct pg_webhooks *w);
+
+/*
+ * Why this gateway refuses publishes now (it is behind: its out-queues hold
+ * more than max_pending_bytes, or on average more than half a session's
+ * limit, or broker messages arrive later than max_inbound_lag_ms), or NULL.
+ * Callers answer 503 with Retry-After (REST) or the protocol's error; the
+ * refusal is counted for app (may be NULL).
+ */
+const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app);
+#define PG_RETRY_AFTER_S "1" /* what an overloaded gateway's 503 asks clients to wait */
+
+/* seq.c: sequence numbers on every app message, gap detection and the gap signal */
+struct pg_seq;
+struct pg_seq_stamp {
+    uint64_t n;
+    char seq[24], prev[24]; /* the `seq` and `prev` property values */
+};
+struct pg_seq_in { /* the sequence properties of a received message */
+    const char *origin; /* borrowed from the message */
+    uint64_t seq, prev;
+};
+/* Sets gw->origin; subscribes the broker's dropped counter. */
+int pg_seq_init(struct pg_gw *gw);
+void pg_seq_free(struct pg_gw *gw);
+/* The seq and prev of the next publish on topic; pg_seq_published() once the bridge took it. */
+void pg_seq_stamp(struct pg_gw *gw, const char *topic, struct pg_seq_stamp *st);
+void pg_seq_published(struct pg_gw *gw, const char *topic, const struct pg_seq_stamp *st);
+/* 1 when props carry origin, seq and prev (in filled). */
+int pg_seq_parse(const struct pg_bridge_prop *props, size_t nprops, struct pg_seq_in *in);
+/* Records in in *table (key: origin, or origin and channel); 1 when messages before it were missed. */
+int pg_seq_check(struct pg_gw *gw, struct pg_seq **table, const struct pg_seq_in *in, const char *channel);
+void pg_seq_table_free(struct pg_seq **table);
+/* $SYS/broker/publish/messages/dropped; 1 when handled. */
+int pg_seq_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len);
+/*
+ * Tells s it may have missed messages of its subscription sub on channel:
+ * native {"type":"gap","room":sub,"channel":channel}; Pusher pusher:error 4200
+ * and close 4200 (pusher-js reconnects and resubscribes); socket.io event
+ * "pushgate:gap" {"room","channel"}. sub and channel NULL (JSON null): any
+ * of its subscriptions may have missed messages.
+ */
+void pg_session_gap(struct pg_session *s, const char *sub, const char *channel);
 
 /* metrics.c: GET /metrics in the Prometheus text format; caller frees the text. */
 char *pg_metrics_render(struct pg_gw *gw, size_t *len);

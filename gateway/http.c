@@ -41,7 +41,7 @@ static void h_reset(struct pg_http *h)
     h->body_len = h->body_cap = h->resp_len = 0;
     h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
     h->body_expected = h->close_after = h->client_close = h->http10_keepalive = 0;
-    h->ctype = h->location = h->www_auth = NULL;
+    h->ctype = h->location = h->www_auth = h->retry_after = NULL;
     h->app = NULL;
     h->on_body = NULL;
     h->method = 0;
@@ -112,6 +112,12 @@ void pg_http_respond_error(struct pg_http *h, int status, const char *message)
     pg_http_respond_json(h, status, error_body(status, message));
 }
 
+void pg_http_respond_overloaded(struct pg_http *h, const char *why)
+{
+    h->retry_after = PG_RETRY_AFTER_S;
+    pg_http_respond_error(h, 503, why);
+}
+
 /* Writes headers in one WRITEABLE and the body in the next: one lws_write per callback. */
 static int h_write(struct pg_http *h)
 {
@@ -129,6 +135,10 @@ static int h_write(struct pg_http *h)
         if (h->www_auth && lws_add_http_header_by_token(h->wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE,
                                                         (const unsigned char *)h->www_auth,
                                                         (int)strlen(h->www_auth), &p, end))
+            return -1;
+        if (h->retry_after && lws_add_http_header_by_token(h->wsi, WSI_TOKEN_HTTP_RETRY_AFTER,
+                                                           (const unsigned char *)h->retry_after,
+                                                           (int)strlen(h->retry_after), &p, end))
             return -1;
         if (h->allow_origin &&
             (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"access-control-allow-origin:",
@@ -274,6 +284,12 @@ static void rest_acked(void *ud, int result)
 void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const char *topic, const void *payload,
                      size_t len, const char *const *props, json_t *ok)
 {
+    const char *why = pg_publish_refusal(gw, pg_app_find(gw, app, strlen(app)));
+    if (why) {
+        json_decref(ok);
+        pg_http_respond_overloaded(h, why);
+        return;
+    }
     struct rest_ack *a = malloc(sizeof *a);
     if (!ok)
         ok = json_pack("{s:b}", "ok", 1);

@@ -274,6 +274,11 @@ static int check_event(struct pg_gw *gw, struct pg_http *h, json_t *ev, int batc
 
 static void trigger(struct pg_gw *gw, struct pg_http *h, json_t **evs, size_t nev)
 {
+    const char *why = pg_publish_refusal(gw, h->app);
+    if (why) {
+        pg_http_respond_overloaded(h, why);
+        return;
+    }
     struct trigger *t = calloc(1, sizeof *t);
     if (!t) {
         pg_http_respond_error(h, 500, "out of memory");

@@ -23,7 +23,11 @@ static const struct counter counters[] = {
     {"pushgate_published_total", "Messages handed to the broker for clients (WebSocket and HTTP).", C(published)},
     {"pushgate_publish_failed_total", "Publishes refused because the broker was unavailable.", C(publish_failed)},
     {"pushgate_delivered_total", "Broker messages fanned out to this process's sessions.", C(delivered)},
-    {"pushgate_slow_consumer_closes_total", "Sessions closed because their out-queue was full.", C(slow_closes)},
+    {"pushgate_slow_consumer_closes_total", "Sessions closed as slow consumers (1013): socket not drained.",
+     C(slow_closes)},
+    {"pushgate_gaps_total", "Broker messages that showed earlier ones never reached this process.", C(gaps)},
+    {"pushgate_gap_signals_total", "Sessions told that they missed messages.", C(gap_signals)},
+    {"pushgate_publish_shed_total", "Publishes refused (503) because this gateway was behind.", C(shed)},
 };
 
 char *pg_metrics_render(struct pg_gw *gw, size_t *len)
@@ -66,6 +70,19 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     fprintf(f, "# HELP pushgate_broker_connected 1 while the gateway's MQTT session is up.\n"
                "# TYPE pushgate_broker_connected gauge\npushgate_broker_connected %d\n",
             pg_bridge_connected(gw->bridge));
+    if (gw->broker_dropped >= 0)
+        fprintf(f, "# HELP pushgate_broker_dropped_messages Messages the broker dropped (all clients; $SYS).\n"
+                   "# TYPE pushgate_broker_dropped_messages gauge\npushgate_broker_dropped_messages %lld\n",
+                gw->broker_dropped);
+    fprintf(f, "# HELP pushgate_pending_bytes Bytes queued for all sessions (at the last tick).\n"
+               "# TYPE pushgate_pending_bytes gauge\npushgate_pending_bytes %llu\n",
+            (unsigned long long)gw->pending_bytes);
+    fprintf(f, "# HELP pushgate_inbound_lag_ms Age of the last broker message stamped by a gateway.\n"
+               "# TYPE pushgate_inbound_lag_ms gauge\npushgate_inbound_lag_ms %lld\n",
+            (long long)gw->inbound_lag_ms);
+    fprintf(f, "# HELP pushgate_overloaded 1 while publishes are refused because the gateway is behind.\n"
+               "# TYPE pushgate_overloaded gauge\npushgate_overloaded %d\n",
+            pg_publish_refusal(gw, NULL) != NULL);
     fprintf(f, "# HELP pushgate_webhook_queue Webhook events queued or in flight.\n"
                "# TYPE pushgate_webhook_queue gauge\npushgate_webhook_queue %zu\n",
             gw->webhooks ? pg_webhooks_pending(gw->webhooks) : (size_t)0);

@@ -3,6 +3,17 @@
  * socket. The bridge's socket is adopted into lws as a raw descriptor (a
  * dup(), so lws closing its copy never closes libmosquitto's), and a 100 ms
  * timer drives keepalive, reconnects and publish timeouts.
+ *
+ * Load: a session is a slow consumer when its own socket does not drain (it
+ * takes no bytes for slow_consumer_ms while output waits), or when its
+ * out-queue fills while the gateway keeps up with the others; it is closed
+ * with 1013. When the gateway itself is behind (see pg_publish_refusal), it
+ * refuses new publishes at the door (503, Retry-After) instead, and stops
+ * reading from the broker while a draining session's out-queue is over 3/4
+ * of its limit (the broker holds the messages, bounded by max_queued_bytes)
+ * until the queues are under 1/4 again. A session whose queue still fills
+ * while its socket takes bytes loses the message and is told (a gap signal)
+ * rather than being closed along with everyone else.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -45,7 +56,23 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
 {
     if (s->close_code)
         return; /* nothing new after a close was decided */
-    int rc = pg_outq_push(&s->q, m, (size_t)s->gw->cfg->max_queue_bytes, (size_t)s->gw->cfg->max_queue_messages);
+    struct pg_gw *gw = s->gw;
+    size_t max_bytes = (size_t)gw->cfg->max_queue_bytes, max_msgs = (size_t)gw->cfg->max_queue_messages;
+    int rc = pg_outq_push(&s->q, m, max_bytes, max_msgs);
+    int filling = pg_outq_fanout_count(&s->q) > max_msgs / 4 * 3 || pg_outq_fanout_bytes(&s->q) > max_bytes / 4 * 3;
+    if (rc == 0 && filling && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi && !lws_send_pipe_choked(s->wsi)) {
+        /* a socket that takes bytes and still has this much waiting: the loop is behind, not the reader */
+        gw->rx_paused_ms = pg_mono_ms();
+        lws_rx_flow_control(gw->mqtt_wsi, 0);
+        pg_log(PG_LOG_INFO, "server", "out-queues 3/4 full: broker input paused until they drain");
+    }
+    if (rc == PG_ELIMIT && s->wsi && !s->choked_since_ms && !lws_send_pipe_choked(s->wsi)) {
+        /* every session is behind because the gateway is: this one is told it missed messages, not closed */
+        if (!s->lost++)
+            pg_log(PG_LOG_WARN, "session", "out-queue full while the gateway is behind app=%s client=%s queued=%zu",
+                   s->app ? s->app->creds->id : "-", s->client_id, s->q.count);
+        return;
+    }
     if (rc == PG_ELIMIT) {
         pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu",
                s->app ? s->app->creds->id : "-", s->client_id, s->q.count, s->q.bytes);
@@ -87,16 +114,27 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
 int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
                      const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
 {
-    const char *all[16];
+    const char *all[24];
     char ts[24];
+    struct pg_seq_stamp st;
     size_t n = 0;
     for (; props && props[n] && n < 12; n++)
         all[n] = props[n];
     snprintf(ts, sizeof ts, "%lld", (long long)pg_now_ms());
     all[n++] = "ts";
     all[n++] = ts;
+    /* receivers find out from these what they missed (seq.c) */
+    pg_seq_stamp(gw, topic, &st);
+    all[n++] = "origin";
+    all[n++] = gw->origin;
+    all[n++] = "seq";
+    all[n++] = st.seq;
+    all[n++] = "prev";
+    all[n++] = st.prev;
     all[n] = NULL;
     int rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, cb, cb_ud);
+    if (rc == 0)
+        pg_seq_published(gw, topic, &st);
     struct pg_app *a = pg_app_find(gw, app, strlen(app));
     if (a && rc == 0)
         a->stats.published++;
@@ -229,6 +267,7 @@ static int ws_writeable(struct pg_session *s, struct lws *wsi)
         return 0;
     if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
         return -1;
+    s->choked_since_ms = 0;
     if (s->app) {
         s->app->stats.frames_out++;
         s->app->stats.bytes_out += m->len;
@@ -356,6 +395,7 @@ static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 static void bridge_on_socket(void *ud, int fd)
 {
     struct pg_gw *gw = ud;
+    gw->rx_paused_ms = 0; /* a new socket is read from the start */
     if (gw->mqtt_wsi) {
         struct mqtt_pss *p = lws_wsi_user(gw->mqtt_wsi);
         if (p)
@@ -400,7 +440,15 @@ static void bridge_on_state(void *ud, int connected)
 static void bridge_on_message(void *ud, const char *topic, const void *payload, size_t len,
                               const struct pg_bridge_prop *props, size_t nprops)
 {
-    if (!pg_push_on_message(ud, topic, payload, len) && /* {root}/_ctl/{app}/reg/{connectionId} */
+    struct pg_gw *gw = ud;
+    const char *ts = pg_prop_get(props, nprops, "ts", NULL);
+    if (ts) { /* gateways stamp their publishes: how late this one reached us is how far behind we are */
+        gw->inbound_lag_ms = pg_now_ms() - strtoll(ts, NULL, 10);
+        if (gw->cfg->max_inbound_lag_ms && gw->inbound_lag_ms > gw->cfg->max_inbound_lag_ms)
+            gw->late_until_ms = pg_mono_ms() + gw->cfg->max_inbound_lag_ms;
+    }
+    if (!pg_seq_on_message(ud, topic, payload, len) && /* the broker's dropped counter */
+        !pg_push_on_message(ud, topic, payload, len) && /* {root}/_ctl/{app}/reg/{connectionId} */
         !pg_cluster_on_message(ud, topic, payload, len) && !pg_apps_on_message(ud, topic, payload, len, props, nprops))
         pg_channels_deliver(ud, topic, payload, len, props, nprops);
 }
@@ -412,9 +460,107 @@ static void bridge_on_log(void *ud, int level, const char *msg)
            "%s", msg);
 }
 
+const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app)
+{
+    const char *why = gw->behind;
+    if (!why && gw->rx_paused_ms)
+        why = "gateway overloaded: catching up with broker messages, retry later";
+    if (!why && gw->late_until_ms && pg_mono_ms() < gw->late_until_ms)
+        why = "gateway overloaded: broker messages arrive late (max_inbound_lag_ms), retry later";
+    if (why && app)
+        app->stats.shed++;
+    return why;
+}
+
+/*
+ * Every tick: what all out-queues hold, which sessions' sockets do not drain
+ * (closed after slow_consumer_ms), and whether the gateway itself is behind.
+ */
+static void load_tick(struct pg_gw *gw)
+{
+    const struct pg_config *cfg = gw->cfg;
+    int64_t now = pg_mono_ms();
+    uint64_t bytes = 0, free_bytes = 0, max_free_bytes = 0;
+    size_t msgs = 0, free_msgs = 0, draining = 0, max_free_msgs = 0;
+    struct pg_session *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (!s->q.count || s->close_code) {
+            s->choked_since_ms = 0;
+            continue;
+        }
+        if (s->wsi && lws_send_pipe_choked(s->wsi)) {
+            if (!s->choked_since_ms) {
+                s->choked_since_ms = now;
+            } else if (now - s->choked_since_ms >= cfg->slow_consumer_ms) {
+                pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu: socket "
+                       "not drained for %lld ms", s->app ? s->app->creds->id : "-", s->client_id, s->q.count,
+                       s->q.bytes, (long long)(now - s->choked_since_ms));
+                pg_outq_clear(&s->q);
+                if (s->app)
+                    s->app->stats.slow_closes++;
+                pg_session_close(s, 1013, "slow consumer: socket not drained, reconnect later");
+                continue;
+            }
+        } else {
+            /*
+             * Its socket takes bytes, and the loop writes a frame to it every round: output piles up here only
+             * when the loop itself is too slow. Choked sockets say nothing about the gateway and are left out.
+             */
+            s->choked_since_ms = 0;
+            size_t fan_msgs = pg_outq_fanout_count(&s->q), fan_bytes = pg_outq_fanout_bytes(&s->q);
+            free_bytes += fan_bytes;
+            free_msgs += fan_msgs;
+            draining++;
+            if (fan_msgs > max_free_msgs)
+                max_free_msgs = fan_msgs;
+            if (fan_bytes > max_free_bytes)
+                max_free_bytes = fan_bytes;
+        }
+        bytes += s->q.bytes;
+        msgs += s->q.count;
+    }
+    gw->pending_bytes = bytes;
+    gw->pending_msgs = msgs;
+    const char *behind = NULL;
+    /* our own publishes' PUBACKs and the keepalive's PINGRESP wait behind a pause: keep it well under both */
+    int64_t pause_max_ms = cfg->publish_timeout_ms / 2;
+    if (pause_max_ms > cfg->broker_keepalive_s * 500)
+        pause_max_ms = cfg->broker_keepalive_s * 500;
+    if (gw->rx_paused_ms && (!gw->mqtt_wsi || (max_free_msgs < (size_t)cfg->max_queue_messages / 4 &&
+                                               max_free_bytes < cfg->max_queue_bytes / 4) ||
+                             now - gw->rx_paused_ms > pause_max_ms)) {
+        if (now - gw->rx_paused_ms > pause_max_ms)
+            pg_log(PG_LOG_WARN, "server", "broker input paused for %lld ms: reading again", (long long)pause_max_ms);
+        if (gw->mqtt_wsi)
+            lws_rx_flow_control(gw->mqtt_wsi, 1);
+        gw->rx_paused_ms = 0;
+    }
+    if (gw->rx_paused_ms)
+        behind = "gateway overloaded: catching up with broker messages, retry later";
+    else if (bytes > cfg->max_pending_bytes)
+        behind = "gateway overloaded: too much output pending (max_pending_bytes), retry later";
+    else if (draining && (free_msgs / draining > (size_t)cfg->max_queue_messages / 2 ||
+                          free_bytes / draining > cfg->max_queue_bytes / 2))
+        behind = "gateway overloaded: its sessions' out-queues are half full, retry later";
+    if (behind != gw->behind)
+        pg_log(behind ? PG_LOG_WARN : PG_LOG_INFO, "server", "%s (pending %llu bytes in %zu messages)",
+               behind ? behind : "caught up: publishes accepted again", (unsigned long long)bytes, msgs);
+    gw->behind = behind;
+    /* sessions that lost messages while the gateway was behind hear of it once their queue has room again */
+    if (!behind) {
+        HASH_ITER(hh, gw->sessions, s, tmp) {
+            if (s->lost && !s->close_code && s->q.count < (size_t)cfg->max_queue_messages / 2) {
+                s->lost = 0;
+                pg_session_gap(s, NULL, NULL);
+            }
+        }
+    }
+}
+
 static void tick(lws_sorted_usec_list_t *sul)
 {
     struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
+    load_tick(gw);
     pg_bridge_tick(gw->bridge);
     pg_cluster_tick(gw);
     pg_webhooks_tick(gw->webhooks);
@@ -546,7 +692,7 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
            cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
-    if (pg_cluster_init(&gw) != 0 || pg_push_init(&gw) != 0)
+    if (pg_cluster_init(&gw) != 0 || pg_push_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
@@ -567,6 +713,7 @@ out:
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);
+    pg_seq_free(&gw);
     apps_free(&gw);
     return rc;
 }

@@ -272,6 +272,11 @@ static void do_publish(struct pg_session *s, json_t *req, const char *room, json
         reply(s, "publish", cb, room, 413, "message too large");
         goto out;
     }
+    const char *why = pg_publish_refusal(s->gw, s->app);
+    if (why) {
+        reply(s, "publish", cb, room, 503, why);
+        goto out;
+    }
     if (cb && !(ack = ack_new(s, cb, room))) {
         reply(s, "publish", cb, room, 500, "out of memory");
         goto out;

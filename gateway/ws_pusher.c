@@ -581,8 +581,11 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
                                          : json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
     if (!payload)
         return;
+    const char *why = NULL;
     if (strlen(payload) > s->gw->cfg->max_message_bytes) {
         send_error(s, 4301, "Client event rejected - data too large");
+    } else if ((why = pg_publish_refusal(s->gw, s->app))) {
+        send_error(s, 4301, "Client event rejected - gateway overloaded, retry later");
     } else {
         const char *props[] = {"event", event, "socket_id", s->socket_id, m->user_id ? "user_id" : NULL, m->user_id,
                                NULL};

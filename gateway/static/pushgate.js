@@ -11,8 +11,9 @@
  *   });
  *
  * Drone events: open(err), authenticate(err), error(err), disconnect(ev), reconnect, close(ev),
- * broadcast(event, message, meta) for app-wide events (POST /api/apps/{app}/events with topic "#general").
- * Room events:  open(err), data(message, meta), message({data, room, clientId, timestamp}), error(err).
+ * broadcast(event, message, meta) for app-wide events (POST /api/apps/{app}/events with topic "#general"),
+ * gap({room, channel}) when messages were lost before the next one (fetch what you missed).
+ * Room events:  open(err), data(message, meta), message({data, room, clientId, timestamp}), error(err), gap(info).
  *
  * Plain ES5, no dependencies. Also loads under node (module.exports) when a WebSocket implementation is passed
  * as options.WebSocket.
@@ -351,7 +352,22 @@
             this.emit('broadcast', frame.event, frame.message, {timestamp: frame.timestamp});
         } else if (frame.type === 'error') {
             this.emit('error', toError(frame.error));
+        } else if (frame.type === 'gap') {
+            this._gap(frame);
         }
+    };
+
+    /*
+     * The server lost messages of a room before the next one (its broker dropped them): the room and the drone
+     * emit 'gap' ({room, channel}) so the application can fetch the state it missed (e.g. from its backend).
+     */
+    Pushgate.prototype._gap = function (frame) {
+        var info = {room: frame.room, channel: frame.channel}, room;
+        if (typeof frame.room === 'string' && Object.prototype.hasOwnProperty.call(this._rooms, frame.room)) {
+            room = this._rooms[frame.room];
+            room.emit('gap', info);
+        }
+        this.emit('gap', info);
     };
 
     Pushgate.prototype._dispatch = function (frame) {

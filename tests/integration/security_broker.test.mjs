@@ -2,7 +2,7 @@
 // a real gateway and real clients (mqtt.js, pusher-js, ws):
 //  - client ids: a device can never disconnect a device of another app, an operator or a gateway (its CONNACK is
 //    refused instead), and never uses a gateway's client id form (`pushgate-…`); a takeover inside one app stays;
-//  - metadata: the user properties gateways read as facts (user_id, client_id, socket_id, ts) and protocol event
+//  - metadata: the user properties gateways read as facts (user_id, client_id, socket_id, ts, origin, seq, prev) and protocol event
 //    names are removed from device publishes, so Pusher and native clients get an ordinary message;
 //  - protected channels: in an open app an anonymous device can neither publish nor subscribe `private-…` /
 //    `presence-…`, and its `#` subscription never delivers them; a token that grants them does;
@@ -275,6 +275,10 @@ const FORGED = {
     user_id: 'boss',
     client_id: 'web-boss',
     socket_id: '123.456',
+    // the delivery sequence gateways stamp (origin, seq, prev): forged, they would fake or hide gaps
+    origin: 'gw-forged.1',
+    seq: '7',
+    prev: '5',
     ts: '1000',
 };
 

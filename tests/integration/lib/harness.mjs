@@ -445,6 +445,7 @@ export async function startBroker({
     const aclLines = [
         'user pushgate',
         `topic readwrite ${topicRoot}/#`,
+        'topic read $SYS/broker/publish/messages/dropped',
         '',
         `user ${OPERATOR_USER.username}`,
         `topic read ${topicRoot}/#`,
@@ -462,6 +463,9 @@ export async function startBroker({
         `allow_anonymous ${allowAnonymous ? 'true' : 'false'}`,
         'persistence false',
         'set_tcp_nodelay true',
+        // what conf/mosquitto.conf ships: hold a lagging gateway's messages, bounded in bytes, instead of dropping
+        'max_queued_messages 100000000',
+        'max_queued_bytes 64000000',
         ...(passwordFile ? [`password_file ${passwd}`] : []),
         ...(aclFile ? [`acl_file ${acl}`] : []),
         'log_dest stderr',

@@ -1,0 +1,209 @@
+/*
+ * Gap detection: no message the broker acknowledged is lost without the
+ * subscriber being told.
+ *
+ * Every message a gateway publishes for an app (pg_publish_topic) carries
+ * three user properties: `origin` (this process: node id and a random
+ * incarnation, so a restarted node is a new origin), `seq` (a per-origin
+ * counter) and `prev` (the seq of the origin's previous message on the same
+ * topic, 0 when it does not know one). A receiving gateway keeps, per local
+ * channel (exact name or wildcard filter), the last seq it saw of each origin
+ * (for a filter: of each origin and channel). A message whose prev is not
+ * that last seq follows messages this process never received: the broker
+ * dropped them (a full client queue, max_queued_bytes) or this process was
+ * disconnected meanwhile. Its subscribers then get an explicit gap signal
+ * (pg_session_gap) before the message.
+ *
+ * Invariants and limits:
+ *  - A table belongs to its channel: it starts empty when the channel gets
+ *    its first local subscriber and dies with the channel, so what was
+ *    published while nobody here listened is never reported as a gap.
+ *  - Every table holds at most gap_tracking_max entries and forgets the least
+ *    recently used one first: a publisher that forgot a topic sends prev 0
+ *    ("unknown") and the receiver starts over from that message; a receiver
+ *    that forgot an origin does the same. Forgetting can hide a gap, never
+ *    invent one.
+ *  - A gap is seen when the origin's next message on the channel arrives: the
+ *    very last messages before a long silence are reported late, or (when
+ *    the origin stops for good) only through the broker's dropped counter.
+ *  - A publish that failed after it was sent (timeout, lost connection) still
+ *    counts: receivers may report a gap for a message nobody acknowledged.
+ *    That errs on the side of telling.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway.h"
+
+#define DROPPED_TOPIC "$SYS/broker/publish/messages/dropped"
+
+struct pg_seq {
+    char *key; /* topic (publisher) / origin or "origin\nchannel" (receiver) */
+    uint64_t last;
+    UT_hash_handle hh; /* insertion order = least recently used first */
+};
+
+int pg_seq_init(struct pg_gw *gw)
+{
+    char inc[13];
+    if (pg_random_token(inc, sizeof inc - 1) != 0)
+        return PG_EIO;
+    inc[sizeof inc - 1] = '\0';
+    snprintf(gw->origin, sizeof gw->origin, "%s.%s", gw->node_id, inc);
+    gw->broker_dropped = -1;
+    /* retained and refreshed by the broker every sys_interval; a broker whose ACL refuses it only logs that */
+    if (pg_bridge_subscribe(gw->bridge, DROPPED_TOPIC) != 0)
+        pg_log(PG_LOG_WARN, "seq", "cannot subscribe to %s", DROPPED_TOPIC);
+    return 0;
+}
+
+/* Moves e to the most recently used end, or adds it; drops the oldest entries over the bound. */
+static void touch(struct pg_gw *gw, struct pg_seq **table, struct pg_seq *e, int present)
+{
+    if (present)
+        HASH_DELETE(hh, *table, e);
+    HASH_ADD_KEYPTR(hh, *table, e->key, strlen(e->key), e);
+    while (HASH_COUNT(*table) > (unsigned)gw->cfg->gap_tracking_max) {
+        struct pg_seq *old = *table;
+        HASH_DELETE(hh, *table, old);
+        free(old->key);
+        free(old);
+    }
+}
+
+void pg_seq_stamp(struct pg_gw *gw, const char *topic, struct pg_seq_stamp *st)
+{
+    struct pg_seq *e;
+    HASH_FIND_STR(gw->seq_out, topic, e);
+    st->n = ++gw->seq_next;
+    snprintf(st->seq, sizeof st->seq, "%" PRIu64, st->n);
+    snprintf(st->prev, sizeof st->prev, "%" PRIu64, e ? e->last : (uint64_t)0);
+}
+
+void pg_seq_published(struct pg_gw *gw, const char *topic, const struct pg_seq_stamp *st)
+{
+    struct pg_seq *e;
+    HASH_FIND_STR(gw->seq_out, topic, e);
+    int present = e != NULL;
+    if (!e) {
+        if (!(e = calloc(1, sizeof *e)) || !(e->key = strdup(topic))) {
+            free(e);
+            return; /* the next message on topic says prev 0: receivers start over, nothing is invented */
+        }
+    }
+    e->last = st->n;
+    touch(gw, &gw->seq_out, e, present);
+}
+
+int pg_seq_parse(const struct pg_bridge_prop *props, size_t nprops, struct pg_seq_in *in)
+{
+    const char *seq = pg_prop_get(props, nprops, "seq", NULL), *prev = pg_prop_get(props, nprops, "prev", NULL);
+    in->origin = pg_prop_get(props, nprops, "origin", NULL);
+    if (!in->origin || !seq || !prev)
+        return 0;
+    char *end;
+    in->seq = strtoull(seq, &end, 10);
+    if (*end || !in->seq)
+        return 0;
+    in->prev = strtoull(prev, &end, 10);
+    return *end ? 0 : 1;
+}
+
+int pg_seq_check(struct pg_gw *gw, struct pg_seq **table, const struct pg_seq_in *in, const char *channel)
+{
+    char stack[256];
+    size_t ol = strlen(in->origin), cl = channel ? strlen(channel) + 1 : 0;
+    char *key = ol + cl < sizeof stack ? stack : malloc(ol + cl + 1);
+    if (!key)
+        return 0;
+    memcpy(key, in->origin, ol);
+    if (channel) {
+        key[ol] = '\n';
+        memcpy(key + ol + 1, channel, cl - 1);
+    }
+    key[ol + cl] = '\0';
+    struct pg_seq *e;
+    int gap = 0;
+    HASH_FIND_STR(*table, key, e);
+    if (e && in->seq <= e->last)
+        goto out; /* a repeat (QoS 1 redelivery): nothing new, nothing missed */
+    if (e)
+        gap = in->prev && in->prev != e->last;
+    int present = e != NULL;
+    if (!e && (!(e = calloc(1, sizeof *e)) || !(e->key = strdup(key)))) {
+        free(e);
+        goto out;
+    }
+    e->last = in->seq;
+    touch(gw, table, e, present);
+out:
+    if (key != stack)
+        free(key);
+    return gap;
+}
+
+void pg_seq_table_free(struct pg_seq **table)
+{
+    struct pg_seq *e, *tmp;
+    HASH_ITER(hh, *table, e, tmp) {
+        HASH_DELETE(hh, *table, e);
+        free(e->key);
+        free(e);
+    }
+}
+
+void pg_seq_free(struct pg_gw *gw)
+{
+    pg_seq_table_free(&gw->seq_out);
+}
+
+int pg_seq_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len)
+{
+    if (strcmp(topic, DROPPED_TOPIC) != 0)
+        return 0;
+    char buf[32];
+    if (len && len < sizeof buf) {
+        memcpy(buf, payload, len);
+        buf[len] = '\0';
+        char *end;
+        long long v = strtoll(buf, &end, 10);
+        if (!*end && v >= 0) {
+            if (gw->broker_dropped >= 0 && v > gw->broker_dropped)
+                pg_log(PG_LOG_WARN, "seq", "the broker dropped %lld messages (full client queues: max_queued_bytes)",
+                       v - gw->broker_dropped);
+            gw->broker_dropped = v;
+        }
+    }
+    return 1;
+}
+
+void pg_session_gap(struct pg_session *s, const char *sub, const char *channel)
+{
+    if (s->close_code)
+        return;
+    s->lost = 0; /* whatever it lost before, this signal covers it */
+    if (s->app)
+        s->app->stats.gap_signals++;
+    if (s->proto == PG_PROTO_PUSHER) {
+        /* pusher-js reconnects at once on a 4200-4299 close and resubscribes every channel */
+        pg_session_send_json(s, json_pack("{s:s, s:{s:s, s:i}}", "event", "pusher:error", "data", "message",
+                                          "messages were missed: reconnecting", "code", 4200));
+        pg_session_close(s, 4200, "messages were missed: reconnect and resubscribe");
+    } else if (s->proto == PG_PROTO_SIO) {
+        json_t *o = json_pack("{s:s?, s:s?}", "room", sub, "channel", channel);
+        char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        struct pg_bridge_prop ev = {"event", "pushgate:gap"};
+        struct pg_msg *m = NULL;
+        if (js)
+            pg_sio_encode(s, js, strlen(js), &ev, 1, &m);
+        free(js);
+        if (m)
+            pg_session_send(s, m);
+        pg_msg_unref(m);
+    } else {
+        pg_session_send_json(s, json_pack("{s:s, s:s?, s:s?}", "type", "gap", "room", sub, "channel", channel));
+    }
+}
