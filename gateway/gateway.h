@@ -640,7 +640,7 @@ struct pg_seq_in { /* the sequence properties of a received message */
 /* Sets gw->origin; subscribes the broker's dropped counter. */
 int pg_seq_init(struct pg_gw *gw);
 void pg_seq_free(struct pg_gw *gw);
-/* The seq and prev of the next publish on topic; pg_seq_published() once the bridge took it. */
+/* The seq and prev of the next publish on topic; pg_seq_published() once the broker acknowledged it. */
 void pg_seq_stamp(struct pg_gw *gw, const char *topic, struct pg_seq_stamp *st);
 void pg_seq_published(struct pg_gw *gw, const char *topic, const struct pg_seq_stamp *st);
 /* 1 when props carry origin, seq and prev (in filled). */

@@ -5,14 +5,24 @@
  * Every message a gateway publishes for an app (pg_publish_topic) carries
  * three user properties: `origin` (this process: node id and a random
  * incarnation, so a restarted node is a new origin), `seq` (a per-origin
- * counter) and `prev` (the seq of the origin's previous message on the same
- * topic, 0 when it does not know one). A receiving gateway keeps, per local
- * channel (exact name or wildcard filter), the last seq it saw of each origin
- * (for a filter: of each origin and channel). A message whose prev is not
- * that last seq follows messages this process never received: the broker
- * dropped them (a full client queue, max_queued_bytes) or this process was
- * disconnected meanwhile. Its subscribers then get an explicit gap signal
- * (pg_session_gap) before the message.
+ * counter) and `prev` (the seq of the origin's last message on the same
+ * topic that the broker had acknowledged when this one was sent, 0 when it
+ * does not know one). A receiving gateway keeps, per local channel (exact
+ * name or wildcard filter), the highest seq it saw of each origin (for a
+ * filter: of each origin and channel). A message whose prev is above that
+ * follows a message the broker acknowledged and this process never received:
+ * the broker dropped it (a full client queue, max_queued_bytes) or this
+ * process was disconnected meanwhile. Its subscribers then get an explicit
+ * gap signal (pg_session_gap) before the message.
+ *
+ * Only acknowledged messages become a prev: a publish the broker refused
+ * (PUBACK >= 0x80), that timed out or that was lost with the connection was
+ * never promised to anyone, so it never makes a receiver report a gap (a
+ * false gap closes every Pusher subscriber of the channel with 4200). Messages
+ * in flight together carry the prev acknowledged when each was sent, which
+ * may be older than the message before them: a receiver sees prev below its
+ * last and reports nothing, and a loss among them shows at the first message
+ * sent after its acknowledgement.
  *
  * Invariants and limits:
  *  - A table belongs to its channel: it starts empty when the channel gets
@@ -26,9 +36,6 @@
  *  - A gap is seen when the origin's next message on the channel arrives: the
  *    very last messages before a long silence are reported late, or (when
  *    the origin stops for good) only through the broker's dropped counter.
- *  - A publish that failed after it was sent (timeout, lost connection) still
- *    counts: receivers may report a gap for a message nobody acknowledged.
- *    That errs on the side of telling.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -93,7 +100,8 @@ void pg_seq_published(struct pg_gw *gw, const char *topic, const struct pg_seq_s
             return; /* the next message on topic says prev 0: receivers start over, nothing is invented */
         }
     }
-    e->last = st->n;
+    if (st->n > e->last) /* acknowledgements of messages in flight together may come back in any order */
+        e->last = st->n;
     touch(gw, &gw->seq_out, e, present);
 }
 
@@ -130,7 +138,7 @@ int pg_seq_check(struct pg_gw *gw, struct pg_seq **table, const struct pg_seq_in
     if (e && in->seq <= e->last)
         goto out; /* a repeat (QoS 1 redelivery): nothing new, nothing missed */
     if (e)
-        gap = in->prev && in->prev != e->last;
+        gap = in->prev > e->last; /* acknowledged before this one was sent, never seen here */
     int present = e != NULL;
     if (!e && (!(e = calloc(1, sizeof *e)) || !(e->key = strdup(key)))) {
         free(e);

@@ -111,6 +111,27 @@ int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
     return s->app->creds->require_auth || pg_channel_protected(channel, strlen(channel)) ? 401 : 0;
 }
 
+/* One publish waiting for the broker: its seq becomes the topic's prev only once acknowledged (seq.c). */
+struct seq_ack {
+    struct pg_gw *gw;
+    char *topic; /* owned */
+    struct pg_seq_stamp st;
+    pg_bridge_ack_cb cb; /* the publisher's, may be NULL */
+    void *cb_ud;
+};
+
+/* The bridge calls every publish's callback exactly once (acknowledged, refused, timed out, lost, or at shutdown). */
+static void seq_acked(void *ud, int result)
+{
+    struct seq_ack *a = ud;
+    if (result == 0)
+        pg_seq_published(a->gw, a->topic, &a->st);
+    if (a->cb)
+        a->cb(a->cb_ud, result);
+    free(a->topic);
+    free(a);
+}
+
 int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
                      const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
 {
@@ -132,9 +153,19 @@ int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const
     all[n++] = "prev";
     all[n++] = st.prev;
     all[n] = NULL;
-    int rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, cb, cb_ud);
-    if (rc == 0)
-        pg_seq_published(gw, topic, &st);
+    struct seq_ack *sa = calloc(1, sizeof *sa);
+    int rc = PG_ENOMEM;
+    if (sa && (sa->topic = strdup(topic))) {
+        sa->gw = gw;
+        sa->st = st;
+        sa->cb = cb;
+        sa->cb_ud = cb_ud;
+        rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, seq_acked, sa);
+    }
+    if (rc != 0 && sa) {
+        free(sa->topic);
+        free(sa);
+    }
     struct pg_app *a = pg_app_find(gw, app, strlen(app));
     if (a && rc == 0)
         a->stats.published++;

@@ -51,11 +51,14 @@ int main(void)
     struct pg_seq *t = NULL;
     CHECK_EQ(receive(&gw, &t, "n1.x", 10, 7, NULL), 0, "first message seen: baseline");
     CHECK_EQ(receive(&gw, &t, "n1.x", 12, 10, NULL), 0, "prev is the last seen");
+    CHECK_EQ(receive(&gw, &t, "n1.x", 13, 10, NULL), 0, "in flight with 12: prev below the last seen is no gap");
     CHECK_EQ(receive(&gw, &t, "n1.x", 15, 14, NULL), 1, "seq 14 never arrived: gap");
     CHECK_EQ(receive(&gw, &t, "n1.x", 15, 14, NULL), 0, "a repeat is neither new nor a gap");
     CHECK_EQ(receive(&gw, &t, "n1.x", 16, 0, NULL), 0, "prev 0: the publisher forgot, start over");
     CHECK_EQ(receive(&gw, &t, "n2.y", 3, 2, NULL), 0, "another origin has its own chain");
     CHECK_EQ(receive(&gw, &t, "n1.x", 20, 16, NULL), 0, "origins do not disturb each other");
+    /* a refused publish (seq 21) never becomes a prev: the next one names the last acknowledged */
+    CHECK_EQ(receive(&gw, &t, "n1.x", 22, 20, NULL), 0, "a refused seq in between is no gap");
     /* filters key by origin and channel */
     struct pg_seq *f = NULL;
     CHECK_EQ(receive(&gw, &f, "n1.x", 30, 0, "s/a"), 0, "baseline s/a");
