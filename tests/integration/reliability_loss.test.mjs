@@ -149,6 +149,9 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
     assert.equal(r.status, 200, r.body);
     await sio.messages.next();
     assert.ok(!(await metric(b, 'pushgate_gaps_total')), 'no gap yet');
+    // a room of its own on B, to learn when B has caught up with its broker queue after SIGCONT
+    const probeRoom = uid('probe-room');
+    const probe = await nativeSession(b, probeRoom);
 
     b.signal('SIGSTOP');
     try {
@@ -164,6 +167,19 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
         }
     } finally {
         b.signal('SIGCONT');
+    }
+    // Until B has worked through what the broker held for it, the broker's queue for B is still full and drops what
+    // comes next too. Messages reach B in order: once a probe published after SIGCONT arrives, the queue is drained.
+    const caughtUp = Date.now() + scaled(15000);
+    for (let p = 1; ; p++) {
+        r = await httpRequest('POST', `${a.url}/demo/${probeRoom}/publish`, { body: `{"p":${p}}`, headers: JSON_CT });
+        assert.equal(r.status, 200, r.body);
+        try {
+            await probe.next((f) => f.type === 'message' && f.room === probeRoom, 300);
+            break;
+        } catch (e) {
+            if (Date.now() > caughtUp) throw new Error(`B did not catch up with its broker queue: ${e.message}`);
+        }
     }
     // the next message of the same origin shows what is missing
     r = await httpRequest('POST', `${a.url}/demo/${room}/publish`, { body: '{"n":41}', headers: JSON_CT });
@@ -328,4 +344,28 @@ test('a reader that stops reading is still closed with 1013, and the others get 
     assert.equal(info.code, 1013, JSON.stringify(info));
     await waitFor(() => readers.every((s) => s.count >= acked.length), { timeoutMs: scaled(20000) });
     for (const s of readers) assert.equal(s.c.closeInfo, null);
+});
+
+test('a publish the broker refuses is no gap: the next message is delivered without a gap signal', async () => {
+    // the broker refuses (PUBACK 0x97) what is over its message_size_limit; a refused message was never promised
+    const stack = await startStack({ apps: APPS, brokerOptions: { extraConf: 'message_size_limit 2000' } });
+    stacks.push(stack);
+    const gw = stack.gw;
+    const room = uid('refused-room');
+    const native = await nativeSession(gw, room);
+    const pusher = await pusherSession(gw, room);
+
+    let r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: '{"n":1}', headers: JSON_CT });
+    assert.equal(r.status, 200, r.body);
+    r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: JSON.stringify({ n: 2, pad: 'x'.repeat(5000) }), headers: JSON_CT });
+    assert.equal(r.status, 403, `the broker refused the oversize message: ${r.body}`);
+    r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: '{"n":3}', headers: JSON_CT });
+    assert.equal(r.status, 200, r.body);
+
+    await native.next((f) => f.type === 'message' && f.message.n === 3);
+    await pusher.next((f) => f.event === 'message' && f.channel === room && JSON.parse(f.data).n === 3);
+    assert.deepEqual(native.frames.filter((f) => f.type === 'message').map((f) => f.message.n), [1, 3]);
+    assert.equal(native.frames.find((f) => f.type === 'gap'), undefined, 'no gap frame');
+    assert.equal(pusher.frames.find((f) => f.event === 'pusher:error'), undefined, 'no pusher:error (4200 would close it)');
+    assert.ok(!(await metric(gw, 'pushgate_gaps_total')), 'no gap counted');
 });
