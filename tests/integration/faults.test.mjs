@@ -368,6 +368,9 @@ test('kill -9 of one of two gateways: the survivor\'s subscribers miss nothing, 
         }
         assert.equal(await readyz(gwA), 200);
         assert.equal(await readyz(gwB), 200);
+        // the survivor missed nothing, so it told nobody of a gap (a false gap would close every Pusher subscriber)
+        const metrics = await httpRequest('GET', `${gwB.url}/metrics`);
+        assert.doesNotMatch(metrics.body, /^pushgate_gaps_total\{[^}]*\} [1-9]/m, 'no gap on the survivor');
     });
 
 test('two gateways, five MQTT devices at ~200 msg/s: every PUBACKed message reaches every subscriber once, in per-device order',
