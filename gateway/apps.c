@@ -24,7 +24,7 @@
  * deleted, and no copy of the app from before then is stored again, even
  * one that a gateway changed while away from the broker and announces on
  * its return; whoever ignores such a copy announces the tombstone again, so
- * the broker's retained state is the deletion once more. `_ctl` is readable only by gateway accounts (DESIGN.md).
+ * the broker's retained state is the deletion once more. `_ctl` is readable only by gateway accounts (conf/mosquitto.acl).
  *
  * App-wide broadcasts (`#general`) travel on `{root}/{app}/b` with the event
  * name as the `event` user property and reach every session of the app.

@@ -1,7 +1,7 @@
 /*
  * The native protocol at /v1/{app}: JSON frames with a "type", ScaleDrone's
  * model (rooms, JWT authentication, publish) plus MQTT wildcards in
- * subscriptions. Wire format: README "Native protocol" and PROTOCOLS.md §1.
+ * subscriptions. Wire format: README "Native protocol".
  */
 #include <stdlib.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-// The native WebSocket protocol at /v1/{app} (PROTOCOLS.md §1) against a real mosquitto + pushgate stack:
+// The native WebSocket protocol at /v1/{app} (README "Native protocol") against a real mosquitto + pushgate stack:
 // the open frame and resume tokens, subscribe/publish with cb replies, how payloads are rendered, wildcard
 // subscriptions without duplicates, JWT authentication on an app that requires it (and every way a token
 // must be refused), permission rules including a catastrophic regex, token expiry while connected, and the

@@ -1,4 +1,4 @@
-// Pusher HTTP API (PROTOCOLS.md §2, /apps/{app_id}/…) against a real mosquitto + pushgate stack, driven
+// Pusher HTTP API (README "Pusher Channels compatibility", /apps/{app_id}/…) against a real mosquitto + pushgate stack, driven
 // by the unmodified `pusher` server SDK, with raw signed requests (signature computed in lib/pusher.mjs with
 // node:crypto) for the malformed cases the SDK refuses to send. Events reach pusher-js subscribers and
 // MQTT v5 subscribers of pushgate/{app}/c/{channel} (event name in the `event` user property, payload =
@@ -104,7 +104,7 @@ async function mqttListener(channels) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw signed requests (PROTOCOLS.md §2), signed by signedPath
+// Raw signed requests, signed by signedPath
 
 // body: an object is sent as JSON; a string as is.
 function rawPost(path, body, opts = {}) {

@@ -1,4 +1,4 @@
-// Pusher Channels protocol 7 at /app/{key} (PROTOCOLS.md §2) against a real mosquitto + pushgate stack,
+// Pusher Channels protocol 7 at /app/{key} (README "Pusher Channels compatibility") against a real mosquitto + pushgate stack,
 // driven by the unmodified pusher-js 8 client (node build) with channel authorization from the `pusher`
 // server SDK, plus raw WebSocket frames where the exact wire format or a malformed request matters:
 // handshake, unknown key (4001), old protocol (4007), ping/pong, public/private/presence subscriptions,

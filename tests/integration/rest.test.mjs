@@ -1,4 +1,4 @@
-// ScaleDrone-style REST publish (PROTOCOLS.md §3) against a real mosquitto + pushgate stack:
+// ScaleDrone-style REST publish (README "REST API") against a real mosquitto + pushgate stack:
 // POST /{app}/{channel}/publish answers 200 only once the broker acknowledged the message, and the
 // message reaches WebSocket subscribers; refusals for bad content, size, unknown apps, tokens and
 // channel names; 503 (and /readyz 503) while the broker is down, 200 again once it is back.

@@ -1,4 +1,4 @@
-// Pusher-style webhooks (PROTOCOLS.md §2) against a real mosquitto + pushgate stack and real HTTP receivers:
+// Pusher-style webhooks (README "Pusher Channels compatibility") against a real mosquitto + pushgate stack and real HTTP receivers:
 // channel_occupied / channel_vacated from native WebSocket subscriptions, signed so that node:crypto and the
 // `pusher` SDK's webhook verification accept them; retries of the identical body after failures; batching of
 // events emitted at different times into one POST; a refused or hanging receiver never slows WebSocket traffic

@@ -1,5 +1,5 @@
 // Pieces the Pusher integration tests share: the `pusher` server SDK and pusher-js pointed at a test
-// gateway, waiting on pusher-js events, and the signatures (PROTOCOLS.md §2) of raw frames and requests.
+// gateway, waiting on pusher-js events, and the signatures (README "Pusher Channels compatibility") of raw frames and requests.
 import crypto from 'node:crypto';
 import http from 'node:http';
 
