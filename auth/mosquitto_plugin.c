@@ -1283,6 +1283,22 @@ static void broker_accounts_set(struct plugin *pl, struct broker_users *bu, int 
 }
 
 /*
+ * What one of the two options leaves to the broker's configuration: 1 allow or 0 defer when decided (by the option
+ * itself, or because auto cannot be sure: an unknown configuration, the broker's own file, another plugin), with
+ * the reason in *why; -1 when auto finds nothing in the way and the caller decides from the rest.
+ */
+static int non_app_rule(int opt, const char *opt_name, int known, int has_file, const char *file_why, int plugins,
+                        const char **why)
+{
+    if (opt != NON_APP_AUTO) {
+        *why = opt_name;
+        return opt == NON_APP_ALLOW;
+    }
+    *why = !known ? "broker configuration unknown" : has_file ? file_why : plugins > 1 ? "another plugin is loaded" : NULL;
+    return *why ? 0 : -1;
+}
+
+/*
  * Sets acl_allow and login_allow from the options and, for `auto`, from the broker's configuration file, and logs
  * the mode in force. Without the plugin, Mosquitto 2.0 allows every publish and subscribe when it has no acl_file
  * and accepts any username when it has no password_file and allow_anonymous is true; with a plugin that defers,
@@ -1309,35 +1325,16 @@ static void non_app_resolve(struct plugin *pl)
     known = rc == 0;
     broker_accounts_set(pl, &bu, known && !bu.unread);
 
-    if (pl->acl_opt != NON_APP_AUTO) {
-        pl->acl_allow = pl->acl_opt == NON_APP_ALLOW;
-        acl_why = "plugin_opt_non_app_acl";
-    } else if (!known) {
-        pl->acl_allow = 0;
-        acl_why = "broker configuration unknown";
-    } else if (bc.acl_file) {
-        pl->acl_allow = 0;
-        acl_why = "the broker has an acl_file";
-    } else if (bc.plugins > 1) {
-        pl->acl_allow = 0;
-        acl_why = "another plugin is loaded";
-    } else {
-        pl->acl_allow = 1;
+    int allow = non_app_rule(pl->acl_opt, "plugin_opt_non_app_acl", known, bc.acl_file,
+                             "the broker has an acl_file", bc.plugins, &acl_why);
+    pl->acl_allow = allow < 0 ? 1 : allow;
+    if (allow < 0)
         acl_why = "the broker has no acl_file";
-    }
 
-    if (pl->login_opt != NON_APP_AUTO) {
-        pl->login_allow = pl->login_opt == NON_APP_ALLOW;
-        login_why = "plugin_opt_non_app_login";
-    } else if (!known) {
-        pl->login_allow = 0;
-        login_why = "broker configuration unknown";
-    } else if (bc.password_file) {
-        pl->login_allow = 0;
-        login_why = "the broker has a password_file";
-    } else if (bc.plugins > 1) {
-        pl->login_allow = 0;
-        login_why = "another plugin is loaded";
+    allow = non_app_rule(pl->login_opt, "plugin_opt_non_app_login", known, bc.password_file,
+                         "the broker has a password_file", bc.plugins, &login_why);
+    if (allow >= 0) {
+        pl->login_allow = allow;
     } else if (bc.per_listener_settings) {
         pl->login_allow = 0; /* allow_anonymous may differ between listeners */
         login_why = "per_listener_settings true";

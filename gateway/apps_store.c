@@ -769,6 +769,18 @@ static int tx(struct pg_apps_store *st, const char *sql)
     return src == SQLITE_OK ? 0 : db_fail(st, src);
 }
 
+/* Ends the caller's transaction: COMMIT when rc is 0, else (or when COMMIT fails) ROLLBACK, keeping the first error. */
+static int tx_end(struct pg_apps_store *st, int rc)
+{
+    if (rc == 0 && (rc = tx(st, "COMMIT")) == 0)
+        return 0;
+    char why[sizeof st->err];
+    snprintf(why, sizeof why, "%s", st->err);
+    tx(st, "ROLLBACK");
+    snprintf(st->err, sizeof st->err, "%s", why);
+    return rc;
+}
+
 /* Records the deletion of slug at deleted_ms (the later one stays). Inside the caller's transaction. */
 static int record_deletion(struct pg_apps_store *st, const char *slug, int64_t deleted_ms)
 {
@@ -814,14 +826,7 @@ int pg_apps_store_delete(struct pg_apps_store *st, const char *slug)
         int64_t now = pg_now_ms();
         rc = record_deletion(st, slug, now > updated ? now : updated + 1);
     }
-    if (rc == 0 && (rc = tx(st, "COMMIT")) == 0)
-        return 0;
-    int keep = rc;
-    char why[sizeof st->err];
-    snprintf(why, sizeof why, "%s", st->err);
-    tx(st, "ROLLBACK");
-    snprintf(st->err, sizeof st->err, "%s", why);
-    return keep;
+    return tx_end(st, rc);
 }
 
 int pg_apps_store_forget(struct pg_apps_store *st, const char *slug, int64_t deleted_ms, int *removed)
@@ -851,16 +856,9 @@ int pg_apps_store_forget(struct pg_apps_store *st, const char *slug, int64_t del
         *removed = sqlite3_changes(st->db) > 0;
     if (rc == 0)
         rc = record_deletion(st, slug, deleted_ms);
-    if (rc == 0 && (rc = tx(st, "COMMIT")) == 0)
-        return 0;
-    if (removed)
+    if ((rc = tx_end(st, rc)) != 0 && removed)
         *removed = 0;
-    int keep = rc;
-    char why[sizeof st->err];
-    snprintf(why, sizeof why, "%s", st->err);
-    tx(st, "ROLLBACK");
-    snprintf(st->err, sizeof st->err, "%s", why);
-    return keep;
+    return rc;
 }
 
 int pg_apps_store_deleted(struct pg_apps_store *st, const char *slug, int64_t *deleted_ms)

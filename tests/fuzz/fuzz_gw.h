@@ -14,6 +14,7 @@
 #define FUZZ_GW_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -52,6 +53,17 @@ void fuzz_session_open(struct pg_session *s, struct pg_app *app, enum pg_proto p
 void fuzz_session_check_output(struct pg_session *s, const char *key);
 /* Undo fuzz_session_open and whatever the input left (channels, queue, token, timers). */
 void fuzz_session_close(struct pg_session *s);
+
+/*
+ * One input of a WebSocket frame harness (native, Pusher): the first byte picks the app (bit 0: "locked", which
+ * requires auth), the rest is up to max_frames frames separated by 0x1f (never raw inside JSON text), fed in order
+ * to one session of proto (client_id FUZZ_CLIENT_ID, Pusher: socket_id FUZZ_SOCKET_ID), so an authenticate or a
+ * signin can precede a subscribe. check(frame) runs the harness's own invariants before each frame is received;
+ * every frame queued in answer must be a JSON object with a string member key.
+ */
+void fuzz_frames(const uint8_t *data, size_t size, enum pg_proto proto, int max_frames,
+                 void (*check)(const char *frame, size_t len),
+                 void (*receive)(struct pg_session *s, const char *frame, size_t len), const char *key);
 
 /* 1 when the JSON text is an object with a string member key. */
 int fuzz_json_has_string(const char *text, size_t len, const char *key);

@@ -31,26 +31,6 @@ static void check_room(const char *frame, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct pg_gw *gw = fuzz_gw();
-    struct pg_session s;
-    if (size < 1 || size > 65536)
-        return 0;
-    const char *app_id = data[0] & 1 ? "locked" : "demo";
-    memset(&s, 0, sizeof s);
-    fuzz_session_open(&s, pg_app_lookup(gw, app_id, strlen(app_id)), PG_PROTO_NATIVE);
-    snprintf(s.client_id, sizeof s.client_id, "%s", FUZZ_CLIENT_ID);
-
-    const char *p = (const char *)data + 1, *end = (const char *)data + size;
-    for (int i = 0; i < MAX_FRAMES && p <= end && !s.close_code; i++) {
-        const char *sep = memchr(p, 0x1f, (size_t)(end - p));
-        size_t n = (size_t)((sep ? sep : end) - p);
-        check_room(p, n);
-        pg_native_receive(&s, p, n);
-        fuzz_session_check_output(&s, "type");
-        if (!sep)
-            break;
-        p = sep + 1;
-    }
-    fuzz_session_close(&s);
+    fuzz_frames(data, size, PG_PROTO_NATIVE, MAX_FRAMES, check_room, pg_native_receive, "type");
     return 0;
 }
