@@ -158,6 +158,8 @@ void pg_channel_leave_all(struct pg_session *s)
 struct fanout {
     struct pg_gw *gw;
     const char *channel;
+    size_t channel_len;
+    int protected_channel; /* pg_channel_protected(channel): computed once, asked per wildcard reader */
     const void *payload;
     size_t len;
     const struct pg_bridge_prop *props;
@@ -179,12 +181,11 @@ struct fanout {
  */
 static int may_read(const struct fanout *f, const struct pg_session *s, int via_wildcard)
 {
-    size_t n = strlen(f->channel);
     if (!via_wildcard)
         return 1;
     if (s->token)
-        return pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, n) == PG_ALLOW;
-    return !pg_channel_protected(f->channel, n);
+        return pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, f->channel_len) == PG_ALLOW;
+    return !f->protected_channel;
 }
 
 /* Messages before this one never reached ch (seq.c): its readers hear of it before the message itself. */
@@ -255,6 +256,8 @@ void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payloa
     }
     struct fanout f = {.gw = gw, .channel = user ? user_channel : slash + 3, .payload = payload, .len = len, .props = props,
                        .nprops = nprops, .seq = ++gw->fanout_seq};
+    f.channel_len = strlen(f.channel);
+    f.protected_channel = pg_channel_protected(f.channel, f.channel_len);
     for (size_t i = 0; i < nprops; i++)
         if (!strcmp(props[i].name, "socket_id"))
             f.exclude_socket = props[i].value;
