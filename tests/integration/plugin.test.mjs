@@ -8,21 +8,7 @@ import crypto from 'node:crypto';
 import fsp from 'node:fs/promises';
 import path from 'node:path';
 
-import {
-    DEFAULT_APPS,
-    OPERATOR_USER,
-    freePort,
-    makeTempDir,
-    mqttCollector,
-    mqttConnect,
-    removeTempDir,
-    rsaKeyPair,
-    scaled,
-    signJwt,
-    startBroker,
-    startStack,
-    waitFor,
-} from './lib/harness.mjs';
+import { DEFAULT_APPS, freePort, makeTempDir, mqttCollector, mqttConnect, mqttRefused, OPERATOR_USER, removeTempDir, rsaKeyPair, scaled, signJwt, startBroker, startStack, waitFor } from './lib/harness.mjs';
 
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
 const DEMO = DEFAULT_APPS.find((a) => a.id === 'demo');
@@ -93,16 +79,7 @@ async function connectGateway() {
 }
 
 // Resolves to the CONNACK refusal reason; fails the test if the connection is accepted.
-async function refused(opts) {
-    let client;
-    try {
-        client = await mqttConnect({ port, ...opts });
-    } catch (err) {
-        return err.code;
-    }
-    client.end(true);
-    assert.fail(`connection as ${opts.username}/${opts.clientId} was accepted, expected a refusal`);
-}
+const refused = (opts) => mqttRefused({ port, ...opts });
 
 // The SUBACK reason code for one topic filter.
 function subscribe(client, topic, qos = 1) {

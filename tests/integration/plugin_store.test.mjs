@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-import { BUILD_DIR, DEFAULT_APPS, mqttCollector, mqttConnect, scaled, signJwt, startStack, waitFor } from './lib/harness.mjs';
+import { BUILD_DIR, DEFAULT_APPS, mqttCollector, mqttConnect, mqttRefused, scaled, signJwt, startStack, waitFor } from './lib/harness.mjs';
 
 const STORE_TOOL = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_store_tool');
 const SECURE = DEFAULT_APPS.find((a) => a.id === 'secure');
@@ -77,16 +77,7 @@ function connectDevice(app, clientId = uniqueId('dev'), extra = {}) {
 }
 
 // Resolves to the CONNACK refusal reason; fails the test if the connection is accepted.
-async function refused(opts) {
-    let client;
-    try {
-        client = await mqttConnect({ port, ...opts });
-    } catch (err) {
-        return err.code;
-    }
-    client.end(true);
-    assert.fail(`connection as ${opts.username}/${opts.clientId} was accepted, expected a refusal`);
-}
+const refused = (opts) => mqttRefused({ port, ...opts });
 
 function publish(client, topic, payload) {
     return new Promise((resolve, reject) => {

@@ -18,21 +18,7 @@ import { promisify } from 'node:util';
 
 import PusherJS from 'pusher-js';
 
-import {
-    BUILD_DIR,
-    DEFAULT_APPS,
-    GATEWAY_BIN,
-    OPERATOR_USER,
-    httpRequest,
-    mqttCollector,
-    mqttConnect,
-    scaled,
-    signJwt,
-    startStack,
-    userProp,
-    waitFor,
-    wsConnect,
-} from './lib/harness.mjs';
+import { BUILD_DIR, DEFAULT_APPS, GATEWAY_BIN, httpRequest, mqttCollector, mqttConnect, mqttRefused, OPERATOR_USER, scaled, signJwt, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
 import { DEMO, answer, pusherJsOptions, pusherServer, unique } from './lib/pusher.mjs';
 import { isMessage } from './lib/native.mjs';
 
@@ -101,16 +87,7 @@ async function connect(opts) {
 }
 
 // Resolves to the CONNACK refusal reason; fails the test if the connection is accepted.
-async function refused(opts) {
-    let client;
-    try {
-        client = await mqttConnect({ port, ...opts });
-    } catch (err) {
-        return err.code;
-    }
-    client.end(true);
-    assert.fail(`connection as ${opts.username}/${opts.clientId} was accepted, expected a refusal`);
-}
+const refused = (opts) => mqttRefused({ port, ...opts });
 
 // The PUBACK reason code of a QoS 1 publish.
 function publish(client, topic, payload, properties) {

@@ -764,6 +764,18 @@ export async function startStack({
 // ---------------------------------------------------------------------------------------------
 // Clients
 
+/** Resolves to the CONNACK refusal reason of mqttConnect(opts); rejects if the connection is accepted. */
+export async function mqttRefused(opts) {
+    let client;
+    try {
+        client = await mqttConnect(opts);
+    } catch (err) {
+        return err.code;
+    }
+    client.end(true);
+    throw new Error(`connection as ${opts.username}/${opts.clientId} was accepted, expected a refusal`);
+}
+
 /**
  * mqtt.js client, resolved once CONNACK accepted the session. Rejects with an Error carrying
  * .code / .reasonCode (the CONNACK reason) on refusal, or on close before connecting.
