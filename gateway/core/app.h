@@ -1,0 +1,61 @@
+/*
+ * Apps as the gateway holds them: credentials, channel index roots, counters.
+ */
+#ifndef PG_CORE_APP_H
+#define PG_CORE_APP_H
+
+#include <stdint.h>
+#include <uthash.h>
+
+#include "config.h"
+
+struct pg_gw;
+struct pg_channel;
+struct pg_pchan;
+struct pg_seq;
+
+#define PG_HISTORY_SAMPLES 360 /* one hour of samples every PG_HISTORY_INTERVAL_MS */
+#define PG_HISTORY_INTERVAL_MS 10000
+
+struct pg_app {
+    char *id;                         /* owned; the hash key (creds may be replaced, the id stays) */
+    const struct pg_app_creds *creds; /* &conf->creds */
+    const struct pg_app_conf *conf;   /* the config's, or `owned` for a store app */
+    struct pg_app_conf *owned;        /* store apps: current conf (replaced on reload; apps.c) */
+    json_t *stored;                   /* store apps: the row as last loaded; NULL once deleted */
+    int seen, shadow_warned;          /* apps.c reload bookkeeping */
+    struct pg_channel *channels;      /* exact names */
+    struct pg_channel *filters;       /* wildcard filters */
+    struct pg_pchan *pchans;          /* presence channels known in the cluster (presence.c) */
+    struct pg_seq *broadcast_seqs;    /* last seq of app-wide broadcasts per origin (seq.c) */
+    struct pg_app_stats {             /* monotonic counters for /metrics (metrics.c) */
+        uint64_t frames_in, bytes_in;     /* WebSocket frames from clients */
+        uint64_t frames_out, bytes_out;   /* WebSocket frames written to clients */
+        uint64_t published, publish_failed; /* publishes handed to the broker on behalf of clients */
+        uint64_t delivered;               /* broker messages fanned out (once per message) */
+        uint64_t slow_closes;             /* sessions closed for a full out-queue */
+        uint64_t gaps;                    /* messages that revealed missed ones before them (seq.c) */
+        uint64_t gap_signals;             /* sessions told they missed messages */
+        uint64_t shed;                    /* publishes refused because this gateway was behind */
+    } stats;
+    struct pg_app_history {               /* this node's sessions over the last hour (dashboard.c) */
+        int64_t t[PG_HISTORY_SAMPLES];    /* wall-clock ms */
+        uint32_t sessions[PG_HISTORY_SAMPLES];
+        size_t head, count;               /* ring, oldest first from head */
+        int64_t due_ms;                   /* monotonic time of the next sample; 0: at the next tick */
+        uint32_t now, counting;           /* sessions at the last count; the count in progress */
+    } history;
+    UT_hash_handle hh;
+};
+
+struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len);
+/* A store app that was deleted: its struct stays for whoever points at it, but it is gone for users. */
+static inline int pg_app_deleted(const struct pg_app *a)
+{
+    return a->owned && !a->stored;
+}
+/* The app as users (clients, REST, admin calls) see it: NULL when unknown or deleted. */
+struct pg_app *pg_app_lookup(struct pg_gw *gw, const char *id, size_t len);
+struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * The channel index: which local sessions hold which channel or wildcard
+ * filter of which app, the broker subscriptions behind them, and the fan-out
+ * of a broker message to them.
+ */
+#ifndef PG_CORE_CHANNELS_H
+#define PG_CORE_CHANNELS_H
+
+#include <uthash.h>
+
+#include "core/msg.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
+
+struct pg_session;
+struct pg_app;
+struct pg_gw;
+struct pg_seq;
+
+struct pg_member { /* one subscription of one session; in the session's hash and the channel's list */
+    struct pg_channel *ch;
+    struct pg_session *s;
+    char *user_id;      /* presence channels: the member this session is (owned) */
+    int live;           /* the broker granted the channel's subscription for this member */
+    struct pg_member *prev, *next; /* channel's members (utlist DL) */
+    UT_hash_handle hh;              /* session's subscriptions, keyed by ch->name */
+};
+
+/* A presence member on this node: a user with one or more sessions in the channel. */
+struct pg_presence_user {
+    char *id;
+    json_t *info;
+    int conns;
+    UT_hash_handle hh;
+};
+
+struct pg_channel { /* a channel name or a wildcard filter with local subscribers */
+    char *name;
+    struct pg_presence_user *users; /* presence channels */
+    size_t nusers;
+    char *topic; /* {root}/{app}/c/{name}, the bridge subscription */
+    int wildcard;
+    struct pg_app *app;
+    struct pg_member *members;
+    size_t nmembers;
+    struct pg_seq *seqs; /* last seq seen per origin (filters: per origin and channel); seq.c */
+    UT_hash_handle hh;
+};
+
+/*
+ * Subscribe s to name (exact or wildcard filter). 0: live at the broker now.
+ * 1: the broker's SUBACK is pending; cb(ud, result) follows as for
+ * pg_bridge_subscribe_wait (on failure the caller leaves the channel).
+ * PG_ELIMIT over max_subscriptions, PG_EBUSY broker unavailable (nothing joined).
+ */
+int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb, void *ud);
+void pg_channel_leave(struct pg_session *s, const char *name);
+void pg_channel_leave_all(struct pg_session *s);
+/* Bridge message for {root}/{app}/c/{channel}: fan out to local subscribers. */
+void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
+                         const struct pg_bridge_prop *props, size_t nprops);
+/* Pusher's per-user channel: its messages travel on {root}/{app}/u/{user}. */
+#define PG_USER_CHANNEL_PREFIX "#server-to-user-"
+/* 1 when some level of name is "+" or "#" (an MQTT filter). */
+int pg_channel_is_filter(const char *name);
+/* The MQTT topic of a channel name (c/ or, for PG_USER_CHANNEL_PREFIX names, u/); caller frees. */
+char *pg_channel_topic(struct pg_gw *gw, const char *app, const char *name);
+/* Build "{root}/{app}/{kind}/{name}" into a new string (caller frees). */
+char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name);
+
+#endif

@@ -1,0 +1,87 @@
+/*
+ * The gateway: the state of one gateway process.
+ *
+ * Threading: one thread runs the lws loop and owns everything below: the
+ * struct pg_gw, every app, channel, session, queued message and the bridge.
+ * Nothing here is locked; nothing may be touched from another thread. The
+ * only cross-thread entry is the signal handler, which sets a flag and calls
+ * lws_cancel_service().
+ */
+#ifndef PG_CORE_GW_H
+#define PG_CORE_GW_H
+
+#include <stdint.h>
+#include <jansson.h>
+#include <libwebsockets.h>
+
+#include "config.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
+
+struct pg_app;
+struct pg_session;
+struct pg_sio;
+struct pg_push_reg;
+struct pg_http;
+struct pg_addr;
+struct pg_node;
+struct pg_devices;
+struct pg_apps_store;
+struct pg_revocation;
+struct pg_unannounced;
+struct pg_seq;
+struct pg_webhooks;
+
+struct pg_gw {
+    struct pg_config *cfg;
+    struct pg_auth_limits limits;
+    struct lws_context *ctx;
+    struct lws_vhost *vhost;
+    pg_bridge *bridge;
+    struct pg_webhooks *webhooks;
+    struct lws *mqtt_wsi;
+    lws_sorted_usec_list_t sul_tick;
+    struct pg_app *apps;
+    struct pg_session *sessions; /* by serial */
+    struct pg_sio *sio_sessions; /* socket.io sessions by Engine.IO sid (sio.c) */
+    struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
+    lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
+    struct pg_http *requests;    /* pending HTTP requests by serial */
+    struct pg_addr *addrs;       /* per-address admission entries by IP (admission.c) */
+    int64_t addrs_swept_ms;
+    size_t nsessions;
+    uint64_t next_serial;
+    uint64_t fanout_seq;
+    char node_id[40];
+    int64_t started_ms;
+    struct pg_node *nodes;     /* other gateway nodes (cluster.c) */
+    json_t *occupied;          /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
+    int cluster_dirty;         /* local channels changed since the last snapshot: publish a new one */
+    int occupancy_dirty;       /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
+    int64_t last_snapshot_ms;
+    int64_t last_refresh_ms;    /* monotonic time this node last published its snapshot (liveness refresh) */
+    int64_t dashboard_count_ms; /* monotonic time of dashboard.c's last session count */
+    struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
+    struct pg_apps_store *store;      /* apps_db, read-write; NULL without one (apps.c) */
+    int64_t store_version;            /* its data_version at the last reload */
+    int store_dirty;                  /* reload at the next check (own commits keep data_version) */
+    int64_t last_store_check_ms, last_revoked_purge_ms;
+    struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
+    struct pg_unannounced *unannounced; /* store apps changed while the broker was away (apps.c) */
+    char origin[64];             /* this process's publishes: node id + incarnation (seq.c) */
+    uint64_t seq_next;           /* the last seq given out */
+    struct pg_seq *seq_out;      /* last seq published per topic */
+    long long broker_dropped;    /* the broker's $SYS dropped counter; -1 unknown */
+    /* load (server.c): measured by the loop's tick and by arriving broker messages */
+    uint64_t pending_bytes;      /* all out-queues together, at the last tick */
+    size_t pending_msgs;
+    const char *behind;          /* why publishes are refused now (static string), or NULL */
+    int64_t late_until_ms;       /* monotonic: broker messages arrived later than max_inbound_lag_ms until then */
+    int64_t inbound_lag_ms;      /* the age of the last broker message that carried a `ts` */
+    int64_t rx_paused_ms;        /* monotonic: since when broker input is paused (out-queues too full); 0: reading */
+    int draining;
+    int64_t drain_deadline;
+    int done;
+};
+
+#endif

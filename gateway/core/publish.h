@@ -1,0 +1,31 @@
+/*
+ * Publishing on behalf of clients and REST callers, and the load that refuses publishes.
+ */
+#ifndef PG_CORE_PUBLISH_H
+#define PG_CORE_PUBLISH_H
+
+#include <stddef.h>
+
+#include "pushgate_bridge.h"
+
+struct pg_gw;
+struct pg_app;
+
+/* Publish on behalf of a client: props NULL-terminated name/value pairs. Same result codes as the bridge. */
+int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
+               const char *const *props, pg_bridge_ack_cb cb, void *cb_ud);
+/* The same on any topic of the app (e.g. its broadcast topic {root}/{app}/b). */
+int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
+                     const char *const *props, pg_bridge_ack_cb cb, void *cb_ud);
+
+/*
+ * Why this gateway refuses publishes now (it is behind: its out-queues hold
+ * more than max_pending_bytes, or on average more than half a session's
+ * limit, or broker messages arrive later than max_inbound_lag_ms), or NULL.
+ * Callers answer 503 with Retry-After (REST) or the protocol's error; the
+ * refusal is counted for app (may be NULL).
+ */
+const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app);
+#define PG_RETRY_AFTER_S "1" /* what an overloaded gateway's 503 asks clients to wait */
+
+#endif
