@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "apps_store.h"
 #include "config.h"
 #include "log.h"
 

@@ -10,7 +10,6 @@
 #include <unistd.h>
 
 #include "apps_store.h"
-#include "config.h"
 
 #define SCHEMA_VERSION 1
 /* Long enough to ride out another process's write transaction, short enough to answer an admin request. */
@@ -329,10 +328,6 @@ int pg_apps_slugify(const char *name, char out[PG_APP_SLUG_MAX + 1])
     return n ? 0 : PG_EINVAL;
 }
 
-/*
- * Declared in config.h for the gateway; defined here so the broker plugin, which links this file without the
- * gateway's config code, refuses the same ids.
- */
 int pg_app_id_reserved(const char *id)
 {
     static const char *const reserved[] = {"v1",      "app",    "apps",        "api",   "socket.io", "healthz",

@@ -65,6 +65,12 @@ int pg_apps_store_set_busy_timeout(struct pg_apps_store *st, int ms);
 int pg_apps_store_set_broker_user(struct pg_apps_store *st, const char *username);
 
 /*
+ * 1 for ids that would shadow a gateway route or control topic (v1, api, healthz, _ctl, ...): no app, of a config
+ * file or of the store, may have one.
+ */
+int pg_app_id_reserved(const char *id);
+
+/*
  * Slug of `name`: ASCII letters lowercased, digits kept, every run of other
  * bytes becomes one '-', no '-' at either end, at most PG_APP_SLUG_MAX bytes.
  * out needs PG_APP_SLUG_MAX + 1 bytes. PG_EINVAL when nothing is left.
