@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "apps_store.h"
+#include "app_id.h"
 #include "config.h"
 #include "log.h"
 
@@ -218,18 +218,6 @@ static int set_origins(struct pg_app_conf *app, const char *value, struct file_c
     return 0;
 }
 
-/* App ids are URL path segments and MQTT topic levels; some would shadow gateway routes or control topics. */
-static int app_id_valid(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_' && id[i] != '.')
-            return 0;
-    return !pg_app_id_reserved(id);
-}
-
 static int file_cb(void *ud, const char *stype, const char *sname, const char *key, const char *value, int line)
 {
     struct file_ctx *fc = ud;
@@ -241,9 +229,8 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
                      stype);
             return PG_EINVAL;
         }
-        if (!app_id_valid(sname)) {
-            snprintf(fc->err, fc->errlen, "%s:%d: app id \"%.64s\": use 1-64 characters of A-Z a-z 0-9 - _ . (not a reserved route name)",
-                     fc->path, line, sname);
+        if (!pg_app_id_valid(sname)) {
+            snprintf(fc->err, fc->errlen, "%s:%d: app id \"%.64s\": " PG_APP_ID_RULE, fc->path, line, sname);
             return PG_EINVAL;
         }
         for (size_t i = 0; i < cfg->napps; i++) {
