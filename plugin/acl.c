@@ -12,6 +12,7 @@
  */
 #include <string.h>
 
+#include "pg_topic.h"
 #include "plugin.h"
 
 static const char *access_name(int access)
@@ -31,36 +32,32 @@ static const char *access_name(int access)
 }
 
 /*
- * The channel of `topic` when it is {root}/{app}/c/{channel} with a non-empty channel, else NULL.
+ * The channel of `topic` (NUL-terminated, it ends the topic) when it is {root}/{app}/c/{channel} of this app, with
+ * the length in *len; else NULL. A subscription's channel may be a filter: pg_channel_check() decides.
  */
-static const char *own_channel(const struct plugin_conf *conf, const char *app_id, const char *topic)
+static const char *own_channel(const struct plugin_conf *conf, const char *app_id, const char *topic, size_t *len)
 {
-    size_t app_len = strlen(app_id);
-    const char *p = topic;
+    struct pg_topic_ref ref;
 
-    if (strncmp(p, conf->topic_root, conf->topic_root_len) != 0 || p[conf->topic_root_len] != '/')
+    if (pg_topic_parse(conf->topic_root, topic, &ref) != PG_TOPIC_CHANNEL || !pg_topic_part_is(&ref.app, app_id))
         return NULL;
-    p += conf->topic_root_len + 1;
-    if (strncmp(p, app_id, app_len) != 0 || strncmp(p + app_len, "/c/", 3) != 0)
-        return NULL;
-    p += app_len + 3;
-    return *p ? p : NULL;
+    *len = ref.name.len;
+    return ref.name.s;
 }
 
 /* NULL to allow, else the reason for the denial (a static string, safe to log). */
 static const char *acl_decide(const struct plugin *pl, const struct client_state *st, int access, const char *topic)
 {
-    const char *chan = own_channel(pl->conf, st->app_id, topic);
-    size_t len;
+    size_t len = 0;
+    const char *chan = own_channel(pl->conf, st->app_id, topic, &len);
     int wild;
 
     if (!chan)
         return "outside the app's channel topics";
-    len = strlen(chan);
     switch (access) {
     case MOSQ_ACL_SUBSCRIBE:
         wild = strpbrk(chan, "+#") != NULL;
-        if (pg_channel_check(chan, len, pl->conf->max_channel_bytes, 1) != 0)
+        if (pg_channel_check(chan, len, (size_t)pl->conf->max_channel_bytes, 1) != 0)
             return "invalid channel filter";
         /* A wildcard filter is accepted: every message it would deliver is checked at READ. */
         if (wild)
@@ -73,7 +70,7 @@ static const char *acl_decide(const struct plugin *pl, const struct client_state
             return pg_channel_protected(chan, len) ? "protected channel needs a token" : NULL;
         return pg_token_allows(st->tok, PG_ACT_SUBSCRIBE, chan, len) == PG_ALLOW ? NULL : "subscribe not permitted";
     case MOSQ_ACL_WRITE:
-        if (pg_channel_check(chan, len, pl->conf->max_channel_bytes, 0) != 0)
+        if (pg_channel_check(chan, len, (size_t)pl->conf->max_channel_bytes, 0) != 0)
             return "invalid channel name";
         /* Its events must come from the plugin alone, or a device could report others joining and leaving. */
         if (pl->conf->device_channel[0] && !strcmp(chan, pl->conf->device_channel))

@@ -10,21 +10,25 @@
 #include <jansson.h>
 #include <mqtt_protocol.h>
 
+#include "pg_topic.h"
 #include "plugin.h"
 
-/* A client id becomes a topic level: one that would split or widen the topic gets no presence. */
+/* A client id becomes a topic level (PG_TOPIC_DEVICE): one that would split or widen the topic gets no presence. */
 static int topic_level_ok(const char *s)
 {
     return s && pg_topic_level_valid(s, strlen(s));
 }
 
-static char *topic_of(const struct plugin_conf *conf, const char *app, const char *kind, const char *name)
+/* The topic of kind for app and a (as pg_topic_build() takes them), in a new string; NULL when it cannot be built. */
+static char *topic_new(const struct plugin_conf *conf, enum pg_topic_kind kind, const char *app, const char *a)
 {
-    size_t n = conf->topic_root_len + strlen(app) + strlen(kind) + strlen(name) + 4;
-    char *t = malloc(n);
+    int n = pg_topic_build(NULL, 0, conf->topic_root, kind, app, a, NULL);
+    char *t = n >= 0 ? malloc((size_t)n + 1) : NULL;
 
-    if (t)
-        snprintf(t, n, "%s/%s/%s/%s", conf->topic_root, app, kind, name);
+    if (t && pg_topic_build(t, (size_t)n + 1, conf->topic_root, kind, app, a, NULL) < 0) {
+        free(t);
+        t = NULL;
+    }
     return t;
 }
 
@@ -60,7 +64,7 @@ void presence_report(const struct plugin *pl, const struct client_state *st, int
                              str_or(st->client_id, "-"), st->app_id);
         return;
     }
-    if (!(topic = topic_of(conf, st->app_id, "d", st->client_id)))
+    if (!(topic = topic_new(conf, PG_TOPIC_DEVICE, st->app_id, st->client_id)))
         goto out;
     if (joined) {
         o = json_pack("{s:s, s:s?, s:I}", "id", st->client_id, "user_id", user_id, "connected_at",
@@ -78,7 +82,7 @@ void presence_report(const struct plugin *pl, const struct client_state *st, int
     body = NULL;
     rc = MOSQ_ERR_NOMEM;
     o = json_pack("{s:s, s:s?}", "id", st->client_id, "user_id", user_id);
-    if (!(topic = topic_of(conf, st->app_id, "c", conf->device_channel)) || !o ||
+    if (!(topic = topic_new(conf, PG_TOPIC_CHANNEL, st->app_id, conf->device_channel)) || !o ||
         !(body = json_dumps(o, JSON_COMPACT)) ||
         mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "event",
                                            joined ? "device_joined" : "device_left") != MOSQ_ERR_SUCCESS)
