@@ -58,15 +58,15 @@ struct account {
 };
 
 struct plugin_conf {
+    /* the options shared with the gateway (pg_options.h), as plugin_conf.c read them */
     char *topic_root;
-    size_t topic_root_len;
-    struct pg_auth_limits lim;
-    size_t max_channel_bytes;
-    char *apps_db;        /* resolved path of the apps store; NULL: none */
-    char *device_channel; /* "": no device join/leave events */
-    int device_channel_line;
-    char *broker_username; /* "": none */
+    char *device_channel;  /* "": no device join/leave events */
+    char *apps_db;         /* resolved path of the apps store; NULL: none */
     char *passwd_file;     /* resolved path of broker_password_file; NULL: none */
+    char *broker_username; /* "": none */
+    long long max_channel_bytes, regex_match_limit, regex_depth_limit, jwt_leeway_ms, max_token_bytes, max_rules;
+    int device_channel_line;
+    struct pg_auth_limits lim; /* for the auth library, from the limits above */
     struct account *accounts;
     struct app_entry *apps;
 };

@@ -9,13 +9,37 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app_id.h"
+#include "pg_options.h"
 #include "plugin.h"
 
-#define DEFAULT_TOPIC_ROOT "pushgate"
-#define DEFAULT_MAX_CHANNEL_BYTES 200
-#define DEFAULT_DEVICE_CHANNEL "private-pushgate-devices"
-#define MAX_TOPIC_ROOT_BYTES 128
-#define DEFAULT_BROKER_USERNAME "pushgate"
+/*
+ * The global options the plugin reads: the gateway's own rows (pg_options.h), so a name, a default or a bound
+ * cannot differ between the two; where the plugin keeps each value (a long long, or a char * for strings).
+ */
+struct conf_opt {
+    struct pg_opt_def def;
+    size_t off;
+    int path; /* a file name, resolved against the config file's directory (pg_opt_path) */
+    int (*check)(const char *value, char *err, size_t errlen); /* a string's rule, checked where it is read */
+};
+
+#define C(f) offsetof(struct plugin_conf, f)
+static const struct conf_opt conf_opts[] = {
+    {{PG_SHARED_OPT_TOPIC_ROOT}, C(topic_root), 0, pg_opt_check_topic_root},
+    {{PG_SHARED_OPT_MAX_CHANNEL_BYTES}, C(max_channel_bytes), 0, NULL},
+    {{PG_SHARED_OPT_DEVICE_CHANNEL}, C(device_channel), 0, NULL}, /* checked with max_channel_bytes, at the end */
+    {{PG_SHARED_OPT_REGEX_MATCH_LIMIT}, C(regex_match_limit), 0, NULL},
+    {{PG_SHARED_OPT_REGEX_DEPTH_LIMIT}, C(regex_depth_limit), 0, NULL},
+    {{PG_SHARED_OPT_JWT_LEEWAY_MS}, C(jwt_leeway_ms), 0, NULL},
+    {{PG_SHARED_OPT_MAX_TOKEN_BYTES}, C(max_token_bytes), 0, NULL},
+    {{PG_SHARED_OPT_MAX_RULES}, C(max_rules), 0, NULL},
+    {{PG_SHARED_OPT_APPS_DB}, C(apps_db), 1, NULL},
+    {{PG_SHARED_OPT_BROKER_PASSWORD_FILE}, C(passwd_file), 1, NULL},
+    {{PG_SHARED_OPT_BROKER_USERNAME}, C(broker_username), 0, NULL},
+};
+#define N_CONF_OPTS (sizeof conf_opts / sizeof conf_opts[0])
+#undef C
 
 void app_free(struct app_entry *app)
 {
@@ -48,11 +72,9 @@ void conf_free(struct plugin_conf *conf)
         app_free(app);
     }
     accounts_free(&conf->accounts);
-    free(conf->topic_root);
-    free(conf->apps_db);
-    free(conf->device_channel);
-    free(conf->broker_username);
-    free(conf->passwd_file);
+    for (size_t i = 0; i < N_CONF_OPTS; i++)
+        if (conf_opts[i].def.type == PG_OPT_STR)
+            free(*(char **)((char *)conf + conf_opts[i].off));
     free(conf);
 }
 
@@ -75,33 +97,37 @@ static int conf_fail(struct conf_reader *r, int line, const char *key, const cha
     return PG_EINVAL;
 }
 
-/* Names and bounds follow the gateway's option table (gateway/config.c): one file must mean the same to both. */
-static int replace_str(char **slot, const char *value)
+/*
+ * Sets option o to value (base_dir: the config file's directory, for paths). PG_EINVAL with "expected …" in err, or
+ * PG_ENOMEM. An empty path is no file: NULL.
+ */
+static int opt_set(struct plugin_conf *conf, const struct conf_opt *o, const char *value, const char *base_dir,
+                   char *err, size_t errlen)
 {
-    char *dup = strdup(value);
+    char *slot = (char *)conf + o->off, *str = NULL;
+    long long v;
+    int rc;
 
-    if (!dup)
-        return PG_ENOMEM;
-    free(*slot);
-    *slot = dup;
-    return 0;
-}
-
-/* A file option: "" is none, a relative path is relative to the config file, as the gateway resolves it. */
-static int resolve_path(struct conf_reader *r, char **slot, const char *value)
-{
-    size_t n;
-
-    free(*slot);
-    *slot = NULL;
-    if (!value[0])
+    if (o->def.type != PG_OPT_STR) {
+        if ((rc = pg_opt_number(o->def.type, o->def.min, o->def.max, value, &v, err, errlen)) != 0)
+            return rc;
+        *(long long *)slot = v;
         return 0;
-    if (value[0] == '/')
-        return replace_str(slot, value);
-    n = strlen(r->base_dir) + strlen(value) + 2;
-    if (!(*slot = malloc(n)))
-        return PG_ENOMEM;
-    snprintf(*slot, n, "%s/%s", r->base_dir, value);
+    }
+    if (o->check && (rc = o->check(value, err, errlen)) != 0)
+        return rc;
+    if (o->path)
+        rc = pg_opt_path(base_dir, value, &str);
+    else
+        rc = (str = strdup(value)) ? 0 : PG_ENOMEM;
+    if (rc)
+        return rc;
+    if (o->path && !str[0]) {
+        free(str);
+        str = NULL;
+    }
+    free(*(char **)slot);
+    *(char **)slot = str;
     return 0;
 }
 
@@ -131,54 +157,17 @@ int account_add(void *ud, const char *name)
 
 static int conf_global(struct conf_reader *r, const char *key, const char *value, int line)
 {
-    struct plugin_conf *conf = r->conf;
-    long long v;
-    uint64_t size;
+    char why[256];
+    int rc;
 
-    if (!strcmp(key, "topic_root")) {
-        size_t len = strlen(value);
-        if (!len || len > MAX_TOPIC_ROOT_BYTES || strpbrk(value, "+#") || value[0] == '/' || value[len - 1] == '/' ||
-            value[0] == '$' || !pg_utf8_valid(value, len))
-            return conf_fail(r, line, key, "expected a topic prefix without wildcards or leading/trailing '/'");
-        char *dup = strdup(value);
-        if (!dup)
-            return PG_ENOMEM;
-        free(conf->topic_root);
-        conf->topic_root = dup;
-        conf->topic_root_len = len;
-    } else if (!strcmp(key, "regex_match_limit")) {
-        if (pg_parse_int(value, 100, 100000000LL, &v))
-            return conf_fail(r, line, key, "expected an integer from 100 to 100000000");
-        conf->lim.regex_match_limit = (uint32_t)v;
-    } else if (!strcmp(key, "regex_depth_limit")) {
-        if (pg_parse_int(value, 10, 10000000LL, &v))
-            return conf_fail(r, line, key, "expected an integer from 10 to 10000000");
-        conf->lim.regex_depth_limit = (uint32_t)v;
-    } else if (!strcmp(key, "jwt_leeway_ms")) {
-        if (pg_parse_int(value, 0, 600000LL, &v))
-            return conf_fail(r, line, key, "expected milliseconds from 0 to 600000");
-        conf->lim.leeway_ms = v;
-    } else if (!strcmp(key, "max_token_bytes")) {
-        if (pg_parse_size(value, &size) || size < 64 || size > 1048576)
-            return conf_fail(r, line, key, "expected a size from 64 to 1m");
-        conf->lim.max_token_bytes = (size_t)size;
-    } else if (!strcmp(key, "max_rules")) {
-        if (pg_parse_int(value, 1, 10000, &v))
-            return conf_fail(r, line, key, "expected an integer from 1 to 10000");
-        conf->lim.max_rules = (size_t)v;
-    } else if (!strcmp(key, "max_channel_bytes")) {
-        if (pg_parse_int(value, 1, 65535, &v))
-            return conf_fail(r, line, key, "expected an integer from 1 to 65535");
-        conf->max_channel_bytes = (size_t)v;
-    } else if (!strcmp(key, "apps_db")) {
-        return resolve_path(r, &conf->apps_db, value);
-    } else if (!strcmp(key, "broker_password_file")) {
-        return resolve_path(r, &conf->passwd_file, value);
-    } else if (!strcmp(key, "broker_username")) {
-        return replace_str(&conf->broker_username, value);
-    } else if (!strcmp(key, "device_channel")) {
-        conf->device_channel_line = line;
-        return replace_str(&conf->device_channel, value);
+    for (size_t i = 0; i < N_CONF_OPTS; i++) {
+        if (strcmp(key, conf_opts[i].def.name) != 0)
+            continue;
+        if (conf_opts[i].off == offsetof(struct plugin_conf, device_channel))
+            r->conf->device_channel_line = line;
+        why[0] = '\0';
+        rc = opt_set(r->conf, &conf_opts[i], value, r->base_dir, why, sizeof why);
+        return rc == PG_EINVAL ? conf_fail(r, line, key, why) : rc;
     }
     /* Any other global option belongs to the gateway. */
     return 0;
@@ -189,9 +178,12 @@ static int conf_app_header(struct conf_reader *r, const char *name, int line)
     struct app_entry *app = NULL;
     size_t len = strlen(name);
 
-    /* The id is a topic level: it must not split or widen a topic. */
-    if (strpbrk(name, "/+#") || !pg_utf8_valid(name, len))
-        return conf_fail(r, line, NULL, "app id must be valid UTF-8 without '/', '+' or '#'");
+    /* The gateway's rule (a topic level, a URL segment, not a reserved name): one file means the same to both. */
+    if (!pg_app_id_valid(name)) {
+        char why[256];
+        snprintf(why, sizeof why, "app id \"%.64s\": " PG_APP_ID_RULE, name);
+        return conf_fail(r, line, NULL, why);
+    }
     HASH_FIND(hh, r->conf->apps, name, len, app);
     if (app)
         return conf_fail(r, line, NULL, "duplicate [app] section");
@@ -275,34 +267,30 @@ int conf_load(const char *path, struct plugin_conf **out, char *err, size_t errl
         goto out;
     }
     r.conf = conf;
-    conf->lim = pg_auth_limits_default;
-    conf->max_channel_bytes = DEFAULT_MAX_CHANNEL_BYTES;
+    for (size_t i = 0; i < N_CONF_OPTS; i++) {
+        if ((rc = opt_set(conf, &conf_opts[i], conf_opts[i].def.def, NULL, cerr, sizeof cerr)) != 0) {
+            snprintf(err, errlen, "built-in default of %s: %s", conf_opts[i].def.name, cerr);
+            goto out;
+        }
+    }
     rc = pg_conf_read(path, conf_cb, &r, err, errlen);
     if (rc)
         goto out;
-    if (!conf->topic_root) {
-        conf->topic_root = strdup(DEFAULT_TOPIC_ROOT);
-        if (!conf->topic_root) {
-            rc = PG_ENOMEM;
-            goto out;
-        }
-        conf->topic_root_len = strlen(DEFAULT_TOPIC_ROOT);
-    }
-    if ((!conf->device_channel && !(conf->device_channel = strdup(DEFAULT_DEVICE_CHANNEL))) ||
-        (!conf->broker_username && !(conf->broker_username = strdup(DEFAULT_BROKER_USERNAME)))) {
-        rc = PG_ENOMEM;
-        goto out;
-    }
+    /* What the auth library needs of the limits, as the gateway derives it (pg_config_auth_limits). */
+    conf->lim = pg_auth_limits_default;
+    conf->lim.regex_match_limit = (uint32_t)conf->regex_match_limit;
+    conf->lim.regex_depth_limit = (uint32_t)conf->regex_depth_limit;
+    conf->lim.leeway_ms = conf->jwt_leeway_ms;
+    conf->lim.max_token_bytes = (size_t)conf->max_token_bytes;
+    conf->lim.max_rules = (size_t)conf->max_rules;
     /* The broker's own accounts, read again on every reload as Mosquitto re-reads its password file. */
     if (conf->broker_username[0] && (rc = account_add(&conf->accounts, conf->broker_username)) != 0)
         goto out;
     if (conf->passwd_file && (rc = pg_passwd_users(conf->passwd_file, account_add, &conf->accounts, err, errlen)) != 0)
         goto out;
     /* Checked once the file is read: the bound it must meet may come after it. */
-    if (conf->device_channel[0] &&
-        pg_channel_check(conf->device_channel, strlen(conf->device_channel), conf->max_channel_bytes, 0) != 0) {
-        rc = conf_fail(&r, conf->device_channel_line, "device_channel",
-                       "expected a channel name without wildcards (or empty for no device events)");
+    if (pg_opt_check_device_channel(conf->device_channel, conf->max_channel_bytes, cerr, sizeof cerr) != 0) {
+        rc = conf_fail(&r, conf->device_channel_line, "device_channel", cerr);
         goto out;
     }
     for (app = conf->apps; app; app = app->hh.next) {
