@@ -52,6 +52,7 @@
  *  - Started as root, the broker switches to user `mosquitto` unless its config says `user root`; that user then
  *    must be able to read the apps store (created 0600 by the gateway) and open or create its -wal and -shm files.
  */
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
