@@ -4,6 +4,7 @@
  *  - app credentials (id, key, secret, pinned JWT algorithm, RSA public key)
  *  - JWT verification (HS256 with the app secret, RS256 with the app's public key)
  *  - permission rules: the `permissions` claim, Perl regexes (PCRE2) on channel names
+ *  - Pusher's protected channels (private-, presence-)
  *  - HMAC-SHA256 signatures and constant-time comparison
  *
  * No event loop, no logging, no global state: safe to use from the gateway and
@@ -113,27 +114,10 @@ int pg_rules_compile(const char *perms_json, size_t len, const struct pg_auth_li
 pg_decision pg_rules_allow(const pg_rules *rules, pg_action action, const char *channel, size_t len);
 void pg_rules_free(pg_rules *rules);
 
-/* ---- channel names -------------------------------------------------------- */
+/* ---- protected channels -------------------------------------------------- */
 
-/*
- * A channel name is 1..max_bytes of pg_mqtt_utf8_valid text; '+' and '#' only
- * when allow_wildcards (and then only as whole MQTT levels, '#' last).
- * Returns 0 or PG_EINVAL.
- */
-int pg_channel_check(const char *name, size_t len, size_t max_bytes, int allow_wildcards);
-/* 1 if buf[0..len) is valid UTF-8 (no overlongs, no surrogates). */
-int pg_utf8_valid(const void *buf, size_t len);
-/* The longest MQTT string (a length-prefixed UTF-8 string, MQTT 3.1.1 §1.5.3). */
-#define PG_MQTT_STRING_MAX 65535
-/*
- * 1 if buf[0..len) is a string an MQTT broker accepts in a topic or a string
- * property: valid UTF-8 without NUL, C0/C1 control characters or Unicode
- * noncharacters, at most PG_MQTT_STRING_MAX bytes (what libmosquitto's
- * mosquitto_validate_utf8() accepts).
- */
-int pg_mqtt_utf8_valid(const void *buf, size_t len);
-/* 1 if s[0..len) can be one topic level: non-empty, no '/', '+', '#', and pg_mqtt_utf8_valid. */
-int pg_topic_level_valid(const char *s, size_t len);
+/* Whether a channel name is well formed is pg_channel_check()'s answer (pg_common.h, included above). */
+
 /*
  * 1 if the channel is one of Pusher's protected kinds (`private-…`, which
  * includes `private-encrypted-…`, and `presence-…`). In every app, whatever

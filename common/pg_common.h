@@ -1,6 +1,8 @@
 /*
- * pushgate common: error codes and the configuration-file reader shared by the
- * gateway and the Mosquitto plugin. No event loop, no logging, no exit().
+ * pushgate common: error codes, the configuration-file reader and the rules
+ * for names carried in MQTT topics and strings, shared by the gateway and the
+ * Mosquitto plugin. No event loop, no logging, no exit(). The MQTT topic
+ * scheme itself is pg_topic.h; the options both read, pg_options.h.
  */
 #ifndef PG_COMMON_H
 #define PG_COMMON_H
@@ -62,6 +64,28 @@ int pg_passwd_users(const char *path, pg_passwd_cb cb, void *ud, char *err, size
 int pg_parse_bool(const char *s, int *out);
 int pg_parse_size(const char *s, uint64_t *out); /* "64k", "1m", "512" */
 int pg_parse_int(const char *s, long long min, long long max, long long *out);
+
+/* ---- names in MQTT topics and strings (mqtt_names.c) ---- */
+
+/*
+ * A channel name is 1..max_bytes of pg_mqtt_utf8_valid text; '+' and '#' only
+ * when allow_wildcards (and then only as whole MQTT levels, '#' last).
+ * Returns 0 or PG_EINVAL.
+ */
+int pg_channel_check(const char *name, size_t len, size_t max_bytes, int allow_wildcards);
+/* 1 if buf[0..len) is valid UTF-8 (no overlongs, no surrogates). */
+int pg_utf8_valid(const void *buf, size_t len);
+/* The longest MQTT string (a length-prefixed UTF-8 string, MQTT 3.1.1 §1.5.3). */
+#define PG_MQTT_STRING_MAX 65535
+/*
+ * 1 if buf[0..len) is a string an MQTT broker accepts in a topic or a string
+ * property: valid UTF-8 without NUL, C0/C1 control characters or Unicode
+ * noncharacters, at most PG_MQTT_STRING_MAX bytes (what libmosquitto's
+ * mosquitto_validate_utf8() accepts).
+ */
+int pg_mqtt_utf8_valid(const void *buf, size_t len);
+/* 1 if s[0..len) can be one topic level: non-empty, no '/', '+', '#', and pg_mqtt_utf8_valid. */
+int pg_topic_level_valid(const char *s, size_t len);
 
 /* Milliseconds since the epoch (CLOCK_REALTIME) and monotonic milliseconds. */
 int64_t pg_now_ms(void);

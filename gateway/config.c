@@ -4,10 +4,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "app_id.h"
 #include "config.h"
 #include "log.h"
+#include "pg_options.h"
 
-enum opt_type { T_STR, T_INT, T_SIZE };
+/* The option types of pg_options.h, whose parsers every row uses. */
+enum opt_type { T_STR = PG_OPT_STR, T_INT = PG_OPT_INT, T_SIZE = PG_OPT_SIZE };
 
 struct opt {
     const char *name;
@@ -20,6 +23,12 @@ struct opt {
 
 #define O(f) offsetof(struct pg_config, f)
 #define BIG (1LL << 40)
+/*
+ * A row of an option the broker plugin reads too: name, type, default and bounds come from pg_options.h, so the two
+ * cannot disagree; the offset and the help text are the gateway's. (ROW_ takes the row's expanded fields.)
+ */
+#define SHARED(row, off, help) ROW_(row, off, help)
+#define ROW_(name, type, def, min, max, off, help) {name, (enum opt_type)(type), off, def, min, max, help}
 
 /* The one table of options. Keep help text short: it is printed by --help and in the README. */
 static const struct opt opts[] = {
@@ -27,16 +36,16 @@ static const struct opt opts[] = {
     {"listen_port", T_INT, O(listen_port), "8080", 1, 65535, "port for HTTP and WebSocket"},
     {"broker_host", T_STR, O(broker_host), "127.0.0.1", 0, 0, "MQTT broker address"},
     {"broker_port", T_INT, O(broker_port), "1883", 1, 65535, "MQTT broker port"},
-    {"broker_username", T_STR, O(broker_username), "pushgate", 0, 0, "gateway's broker account (empty: anonymous)"},
+    SHARED(PG_SHARED_OPT_BROKER_USERNAME, O(broker_username), "gateway's broker account (empty: anonymous)"),
     {"broker_password", T_STR, O(broker_password), "", 0, 0, "gateway's broker password"},
-    {"broker_password_file", T_STR, O(broker_password_file), "", 0, 0,
-     "Mosquitto's password_file: its users are never app ids (relative: to the config file)"},
+    SHARED(PG_SHARED_OPT_BROKER_PASSWORD_FILE, O(broker_password_file),
+           "Mosquitto's password_file: its users are never app ids (relative: to the config file)"),
     {"broker_keepalive_s", T_INT, O(broker_keepalive_s), "30", 5, 3600, "MQTT keepalive interval (seconds)"},
     {"broker_reconnect_min_ms", T_INT, O(broker_reconnect_min_ms), "100", 10, 60000, "first reconnect delay"},
     {"broker_reconnect_max_ms", T_INT, O(broker_reconnect_max_ms), "5000", 10, 600000, "largest reconnect delay"},
     {"broker_connect_timeout_ms", T_INT, O(broker_connect_timeout_ms), "5000", 100, 600000,
      "a broker connect without CONNACK by then is dropped and retried"},
-    {"topic_root", T_STR, O(topic_root), "pushgate", 0, 0, "first MQTT topic level of every pushgate topic"},
+    SHARED(PG_SHARED_OPT_TOPIC_ROOT, O(topic_root), "first MQTT topic level of every pushgate topic"),
     {"node_id", T_STR, O(node_id), "", 0, 0, "this process's id among gateways (empty: random)"},
     {"node_liveness_ms", T_INT, O(node_liveness_ms), "30000", 1000, 3600000,
      "a gateway silent this long is dead to its peers (snapshot refreshed every third)"},
@@ -55,7 +64,7 @@ static const struct opt opts[] = {
      "time to receive a whole request body (408)"},
     {"http_keepalive_s", T_INT, O(http_keepalive_s), "5", 1, 3600,
      "idle keep-alive HTTP connection closed after (sent as Keep-Alive: timeout)"},
-    {"max_channel_bytes", T_INT, O(max_channel_bytes), "200", 1, 65535, "longest channel name in bytes"},
+    SHARED(PG_SHARED_OPT_MAX_CHANNEL_BYTES, O(max_channel_bytes), "longest channel name in bytes"),
     {"max_subscriptions", T_INT, O(max_subscriptions), "100", 1, 1000000, "subscriptions per session"},
     {"max_queue_bytes", T_SIZE, O(max_queue_bytes), "1m", 1024, BIG, "out-queue bytes per session (slow reader closed)"},
     {"max_queue_messages", T_INT, O(max_queue_messages), "1000", 1, 10000000, "out-queue messages per session"},
@@ -82,27 +91,26 @@ static const struct opt opts[] = {
      "WebSocket: seconds to answer a PING before the connection is dropped"},
     {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},
     {"shutdown_grace_ms", T_INT, O(shutdown_grace_ms), "2000", 0, 600000, "SIGTERM: time to finish before exit"},
-    {"regex_match_limit", T_INT, O(regex_match_limit), "10000", 100, 100000000, "PCRE2 match limit per rule"},
-    {"regex_depth_limit", T_INT, O(regex_depth_limit), "200", 10, 10000000, "PCRE2 depth limit per rule"},
-    {"jwt_leeway_ms", T_INT, O(jwt_leeway_ms), "5000", 0, 600000, "clock skew allowed on exp and nbf"},
-    {"max_token_bytes", T_SIZE, O(max_token_bytes), "8k", 64, 1048576, "longest accepted JWT"},
-    {"max_rules", T_INT, O(max_rules), "64", 1, 10000, "patterns in one permissions claim"},
+    SHARED(PG_SHARED_OPT_REGEX_MATCH_LIMIT, O(regex_match_limit), "PCRE2 match limit per rule"),
+    SHARED(PG_SHARED_OPT_REGEX_DEPTH_LIMIT, O(regex_depth_limit), "PCRE2 depth limit per rule"),
+    SHARED(PG_SHARED_OPT_JWT_LEEWAY_MS, O(jwt_leeway_ms), "clock skew allowed on exp and nbf"),
+    SHARED(PG_SHARED_OPT_MAX_TOKEN_BYTES, O(max_token_bytes), "longest accepted JWT"),
+    SHARED(PG_SHARED_OPT_MAX_RULES, O(max_rules), "patterns in one permissions claim"),
     {"webhook_batch_ms", T_INT, O(webhook_batch_ms), "250", 0, 60000, "how long webhook events gather into one POST"},
     {"webhook_timeout_ms", T_INT, O(webhook_timeout_ms), "5000", 100, 600000, "time limit of one webhook request"},
     {"webhook_max_attempts", T_INT, O(webhook_max_attempts), "6", 1, 100,
      "tries of a webhook batch before dropping it"},
     {"webhook_max_queue", T_INT, O(webhook_max_queue), "10000", 1, 10000000,
      "queued webhook events per app (then oldest dropped)"},
-    {"apps_db", T_STR, O(apps_db), "", 0, 0,
-     "SQLite apps store for the admin API (relative: to the config file; empty: none)"},
+    SHARED(PG_SHARED_OPT_APPS_DB, O(apps_db),
+           "SQLite apps store for the admin API (relative: to the config file; empty: none)"),
     {"admin_user", T_STR, O(admin_user), "admin", 0, 0, "admin API user (HTTP Basic)"},
     {"admin_password", T_STR, O(admin_password), "", 0, 0, "admin API password (empty: admin API off)"},
     {"admin_allowed_origins", T_STR, O(admin_allowed_origins), "", 0, 0,
      "origins besides the gateway's own that may send admin writes"},
     {"revocation_ttl_s", T_INT, O(revocation_ttl_s), "2592000", 60, 315360000,
      "how long a revocation lasts unless the call says"},
-    {"device_channel", T_STR, O(device_channel), "private-pushgate-devices", 0, 0,
-     "channel of MQTT device join/leave events"},
+    SHARED(PG_SHARED_OPT_DEVICE_CHANNEL, O(device_channel), "channel of MQTT device join/leave events"),
     {"default_app", T_STR, O(default_app), "", 0, 0, "app of socket.io namespace / (empty: the first app)"},
     {"push_registration_ttl_s", T_INT, O(push_registration_ttl_s), "86400", 1, 31536000,
      "lifetime of a registered push connectionId"},
@@ -149,24 +157,15 @@ static int set_opt(struct pg_config *cfg, const struct opt *o, const char *value
         *(char **)base = copy;
         return 0;
     }
-    case T_INT: {
-        long long v;
-        if (pg_parse_int(value, o->min, o->max, &v) != 0) {
-            snprintf(err, errlen, "expected an integer in %lld..%lld, got \"%.64s\"", o->min, o->max, value);
-            return PG_EINVAL;
-        }
-        *(long long *)base = v;
-        return 0;
-    }
+    case T_INT:
     case T_SIZE: {
-        uint64_t v;
-        if (pg_parse_size(value, &v) != 0 || v < (uint64_t)o->min || v > (uint64_t)o->max) {
-            snprintf(err, errlen, "expected a size (e.g. 64k) in %lld..%lld bytes, got \"%.64s\"", o->min, o->max,
-                     value);
-            return PG_EINVAL;
-        }
-        *(uint64_t *)base = v;
-        return 0;
+        long long v;
+        int rc = pg_opt_number((enum pg_opt_type)o->type, o->min, o->max, value, &v, err, errlen);
+        if (rc == 0 && o->type == T_INT)
+            *(long long *)base = v;
+        else if (rc == 0)
+            *(uint64_t *)base = (uint64_t)v;
+        return rc;
     }
     }
     return PG_EINVAL;
@@ -217,18 +216,6 @@ static int set_origins(struct pg_app_conf *app, const char *value, struct file_c
     return 0;
 }
 
-/* App ids are URL path segments and MQTT topic levels; some would shadow gateway routes or control topics. */
-static int app_id_valid(const char *id)
-{
-    size_t n = strlen(id);
-    if (n == 0 || n > 64)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)id[i]) && id[i] != '-' && id[i] != '_' && id[i] != '.')
-            return 0;
-    return !pg_app_id_reserved(id);
-}
-
 static int file_cb(void *ud, const char *stype, const char *sname, const char *key, const char *value, int line)
 {
     struct file_ctx *fc = ud;
@@ -240,9 +227,8 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
                      stype);
             return PG_EINVAL;
         }
-        if (!app_id_valid(sname)) {
-            snprintf(fc->err, fc->errlen, "%s:%d: app id \"%.64s\": use 1-64 characters of A-Z a-z 0-9 - _ . (not a reserved route name)",
-                     fc->path, line, sname);
+        if (!pg_app_id_valid(sname)) {
+            snprintf(fc->err, fc->errlen, "%s:%d: app id \"%.64s\": " PG_APP_ID_RULE, fc->path, line, sname);
             return PG_EINVAL;
         }
         for (size_t i = 0; i < cfg->napps; i++) {
@@ -304,16 +290,13 @@ static int file_cb(void *ud, const char *stype, const char *sname, const char *k
     int rc = set_opt(cfg, o, value, why, sizeof why);
     if (rc == PG_EINVAL)
         snprintf(fc->err, fc->errlen, "%s:%d: %s: %s", fc->path, line, key, why);
-    if (rc == 0 && (o->off == O(apps_db) || o->off == O(broker_password_file)) && value[0] && value[0] != '/') {
-        /* The plugin reads the same file and resolves the path the same way. */
-        char **slot = (char **)((char *)cfg + o->off);
-        size_t n = strlen(fc->base_dir) + strlen(value) + 2;
-        char *joined = malloc(n);
-        if (!joined)
+    if (rc == 0 && (o->off == O(apps_db) || o->off == O(broker_password_file))) {
+        /* The plugin reads the same file and resolves the path the same way (pg_opt_path). */
+        char **slot = (char **)((char *)cfg + o->off), *path;
+        if (pg_opt_path(fc->base_dir, value, &path) != 0)
             return PG_ENOMEM;
-        snprintf(joined, n, "%s/%s", fc->base_dir, value);
         free(*slot);
-        *slot = joined;
+        *slot = path;
     }
     return rc;
 }
@@ -401,9 +384,13 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
         snprintf(err, errlen, "log_level: expected debug, info, warn or error, got \"%.32s\"", cfg->log_level);
         return PG_EINVAL;
     }
-    if (!*cfg->topic_root || strpbrk(cfg->topic_root, "+#/")) {
-        snprintf(err, errlen, "topic_root: expected one MQTT topic level without + # /, got \"%.64s\"",
-                 cfg->topic_root);
+    /* the rules the broker plugin applies to the same options (pg_options.h) */
+    if (pg_opt_check_topic_root(cfg->topic_root, why, sizeof why) != 0) {
+        snprintf(err, errlen, "topic_root: %s", why);
+        return PG_EINVAL;
+    }
+    if (pg_opt_check_device_channel(cfg->device_channel, cfg->max_channel_bytes, why, sizeof why) != 0) {
+        snprintf(err, errlen, "device_channel: %s", why);
         return PG_EINVAL;
     }
     for (size_t i = 0; i < cfg->napps; i++) {

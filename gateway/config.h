@@ -119,8 +119,6 @@ void pg_config_markdown(FILE *out);
  * an id can never be an app. 0 if not; PG_EIO (reason in err) when the password file cannot be read.
  */
 int pg_config_broker_account(const struct pg_config *cfg, const char *id, char *err, size_t errlen);
-/* 1 for ids that would shadow a gateway route or control topic (v1, api, healthz, _ctl, ...). */
-int pg_app_id_reserved(const char *id);
 /* Limits for the auth library derived from the config. */
 void pg_config_auth_limits(const struct pg_config *cfg, struct pg_auth_limits *lim);
 

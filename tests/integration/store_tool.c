@@ -1,5 +1,5 @@
 /*
- * pushgate_store_tool: changes an apps store the way the gateway's admin API does (gateway/apps_store.c), so the
+ * pushgate_store_tool: changes an apps store the way the gateway's admin API does (store/apps_store.c), so the
  * integration tests can drive the broker plugin's store reading without a gateway:
  *
  *   pushgate_store_tool DB create NAME                  -> the app's JSON on stdout

@@ -1,4 +1,4 @@
-/* gateway/apps_store.c: apps in SQLite, shared between a writer and read-only readers. */
+/* store/apps_store.c: apps in SQLite, shared between a writer and read-only readers. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

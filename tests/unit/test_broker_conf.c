@@ -1,4 +1,4 @@
-/* auth/broker_conf.c: the facts the plugin reads from Mosquitto's configuration file. */
+/* plugin/broker_conf.c: the facts the plugin reads from Mosquitto's configuration file. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

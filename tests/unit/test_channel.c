@@ -1,4 +1,4 @@
-/* auth/channel.c: UTF-8 validity and channel-name rules. */
+/* common/mqtt_names.c: UTF-8 validity, topic levels and channel-name rules; auth/protected_channels.c. */
 #include <string.h>
 
 #include "check.h"

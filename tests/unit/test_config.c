@@ -88,6 +88,10 @@ static void test_errors(void)
     expect_error("[app a/b]\nsecret = s\n", "t.conf:1: app id");   /* not one topic level */
     expect_error("[room x]\n", "unknown section type");
     expect_error("topic_root = a/b\n", "topic_root");
+    /* the rules the broker plugin applies to the same options (common/pg_options.h) */
+    expect_error("topic_root = $SYS\n", "topic_root: expected one MQTT topic level");
+    expect_error("device_channel = a/+\n", "device_channel: expected a channel name");
+    expect_error("max_channel_bytes = 4\ndevice_channel = devices\n", "device_channel");
     expect_error("log_level = loud\n", "log_level");
 }
 

@@ -1,5 +1,5 @@
 /*
- * auth/jwt.c and auth/apps.c: token verification with the algorithm pinned per
+ * auth/jwt.c and auth/app_creds.c: token verification with the algorithm pinned per
  * app, claim checks, and the credentials that feed them. Tokens are minted here
  * with libjwt's encoder (or assembled by hand for headers libjwt would not
  * write) and keys are generated with OpenSSL, so no fixture can go stale.

@@ -1,4 +1,7 @@
 /*
+ * Names that travel in MQTT topics and strings, for everything that builds a topic or a property: the gateway, the
+ * broker plugin and the topic module (topic.c).
+ *
  * Channel names are MQTT topic levels below {topic_root}/{app}/c/, so they
  * must be valid UTF-8 (MQTT 3.1.1 §1.5.3, WebSocket text frames) and may only
  * carry wildcards where MQTT itself would accept them. Whatever becomes a
@@ -11,7 +14,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pushgate_auth.h"
+#include "pg_common.h"
 
 /*
  * Well-formed UTF-8 per RFC 3629 / Unicode Table 3-7: the second byte's range
@@ -130,17 +133,6 @@ int pg_channel_check(const char *name, size_t len, size_t max_bytes, int allow_w
                 return PG_EINVAL;
         }
         level_start = i + 1;
-    }
-    return 0;
-}
-
-int pg_channel_protected(const char *name, size_t len)
-{
-    static const char *const prefixes[] = {"private-", "presence-"};
-    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
-        size_t n = strlen(prefixes[i]);
-        if (name && len >= n && !memcmp(name, prefixes[i], n))
-            return 1;
     }
     return 0;
 }

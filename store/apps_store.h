@@ -25,10 +25,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "app_id.h"
 #include "pushgate_auth.h"
 
 #define PG_APP_NAME_MAX 200   /* bytes of an app name */
-#define PG_APP_SLUG_MAX 64    /* bytes of a slug */
+#define PG_APP_SLUG_MAX PG_APP_ID_MAX /* bytes of a slug: slugs are app ids */
 #define PG_APP_KEY_LEN 20     /* characters of a generated key */
 #define PG_APP_SECRET_LEN 40  /* characters of a generated secret */
 #define PG_APP_ORIGINS_MAX 64 /* entries of allowed_origins */
