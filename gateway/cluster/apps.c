@@ -44,12 +44,12 @@
 #include "apps_store.h"
 #include "cluster/apps.h"
 #include "core/app.h"
-#include "core/channels.h"
 #include "core/gw.h"
 #include "core/msg.h"
 #include "core/seq.h"
 #include "core/session.h"
 #include "log.h"
+#include "pg_topic.h"
 #include "proto/native.h"
 #include "proto/presence.h"
 #include "proto/pusher.h"
@@ -57,6 +57,7 @@
 
 #define STORE_CHECK_MS 200       /* data_version polling period */
 #define REVOKED_PURGE_MS 60000   /* how often expired revocations are dropped */
+#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 16) /* {root}/_ctl/apps/+, {root}/_ctl/+/revoke, {root}/+/b */
 
 /* A store app changed while the broker was unavailable: announced again on the next connect. */
 struct pg_unannounced {
@@ -90,6 +91,18 @@ struct pg_apps {
     struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
     struct pg_unannounced *unannounced; /* store apps changed while the broker was away */
 };
+
+/* The topic of kind for app (common/pg_topic.h); caller frees; NULL when out of memory or app is no topic level. */
+static char *topic_new(struct pg_gw *gw, enum pg_topic_kind kind, const char *app)
+{
+    int n = pg_topic_build(NULL, 0, gw->cfg->topic_root, kind, app, NULL, NULL);
+    char *t = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (t && pg_topic_build(t, (size_t)n + 1, gw->cfg->topic_root, kind, app, NULL, NULL) < 0) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
 
 /* ---- app structs ------------------------------------------------------------------ */
 
@@ -321,7 +334,7 @@ int pg_revoke(struct pg_gw *gw, const char *app, const char *kind, const char *v
     /* gateways on another store file learn it from the broker */
     json_t *msg = json_pack("{s:s, s:s, s:I}", "kind", kind, "value", value, "expires_ms", (json_int_t)expires_ms);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    char *topic = pg_topic(gw, "_ctl", app, "revoke");
+    char *topic = topic_new(gw, PG_TOPIC_REVOKE, app);
     if (text && topic)
         pg_bridge_publish(gw->bridge, topic, text, strlen(text), NULL, 0, NULL, NULL);
     free(topic);
@@ -509,16 +522,11 @@ void pg_apps_free(struct pg_gw *gw)
 
 /* ---- broker messages: revocations from other gateways, app-wide broadcasts ------------ */
 
-static char *apps_topic(struct pg_gw *gw, const char *slug)
-{
-    return pg_topic(gw, "_ctl", "apps", slug);
-}
-
 void pg_apps_announce(struct pg_gw *gw, const char *slug)
 {
     struct pg_apps_store *st = gw->apps_state->store;
     json_t *app = NULL;
-    char *text = NULL, *topic = apps_topic(gw, slug);
+    char *text = NULL, *topic = topic_new(gw, PG_TOPIC_APP_RECORD, slug);
     struct pg_unannounced *u;
     int rc = pg_apps_store_get(st, slug, &app), sent = 0;
     int64_t gone = 0;
@@ -627,22 +635,17 @@ void pg_apps_on_state(struct pg_gw *gw, const char *slug, const void *payload, s
 void pg_apps_connected(struct pg_gw *gw)
 {
     struct pg_unannounced *u, *utmp;
-    char *apps = apps_topic(gw, "+");
-    if (!apps || pg_bridge_subscribe(gw->bridge, apps) != 0)
+    const char *root = gw->cfg->topic_root;
+    char apps[FILTER_MAX], revoke[FILTER_MAX], bcast[FILTER_MAX];
+    if (pg_topic_filter(apps, sizeof apps, root, PG_TOPIC_APP_RECORD) < 0 || pg_bridge_subscribe(gw->bridge, apps) != 0)
         pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to replicated apps");
-    free(apps);
     /* a stale retained copy arriving now is older than the local row, so the store keeps the local change */
     HASH_ITER(hh, gw->apps_state->unannounced, u, utmp)
         pg_apps_announce(gw, u->slug);
-    char *revoke = pg_topic(gw, "_ctl", "+", "revoke");
-    char *bcast = NULL;
-    size_t n = strlen(gw->cfg->topic_root) + 5;
-    if ((bcast = malloc(n)))
-        snprintf(bcast, n, "%s/+/b", gw->cfg->topic_root);
-    if (!revoke || !bcast || pg_bridge_subscribe(gw->bridge, revoke) != 0 || pg_bridge_subscribe(gw->bridge, bcast) != 0)
+    if (pg_topic_filter(revoke, sizeof revoke, root, PG_TOPIC_REVOKE) < 0 ||
+        pg_topic_filter(bcast, sizeof bcast, root, PG_TOPIC_BROADCAST) < 0 ||
+        pg_bridge_subscribe(gw->bridge, revoke) != 0 || pg_bridge_subscribe(gw->bridge, bcast) != 0)
         pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to revocations and broadcasts");
-    free(revoke);
-    free(bcast);
 }
 
 void pg_apps_on_revoke(struct pg_gw *gw, const char *app, const void *payload, size_t len)

@@ -51,8 +51,10 @@
 #include "core/gw.h"
 #include "core/session.h"
 #include "log.h"
+#include "pg_topic.h"
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
+#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 16) /* {root}/_node/+, {root}/+/p/# */
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 
 struct pg_node {
@@ -82,12 +84,15 @@ struct pg_cluster {
                 (c)->listeners[li_]->m(__VA_ARGS__);                                                                   \
     } while (0)
 
+/* {root}/_node/{id} (common/pg_topic.h); caller frees; NULL when out of memory or id is no topic level. */
 static char *node_topic(struct pg_gw *gw, const char *id)
 {
-    size_t n = strlen(gw->cfg->topic_root) + strlen(id) + 8;
-    char *t = malloc(n);
-    if (t)
-        snprintf(t, n, "%s/_node/%s", gw->cfg->topic_root, id);
+    int n = pg_topic_build(NULL, 0, gw->cfg->topic_root, PG_TOPIC_NODE, NULL, id, NULL);
+    char *t = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (t && pg_topic_build(t, (size_t)n + 1, gw->cfg->topic_root, PG_TOPIC_NODE, NULL, id, NULL) < 0) {
+        free(t);
+        t = NULL;
+    }
     return t;
 }
 
@@ -95,15 +100,14 @@ int pg_cluster_init(struct pg_gw *gw)
 {
     if (!gw->cluster && !(gw->cluster = calloc(1, sizeof *gw->cluster)))
         return PG_ENOMEM;
-    char *nodes = node_topic(gw, "+");
-    char *presence = pg_topic(gw, "+", "p", "#");
-    int rc = nodes && presence ? 0 : PG_ENOMEM;
-    if (rc == 0)
+    char nodes[FILTER_MAX], presence[FILTER_MAX];
+    int rc = pg_topic_filter(nodes, sizeof nodes, gw->cfg->topic_root, PG_TOPIC_NODE);
+    if (rc >= 0)
+        rc = pg_topic_filter(presence, sizeof presence, gw->cfg->topic_root, PG_TOPIC_PRESENCE);
+    if (rc >= 0)
         rc = pg_bridge_subscribe(gw->bridge, nodes);
     if (rc == 0)
         rc = pg_bridge_subscribe(gw->bridge, presence);
-    free(nodes);
-    free(presence);
     return rc;
 }
 

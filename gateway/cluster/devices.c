@@ -10,10 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <uthash.h>
+
 #include "cluster/devices.h"
-#include "core/channels.h"
 #include "core/gw.h"
 #include "log.h"
+#include "pg_topic.h"
 
 /* The plugin writes three short fields; anything bigger was not written by it. */
 #define MAX_RECORD_BYTES 4096
@@ -70,7 +72,7 @@ void pg_devices_free(struct pg_gw *gw)
 
 void pg_devices_connected(struct pg_gw *gw)
 {
-    char *filter;
+    char filter[PG_TOPIC_ROOT_MAX + 16]; /* {root}/+/d/+ */
 
     if (!gw->devices && !(gw->devices = calloc(1, sizeof *gw->devices))) {
         pg_log(PG_LOG_ERROR, "devices", "out of memory: device presence off");
@@ -79,12 +81,11 @@ void pg_devices_connected(struct pg_gw *gw)
     apps_clear(gw->devices);
     if (gw->devices->subscribed)
         return; /* the bridge re-subscribes by itself, and the broker re-sends every retained record */
-    filter = pg_topic(gw, "+", "d", "+");
-    if (filter && pg_bridge_subscribe(gw->bridge, filter) == 0)
+    if (pg_topic_filter(filter, sizeof filter, gw->cfg->topic_root, PG_TOPIC_DEVICE) >= 0 &&
+        pg_bridge_subscribe(gw->bridge, filter) == 0)
         gw->devices->subscribed = 1;
     else
         pg_log(PG_LOG_ERROR, "devices", "cannot subscribe to device presence; retrying at the next connect");
-    free(filter);
 }
 
 /* A record as the plugin writes it, else -1 (ignored: the table keeps what it had). */
