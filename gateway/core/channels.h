@@ -56,9 +56,6 @@ struct pg_channel { /* a channel name or a wildcard filter with local subscriber
 int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb, void *ud);
 void pg_channel_leave(struct pg_session *s, const char *name);
 void pg_channel_leave_all(struct pg_session *s);
-/* Bridge message for {root}/{app}/c/{channel}: fan out to local subscribers. */
-void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
-                         const struct pg_bridge_prop *props, size_t nprops);
 /* Pusher's per-user channel: its messages travel on {root}/{app}/u/{user}. */
 #define PG_USER_CHANNEL_PREFIX "#server-to-user-"
 /* 1 when some level of name is "+" or "#" (an MQTT filter). */

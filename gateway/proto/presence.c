@@ -96,7 +96,7 @@ static void tell_local(struct pg_app *app, const char *channel, struct pg_sessio
     HASH_FIND_STR(app->channels, channel, ch);
     if (ch)
         DL_FOREACH(ch->members, m) {
-            if (m->s != except && m->live && m->s->proto == PG_PROTO_PUSHER)
+            if (m->s != except && m->live && m->s->proto == &pg_pusher_proto)
                 pg_pusher_send_event(m->s, event, channel, json_incref(data));
         }
     json_decref(data);

@@ -19,16 +19,6 @@
 #define MAX_CHANNEL_NAME 164
 #define MAX_USER_ID 128 /* as the push API's user ids: both name the channel #server-to-user-{id} */
 
-struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len)
-{
-    struct pg_app *a, *tmp;
-    HASH_ITER(hh, gw->apps, a, tmp) {
-        if (a->creds->key && strlen(a->creds->key) == len && !memcmp(a->creds->key, key, len) && !pg_app_deleted(a))
-            return a;
-    }
-    return NULL;
-}
-
 int pg_pusher_channel_valid(const char *name)
 {
     size_t n = strlen(name);
@@ -38,22 +28,6 @@ int pg_pusher_channel_valid(const char *name)
         if (!isalnum((unsigned char)name[i]) && !strchr("-_=@,.;", name[i]))
             return 0;
     return 1;
-}
-
-static void send_error(struct pg_session *s, int code, const char *message);
-
-void pg_pusher_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *user_id)
-{
-    struct pg_session *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp) {
-        /* a socket.io session registered for the user is one of the user's connections too */
-        const char *u = s->proto == PG_PROTO_SIO ? pg_sio_user(s) : s->user_id;
-        if (s->app == app && u && !strcmp(u, user_id)) {
-            if (s->proto == PG_PROTO_PUSHER)
-                send_error(s, 4009, "Connection terminated by the server");
-            pg_session_close(s, 4009, "terminated");
-        }
-    }
 }
 
 /* private-, private-encrypted- and presence-: channel auth in every app (pg_channel_protected) */
@@ -122,12 +96,11 @@ static void activity_check(lws_sorted_usec_list_t *sul)
     }
 }
 
-int pg_pusher_open(struct pg_session *s, struct lws *wsi)
+static int pusher_open(struct pg_session *s, struct lws *wsi)
 {
     char frag[16];
     int protocol = 0;
     unsigned char r[8];
-    s->proto = PG_PROTO_PUSHER;
     if (pg_http_query_arg(wsi, "protocol", frag, sizeof frag) > 0) /* other parameters of any length are skipped */
         protocol = atoi(frag);
     if (!s->app) {
@@ -301,7 +274,7 @@ static int public_credential(struct pg_session *s, const char *channel, const ch
  * it starts requiring auth the connection keeps only what its signed-in user's permissions cover. Any other public
  * subscription closes it with 4200 ("reconnect immediately"): pusher-js comes back and subscribes under the new rule.
  */
-void pg_pusher_require_auth(struct pg_session *s)
+static void auth_required(struct pg_session *s)
 {
     struct pg_member *m, *tmp;
     size_t upl = strlen(PG_USER_CHANNEL_PREFIX);
@@ -603,7 +576,7 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
     free(payload);
 }
 
-void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len)
+static void pusher_receive(struct pg_session *s, const char *frame, size_t len)
 {
     s->last_rx_ms = pg_mono_ms();
     json_t *req = json_loadb(frame, len, 0, NULL);
@@ -639,31 +612,98 @@ out:
     json_decref(req);
 }
 
-void pg_pusher_encode(const char *channel, const void *payload, size_t len, const struct pg_bridge_prop *props,
-                      size_t nprops, struct pg_msg **out)
+/*
+ * A channel message: {"event","channel","data"[,"user_id"]}, data the payload as a JSON string (UTF-8 as it is,
+ * other bytes as {"binary": base64} text). An app-wide broadcast: an event without a channel, as pusher-js's
+ * bind() / bind_global() receive it, data the payload as compact JSON text.
+ */
+static struct pg_msg *encode(const struct pg_session *s, const struct pg_event *ev)
 {
     const char *event = "message", *user_id = NULL;
-    json_t *data;
-    *out = NULL;
-    for (size_t i = 0; i < nprops; i++) {
-        if (!strcmp(props[i].name, "event"))
-            event = props[i].value;
-        else if (!strcmp(props[i].name, "user_id"))
-            user_id = props[i].value;
+    json_t *data, *o;
+    (void)s;
+    for (size_t i = 0; i < ev->nprops; i++) {
+        if (!strcmp(ev->props[i].name, "event"))
+            event = ev->props[i].value;
+        else if (!strcmp(ev->props[i].name, "user_id"))
+            user_id = ev->props[i].value;
     }
-    if (pg_utf8_valid(payload, len)) {
-        data = json_stringn(payload, len);
+    if (!ev->channel) {
+        json_t *payload = pg_payload_json(ev->payload, ev->len);
+        char *text = payload ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+        json_decref(payload);
+        o = text ? json_pack("{s:s, s:s}", "event", pg_prop_get(ev->props, ev->nprops, "event", "message"), "data",
+                             text)
+                 : NULL;
+        free(text);
+        goto out;
+    }
+    if (pg_utf8_valid(ev->payload, ev->len)) {
+        data = json_stringn(ev->payload, ev->len);
     } else {
-        json_t *bin = pg_binary_json(payload, len);
+        json_t *bin = pg_binary_json(ev->payload, ev->len);
         char *str = bin ? json_dumps(bin, JSON_COMPACT) : NULL;
         json_decref(bin);
         data = str ? json_string(str) : NULL;
         free(str);
     }
-    json_t *o = json_pack("{s:s, s:s, s:o}", "event", event, "channel", channel, "data", data);
+    o = json_pack("{s:s, s:s, s:o}", "event", event, "channel", ev->channel, "data", data);
     if (o && user_id)
         json_object_set_new(o, "user_id", json_string(user_id));
-    if (o)
-        *out = pg_msg_from_json(o);
+out:;
+    struct pg_msg *m = o ? pg_msg_from_json(o) : NULL;
     json_decref(o);
+    return m;
 }
+
+/* pusher-js reconnects at once on a 4200-4299 close and resubscribes every channel. */
+static void gap(struct pg_session *s, const char *sub, const char *channel)
+{
+    (void)sub, (void)channel;
+    pg_session_send_json(s, json_pack("{s:s, s:{s:s, s:i}}", "event", "pusher:error", "data", "message",
+                                      "messages were missed: reconnecting", "code", 4200));
+    pg_session_close(s, 4200, "messages were missed: reconnect and resubscribe");
+}
+
+static int may_read_app(const struct pg_session *s)
+{
+    return !s->app->creds->require_auth || s->user_id != NULL;
+}
+
+static const char *user(const struct pg_session *s)
+{
+    return s->user_id;
+}
+
+static void refuse(struct pg_session *s, int code, uint16_t close_code, const char *why)
+{
+    (void)code; /* pusher-js reads the close code */
+    pg_session_close(s, close_code, why);
+}
+
+static void terminate(struct pg_session *s)
+{
+    send_error(s, 4009, "Connection terminated by the server");
+    pg_session_close(s, 4009, "terminated");
+}
+
+const struct pg_proto pg_pusher_proto = {
+    .name = "pusher",
+    .confirm_upgrade = pg_http_upgrade_checks, /* an unknown or disabled app is told after the upgrade (4001, 4003) */
+    .ws_open = pg_ws_open,
+    .ws_receive = pg_ws_receive,
+    .ws_writeable = pg_ws_writeable,
+    .ws_closed = pg_ws_closed,
+    .open = pusher_open,
+    .receive = pusher_receive,
+    .wake = pg_ws_wake,
+    .nslots = 1,
+    .encode = encode,
+    .may_read_app = may_read_app,
+    .gap = gap,
+    .member_left = pg_pusher_member_left,
+    .user = user,
+    .refuse = refuse,
+    .terminate = terminate,
+    .auth_required = auth_required,
+};
