@@ -19,6 +19,7 @@
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
 #include "proto/presence.h"
+#include "proto/pusher_wire.h"
 #include "proto/pusher.h"
 #include "http/push_api.h"
 #include "proto/sio.h"

@@ -343,6 +343,7 @@ out:
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);
     pg_seq_free(&gw);
+    pg_presence_free(&gw); /* after the sessions (they leave their presence channels), before the apps */
     apps_free(&gw);
     return rc;
 }

@@ -395,7 +395,6 @@ void pg_apps_free(struct pg_gw *gw)
     struct pg_revocation *r, *rtmp;
     HASH_ITER(hh, gw->apps, a, tmp) {
         HASH_DEL(gw->apps, a);
-        pg_presence_free(a);
         pg_seq_table_free(&a->broadcast_seqs);
         conf_free(a->owned);
         json_decref(a->stored);

@@ -2,8 +2,9 @@
  * Pusher Channels protocol 7 at /app/{key}: what pusher-js and Laravel Echo
  * speak. Server-to-client frames carry `data` as a JSON string; errors and
  * close codes follow the protocol (4001 unknown app, 4007 old protocol, 4301
- * client events over the rate limit). Presence membership is tracked per
- * channel on this node: a user with several connections is one member.
+ * client events over the rate limit). Frames: proto/pusher_wire.c. A
+ * presence channel's members are proto/presence.c's: a subscription joins
+ * as its user_id, and its member_left op leaves.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -16,19 +17,7 @@
 #include "gateway.h"
 
 #define CLIENT_EVENTS_PER_S 10
-#define MAX_CHANNEL_NAME 164
 #define MAX_USER_ID 128 /* as the push API's user ids: both name the channel #server-to-user-{id} */
-
-int pg_pusher_channel_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > MAX_CHANNEL_NAME)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("-_=@,.;", name[i]))
-            return 0;
-    return 1;
-}
 
 /* private-, private-encrypted- and presence-: channel auth in every app (pg_channel_protected) */
 static int is_private(const char *ch)
@@ -39,24 +28,6 @@ static int is_private(const char *ch)
 static int is_presence(const char *ch)
 {
     return !strncmp(ch, "presence-", 9);
-}
-
-void pg_pusher_send_event(struct pg_session *s, const char *event, const char *channel, json_t *data)
-{
-    char *str = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(data);
-    json_t *o = json_pack("{s:s, s:s}", "event", event, "data", str ? str : "{}");
-    free(str);
-    if (o && channel)
-        json_object_set_new(o, "channel", json_string(channel));
-    pg_session_send_json(s, o);
-}
-
-static void send_error(struct pg_session *s, int code, const char *message)
-{
-    /* pusher:error carries data as an object, not a string (as Pusher sends it) */
-    json_t *o = json_pack("{s:s, s:{s:s, s:i}}", "event", "pusher:error", "data", "message", message, "code", code);
-    pg_session_send_json(s, o);
 }
 
 static void subscription_error(struct pg_session *s, const char *channel, int status, const char *why)
@@ -88,7 +59,7 @@ static void activity_check(lws_sorted_usec_list_t *sul)
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, pong_ms * LWS_US_PER_MS);
     } else if (now - s->ping_ms >= pong_ms) {
         pg_log(PG_LOG_INFO, "pusher", "closing idle connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
-        send_error(s, 4201, "Pong reply not received");
+        pg_pusher_send_error(s, 4201, "Pong reply not received");
         pg_session_close(s, 4201, "pong not received");
     } else {
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
@@ -104,17 +75,17 @@ static int pusher_open(struct pg_session *s, struct lws *wsi)
     if (pg_http_query_arg(wsi, "protocol", frag, sizeof frag) > 0) /* other parameters of any length are skipped */
         protocol = atoi(frag);
     if (!s->app) {
-        send_error(s, 4001, "App key not in this cluster");
+        pg_pusher_send_error(s, 4001, "App key not in this cluster");
         pg_session_close(s, 4001, "app does not exist");
         return 0;
     }
     if (!s->app->creds->active) {
-        send_error(s, 4003, "App is disabled");
+        pg_pusher_send_error(s, 4003, "App is disabled");
         pg_session_close(s, 4003, "app disabled");
         return 0;
     }
     if (protocol < 7) {
-        send_error(s, 4007, "Unsupported protocol version");
+        pg_pusher_send_error(s, 4007, "Unsupported protocol version");
         pg_session_close(s, 4007, "protocol 7 required");
         return 0;
     }
@@ -135,48 +106,12 @@ static int pusher_open(struct pg_session *s, struct lws *wsi)
     return 0;
 }
 
-/* ---- presence: this node's side (presence.c merges the cluster) --------------------------- */
-
-static void presence_add(struct pg_member *m, const char *user_id, json_t *info)
+/* The member_left op: a presence membership ends with its subscription. */
+static void member_left(struct pg_member *m)
 {
-    struct pg_channel *ch = m->ch;
-    struct pg_presence_user *u;
-    HASH_FIND_STR(ch->users, user_id, u);
-    if (u) {
-        u->conns++;
-        json_decref(info);
-        return;
-    }
-    u = calloc(1, sizeof *u);
-    if (!u || !(u->id = strdup(user_id))) {
-        free(u);
-        json_decref(info);
-        return;
-    }
-    u->info = info;
-    u->conns = 1;
-    HASH_ADD_KEYPTR(hh, ch->users, u->id, strlen(u->id), u);
-    ch->nusers++;
-    pg_presence_local_changed(m->s->gw, ch->app, ch->name, m->s);
-}
-
-void pg_pusher_member_left(struct pg_member *m)
-{
-    struct pg_channel *ch = m->ch;
-    struct pg_presence_user *u;
-    if (!m->user_id)
-        return;
-    HASH_FIND_STR(ch->users, m->user_id, u);
-    if (u && --u->conns == 0) {
-        HASH_DEL(ch->users, u);
-        ch->nusers--;
-        free(u->id);
-        json_decref(u->info);
-        free(u);
-        pg_presence_local_changed(m->s->gw, ch->app, ch->name, m->s);
-    }
-    free(m->user_id);
-    m->user_id = NULL;
+    if (m->proto_data)
+        pg_presence_leave(m->proto_data);
+    m->proto_data = NULL;
 }
 
 /* ---- subscribe -------------------------------------------------------------------- */
@@ -205,9 +140,7 @@ static void subscribed(struct pg_session *s, struct sub_ack *a)
         return; /* unsubscribed meanwhile */
     m->live = 1;
     if (a->user_id) {
-        m->user_id = a->user_id;
-        a->user_id = NULL;
-        presence_add(m, m->user_id, a->user_info);
+        m->proto_data = pg_presence_join(s, a->channel, a->user_id, a->user_info);
         a->user_info = NULL;
         json_t *members = pg_presence_members(s->gw, s->app, a->channel), *ids = json_array();
         const char *uid;
@@ -284,7 +217,7 @@ static void auth_required(struct pg_session *s)
             continue;
         if (s->user_perms && pg_rules_allow(s->user_perms, PG_ACT_SUBSCRIBE, name, strlen(name)) == PG_ALLOW)
             continue;
-        send_error(s, 4200, "This app now requires auth: reconnect, then sign in or send channel auth");
+        pg_pusher_send_error(s, 4200, "This app now requires auth: reconnect, then sign in or send channel auth");
         pg_session_close(s, 4200, "app now requires auth");
         return;
     }
@@ -308,13 +241,13 @@ static void do_subscribe(struct pg_session *s, json_t *data)
         return; /* a pending join answers through signin_acked */
     }
     if (!channel || !pg_pusher_channel_valid(channel)) {
-        send_error(s, 4009, "Invalid channel name");
+        pg_pusher_send_error(s, 4009, "Invalid channel name");
         return;
     }
     struct pg_member *existing;
     HASH_FIND_STR(s->subs, channel, existing);
     if (existing) {
-        send_error(s, 4009, "Existing subscription to channel");
+        pg_pusher_send_error(s, 4009, "Existing subscription to channel");
         return;
     }
     if (is_private(channel) && check_channel_auth(s, channel, auth, is_presence(channel) ? channel_data : NULL)) {
@@ -370,7 +303,7 @@ static void do_subscribe(struct pg_session *s, json_t *data)
     if (rc == 0)
         subscribed(s, a);
     else if (rc == PG_ELIMIT)
-        send_error(s, 4301, "Too many subscriptions");
+        pg_pusher_send_error(s, 4301, "Too many subscriptions");
     else
         subscription_error(s, channel, 503, "cannot subscribe now");
     sub_ack_free(a);
@@ -378,7 +311,7 @@ static void do_subscribe(struct pg_session *s, json_t *data)
 nomem:
     if (a)
         sub_ack_free(a);
-    send_error(s, 4200, "out of memory");
+    pg_pusher_send_error(s, 4200, "out of memory");
 }
 
 /* ---- user signin ---------------------------------------------------------------------- */
@@ -422,7 +355,7 @@ static void signin_acked(void *ud, int result)
         s->user_id = NULL;
         pg_rules_free(s->user_perms);
         s->user_perms = NULL;
-        send_error(s, 4201, "cannot sign in now: broker unavailable");
+        pg_pusher_send_error(s, 4201, "cannot sign in now: broker unavailable");
     }
     free(a->user_data);
     free(a);
@@ -446,7 +379,7 @@ static int signin_permissions(struct pg_session *s, json_t *perms)
     char msg[200];
     snprintf(msg, sizeof msg, "signin user_data: %s", rc == PG_ENOMEM ? "out of memory" : why);
     pg_log(PG_LOG_INFO, "pusher", "signin refused app=%s socket_id=%s: %s", s->app->creds->id, s->socket_id, msg);
-    send_error(s, 4009, msg);
+    pg_pusher_send_error(s, 4009, msg);
     return -1;
 }
 
@@ -461,11 +394,11 @@ static void do_signin(struct pg_session *s, json_t *data)
     json_t *ud = user_data ? json_loads(user_data, 0, NULL) : NULL;
     const char *id = json_string_value(json_object_get(ud, "id"));
     if (!auth || !id || !*id || strncmp(auth, key, klen) != 0 || auth[klen] != ':') {
-        send_error(s, 4009, "signin needs auth and user_data with an id");
+        pg_pusher_send_error(s, 4009, "signin needs auth and user_data with an id");
         goto out;
     }
     if (strlen(id) > MAX_USER_ID || !pg_topic_level_valid(id, strlen(id))) { /* the id is a topic level */
-        send_error(s, 4009, "Invalid user id: 1-128 bytes, no / + #, control characters or Unicode noncharacters");
+        pg_pusher_send_error(s, 4009, "Invalid user id: 1-128 bytes, no / + #, control characters or Unicode noncharacters");
         goto out;
     }
     size_t n = strlen(s->socket_id) + strlen(user_data) + 9;
@@ -475,11 +408,11 @@ static void do_signin(struct pg_session *s, json_t *data)
     if (pg_hmac_sha256_hex(secret, strlen(secret), msg, strlen(msg), hex) != 0 ||
         !pg_secret_equal(auth + klen + 1, strlen(auth + klen + 1), hex, 64)) {
         pg_log(PG_LOG_INFO, "pusher", "signin refused app=%s socket_id=%s: bad auth", s->app->creds->id, s->socket_id);
-        send_error(s, 4009, "Invalid signin signature");
+        pg_pusher_send_error(s, 4009, "Invalid signin signature");
         goto out;
     }
     if (s->user_id) {
-        send_error(s, 4009, "already signed in");
+        pg_pusher_send_error(s, 4009, "already signed in");
         goto out;
     }
     if (signin_permissions(s, json_object_get(ud, "permissions")) != 0)
@@ -504,7 +437,7 @@ static void do_signin(struct pg_session *s, json_t *data)
         signin_done(s, user_data);
         goto out;
     }
-    send_error(s, 4201, "cannot sign in now");
+    pg_pusher_send_error(s, 4201, "cannot sign in now");
 fail: /* not signed in: a later attempt may succeed */
     free(s->user_id);
     s->user_id = NULL;
@@ -529,25 +462,25 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
         s->rate_count = 0;
     }
     if (++s->rate_count > CLIENT_EVENTS_PER_S) {
-        send_error(s, 4301, "Client event rejected - rate limit exceeded");
+        pg_pusher_send_error(s, 4301, "Client event rejected - rate limit exceeded");
         return;
     }
     if (channel)
         HASH_FIND_STR(s->subs, channel, m);
     if (!channel || !is_private(channel)) {
-        send_error(s, 4301, "Client event rejected - only supported on private and presence channels");
+        pg_pusher_send_error(s, 4301, "Client event rejected - only supported on private and presence channels");
         return;
     }
     if (!pg_mqtt_utf8_valid(event, strlen(event))) { /* the name travels as an MQTT user property */
-        send_error(s, 4301, "Client event rejected - invalid event name");
+        pg_pusher_send_error(s, 4301, "Client event rejected - invalid event name");
         return;
     }
     if (!m || !m->live) {
-        send_error(s, 4301, "Client event rejected - not subscribed to the channel");
+        pg_pusher_send_error(s, 4301, "Client event rejected - not subscribed to the channel");
         return;
     }
     if (pg_devices_channel_reserved(s->gw, channel)) {
-        send_error(s, 4301, "Client event rejected - only the broker reports device presence on this channel");
+        pg_pusher_send_error(s, 4301, "Client event rejected - only the broker reports device presence on this channel");
         return;
     }
     char *payload = json_is_string(data) ? strdup(json_string_value(data))
@@ -556,20 +489,20 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
         return;
     const char *why = NULL;
     if (strlen(payload) > s->gw->cfg->max_message_bytes) {
-        send_error(s, 4301, "Client event rejected - data too large");
+        pg_pusher_send_error(s, 4301, "Client event rejected - data too large");
     } else if ((why = pg_publish_refusal(s->gw, s->app))) {
-        send_error(s, 4301, "Client event rejected - gateway overloaded, retry later");
+        pg_pusher_send_error(s, 4301, "Client event rejected - gateway overloaded, retry later");
     } else {
-        const char *props[] = {"event", event, "socket_id", s->socket_id, m->user_id ? "user_id" : NULL, m->user_id,
-                               NULL};
+        const char *user_id = m->proto_data ? pg_presence_user(m->proto_data) : NULL;
+        const char *props[] = {"event", event, "socket_id", s->socket_id, user_id ? "user_id" : NULL, user_id, NULL};
         if (pg_publish(s->gw, s->app->creds->id, channel, payload, strlen(payload), props, NULL, NULL) != 0) {
-            send_error(s, 4201, "broker unavailable");
+            pg_pusher_send_error(s, 4201, "broker unavailable");
         } else {
             /* only this node saw the client send it: it reports the event, once */
             json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", "client_event", "channel", channel, "event",
                                    event, "data", payload, "socket_id", s->socket_id);
-            if (ev && m->user_id)
-                json_object_set_new(ev, "user_id", json_string(m->user_id));
+            if (ev && user_id)
+                json_object_set_new(ev, "user_id", json_string(user_id));
             pg_webhook_emit(s->gw, s->app, ev);
         }
     }
@@ -582,7 +515,7 @@ static void pusher_receive(struct pg_session *s, const char *frame, size_t len)
     json_t *req = json_loadb(frame, len, 0, NULL);
     const char *event = json_string_value(json_object_get(req, "event"));
     if (!req || !event) {
-        send_error(s, 4200, "malformed event: expected {\"event\":..., \"data\":...}");
+        pg_pusher_send_error(s, 4200, "malformed event: expected {\"event\":..., \"data\":...}");
         goto out;
     }
     json_t *data = json_object_get(req, "data");
@@ -605,63 +538,18 @@ static void pusher_receive(struct pg_session *s, const char *frame, size_t len)
     } else if (!strncmp(event, "client-", 7)) {
         client_event(s, event, req);
     } else {
-        send_error(s, 4200, "unsupported event");
+        pg_pusher_send_error(s, 4200, "unsupported event");
     }
     json_decref(parsed);
 out:
     json_decref(req);
 }
 
-/*
- * A channel message: {"event","channel","data"[,"user_id"]}, data the payload as a JSON string (UTF-8 as it is,
- * other bytes as {"binary": base64} text). An app-wide broadcast: an event without a channel, as pusher-js's
- * bind() / bind_global() receive it, data the payload as compact JSON text.
- */
-static struct pg_msg *encode(const struct pg_session *s, const struct pg_event *ev)
-{
-    const char *event = "message", *user_id = NULL;
-    json_t *data, *o;
-    (void)s;
-    for (size_t i = 0; i < ev->nprops; i++) {
-        if (!strcmp(ev->props[i].name, "event"))
-            event = ev->props[i].value;
-        else if (!strcmp(ev->props[i].name, "user_id"))
-            user_id = ev->props[i].value;
-    }
-    if (!ev->channel) {
-        json_t *payload = pg_payload_json(ev->payload, ev->len);
-        char *text = payload ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-        json_decref(payload);
-        o = text ? json_pack("{s:s, s:s}", "event", pg_prop_get(ev->props, ev->nprops, "event", "message"), "data",
-                             text)
-                 : NULL;
-        free(text);
-        goto out;
-    }
-    if (pg_utf8_valid(ev->payload, ev->len)) {
-        data = json_stringn(ev->payload, ev->len);
-    } else {
-        json_t *bin = pg_binary_json(ev->payload, ev->len);
-        char *str = bin ? json_dumps(bin, JSON_COMPACT) : NULL;
-        json_decref(bin);
-        data = str ? json_string(str) : NULL;
-        free(str);
-    }
-    o = json_pack("{s:s, s:s, s:o}", "event", event, "channel", ev->channel, "data", data);
-    if (o && user_id)
-        json_object_set_new(o, "user_id", json_string(user_id));
-out:;
-    struct pg_msg *m = o ? pg_msg_from_json(o) : NULL;
-    json_decref(o);
-    return m;
-}
-
 /* pusher-js reconnects at once on a 4200-4299 close and resubscribes every channel. */
 static void gap(struct pg_session *s, const char *sub, const char *channel)
 {
     (void)sub, (void)channel;
-    pg_session_send_json(s, json_pack("{s:s, s:{s:s, s:i}}", "event", "pusher:error", "data", "message",
-                                      "messages were missed: reconnecting", "code", 4200));
+    pg_pusher_send_error(s, 4200, "messages were missed: reconnecting");
     pg_session_close(s, 4200, "messages were missed: reconnect and resubscribe");
 }
 
@@ -683,7 +571,7 @@ static void refuse(struct pg_session *s, int code, uint16_t close_code, const ch
 
 static void terminate(struct pg_session *s)
 {
-    send_error(s, 4009, "Connection terminated by the server");
+    pg_pusher_send_error(s, 4009, "Connection terminated by the server");
     pg_session_close(s, 4009, "terminated");
 }
 
@@ -698,10 +586,10 @@ const struct pg_proto pg_pusher_proto = {
     .receive = pusher_receive,
     .wake = pg_ws_wake,
     .nslots = 1,
-    .encode = encode,
+    .encode = pg_pusher_encode,
     .may_read_app = may_read_app,
     .gap = gap,
-    .member_left = pg_pusher_member_left,
+    .member_left = member_left,
     .user = user,
     .refuse = refuse,
     .terminate = terminate,
