@@ -393,7 +393,7 @@ int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *paylo
         struct pg_app *app = pg_app_find(gw, app_id, (size_t)(slash - app_id));
         if (app && slash[11]) {
             pg_log(PG_LOG_INFO, "cluster", "terminating connections app=%s user=%s", app->creds->id, slash + 11);
-            pg_pusher_terminate_user(gw, app, slash + 11);
+            pg_sessions_terminate_user(gw, app, slash + 11);
         }
         return 1;
     }
