@@ -7,14 +7,14 @@
  *  kind        topic                                 handler
  *  node        {root}/_node/{node}                   cluster.c: a peer's snapshot, or this node's own
  *  reg         {root}/_ctl/{app}/reg/{conn}          push_api.c: a push registration
- *  terminate   {root}/_ctl/{app}/terminate/{user}    pusher.c: close the user's sessions here
+ *  terminate   {root}/_ctl/{app}/terminate/{user}    registry.c: close the user's sessions here
  *  app record  {root}/_ctl/apps/{slug}               apps.c: a store app replicated by another gateway
  *  revoke      {root}/_ctl/{app}/revoke              apps.c: another gateway's revocation
  *  device      {root}/{app}/d/{client}               devices.c: an MQTT device online or gone
  *  presence    {root}/{app}/p/{node}/{channel}       presence.c: a node's members of a presence channel
- *  broadcast   {root}/{app}/b                        apps.c: an app-wide broadcast
- *  channel     {root}/{app}/c/{channel}              channels.c: fan-out to the channel's sessions
- *  user        {root}/{app}/u/{user}                 channels.c: fan-out to the per-user channel
+ *  broadcast   {root}/{app}/b                        fanout.c: an app-wide broadcast to the app's sessions
+ *  channel     {root}/{app}/c/{channel}              fanout.c: to the channel's sessions
+ *  user        {root}/{app}/u/{user}                 fanout.c: to the per-user channel's sessions
  *  dropped     $SYS/broker/publish/messages/dropped  seq.c: the broker's count of dropped messages
  *
  * The topic scheme is common/pg_topic.h's (pg_topic_parse); a topic it does
@@ -32,15 +32,15 @@
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
 #include "core/app.h"
-#include "core/channels.h"
+#include "core/fanout.h"
 #include "core/gw.h"
+#include "core/registry.h"
 #include "core/seq.h"
 #include "dispatch.h"
 #include "http/push_api.h"
 #include "log.h"
 #include "pg_topic.h"
 #include "proto/presence.h"
-#include "proto/pusher.h"
 
 #define FILTER_MAX (PG_TOPIC_ROOT_MAX + 32) /* the longest subscription filter here: {root}/_ctl/+/terminate/+ */
 #define NODE_ID_MAX 64 /* a node id as presence topics carry it (longer ones are cut, as node ids are shorter) */
@@ -76,7 +76,7 @@ static void on_terminate(struct pg_gw *gw, const struct inbound *m)
     struct pg_app *app = pg_app_find(gw, m->p.app.s, m->p.app.len);
     if (app) {
         pg_log(PG_LOG_INFO, "cluster", "terminating connections app=%s user=%s", app->creds->id, m->p.name.s);
-        pg_pusher_terminate_user(gw, app, m->p.name.s);
+        pg_sessions_terminate_user(gw, app, m->p.name.s);
     }
 }
 
@@ -116,12 +116,12 @@ static void on_broadcast(struct pg_gw *gw, const struct inbound *m)
 {
     struct pg_app *a = pg_app_find(gw, m->p.app.s, m->p.app.len);
     if (a && a->creds->active)
-        pg_apps_broadcast(gw, a, m->payload, m->len, m->props, m->nprops);
+        pg_fanout_broadcast(gw, a, m->payload, m->len, m->props, m->nprops);
 }
 
 static void on_channel(struct pg_gw *gw, const struct inbound *m)
 {
-    pg_channels_deliver(gw, m->topic, m->payload, m->len, m->props, m->nprops);
+    pg_fanout_channel(gw, m->topic, m->payload, m->len, m->props, m->nprops);
 }
 
 /* The one place that says who handles what; a kind without a handler (none) is dropped. */

@@ -2,18 +2,15 @@
  * The event loop: one lws context serves HTTP, WebSocket and the broker
  * socket. The bridge's socket is adopted into lws as a raw descriptor (a
  * dup(), so lws closing its copy never closes libmosquitto's), and a 100 ms
- * timer drives keepalive, reconnects and publish timeouts.
+ * timer drives keepalive, reconnects, publish timeouts and every module's
+ * tick (the load measurement first: core/publish.c).
  *
- * Load: a session is a slow consumer when its own socket does not drain (it
- * takes no bytes for slow_consumer_ms while output waits), or when its
- * out-queue fills while the gateway keeps up with the others; it is closed
- * with 1013. When the gateway itself is behind (see pg_publish_refusal), it
- * refuses new publishes at the door (503, Retry-After) instead, and stops
- * reading from the broker while a draining session's out-queue is over 3/4
- * of its limit (the broker holds the messages, bounded by max_queued_bytes)
- * until the queues are under 1/4 again. A session whose queue still fills
- * while its socket takes bytes loses the message and is told (a gap signal)
- * rather than being closed along with everyone else.
+ * This file only routes: lws events of a WebSocket to its protocol's ops
+ * (struct pg_proto, core/session.h), HTTP to http/http.c, broker messages to
+ * the module that owns their topic, and it sets modules up and tears them
+ * down in order. A signal starts the drain: every session is closed (1001)
+ * and the process ends once they, pending requests and webhooks are gone, or
+ * after shutdown_grace_ms.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -25,292 +22,6 @@
 
 static volatile sig_atomic_t stop_requested;
 static struct lws_context *signal_ctx;
-
-/* ---- sessions ------------------------------------------------------------------- */
-
-struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial)
-{
-    struct pg_session *s;
-    HASH_FIND(hh, gw->sessions, &serial, sizeof serial, s);
-    return s;
-}
-
-/* A socket.io session may have no WebSocket (long-polling): sio.c answers its parked request instead. */
-static void session_wake(struct pg_session *s)
-{
-    if (s->proto == PG_PROTO_SIO)
-        pg_sio_wake(s);
-    else
-        lws_callback_on_writable(s->wsi);
-}
-
-void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
-{
-    if (s->close_code)
-        return;
-    s->close_code = code;
-    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
-    session_wake(s);
-}
-
-void pg_session_send(struct pg_session *s, struct pg_msg *m)
-{
-    if (s->close_code)
-        return; /* nothing new after a close was decided */
-    struct pg_gw *gw = s->gw;
-    size_t max_bytes = (size_t)gw->cfg->max_queue_bytes, max_msgs = (size_t)gw->cfg->max_queue_messages;
-    int rc = pg_outq_push(&s->q, m, max_bytes, max_msgs);
-    int filling = pg_outq_fanout_count(&s->q) > max_msgs / 4 * 3 || pg_outq_fanout_bytes(&s->q) > max_bytes / 4 * 3;
-    if (rc == 0 && filling && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi && !lws_send_pipe_choked(s->wsi)) {
-        /* a socket that takes bytes and still has this much waiting: the loop is behind, not the reader */
-        gw->rx_paused_ms = pg_mono_ms();
-        lws_rx_flow_control(gw->mqtt_wsi, 0);
-        pg_log(PG_LOG_INFO, "server", "out-queues 3/4 full: broker input paused until they drain");
-    }
-    if (rc == PG_ELIMIT && s->wsi && !s->choked_since_ms && !lws_send_pipe_choked(s->wsi)) {
-        /* every session is behind because the gateway is: this one is told it missed messages, not closed */
-        if (!s->lost++)
-            pg_log(PG_LOG_WARN, "session", "out-queue full while the gateway is behind app=%s client=%s queued=%zu",
-                   s->app ? s->app->creds->id : "-", s->client_id, s->q.count);
-        return;
-    }
-    if (rc == PG_ELIMIT) {
-        pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu",
-               s->app ? s->app->creds->id : "-", s->client_id, s->q.count, s->q.bytes);
-        pg_outq_clear(&s->q); /* nothing more will be written to it */
-        if (s->app)
-            s->app->stats.slow_closes++;
-        pg_session_close(s, 1013, "slow consumer: out-queue limit reached, reconnect later");
-        return;
-    }
-    if (rc != 0) {
-        pg_session_close(s, 1011, "out of memory");
-        return;
-    }
-    session_wake(s);
-}
-
-void pg_session_send_json(struct pg_session *s, json_t *obj)
-{
-    struct pg_msg *m = obj ? pg_msg_from_json(obj) : NULL;
-    json_decref(obj);
-    if (!m) {
-        pg_session_close(s, 1011, "cannot encode frame");
-        return;
-    }
-    pg_session_send(s, m);
-    pg_msg_unref(m);
-}
-
-int pg_session_may(struct pg_session *s, pg_action action, const char *channel)
-{
-    if (action == PG_ACT_PUBLISH && pg_devices_channel_reserved(s->gw, channel))
-        return 403; /* only the broker plugin reports device presence */
-    if (s->token)
-        return pg_token_allows(s->token, action, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
-    /* without a token: public channels of an open app only (private-/presence- need a credential everywhere) */
-    return s->app->creds->require_auth || pg_channel_protected(channel, strlen(channel)) ? 401 : 0;
-}
-
-/* One publish waiting for the broker: its seq becomes the topic's prev only once acknowledged (seq.c). */
-struct seq_ack {
-    struct pg_gw *gw;
-    char *topic; /* owned */
-    struct pg_seq_stamp st;
-    pg_bridge_ack_cb cb; /* the publisher's, may be NULL */
-    void *cb_ud;
-};
-
-/* The bridge calls every publish's callback exactly once (acknowledged, refused, timed out, lost, or at shutdown). */
-static void seq_acked(void *ud, int result)
-{
-    struct seq_ack *a = ud;
-    if (result == 0)
-        pg_seq_published(a->gw, a->topic, &a->st);
-    if (a->cb)
-        a->cb(a->cb_ud, result);
-    free(a->topic);
-    free(a);
-}
-
-int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
-                     const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
-{
-    const char *all[24];
-    char ts[24];
-    struct pg_seq_stamp st;
-    size_t n = 0;
-    for (; props && props[n] && n < 12; n++)
-        all[n] = props[n];
-    snprintf(ts, sizeof ts, "%lld", (long long)pg_now_ms());
-    all[n++] = "ts";
-    all[n++] = ts;
-    /* receivers find out from these what they missed (seq.c) */
-    pg_seq_stamp(gw, topic, &st);
-    all[n++] = "origin";
-    all[n++] = gw->origin;
-    all[n++] = "seq";
-    all[n++] = st.seq;
-    all[n++] = "prev";
-    all[n++] = st.prev;
-    all[n] = NULL;
-    struct seq_ack *sa = calloc(1, sizeof *sa);
-    int rc = PG_ENOMEM;
-    if (sa && (sa->topic = strdup(topic))) {
-        sa->gw = gw;
-        sa->st = st;
-        sa->cb = cb;
-        sa->cb_ud = cb_ud;
-        rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, seq_acked, sa);
-    }
-    if (rc != 0 && sa) {
-        free(sa->topic);
-        free(sa);
-    }
-    struct pg_app *a = pg_app_find(gw, app, strlen(app));
-    if (a && rc == 0)
-        a->stats.published++;
-    else if (a)
-        a->stats.publish_failed++;
-    return rc;
-}
-
-int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
-               const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
-{
-    char *topic = pg_channel_topic(gw, app, channel);
-    if (!topic)
-        return PG_ENOMEM;
-    int rc = pg_publish_topic(gw, app, topic, payload, len, props, cb, cb_ud);
-    free(topic);
-    return rc;
-}
-
-void pg_session_release(struct pg_gw *gw, struct pg_session *s)
-{
-    if (!s->serial)
-        return; /* never opened */
-    pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
-    lws_sul_cancel(&s->sul_expiry);
-    lws_sul_cancel(&s->sul_activity);
-    lws_sul_cancel(&s->sul_rx);
-    pg_addr_detach(gw, s);
-    pg_channel_leave_all(s);
-    pg_outq_clear(&s->q);
-    pg_token_free(s->token);
-    pg_rules_free(s->user_perms);
-    free(s->user_id);
-    free(s->rx);
-    HASH_DEL(gw->sessions, s);
-    gw->nsessions--;
-    memset(s, 0, sizeof *s);
-}
-
-static int ws_receive(struct pg_gw *gw, struct pg_session *s, struct lws *wsi, const void *in, size_t len)
-{
-    if (s->close_code)
-        return 0;
-    if (s->app) {
-        s->app->stats.bytes_in += len;
-        if (lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi))
-            s->app->stats.frames_in++;
-    }
-    const char *msg;
-    size_t n;
-    int rc = pg_ws_collect(s, wsi, in, len, gw->cfg->max_frame_bytes, &msg, &n);
-    if (rc == 1) {
-        (s->proto == PG_PROTO_PUSHER ? pg_pusher_receive : pg_native_receive)(s, msg, n);
-        pg_ws_collected(s);
-        if (s->proto == PG_PROTO_NATIVE)
-            pg_native_flow(s);
-    }
-    return rc < 0 ? -1 : 0;
-}
-
-/*
- * lws hands a message's payload over as it arrives, in as many RECEIVEs as the
- * peer takes writes: a client that starts a message and then trickles it (or
- * never finishes it) would hold its buffer and session forever. The clock
- * starts at the first partial chunk and stops when the message is whole; a
- * peer that stops before the first payload byte is WebSocket liveness's
- * (ws_ping_interval_s, pg_server_run).
- */
-static void rx_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_rx);
-    pg_log(PG_LOG_INFO, "session", "message not completed within ws_partial_frame_timeout_ms app=%s client=%s",
-           s->app ? s->app->creds->id : "-", s->client_id);
-    pg_session_close(s, 1008, "incomplete message timed out");
-}
-
-int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t len, uint64_t max_bytes,
-                  const char **msg, size_t *msg_len)
-{
-    if (lws_frame_is_binary(wsi)) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text frames only", 16);
-        return -1;
-    }
-    if (s->rx_len + len > max_bytes) {
-        pg_log(PG_LOG_INFO, "session", "message over its size limit app=%s client=%s",
-               s->app ? s->app->creds->id : "-", s->client_id);
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
-        return -1;
-    }
-    int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-    if (last && !s->rx_len) { /* the common case: one whole frame, used in place */
-        *msg = in;
-        *msg_len = len;
-        return 1;
-    }
-    unsigned char *b = realloc(s->rx, s->rx_len + len);
-    if (!b)
-        return -1;
-    if (!s->rx_len && !last)
-        lws_sul_schedule(s->gw->ctx, 0, &s->sul_rx, rx_due,
-                         (lws_usec_t)s->gw->cfg->ws_partial_frame_timeout_ms * LWS_US_PER_MS);
-    s->rx = b;
-    memcpy(s->rx + s->rx_len, in, len);
-    s->rx_len += len;
-    if (!last)
-        return 0;
-    *msg = (const char *)s->rx;
-    *msg_len = s->rx_len;
-    return 1;
-}
-
-void pg_ws_collected(struct pg_session *s)
-{
-    lws_sul_cancel(&s->sul_rx);
-    free(s->rx);
-    s->rx = NULL;
-    s->rx_len = 0;
-}
-
-static int ws_writeable(struct pg_session *s, struct lws *wsi)
-{
-    /* a closing session first flushes what was queued before the close (e.g. the error that explains it) */
-    if (s->close_code && !s->q.count) {
-        lws_close_reason(wsi, (enum lws_close_status)s->close_code, (unsigned char *)s->close_reason,
-                         strlen(s->close_reason));
-        return -1;
-    }
-    struct pg_msg *m = pg_outq_peek(&s->q);
-    if (!m)
-        return 0;
-    if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
-        return -1;
-    s->choked_since_ms = 0;
-    if (s->app) {
-        s->app->stats.frames_out++;
-        s->app->stats.bytes_out += m->len;
-    }
-    pg_outq_pop(&s->q);
-    if (s->proto == PG_PROTO_NATIVE)
-        pg_native_flow(s);
-    if (s->q.count || s->close_code)
-        lws_callback_on_writable(wsi);
-    return 0;
-}
 
 static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
@@ -326,37 +37,21 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
             return 0;
         return pg_http_confirm_upgrade(gw, wsi);
     case LWS_CALLBACK_ESTABLISHED: {
-        struct pg_session *s = &c->u.ws;
+        struct pg_ws *w = &c->u.ws;
+        struct pg_app *app = NULL;
         memset(c, 0, sizeof *c);
         c->is_ws = 1;
-        enum pg_proto proto;
-        if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || pg_ws_path(gw, path, &proto, &s->app) != 0)
+        if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || pg_ws_path(gw, path, &w->proto, &app) != 0)
             return -1;
-        if (proto == PG_PROTO_SIO)
-            return pg_sio_ws_open(gw, wsi, c);
-        s->gw = gw;
-        s->wsi = wsi;
-        s->serial = ++gw->next_serial;
-        HASH_ADD(hh, gw->sessions, serial, sizeof s->serial, s);
-        gw->nsessions++;
-        pg_addr_attach(gw, s, wsi);
-        if ((proto == PG_PROTO_PUSHER ? pg_pusher_open(s, wsi) : pg_native_open(s, wsi)) != 0)
-            return -1;
-        return 0;
+        return w->proto->ws_open(gw, w, wsi, app);
     }
     case LWS_CALLBACK_RECEIVE:
-        if (c->is_sio)
-            return pg_sio_ws_receive(c, wsi, in, len);
-        return ws_receive(gw, &c->u.ws, wsi, in, len);
+        return c->u.ws.proto->ws_receive(&c->u.ws, wsi, in, len);
     case LWS_CALLBACK_SERVER_WRITEABLE:
-        if (c->is_sio)
-            return pg_sio_ws_writeable(c, wsi);
-        return ws_writeable(&c->u.ws, wsi);
+        return c->u.ws.proto->ws_writeable(&c->u.ws, wsi);
     case LWS_CALLBACK_CLOSED:
-        if (c->is_sio)
-            pg_sio_ws_closed(c, wsi);
-        else
-            pg_session_release(gw, &c->u.ws);
+        if (c->u.ws.proto) /* NULL: refused at ESTABLISHED */
+            c->u.ws.proto->ws_closed(&c->u.ws, wsi);
         return 0;
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         /* fires on every lws_cancel_service(): keep it cheap */
@@ -490,107 +185,10 @@ static void bridge_on_log(void *ud, int level, const char *msg)
            "%s", msg);
 }
 
-const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app)
-{
-    const char *why = gw->behind;
-    if (!why && gw->rx_paused_ms)
-        why = "gateway overloaded: catching up with broker messages, retry later";
-    if (!why && gw->late_until_ms && pg_mono_ms() < gw->late_until_ms)
-        why = "gateway overloaded: broker messages arrive late (max_inbound_lag_ms), retry later";
-    if (why && app)
-        app->stats.shed++;
-    return why;
-}
-
-/*
- * Every tick: what all out-queues hold, which sessions' sockets do not drain
- * (closed after slow_consumer_ms), and whether the gateway itself is behind.
- */
-static void load_tick(struct pg_gw *gw)
-{
-    const struct pg_config *cfg = gw->cfg;
-    int64_t now = pg_mono_ms();
-    uint64_t bytes = 0, free_bytes = 0, max_free_bytes = 0;
-    size_t msgs = 0, free_msgs = 0, draining = 0, max_free_msgs = 0;
-    struct pg_session *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp) {
-        if (!s->q.count || s->close_code) {
-            s->choked_since_ms = 0;
-            continue;
-        }
-        if (s->wsi && lws_send_pipe_choked(s->wsi)) {
-            if (!s->choked_since_ms) {
-                s->choked_since_ms = now;
-            } else if (now - s->choked_since_ms >= cfg->slow_consumer_ms) {
-                pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu: socket "
-                       "not drained for %lld ms", s->app ? s->app->creds->id : "-", s->client_id, s->q.count,
-                       s->q.bytes, (long long)(now - s->choked_since_ms));
-                pg_outq_clear(&s->q);
-                if (s->app)
-                    s->app->stats.slow_closes++;
-                pg_session_close(s, 1013, "slow consumer: socket not drained, reconnect later");
-                continue;
-            }
-        } else {
-            /*
-             * Its socket takes bytes, and the loop writes a frame to it every round: output piles up here only
-             * when the loop itself is too slow. Choked sockets say nothing about the gateway and are left out.
-             */
-            s->choked_since_ms = 0;
-            size_t fan_msgs = pg_outq_fanout_count(&s->q), fan_bytes = pg_outq_fanout_bytes(&s->q);
-            free_bytes += fan_bytes;
-            free_msgs += fan_msgs;
-            draining++;
-            if (fan_msgs > max_free_msgs)
-                max_free_msgs = fan_msgs;
-            if (fan_bytes > max_free_bytes)
-                max_free_bytes = fan_bytes;
-        }
-        bytes += s->q.bytes;
-        msgs += s->q.count;
-    }
-    gw->pending_bytes = bytes;
-    gw->pending_msgs = msgs;
-    const char *behind = NULL;
-    /* our own publishes' PUBACKs and the keepalive's PINGRESP wait behind a pause: keep it well under both */
-    int64_t pause_max_ms = cfg->publish_timeout_ms / 2;
-    if (pause_max_ms > cfg->broker_keepalive_s * 500)
-        pause_max_ms = cfg->broker_keepalive_s * 500;
-    if (gw->rx_paused_ms && (!gw->mqtt_wsi || (max_free_msgs < (size_t)cfg->max_queue_messages / 4 &&
-                                               max_free_bytes < cfg->max_queue_bytes / 4) ||
-                             now - gw->rx_paused_ms > pause_max_ms)) {
-        if (now - gw->rx_paused_ms > pause_max_ms)
-            pg_log(PG_LOG_WARN, "server", "broker input paused for %lld ms: reading again", (long long)pause_max_ms);
-        if (gw->mqtt_wsi)
-            lws_rx_flow_control(gw->mqtt_wsi, 1);
-        gw->rx_paused_ms = 0;
-    }
-    if (gw->rx_paused_ms)
-        behind = "gateway overloaded: catching up with broker messages, retry later";
-    else if (bytes > cfg->max_pending_bytes)
-        behind = "gateway overloaded: too much output pending (max_pending_bytes), retry later";
-    else if (draining && (free_msgs / draining > (size_t)cfg->max_queue_messages / 2 ||
-                          free_bytes / draining > cfg->max_queue_bytes / 2))
-        behind = "gateway overloaded: its sessions' out-queues are half full, retry later";
-    if (behind != gw->behind)
-        pg_log(behind ? PG_LOG_WARN : PG_LOG_INFO, "server", "%s (pending %llu bytes in %zu messages)",
-               behind ? behind : "caught up: publishes accepted again", (unsigned long long)bytes, msgs);
-    gw->behind = behind;
-    /* sessions that lost messages while the gateway was behind hear of it once their queue has room again */
-    if (!behind) {
-        HASH_ITER(hh, gw->sessions, s, tmp) {
-            if (s->lost && !s->close_code && s->q.count < (size_t)cfg->max_queue_messages / 2) {
-                s->lost = 0;
-                pg_session_gap(s, NULL, NULL);
-            }
-        }
-    }
-}
-
 static void tick(lws_sorted_usec_list_t *sul)
 {
     struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
-    load_tick(gw);
+    pg_publish_load_tick(gw);
     pg_bridge_tick(gw->bridge);
     pg_cluster_tick(gw);
     pg_webhooks_tick(gw->webhooks);
@@ -744,6 +342,7 @@ out:
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);
     pg_seq_free(&gw);
+    pg_presence_free(&gw); /* after the sessions (they leave their presence channels), before the apps */
     apps_free(&gw);
     return rc;
 }

@@ -26,9 +26,6 @@
  * its return; whoever ignores such a copy announces the tombstone again, so
  * the broker's retained state is the deletion once more. `_ctl` is readable only by gateway accounts (conf/mosquitto.acl).
  *
- * App-wide broadcasts (`#general`) travel on `{root}/{app}/b` with the event
- * name as the `event` user property and reach every session of the app.
- *
  * The state behind all this is struct pg_apps (gw->apps_state), private to
  * this file (apps.h says who may call what). The messages of other gateways
  * arrive already sorted by topic (the broker message dispatch): this file
@@ -45,15 +42,10 @@
 #include "cluster/apps.h"
 #include "core/app.h"
 #include "core/gw.h"
-#include "core/msg.h"
 #include "core/seq.h"
 #include "core/session.h"
 #include "log.h"
 #include "pg_topic.h"
-#include "proto/native.h"
-#include "proto/presence.h"
-#include "proto/pusher.h"
-#include "proto/sio.h"
 
 #define STORE_CHECK_MS 200       /* data_version polling period */
 #define REVOKED_PURGE_MS 60000   /* how often expired revocations are dropped */
@@ -172,14 +164,6 @@ fail:
     return NULL;
 }
 
-/* Close a session for a reason of the app's; native clients get an error frame saying why first. */
-static void refuse(struct pg_session *s, int error_code, uint16_t close_code, const char *why)
-{
-    if (s->proto == PG_PROTO_NATIVE)
-        pg_native_error(s, error_code, why);
-    pg_session_close(s, close_code, why);
-}
-
 /* Close every session of the app: it was disabled or deleted. */
 static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *why)
 {
@@ -188,27 +172,21 @@ static void close_app_sessions(struct pg_gw *gw, struct pg_app *a, const char *w
     HASH_ITER(hh, gw->sessions, s, tmp) {
         if (s->app != a)
             continue;
-        refuse(s, 403, 4003, why);
+        s->proto->refuse(s, 403, 4003, why);
         n++;
     }
     if (n)
         pg_log(PG_LOG_INFO, "apps", "closed %zu sessions app=%s: %s", n, a->id, why);
 }
 
-/*
- * require_auth was switched on: native sessions without a token may no longer stay, nor Pusher connections holding a
- * public channel without a credential (ws_pusher.c).
- */
+/* require_auth was switched on: each protocol closes the sessions whose credentials do not cover what they hold. */
 static void close_unauthenticated(struct pg_gw *gw, struct pg_app *a)
 {
     struct pg_session *s, *tmp;
     HASH_ITER(hh, gw->sessions, s, tmp) {
         if (s->app != a || s->close_code)
             continue;
-        if (s->proto == PG_PROTO_PUSHER)
-            pg_pusher_require_auth(s);
-        else if (s->proto == PG_PROTO_NATIVE && !s->token)
-            refuse(s, 401, 4009, "this app now requires a token");
+        s->proto->auth_required(s);
     }
 }
 
@@ -288,7 +266,7 @@ static int revocation_apply(struct pg_gw *gw, const char *app, const char *kind,
             continue;
         pg_log(PG_LOG_INFO, "apps", "revoked session closed app=%s client=%s %s=%s", app,
                s->client_id[0] ? s->client_id : s->socket_id, kind, value);
-        refuse(s, 401, 4009, "credential revoked");
+        s->proto->refuse(s, 401, 4009, "credential revoked");
     }
     return 0;
 }
@@ -497,7 +475,6 @@ void pg_apps_free(struct pg_gw *gw)
         struct pg_app *a = e->app;
         HASH_DEL(as->entries, e);
         HASH_DEL(gw->apps, a);
-        pg_presence_free(a);
         pg_seq_table_free(&a->broadcast_seqs);
         conf_free(e->owned);
         json_decref(e->stored);
@@ -669,69 +646,4 @@ void pg_apps_on_revoke(struct pg_gw *gw, const char *app, const void *payload, s
     } else
         pg_log(PG_LOG_WARN, "apps", "ignored a malformed revocation for app %s", app);
     json_decref(j);
-}
-
-int pg_session_may_read_app(const struct pg_session *s)
-{
-    if (s->proto == PG_PROTO_SIO)
-        return pg_sio_may_read_app(s);
-    if (!s->app->creds->require_auth)
-        return 1;
-    return s->proto == PG_PROTO_NATIVE ? s->token != NULL : s->user_id != NULL;
-}
-
-/* One encoding per protocol, shared by every session of the app. */
-void pg_apps_broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, size_t len,
-                      const struct pg_bridge_prop *props, size_t nprops)
-{
-    const char *event = pg_prop_get(props, nprops, "event", "message");
-    json_t *data = pg_payload_json(payload, len);
-    char *text = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
-    json_t *nj = json_pack("{s:s, s:s, s:O, s:I}", "type", "broadcast", "event", event, "message", data, "timestamp",
-                           (json_int_t)pg_now_ms());
-    /* Pusher: an event without a channel, as pusher-js's bind() / bind_global() receive it */
-    json_t *pj = text ? json_pack("{s:s, s:s}", "event", event, "data", text) : NULL;
-    struct pg_msg *native = nj ? pg_msg_from_json(nj) : NULL, *pusher = pj ? pg_msg_from_json(pj) : NULL;
-    json_decref(nj);
-    json_decref(pj);
-    struct pg_msg *sio[2] = {NULL, NULL}; /* socket.io: the default namespace, the app's own */
-    struct pg_session *s, *tmp;
-    size_t n = 0;
-    /* broadcasts are subscribed for as long as the app exists: a gap concerns every session that reads them */
-    struct pg_seq_in in;
-    int gap = pg_seq_parse(props, nprops, &in) && pg_seq_check(gw, &a->broadcast_seqs, &in, NULL);
-    if (gap) {
-        a->stats.gaps++;
-        pg_log(PG_LOG_WARN, "apps", "gap: app-wide messages missed app=%s origin=%s", a->id, in.origin);
-    }
-    HASH_ITER(hh, gw->sessions, s, tmp) {
-        if (s->app != a || s->close_code || !pg_session_may_read_app(s))
-            continue;
-        if (gap)
-            pg_session_gap(s, "#general", "#general");
-        if (s->close_code)
-            continue;
-        struct pg_msg *m = s->proto == PG_PROTO_NATIVE ? native : s->proto == PG_PROTO_PUSHER ? pusher : NULL;
-        if (s->proto == PG_PROTO_SIO) {
-            int slot = pg_sio_nsp_slot(s);
-            if (!sio[slot])
-                pg_sio_encode(s, payload, len, props, nprops, &sio[slot]);
-            m = sio[slot];
-        }
-        if (m) {
-            pg_session_send(s, m);
-            n++;
-        }
-    }
-    for (int i = 0; i < 2; i++)
-        if (sio[i])
-            pg_msg_unref(sio[i]);
-    a->stats.delivered++;
-    pg_log(PG_LOG_DEBUG, "apps", "broadcast app=%s event=%s sessions=%zu", a->id, event, n);
-    if (native)
-        pg_msg_unref(native);
-    if (pusher)
-        pg_msg_unref(pusher);
-    free(text);
-    json_decref(data);
 }

@@ -1,6 +1,6 @@
 /*
  * Apps at run time (apps.c): the config file's apps and the apps store's,
- * their replication between gateways, revocations, app-wide broadcasts.
+ * their replication between gateways, revocations.
  *
  * Owns struct pg_apps (opaque, gw->apps_state): the open apps store, when it
  * was last read, the revocations in memory, the apps changed while the broker
@@ -11,8 +11,8 @@
  *
  * Who calls what:
  *  - server.c: init, free, tick, connected (the loop);
- *  - the broker message dispatch: pg_apps_on_state, pg_apps_on_revoke,
- *    pg_apps_broadcast for the topics named at each;
+ *  - the broker message dispatch: pg_apps_on_state, pg_apps_on_revoke for
+ *    the topics named at each;
  *  - the admin API: pg_apps_db (the store to edit), pg_apps_from_store,
  *    pg_apps_store_changed and pg_apps_announce after each edit, pg_revoke;
  *  - whoever admits a credential: pg_revoked, pg_session_revoked.
@@ -22,8 +22,6 @@
 
 #include <stddef.h>
 #include <stdint.h>
-
-#include "pushgate_bridge.h"
 
 struct pg_gw;
 struct pg_app;
@@ -45,9 +43,6 @@ int pg_apps_from_store(struct pg_gw *gw, const struct pg_app *a);
 void pg_apps_on_state(struct pg_gw *gw, const char *slug, const void *payload, size_t len);
 /* {root}/_ctl/{app}/revoke: another gateway's revocation {"kind","value","expires_ms"}. */
 void pg_apps_on_revoke(struct pg_gw *gw, const char *app, const void *payload, size_t len);
-/* {root}/{app}/b: an app-wide broadcast (event name in the `event` property) to every session of a. */
-void pg_apps_broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, size_t len,
-                       const struct pg_bridge_prop *props, size_t nprops);
 /* After an admin change of slug: publish its state (retained) for gateways on other stores. */
 void pg_apps_announce(struct pg_gw *gw, const char *slug);
 /* After this process wrote the store: reload now (its own commits do not move data_version). */

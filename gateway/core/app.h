@@ -5,13 +5,13 @@
 #define PG_CORE_APP_H
 
 #include <stdint.h>
+#include <jansson.h>
 #include <uthash.h>
 
 #include "config.h"
 
 struct pg_gw;
 struct pg_channel;
-struct pg_pchan;
 struct pg_seq;
 
 #define PG_HISTORY_SAMPLES 360 /* one hour of samples every PG_HISTORY_INTERVAL_MS */
@@ -24,7 +24,6 @@ struct pg_app {
     int deleted;                      /* a store app deleted from the store (set by apps.c only) */
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
-    struct pg_pchan *pchans;          /* presence channels known in the cluster (presence.c) */
     struct pg_seq *broadcast_seqs;    /* last seq of app-wide broadcasts per origin (seq.c) */
     struct pg_app_stats {             /* monotonic counters for /metrics (metrics.c) */
         uint64_t frames_in, bytes_in;     /* WebSocket frames from clients */

@@ -14,19 +14,6 @@
 
 #include "gateway.h"
 
-struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len)
-{
-    struct pg_app *a;
-    HASH_FIND(hh, gw->apps, id, len, a);
-    return a;
-}
-
-struct pg_app *pg_app_lookup(struct pg_gw *gw, const char *id, size_t len)
-{
-    struct pg_app *a = pg_app_find(gw, id, len);
-    return a && !pg_app_deleted(a) ? a : NULL;
-}
-
 char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name)
 {
     size_t n = strlen(gw->cfg->topic_root) + strlen(app) + strlen(kind) + strlen(name) + 4;
@@ -129,7 +116,8 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
 static void member_remove(struct pg_session *s, struct pg_member *m)
 {
     struct pg_channel *ch = m->ch;
-    pg_pusher_member_left(m);
+    if (s->proto->member_left)
+        s->proto->member_left(m);
     HASH_DEL(s->subs, m);
     s->nsubs--;
     DL_DELETE(ch->members, m);
@@ -153,138 +141,4 @@ void pg_channel_leave_all(struct pg_session *s)
     HASH_ITER(hh, s->subs, m, tmp) {
         member_remove(s, m);
     }
-}
-
-struct fanout {
-    struct pg_gw *gw;
-    const char *channel;
-    size_t channel_len;
-    int protected_channel; /* pg_channel_protected(channel): computed once, asked per wildcard reader */
-    const void *payload;
-    size_t len;
-    const struct pg_bridge_prop *props;
-    size_t nprops;
-    struct pg_msg *native; /* encoded lazily, once per wire protocol */
-    struct pg_msg *pusher;
-    struct pg_msg *sio[2]; /* socket.io: namespace "/" and "/{app}" frame differently */
-    const char *exclude_socket; /* Pusher socket_id that must not receive it (the sender) */
-    int encodings;
-    size_t recipients;
-    uint64_t seq;
-    struct pg_seq_in in; /* origin, seq, prev of the message (has_seq) */
-    int has_seq;
-};
-
-/*
- * An exact subscription was checked when it was made; a wildcard one is checked per channel here: against the
- * token, or without one (an open app) public channels only, so `#` never reads a private-/presence- channel.
- */
-static int may_read(const struct fanout *f, const struct pg_session *s, int via_wildcard)
-{
-    if (!via_wildcard)
-        return 1;
-    if (s->token)
-        return pg_token_allows(s->token, PG_ACT_SUBSCRIBE, f->channel, f->channel_len) == PG_ALLOW;
-    return !f->protected_channel;
-}
-
-/* Messages before this one never reached ch (seq.c): its readers hear of it before the message itself. */
-static void gap_notify(struct fanout *f, struct pg_channel *ch)
-{
-    struct pg_member *m, *mtmp;
-    ch->app->stats.gaps++;
-    pg_log(PG_LOG_WARN, "fanout", "gap: messages missed app=%s subscription=%s channel=%s origin=%s sessions=%zu",
-           ch->app->creds->id, ch->name, f->channel, f->in.origin, ch->nmembers);
-    DL_FOREACH_SAFE(ch->members, m, mtmp) {
-        struct pg_session *s = m->s;
-        if (s->gap_seq == f->seq || s->close_code || !may_read(f, s, ch->wildcard))
-            continue;
-        s->gap_seq = f->seq;
-        pg_session_gap(s, ch->name, f->channel);
-    }
-}
-
-static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard)
-{
-    if (s->delivered_seq == f->seq || s->close_code)
-        return;
-    if (!may_read(f, s, via_wildcard))
-        return;
-    if (f->exclude_socket && !strcmp(s->socket_id, f->exclude_socket))
-        return;
-    s->delivered_seq = f->seq;
-    struct pg_msg **enc = s->proto == PG_PROTO_PUSHER ? &f->pusher
-                          : s->proto == PG_PROTO_SIO  ? &f->sio[pg_sio_nsp_slot(s)]
-                                                      : &f->native;
-    if (!*enc) {
-        if (s->proto == PG_PROTO_PUSHER)
-            pg_pusher_encode(f->channel, f->payload, f->len, f->props, f->nprops, enc);
-        else if (s->proto == PG_PROTO_SIO)
-            pg_sio_encode(s, f->payload, f->len, f->props, f->nprops, enc);
-        else
-            pg_native_encode(f->gw, f->channel, f->payload, f->len, f->props, f->nprops, enc);
-        if (!*enc)
-            return;
-        f->encodings++;
-    }
-    f->recipients++;
-    pg_session_send(s, *enc);
-}
-
-void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
-                         const struct pg_bridge_prop *props, size_t nprops)
-{
-    /* {root}/{app}/c/{channel} */
-    size_t rl = strlen(gw->cfg->topic_root);
-    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
-        return;
-    const char *app_id = topic + rl + 1;
-    const char *slash = strchr(app_id, '/');
-    int user = slash && !strncmp(slash, "/u/", 3);
-    if (!slash || (strncmp(slash, "/c/", 3) != 0 && !user))
-        return;
-    struct pg_app *app = pg_app_find(gw, app_id, (size_t)(slash - app_id));
-    if (!app)
-        return;
-    /* per-user messages live in the channel index as "#server-to-user-{id}" */
-    char *user_channel = NULL;
-    if (user) {
-        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(slash + 3) + 1;
-        if (!(user_channel = malloc(n)))
-            return;
-        snprintf(user_channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, slash + 3);
-    }
-    struct fanout f = {.gw = gw, .channel = user ? user_channel : slash + 3, .payload = payload, .len = len, .props = props,
-                       .nprops = nprops, .seq = ++gw->fanout_seq};
-    f.channel_len = strlen(f.channel);
-    f.protected_channel = pg_channel_protected(f.channel, f.channel_len);
-    for (size_t i = 0; i < nprops; i++)
-        if (!strcmp(props[i].name, "socket_id"))
-            f.exclude_socket = props[i].value;
-    struct pg_channel *ch, *tmp;
-    struct pg_member *m, *mtmp;
-    f.has_seq = pg_seq_parse(props, nprops, &f.in);
-    HASH_FIND_STR(app->channels, f.channel, ch);
-    if (ch) {
-        if (f.has_seq && pg_seq_check(gw, &ch->seqs, &f.in, NULL))
-            gap_notify(&f, ch);
-        DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 0);
-    }
-    HASH_ITER(hh, app->filters, ch, tmp) {
-        bool match = false;
-        if (mosquitto_topic_matches_sub(ch->name, f.channel, &match) == MOSQ_ERR_SUCCESS && match) {
-            if (f.has_seq && pg_seq_check(gw, &ch->seqs, &f.in, f.channel))
-                gap_notify(&f, ch);
-            DL_FOREACH_SAFE(ch->members, m, mtmp) deliver_one(&f, m->s, 1);
-        }
-    }
-    app->stats.delivered++;
-    if (pg_log_enabled(PG_LOG_DEBUG))
-        pg_log(PG_LOG_DEBUG, "fanout", "app=%s channel=%s bytes=%zu recipients=%zu encodings=%d", app->creds->id,
-               f.channel, len, f.recipients, f.encodings);
-    pg_msg_unref(f.native);
-    pg_msg_unref(f.pusher);
-    pg_msg_unref(f.sio[0]);
-    pg_msg_unref(f.sio[1]);
-    free(user_channel);
 }

@@ -20,24 +20,14 @@ struct pg_seq;
 struct pg_member { /* one subscription of one session; in the session's hash and the channel's list */
     struct pg_channel *ch;
     struct pg_session *s;
-    char *user_id;      /* presence channels: the member this session is (owned) */
+    void *proto_data;   /* its session's protocol's (Pusher: the presence membership); released by member_left */
     int live;           /* the broker granted the channel's subscription for this member */
     struct pg_member *prev, *next; /* channel's members (utlist DL) */
     UT_hash_handle hh;              /* session's subscriptions, keyed by ch->name */
 };
 
-/* A presence member on this node: a user with one or more sessions in the channel. */
-struct pg_presence_user {
-    char *id;
-    json_t *info;
-    int conns;
-    UT_hash_handle hh;
-};
-
 struct pg_channel { /* a channel name or a wildcard filter with local subscribers */
     char *name;
-    struct pg_presence_user *users; /* presence channels */
-    size_t nusers;
     char *topic; /* {root}/{app}/c/{name}, the bridge subscription */
     int wildcard;
     struct pg_app *app;
@@ -56,9 +46,6 @@ struct pg_channel { /* a channel name or a wildcard filter with local subscriber
 int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb, void *ud);
 void pg_channel_leave(struct pg_session *s, const char *name);
 void pg_channel_leave_all(struct pg_session *s);
-/* Bridge message for {root}/{app}/c/{channel}: fan out to local subscribers. */
-void pg_channels_deliver(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
-                         const struct pg_bridge_prop *props, size_t nprops);
 /* Pusher's per-user channel: its messages travel on {root}/{app}/u/{user}. */
 #define PG_USER_CHANNEL_PREFIX "#server-to-user-"
 /* 1 when some level of name is "+" or "#" (an MQTT filter). */

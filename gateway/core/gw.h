@@ -21,6 +21,7 @@
 struct pg_app;
 struct pg_session;
 struct pg_sio;
+struct pg_pchan;
 struct pg_push_reg;
 struct pg_http;
 struct pg_addr;
@@ -41,7 +42,8 @@ struct pg_gw {
     lws_sorted_usec_list_t sul_tick;
     struct pg_app *apps;
     struct pg_session *sessions; /* by serial */
-    struct pg_sio *sio_sessions; /* socket.io sessions by Engine.IO sid (sio.c) */
+    struct pg_sio *sio_sessions; /* socket.io sessions by Engine.IO sid (proto/sio.c) */
+    struct pg_pchan *pchans;     /* Pusher presence channels by app and name (proto/presence.c) */
     struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
     lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
     struct pg_http *requests;    /* pending HTTP requests by serial */

@@ -44,7 +44,7 @@ static inline unsigned char *pg_msg_data(struct pg_msg *m)
  * Bounded FIFO of message references. The limits bound the messages the
  * session did not ask for (fan-out); replies (m->reply) are counted apart,
  * in replies, and bounded by their sender reading no more requests while
- * too many wait (pg_native_flow()).
+ * too many wait (native flow control, proto/native.c).
  */
 struct pg_outq {
     struct pg_msg **ring;

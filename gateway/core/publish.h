@@ -1,5 +1,6 @@
 /*
- * Publishing on behalf of clients and REST callers, and the load that refuses publishes.
+ * Publishing on behalf of clients and REST callers (stamped with ts and the
+ * sequence properties), and the load that refuses publishes. Loop thread only.
  */
 #ifndef PG_CORE_PUBLISH_H
 #define PG_CORE_PUBLISH_H
@@ -27,5 +28,12 @@ int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const
  */
 const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app);
 #define PG_RETRY_AFTER_S "1" /* what an overloaded gateway's 503 asks clients to wait */
+/*
+ * From the loop's tick (server.c): measures what all out-queues hold, closes
+ * sessions whose socket has not drained for slow_consumer_ms, decides whether
+ * the gateway is behind, resumes paused broker input, and sends the gap
+ * signal owed to sessions that lost messages meanwhile.
+ */
+void pg_publish_load_tick(struct pg_gw *gw);
 
 #endif

@@ -13,7 +13,7 @@
  * follows a message the broker acknowledged and this process never received:
  * the broker dropped it (a full client queue, max_queued_bytes) or this
  * process was disconnected meanwhile. Its subscribers then get an explicit
- * gap signal (pg_session_gap) before the message.
+ * gap signal (pg_session_gap, core/session.c) before the message.
  *
  * Only acknowledged messages become a prev: a publish the broker refused
  * (PUBACK >= 0x80), that timed out or that was lost with the connection was
@@ -185,33 +185,4 @@ int pg_seq_on_message(struct pg_gw *gw, const char *topic, const void *payload, 
         }
     }
     return 1;
-}
-
-void pg_session_gap(struct pg_session *s, const char *sub, const char *channel)
-{
-    if (s->close_code)
-        return;
-    s->lost = 0; /* whatever it lost before, this signal covers it */
-    if (s->app)
-        s->app->stats.gap_signals++;
-    if (s->proto == PG_PROTO_PUSHER) {
-        /* pusher-js reconnects at once on a 4200-4299 close and resubscribes every channel */
-        pg_session_send_json(s, json_pack("{s:s, s:{s:s, s:i}}", "event", "pusher:error", "data", "message",
-                                          "messages were missed: reconnecting", "code", 4200));
-        pg_session_close(s, 4200, "messages were missed: reconnect and resubscribe");
-    } else if (s->proto == PG_PROTO_SIO) {
-        json_t *o = json_pack("{s:s?, s:s?}", "room", sub, "channel", channel);
-        char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        struct pg_bridge_prop ev = {"event", "pushgate:gap"};
-        struct pg_msg *m = NULL;
-        if (js)
-            pg_sio_encode(s, js, strlen(js), &ev, 1, &m);
-        free(js);
-        if (m)
-            pg_session_send(s, m);
-        pg_msg_unref(m);
-    } else {
-        pg_session_send_json(s, json_pack("{s:s, s:s?, s:s?}", "type", "gap", "room", sub, "channel", channel));
-    }
 }

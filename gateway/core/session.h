@@ -1,6 +1,28 @@
 /*
- * WebSocket and socket.io sessions: what every protocol's session holds, and
- * the helpers that queue frames on it, close it and release it.
+ * One client session, whatever its wire protocol, and the protocol interface.
+ *
+ * A session is what the core knows of a client: its app, its subscriptions,
+ * its out-queue and its close state. What a session does on the wire is its
+ * protocol's: every session points at one struct pg_proto (s->proto), an ops
+ * table each wire protocol exports once (proto/native.c, proto/pusher.c,
+ * proto/sio.c). The core (fan-out, gap signal, app-wide broadcasts, closing
+ * sessions for an app's reasons, metrics labels) calls only the table and
+ * never asks which protocol a session speaks.
+ *
+ * This module owns no state of its own: it queues frames on one session,
+ * closes it and collects its fragmented input. Sessions by serial (the
+ * registry) are core/registry.c's; joining channels is core/channels.c's.
+ *
+ * Who owns a session:
+ *  - native and Pusher: lws, as the per-wsi user data of their WebSocket
+ *    (struct pg_ws.own); it ends with LWS_CALLBACK_CLOSED (core/ws.c).
+ *  - socket.io: proto/eio.c, on the heap. An Engine.IO session outlives its
+ *    transports: HTTP long-polling requests come and go, and a WebSocket may
+ *    take over (upgrade). s->wsi is that WebSocket once it is the transport,
+ *    NULL while polling. Waking such a session goes through its wake op, and
+ *    it is freed from a timer callback, never from inside a fan-out or a close.
+ *
+ * Threading: the loop thread only (core/gw.h).
  */
 #ifndef PG_CORE_SESSION_H
 #define PG_CORE_SESSION_H
@@ -12,34 +34,22 @@
 
 #include "core/msg.h"
 #include "pushgate_auth.h"
+#include "pushgate_bridge.h"
 
 struct pg_gw;
 struct pg_app;
 struct pg_member;
 struct pg_addr;
-
-enum pg_proto { PG_PROTO_NATIVE = 1, PG_PROTO_PUSHER = 2, PG_PROTO_SIO = 3 };
-
-/*
- * Who owns a session:
- *  - native and Pusher: lws, as the per-wsi user data of their WebSocket
- *    (struct pg_conn.u.ws); it ends with LWS_CALLBACK_CLOSED.
- *  - socket.io (PG_PROTO_SIO): sio.c, on the heap (struct pg_sio embeds it).
- *    An Engine.IO session outlives its transports: HTTP long-polling requests
- *    come and go, and a WebSocket may take over (upgrade). s->wsi is that
- *    WebSocket once it is the transport, NULL while polling. Waking such a
- *    session (pg_session_send/close) goes through pg_sio_wake(), and sio.c
- *    frees it from a timer callback, never from inside a fan-out or a close.
- */
+struct pg_proto;
 
 struct pg_session {
-    uint64_t serial; /* never reused: async completions look sessions up by it */
+    uint64_t serial; /* never reused: async completions look sessions up by it (core/registry.c) */
     struct lws *wsi;
     struct pg_gw *gw;
     struct pg_app *app;
-    enum pg_proto proto;
+    const struct pg_proto *proto; /* its wire protocol; static, never NULL once opened */
     char client_id[32];
-    char socket_id[32]; /* Pusher: "<n>.<n>" */
+    char socket_id[32]; /* Pusher: "<n>.<n>"; the fan-out skips the session a message names as its sender */
     char *user_id;      /* Pusher user signin (owned) */
     pg_rules *user_perms; /* Pusher: the signed-in user_data's `permissions` (owned), NULL without */
     int64_t last_rx_ms; /* Pusher activity: last frame from the client (monotonic) */
@@ -64,16 +74,92 @@ struct pg_session {
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
     size_t replies_due; /* native: requests waiting for the broker before their reply is queued */
-    int rx_paused;      /* native: not reading requests until its replies drain (pg_native_flow) */
-    UT_hash_handle hh; /* gw->sessions by serial */
+    int rx_paused;      /* native: not reading requests until its replies drain (native flow control) */
+    UT_hash_handle hh; /* gw->sessions by serial (core/registry.c) */
 };
 
+/*
+ * What lws keeps per WebSocket (the WebSocket half of server.c's per-connection
+ * data): the protocol that speaks on it and the session it carries. Native and
+ * Pusher sessions are their socket's (s == &own); a socket.io WebSocket carries
+ * a session proto/eio.c owns, and s goes NULL when that session goes first.
+ */
+struct pg_ws {
+    const struct pg_proto *proto;
+    struct pg_session *s;
+    struct pg_session own;
+};
 
-/* Session helpers (server.c) */
-struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial);
+/* One message as the fan-out hands it to a protocol's encoder (everything borrowed for the call). */
+struct pg_event {
+    const char *channel; /* the channel it was published on; NULL: an app-wide (#general) broadcast */
+    const void *payload;
+    size_t len;
+    const struct pg_bridge_prop *props; /* its MQTT user properties: event, client_id, socket_id, user_id, ts, … */
+    size_t nprops;
+};
+
+#define PG_PROTO_MAX_SLOTS 2 /* encodings of one message a protocol may need (socket.io: two namespaces) */
+
+/*
+ * A wire protocol. Every entry is required unless it says NULL is allowed.
+ * Adding a protocol: one file that defines its table, its upgrade path in
+ * pg_ws_path() (http/http.c), its metrics label.
+ */
+struct pg_proto {
+    const char *name; /* metrics and dashboard label: "native", "pusher", "socketio" */
+
+    /* --- lws WebSocket events (server.c); native and Pusher use core/ws.c's --- */
+    /* Before the upgrade: 0 accept, 1 refused (answered with pg_http_refuse_upgrade). app: from the path, may be NULL. */
+    int (*confirm_upgrade)(struct pg_gw *gw, struct lws *wsi, struct pg_app *app);
+    /* LWS_CALLBACK_ESTABLISHED; w zeroed but for w->proto. -1 drops the connection. */
+    int (*ws_open)(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app);
+    int (*ws_receive)(struct pg_ws *w, struct lws *wsi, const void *in, size_t len); /* -1: close */
+    int (*ws_writeable)(struct pg_ws *w, struct lws *wsi);                           /* -1: close */
+    void (*ws_closed)(struct pg_ws *w, struct lws *wsi);
+
+    /* --- one session (core/ws.c calls these for protocols whose session is its socket; NULL for others) --- */
+    int (*open)(struct pg_session *s, struct lws *wsi); /* registered already; -1: drop the connection */
+    void (*receive)(struct pg_session *s, const char *msg, size_t len); /* one whole text message */
+    /* After each message read and each frame written (native: flow control on requests); NULL: nothing. */
+    void (*flow)(struct pg_session *s);
+
+    /* --- what the core asks of any session --- */
+    /* Output was queued or a close decided: get the session's transport to write. */
+    void (*wake)(struct pg_session *s);
+    /*
+     * Encodings: a message is encoded at most once per slot of a protocol and the
+     * same frame is queued on every session of that slot. nslots 1..PG_PROTO_MAX_SLOTS;
+     * slot NULL when nslots is 1.
+     */
+    int nslots;
+    int (*slot)(const struct pg_session *s);
+    /* The frame for ev as s's slot sees it (refs = 1), or NULL when it cannot be encoded: s gets nothing. */
+    struct pg_msg *(*encode)(const struct pg_session *s, const struct pg_event *ev);
+    /* 1 when s may receive app-wide (#general) broadcasts (an app that requires auth: authenticated ones only). */
+    int (*may_read_app)(const struct pg_session *s);
+    /* Tell s it may have missed messages of subscription sub on channel (both NULL: of any); see pg_session_gap. */
+    void (*gap)(struct pg_session *s, const char *sub, const char *channel);
+    /* The channel index drops m (a leave, or the session's release) before it is freed; NULL: nothing to undo. */
+    void (*member_left)(struct pg_member *m);
+    /* The user s is signed in or registered as (terminate_connections), or NULL. */
+    const char *(*user)(const struct pg_session *s);
+    /*
+     * The gateway closes s for a reason of its app's: disabled or deleted (code 403, close 4003), a credential
+     * revoked (401, 4009). code is the HTTP-like status a protocol with an error frame reports before the close.
+     */
+    void (*refuse)(struct pg_session *s, int code, uint16_t close_code, const char *why);
+    /* The app's backend terminated the connections of s's user: close s (4009). */
+    void (*terminate)(struct pg_session *s);
+    /* s's app now requires auth: close s unless its credentials cover what it holds (s not closing yet). */
+    void (*auth_required)(struct pg_session *s);
+};
+
 /* Queue a frame; closes the session (1013) if its queue is over the limit. Takes its own reference. */
 void pg_session_send(struct pg_session *s, struct pg_msg *m);
 void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
+/* Close after what is queued now (code and reason go to the client). */
+void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
 /*
  * Collect one WebSocket text message of s across fragments: 1 with the message
  * in *msg (valid until pg_ws_collected(s)), 0 while fragments are missing, -1
@@ -82,26 +168,12 @@ void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
 int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t len, uint64_t max_bytes,
                   const char **msg, size_t *msg_len);
 void pg_ws_collected(struct pg_session *s);
-/* Close after what is queued now (code and reason go to the client). */
-void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
-/* Undo what a session holds (channels, queue, token) and unlist it; its owner then frees or reuses the memory. */
-void pg_session_release(struct pg_gw *gw, struct pg_session *s);
-/* May this session do action on channel? 0, or the HTTP-like error code (401, 403). */
-int pg_session_may(struct pg_session *s, pg_action action, const char *channel);
-
 /*
- * 1 when the session may receive app-wide (#general) events: any session of an
- * open app; of an app that requires auth, only authenticated ones (native
- * token, Pusher user signin, registered socket.io user).
- */
-int pg_session_may_read_app(const struct pg_session *s);
-
-/*
- * Tells s it may have missed messages of its subscription sub on channel:
- * native {"type":"gap","room":sub,"channel":channel}; Pusher pusher:error 4200
- * and close 4200 (pusher-js reconnects and resubscribes); socket.io event
- * "pushgate:gap" {"room","channel"}. sub and channel NULL (JSON null): any
- * of its subscriptions may have missed messages.
+ * Tells s it may have missed messages of its subscription sub on channel, in
+ * its protocol's way (native {"type":"gap","room","channel"}; Pusher
+ * pusher:error 4200 and close 4200; socket.io event "pushgate:gap"). sub and
+ * channel NULL (JSON null): any of its subscriptions may have missed messages.
+ * Counted in the app's gap_signals; clears s->lost.
  */
 void pg_session_gap(struct pg_session *s, const char *sub, const char *channel);
 

@@ -81,19 +81,6 @@ void pg_dashboard_tick(struct pg_gw *gw)
     }
 }
 
-static const char *proto_name(enum pg_proto p, char *buf, size_t len)
-{
-    /* not a switch: a protocol added later is counted under its number until it is named here */
-    if (p == PG_PROTO_NATIVE)
-        return "native";
-    if (p == PG_PROTO_PUSHER)
-        return "pusher";
-    if (p == PG_PROTO_SIO)
-        return "socketio";
-    snprintf(buf, len, "protocol_%d", (int)p);
-    return buf;
-}
-
 static json_t *stats_json(const struct pg_app_stats *st)
 {
     return json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "frames_in", (json_int_t)st->frames_in, "bytes_in",
@@ -112,14 +99,13 @@ static json_t *data_json(struct pg_gw *gw, struct pg_app *app)
     struct pg_session *s, *stmp;
     json_int_t local = 0;
     int64_t wall = pg_now_ms();
-    char buf[32];
     if (!by || !hist || !stats)
         goto out;
     /* counted now, not at the last tick: the page shows what is open at this instant */
     HASH_ITER(hh, gw->sessions, s, stmp) {
         if (s->app != app)
             continue;
-        const char *name = proto_name(s->proto, buf, sizeof buf);
+        const char *name = s->proto->name;
         json_object_set_new(by, name, json_integer(json_integer_value(json_object_get(by, name)) + 1));
         local++;
     }

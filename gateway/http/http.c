@@ -420,10 +420,10 @@ static int parse_publish_path(struct pg_gw *gw, struct pg_http *h)
     return h->channel ? 0 : -1;
 }
 
-int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct pg_app **app)
+int pg_ws_path(struct pg_gw *gw, const char *path, const struct pg_proto **proto, struct pg_app **app)
 {
     if (!strcmp(path, "/socket.io/") || !strcmp(path, "/socket.io")) {
-        *proto = PG_PROTO_SIO; /* the app is the socket.io namespace, named after the upgrade */
+        *proto = &pg_sio_proto; /* the app is the socket.io namespace, named after the upgrade */
         *app = NULL;
         return 0;
     }
@@ -434,7 +434,7 @@ int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct 
     size_t n = strcspn(id, "/?");
     if (n == 0 || (id[n] == '/' && id[n + 1]))
         return -1;
-    *proto = native ? PG_PROTO_NATIVE : PG_PROTO_PUSHER;
+    *proto = native ? &pg_native_proto : &pg_pusher_proto;
     *app = native ? pg_app_lookup(gw, id, n) : pg_app_find_by_key(gw, id, n);
     /* an unknown native app is refused before the upgrade; Pusher clients expect close code 4001 */
     return native && !*app ? -1 : 0;
@@ -465,7 +465,7 @@ void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *me
 int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
 {
     char path[512];
-    enum pg_proto proto;
+    const struct pg_proto *proto;
     struct pg_app *app;
     const char *why = NULL;
     int refuse = request_refusal(gw, wsi, &why);
@@ -477,12 +477,13 @@ int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
         pg_http_refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
         return 1;
     }
-    if (proto == PG_PROTO_SIO) /* its own checks: Engine.IO query, sid, origin against the session's app */
-        return pg_sio_confirm_upgrade(gw, wsi);
-    if (app && !app->creds->active && proto == PG_PROTO_NATIVE) { /* Pusher clients expect close code 4003 */
-        pg_http_refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "app disabled");
-        return 1;
-    }
+    /* its own checks, then (native, Pusher) pg_http_upgrade_checks; socket.io: Engine.IO query, sid, origin */
+    return proto->confirm_upgrade(gw, wsi, app);
+}
+
+int pg_http_upgrade_checks(struct pg_gw *gw, struct lws *wsi, struct pg_app *app)
+{
+    const char *why;
     /* browsers send Origin: an app that lists its origins refuses pages from anywhere else */
     char origin[256];
     if (app && app->conf->allowed_origins && pg_http_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) != 0) {

@@ -10,10 +10,9 @@
 #include <libwebsockets.h>
 #include <uthash.h>
 
-#include "core/session.h"
-
 struct pg_gw;
 struct pg_app;
+struct pg_proto;
 
 struct pg_http;
 /* Runs once the request body is complete (at once when there is none); answers h now or later. */
@@ -62,6 +61,11 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
 int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
 /* Answers a refused WebSocket upgrade: status with the JSON error body {"error":{"code","message"}}. */
 void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *message);
+/*
+ * The checks every WebSocket upgrade passes after its protocol's own (the confirm_upgrade op): the app's
+ * allowed_origins (app may be NULL), pg_session_refusal, the address's admission. 0: accept; 1: refused (answered).
+ */
+int pg_http_upgrade_checks(struct pg_gw *gw, struct lws *wsi, struct pg_app *app);
 /* Why no new session may open now (shutting down, broker unavailable, max_sessions reached), or NULL. */
 const char *pg_session_refusal(const struct pg_gw *gw);
 
@@ -96,6 +100,6 @@ int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h);
 /* A query argument by exact name (URL-decoded) into buf: its length, -1 when absent, -2 when longer than buf. */
 int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len);
 /* "/v1/{app}" -> native (app set), "/app/{key}" -> Pusher (app may be NULL: refused after the upgrade). */
-int pg_ws_path(struct pg_gw *gw, const char *path, enum pg_proto *proto, struct pg_app **app);
+int pg_ws_path(struct pg_gw *gw, const char *path, const struct pg_proto **proto, struct pg_app **app);
 
 #endif

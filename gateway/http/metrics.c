@@ -6,6 +6,7 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "gateway.h"
 
@@ -30,6 +31,9 @@ static const struct counter counters[] = {
     {"pushgate_publish_shed_total", "Publishes refused (503) because this gateway was behind.", C(shed)},
 };
 
+/* The protocol label of pushgate_sessions: every app lists each (zeros too), by the protocol's name. */
+static const char *const protocols[] = {"native", "pusher", "socketio"};
+
 char *pg_metrics_render(struct pg_gw *gw, size_t *len)
 {
     char *buf = NULL;
@@ -40,23 +44,16 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     struct pg_app *a, *atmp;
     fprintf(f, "# HELP pushgate_sessions Open WebSocket sessions.\n# TYPE pushgate_sessions gauge\n");
     HASH_ITER(hh, gw->apps, a, atmp) {
-        size_t native = 0, pusher = 0, sio = 0;
+        size_t count[sizeof protocols / sizeof protocols[0]] = {0};
         if (pg_app_deleted(a))
             continue;
         struct pg_session *s, *stmp;
         HASH_ITER(hh, gw->sessions, s, stmp) {
-            if (s->app != a)
-                continue;
-            if (s->proto == PG_PROTO_PUSHER)
-                pusher++;
-            else if (s->proto == PG_PROTO_SIO)
-                sio++;
-            else
-                native++;
+            for (size_t i = 0; s->app == a && i < sizeof protocols / sizeof protocols[0]; i++)
+                count[i] += !strcmp(s->proto->name, protocols[i]);
         }
-        fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"native\"} %zu\n", a->creds->id, native);
-        fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"pusher\"} %zu\n", a->creds->id, pusher);
-        fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"socketio\"} %zu\n", a->creds->id, sio);
+        for (size_t i = 0; i < sizeof protocols / sizeof protocols[0]; i++)
+            fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"%s\"} %zu\n", a->creds->id, protocols[i], count[i]);
     }
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counters[i].name, counters[i].help, counters[i].name);

@@ -40,10 +40,9 @@ static int client_id_valid(const char *id)
     return 1;
 }
 
-int pg_native_open(struct pg_session *s, struct lws *wsi)
+static int native_open(struct pg_session *s, struct lws *wsi)
 {
     char want[64] = "", resume[64] = "", expect[RESUME_LEN + 1];
-    s->proto = PG_PROTO_NATIVE;
     if (query_arg(wsi, "client_id", want, sizeof want) == 0 && query_arg(wsi, "resume", resume, sizeof resume) == 0 &&
         client_id_valid(want)) {
         resume_token(s->app, want, expect);
@@ -69,7 +68,7 @@ static void reply(struct pg_session *s, const char *type, json_t *cb, const char
         json_object_set_new(o, "room", json_string(room));
     if (code)
         json_object_set_new(o, "error", json_pack("{s:i, s:s}", "code", code, "message", message));
-    /* a reply, not fan-out: outside the out-queue limits, bounded by pg_native_flow() */
+    /* a reply, not fan-out: outside the out-queue limits, bounded by native_flow() */
     struct pg_msg *m = pg_msg_from_json(o);
     json_decref(o);
     if (!m) {
@@ -81,7 +80,13 @@ static void reply(struct pg_session *s, const char *type, json_t *cb, const char
     pg_msg_unref(m);
 }
 
-void pg_native_flow(struct pg_session *s)
+/*
+ * Backpressure on a native client's requests: its socket is not read while
+ * max_queue_messages replies are due (queued, or waiting for the broker),
+ * and read again once half have gone out. The flow op: after each request
+ * read and each frame written.
+ */
+static void native_flow(struct pg_session *s)
 {
     size_t due = s->q.replies + s->replies_due, window = (size_t)s->gw->cfg->max_queue_messages;
     if (!s->rx_paused && due >= window && !s->close_code) {
@@ -94,9 +99,21 @@ void pg_native_flow(struct pg_session *s)
     }
 }
 
-void pg_native_error(struct pg_session *s, int code, const char *message)
+/* {"type":"error","error":{"code","message"}}: an error that answers no request. */
+static void native_error(struct pg_session *s, int code, const char *message)
 {
     reply(s, "error", NULL, NULL, code, message);
+}
+
+/* May this session do action on channel? 0, or the HTTP-like error code (401, 403). */
+static int session_may(struct pg_session *s, pg_action action, const char *channel)
+{
+    if (action == PG_ACT_PUBLISH && pg_devices_channel_reserved(s->gw, channel))
+        return 403; /* only the broker plugin reports device presence */
+    if (s->token)
+        return pg_token_allows(s->token, action, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
+    /* without a token: public channels of an open app only (private-/presence- need a credential everywhere) */
+    return s->app->creds->require_auth || pg_channel_protected(channel, strlen(channel)) ? 401 : 0;
 }
 
 static void on_token_expired(lws_sorted_usec_list_t *sul)
@@ -200,7 +217,7 @@ static void subscribe_acked(void *ud, int result)
 
 static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
 {
-    int code = pg_session_may(s, PG_ACT_SUBSCRIBE, room);
+    int code = session_may(s, PG_ACT_SUBSCRIBE, room);
     /* A wildcard filter is admitted here and checked per delivered channel (like the broker plugin does). */
     if (code == 403 && pg_channel_is_filter(room))
         code = 0;
@@ -257,7 +274,7 @@ static void do_publish(struct pg_session *s, json_t *req, const char *room, json
         reply(s, "publish", cb, room, 400, "invalid room name (no + or # when publishing)");
         return;
     }
-    int code = pg_session_may(s, PG_ACT_PUBLISH, room);
+    int code = session_may(s, PG_ACT_PUBLISH, room);
     if (code) {
         reply(s, "publish", cb, room, code, code == 401 ? "authenticate first" : "not permitted");
         return;
@@ -290,28 +307,28 @@ static void do_publish(struct pg_session *s, json_t *req, const char *room, json
             reply(s, "publish", cb, room, rc == PG_EBUSY ? 503 : rc == PG_ELIMIT ? 413 : 500,
                   rc == PG_EBUSY ? "broker unavailable" : "cannot publish");
         else
-            pg_native_error(s, 503, "broker unavailable, message dropped");
+            native_error(s, 503, "broker unavailable, message dropped");
     }
 out:
     free(payload);
 }
 
-void pg_native_receive(struct pg_session *s, const char *frame, size_t len)
+static void native_receive(struct pg_session *s, const char *frame, size_t len)
 {
     json_error_t jerr;
     json_t *req = json_loadb(frame, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!req || !json_is_object(req)) {
-        pg_native_error(s, 400, "malformed frame: expected a JSON object");
+        native_error(s, 400, "malformed frame: expected a JSON object");
         goto out;
     }
     const char *type = json_string_value(json_object_get(req, "type"));
     json_t *cb = json_object_get(req, "cb");
     if (cb && !json_is_integer(cb)) {
-        pg_native_error(s, 400, "cb must be an integer");
+        native_error(s, 400, "cb must be an integer");
         goto out;
     }
     if (!type) {
-        pg_native_error(s, 400, "malformed frame: missing type");
+        native_error(s, 400, "malformed frame: missing type");
         goto out;
     }
     if (!strcmp(type, "authenticate")) {
@@ -339,32 +356,111 @@ out:
     json_decref(req);
 }
 
-void pg_native_encode(struct pg_gw *gw, const char *channel, const void *payload, size_t len,
-                      const struct pg_bridge_prop *props, size_t nprops, struct pg_msg **out)
+/*
+ * A channel message: {"type":"message","room","message","client_id","timestamp"[,"event"]} (the publisher's
+ * client_id or null, its `ts` or now, an event other than "message"). An app-wide broadcast:
+ * {"type":"broadcast","event","message","timestamp"} (now).
+ */
+static struct pg_msg *encode(const struct pg_session *s, const struct pg_event *ev)
 {
     const char *sender = NULL, *ts = NULL, *event = NULL;
-    json_t *message = NULL;
-    (void)gw;
-    *out = NULL;
-    for (size_t i = 0; i < nprops; i++) {
-        if (!strcmp(props[i].name, "client_id"))
-            sender = props[i].value;
-        else if (!strcmp(props[i].name, "ts"))
-            ts = props[i].value;
-        else if (!strcmp(props[i].name, "event") && strcmp(props[i].value, "message") != 0)
-            event = props[i].value; /* e.g. device_joined: "message", the default, is left out */
+    json_t *message, *o;
+    (void)s;
+    if (!ev->channel) {
+        json_t *data = pg_payload_json(ev->payload, ev->len);
+        o = json_pack("{s:s, s:s, s:O, s:I}", "type", "broadcast", "event",
+                      pg_prop_get(ev->props, ev->nprops, "event", "message"), "message", data, "timestamp",
+                      (json_int_t)pg_now_ms());
+        json_decref(data);
+        goto out;
     }
-    if (!(message = pg_payload_json(payload, len)))
-        return;
+    for (size_t i = 0; i < ev->nprops; i++) {
+        const struct pg_bridge_prop *p = &ev->props[i];
+        if (!strcmp(p->name, "client_id"))
+            sender = p->value;
+        else if (!strcmp(p->name, "ts"))
+            ts = p->value;
+        else if (!strcmp(p->name, "event") && strcmp(p->value, "message") != 0)
+            event = p->value; /* e.g. device_joined: "message", the default, is left out */
+    }
+    if (!(message = pg_payload_json(ev->payload, ev->len)))
+        return NULL;
     long long when = ts ? strtoll(ts, NULL, 10) : 0;
-    json_t *o = json_pack("{s:s, s:s, s:o, s:s?, s:I}", "type", "message", "room", channel, "message", message,
-                          "client_id", sender, "timestamp", (json_int_t)(when > 0 ? when : pg_now_ms()));
+    o = json_pack("{s:s, s:s, s:o, s:s?, s:I}", "type", "message", "room", ev->channel, "message", message,
+                  "client_id", sender, "timestamp", (json_int_t)(when > 0 ? when : pg_now_ms()));
     if (!o)
-        return;
+        return NULL;
     if (!sender)
         json_object_set_new(o, "client_id", json_null());
     if (event)
         json_object_set_new(o, "event", json_string(event));
-    *out = pg_msg_from_json(o);
+out:;
+    struct pg_msg *m = o ? pg_msg_from_json(o) : NULL;
     json_decref(o);
+    return m;
 }
+
+static void gap(struct pg_session *s, const char *sub, const char *channel)
+{
+    pg_session_send_json(s, json_pack("{s:s, s:s?, s:s?}", "type", "gap", "room", sub, "channel", channel));
+}
+
+static int may_read_app(const struct pg_session *s)
+{
+    return !s->app->creds->require_auth || s->token != NULL;
+}
+
+static const char *user(const struct pg_session *s)
+{
+    (void)s;
+    return NULL; /* a token's user_id claim is no signin: terminate_connections is Pusher's and socket.io's */
+}
+
+/* An error frame saying why, then the close. */
+static void refuse(struct pg_session *s, int code, uint16_t close_code, const char *why)
+{
+    native_error(s, code, why);
+    pg_session_close(s, close_code, why);
+}
+
+static void terminate(struct pg_session *s)
+{
+    pg_session_close(s, 4009, "terminated");
+}
+
+static void auth_required(struct pg_session *s)
+{
+    if (!s->token)
+        refuse(s, 401, 4009, "this app now requires a token");
+}
+
+/* An app that is disabled refuses the upgrade (Pusher clients instead expect close code 4003 after it). */
+static int confirm_upgrade(struct pg_gw *gw, struct lws *wsi, struct pg_app *app)
+{
+    if (app && !app->creds->active) {
+        pg_http_refuse_upgrade(wsi, HTTP_STATUS_FORBIDDEN, "app disabled");
+        return 1;
+    }
+    return pg_http_upgrade_checks(gw, wsi, app);
+}
+
+const struct pg_proto pg_native_proto = {
+    .name = "native",
+    .confirm_upgrade = confirm_upgrade,
+    .ws_open = pg_ws_open,
+    .ws_receive = pg_ws_receive,
+    .ws_writeable = pg_ws_writeable,
+    .ws_closed = pg_ws_closed,
+    .open = native_open,
+    .receive = native_receive,
+    .flow = native_flow,
+    .wake = pg_ws_wake,
+    .nslots = 1,
+    .encode = encode,
+    .may_read_app = may_read_app,
+    .gap = gap,
+    .user = user,
+    .refuse = refuse,
+    .terminate = terminate,
+    .auth_required = auth_required,
+};

@@ -1,5 +1,14 @@
 /*
- * Presence across nodes. Each node publishes its own members of a presence
+ * Pusher presence channels: this node's members, and the cluster's.
+ *
+ * Here (Pusher sessions, proto/pusher.c): a session that subscribed to a
+ * presence channel as a user joins it (pg_presence_join) and leaves it when
+ * its membership goes (the member_left op). A user with several sessions in
+ * the channel is one member. All of it lives in this file's table of presence
+ * channels (gw->pchans, by app and channel name); the channel index knows
+ * nothing of users.
+ *
+ * Across nodes. Each node publishes its own members of a presence
  * channel, retained, on {root}/{app}/p/{node}/{channel} ({"user_id": user_info}
  * or empty when it has none) and reads everyone else's. A channel's members
  * are the union over live nodes, so a user with tabs on two nodes is one
@@ -19,62 +28,110 @@
  *    way and the broker keeps the order, so only a flip of emptiness can be a
  *    leftover (an earlier incarnation's members, or a peer's clear).
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <utlist.h>
 
-#include "gateway.h"
+#include "cluster/cluster.h"
+#include "cluster/webhooks.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/session.h"
+#include "log.h"
+#include "proto/presence.h"
+#include "proto/pusher_wire.h"
+#include "pushgate_bridge.h"
 
+/* A user with one or more sessions of this node in the channel. */
+struct presence_user {
+    char *id;
+    json_t *info;
+    int conns;
+    UT_hash_handle hh;
+};
+
+/* One session's membership (the opaque struct pg_presence_member). */
+struct pg_presence_member {
+    struct pg_pchan *p;
+    struct presence_user *u;
+    struct pg_session *s;
+    struct pg_presence_member *prev, *next; /* p->local (utlist DL) */
+};
+
+/*
+ * A presence channel of an app, known here while someone holds it: local
+ * members, or another node's. Invariant: the union (members) includes every
+ * local user, so a channel with local members is never freed.
+ */
 struct pg_pchan {
-    char *name;
+    char *key; /* "{app id}\n{channel}": the hash key */
+    struct pg_app *app;
+    const char *name;                 /* within key */
+    struct presence_user *users;      /* this node's, by id */
+    size_t nusers;
+    struct pg_presence_member *local; /* this node's sessions in it, told of member_added/removed */
     json_t *remote;  /* {node: {user_id: info}} as published by other nodes */
     json_t *members; /* the union last reported to subscribers */
     UT_hash_handle hh;
 };
 
-static struct pg_pchan *pchan_get(struct pg_app *app, const char *name, int create)
+static struct pg_pchan *pchan_get(struct pg_gw *gw, struct pg_app *app, const char *name, int create)
 {
-    struct pg_pchan *p;
-    HASH_FIND_STR(app->pchans, name, p);
-    if (p || !create)
-        return p;
-    p = calloc(1, sizeof *p);
-    if (!p || !(p->name = strdup(name))) {
-        free(p);
+    char stack[256];
+    size_t al = strlen(app->id), nl = strlen(name);
+    char *key = al + nl + 2 <= sizeof stack ? stack : malloc(al + nl + 2);
+    struct pg_pchan *p = NULL;
+    if (!key)
         return NULL;
+    memcpy(key, app->id, al);
+    key[al] = '\n';
+    memcpy(key + al + 1, name, nl + 1);
+    HASH_FIND_STR(gw->pchans, key, p);
+    if (p || !create)
+        goto out;
+    if (!(p = calloc(1, sizeof *p)) || !(p->key = strdup(key))) {
+        free(p);
+        p = NULL;
+        goto out;
     }
+    p->app = app;
+    p->name = p->key + al + 1;
     p->remote = json_object();
     p->members = json_object();
-    HASH_ADD_KEYPTR(hh, app->pchans, p->name, strlen(p->name), p);
+    HASH_ADD_KEYPTR(hh, gw->pchans, p->key, strlen(p->key), p);
+out:
+    if (key != stack)
+        free(key);
     return p;
 }
 
-static void pchan_free(struct pg_app *app, struct pg_pchan *p)
+static void pchan_free(struct pg_gw *gw, struct pg_pchan *p)
 {
-    HASH_DEL(app->pchans, p);
+    HASH_DEL(gw->pchans, p);
     json_decref(p->remote);
     json_decref(p->members);
-    free(p->name);
+    free(p->key);
     free(p);
 }
 
-static json_t *local_users(struct pg_app *app, const char *name)
+static json_t *local_users(const struct pg_pchan *p)
 {
     json_t *o = json_object();
-    struct pg_channel *ch;
-    struct pg_presence_user *u, *tmp;
-    HASH_FIND_STR(app->channels, name, ch);
-    if (ch)
-        HASH_ITER(hh, ch->users, u, tmp) {
+    struct presence_user *u, *tmp;
+    if (p)
+        HASH_ITER(hh, p->users, u, tmp) {
             json_object_set(o, u->id, u->info ? u->info : json_null());
         }
     return o;
 }
 
-static json_t *compute_union(struct pg_gw *gw, struct pg_app *app, struct pg_pchan *p)
+static json_t *compute_union(struct pg_gw *gw, struct pg_pchan *p)
 {
-    json_t *u = local_users(app, p->name);
+    json_t *u = local_users(p);
     const char *node, *uid;
     json_t *users, *info;
     json_object_foreach(p->remote, node, users) {
@@ -88,57 +145,53 @@ static json_t *compute_union(struct pg_gw *gw, struct pg_app *app, struct pg_pch
     return u;
 }
 
-static void tell_local(struct pg_app *app, const char *channel, struct pg_session *except, const char *event,
-                       json_t *data)
+static void tell_local(struct pg_pchan *p, struct pg_session *except, const char *event, json_t *data)
 {
-    struct pg_channel *ch;
-    struct pg_member *m;
-    HASH_FIND_STR(app->channels, channel, ch);
-    if (ch)
-        DL_FOREACH(ch->members, m) {
-            if (m->s != except && m->live && m->s->proto == PG_PROTO_PUSHER)
-                pg_pusher_send_event(m->s, event, channel, json_incref(data));
-        }
+    struct pg_presence_member *pm;
+    DL_FOREACH(p->local, pm) {
+        if (pm->s != except)
+            pg_pusher_send_event(pm->s, event, p->name, json_incref(data));
+    }
     json_decref(data);
 }
 
-/* Recompute p's members and report what changed; except: a session that must not hear of it. */
-static void reconcile(struct pg_gw *gw, struct pg_app *app, struct pg_pchan *p, struct pg_session *except)
+/* Recompute p's members and report what changed; except: a session that must not hear of it. p may be freed. */
+static void reconcile(struct pg_gw *gw, struct pg_pchan *p, struct pg_session *except)
 {
-    json_t *now = compute_union(gw, app, p);
+    json_t *now = compute_union(gw, p);
     const char *uid;
     json_t *info;
     int leader = pg_cluster_is_leader(gw);
     json_object_foreach(now, uid, info) {
         if (json_object_get(p->members, uid))
             continue;
-        tell_local(app, p->name, except, "pusher_internal:member_added",
+        tell_local(p, except, "pusher_internal:member_added",
                    json_pack("{s:s, s:O}", "user_id", uid, "user_info", info));
         if (leader)
-            pg_webhook_emit(gw, app, json_pack("{s:s, s:s, s:s}", "name", "member_added", "channel", p->name,
-                                               "user_id", uid));
+            pg_webhook_emit(gw, p->app, json_pack("{s:s, s:s, s:s}", "name", "member_added", "channel", p->name,
+                                                  "user_id", uid));
     }
     json_object_foreach(p->members, uid, info) {
         if (json_object_get(now, uid))
             continue;
-        tell_local(app, p->name, except, "pusher_internal:member_removed", json_pack("{s:s}", "user_id", uid));
+        tell_local(p, except, "pusher_internal:member_removed", json_pack("{s:s}", "user_id", uid));
         if (leader)
-            pg_webhook_emit(gw, app, json_pack("{s:s, s:s, s:s}", "name", "member_removed", "channel", p->name,
-                                               "user_id", uid));
+            pg_webhook_emit(gw, p->app, json_pack("{s:s, s:s, s:s}", "name", "member_removed", "channel", p->name,
+                                                  "user_id", uid));
     }
     json_decref(p->members);
     p->members = now;
     if (!json_object_size(p->members) && !json_object_size(p->remote))
-        pchan_free(app, p);
+        pchan_free(gw, p);
 }
 
-/* Publish this node's members of channel, retained (nodes that start later learn them; empty clears it). */
-static void publish_own(struct pg_gw *gw, struct pg_app *app, const char *channel)
+/* Publish this node's members of p, retained (nodes that start later learn them; empty clears it). */
+static void publish_own(struct pg_gw *gw, const struct pg_pchan *p)
 {
-    json_t *mine = local_users(app, channel);
+    json_t *mine = local_users(p);
     char kind[80];
     snprintf(kind, sizeof kind, "p/%s", gw->node_id);
-    char *topic = pg_topic(gw, app->creds->id, kind, channel);
+    char *topic = pg_topic(gw, p->app->creds->id, kind, p->name);
     char *body = json_object_size(mine) ? json_dumps(mine, JSON_COMPACT) : NULL;
     if (topic)
         pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL);
@@ -147,38 +200,94 @@ static void publish_own(struct pg_gw *gw, struct pg_app *app, const char *channe
     json_decref(mine);
 }
 
-void pg_presence_local_changed(struct pg_gw *gw, struct pg_app *app, const char *channel, struct pg_session *except)
+/* This node's users of p changed: publish them and report the difference (not to except). */
+static void local_changed(struct pg_gw *gw, struct pg_pchan *p, struct pg_session *except)
 {
-    struct pg_pchan *p = pchan_get(app, channel, 1);
-    publish_own(gw, app, channel);
-    if (p)
-        reconcile(gw, app, p, except);
+    publish_own(gw, p);
+    reconcile(gw, p, except);
+}
+
+struct pg_presence_member *pg_presence_join(struct pg_session *s, const char *channel, const char *user_id,
+                                            json_t *info)
+{
+    struct pg_gw *gw = s->gw;
+    struct pg_pchan *p = pchan_get(gw, s->app, channel, 1);
+    struct pg_presence_member *pm = p ? calloc(1, sizeof *pm) : NULL;
+    struct presence_user *u = NULL;
+    if (!pm)
+        goto fail;
+    HASH_FIND_STR(p->users, user_id, u);
+    if (u) {
+        u->conns++;
+        json_decref(info);
+    } else {
+        if (!(u = calloc(1, sizeof *u)) || !(u->id = strdup(user_id))) {
+            free(u);
+            goto fail;
+        }
+        u->info = info;
+        u->conns = 1;
+        HASH_ADD_KEYPTR(hh, p->users, u->id, strlen(u->id), u);
+        p->nusers++;
+    }
+    pm->p = p;
+    pm->u = u;
+    pm->s = s;
+    DL_APPEND(p->local, pm);
+    if (u->conns == 1)
+        local_changed(gw, p, s);
+    return pm;
+fail:
+    free(pm);
+    json_decref(info);
+    if (p && !p->nusers && !json_object_size(p->members) && !json_object_size(p->remote))
+        pchan_free(gw, p);
+    return NULL;
+}
+
+void pg_presence_leave(struct pg_presence_member *pm)
+{
+    struct pg_pchan *p = pm->p;
+    struct presence_user *u = pm->u;
+    struct pg_session *s = pm->s;
+    DL_DELETE(p->local, pm);
+    free(pm);
+    if (--u->conns > 0)
+        return;
+    HASH_DEL(p->users, u);
+    p->nusers--;
+    free(u->id);
+    json_decref(u->info);
+    free(u);
+    local_changed(s->gw, p, s);
+}
+
+const char *pg_presence_user(const struct pg_presence_member *pm)
+{
+    return pm->u->id;
 }
 
 void pg_presence_own_message(struct pg_gw *gw, struct pg_app *app, const char *channel, const void *payload, size_t len)
 {
-    struct pg_channel *ch;
     json_t *stored = len ? json_loadb(payload, len, 0, NULL) : NULL;
     int says_members = json_is_object(stored) && json_object_size(stored) > 0;
     json_decref(stored);
-    HASH_FIND_STR(app->channels, channel, ch);
-    int holds = ch && ch->nusers > 0;
+    struct pg_pchan *p = pchan_get(gw, app, channel, 0);
+    int holds = p && p->nusers > 0;
     if (says_members != holds) {
         pg_log(PG_LOG_DEBUG, "presence", "own members of app=%s channel=%s %s: republished", app->creds->id, channel,
                holds ? "cleared elsewhere" : "left over");
-        publish_own(gw, app, channel);
+        struct pg_pchan none = {.app = app, .name = channel};
+        publish_own(gw, p ? p : &none);
     }
 }
 
 void pg_presence_republish_own(struct pg_gw *gw)
 {
-    struct pg_app *a, *atmp;
-    HASH_ITER(hh, gw->apps, a, atmp) {
-        struct pg_channel *ch, *ctmp;
-        HASH_ITER(hh, a->channels, ch, ctmp) {
-            if (ch->nusers)
-                publish_own(gw, a, ch->name);
-        }
+    struct pg_pchan *p, *tmp;
+    HASH_ITER(hh, gw->pchans, p, tmp) {
+        if (p->nusers)
+            publish_own(gw, p);
     }
 }
 
@@ -186,7 +295,7 @@ void pg_presence_on_message(struct pg_gw *gw, struct pg_app *app, const char *no
                             const void *payload, size_t len)
 {
     json_t *users = len ? json_loadb(payload, len, 0, NULL) : NULL;
-    struct pg_pchan *p = pchan_get(app, channel, users != NULL);
+    struct pg_pchan *p = pchan_get(gw, app, channel, users != NULL);
     if (!p) {
         json_decref(users);
         return;
@@ -196,59 +305,60 @@ void pg_presence_on_message(struct pg_gw *gw, struct pg_app *app, const char *no
     else
         json_object_del(p->remote, node);
     json_decref(users);
-    reconcile(gw, app, p, NULL);
+    reconcile(gw, p, NULL);
 }
 
 void pg_presence_nodes_changed(struct pg_gw *gw, const char *gone, int clear)
 {
-    struct pg_app *a, *atmp;
-    HASH_ITER(hh, gw->apps, a, atmp) {
-        struct pg_pchan *p, *ptmp;
-        HASH_ITER(hh, a->pchans, p, ptmp) {
-            if (clear && gone && json_object_get(p->remote, gone) && pg_cluster_is_leader(gw)) {
-                /* a dead node cannot clear its retained members: the leader does */
-                char kind[80];
-                snprintf(kind, sizeof kind, "p/%s", gone);
-                char *topic = pg_topic(gw, a->creds->id, kind, p->name);
-                if (topic)
-                    pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
-                free(topic);
-            }
-            if (gone)
-                json_object_del(p->remote, gone);
-            reconcile(gw, a, p, NULL);
+    struct pg_pchan *p, *tmp;
+    HASH_ITER(hh, gw->pchans, p, tmp) {
+        if (clear && gone && json_object_get(p->remote, gone) && pg_cluster_is_leader(gw)) {
+            /* a dead node cannot clear its retained members: the leader does */
+            char kind[80];
+            snprintf(kind, sizeof kind, "p/%s", gone);
+            char *topic = pg_topic(gw, p->app->creds->id, kind, p->name);
+            if (topic)
+                pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
+            free(topic);
         }
+        if (gone)
+            json_object_del(p->remote, gone);
+        reconcile(gw, p, NULL);
     }
 }
 
 json_t *pg_presence_members(struct pg_gw *gw, struct pg_app *app, const char *channel)
 {
-    struct pg_pchan *p = pchan_get(app, channel, 0);
-    return p ? compute_union(gw, app, p) : local_users(app, channel);
+    struct pg_pchan *p = pchan_get(gw, app, channel, 0);
+    return p ? compute_union(gw, p) : json_object();
 }
 
 void pg_presence_clear_own(struct pg_gw *gw)
 {
-    struct pg_app *a, *atmp;
-    HASH_ITER(hh, gw->apps, a, atmp) {
-        struct pg_channel *ch, *ctmp;
-        HASH_ITER(hh, a->channels, ch, ctmp) {
-            if (!ch->nusers)
-                continue;
-            char kind[80];
-            snprintf(kind, sizeof kind, "p/%s", gw->node_id);
-            char *topic = pg_topic(gw, a->creds->id, kind, ch->name);
-            if (topic)
-                pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
-            free(topic);
-        }
+    struct pg_pchan *p, *tmp;
+    HASH_ITER(hh, gw->pchans, p, tmp) {
+        if (!p->nusers)
+            continue;
+        char kind[80];
+        snprintf(kind, sizeof kind, "p/%s", gw->node_id);
+        char *topic = pg_topic(gw, p->app->creds->id, kind, p->name);
+        if (topic)
+            pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
+        free(topic);
     }
 }
 
-void pg_presence_free(struct pg_app *app)
+void pg_presence_free(struct pg_gw *gw)
 {
     struct pg_pchan *p, *tmp;
-    HASH_ITER(hh, app->pchans, p, tmp) {
-        pchan_free(app, p);
+    HASH_ITER(hh, gw->pchans, p, tmp) {
+        struct presence_user *u, *utmp;
+        HASH_ITER(hh, p->users, u, utmp) {
+            HASH_DEL(p->users, u);
+            free(u->id);
+            json_decref(u->info);
+            free(u);
+        }
+        pchan_free(gw, p);
     }
 }

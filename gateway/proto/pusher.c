@@ -2,8 +2,9 @@
  * Pusher Channels protocol 7 at /app/{key}: what pusher-js and Laravel Echo
  * speak. Server-to-client frames carry `data` as a JSON string; errors and
  * close codes follow the protocol (4001 unknown app, 4007 old protocol, 4301
- * client events over the rate limit). Presence membership is tracked per
- * channel on this node: a user with several connections is one member.
+ * client events over the rate limit). Frames: proto/pusher_wire.c. A
+ * presence channel's members are proto/presence.c's: a subscription joins
+ * as its user_id, and its member_left op leaves.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -16,45 +17,7 @@
 #include "gateway.h"
 
 #define CLIENT_EVENTS_PER_S 10
-#define MAX_CHANNEL_NAME 164
 #define MAX_USER_ID 128 /* as the push API's user ids: both name the channel #server-to-user-{id} */
-
-struct pg_app *pg_app_find_by_key(struct pg_gw *gw, const char *key, size_t len)
-{
-    struct pg_app *a, *tmp;
-    HASH_ITER(hh, gw->apps, a, tmp) {
-        if (a->creds->key && strlen(a->creds->key) == len && !memcmp(a->creds->key, key, len) && !pg_app_deleted(a))
-            return a;
-    }
-    return NULL;
-}
-
-int pg_pusher_channel_valid(const char *name)
-{
-    size_t n = strlen(name);
-    if (n == 0 || n > MAX_CHANNEL_NAME)
-        return 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isalnum((unsigned char)name[i]) && !strchr("-_=@,.;", name[i]))
-            return 0;
-    return 1;
-}
-
-static void send_error(struct pg_session *s, int code, const char *message);
-
-void pg_pusher_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *user_id)
-{
-    struct pg_session *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp) {
-        /* a socket.io session registered for the user is one of the user's connections too */
-        const char *u = s->proto == PG_PROTO_SIO ? pg_sio_user(s) : s->user_id;
-        if (s->app == app && u && !strcmp(u, user_id)) {
-            if (s->proto == PG_PROTO_PUSHER)
-                send_error(s, 4009, "Connection terminated by the server");
-            pg_session_close(s, 4009, "terminated");
-        }
-    }
-}
 
 /* private-, private-encrypted- and presence-: channel auth in every app (pg_channel_protected) */
 static int is_private(const char *ch)
@@ -65,24 +28,6 @@ static int is_private(const char *ch)
 static int is_presence(const char *ch)
 {
     return !strncmp(ch, "presence-", 9);
-}
-
-void pg_pusher_send_event(struct pg_session *s, const char *event, const char *channel, json_t *data)
-{
-    char *str = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
-    json_decref(data);
-    json_t *o = json_pack("{s:s, s:s}", "event", event, "data", str ? str : "{}");
-    free(str);
-    if (o && channel)
-        json_object_set_new(o, "channel", json_string(channel));
-    pg_session_send_json(s, o);
-}
-
-static void send_error(struct pg_session *s, int code, const char *message)
-{
-    /* pusher:error carries data as an object, not a string (as Pusher sends it) */
-    json_t *o = json_pack("{s:s, s:{s:s, s:i}}", "event", "pusher:error", "data", "message", message, "code", code);
-    pg_session_send_json(s, o);
 }
 
 static void subscription_error(struct pg_session *s, const char *channel, int status, const char *why)
@@ -114,7 +59,7 @@ static void activity_check(lws_sorted_usec_list_t *sul)
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, pong_ms * LWS_US_PER_MS);
     } else if (now - s->ping_ms >= pong_ms) {
         pg_log(PG_LOG_INFO, "pusher", "closing idle connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
-        send_error(s, 4201, "Pong reply not received");
+        pg_pusher_send_error(s, 4201, "Pong reply not received");
         pg_session_close(s, 4201, "pong not received");
     } else {
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
@@ -122,26 +67,25 @@ static void activity_check(lws_sorted_usec_list_t *sul)
     }
 }
 
-int pg_pusher_open(struct pg_session *s, struct lws *wsi)
+static int pusher_open(struct pg_session *s, struct lws *wsi)
 {
     char frag[16];
     int protocol = 0;
     unsigned char r[8];
-    s->proto = PG_PROTO_PUSHER;
     if (pg_http_query_arg(wsi, "protocol", frag, sizeof frag) > 0) /* other parameters of any length are skipped */
         protocol = atoi(frag);
     if (!s->app) {
-        send_error(s, 4001, "App key not in this cluster");
+        pg_pusher_send_error(s, 4001, "App key not in this cluster");
         pg_session_close(s, 4001, "app does not exist");
         return 0;
     }
     if (!s->app->creds->active) {
-        send_error(s, 4003, "App is disabled");
+        pg_pusher_send_error(s, 4003, "App is disabled");
         pg_session_close(s, 4003, "app disabled");
         return 0;
     }
     if (protocol < 7) {
-        send_error(s, 4007, "Unsupported protocol version");
+        pg_pusher_send_error(s, 4007, "Unsupported protocol version");
         pg_session_close(s, 4007, "protocol 7 required");
         return 0;
     }
@@ -162,48 +106,12 @@ int pg_pusher_open(struct pg_session *s, struct lws *wsi)
     return 0;
 }
 
-/* ---- presence: this node's side (presence.c merges the cluster) --------------------------- */
-
-static void presence_add(struct pg_member *m, const char *user_id, json_t *info)
+/* The member_left op: a presence membership ends with its subscription. */
+static void member_left(struct pg_member *m)
 {
-    struct pg_channel *ch = m->ch;
-    struct pg_presence_user *u;
-    HASH_FIND_STR(ch->users, user_id, u);
-    if (u) {
-        u->conns++;
-        json_decref(info);
-        return;
-    }
-    u = calloc(1, sizeof *u);
-    if (!u || !(u->id = strdup(user_id))) {
-        free(u);
-        json_decref(info);
-        return;
-    }
-    u->info = info;
-    u->conns = 1;
-    HASH_ADD_KEYPTR(hh, ch->users, u->id, strlen(u->id), u);
-    ch->nusers++;
-    pg_presence_local_changed(m->s->gw, ch->app, ch->name, m->s);
-}
-
-void pg_pusher_member_left(struct pg_member *m)
-{
-    struct pg_channel *ch = m->ch;
-    struct pg_presence_user *u;
-    if (!m->user_id)
-        return;
-    HASH_FIND_STR(ch->users, m->user_id, u);
-    if (u && --u->conns == 0) {
-        HASH_DEL(ch->users, u);
-        ch->nusers--;
-        free(u->id);
-        json_decref(u->info);
-        free(u);
-        pg_presence_local_changed(m->s->gw, ch->app, ch->name, m->s);
-    }
-    free(m->user_id);
-    m->user_id = NULL;
+    if (m->proto_data)
+        pg_presence_leave(m->proto_data);
+    m->proto_data = NULL;
 }
 
 /* ---- subscribe -------------------------------------------------------------------- */
@@ -232,9 +140,7 @@ static void subscribed(struct pg_session *s, struct sub_ack *a)
         return; /* unsubscribed meanwhile */
     m->live = 1;
     if (a->user_id) {
-        m->user_id = a->user_id;
-        a->user_id = NULL;
-        presence_add(m, m->user_id, a->user_info);
+        m->proto_data = pg_presence_join(s, a->channel, a->user_id, a->user_info);
         a->user_info = NULL;
         json_t *members = pg_presence_members(s->gw, s->app, a->channel), *ids = json_array();
         const char *uid;
@@ -301,7 +207,7 @@ static int public_credential(struct pg_session *s, const char *channel, const ch
  * it starts requiring auth the connection keeps only what its signed-in user's permissions cover. Any other public
  * subscription closes it with 4200 ("reconnect immediately"): pusher-js comes back and subscribes under the new rule.
  */
-void pg_pusher_require_auth(struct pg_session *s)
+static void auth_required(struct pg_session *s)
 {
     struct pg_member *m, *tmp;
     size_t upl = strlen(PG_USER_CHANNEL_PREFIX);
@@ -311,7 +217,7 @@ void pg_pusher_require_auth(struct pg_session *s)
             continue;
         if (s->user_perms && pg_rules_allow(s->user_perms, PG_ACT_SUBSCRIBE, name, strlen(name)) == PG_ALLOW)
             continue;
-        send_error(s, 4200, "This app now requires auth: reconnect, then sign in or send channel auth");
+        pg_pusher_send_error(s, 4200, "This app now requires auth: reconnect, then sign in or send channel auth");
         pg_session_close(s, 4200, "app now requires auth");
         return;
     }
@@ -335,13 +241,13 @@ static void do_subscribe(struct pg_session *s, json_t *data)
         return; /* a pending join answers through signin_acked */
     }
     if (!channel || !pg_pusher_channel_valid(channel)) {
-        send_error(s, 4009, "Invalid channel name");
+        pg_pusher_send_error(s, 4009, "Invalid channel name");
         return;
     }
     struct pg_member *existing;
     HASH_FIND_STR(s->subs, channel, existing);
     if (existing) {
-        send_error(s, 4009, "Existing subscription to channel");
+        pg_pusher_send_error(s, 4009, "Existing subscription to channel");
         return;
     }
     if (is_private(channel) && check_channel_auth(s, channel, auth, is_presence(channel) ? channel_data : NULL)) {
@@ -397,7 +303,7 @@ static void do_subscribe(struct pg_session *s, json_t *data)
     if (rc == 0)
         subscribed(s, a);
     else if (rc == PG_ELIMIT)
-        send_error(s, 4301, "Too many subscriptions");
+        pg_pusher_send_error(s, 4301, "Too many subscriptions");
     else
         subscription_error(s, channel, 503, "cannot subscribe now");
     sub_ack_free(a);
@@ -405,7 +311,7 @@ static void do_subscribe(struct pg_session *s, json_t *data)
 nomem:
     if (a)
         sub_ack_free(a);
-    send_error(s, 4200, "out of memory");
+    pg_pusher_send_error(s, 4200, "out of memory");
 }
 
 /* ---- user signin ---------------------------------------------------------------------- */
@@ -449,7 +355,7 @@ static void signin_acked(void *ud, int result)
         s->user_id = NULL;
         pg_rules_free(s->user_perms);
         s->user_perms = NULL;
-        send_error(s, 4201, "cannot sign in now: broker unavailable");
+        pg_pusher_send_error(s, 4201, "cannot sign in now: broker unavailable");
     }
     free(a->user_data);
     free(a);
@@ -473,7 +379,7 @@ static int signin_permissions(struct pg_session *s, json_t *perms)
     char msg[200];
     snprintf(msg, sizeof msg, "signin user_data: %s", rc == PG_ENOMEM ? "out of memory" : why);
     pg_log(PG_LOG_INFO, "pusher", "signin refused app=%s socket_id=%s: %s", s->app->creds->id, s->socket_id, msg);
-    send_error(s, 4009, msg);
+    pg_pusher_send_error(s, 4009, msg);
     return -1;
 }
 
@@ -488,11 +394,11 @@ static void do_signin(struct pg_session *s, json_t *data)
     json_t *ud = user_data ? json_loads(user_data, 0, NULL) : NULL;
     const char *id = json_string_value(json_object_get(ud, "id"));
     if (!auth || !id || !*id || strncmp(auth, key, klen) != 0 || auth[klen] != ':') {
-        send_error(s, 4009, "signin needs auth and user_data with an id");
+        pg_pusher_send_error(s, 4009, "signin needs auth and user_data with an id");
         goto out;
     }
     if (strlen(id) > MAX_USER_ID || !pg_topic_level_valid(id, strlen(id))) { /* the id is a topic level */
-        send_error(s, 4009, "Invalid user id: 1-128 bytes, no / + #, control characters or Unicode noncharacters");
+        pg_pusher_send_error(s, 4009, "Invalid user id: 1-128 bytes, no / + #, control characters or Unicode noncharacters");
         goto out;
     }
     size_t n = strlen(s->socket_id) + strlen(user_data) + 9;
@@ -502,11 +408,11 @@ static void do_signin(struct pg_session *s, json_t *data)
     if (pg_hmac_sha256_hex(secret, strlen(secret), msg, strlen(msg), hex) != 0 ||
         !pg_secret_equal(auth + klen + 1, strlen(auth + klen + 1), hex, 64)) {
         pg_log(PG_LOG_INFO, "pusher", "signin refused app=%s socket_id=%s: bad auth", s->app->creds->id, s->socket_id);
-        send_error(s, 4009, "Invalid signin signature");
+        pg_pusher_send_error(s, 4009, "Invalid signin signature");
         goto out;
     }
     if (s->user_id) {
-        send_error(s, 4009, "already signed in");
+        pg_pusher_send_error(s, 4009, "already signed in");
         goto out;
     }
     if (signin_permissions(s, json_object_get(ud, "permissions")) != 0)
@@ -531,7 +437,7 @@ static void do_signin(struct pg_session *s, json_t *data)
         signin_done(s, user_data);
         goto out;
     }
-    send_error(s, 4201, "cannot sign in now");
+    pg_pusher_send_error(s, 4201, "cannot sign in now");
 fail: /* not signed in: a later attempt may succeed */
     free(s->user_id);
     s->user_id = NULL;
@@ -556,25 +462,25 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
         s->rate_count = 0;
     }
     if (++s->rate_count > CLIENT_EVENTS_PER_S) {
-        send_error(s, 4301, "Client event rejected - rate limit exceeded");
+        pg_pusher_send_error(s, 4301, "Client event rejected - rate limit exceeded");
         return;
     }
     if (channel)
         HASH_FIND_STR(s->subs, channel, m);
     if (!channel || !is_private(channel)) {
-        send_error(s, 4301, "Client event rejected - only supported on private and presence channels");
+        pg_pusher_send_error(s, 4301, "Client event rejected - only supported on private and presence channels");
         return;
     }
     if (!pg_mqtt_utf8_valid(event, strlen(event))) { /* the name travels as an MQTT user property */
-        send_error(s, 4301, "Client event rejected - invalid event name");
+        pg_pusher_send_error(s, 4301, "Client event rejected - invalid event name");
         return;
     }
     if (!m || !m->live) {
-        send_error(s, 4301, "Client event rejected - not subscribed to the channel");
+        pg_pusher_send_error(s, 4301, "Client event rejected - not subscribed to the channel");
         return;
     }
     if (pg_devices_channel_reserved(s->gw, channel)) {
-        send_error(s, 4301, "Client event rejected - only the broker reports device presence on this channel");
+        pg_pusher_send_error(s, 4301, "Client event rejected - only the broker reports device presence on this channel");
         return;
     }
     char *payload = json_is_string(data) ? strdup(json_string_value(data))
@@ -583,33 +489,33 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
         return;
     const char *why = NULL;
     if (strlen(payload) > s->gw->cfg->max_message_bytes) {
-        send_error(s, 4301, "Client event rejected - data too large");
+        pg_pusher_send_error(s, 4301, "Client event rejected - data too large");
     } else if ((why = pg_publish_refusal(s->gw, s->app))) {
-        send_error(s, 4301, "Client event rejected - gateway overloaded, retry later");
+        pg_pusher_send_error(s, 4301, "Client event rejected - gateway overloaded, retry later");
     } else {
-        const char *props[] = {"event", event, "socket_id", s->socket_id, m->user_id ? "user_id" : NULL, m->user_id,
-                               NULL};
+        const char *user_id = m->proto_data ? pg_presence_user(m->proto_data) : NULL;
+        const char *props[] = {"event", event, "socket_id", s->socket_id, user_id ? "user_id" : NULL, user_id, NULL};
         if (pg_publish(s->gw, s->app->creds->id, channel, payload, strlen(payload), props, NULL, NULL) != 0) {
-            send_error(s, 4201, "broker unavailable");
+            pg_pusher_send_error(s, 4201, "broker unavailable");
         } else {
             /* only this node saw the client send it: it reports the event, once */
             json_t *ev = json_pack("{s:s, s:s, s:s, s:s, s:s}", "name", "client_event", "channel", channel, "event",
                                    event, "data", payload, "socket_id", s->socket_id);
-            if (ev && m->user_id)
-                json_object_set_new(ev, "user_id", json_string(m->user_id));
+            if (ev && user_id)
+                json_object_set_new(ev, "user_id", json_string(user_id));
             pg_webhook_emit(s->gw, s->app, ev);
         }
     }
     free(payload);
 }
 
-void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len)
+static void pusher_receive(struct pg_session *s, const char *frame, size_t len)
 {
     s->last_rx_ms = pg_mono_ms();
     json_t *req = json_loadb(frame, len, 0, NULL);
     const char *event = json_string_value(json_object_get(req, "event"));
     if (!req || !event) {
-        send_error(s, 4200, "malformed event: expected {\"event\":..., \"data\":...}");
+        pg_pusher_send_error(s, 4200, "malformed event: expected {\"event\":..., \"data\":...}");
         goto out;
     }
     json_t *data = json_object_get(req, "data");
@@ -632,38 +538,60 @@ void pg_pusher_receive(struct pg_session *s, const char *frame, size_t len)
     } else if (!strncmp(event, "client-", 7)) {
         client_event(s, event, req);
     } else {
-        send_error(s, 4200, "unsupported event");
+        pg_pusher_send_error(s, 4200, "unsupported event");
     }
     json_decref(parsed);
 out:
     json_decref(req);
 }
 
-void pg_pusher_encode(const char *channel, const void *payload, size_t len, const struct pg_bridge_prop *props,
-                      size_t nprops, struct pg_msg **out)
+/* pusher-js reconnects at once on a 4200-4299 close and resubscribes every channel. */
+static void gap(struct pg_session *s, const char *sub, const char *channel)
 {
-    const char *event = "message", *user_id = NULL;
-    json_t *data;
-    *out = NULL;
-    for (size_t i = 0; i < nprops; i++) {
-        if (!strcmp(props[i].name, "event"))
-            event = props[i].value;
-        else if (!strcmp(props[i].name, "user_id"))
-            user_id = props[i].value;
-    }
-    if (pg_utf8_valid(payload, len)) {
-        data = json_stringn(payload, len);
-    } else {
-        json_t *bin = pg_binary_json(payload, len);
-        char *str = bin ? json_dumps(bin, JSON_COMPACT) : NULL;
-        json_decref(bin);
-        data = str ? json_string(str) : NULL;
-        free(str);
-    }
-    json_t *o = json_pack("{s:s, s:s, s:o}", "event", event, "channel", channel, "data", data);
-    if (o && user_id)
-        json_object_set_new(o, "user_id", json_string(user_id));
-    if (o)
-        *out = pg_msg_from_json(o);
-    json_decref(o);
+    (void)sub, (void)channel;
+    pg_pusher_send_error(s, 4200, "messages were missed: reconnecting");
+    pg_session_close(s, 4200, "messages were missed: reconnect and resubscribe");
 }
+
+static int may_read_app(const struct pg_session *s)
+{
+    return !s->app->creds->require_auth || s->user_id != NULL;
+}
+
+static const char *user(const struct pg_session *s)
+{
+    return s->user_id;
+}
+
+static void refuse(struct pg_session *s, int code, uint16_t close_code, const char *why)
+{
+    (void)code; /* pusher-js reads the close code */
+    pg_session_close(s, close_code, why);
+}
+
+static void terminate(struct pg_session *s)
+{
+    pg_pusher_send_error(s, 4009, "Connection terminated by the server");
+    pg_session_close(s, 4009, "terminated");
+}
+
+const struct pg_proto pg_pusher_proto = {
+    .name = "pusher",
+    .confirm_upgrade = pg_http_upgrade_checks, /* an unknown or disabled app is told after the upgrade (4001, 4003) */
+    .ws_open = pg_ws_open,
+    .ws_receive = pg_ws_receive,
+    .ws_writeable = pg_ws_writeable,
+    .ws_closed = pg_ws_closed,
+    .open = pusher_open,
+    .receive = pusher_receive,
+    .wake = pg_ws_wake,
+    .nslots = 1,
+    .encode = pg_pusher_encode,
+    .may_read_app = may_read_app,
+    .gap = gap,
+    .member_left = member_left,
+    .user = user,
+    .refuse = refuse,
+    .terminate = terminate,
+    .auth_required = auth_required,
+};

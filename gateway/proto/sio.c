@@ -50,7 +50,7 @@
  * it is freed by sio_destroy(), only ever from a timer callback (sul_free) or
  * at shutdown, so no fan-out, close or lws callback frees what it iterates.
  * A parked GET is found again by its pg_http serial; a WebSocket reaches its
- * session through struct pg_conn.sio, cleared when the session goes.
+ * session through its struct pg_ws (w->s), cleared when the session goes.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -74,6 +74,7 @@ struct pg_sio {
     char sid[SID_LEN + 1];
     char sock_id[SID_LEN + 1]; /* socket.io's id of the namespace socket */
     struct lws *ws;            /* WebSocket: probing until upgraded, then the transport (also s.wsi) */
+    struct pg_ws *ws_conn;     /* its lws user data (w->s is this session); NULL without one */
     int upgraded;              /* ws is the transport (from the start for a direct WebSocket) */
     int probing;               /* "2probe" seen, "5" not yet: polling GETs are answered at once */
     int probe_reply;           /* "3probe" waits for ws to be writeable */
@@ -110,9 +111,9 @@ static void detach_ws(struct pg_sio *x)
 {
     if (!x->ws)
         return;
-    struct pg_conn *c = lws_wsi_user(x->ws);
-    if (c && c->sio == &x->s)
-        c->sio = NULL;
+    if (x->ws_conn && x->ws_conn->s == &x->s)
+        x->ws_conn->s = NULL;
+    x->ws_conn = NULL;
     lws_callback_on_writable(x->ws); /* with no session behind it, its next WRITEABLE closes it */
     x->ws = NULL;
     x->s.wsi = NULL;
@@ -303,7 +304,7 @@ static void flush_get(struct pg_sio *x, struct pg_http *h, int noop_only)
         sio_kill(x);
 }
 
-void pg_sio_wake(struct pg_session *s)
+static void wake(struct pg_session *s)
 {
     struct pg_sio *x = sio_of(s);
     if (x->dead)
@@ -322,37 +323,70 @@ void pg_sio_wake(struct pg_session *s)
     }
 }
 
-const char *pg_sio_user(const struct pg_session *s)
+static const char *user(const struct pg_session *s)
 {
     return sio_of(s)->user;
 }
 
-int pg_sio_may_read_app(const struct pg_session *s)
+static int may_read_app(const struct pg_session *s)
 {
     const struct pg_sio *x = sio_of(s);
     /* until CONNECT the session only stands in the default app; a locked-down app needs a registered user */
     return x->nsp && (!s->app->creds->require_auth || x->user);
 }
 
-int pg_sio_nsp_slot(const struct pg_session *s)
+/* Which of the two encodings: namespace "/" or "/{app}". */
+static int slot(const struct pg_session *s)
 {
     const struct pg_sio *x = sio_of(s);
     return x->nsp && strcmp(x->nsp, "/") ? 1 : 0;
 }
 
-void pg_sio_encode(const struct pg_session *s, const void *payload, size_t len, const struct pg_bridge_prop *props,
-                   size_t nprops, struct pg_msg **out)
+/* An EVENT ["{event}", <payload as JSON>] in the session's namespace (app-wide broadcasts alike). */
+static struct pg_msg *encode(const struct pg_session *s, const struct pg_event *ev)
 {
-    const char *event = pg_prop_get(props, nprops, "event", "message");
-    json_t *data = pg_payload_json(payload, len);
+    const char *event = pg_prop_get(ev->props, ev->nprops, "event", "message");
+    json_t *data = pg_payload_json(ev->payload, ev->len);
     json_t *arr = data ? json_pack("[s, o]", event, data) : NULL;
     char *js = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
     size_t n = 0;
     char *f = js ? sio_frame('2', sio_of(s)->nsp, js, &n) : NULL;
-    *out = f ? pg_msg_new(f, n) : NULL;
+    struct pg_msg *m = f ? pg_msg_new(f, n) : NULL;
     free(f);
     free(js);
+    return m;
+}
+
+/* The event "pushgate:gap" {"room","channel"}. */
+static void gap(struct pg_session *s, const char *sub, const char *channel)
+{
+    json_t *o = json_pack("{s:s?, s:s?}", "room", sub, "channel", channel);
+    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    struct pg_bridge_prop prop = {"event", "pushgate:gap"};
+    struct pg_event ev = {.payload = js, .len = js ? strlen(js) : 0, .props = &prop, .nprops = 1};
+    struct pg_msg *m = js ? encode(s, &ev) : NULL;
+    free(js);
+    if (m)
+        pg_session_send(s, m);
+    pg_msg_unref(m);
+}
+
+static void refuse(struct pg_session *s, int code, uint16_t close_code, const char *why)
+{
+    (void)code;
+    pg_session_close(s, close_code, why);
+}
+
+static void terminate(struct pg_session *s)
+{
+    pg_session_close(s, 4009, "terminated");
+}
+
+static void auth_required(struct pg_session *s)
+{
+    (void)s; /* nothing held needs a credential: app-wide events ask may_read_app each time */
 }
 
 /* ---- heartbeat ----------------------------------------------------------------------- */
@@ -400,15 +434,11 @@ static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
         free(x);
         return NULL;
     }
-    x->s.gw = gw;
-    x->s.proto = PG_PROTO_SIO;
+    x->s.proto = &pg_sio_proto;
     x->s.app = default_app(gw); /* until a CONNECT names the namespace: counted somewhere meanwhile */
     snprintf(x->s.client_id, sizeof x->s.client_id, "%s", x->sid);
     x->s.last_rx_ms = pg_mono_ms();
-    x->s.serial = ++gw->next_serial;
-    HASH_ADD(hh, gw->sessions, serial, sizeof x->s.serial, &x->s);
-    gw->nsessions++;
-    pg_addr_attach(gw, &x->s, wsi);
+    pg_session_register(gw, &x->s, wsi);
     HASH_ADD_KEYPTR(hh_sid, gw->sio_sessions, x->sid, strlen(x->sid), x);
     lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
     lws_sul_schedule(gw->ctx, 0, &x->sul_connect, connect_due,
@@ -487,7 +517,7 @@ static void join_acked(void *ud, int result)
 {
     struct join_ack *a = ud;
     struct pg_session *s = pg_session_find(a->gw, a->serial);
-    struct pg_sio *x = s && s->proto == PG_PROTO_SIO ? sio_of(s) : NULL;
+    struct pg_sio *x = s && s->proto == &pg_sio_proto ? sio_of(s) : NULL;
     struct pg_member *m = NULL;
     if (x)
         HASH_FIND_STR(x->s.subs, a->channel, m);
@@ -827,7 +857,7 @@ static void poll_get(struct pg_sio *x, struct pg_http *h)
         flush_get(x, h, 0);
         return;
     }
-    pg_http_wait(x->s.gw, h); /* answered by the next pg_sio_wake(), or poll_due() */
+    pg_http_wait(x->s.gw, h); /* answered by the next wake(), or poll_due() */
     x->get_serial = h->serial;
     lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_poll, poll_due, POLL_MAX_MS * LWS_US_PER_MS);
 }
@@ -950,8 +980,9 @@ void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
 
 /* ---- websocket transport ---------------------------------------------------------------- */
 
-int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
+static int confirm_upgrade(struct pg_gw *gw, struct lws *wsi, struct pg_app *app)
 {
+    (void)app; /* the namespace names it, after the upgrade */
     char eio[8], transport[16], sid[SID_LEN + 8];
     const char *why = NULL;
     int status = HTTP_STATUS_BAD_REQUEST;
@@ -969,7 +1000,7 @@ int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
                    (x->nsp && !origin_allowed(x->s.app, origin))) {
             why = "origin not allowed";
             status = HTTP_STATUS_FORBIDDEN;
-        } /* upgraded or probing already: accepted, then closed by pg_sio_ws_open() */
+        } /* upgraded or probing already: accepted, then closed by ws_open() */
     } else if ((why = pg_session_refusal(gw)) != NULL) {
         status = HTTP_STATUS_SERVICE_UNAVAILABLE;
     } else if ((why = pg_addr_refusal(gw, wsi)) != NULL) {
@@ -981,10 +1012,10 @@ int pg_sio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
     return 1;
 }
 
-int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
+static int ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app)
 {
+    (void)app;
     char sid[SID_LEN + 8];
-    c->is_sio = 1;
     if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) != -1) { /* an upgrade probe for a polling session */
         struct pg_sio *x = sio_find(gw, sid);
         if (!x)
@@ -992,12 +1023,13 @@ int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
         if (x->upgraded || x->ws) {
             /* a surplus WebSocket: Engine.IO servers accept it and close it at once, the session goes on */
             pg_log(PG_LOG_DEBUG, "socketio", "surplus websocket closed sid=%s", x->sid);
-            lws_callback_on_writable(wsi); /* with no session (c->sio NULL) its WRITEABLE closes it */
+            lws_callback_on_writable(wsi); /* with no session (w->s NULL) its WRITEABLE closes it */
             return 0;
         }
         sio_returned(x);
         x->ws = wsi;
-        c->sio = &x->s;
+        x->ws_conn = w;
+        w->s = &x->s;
         return 0;
     }
     struct pg_sio *x = sio_new(gw, wsi);
@@ -1009,7 +1041,8 @@ int pg_sio_ws_open(struct pg_gw *gw, struct lws *wsi, struct pg_conn *c)
     }
     x->ws = x->s.wsi = wsi;
     x->upgraded = 1;
-    c->sio = &x->s;
+    x->ws_conn = w;
+    w->s = &x->s;
     send_raw(x, open, strlen(open));
     free(open);
     return 0;
@@ -1057,11 +1090,11 @@ static int ws_message(struct pg_sio *x, const char *p, size_t n)
     return -1;
 }
 
-int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t len)
+static int ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len)
 {
-    struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
+    struct pg_sio *x = w->s ? sio_of(w->s) : NULL;
     if (!x || x->dead || x->ws != wsi) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0); /* as pg_sio_ws_writeable(): no session behind it */
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0); /* as ws_writeable(): no session behind it */
         return -1;
     }
     const char *msg;
@@ -1078,9 +1111,9 @@ int pg_sio_ws_receive(struct pg_conn *c, struct lws *wsi, const void *in, size_t
     return -1;
 }
 
-int pg_sio_ws_writeable(struct pg_conn *c, struct lws *wsi)
+static int ws_writeable(struct pg_ws *w, struct lws *wsi)
 {
-    struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
+    struct pg_sio *x = w->s ? sio_of(w->s) : NULL;
     unsigned char probe[LWS_PRE + 8];
     if (!x || x->dead || x->ws != wsi) {
         /* its session is gone, or it never had one (a surplus WebSocket): a normal close frame, not a hang-up */
@@ -1118,13 +1151,14 @@ int pg_sio_ws_writeable(struct pg_conn *c, struct lws *wsi)
     return 0;
 }
 
-void pg_sio_ws_closed(struct pg_conn *c, struct lws *wsi)
+static void ws_closed(struct pg_ws *w, struct lws *wsi)
 {
-    struct pg_sio *x = c->sio ? sio_of(c->sio) : NULL;
-    c->sio = NULL;
+    struct pg_sio *x = w->s ? sio_of(w->s) : NULL;
+    w->s = NULL;
     if (!x || x->ws != wsi)
         return;
     x->ws = NULL;
+    x->ws_conn = NULL;
     if (x->upgraded) {
         x->s.wsi = NULL;
         sio_kill(x);
@@ -1152,7 +1186,7 @@ struct pg_session *pg_sio_open_session(struct pg_gw *gw, struct lws *wsi, int mo
     if (!x)
         return NULL;
     if (mode != 0)
-        x->ws = wsi; /* as pg_sio_ws_open(): a probe for the polling session, or its transport */
+        x->ws = wsi; /* as ws_open(): a probe for the polling session, or its transport */
     if (mode == 1) {
         x->s.wsi = wsi;
         x->upgraded = 1;
@@ -1175,6 +1209,25 @@ int pg_sio_receive(struct pg_session *s, const char *msg, size_t len, int pollin
         return 0;
     }
     if (!x->ws || len > s->gw->cfg->sio_max_payload_bytes)
-        return -1; /* pg_sio_ws_receive(): not this session's WebSocket, or closed for its size */
+        return -1; /* ws_receive(): not this session's WebSocket, or closed for its size */
     return ws_message(x, msg, len) == 0 ? 0 : -1;
 }
+
+const struct pg_proto pg_sio_proto = {
+    .name = "socketio",
+    .confirm_upgrade = confirm_upgrade,
+    .ws_open = ws_open,
+    .ws_receive = ws_receive,
+    .ws_writeable = ws_writeable,
+    .ws_closed = ws_closed,
+    .wake = wake,
+    .nslots = 2,
+    .slot = slot,
+    .encode = encode,
+    .may_read_app = may_read_app,
+    .gap = gap,
+    .user = user,
+    .refuse = refuse,
+    .terminate = terminate,
+    .auth_required = auth_required,
+};

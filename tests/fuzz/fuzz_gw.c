@@ -206,22 +206,18 @@ void fuzz_gw_service(void)
     lws_service(gw.ctx, -1);
 }
 
-void fuzz_session_open(struct pg_session *s, struct pg_app *app, enum pg_proto proto)
+void fuzz_session_open(struct pg_session *s, struct pg_app *app, const struct pg_proto *proto)
 {
     struct pg_gw *g = fuzz_gw();
-    s->gw = g;
     s->wsi = raw_wsi;
     s->app = app;
     s->proto = proto;
-    s->serial = ++g->next_serial;
     s->last_rx_ms = pg_mono_ms();
-    HASH_ADD(hh, g->sessions, serial, sizeof s->serial, s);
-    g->nsessions++;
+    pg_session_register(g, s, raw_wsi);
 }
 
-void fuzz_frames(const uint8_t *data, size_t size, enum pg_proto proto, int max_frames,
-                 void (*check)(const char *frame, size_t len),
-                 void (*receive)(struct pg_session *s, const char *frame, size_t len), const char *key)
+void fuzz_frames(const uint8_t *data, size_t size, const struct pg_proto *proto, int max_frames,
+                 void (*check)(const char *frame, size_t len), const char *key)
 {
     struct pg_session s;
     if (size < 1 || size > 65536)
@@ -229,7 +225,7 @@ void fuzz_frames(const uint8_t *data, size_t size, enum pg_proto proto, int max_
     const char *app_id = data[0] & 1 ? "locked" : "demo";
     memset(&s, 0, sizeof s);
     fuzz_session_open(&s, pg_app_lookup(fuzz_gw(), app_id, strlen(app_id)), proto);
-    if (proto == PG_PROTO_PUSHER) {
+    if (proto == &pg_pusher_proto) {
         snprintf(s.socket_id, sizeof s.socket_id, "%s", FUZZ_SOCKET_ID);
         snprintf(s.client_id, sizeof s.client_id, "%s", FUZZ_SOCKET_ID);
     } else {
@@ -240,7 +236,7 @@ void fuzz_frames(const uint8_t *data, size_t size, enum pg_proto proto, int max_
         const char *sep = memchr(p, 0x1f, (size_t)(end - p));
         size_t n = (size_t)((sep ? sep : end) - p);
         check(p, n);
-        receive(&s, p, n);
+        proto->receive(&s, p, n);
         fuzz_session_check_output(&s, key);
         if (!sep)
             break;

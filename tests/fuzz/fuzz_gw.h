@@ -48,7 +48,7 @@ extern char fuzz_http_path[1024]; /* the last one's path as lws gave it (decoded
 void fuzz_gw_service(void);
 
 /* Open s (zeroed by the caller's storage) as lws would for proto in app: listed in gw->sessions. */
-void fuzz_session_open(struct pg_session *s, struct pg_app *app, enum pg_proto proto);
+void fuzz_session_open(struct pg_session *s, struct pg_app *app, const struct pg_proto *proto);
 /* Every frame queued on s must be a JSON object whose member key is a string; aborts otherwise. */
 void fuzz_session_check_output(struct pg_session *s, const char *key);
 /* Undo fuzz_session_open and whatever the input left (channels, queue, token, timers). */
@@ -58,12 +58,11 @@ void fuzz_session_close(struct pg_session *s);
  * One input of a WebSocket frame harness (native, Pusher): the first byte picks the app (bit 0: "locked", which
  * requires auth), the rest is up to max_frames frames separated by 0x1f (never raw inside JSON text), fed in order
  * to one session of proto (client_id FUZZ_CLIENT_ID, Pusher: socket_id FUZZ_SOCKET_ID), so an authenticate or a
- * signin can precede a subscribe. check(frame) runs the harness's own invariants before each frame is received;
+ * signin can precede a subscribe (each through proto->receive). check(frame) runs the harness's own invariants before each frame is received;
  * every frame queued in answer must be a JSON object with a string member key.
  */
-void fuzz_frames(const uint8_t *data, size_t size, enum pg_proto proto, int max_frames,
-                 void (*check)(const char *frame, size_t len),
-                 void (*receive)(struct pg_session *s, const char *frame, size_t len), const char *key);
+void fuzz_frames(const uint8_t *data, size_t size, const struct pg_proto *proto, int max_frames,
+                 void (*check)(const char *frame, size_t len), const char *key);
 
 /* 1 when the JSON text is an object with a string member key. */
 int fuzz_json_has_string(const char *text, size_t len, const char *key);

@@ -62,17 +62,17 @@ static int put(char *buf, size_t cap, size_t *n, const void *s, size_t len)
 static void check_ws_path(struct pg_gw *gw, const char *target, size_t len)
 {
     char path[MAX_TARGET + 1];
-    enum pg_proto proto;
+    const struct pg_proto *proto = NULL;
     struct pg_app *app = NULL;
     memcpy(path, target, len);
     path[len] = '\0';
     path[strcspn(path, "?")] = '\0';
     if (pg_ws_path(gw, path, &proto, &app) != 0)
         return;
-    FUZZ_CHECK(proto == PG_PROTO_NATIVE || proto == PG_PROTO_PUSHER || proto == PG_PROTO_SIO);
-    if (proto == PG_PROTO_NATIVE)
+    FUZZ_CHECK(proto == &pg_native_proto || proto == &pg_pusher_proto || proto == &pg_sio_proto);
+    if (proto == &pg_native_proto)
         FUZZ_CHECK(app && !strncmp(path + 4, app->id, strlen(app->id)));
-    if (proto == PG_PROTO_PUSHER && app)
+    if (proto == &pg_pusher_proto && app)
         FUZZ_CHECK(!strncmp(path + 5, app->creds->key, strlen(app->creds->key)));
 }
 

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for the native protocol: frames as pg_native_receive()
+ * libFuzzer harness for the native protocol: frames as pg_native_proto.receive
  * gets them from a WebSocket of /v1/{app}, on a session of the in-memory
  * gateway (fuzz_gw.h; the broker is down, so subscribes and publishes end in
  * their 503 answers). Input: the first byte picks the app (bit 0: "locked",
@@ -31,6 +31,6 @@ static void check_room(const char *frame, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_frames(data, size, PG_PROTO_NATIVE, MAX_FRAMES, check_room, pg_native_receive, "type");
+    fuzz_frames(data, size, &pg_native_proto, MAX_FRAMES, check_room, "type");
     return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness for Pusher protocol 7: frames as pg_pusher_receive()
+ * libFuzzer harness for Pusher protocol 7: frames as pg_pusher_proto.receive
  * gets them from a WebSocket of /app/{key}, on a session of the in-memory
  * gateway (fuzz_gw.h; socket_id FUZZ_SOCKET_ID, so seeds can carry valid
  * channel auth and signin signatures; the broker is down, so subscribes end in
@@ -32,6 +32,6 @@ static void check_channel(const char *frame, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    fuzz_frames(data, size, PG_PROTO_PUSHER, MAX_FRAMES, check_channel, pg_pusher_receive, "event");
+    fuzz_frames(data, size, &pg_pusher_proto, MAX_FRAMES, check_channel, "event");
     return 0;
 }

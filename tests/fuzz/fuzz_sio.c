@@ -88,9 +88,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* lws refuses text frames that are not UTF-8 (LWS_SERVER_OPTION_VALIDATE_UTF8): polling bodies only */
         if (n && (polling || (ws_open && pg_utf8_valid(p + 1, n - 1)))) {
             int rc = pg_sio_receive(s, p + 1, n - 1, polling);
-            if (rc != 0 && !polling) { /* pg_sio_ws_receive() closes the WebSocket; lws then reports it */
-                struct pg_conn c = {.is_sio = 1, .sio = s};
-                pg_sio_ws_closed(&c, wsi);
+            if (rc != 0 && !polling) { /* the ws_receive op closes the WebSocket; lws then reports it */
+                struct pg_ws w = {.proto = &pg_sio_proto, .s = s};
+                pg_sio_proto.ws_closed(&w, wsi);
                 ws_open = 0;
             }
         }

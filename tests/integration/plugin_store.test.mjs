@@ -4,7 +4,7 @@
 // refused until the revocation expires; a config app wins over a store app with the same id.
 //
 // The store is changed with build/tests/integration/pushgate_store_tool, a small program on the gateway's own store
-// code (gateway/apps_store.c), so the test needs no gateway and writes exactly what the admin API would.
+// code (store/), so the test needs no gateway and writes exactly what the admin API would.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -285,7 +285,7 @@ test('SIGHUP re-authenticates every session with the store still loaded: store d
     assertAccepted(await publish(keep, `pushgate/${app.slug}/c/room`, 'x'), 'still allowed after the reload');
     const clientId = uniqueId('dev');
     // The plugin logs "apps store loaded" each time it re-reads the store after a commit (store_load in
-    // auth/mosquitto_plugin.c); the reload above found no change, so the next one is the revocation's.
+    // plugin/store_reader.c); the reload above found no change, so the next one is the revocation's.
     const loads = () => stack.broker.logs().split('pushgate_auth: apps store loaded:').length;
     const loadsBefore = loads();
     revoke(app.slug, 'client', clientId);

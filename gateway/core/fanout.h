@@ -1,0 +1,30 @@
+/*
+ * The fan-out: a broker message to every local session that should get it,
+ * channel messages and app-wide (#general) broadcasts alike, through the
+ * protocol interface only (s->proto->encode, slot, may_read_app, gap).
+ *
+ * Cost: a message is encoded at most once per protocol slot and the same
+ * frame is queued on every recipient of that slot; nothing is allocated or
+ * copied per recipient. Each session gets a message once, however many of its
+ * subscriptions match (gw->fanout_seq, s->delivered_seq).
+ *
+ * Callers: server.c (channel messages), cluster/apps.c (broadcasts).
+ */
+#ifndef PG_CORE_FANOUT_H
+#define PG_CORE_FANOUT_H
+
+#include <stddef.h>
+
+#include "pushgate_bridge.h"
+
+struct pg_gw;
+struct pg_app;
+
+/* Bridge message for {root}/{app}/c/{channel} or {root}/{app}/u/{user}: to the channel's local readers. */
+void pg_fanout_channel(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
+                       const struct pg_bridge_prop *props, size_t nprops);
+/* An app-wide broadcast ({root}/{app}/b) of an active app: to every session of it that may read app-wide events. */
+void pg_fanout_broadcast(struct pg_gw *gw, struct pg_app *app, const void *payload, size_t len,
+                         const struct pg_bridge_prop *props, size_t nprops);
+
+#endif

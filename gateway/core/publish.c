@@ -1,0 +1,207 @@
+/*
+ * Publishing on behalf of clients and REST callers, and the load that
+ * refuses publishes at the door.
+ *
+ * Every publish is stamped with `ts` (wall clock: how late receivers get it)
+ * and the sequence properties `origin`, `seq`, `prev` (core/seq.c); the seq
+ * becomes its topic's prev only once the broker acknowledged it.
+ *
+ * Load: measured every tick of the loop (pg_publish_load_tick) over every
+ * session's out-queue. When the gateway itself is behind (its out-queues hold
+ * more than max_pending_bytes, or on average more than half a session's
+ * limit, or broker input is paused, or broker messages arrive later than
+ * max_inbound_lag_ms), it refuses new publishes (503 with Retry-After, or the
+ * protocol's error) instead of closing slow readers. Broker input paused by
+ * core/session.c (out-queues 3/4 full while their sockets drain) resumes here
+ * once the queues are under 1/4 again, or after at most half a publish
+ * timeout or keepalive. A session whose socket takes no bytes for
+ * slow_consumer_ms while output waits is closed (1013).
+ *
+ * State: the load fields of struct pg_gw (pending_*, behind, rx_paused_ms,
+ * late_until_ms); gw->seq_* through core/seq.c.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/publish.h"
+#include "core/seq.h"
+#include "core/session.h"
+#include "log.h"
+#include "pg_common.h"
+
+/* One publish waiting for the broker: its seq becomes the topic's prev only once acknowledged (seq.c). */
+struct seq_ack {
+    struct pg_gw *gw;
+    char *topic; /* owned */
+    struct pg_seq_stamp st;
+    pg_bridge_ack_cb cb; /* the publisher's, may be NULL */
+    void *cb_ud;
+};
+
+/* The bridge calls every publish's callback exactly once (acknowledged, refused, timed out, lost, or at shutdown). */
+static void seq_acked(void *ud, int result)
+{
+    struct seq_ack *a = ud;
+    if (result == 0)
+        pg_seq_published(a->gw, a->topic, &a->st);
+    if (a->cb)
+        a->cb(a->cb_ud, result);
+    free(a->topic);
+    free(a);
+}
+
+int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
+                     const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
+{
+    const char *all[24];
+    char ts[24];
+    struct pg_seq_stamp st;
+    size_t n = 0;
+    for (; props && props[n] && n < 12; n++)
+        all[n] = props[n];
+    snprintf(ts, sizeof ts, "%lld", (long long)pg_now_ms());
+    all[n++] = "ts";
+    all[n++] = ts;
+    /* receivers find out from these what they missed (seq.c) */
+    pg_seq_stamp(gw, topic, &st);
+    all[n++] = "origin";
+    all[n++] = gw->origin;
+    all[n++] = "seq";
+    all[n++] = st.seq;
+    all[n++] = "prev";
+    all[n++] = st.prev;
+    all[n] = NULL;
+    struct seq_ack *sa = calloc(1, sizeof *sa);
+    int rc = PG_ENOMEM;
+    if (sa && (sa->topic = strdup(topic))) {
+        sa->gw = gw;
+        sa->st = st;
+        sa->cb = cb;
+        sa->cb_ud = cb_ud;
+        rc = pg_bridge_publish(gw->bridge, topic, payload, len, all, 0, seq_acked, sa);
+    }
+    if (rc != 0 && sa) {
+        free(sa->topic);
+        free(sa);
+    }
+    struct pg_app *a = pg_app_find(gw, app, strlen(app));
+    if (a && rc == 0)
+        a->stats.published++;
+    else if (a)
+        a->stats.publish_failed++;
+    return rc;
+}
+
+int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const void *payload, size_t len,
+               const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
+{
+    char *topic = pg_channel_topic(gw, app, channel);
+    if (!topic)
+        return PG_ENOMEM;
+    int rc = pg_publish_topic(gw, app, topic, payload, len, props, cb, cb_ud);
+    free(topic);
+    return rc;
+}
+
+const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app)
+{
+    const char *why = gw->behind;
+    if (!why && gw->rx_paused_ms)
+        why = "gateway overloaded: catching up with broker messages, retry later";
+    if (!why && gw->late_until_ms && pg_mono_ms() < gw->late_until_ms)
+        why = "gateway overloaded: broker messages arrive late (max_inbound_lag_ms), retry later";
+    if (why && app)
+        app->stats.shed++;
+    return why;
+}
+
+/*
+ * Every tick: what all out-queues hold, which sessions' sockets do not drain
+ * (closed after slow_consumer_ms), and whether the gateway itself is behind.
+ */
+void pg_publish_load_tick(struct pg_gw *gw)
+{
+    const struct pg_config *cfg = gw->cfg;
+    int64_t now = pg_mono_ms();
+    uint64_t bytes = 0, free_bytes = 0, max_free_bytes = 0;
+    size_t msgs = 0, free_msgs = 0, draining = 0, max_free_msgs = 0;
+    struct pg_session *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        if (!s->q.count || s->close_code) {
+            s->choked_since_ms = 0;
+            continue;
+        }
+        if (s->wsi && lws_send_pipe_choked(s->wsi)) {
+            if (!s->choked_since_ms) {
+                s->choked_since_ms = now;
+            } else if (now - s->choked_since_ms >= cfg->slow_consumer_ms) {
+                pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu: socket "
+                       "not drained for %lld ms", s->app ? s->app->creds->id : "-", s->client_id, s->q.count,
+                       s->q.bytes, (long long)(now - s->choked_since_ms));
+                pg_outq_clear(&s->q);
+                if (s->app)
+                    s->app->stats.slow_closes++;
+                pg_session_close(s, 1013, "slow consumer: socket not drained, reconnect later");
+                continue;
+            }
+        } else {
+            /*
+             * Its socket takes bytes, and the loop writes a frame to it every round: output piles up here only
+             * when the loop itself is too slow. Choked sockets say nothing about the gateway and are left out.
+             */
+            s->choked_since_ms = 0;
+            size_t fan_msgs = pg_outq_fanout_count(&s->q), fan_bytes = pg_outq_fanout_bytes(&s->q);
+            free_bytes += fan_bytes;
+            free_msgs += fan_msgs;
+            draining++;
+            if (fan_msgs > max_free_msgs)
+                max_free_msgs = fan_msgs;
+            if (fan_bytes > max_free_bytes)
+                max_free_bytes = fan_bytes;
+        }
+        bytes += s->q.bytes;
+        msgs += s->q.count;
+    }
+    gw->pending_bytes = bytes;
+    gw->pending_msgs = msgs;
+    const char *behind = NULL;
+    /* our own publishes' PUBACKs and the keepalive's PINGRESP wait behind a pause: keep it well under both */
+    int64_t pause_max_ms = cfg->publish_timeout_ms / 2;
+    if (pause_max_ms > cfg->broker_keepalive_s * 500)
+        pause_max_ms = cfg->broker_keepalive_s * 500;
+    if (gw->rx_paused_ms && (!gw->mqtt_wsi || (max_free_msgs < (size_t)cfg->max_queue_messages / 4 &&
+                                               max_free_bytes < cfg->max_queue_bytes / 4) ||
+                             now - gw->rx_paused_ms > pause_max_ms)) {
+        if (now - gw->rx_paused_ms > pause_max_ms)
+            pg_log(PG_LOG_WARN, "server", "broker input paused for %lld ms: reading again", (long long)pause_max_ms);
+        if (gw->mqtt_wsi)
+            lws_rx_flow_control(gw->mqtt_wsi, 1);
+        gw->rx_paused_ms = 0;
+    }
+    if (gw->rx_paused_ms)
+        behind = "gateway overloaded: catching up with broker messages, retry later";
+    else if (bytes > cfg->max_pending_bytes)
+        behind = "gateway overloaded: too much output pending (max_pending_bytes), retry later";
+    else if (draining && (free_msgs / draining > (size_t)cfg->max_queue_messages / 2 ||
+                          free_bytes / draining > cfg->max_queue_bytes / 2))
+        behind = "gateway overloaded: its sessions' out-queues are half full, retry later";
+    if (behind != gw->behind)
+        pg_log(behind ? PG_LOG_WARN : PG_LOG_INFO, "server", "%s (pending %llu bytes in %zu messages)",
+               behind ? behind : "caught up: publishes accepted again", (unsigned long long)bytes, msgs);
+    gw->behind = behind;
+    /* sessions that lost messages while the gateway was behind hear of it once their queue has room again */
+    if (!behind) {
+        HASH_ITER(hh, gw->sessions, s, tmp) {
+            if (s->lost && !s->close_code && s->q.count < (size_t)cfg->max_queue_messages / 2) {
+                s->lost = 0;
+                pg_session_gap(s, NULL, NULL);
+            }
+        }
+    }
+}
+

@@ -1,0 +1,64 @@
+/*
+ * Sessions by serial (core/registry.h). The table is gw->sessions (uthash by
+ * serial) with its count gw->nsessions; only this file adds or removes
+ * entries. Releasing a session leaves its channels (core/channels.c) and its
+ * address slot (core/admission.c) before it is unlisted, so nothing in the
+ * index points at a session that is gone.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/admission.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/registry.h"
+#include "core/session.h"
+#include "log.h"
+
+struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial)
+{
+    struct pg_session *s;
+    HASH_FIND(hh, gw->sessions, &serial, sizeof serial, s);
+    return s;
+}
+
+void pg_session_register(struct pg_gw *gw, struct pg_session *s, struct lws *wsi)
+{
+    s->gw = gw;
+    s->serial = ++gw->next_serial;
+    HASH_ADD(hh, gw->sessions, serial, sizeof s->serial, s);
+    gw->nsessions++;
+    pg_addr_attach(gw, s, wsi);
+}
+
+void pg_session_release(struct pg_gw *gw, struct pg_session *s)
+{
+    if (!s->serial)
+        return; /* never opened */
+    pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
+    lws_sul_cancel(&s->sul_expiry);
+    lws_sul_cancel(&s->sul_activity);
+    lws_sul_cancel(&s->sul_rx);
+    pg_addr_detach(gw, s);
+    pg_channel_leave_all(s);
+    pg_outq_clear(&s->q);
+    pg_token_free(s->token);
+    pg_rules_free(s->user_perms);
+    free(s->user_id);
+    free(s->rx);
+    HASH_DEL(gw->sessions, s);
+    gw->nsessions--;
+    memset(s, 0, sizeof *s);
+}
+
+void pg_sessions_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *user_id)
+{
+    struct pg_session *s, *tmp;
+    HASH_ITER(hh, gw->sessions, s, tmp) {
+        /* a socket.io session registered for the user is one of the user's connections too */
+        const char *u = s->app == app ? s->proto->user(s) : NULL;
+        if (u && !strcmp(u, user_id))
+            s->proto->terminate(s);
+    }
+}

@@ -1,0 +1,149 @@
+/*
+ * One session's output and input: queueing frames (with the slow-consumer and
+ * overload rules), deciding a close, collecting a fragmented WebSocket
+ * message, and the gap signal. No state of its own; see core/session.h.
+ *
+ * Load: a session whose out-queue fills while its socket takes bytes shows a
+ * gateway that is behind, not a slow reader: broker input pauses (the loop
+ * catches up, core/publish.c resumes it), and a message that still finds the
+ * queue full is lost for this session, which is told (a gap signal) rather
+ * than closed along with everyone else. A session whose own socket does not
+ * drain is a slow consumer and is closed with 1013.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "core/app.h"
+#include "core/gw.h"
+#include "core/session.h"
+#include "log.h"
+#include "pg_common.h"
+
+void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
+{
+    if (s->close_code)
+        return;
+    s->close_code = code;
+    snprintf(s->close_reason, sizeof s->close_reason, "%s", reason);
+    s->proto->wake(s);
+}
+
+void pg_session_send(struct pg_session *s, struct pg_msg *m)
+{
+    if (s->close_code)
+        return; /* nothing new after a close was decided */
+    struct pg_gw *gw = s->gw;
+    size_t max_bytes = (size_t)gw->cfg->max_queue_bytes, max_msgs = (size_t)gw->cfg->max_queue_messages;
+    int rc = pg_outq_push(&s->q, m, max_bytes, max_msgs);
+    int filling = pg_outq_fanout_count(&s->q) > max_msgs / 4 * 3 || pg_outq_fanout_bytes(&s->q) > max_bytes / 4 * 3;
+    if (rc == 0 && filling && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi && !lws_send_pipe_choked(s->wsi)) {
+        /* a socket that takes bytes and still has this much waiting: the loop is behind, not the reader */
+        gw->rx_paused_ms = pg_mono_ms();
+        lws_rx_flow_control(gw->mqtt_wsi, 0);
+        pg_log(PG_LOG_INFO, "server", "out-queues 3/4 full: broker input paused until they drain");
+    }
+    if (rc == PG_ELIMIT && s->wsi && !s->choked_since_ms && !lws_send_pipe_choked(s->wsi)) {
+        /* every session is behind because the gateway is: this one is told it missed messages, not closed */
+        if (!s->lost++)
+            pg_log(PG_LOG_WARN, "session", "out-queue full while the gateway is behind app=%s client=%s queued=%zu",
+                   s->app ? s->app->creds->id : "-", s->client_id, s->q.count);
+        return;
+    }
+    if (rc == PG_ELIMIT) {
+        pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu",
+               s->app ? s->app->creds->id : "-", s->client_id, s->q.count, s->q.bytes);
+        pg_outq_clear(&s->q); /* nothing more will be written to it */
+        if (s->app)
+            s->app->stats.slow_closes++;
+        pg_session_close(s, 1013, "slow consumer: out-queue limit reached, reconnect later");
+        return;
+    }
+    if (rc != 0) {
+        pg_session_close(s, 1011, "out of memory");
+        return;
+    }
+    s->proto->wake(s);
+}
+
+void pg_session_send_json(struct pg_session *s, json_t *obj)
+{
+    struct pg_msg *m = obj ? pg_msg_from_json(obj) : NULL;
+    json_decref(obj);
+    if (!m) {
+        pg_session_close(s, 1011, "cannot encode frame");
+        return;
+    }
+    pg_session_send(s, m);
+    pg_msg_unref(m);
+}
+
+void pg_session_gap(struct pg_session *s, const char *sub, const char *channel)
+{
+    if (s->close_code)
+        return;
+    s->lost = 0; /* whatever it lost before, this signal covers it */
+    if (s->app)
+        s->app->stats.gap_signals++;
+    s->proto->gap(s, sub, channel);
+}
+
+/*
+ * lws hands a message's payload over as it arrives, in as many RECEIVEs as the
+ * peer takes writes: a client that starts a message and then trickles it (or
+ * never finishes it) would hold its buffer and session forever. The clock
+ * starts at the first partial chunk and stops when the message is whole; a
+ * peer that stops before the first payload byte is WebSocket liveness's
+ * (ws_ping_interval_s, pg_server_run).
+ */
+static void rx_due(lws_sorted_usec_list_t *sul)
+{
+    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_rx);
+    pg_log(PG_LOG_INFO, "session", "message not completed within ws_partial_frame_timeout_ms app=%s client=%s",
+           s->app ? s->app->creds->id : "-", s->client_id);
+    pg_session_close(s, 1008, "incomplete message timed out");
+}
+
+int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t len, uint64_t max_bytes,
+                  const char **msg, size_t *msg_len)
+{
+    if (lws_frame_is_binary(wsi)) {
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text frames only", 16);
+        return -1;
+    }
+    if (s->rx_len + len > max_bytes) {
+        pg_log(PG_LOG_INFO, "session", "message over its size limit app=%s client=%s",
+               s->app ? s->app->creds->id : "-", s->client_id);
+        lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
+        return -1;
+    }
+    int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
+    if (last && !s->rx_len) { /* the common case: one whole frame, used in place */
+        *msg = in;
+        *msg_len = len;
+        return 1;
+    }
+    unsigned char *b = realloc(s->rx, s->rx_len + len);
+    if (!b)
+        return -1;
+    if (!s->rx_len && !last)
+        lws_sul_schedule(s->gw->ctx, 0, &s->sul_rx, rx_due,
+                         (lws_usec_t)s->gw->cfg->ws_partial_frame_timeout_ms * LWS_US_PER_MS);
+    s->rx = b;
+    memcpy(s->rx + s->rx_len, in, len);
+    s->rx_len += len;
+    if (!last)
+        return 0;
+    *msg = (const char *)s->rx;
+    *msg_len = s->rx_len;
+    return 1;
+}
+
+void pg_ws_collected(struct pg_session *s)
+{
+    lws_sul_cancel(&s->sul_rx);
+    free(s->rx);
+    s->rx = NULL;
+    s->rx_len = 0;
+}
