@@ -58,7 +58,7 @@ struct inbound {
 
 static void on_dropped(struct pg_gw *gw, const struct inbound *m)
 {
-    pg_seq_on_message(gw, m->topic, m->payload, m->len);
+    pg_seq_on_dropped(gw, m->payload, m->len);
 }
 
 static void on_node(struct pg_gw *gw, const struct inbound *m)
@@ -121,7 +121,9 @@ static void on_broadcast(struct pg_gw *gw, const struct inbound *m)
 
 static void on_channel(struct pg_gw *gw, const struct inbound *m)
 {
-    pg_fanout_channel(gw, m->topic, m->payload, m->len, m->props, m->nprops);
+    struct pg_app *app = pg_app_find(gw, m->p.app.s, m->p.app.len);
+    if (app)
+        pg_fanout_channel(gw, app, m->p.name.s, m->p.kind == PG_TOPIC_USER, m->payload, m->len, m->props, m->nprops);
 }
 
 /* The one place that says who handles what; a kind without a handler (none) is dropped. */
