@@ -25,6 +25,7 @@
  * (presence members, push registrations' per-user counts in the snapshot),
  * so the cluster never includes them.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
