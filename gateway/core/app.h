@@ -5,6 +5,7 @@
 #define PG_CORE_APP_H
 
 #include <stdint.h>
+#include <jansson.h>
 #include <uthash.h>
 
 #include "config.h"
