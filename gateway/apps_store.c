@@ -331,16 +331,23 @@ int pg_apps_slugify(const char *name, char out[PG_APP_SLUG_MAX + 1])
 
 /*
  * Declared in config.h for the gateway; defined here so the broker plugin, which links this file without the
- * gateway's config code, refuses the same ids.
+ * gateway's config code, refuses the same ids. The route names come from the gateway's route table, given once at
+ * start-up (pg_app_ids_reserve); the control topics' levels are fixed.
  */
+static int (*route_segment_reserved)(const char *id);
+
+void pg_app_ids_reserve(int (*route_segment)(const char *id))
+{
+    route_segment_reserved = route_segment;
+}
+
 int pg_app_id_reserved(const char *id)
 {
-    static const char *const reserved[] = {"v1",      "app",    "apps",        "api",   "socket.io", "healthz",
-                                           "readyz",  "metrics", "pushgate.js", "_ctl", "_node"};
-    for (size_t i = 0; i < sizeof reserved / sizeof reserved[0]; i++)
-        if (!strcmp(id, reserved[i]))
+    static const char *const topics[] = {"_ctl", "_node"}; /* {root}/_ctl/..., {root}/_node/... */
+    for (size_t i = 0; i < sizeof topics / sizeof topics[0]; i++)
+        if (!strcmp(id, topics[i]))
             return 1;
-    return 0;
+    return route_segment_reserved && route_segment_reserved(id);
 }
 
 static int slug_reserved(const struct pg_apps_store *st, const char *slug)

@@ -121,6 +121,11 @@ void pg_config_markdown(FILE *out);
 int pg_config_broker_account(const struct pg_config *cfg, const char *id, char *err, size_t errlen);
 /* 1 for ids that would shadow a gateway route or control topic (v1, api, healthz, _ctl, ...). */
 int pg_app_id_reserved(const char *id);
+/*
+ * The gateway's route names (first path segments: pg_routes_reserved of http/routes.h), given once before the
+ * config is loaded; without it only the control topics' names are reserved.
+ */
+void pg_app_ids_reserve(int (*route_segment)(const char *id));
 /* Limits for the auth library derived from the config. */
 void pg_config_auth_limits(const struct pg_config *cfg, struct pg_auth_limits *lim);
 

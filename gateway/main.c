@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "http/routes.h"
 #include "log.h"
 
 int pg_server_run(struct pg_config *cfg);
@@ -41,6 +42,7 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    pg_app_ids_reserve(pg_routes_reserved); /* app ids never shadow a route */
     rc = pg_config_load(&cfg, path, nrest, rest, err, sizeof err);
     if (rc != 0) {
         fprintf(stderr, "pushgate: %s\n", err);

@@ -152,6 +152,7 @@ struct pg_gw *fuzz_gw(void)
     if (fd < 0 || write(fd, conf, (size_t)n) != n)
         die("memfd");
     snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    pg_app_ids_reserve(pg_routes_reserved); /* as main() does */
     if (pg_config_load(&cfg, path, 0, NULL, err, sizeof err) != 0)
         die(err);
     close(fd);

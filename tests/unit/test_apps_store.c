@@ -7,6 +7,8 @@
 
 #include "apps_store.h"
 #include "check.h"
+#include "config.h"
+#include "http/routes.h"
 
 static char dir[256];
 
@@ -534,6 +536,7 @@ int main(void)
     struct pg_apps_store *st = NULL;
     struct stat sb;
 
+    pg_app_ids_reserve(pg_routes_reserved); /* as main() does: the route table's names are reserved */
     snprintf(dir, sizeof dir, "%s/pg-apps-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(dir)) {
         perror("mkdtemp");

@@ -5,6 +5,7 @@
 
 #include "check.h"
 #include "config.h"
+#include "http/routes.h"
 
 static char dir[] = "/tmp/pg-test-config-XXXXXX";
 
@@ -179,6 +180,7 @@ static void test_readme(const char *readme)
 
 int main(int argc, char **argv)
 {
+    pg_app_ids_reserve(pg_routes_reserved); /* as main() does: the route table's names are reserved */
     if (!mkdtemp(dir)) {
         perror("mkdtemp");
         return 1;
