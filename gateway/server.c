@@ -73,7 +73,7 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
         if (c && c->is_ws)
             return 0;
-        return pg_http_callback(gw, wsi, reason, c ? &c->u.http : NULL, in, len);
+        return pg_http_callback(gw, pg_routes_route, wsi, reason, c ? &c->u.http : NULL, in, len);
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);
     }

@@ -7,6 +7,8 @@
 #ifndef PG_APP_ID_H
 #define PG_APP_ID_H
 
+#include <stddef.h>
+
 #define PG_APP_ID_MAX 64 /* bytes of an app id */
 
 /*
@@ -14,6 +16,8 @@
  * config file or of the store, may have one.
  */
 int pg_app_id_reserved(const char *id);
+/* Every reserved id (*n of them): the route names first, then the control topics' levels. */
+const char *const *pg_app_id_reserved_names(size_t *n);
 
 /* 1 if id may name an app: 1..PG_APP_ID_MAX characters of A-Z a-z 0-9 - _ . and not reserved. */
 int pg_app_id_valid(const char *id);

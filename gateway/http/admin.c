@@ -11,6 +11,9 @@
  *   POST   /api/apps/{slug}/events              publish {"topic","event","message"} (Basic key:secret of the app);
  *                                               topic "#general" reaches every session of the app
  *
+ * The paths are rows of the route table (http/routes.c), which checks the
+ * admin credentials (and, for events, the app's) before these run.
+ *
  * Answers are {"data":…} or {"error":{"code","message"}}. Writes go to the
  * apps store and are reloaded at once here; other processes on the same file
  * notice them on their next tick (apps.c).
@@ -19,10 +22,18 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
 #include "apps_store.h"
-#include "gateway.h"
+#include "cluster/apps.h"
+#include "cluster/devices.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "http/admin.h"
+#include "http/http.h"
+#include "log.h"
+#include "pg_common.h"
+#include "pushgate_auth.h"
 
 #define GENERAL_TOPIC "#general"
 
@@ -165,32 +176,6 @@ static void respond_data(struct pg_http *h, int status, json_t *data)
 
 /* ---- /api/admin/apps ------------------------------------------------------------------- */
 
-/* Path after /api/admin/apps: slug (may be empty) and whether it ends in /revocations. */
-static int admin_path(const char *path, char slug[PG_APP_SLUG_MAX + 1], int *revocations)
-{
-    const char *p = path + strlen("/api/admin/apps");
-    *revocations = 0;
-    slug[0] = '\0';
-    if (!*p || !strcmp(p, "/"))
-        return 0;
-    if (*p != '/')
-        return -1;
-    p++;
-    size_t n = strcspn(p, "/");
-    if (!n || n > PG_APP_SLUG_MAX)
-        return -1;
-    memcpy(slug, p, n);
-    slug[n] = '\0';
-    p += n;
-    if (!*p || !strcmp(p, "/"))
-        return 0;
-    if (!strcmp(p, "/revocations") || !strcmp(p, "/revocations/")) {
-        *revocations = 1;
-        return 0;
-    }
-    return -1;
-}
-
 static void admin_create(struct pg_gw *gw, struct pg_http *h)
 {
     json_t *body = body_json(h), *fields = NULL, *app = NULL;
@@ -317,39 +302,25 @@ static void admin_revocations(struct pg_gw *gw, struct pg_http *h, const char *a
     respond_data(h, 200, mine);
 }
 
-static void admin_body_done(struct pg_gw *gw, struct pg_http *h)
+/* GET: the store's apps; POST: create one. */
+void pg_admin_apps(struct pg_gw *gw, struct pg_http *h)
 {
-    char slug[PG_APP_SLUG_MAX + 1];
-    int revocations, rc;
     json_t *out = NULL;
+    int rc;
+    if (h->method == PG_POST)
+        admin_create(gw, h);
+    else if ((rc = pg_apps_store_list(pg_apps_db(gw), &out)) != 0)
+        store_error(gw, h, rc);
+    else
+        respond_data(h, 200, out);
+}
 
-    if (admin_path(h->path, slug, &revocations) != 0) {
-        pg_http_respond_error(h, 404, "unknown admin route");
-        return;
-    }
-    if (revocations) {
-        /* any app id: revocations apply to config apps too */
-        struct pg_app *a = pg_app_lookup(gw, slug, strlen(slug));
-        if (!a) {
-            pg_http_respond_error(h, 404, "no such app");
-            return;
-        }
-        if (h->method == PG_POST)
-            admin_revoke(gw, h, slug);
-        else
-            admin_revocations(gw, h, slug);
-        return;
-    }
-    if (!slug[0]) {
-        if (h->method == PG_POST) {
-            admin_create(gw, h);
-        } else if ((rc = pg_apps_store_list(pg_apps_db(gw), &out)) != 0) {
-            store_error(gw, h, rc);
-        } else {
-            respond_data(h, 200, out);
-        }
-        return;
-    }
+/* One store app: GET, PATCH or PUT (update), DELETE. */
+void pg_admin_app(struct pg_gw *gw, struct pg_http *h)
+{
+    const char *slug = pg_http_arg(h, "slug");
+    json_t *out = NULL;
+    int rc;
     switch (h->method) {
     case PG_GET:
         if ((rc = pg_apps_store_get(pg_apps_db(gw), slug, &out)) != 0)
@@ -376,56 +347,27 @@ static void admin_body_done(struct pg_gw *gw, struct pg_http *h)
     }
 }
 
-static int admin_route(struct pg_gw *gw, struct pg_http *h)
+/* GET: an app's revocations; POST: revoke. Any app id: revocations apply to config apps too. */
+void pg_admin_revocations(struct pg_gw *gw, struct pg_http *h)
 {
-    char slug[PG_APP_SLUG_MAX + 1];
-    int revocations;
-    if (!pg_http_admin_ok(gw, h))
-        return 1;
-    if (admin_path(h->path, slug, &revocations) != 0) {
-        pg_http_respond_error(h, 404, "unknown admin route");
-        return 1;
+    const char *slug = pg_http_arg(h, "slug");
+    if (!pg_app_lookup(gw, slug, strlen(slug))) {
+        pg_http_respond_error(h, 404, "no such app");
+        return;
     }
-    enum pg_http_method m = h->method;
-    int ok = revocations ? (m == PG_GET || m == PG_POST)
-             : !slug[0]  ? (m == PG_GET || m == PG_POST)
-                         : (m == PG_GET || m == PG_PATCH || m == PG_PUT || m == PG_DELETE);
-    if (!ok) {
-        pg_http_respond_error(h, 405, "method not allowed");
-        return 1;
-    }
-    h->on_body = admin_body_done;
-    return 1;
+    if (h->method == PG_POST)
+        admin_revoke(gw, h, slug);
+    else
+        admin_revocations(gw, h, slug);
 }
 
 /* ---- /api/apps/{slug}/events ----------------------------------------------------------- */
 
-/* HTTP Basic key:secret of the app; answers h (401/403) and returns 0 when not. */
-static int app_basic_ok(struct pg_http *h, const struct pg_app *a)
-{
-    char user[128] = "", pass[256] = "";
-    const struct pg_app_creds *c = a->creds;
-    int ok = pg_http_basic_auth(h->wsi, user, sizeof user, pass, sizeof pass) == 0 && c->key;
-    ok = ok && (pg_secret_equal(user, strlen(user), c->key, strlen(c->key)) &
-                pg_secret_equal(pass, strlen(pass), c->secret, strlen(c->secret)));
-    OPENSSL_cleanse(pass, sizeof pass);
-    if (!ok) {
-        h->www_auth = "Basic realm=\"pushgate app\"";
-        pg_http_respond_error(h, 401, "app key and secret required (HTTP Basic)");
-        return 0;
-    }
-    if (!c->active) {
-        pg_http_respond_error(h, 403, "app disabled");
-        return 0;
-    }
-    return 1;
-}
-
-static void events_body_done(struct pg_gw *gw, struct pg_http *h)
+void pg_admin_events(struct pg_gw *gw, struct pg_http *h)
 {
     json_t *body = NULL, *message;
     char *payload = NULL, *topic = NULL;
-    if (!app_basic_ok(h, h->app) || !(body = body_json(h)))
+    if (!(body = body_json(h)))
         return;
     const char *t = json_string_value(json_object_get(body, "topic"));
     const char *event = json_string_value(json_object_get(body, "event"));
@@ -491,41 +433,4 @@ out:
     free(topic);
     free(payload);
     json_decref(body);
-}
-
-static int events_route(struct pg_gw *gw, struct pg_http *h)
-{
-    const char *slug = h->path + strlen("/api/apps/");
-    size_t n = strcspn(slug, "/");
-    if (!n || strcmp(slug + n, "/events") != 0) {
-        pg_http_respond_error(h, 404, "not found (POST /api/apps/{app}/events)");
-        return 1;
-    }
-    if (h->method != PG_POST) {
-        pg_http_respond_error(h, 405, "method not allowed");
-        return 1;
-    }
-    if (!(h->app = pg_app_lookup(gw, slug, n))) {
-        pg_http_respond_error(h, 404, "unknown app");
-        return 1;
-    }
-    h->on_body = events_body_done;
-    return 1;
-}
-
-int pg_admin_route(struct pg_gw *gw, struct pg_http *h)
-{
-    if (pg_dashboard_route(gw, h))
-        return 1;
-    if (!strcmp(h->path, "/api/admin") || !strncmp(h->path, "/api/admin/", 11)) {
-        if (strncmp(h->path, "/api/admin/apps", 15) != 0 || (h->path[15] && h->path[15] != '/')) {
-            if (pg_http_admin_ok(gw, h))
-                pg_http_respond_error(h, 404, "unknown admin route");
-            return 1;
-        }
-        return admin_route(gw, h);
-    }
-    if (!strncmp(h->path, "/api/apps/", 10))
-        return events_route(gw, h);
-    return 0;
 }

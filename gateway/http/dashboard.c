@@ -5,7 +5,8 @@
  *   GET /dashboard/{app}/data  {"app","node","interval_ms","window_ms","now":{...},"history":[{"t","sessions"}],
  *                               "stats":{...}}
  *
- * Both need the admin credentials (HTTP Basic, like the admin API).
+ * Both need the admin credentials (HTTP Basic, like the admin API): the
+ * route table (http/routes.c) checks them and looks the app up.
  *
  * Each app keeps a fixed ring of this node's session counts (struct
  * pg_app_history, an hour at one sample every PG_HISTORY_INTERVAL_MS): the
@@ -19,7 +20,14 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "cluster/cluster.h"
+#include "core/app.h"
+#include "core/gw.h"
+#include "core/session.h"
+#include "http/assets.h"
+#include "http/dashboard.h"
+#include "http/http.h"
+#include "pg_common.h"
 
 #define COUNT_INTERVAL_MS 1000
 #define WINDOW_MS ((int64_t)PG_HISTORY_SAMPLES * PG_HISTORY_INTERVAL_MS)
@@ -131,39 +139,22 @@ out:
     return o;
 }
 
-int pg_dashboard_route(struct pg_gw *gw, struct pg_http *h)
+void pg_dashboard_data(struct pg_gw *gw, struct pg_http *h)
 {
-    static const char prefix[] = "/dashboard";
-    const size_t pl = sizeof prefix - 1;
-    if (strncmp(h->path, prefix, pl) != 0 || (h->path[pl] != '/' && h->path[pl] != '\0'))
-        return 0;
-    if (!pg_http_admin_ok(gw, h))
-        return 1;
-    if (h->method != PG_GET) {
-        pg_http_respond_error(h, 405, "method not allowed: GET only");
-        return 1;
-    }
-    const char *id = h->path + pl + (h->path[pl] == '/');
-    size_t n = strcspn(id, "/");
-    int data = !strcmp(id + n, "/data");
-    struct pg_app *app = n ? pg_app_lookup(gw, id, n) : NULL;
-    if (!n || (id[n] && !data)) {
-        pg_http_respond_error(h, 404, "not found: /dashboard/{app} or /dashboard/{app}/data");
-    } else if (!app) {
-        pg_http_respond_error(h, 404, "unknown app");
-    } else if (data) {
-        pg_dashboard_tick(gw); /* a sample that is due (the first one, right after start) is in the answer */
-        json_t *o = data_json(gw, app);
-        if (o)
-            pg_http_respond_json(h, 200, o);
-        else
-            pg_http_respond_error(h, 500, "out of memory");
-    } else {
-        const struct pg_asset *a = pg_asset_find(PAGE_ASSET);
-        if (a)
-            pg_http_respond(h, 200, a->ctype, a->data, a->len);
-        else
-            pg_http_respond_error(h, 500, "dashboard page not built in");
-    }
-    return 1;
+    pg_dashboard_tick(gw); /* a sample that is due (the first one, right after start) is in the answer */
+    json_t *o = data_json(gw, h->app);
+    if (o)
+        pg_http_respond_json(h, 200, o);
+    else
+        pg_http_respond_error(h, 500, "out of memory");
+}
+
+void pg_dashboard_page(struct pg_gw *gw, struct pg_http *h)
+{
+    (void)gw;
+    const struct pg_asset *a = pg_asset_find(PAGE_ASSET);
+    if (a)
+        pg_http_respond(h, 200, a->ctype, a->data, a->len);
+    else
+        pg_http_respond_error(h, 500, "dashboard page not built in");
 }

@@ -1,12 +1,16 @@
 /*
- * HTTP routes: static client and demo, health, and the ScaleDrone-style
- * REST publish. Every error answer is JSON: {"error":{"code":N,"message":"..."}}.
+ * HTTP transactions (http/http.h): request state, answers, headers, the
+ * query string, bodies, parked requests and publishes answered once the
+ * broker acknowledged them. Routing is the router's (http/routes.c), which
+ * pg_http_callback() is given. Every error answer is JSON:
+ * {"error":{"code":N,"message":"..."}}.
  *
- * A REST publish is answered only when the broker has acknowledged it
- * (QoS 1 PUBACK): 200 then, 503 if the broker is unreachable, 504 if it did
- * not answer within publish_timeout_ms. The request waits in gw->requests,
- * keyed by a serial, so an acknowledgement arriving after the client went
- * away finds nothing instead of a freed request.
+ * A publish on behalf of a request is answered only when the broker has
+ * acknowledged it (QoS 1 PUBACK): 200 then, 503 if the broker is
+ * unreachable, 504 if it did not answer within publish_timeout_ms. The
+ * request waits in gw->requests, keyed by a serial, so an acknowledgement
+ * arriving after the client went away finds nothing instead of a freed
+ * request.
  *
  * No byte of a connection is ever read as a request unless the one before
  * it had an unambiguous length and was read whole: a request with bad
@@ -25,24 +29,29 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/crypto.h>
-
-#include "gateway.h"
+#include "core/admission.h"
+#include "core/app.h"
+#include "core/gw.h"
+#include "core/pending.h"
+#include "core/publish.h"
+#include "http/http.h"
+#include "log.h"
 
 static void h_reset(struct pg_http *h)
 {
     lws_sul_cancel(&h->sul_body);
     free(h->body);
     free(h->resp);
-    free(h->channel);
     free(h->allow_origin);
     free(h->preflight);
-    h->body = h->resp = h->channel = h->allow_origin = h->preflight = NULL;
+    h->body = h->resp = h->allow_origin = h->preflight = NULL;
     h->body_len = h->body_cap = h->resp_len = 0;
-    h->body_too_big = h->waiting_ack = h->status = h->phase = h->pusher_api = h->body_done = 0;
+    h->body_too_big = h->waiting_ack = h->status = h->phase = h->body_done = 0;
     h->body_expected = h->close_after = h->client_close = h->http10_keepalive = 0;
     h->ctype = h->location = h->www_auth = h->retry_after = NULL;
     h->app = NULL;
+    h->route = NULL;
+    h->args.n = 0;
     h->on_body = NULL;
     h->method = 0;
 }
@@ -70,9 +79,16 @@ void pg_http_unregister(struct pg_gw *gw, struct pg_http *h)
             HASH_DEL(gw->requests, h);
         h->serial = 0;
     }
+    h->waiting_ack = 0;
 }
 
-static int request_refusal(struct pg_gw *gw, struct lws *wsi, const char **why);
+struct pg_http *pg_http_resume(struct pg_gw *gw, uint64_t serial)
+{
+    struct pg_http *h = pg_http_find(gw, serial);
+    if (h)
+        pg_http_unregister(gw, h);
+    return h;
+}
 
 static void respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len)
 {
@@ -252,33 +268,37 @@ static int answer_and_close(struct pg_http *h, int status, const char *message)
     return -1;
 }
 
-struct rest_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
+static const struct pg_broker_words publish_words = {
+    .refused = "the broker refused the message",
+    .late = "the broker did not acknowledge the message in time",
+    .unavailable = "broker unavailable, message not published",
+    .failed = "cannot publish",
+};
+
+struct publish_ack {
+    struct pg_pending p; /* p.serial: the parked request */
     json_t *ok;
 };
 
-static void rest_acked(void *ud, int result)
+static void publish_acked(struct pg_pending *p, int result)
 {
-    struct rest_ack *a = ud;
-    struct pg_http *h;
-    h = pg_http_find(a->gw, a->serial);
-    if (h) {
-        pg_http_unregister(a->gw, h);
-        h->waiting_ack = 0;
-        if (result == 0) {
-            pg_http_respond_json(h, 200, a->ok);
-            a->ok = NULL;
-        }
-        else if (result == PG_EDENIED)
-            pg_http_respond_error(h, 403, "the broker refused the message");
-        else if (result == PG_ETIMEDOUT)
-            pg_http_respond_error(h, 504, "the broker did not acknowledge the message in time");
-        else
-            pg_http_respond_error(h, 503, "broker unavailable, message not published");
+    struct publish_ack *a = (struct publish_ack *)p;
+    struct pg_http *h = pg_http_resume(p->gw, p->serial);
+    const char *message;
+    int status = pg_broker_status(result, &publish_words, &message);
+    if (!h)
+        return;
+    if (status == 200) {
+        pg_http_respond_json(h, 200, a->ok);
+        a->ok = NULL;
+    } else {
+        pg_http_respond_error(h, status, message);
     }
-    json_decref(a->ok);
-    free(a);
+}
+
+static void publish_ack_drop(struct pg_pending *p)
+{
+    json_decref(((struct publish_ack *)p)->ok);
 }
 
 void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const char *topic, const void *payload,
@@ -290,28 +310,22 @@ void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const
         pg_http_respond_overloaded(h, why);
         return;
     }
-    struct rest_ack *a = malloc(sizeof *a);
     if (!ok)
         ok = json_pack("{s:b}", "ok", 1);
+    struct publish_ack *a = pg_pending_new(gw, 0, sizeof *a, publish_acked, publish_ack_drop);
     if (!a || !ok) {
-        free(a);
+        if (a)
+            pg_pending_free(&a->p);
         json_decref(ok);
         pg_http_respond_error(h, 500, "out of memory");
         return;
     }
-    a->gw = gw;
     a->ok = ok;
     pg_http_wait(gw, h);
-    a->serial = h->serial;
-    int rc = pg_publish_topic(gw, app, topic, payload, len, props, rest_acked, a);
-    if (rc != 0) {
-        json_decref(a->ok);
-        free(a);
-        pg_http_unregister(gw, h);
-        h->waiting_ack = 0;
-        pg_http_respond_error(h, rc == PG_EBUSY ? 503 : 500,
-                              rc == PG_EBUSY ? "broker unavailable, message not published" : "cannot publish");
-    }
+    a->p.serial = h->serial;
+    int rc = pg_publish_topic(gw, app, topic, payload, len, props, pg_pending_ack, a);
+    if (rc != 0)
+        pg_pending_ack(a, rc); /* answers at once: 503 (broker unavailable) or 500 */
 }
 
 int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)
@@ -319,125 +333,6 @@ int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len
     if (lws_hdr_total_length(wsi, t) >= len)
         return -1;
     return lws_hdr_copy(wsi, buf, len, t) < 0 ? -1 : (int)strlen(buf);
-}
-
-static void rest_publish(struct pg_gw *gw, struct pg_http *h)
-{
-    char ctype[128] = "", auth[64 + 8192] = "", why[160];
-    pg_token *tok = NULL;
-    if (h->body_too_big) {
-        pg_http_respond_error(h, 413, "body larger than max_body_bytes");
-        return;
-    }
-    if (!h->body_len) {
-        pg_http_respond_error(h, 400, "empty message");
-        return;
-    }
-    if (!h->app->creds->active) {
-        pg_http_respond_error(h, 403, "app disabled");
-        return;
-    }
-    if (pg_devices_channel_reserved(gw, h->channel)) {
-        pg_http_respond_error(h, 403, "only the broker reports device presence on this channel");
-        return;
-    }
-    if (pg_channel_check(h->channel, strlen(h->channel), (size_t)gw->cfg->max_channel_bytes, 0) != 0) {
-        pg_http_respond_error(h, 400, "invalid channel name (UTF-8, no + or #, not too long)");
-        return;
-    }
-    if (h->body_len > gw->cfg->max_message_bytes) {
-        pg_http_respond_error(h, 413, "message larger than max_message_bytes");
-        return;
-    }
-    pg_http_header(h->wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, ctype, sizeof ctype);
-    if (!strncasecmp(ctype, "application/json", 16)) {
-        json_t *j = json_loadb(h->body, h->body_len, JSON_DECODE_ANY, NULL);
-        if (!j) {
-            pg_http_respond_error(h, 400, "body is not valid JSON but Content-Type says application/json");
-            return;
-        }
-        json_decref(j);
-    }
-    int alen = pg_http_header(h->wsi, WSI_TOKEN_HTTP_AUTHORIZATION, auth, sizeof auth);
-    if (alen < 0) {
-        pg_http_respond_error(h, 401, "Authorization header too long");
-        return;
-    }
-    if (alen > 0) {
-        if (strncasecmp(auth, "Bearer ", 7) != 0) {
-            pg_http_respond_error(h, 401, "Authorization must be \"Bearer <JWT>\"");
-            return;
-        }
-        int rc = pg_token_verify(auth + 7, strlen(auth + 7), h->app->creds, &gw->limits, pg_now_ms(), &tok, why,
-                                 sizeof why);
-        if (rc != 0) {
-            pg_http_respond_error(h, 401, why);
-            return;
-        }
-        if (pg_revoked(gw, h->app->id, "jti", pg_token_jti(tok)) ||
-            pg_revoked(gw, h->app->id, "client", pg_token_client(tok))) {
-            pg_token_free(tok);
-            pg_http_respond_error(h, 401, "token revoked");
-            return;
-        }
-        if (pg_token_allows(tok, PG_ACT_PUBLISH, h->channel, strlen(h->channel)) != PG_ALLOW) {
-            pg_token_free(tok);
-            pg_http_respond_error(h, 403, "token does not allow publishing to this channel");
-            return;
-        }
-        pg_token_free(tok);
-    } else if (h->app->creds->require_auth) {
-        pg_http_respond_error(h, 401, "this app requires a JWT: Authorization: Bearer <token>");
-        return;
-    } else if (pg_channel_protected(h->channel, strlen(h->channel))) {
-        pg_http_respond_error(h, 401, "private- and presence- channels need a JWT: Authorization: Bearer <token>");
-        return;
-    }
-    const char *props[] = {"event", "message", NULL};
-    char *topic = pg_channel_topic(gw, h->app->creds->id, h->channel);
-    if (!topic) {
-        pg_http_respond_error(h, 500, "out of memory");
-        return;
-    }
-    pg_http_publish(gw, h, h->app->creds->id, topic, h->body, h->body_len, props, NULL);
-    free(topic);
-}
-
-/* "/{app}/{channel...}/publish" -> app, channel; 0 when the path has that shape. */
-static int parse_publish_path(struct pg_gw *gw, struct pg_http *h)
-{
-    const char *p = h->path + 1;
-    const char *slash = strchr(p, '/');
-    size_t n = strlen(h->path);
-    if (!slash || n < 9 || strcmp(h->path + n - 8, "/publish") != 0)
-        return -1;
-    h->app = pg_app_lookup(gw, p, (size_t)(slash - p));
-    const char *ch = slash + 1;
-    const char *che = h->path + n - 8;
-    if (che <= ch)
-        return -1;
-    h->channel = strndup(ch, (size_t)(che - ch));
-    return h->channel ? 0 : -1;
-}
-
-int pg_ws_path(struct pg_gw *gw, const char *path, const struct pg_proto **proto, struct pg_app **app)
-{
-    if (!strcmp(path, "/socket.io/") || !strcmp(path, "/socket.io")) {
-        *proto = &pg_sio_proto; /* the app is the socket.io namespace, named after the upgrade */
-        *app = NULL;
-        return 0;
-    }
-    int native = !strncmp(path, "/v1/", 4), pusher = !strncmp(path, "/app/", 5);
-    if (!native && !pusher)
-        return -1;
-    const char *id = path + (native ? 4 : 5);
-    size_t n = strcspn(id, "/?");
-    if (n == 0 || (id[n] == '/' && id[n + 1]))
-        return -1;
-    *proto = native ? &pg_native_proto : &pg_pusher_proto;
-    *app = native ? pg_app_lookup(gw, id, n) : pg_app_find_by_key(gw, id, n);
-    /* an unknown native app is refused before the upgrade; Pusher clients expect close code 4001 */
-    return native && !*app ? -1 : 0;
 }
 
 void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *message)
@@ -460,25 +355,6 @@ void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *me
     memcpy(start, body, n);
     free(body);
     lws_write(wsi, start, n, LWS_WRITE_HTTP_FINAL);
-}
-
-int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi)
-{
-    char path[512];
-    const struct pg_proto *proto;
-    struct pg_app *app;
-    const char *why = NULL;
-    int refuse = request_refusal(gw, wsi, &why);
-    if (refuse) {
-        pg_http_refuse_upgrade(wsi, (unsigned int)refuse, why);
-        return 1;
-    }
-    if (pg_http_header(wsi, WSI_TOKEN_GET_URI, path, sizeof path) <= 0 || pg_ws_path(gw, path, &proto, &app) != 0) {
-        pg_http_refuse_upgrade(wsi, HTTP_STATUS_NOT_FOUND, "unknown app or path");
-        return 1;
-    }
-    /* its own checks, then (native, Pusher) pg_http_upgrade_checks; socket.io: Engine.IO query, sid, origin */
-    return proto->confirm_upgrade(gw, wsi, app);
 }
 
 int pg_http_upgrade_checks(struct pg_gw *gw, struct lws *wsi, struct pg_app *app)
@@ -535,116 +411,58 @@ static enum pg_http_method request_method(struct lws *wsi)
     return 0;
 }
 
-int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, size_t plen)
+int pg_http_query_each(struct lws *wsi, int (*fn)(void *ud, char *param), void *ud)
 {
-    char hdr[512], dec[384];
-    if (pg_http_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, hdr, sizeof hdr) <= 0 || strncasecmp(hdr, "Basic ", 6))
-        return -1;
-    int n = lws_b64_decode_string(hdr + 6, dec, sizeof dec);
-    if (n <= 0 || memchr(dec, '\0', (size_t)n))
-        return -1;
-    char *colon = strchr(dec, ':');
-    if (!colon || (size_t)(colon - dec) >= ulen || strlen(colon + 1) >= plen)
-        return -1;
-    *colon = '\0';
-    snprintf(user, ulen, "%s", dec);
-    snprintf(pass, plen, "%s", colon + 1);
-    OPENSSL_cleanse(dec, sizeof dec);
-    return 0;
-}
-
-/* The origin a browser names: Origin, else Referer's scheme://host[:port]; 0 when neither is sent (curl, scripts),
-   -1 when it cannot be read (taken as foreign). */
-static int request_origin(struct lws *wsi, char *buf, size_t len)
-{
-    char ref[1024];
-    int n = pg_http_header(wsi, WSI_TOKEN_ORIGIN, buf, (int)len);
-    if (n != 0 || (n = pg_http_header(wsi, WSI_TOKEN_HTTP_REFERER, ref, sizeof ref)) <= 0)
-        return n;
-    const char *sep = strstr(ref, "://");
-    if (!sep)
-        return -1;
-    size_t end = (size_t)(sep - ref) + 3 + strcspn(sep + 3, "/?#");
-    if (end >= len)
-        return -1;
-    memcpy(buf, ref, end);
-    buf[end] = '\0';
-    return (int)end;
-}
-
-/*
- * Admin writes come from a browser only on the gateway's own origin (the
- * dashboard: Origin's host[:port] equal to Host) or one of
- * admin_allowed_origins. A page elsewhere cannot make a browser that holds
- * the admin's Basic credentials change anything (a form or text/plain POST
- * needs no CORS preflight). Requests without Origin or Referer are not a
- * browser's cross-site requests.
- */
-static int admin_origin_ok(struct pg_gw *gw, struct lws *wsi)
-{
-    char origin[256], host[256];
-    int n = request_origin(wsi, origin, sizeof origin);
-    if (n <= 0)
-        return n == 0;
-    const char *rest = !strncmp(origin, "http://", 7) ? origin + 7 : !strncmp(origin, "https://", 8) ? origin + 8 : NULL;
-    if (rest && pg_http_header(wsi, WSI_TOKEN_HOST, host, sizeof host) > 0 && !strcasecmp(rest, host))
-        return 1;
-    for (const char *p = gw->cfg->admin_allowed_origins; *p;) { /* comma-separated exact values */
-        p += strspn(p, " \t,");
-        size_t l = strcspn(p, ","), t = l;
-        while (t && (p[t - 1] == ' ' || p[t - 1] == '\t'))
-            t--;
-        if (t && t == (size_t)n && !strncmp(p, origin, t))
-            return 1;
-        p += l;
+    char frag[PG_QUERY_ARG_MAX + 1]; /* pg_http_refusal() keeps every parameter within max_query_bytes */
+    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
+        int rc = fn(ud, frag);
+        if (rc)
+            return rc;
     }
     return 0;
 }
 
-int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h)
+struct query_find {
+    const char *name;
+    size_t nl;
+    char *buf;
+    size_t len;
+};
+
+static int query_find(void *ud, char *param)
 {
-    const struct pg_config *c = gw->cfg;
-    char user[128] = "", pass[256] = "";
-    if (!c->admin_password[0]) {
-        pg_http_respond_error(h, 404, "admin API is off (set admin_password)");
+    struct query_find *q = ud;
+    /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
+    if (strncmp(param, q->name, q->nl) != 0 || param[q->nl] != '=')
         return 0;
+    size_t vl = strlen(param + q->nl + 1);
+    if (vl >= q->len) {
+        if (q->len)
+            q->buf[0] = '\0'; /* callers that treat it as present see an empty, unknown value */
+        return -2;
     }
-    int ok = pg_http_basic_auth(h->wsi, user, sizeof user, pass, sizeof pass) == 0;
-    /* evaluate both comparisons: which half was wrong must not show in the timing */
-    ok &= pg_secret_equal(user, strlen(user), c->admin_user, strlen(c->admin_user)) &
-          pg_secret_equal(pass, strlen(pass), c->admin_password, strlen(c->admin_password));
-    OPENSSL_cleanse(pass, sizeof pass);
-    if (!ok) {
-        h->www_auth = "Basic realm=\"pushgate admin\"";
-        pg_http_respond_error(h, 401, "admin credentials required");
-        return 0;
-    }
-    if (h->method != PG_GET && h->method != PG_OPTIONS && !admin_origin_ok(gw, h->wsi)) {
-        pg_log(PG_LOG_INFO, "http", "admin request refused: origin not allowed (%s)", h->path);
-        pg_http_respond_error(h, 403, "cross-site admin request: Origin not allowed (admin_allowed_origins)");
-        return 0;
-    }
-    return 1;
+    memcpy(q->buf, param + q->nl + 1, vl + 1);
+    return (int)vl + 1;
 }
 
 int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len)
 {
-    char frag[PG_QUERY_ARG_MAX + 1]; /* request_refusal() keeps every parameter within max_query_bytes */
-    size_t nl = strlen(name);
-    for (int i = 0; lws_hdr_copy_fragment(wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++) {
-        /* exact name match: lws_get_urlarg_by_name() would also accept a longer name with this prefix */
-        if (!strncmp(frag, name, nl) && frag[nl] == '=') {
-            size_t vl = strlen(frag + nl + 1);
-            if (vl >= len) {
-                if (len)
-                    buf[0] = '\0'; /* callers that treat it as present see an empty, unknown value */
-                return -2;
-            }
-            memcpy(buf, frag + nl + 1, vl + 1);
-            return (int)vl;
-        }
-    }
-    return -1;
+    struct query_find q = {name, strlen(name), buf, len};
+    int rc = pg_http_query_each(wsi, query_find, &q);
+    return rc > 0 ? rc - 1 : rc == 0 ? -1 : rc;
+}
+
+const char *pg_http_args_get(const struct pg_http_args *args, const char *name)
+{
+    for (size_t i = 0; i < args->n; i++)
+        if (!strcmp(args->buf + args->name[i], name))
+            return args->buf + args->value[i];
+    return NULL;
+}
+
+const char *pg_http_arg(const struct pg_http *h, const char *name)
+{
+    return pg_http_args_get(&h->args, name);
 }
 
 /*
@@ -704,8 +522,7 @@ static int framing_error(struct lws *wsi, long long *clen, const char **why)
     return 0;
 }
 
-/* What every request and upgrade must pass before it is routed: 0, or the status to refuse with. */
-static int request_refusal(struct pg_gw *gw, struct lws *wsi, const char **why)
+int pg_http_refusal(struct pg_gw *gw, struct lws *wsi, const char **why)
 {
     if (headers_too_big(gw, wsi)) {
         *why = "request headers larger than max_header_bytes";
@@ -729,38 +546,8 @@ static void body_timeout(lws_sorted_usec_list_t *sul)
     pg_http_respond_error(h, 408, "request body not received within http_body_timeout_ms");
 }
 
-static void route_get(struct pg_gw *gw, struct pg_http *h)
-{
-    const struct pg_asset *a;
-    if (!strcmp(h->path, "/")) {
-        h->location = "/demo";
-        respond(h, 302, "text/plain", "", 0);
-    } else if (!strcmp(h->path, "/healthz")) {
-        pg_http_respond_json(h, 200, json_pack("{s:s}", "status", "ok"));
-    } else if (!strcmp(h->path, "/readyz")) {
-        int up = pg_bridge_ready(gw->bridge) && !gw->draining;
-        pg_http_respond_json(h, up ? 200 : 503,
-                     json_pack("{s:s, s:b}", "status", up ? "ready" : "not ready", "broker", pg_bridge_connected(gw->bridge)));
-    } else if (!strcmp(h->path, "/metrics")) {
-        size_t n = 0;
-        char *text = pg_metrics_render(gw, &n);
-        if (text)
-            respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", text, n);
-        else
-            pg_http_respond_error(h, 500, "out of memory");
-        free(text);
-    } else if (pg_pusher_api_route(gw, h)) {
-        if (!h->status)
-            pg_pusher_api_body_done(gw, h);
-    } else if ((a = pg_asset_find(h->path)) != NULL) {
-        respond(h, 200, a->ctype, a->data, a->len);
-    } else {
-        pg_http_respond_error(h, 404, "not found");
-    }
-}
-
-int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reasons reason, struct pg_http *h, void *in,
-                     size_t len)
+int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, enum lws_callback_reasons reason,
+                     struct pg_http *h, void *in, size_t len)
 {
     switch (reason) {
     case LWS_CALLBACK_HTTP: {
@@ -771,7 +558,7 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
         h->client_close = h->close_after = request_wants_close(wsi, &h->http10_keepalive);
         long long clen = 0;
         const char *why = NULL;
-        int refuse = request_refusal(gw, wsi, &why);
+        int refuse = pg_http_refusal(gw, wsi, &why);
         if (!refuse)
             refuse = framing_error(wsi, &clen, &why);
         if (refuse)
@@ -788,32 +575,11 @@ int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reason
             return 0;
         }
         snprintf(h->path, sizeof h->path, "%s", (const char *)in);
-        h->method_post = h->method == PG_POST;
         if (!h->method) {
             pg_http_respond_error(h, 405, "method not allowed");
             return 0;
         }
-        if (!pg_admin_route(gw, h) && !pg_push_route(gw, h)) {
-            if (h->method == PG_GET) {
-                route_get(gw, h);
-                return 0;
-            }
-            if (h->method != PG_POST) {
-                pg_http_respond_error(h, 405, "method not allowed");
-                return 0;
-            }
-            if (!pg_pusher_api_route(gw, h)) {
-                if (parse_publish_path(gw, h) != 0) {
-                    pg_http_respond_error(h, 404, "not found");
-                    return 0;
-                }
-                if (!h->app) {
-                    pg_http_respond_error(h, 404, "unknown app");
-                    return 0;
-                }
-            }
-            h->on_body = h->pusher_api ? pg_pusher_api_body_done : rest_publish;
-        }
+        route(gw, h);
         if (h->status)
             return 0;
         h->close_after = h->client_close; /* no early answer: this one waits for the whole body */

@@ -1,6 +1,19 @@
 /*
- * HTTP transactions: request state, answers, headers, query arguments, and
- * requests parked until an asynchronous answer.
+ * HTTP transactions: the primitives every route handler uses.
+ *
+ * State owned: one struct pg_http per HTTP transaction (lws per-wsi user
+ * data, inside struct pg_conn), and gw->requests, the requests parked until
+ * an asynchronous answer, by serial. An answer is set once (status != 0)
+ * and written by the transaction's WRITEABLE callbacks.
+ *
+ * This module knows no route: pg_http_callback() runs the transaction
+ * (limits, framing, body, answer) and calls the router it is given once the
+ * request's headers are in (http/routes.c). Handlers include this header;
+ * this module includes no handler.
+ *
+ * Who may call: route handlers (http/), the socket.io polling transport
+ * (proto/sio.c: answers, parking, query), the protocols' upgrade checks
+ * (query arguments), server.c (the callback). Loop thread only.
  */
 #ifndef PG_HTTP_HTTP_H
 #define PG_HTTP_HTTP_H
@@ -13,24 +26,38 @@
 struct pg_gw;
 struct pg_app;
 struct pg_proto;
+struct pg_route;
 
 struct pg_http;
 /* Runs once the request body is complete (at once when there is none); answers h now or later. */
 typedef void (*pg_http_body_fn)(struct pg_gw *gw, struct pg_http *h);
+/* Routes a request whose headers are in: answers h, or sets h->on_body. */
+typedef void (*pg_http_route_fn)(struct pg_gw *gw, struct pg_http *h);
 
 enum pg_http_method { PG_GET = 1, PG_POST, PG_PUT, PG_PATCH, PG_DELETE, PG_OPTIONS };
+
+#define PG_HTTP_PATH_MAX 512 /* bytes of a request path, its NUL included (longer: 414) */
+#define PG_HTTP_ARGS_MAX 4   /* captures of one route's path */
+
+/* The named captures of the route's path ({app}, {channel}, ...): NUL-terminated copies in buf. */
+struct pg_http_args {
+    size_t n;
+    uint16_t name[PG_HTTP_ARGS_MAX], value[PG_HTTP_ARGS_MAX]; /* offsets into buf */
+    char buf[PG_HTTP_PATH_MAX + 64];
+};
+/* The capture called name, or NULL when the route has none. Borrowed from args. */
+const char *pg_http_args_get(const struct pg_http_args *args, const char *name);
 
 struct pg_http {
     uint64_t serial;
     struct pg_gw *gw;
     struct lws *wsi;
-    int method_post;
     enum pg_http_method method;
-    pg_http_body_fn on_body; /* set by a route that needs the body */
-    char path[512];
-    struct pg_app *app;
-    char *channel;
-    int pusher_api; /* 1: /apps/{id}/events|batch_events */
+    pg_http_body_fn on_body; /* set by the router when the answer waits for the body */
+    char path[PG_HTTP_PATH_MAX];
+    const struct pg_route *route; /* the router's: the route that matched, NULL before */
+    struct pg_http_args args;     /* its captures */
+    struct pg_app *app; /* the route's app ({app} of the path, or the push token's), NULL until known */
     char *body;
     size_t body_len, body_cap;
     int body_too_big;
@@ -55,10 +82,17 @@ struct pg_http {
     UT_hash_handle hh; /* gw->requests by serial */
 };
 
-/* http.c */
-int pg_http_callback(struct pg_gw *gw, struct lws *wsi, enum lws_callback_reasons reason, struct pg_http *h,
-                     void *in, size_t len);
-int pg_http_confirm_upgrade(struct pg_gw *gw, struct lws *wsi);
+/* ---- the transaction ---------------------------------------------------------------- */
+
+/* The lws HTTP callbacks of one transaction; route is called once per request, when its headers are in. */
+int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, enum lws_callback_reasons reason,
+                     struct pg_http *h, void *in, size_t len);
+/*
+ * What every request and WebSocket upgrade must pass before it is routed
+ * (headers within max_header_bytes, query parameters within
+ * max_query_bytes): 0, or the status to refuse with and its reason in *why.
+ */
+int pg_http_refusal(struct pg_gw *gw, struct lws *wsi, const char **why);
 /* Answers a refused WebSocket upgrade: status with the JSON error body {"error":{"code","message"}}. */
 void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *message);
 /*
@@ -69,6 +103,8 @@ int pg_http_upgrade_checks(struct pg_gw *gw, struct lws *wsi, struct pg_app *app
 /* Why no new session may open now (shutting down, broker unavailable, max_sessions reached), or NULL. */
 const char *pg_session_refusal(const struct pg_gw *gw);
 
+/* ---- answers ------------------------------------------------------------------------ */
+
 /* Answers: JSON body (o stolen) / {"error":{"code","message"}}. */
 void pg_http_respond_json(struct pg_http *h, int status, json_t *o);
 void pg_http_respond_error(struct pg_http *h, int status, const char *message);
@@ -76,30 +112,39 @@ void pg_http_respond_error(struct pg_http *h, int status, const char *message);
 void pg_http_respond_overloaded(struct pg_http *h, const char *why);
 /* Answers with body (copied) as ctype. */
 void pg_http_respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len);
-/* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
-int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
+
+/* ---- parked requests ------------------------------------------------------------------ */
+
 /* Park h until an asynchronous answer; completions find it by h->serial (NULL once the client left). */
 void pg_http_wait(struct pg_gw *gw, struct pg_http *h);
 struct pg_http *pg_http_find(struct pg_gw *gw, uint64_t serial);
+/* Unpark h (it no longer waits for an acknowledgement). */
 void pg_http_unregister(struct pg_gw *gw, struct pg_http *h);
+/* The parked request serial, unparked to be answered now; NULL when its client left. */
+struct pg_http *pg_http_resume(struct pg_gw *gw, uint64_t serial);
 /*
  * Publish for h on topic and answer h once the broker acknowledged: 200 with
  * ok (stolen; NULL: {"ok":true}), 403 refused, 504 no acknowledgement in time,
- * 503 broker unavailable.
+ * 503 broker unavailable (or 503 with Retry-After when the gateway is behind).
  */
 void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const char *topic, const void *payload,
                      size_t len, const char *const *props, json_t *ok);
-/* HTTP Basic credentials of the request: 0 and user/pass filled, or -1 (absent or malformed). */
-int pg_http_basic_auth(struct lws *wsi, char *user, size_t ulen, char *pass, size_t plen);
+
+/* ---- the request ---------------------------------------------------------------------- */
+
+/* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
+int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
 /*
- * The admin API's check: 1 when the request carries the configured admin
- * credentials; otherwise h is answered (401 with WWW-Authenticate, or 404 when
- * the admin API is off) and 0 is returned.
+ * The one reader of the query string: calls fn with each parameter
+ * "name=value" (URL-decoded by lws; writable, valid during the call) in
+ * order, until fn returns non-zero (returned) or the parameters end (0). An
+ * empty parameter ends them. pg_http_refusal() keeps each within
+ * max_query_bytes, so none is ever cut.
  */
-int pg_http_admin_ok(struct pg_gw *gw, struct pg_http *h);
+int pg_http_query_each(struct lws *wsi, int (*fn)(void *ud, char *param), void *ud);
 /* A query argument by exact name (URL-decoded) into buf: its length, -1 when absent, -2 when longer than buf. */
 int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len);
-/* "/v1/{app}" -> native (app set), "/app/{key}" -> Pusher (app may be NULL: refused after the upgrade). */
-int pg_ws_path(struct pg_gw *gw, const char *path, const struct pg_proto **proto, struct pg_app **app);
+/* The route's path capture called name ("app", "channel", "user", "slug"), or NULL. Borrowed from h. */
+const char *pg_http_arg(const struct pg_http *h, const char *name);
 
 #endif

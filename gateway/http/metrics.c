@@ -8,7 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "cluster/cluster.h"
+#include "cluster/webhooks.h"
+#include "core/app.h"
+#include "core/gw.h"
+#include "core/publish.h"
+#include "core/session.h"
+#include "http/http.h"
+#include "http/metrics.h"
+#include "pushgate_bridge.h"
 
 struct counter {
     const char *name, *help;
@@ -92,4 +100,15 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     }
     *len = n;
     return buf;
+}
+
+void pg_metrics_get(struct pg_gw *gw, struct pg_http *h)
+{
+    size_t n = 0;
+    char *text = pg_metrics_render(gw, &n);
+    if (text)
+        pg_http_respond(h, 200, "text/plain; version=0.0.4; charset=utf-8", text, n);
+    else
+        pg_http_respond_error(h, 500, "out of memory");
+    free(text);
 }

@@ -7,8 +7,11 @@
 #include <stddef.h>
 
 struct pg_gw;
+struct pg_http;
 
-/* metrics.c: GET /metrics in the Prometheus text format; caller frees the text. */
+/* This process's metrics in the Prometheus text format; caller frees the text. */
 char *pg_metrics_render(struct pg_gw *gw, size_t *len);
+/* The route's handler: answers h with pg_metrics_render()'s text. */
+void pg_metrics_get(struct pg_gw *gw, struct pg_http *h);
 
 #endif

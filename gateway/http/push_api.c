@@ -27,7 +27,17 @@
 #include <openssl/crypto.h>
 #include <utlist.h>
 
-#include "gateway.h"
+#include "cluster/cluster.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/pending.h"
+#include "http/http.h"
+#include "http/push_api.h"
+#include "log.h"
+#include "pg_common.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
 
 #define PUSH_ID_MAX 128
 #define TOKEN_MAX 512
@@ -236,8 +246,7 @@ static struct pg_app *token_app(struct pg_gw *gw, struct lws *wsi)
     return found;
 }
 
-/* Token, app state and user id; answers h and returns NULL when one is wrong. */
-static struct pg_app *authorize(struct pg_gw *gw, struct pg_http *h)
+struct pg_app *pg_push_token_app(struct pg_gw *gw, struct pg_http *h)
 {
     struct pg_app *app = token_app(gw, h->wsi);
     if (!app) {
@@ -248,51 +257,65 @@ static struct pg_app *authorize(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 403, "app disabled");
         return NULL;
     }
-    if (!pg_push_id_valid(h->channel)) {
-        pg_http_respond_error(h, 400, "invalid userId (1-128 bytes of UTF-8 without / + #)");
-        return NULL;
-    }
     return app;
 }
 
+/* The path's user id (after the token's check, which the router made); NULL with h answered (400). */
+static const char *path_user(struct pg_http *h)
+{
+    const char *user = pg_http_arg(h, "user");
+    if (!pg_push_id_valid(user)) {
+        pg_http_respond_error(h, 400, "invalid userId (1-128 bytes of UTF-8 without / + #)");
+        return NULL;
+    }
+    return user;
+}
+
+static const struct pg_broker_words register_words = {
+    .refused = "the broker refused the registration",
+    .late = "the broker did not acknowledge the registration in time",
+    .unavailable = "broker unavailable, connection not registered",
+    .failed = "cannot register",
+};
+
 struct reg_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
+    struct pg_pending p; /* p.serial: the parked request */
     int64_t exp_ms;
     char *app, *user, *conn;
 };
 
-static void reg_acked(void *ud, int result)
+static void reg_acked(struct pg_pending *p, int result)
 {
-    struct reg_ack *a = ud;
-    struct pg_http *h = pg_http_find(a->gw, a->serial);
+    struct reg_ack *a = (struct reg_ack *)p;
+    struct pg_http *h = pg_http_resume(p->gw, p->serial);
+    const char *message;
+    int status = pg_broker_status(result, &register_words, &message);
     if (result == 0) /* our own retained copy may arrive later than the backend's next request */
-        reg_set(a->gw, a->app, a->conn, a->user, a->exp_ms);
-    if (h) {
-        pg_http_unregister(a->gw, h);
-        h->waiting_ack = 0;
-        if (result == 0)
-            pg_http_respond_json(h, 200, json_pack("{s:s, s:s}", "userId", a->user, "connectionId", a->conn));
-        else if (result == PG_EDENIED)
-            pg_http_respond_error(h, 403, "the broker refused the registration");
-        else if (result == PG_ETIMEDOUT)
-            pg_http_respond_error(h, 504, "the broker did not acknowledge the registration in time");
-        else
-            pg_http_respond_error(h, 503, "broker unavailable, connection not registered");
-    }
+        reg_set(p->gw, a->app, a->conn, a->user, a->exp_ms);
+    if (!h)
+        return;
+    if (status == 200)
+        pg_http_respond_json(h, 200, json_pack("{s:s, s:s}", "userId", a->user, "connectionId", a->conn));
+    else
+        pg_http_respond_error(h, status, message);
+}
+
+static void reg_ack_drop(struct pg_pending *p)
+{
+    struct reg_ack *a = (struct reg_ack *)p;
     free(a->app);
     free(a->user);
     free(a->conn);
-    free(a);
 }
 
-static void do_register(struct pg_gw *gw, struct pg_http *h)
+void pg_push_register(struct pg_gw *gw, struct pg_http *h)
 {
     char conn[PUSH_ID_MAX + 1];
     char *topic = NULL, *body = NULL;
     struct reg_ack *a = NULL;
-    struct pg_app *app = authorize(gw, h);
-    if (!app)
+    struct pg_app *app = h->app;
+    const char *user = path_user(h);
+    if (!user)
         return;
     if (pg_http_query_arg(h->wsi, "connectionId", conn, sizeof conn) < 0 || !pg_push_id_valid(conn)) {
         pg_http_respond_error(h, 400, "connectionId query argument missing or invalid (1-128 bytes, no / + #)");
@@ -301,46 +324,39 @@ static void do_register(struct pg_gw *gw, struct pg_http *h)
     int64_t ttl_s = gw->cfg->push_registration_ttl_s;
     int64_t exp_ms = pg_now_ms() + ttl_s * 1000;
     size_t tl = strlen(gw->cfg->topic_root) + strlen(app->id) + strlen(conn) + 16;
-    json_t *o = json_pack("{s:s, s:I}", "user", h->channel, "exp", (json_int_t)exp_ms);
+    json_t *o = json_pack("{s:s, s:I}", "user", user, "exp", (json_int_t)exp_ms);
     body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
-    a = calloc(1, sizeof *a);
+    a = pg_pending_new(gw, 0, sizeof *a, reg_acked, reg_ack_drop);
     topic = malloc(tl);
-    if (!body || !a || !topic || !(a->app = strdup(app->id)) || !(a->user = strdup(h->channel)) ||
+    if (!body || !a || !topic || !(a->app = strdup(app->id)) || !(a->user = strdup(user)) ||
         !(a->conn = strdup(conn))) {
+        if (a)
+            pg_pending_free(&a->p);
         pg_http_respond_error(h, 500, "out of memory");
         goto out;
     }
     snprintf(topic, tl, "%s/_ctl/%s/reg/%s", gw->cfg->topic_root, app->id, conn);
-    a->gw = gw;
     a->exp_ms = exp_ms;
     pg_http_wait(gw, h);
-    a->serial = h->serial;
-    int rc = pg_bridge_publish_expiring(gw->bridge, topic, body, strlen(body), NULL, 1, (uint32_t)ttl_s, reg_acked, a);
+    a->p.serial = h->serial;
+    int rc = pg_bridge_publish_expiring(gw->bridge, topic, body, strlen(body), NULL, 1, (uint32_t)ttl_s,
+                                        pg_pending_ack, a);
     if (rc != 0) {
-        pg_http_unregister(gw, h);
-        h->waiting_ack = 0;
-        pg_http_respond_error(h, rc == PG_EBUSY ? 503 : 500,
-                              rc == PG_EBUSY ? "broker unavailable, connection not registered" : "cannot register");
+        pg_pending_ack(a, rc); /* answers at once: 503 (broker unavailable) or 500 */
         goto out;
     }
-    pg_log(PG_LOG_DEBUG, "push", "register app=%s user=%s connection=%.4s***", app->id, h->channel, conn);
-    a = NULL; /* reg_acked owns it now */
+    pg_log(PG_LOG_DEBUG, "push", "register app=%s user=%s connection=%.4s***", app->id, user, conn);
 out:
-    if (a) {
-        free(a->app);
-        free(a->user);
-        free(a->conn);
-        free(a);
-    }
     free(topic);
     free(body);
 }
 
-static void do_push(struct pg_gw *gw, struct pg_http *h)
+void pg_push_push(struct pg_gw *gw, struct pg_http *h)
 {
-    struct pg_app *app = authorize(gw, h);
-    if (!app)
+    struct pg_app *app = h->app;
+    const char *user = path_user(h);
+    if (!user)
         return;
     if (h->body_too_big) {
         pg_http_respond_error(h, 413, "body larger than max_body_bytes");
@@ -354,7 +370,7 @@ static void do_push(struct pg_gw *gw, struct pg_http *h)
         return;
     }
     char *payload = json_dumps(message, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *topic = pg_topic(gw, app->id, "u", h->channel);
+    char *topic = pg_topic(gw, app->id, "u", user);
     json_decref(o);
     if (!payload || !topic) {
         pg_http_respond_error(h, 500, "out of memory");
@@ -362,7 +378,7 @@ static void do_push(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 413, "message larger than max_message_bytes");
     } else {
         /* counted before the publish: the sessions this message is addressed to, as this node knows them */
-        uint64_t n = recipients(gw, app, h->channel);
+        uint64_t n = recipients(gw, app, user);
         const char *props[] = {"event", "message", NULL};
         pg_http_publish(gw, h, app->id, topic, payload, strlen(payload), props,
                         json_pack("{s:I}", "recipients", (json_int_t)n));
@@ -371,52 +387,14 @@ static void do_push(struct pg_gw *gw, struct pg_http *h)
     free(topic);
 }
 
-static void status_ping(struct pg_gw *gw, struct pg_http *h)
+void pg_push_status_ping(struct pg_gw *gw, struct pg_http *h)
 {
     (void)gw;
     pg_http_respond(h, 200, "text/plain; charset=utf-8", "pong", 4); /* notification-socket.io's answer */
 }
 
-static void status_info(struct pg_gw *gw, struct pg_http *h)
+void pg_push_status_info(struct pg_gw *gw, struct pg_http *h)
 {
     (void)gw;
     pg_http_respond_json(h, 200, json_pack("{s:s, s:s}", "name", "pushgate", "version", PUSHGATE_VERSION));
-}
-
-int pg_push_route(struct pg_gw *gw, struct pg_http *h)
-{
-    (void)gw;
-    if (!strcmp(h->path, "/socket.io/") || !strcmp(h->path, "/socket.io")) {
-        h->on_body = pg_sio_http;
-        return 1;
-    }
-    if (strncmp(h->path, "/api/", 5) != 0)
-        return 0;
-    if (!strcmp(h->path, "/api/status/ping") || !strcmp(h->path, "/api/status/info")) {
-        if (h->method != PG_GET)
-            pg_http_respond_error(h, 405, "method not allowed");
-        else
-            h->on_body = h->path[12] == 'p' ? status_ping : status_info;
-        return 1;
-    }
-    const char *user = h->path + 5, *slash = strchr(user, '/');
-    if (!slash)
-        return 0;
-    int reg = !strcmp(slash, "/register"), push = !strcmp(slash, "/push");
-    size_t ul = (size_t)(slash - user);
-    /* the admin API's namespaces are never user ids */
-    if ((!reg && !push) || (ul == 5 && !strncmp(user, "admin", 5)) || (ul == 4 && !strncmp(user, "apps", 4)))
-        return 0;
-    if (h->method != (reg ? PG_PUT : PG_POST)) {
-        pg_http_respond_error(h, 405, reg ? "use PUT to register" : "use POST to push");
-        return 1;
-    }
-    /* the user id rides in h->channel (owned by h, freed with it) */
-    if (!(h->channel = strndup(user, ul))) {
-        pg_http_respond_error(h, 500, "out of memory");
-        return 1;
-    }
-    /* the token is checked once the body is read, so an early answer never races a body still arriving */
-    h->on_body = reg ? do_register : do_push;
-    return 1;
 }

@@ -8,6 +8,7 @@
 
 struct pg_gw;
 struct pg_http;
+struct pg_app;
 
 /*
  * push_api.c: notification-socket.io's REST API (X-AUTH-TOKEN = an app's
@@ -27,6 +28,16 @@ const char *pg_push_registered_user(struct pg_gw *gw, const char *app, const cha
 int pg_push_id_valid(const char *id);
 /* This node's live members of per-user channels: {app: {user: sessions}} (node snapshot, cluster.c). */
 json_t *pg_push_local_users(struct pg_gw *gw);
-int pg_push_route(struct pg_gw *gw, struct pg_http *h);
+
+/*
+ * Route handlers (http/routes.c). The router checked the token first
+ * (pg_push_token_app, h->app); the capture "user" is the path's user id.
+ */
+void pg_push_register(struct pg_gw *gw, struct pg_http *h); /* PUT /api/{user}/register?connectionId= */
+void pg_push_push(struct pg_gw *gw, struct pg_http *h);     /* POST /api/{user}/push */
+void pg_push_status_ping(struct pg_gw *gw, struct pg_http *h); /* GET /api/status/ping: "pong" */
+void pg_push_status_info(struct pg_gw *gw, struct pg_http *h); /* GET /api/status/info */
+/* The app whose push_token X-AUTH-TOKEN carries, if active; NULL with h answered (401, 403). */
+struct pg_app *pg_push_token_app(struct pg_gw *gw, struct pg_http *h);
 
 #endif

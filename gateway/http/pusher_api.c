@@ -11,17 +11,28 @@
 #include <strings.h>
 
 #include <openssl/evp.h>
-#include <utlist.h>
 
-#include "gateway.h"
+#include "cluster/cluster.h"
+#include "cluster/devices.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/pending.h"
+#include "core/publish.h"
+#include "http/http.h"
+#include "http/pusher_api.h"
+#include "log.h"
+#include "pg_common.h"
+#include "proto/presence.h"
+#include "proto/pusher_wire.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
 
 #define MAX_ARGS 32
 #define TIMESTAMP_WINDOW_S 600
 #define MAX_CHANNELS 100
 #define MAX_BATCH 10
 #define MAX_EVENT_NAME 200
-
-enum route { R_NONE, R_EVENTS, R_BATCH, R_CHANNELS, R_CHANNEL, R_USERS, R_TERMINATE, R_DEVICES };
 
 struct arg {
     char *kv; /* "key=value" as decoded by lws; key lowercased */
@@ -44,24 +55,37 @@ static const char *arg_get(struct arg *args, int n, const char *key)
     return NULL;
 }
 
-/* 0 when the request carries a valid signature of h->app; otherwise answers 401 and returns -1. */
-static int verify_signature(struct pg_gw *gw, struct pg_http *h, const char *method)
+struct args {
+    struct arg a[MAX_ARGS];
+    int n;
+};
+
+/* Keeps a query parameter, its key lowercased; stops after MAX_ARGS. */
+static int keep_arg(void *ud, char *param)
 {
-    struct arg args[MAX_ARGS];
-    char frag[PG_QUERY_ARG_MAX + 1], hex[65]; /* every parameter is within max_query_bytes */
+    struct args *args = ud;
+    size_t kl = strcspn(param, "=");
+    for (size_t k = 0; k < kl; k++)
+        param[k] = (char)tolower((unsigned char)param[k]);
+    if (!(args->a[args->n].kv = strdup(param)))
+        return -1;
+    return ++args->n == MAX_ARGS;
+}
+
+/* 0 when the request carries a valid signature of h->app; otherwise answers 401 and returns -1. */
+static int verify_signature(struct pg_http *h, const char *method)
+{
+    struct args all = {.n = 0};
+    struct arg *args = all.a;
+    char hex[65];
     int n = 0, rc = -1;
     const char *why = "invalid signature";
     char *query = NULL;
     size_t qlen = 0;
-    for (int i = 0; n < MAX_ARGS && lws_hdr_copy_fragment(h->wsi, frag, sizeof frag, WSI_TOKEN_HTTP_URI_ARGS, i) > 0;
-         i++) {
-        size_t kl = strcspn(frag, "=");
-        for (size_t k = 0; k < kl; k++)
-            frag[k] = (char)tolower((unsigned char)frag[k]);
-        if (!(args[n].kv = strdup(frag)))
-            goto out;
-        n++;
-    }
+    int read = pg_http_query_each(h->wsi, keep_arg, &all);
+    n = all.n;
+    if (read < 0)
+        goto out;
     const char *key = arg_get(args, n, "auth_key"), *ts = arg_get(args, n, "auth_timestamp");
     const char *version = arg_get(args, n, "auth_version"), *sig = arg_get(args, n, "auth_signature");
     const char *md5 = arg_get(args, n, "body_md5");
@@ -120,101 +144,54 @@ out:
         pg_log(PG_LOG_INFO, "pusher-api", "refused %s %s: %s", method, h->path, why);
         pg_http_respond_error(h, 401, why);
     }
-    (void)gw;
     return rc;
-}
-
-static enum route parse_route(struct pg_gw *gw, struct pg_http *h, char **arg)
-{
-    const char *p = h->path + 6; /* after "/apps/" */
-    size_t n = strcspn(p, "/");
-    *arg = NULL;
-    h->app = pg_app_lookup(gw, p, n);
-    p += n;
-    if (!strcmp(p, "/events"))
-        return R_EVENTS;
-    if (!strcmp(p, "/batch_events"))
-        return R_BATCH;
-    if (!strcmp(p, "/channels"))
-        return R_CHANNELS;
-    if (!strcmp(p, "/devices")) /* pushgate's own: MQTT devices online (devices.c) */
-        return R_DEVICES;
-    if (!strncmp(p, "/users/", 7)) {
-        const char *u = p + 7;
-        size_t ul = strcspn(u, "/");
-        if (ul && !strcmp(u + ul, "/terminate_connections")) {
-            *arg = strndup(u, ul);
-            return R_TERMINATE;
-        }
-        return R_NONE;
-    }
-    if (!strncmp(p, "/channels/", 10)) {
-        const char *ch = p + 10;
-        size_t cl = strcspn(ch, "/");
-        *arg = strndup(ch, cl);
-        if (!strcmp(ch + cl, "/users"))
-            return R_USERS;
-        return ch[cl] ? R_NONE : R_CHANNEL;
-    }
-    return R_NONE;
-}
-
-int pg_pusher_api_route(struct pg_gw *gw, struct pg_http *h)
-{
-    char *arg;
-    if (strncmp(h->path, "/apps/", 6) != 0)
-        return 0;
-    enum route r = parse_route(gw, h, &arg);
-    free(arg);
-    h->pusher_api = 1;
-    if (r == R_NONE)
-        pg_http_respond_error(h, 404, "unknown Pusher API route");
-    else if (!h->app)
-        pg_http_respond_error(h, 404, "unknown app");
-    else if ((r == R_EVENTS || r == R_BATCH || r == R_TERMINATE) != (h->method_post != 0))
-        pg_http_respond_error(h, 405, "method not allowed");
-    return 1;
 }
 
 /* ---- triggering --------------------------------------------------------------------- */
 
+static const struct pg_broker_words trigger_words = {
+    .refused = "the broker refused the event",
+    .late = "the broker did not acknowledge in time",
+    .unavailable = "broker unavailable, event not published",
+    .failed = NULL, /* a publish that could not be issued counts as the broker being unavailable */
+};
+
 struct trigger {
-    struct pg_gw *gw;
-    uint64_t serial;
-    int remaining;
-    int result;     /* worst so far */
-    json_t *answer; /* 200 body; {} unless `info` asked for channel attributes */
+    struct pg_pending p; /* p.serial: the parked request; one acknowledgement per channel */
+    json_t *answer;      /* 200 body; {} unless `info` asked for channel attributes */
 };
 
 static void channel_info(struct pg_gw *gw, struct pg_app *app, const char *name, json_int_t subs, const char *info,
                          json_t *out);
 
-static void trigger_answer(struct pg_gw *gw, struct trigger *t)
+static void trigger_answer(struct pg_pending *p, int result)
 {
-    struct pg_http *h = pg_http_find(gw, t->serial);
-    if (h) {
-        pg_http_unregister(gw, h);
-        h->waiting_ack = 0;
-        if (t->result == 0)
-            pg_http_respond_json(h, 200, t->answer ? json_incref(t->answer) : json_object());
-        else if (t->result == PG_ETIMEDOUT)
-            pg_http_respond_error(h, 504, "the broker did not acknowledge in time");
-        else if (t->result == PG_EDENIED)
-            pg_http_respond_error(h, 403, "the broker refused the event");
-        else
-            pg_http_respond_error(h, 503, "broker unavailable, event not published");
-    }
-    json_decref(t->answer);
-    free(t);
+    struct trigger *t = (struct trigger *)p;
+    struct pg_http *h = pg_http_resume(p->gw, p->serial);
+    const char *message;
+    int status = pg_broker_status(result, &trigger_words, &message);
+    if (!h)
+        return;
+    if (status == 200)
+        pg_http_respond_json(h, 200, t->answer ? json_incref(t->answer) : json_object());
+    else
+        pg_http_respond_error(h, status, message);
 }
 
-static void trigger_acked(void *ud, int result)
+static void trigger_drop(struct pg_pending *p)
 {
-    struct trigger *t = ud;
-    if (result != 0 && t->result == 0)
-        t->result = result;
-    if (--t->remaining == 0)
-        trigger_answer(t->gw, t);
+    json_decref(((struct trigger *)p)->answer);
+}
+
+/* A trigger waiting for h's publishes; the issuer holds its one acknowledgement until every publish is issued. */
+static struct trigger *trigger_new(struct pg_gw *gw, struct pg_http *h)
+{
+    struct trigger *t = pg_pending_new(gw, 0, sizeof *t, trigger_answer, trigger_drop);
+    if (!t)
+        return NULL;
+    pg_http_wait(gw, h);
+    t->p.serial = h->serial;
+    return t;
 }
 
 /* "#server-to-user-{id}": a user id is one MQTT topic level */
@@ -279,15 +256,11 @@ static void trigger(struct pg_gw *gw, struct pg_http *h, json_t **evs, size_t ne
         pg_http_respond_overloaded(h, why);
         return;
     }
-    struct trigger *t = calloc(1, sizeof *t);
+    struct trigger *t = trigger_new(gw, h);
     if (!t) {
         pg_http_respond_error(h, 500, "out of memory");
         return;
     }
-    t->gw = gw;
-    pg_http_wait(gw, h);
-    t->serial = h->serial;
-    t->remaining = 1; /* held until every publish is issued */
     const char *info = nev == 1 ? json_string_value(json_object_get(evs[0], "info")) : NULL;
     if (info) { /* attributes as they are when the event is accepted */
         json_t *all = pg_cluster_channels(gw, h->app->creds->id), *chans = json_object();
@@ -310,18 +283,16 @@ static void trigger(struct pg_gw *gw, struct pg_http *h, json_t **evs, size_t ne
         const char *props[] = {"event", json_string_value(json_object_get(ev, "name")),
                                socket_id ? "socket_id" : NULL, socket_id, NULL};
         size_t n = channel ? 1 : json_array_size(channels);
-        for (size_t i = 0; i < n && t->result == 0; i++) {
+        for (size_t i = 0; i < n && t->p.result == 0; i++) {
             const char *c = channel ? channel : json_string_value(json_array_get(channels, i));
-            t->remaining++;
+            pg_pending_expect(&t->p);
             int rc = pg_publish(gw, h->app->creds->id, c, data, json_string_length(json_object_get(ev, "data")), props,
-                                trigger_acked, t);
-            if (rc != 0) {
-                t->remaining--;
-                t->result = rc;
-            }
+                                pg_pending_ack, t);
+            if (rc != 0)
+                pg_pending_ack(t, rc); /* not issued: its acknowledgement is this failure */
         }
     }
-    trigger_acked(t, t->result);
+    pg_pending_ack(t, 0); /* the issuer's hold */
 }
 
 /* Cluster-wide info of one channel: subscriptions from node snapshots, users from presence. */
@@ -337,127 +308,171 @@ static void channel_info(struct pg_gw *gw, struct pg_app *app, const char *name,
         json_object_set_new(out, "subscription_count", json_integer(subs));
 }
 
-static const char *query_arg(struct pg_http *h, const char *name, char *buf, size_t len)
+/*
+ * What every route of the API checks once the body is in: size, signature,
+ * app state. 1 when the handler may go on; 0 with h answered. info (buffer of
+ * PG_QUERY_ARG_MAX + 1: a whole parameter, never cut): the `info` query
+ * parameter, or NULL.
+ */
+static int prelude(struct pg_http *h, char *info_buf, const char **info)
 {
-    size_t nl = strlen(name);
-    for (int i = 0; lws_hdr_copy_fragment(h->wsi, buf, (int)len, WSI_TOKEN_HTTP_URI_ARGS, i) > 0; i++)
-        if (!strncmp(buf, name, nl) && buf[nl] == '=')
-            return buf + nl + 1;
-    return NULL;
-}
-
-void pg_pusher_api_body_done(struct pg_gw *gw, struct pg_http *h)
-{
-    char *arg = NULL, ibuf[PG_QUERY_ARG_MAX + 1], pbuf[PG_QUERY_ARG_MAX + 1]; /* whole parameters, never cut */
-    json_t *body = NULL;
-    enum route r = parse_route(gw, h, &arg);
     if (h->body_too_big) {
         pg_http_respond_error(h, 413, "body larger than max_body_bytes");
-        goto out;
+        return 0;
     }
-    if (verify_signature(gw, h, h->method_post ? "POST" : "GET") != 0)
-        goto out;
+    if (verify_signature(h, h->method == PG_POST ? "POST" : "GET") != 0)
+        return 0;
     if (!h->app->creds->active) {
         pg_http_respond_error(h, 403, "app disabled");
+        return 0;
+    }
+    *info = pg_http_query_arg(h->wsi, "info", info_buf, PG_QUERY_ARG_MAX + 1) >= 0 ? info_buf : NULL;
+    return 1;
+}
+
+/* The body as a JSON object; NULL with h answered (400). */
+static json_t *body_object(struct pg_http *h)
+{
+    json_t *body = json_loadb(h->body ? h->body : "", h->body_len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(body)) {
+        pg_http_respond_error(h, 400, "body must be a JSON object");
+        json_decref(body);
+        return NULL;
+    }
+    return body;
+}
+
+void pg_pusher_api_events(struct pg_gw *gw, struct pg_http *h)
+{
+    char ibuf[PG_QUERY_ARG_MAX + 1];
+    const char *info;
+    json_t *body;
+    if (!prelude(h, ibuf, &info) || !(body = body_object(h)))
+        return;
+    if (check_event(gw, h, body, 0) == 0)
+        trigger(gw, h, &body, 1);
+    json_decref(body);
+}
+
+void pg_pusher_api_batch_events(struct pg_gw *gw, struct pg_http *h)
+{
+    char ibuf[PG_QUERY_ARG_MAX + 1];
+    const char *info;
+    json_t *body;
+    if (!prelude(h, ibuf, &info) || !(body = body_object(h)))
+        return;
+    json_t *batch = json_object_get(body, "batch");
+    size_t n = json_array_size(batch);
+    json_t *evs[MAX_BATCH];
+    if (!json_is_array(batch) || n == 0 || n > MAX_BATCH) {
+        pg_http_respond_error(h, 400, "batch must be an array of 1 to 10 events");
         goto out;
     }
-    const char *info = query_arg(h, "info", ibuf, sizeof ibuf);
-    if (r == R_EVENTS || r == R_BATCH) {
-        body = json_loadb(h->body ? h->body : "", h->body_len, JSON_REJECT_DUPLICATES, NULL);
-        if (!json_is_object(body)) {
-            pg_http_respond_error(h, 400, "body must be a JSON object");
+    for (size_t i = 0; i < n; i++) {
+        evs[i] = json_array_get(batch, i);
+        if (check_event(gw, h, evs[i], 1) != 0)
             goto out;
-        }
-        if (r == R_EVENTS) {
-            if (check_event(gw, h, body, 0) == 0)
-                trigger(gw, h, &body, 1);
-            goto out;
-        }
-        json_t *batch = json_object_get(body, "batch");
-        size_t n = json_array_size(batch);
-        json_t *evs[MAX_BATCH];
-        if (!json_is_array(batch) || n == 0 || n > MAX_BATCH) {
-            pg_http_respond_error(h, 400, "batch must be an array of 1 to 10 events");
-            goto out;
-        }
-        for (size_t i = 0; i < n; i++) {
-            evs[i] = json_array_get(batch, i);
-            if (check_event(gw, h, evs[i], 1) != 0)
-                goto out;
-        }
-        trigger(gw, h, evs, n);
-        goto out;
     }
-    if (r == R_TERMINATE) {
-        /* every node closes its sessions of that user: a control message through the broker */
-        char kind[300];
-        snprintf(kind, sizeof kind, "terminate/%s", arg);
-        char *topic = pg_topic(gw, "_ctl", h->app->creds->id, kind);
-        struct trigger *t = topic ? calloc(1, sizeof *t) : NULL;
-        if (!t || strpbrk(arg, "+#")) {
-            free(topic);
-            free(t);
-            pg_http_respond_error(h, t ? 400 : 500, t ? "invalid user id" : "out of memory");
-            goto out;
-        }
-        t->gw = gw;
-        pg_http_wait(gw, h);
-        t->serial = h->serial;
-        t->remaining = 1;
-        int rc = pg_bridge_publish(gw->bridge, topic, "", 0, NULL, 0, trigger_acked, t);
-        free(topic);
-        if (rc != 0) {
-            t->result = rc;
-            trigger_acked(t, rc);
-        }
-        goto out;
-    }
-    if (r == R_DEVICES) {
-        json_t *devices = pg_devices_list(gw, h->app->creds->id);
-        if (devices)
-            pg_http_respond_json(h, 200, json_pack("{s:o}", "devices", devices));
-        else
-            pg_http_respond_error(h, 500, "out of memory");
-        goto out;
-    }
-    /* GET: the cluster's view (every node's snapshot, presence union) */
-    json_t *all = pg_cluster_channels(gw, h->app->creds->id);
-    if (r == R_CHANNELS) {
-        const char *prefix = query_arg(h, "filter_by_prefix", pbuf, sizeof pbuf);
-        json_t *chans = json_object(), *v;
-        const char *name;
-        if (info && strstr(info, "user_count") && (!prefix || strncmp(prefix, "presence-", 9) != 0)) {
-            json_decref(all);
-            json_decref(chans);
-            pg_http_respond_error(h, 400, "info=user_count needs filter_by_prefix=presence-");
-            goto out;
-        }
-        json_object_foreach(all, name, v) {
-            if (prefix && strncmp(name, prefix, strlen(prefix)) != 0)
-                continue;
-            json_t *o = json_object();
-            channel_info(gw, h->app, name, json_integer_value(v), info, o);
-            json_object_set_new(chans, name, o);
-        }
-        pg_http_respond_json(h, 200, json_pack("{s:o}", "channels", chans));
-    } else if (r == R_USERS) {
-        if (strncmp(arg, "presence-", 9) != 0) {
-            pg_http_respond_error(h, 400, "users are listed for presence channels only");
-        } else {
-            json_t *members = pg_presence_members(gw, h->app, arg), *users = json_array(), *v;
-            const char *uid;
-            json_object_foreach(members, uid, v) json_array_append_new(users, json_pack("{s:s}", "id", uid));
-            json_decref(members);
-            pg_http_respond_json(h, 200, json_pack("{s:o}", "users", users));
-        }
-    } else if (r == R_CHANNEL) {
-        json_t *subs = json_object_get(all, arg);
-        json_t *o = json_pack("{s:b}", "occupied", subs != NULL);
-        channel_info(gw, h->app, arg, json_integer_value(subs), info, o);
-        pg_http_respond_json(h, 200, o);
-    }
-    json_decref(all);
+    trigger(gw, h, evs, n);
 out:
     json_decref(body);
-    free(arg);
+}
+
+void pg_pusher_api_terminate(struct pg_gw *gw, struct pg_http *h)
+{
+    char ibuf[PG_QUERY_ARG_MAX + 1], kind[300];
+    const char *info, *user = pg_http_arg(h, "user");
+    if (!prelude(h, ibuf, &info))
+        return;
+    /* every node closes its sessions of that user: a control message through the broker */
+    snprintf(kind, sizeof kind, "terminate/%s", user);
+    char *topic = pg_topic(gw, "_ctl", h->app->creds->id, kind);
+    if (!topic || strpbrk(user, "+#")) {
+        free(topic);
+        pg_http_respond_error(h, topic ? 400 : 500, topic ? "invalid user id" : "out of memory");
+        return;
+    }
+    struct trigger *t = trigger_new(gw, h);
+    if (!t) {
+        free(topic);
+        pg_http_respond_error(h, 500, "out of memory");
+        return;
+    }
+    int rc = pg_bridge_publish(gw->bridge, topic, "", 0, NULL, 0, pg_pending_ack, t);
+    free(topic);
+    if (rc != 0)
+        pg_pending_ack(t, rc);
+}
+
+void pg_pusher_api_devices(struct pg_gw *gw, struct pg_http *h)
+{
+    char ibuf[PG_QUERY_ARG_MAX + 1];
+    const char *info;
+    if (!prelude(h, ibuf, &info))
+        return;
+    json_t *devices = pg_devices_list(gw, h->app->creds->id);
+    if (devices)
+        pg_http_respond_json(h, 200, json_pack("{s:o}", "devices", devices));
+    else
+        pg_http_respond_error(h, 500, "out of memory");
+}
+
+/* GET: the cluster's view (every node's snapshot, presence union) */
+
+void pg_pusher_api_channels(struct pg_gw *gw, struct pg_http *h)
+{
+    char ibuf[PG_QUERY_ARG_MAX + 1], pbuf[PG_QUERY_ARG_MAX + 1];
+    const char *info;
+    if (!prelude(h, ibuf, &info))
+        return;
+    json_t *all = pg_cluster_channels(gw, h->app->creds->id);
+    const char *prefix = pg_http_query_arg(h->wsi, "filter_by_prefix", pbuf, sizeof pbuf) >= 0 ? pbuf : NULL;
+    json_t *chans = json_object(), *v;
+    const char *name;
+    if (info && strstr(info, "user_count") && (!prefix || strncmp(prefix, "presence-", 9) != 0)) {
+        json_decref(all);
+        json_decref(chans);
+        pg_http_respond_error(h, 400, "info=user_count needs filter_by_prefix=presence-");
+        return;
+    }
+    json_object_foreach(all, name, v) {
+        if (prefix && strncmp(name, prefix, strlen(prefix)) != 0)
+            continue;
+        json_t *o = json_object();
+        channel_info(gw, h->app, name, json_integer_value(v), info, o);
+        json_object_set_new(chans, name, o);
+    }
+    pg_http_respond_json(h, 200, json_pack("{s:o}", "channels", chans));
+    json_decref(all);
+}
+
+void pg_pusher_api_users(struct pg_gw *gw, struct pg_http *h)
+{
+    char ibuf[PG_QUERY_ARG_MAX + 1];
+    const char *info, *channel = pg_http_arg(h, "channel");
+    if (!prelude(h, ibuf, &info))
+        return;
+    if (strncmp(channel, "presence-", 9) != 0) {
+        pg_http_respond_error(h, 400, "users are listed for presence channels only");
+        return;
+    }
+    json_t *members = pg_presence_members(gw, h->app, channel), *users = json_array(), *v;
+    const char *uid;
+    json_object_foreach(members, uid, v) json_array_append_new(users, json_pack("{s:s}", "id", uid));
+    json_decref(members);
+    pg_http_respond_json(h, 200, json_pack("{s:o}", "users", users));
+}
+
+void pg_pusher_api_channel(struct pg_gw *gw, struct pg_http *h)
+{
+    char ibuf[PG_QUERY_ARG_MAX + 1];
+    const char *info, *channel = pg_http_arg(h, "channel");
+    if (!prelude(h, ibuf, &info))
+        return;
+    json_t *all = pg_cluster_channels(gw, h->app->creds->id);
+    json_t *subs = json_object_get(all, channel);
+    json_t *o = json_pack("{s:b}", "occupied", subs != NULL);
+    channel_info(gw, h->app, channel, json_integer_value(subs), info, o);
+    pg_http_respond_json(h, 200, o);
+    json_decref(all);
 }

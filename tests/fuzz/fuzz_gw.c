@@ -60,7 +60,7 @@ static int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void
     case LWS_CALLBACK_HTTP_WRITEABLE:
     case LWS_CALLBACK_CLOSED_HTTP:
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
-        return pg_http_callback(&gw, wsi, reason, c ? &c->u.http : NULL, in, len);
+        return pg_http_callback(&gw, pg_routes_route, wsi, reason, c ? &c->u.http : NULL, in, len);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
         if (!in || strcmp((const char *)in, "websocket") != 0)
             return -1;

@@ -12,7 +12,7 @@ import { launchChromium } from './lib/browser.mjs';
 import { REPO_DIR, freePort, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 
 const APP = 'demo';
-const ADMIN = { username: 'ops', password: `dash-${process.pid}-pw` };
+const ADMIN = { username: 'ops', password: `dashboard-${process.pid}-pw` }; // admin_password needs 12+ characters: a short pid must not make it too short
 const ARTIFACTS_DIR = path.join(REPO_DIR, 'tests', 'artifacts');
 const SCREENSHOT = path.join(ARTIFACTS_DIR, `dashboard-${APP}.png`);
 
