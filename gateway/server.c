@@ -17,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dispatch.h"
 #include "gateway.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -159,6 +160,7 @@ static void bridge_on_state(void *ud, int connected)
     pg_log(connected ? PG_LOG_INFO : PG_LOG_WARN, "bridge", "broker %s", connected ? "connected" : "disconnected");
     if (connected) {
         pg_cluster_connected(gw);
+        pg_devices_connected(gw); /* {root}/+/d/+, MQTT device presence */
         pg_apps_connected(gw);
     }
 }
@@ -173,10 +175,7 @@ static void bridge_on_message(void *ud, const char *topic, const void *payload, 
         if (gw->cfg->max_inbound_lag_ms && gw->inbound_lag_ms > gw->cfg->max_inbound_lag_ms)
             gw->late_until_ms = pg_mono_ms() + gw->cfg->max_inbound_lag_ms;
     }
-    if (!pg_seq_on_message(ud, topic, payload, len) && /* the broker's dropped counter */
-        !pg_push_on_message(ud, topic, payload, len) && /* {root}/_ctl/{app}/reg/{connectionId} */
-        !pg_cluster_on_message(ud, topic, payload, len) && !pg_apps_on_message(ud, topic, payload, len, props, nprops))
-        pg_fanout_channel(ud, topic, payload, len, props, nprops);
+    pg_dispatch_message(gw, topic, payload, len, props, nprops);
 }
 
 static void bridge_on_log(void *ud, int level, const char *msg)
@@ -197,8 +196,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_apps_tick(gw);
     pg_addr_tick(gw);
     /* pg_cluster_tick ran first: occupancy webhooks of the last closed sessions are already queued */
-    if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && !gw->cluster_dirty &&
-                          !gw->occupancy_dirty &&
+    if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && pg_cluster_settled(gw) &&
                           pg_webhooks_pending(gw->webhooks) == 0) ||
                          pg_mono_ms() >= gw->drain_deadline))
         gw->done = 1;
@@ -224,6 +222,7 @@ static const struct lws_protocols protocols[] = {
 static void apps_free(struct pg_gw *gw)
 {
     pg_cluster_free(gw);
+    pg_devices_free(gw);
     pg_apps_free(gw);
 }
 
@@ -321,7 +320,7 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
            cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
-    if (pg_cluster_init(&gw) != 0 || pg_push_init(&gw) != 0 || pg_seq_init(&gw) != 0)
+    if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);

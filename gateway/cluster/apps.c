@@ -26,10 +26,12 @@
  * its return; whoever ignores such a copy announces the tombstone again, so
  * the broker's retained state is the deletion once more. `_ctl` is readable only by gateway accounts (conf/mosquitto.acl).
  *
- * App-wide broadcasts (`#general`) travel on `{root}/{app}/b` with the event
- * name as the `event` user property and reach every session of the app.
+ * The state behind all this is struct pg_apps (gw->apps_state), private to
+ * this file (apps.h says who may call what). The messages of other gateways
+ * arrive already sorted by topic (the broker message dispatch): this file
+ * parses no topic, it only builds the ones it publishes and subscribes.
  *
- * Everything here runs on the loop thread (gateway.h).
+ * Everything here runs on the loop thread (core/gw.h).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -37,10 +39,17 @@
 #include <openssl/crypto.h>
 
 #include "apps_store.h"
-#include "gateway.h"
+#include "cluster/apps.h"
+#include "core/app.h"
+#include "core/gw.h"
+#include "core/seq.h"
+#include "core/session.h"
+#include "log.h"
+#include "pg_topic.h"
 
 #define STORE_CHECK_MS 200       /* data_version polling period */
 #define REVOKED_PURGE_MS 60000   /* how often expired revocations are dropped */
+#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 16) /* {root}/_ctl/apps/+, {root}/_ctl/+/revoke, {root}/+/b */
 
 /* A store app changed while the broker was unavailable: announced again on the next connect. */
 struct pg_unannounced {
@@ -55,19 +64,62 @@ struct pg_revocation {
     UT_hash_handle hh;
 };
 
+/* What this file keeps of one app, config or store app alike. */
+struct app_entry {
+    struct pg_app *app;        /* the hash key is its id */
+    struct pg_app_conf *owned; /* store apps: the current conf (app->conf; replaced on reload) */
+    json_t *stored;            /* store apps: the row as last loaded; NULL once deleted */
+    int seen;                  /* in the store's list at the current reload */
+    int shadow_warned;         /* a config app that a store app of the same id was told to yield to */
+    UT_hash_handle hh;
+};
+
+struct pg_apps {
+    struct app_entry *entries;        /* every app, in gw->apps's order */
+    struct pg_apps_store *store;      /* apps_db, read-write; NULL without one */
+    int64_t store_version;            /* its data_version at the last reload */
+    int store_dirty;                  /* reload at the next check (own commits keep data_version) */
+    int64_t last_store_check_ms, last_revoked_purge_ms;
+    struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
+    struct pg_unannounced *unannounced; /* store apps changed while the broker was away */
+};
+
+/* The topic of kind for app (common/pg_topic.h); caller frees; NULL when out of memory or app is no topic level. */
+static char *topic_new(struct pg_gw *gw, enum pg_topic_kind kind, const char *app)
+{
+    int n = pg_topic_build(NULL, 0, gw->cfg->topic_root, kind, app, NULL, NULL);
+    char *t = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (t && pg_topic_build(t, (size_t)n + 1, gw->cfg->topic_root, kind, app, NULL, NULL) < 0) {
+        free(t);
+        t = NULL;
+    }
+    return t;
+}
+
 /* ---- app structs ------------------------------------------------------------------ */
 
-static struct pg_app *app_new(struct pg_gw *gw, const char *id, const struct pg_app_conf *conf)
+static struct app_entry *entry_of(struct pg_apps *as, const struct pg_app *a)
+{
+    struct app_entry *e;
+    HASH_FIND_STR(as->entries, a->id, e);
+    return e;
+}
+
+static struct app_entry *app_new(struct pg_gw *gw, const char *id, const struct pg_app_conf *conf)
 {
     struct pg_app *a = calloc(1, sizeof *a);
-    if (!a || !(a->id = strdup(id))) {
+    struct app_entry *e = calloc(1, sizeof *e);
+    if (!a || !e || !(a->id = strdup(id))) {
         free(a);
+        free(e);
         return NULL;
     }
     a->conf = conf;
     a->creds = &conf->creds;
+    e->app = a;
     HASH_ADD_KEYPTR(hh, gw->apps, a->id, strlen(a->id), a);
-    return a;
+    HASH_ADD_KEYPTR(hh, gw->apps_state->entries, a->id, strlen(a->id), e);
+    return e;
 }
 
 static void conf_free(struct pg_app_conf *c)
@@ -153,11 +205,11 @@ static char *revocation_key(const char *app, const char *kind, const char *value
 static struct pg_revocation *revocation_find(struct pg_gw *gw, const char *app, const char *kind, const char *value,
                                              int *oom)
 {
-    struct pg_revocation *r = NULL;
-    char *k = gw->revoked ? revocation_key(app, kind, value) : NULL;
-    *oom = gw->revoked && !k;
+    struct pg_revocation *r = NULL, *table = gw->apps_state ? gw->apps_state->revoked : NULL;
+    char *k = table ? revocation_key(app, kind, value) : NULL;
+    *oom = table && !k;
     if (k)
-        HASH_FIND_STR(gw->revoked, k, r);
+        HASH_FIND_STR(table, k, r);
     free(k);
     return r;
 }
@@ -203,7 +255,7 @@ static int revocation_apply(struct pg_gw *gw, const char *app, const char *kind,
         }
         r->key = k;
         r->expires_ms = expires_ms;
-        HASH_ADD_KEYPTR(hh, gw->revoked, r->key, strlen(r->key), r);
+        HASH_ADD_KEYPTR(hh, gw->apps_state->revoked, r->key, strlen(r->key), r);
     }
     struct pg_app *a = pg_app_find(gw, app, strlen(app));
     struct pg_session *s, *tmp;
@@ -223,9 +275,9 @@ static void revocations_purge(struct pg_gw *gw)
 {
     struct pg_revocation *r, *tmp;
     int64_t now = pg_now_ms();
-    HASH_ITER(hh, gw->revoked, r, tmp) {
+    HASH_ITER(hh, gw->apps_state->revoked, r, tmp) {
         if (r->expires_ms <= now) {
-            HASH_DEL(gw->revoked, r);
+            HASH_DEL(gw->apps_state->revoked, r);
             free(r->key);
             free(r);
         }
@@ -234,10 +286,11 @@ static void revocations_purge(struct pg_gw *gw)
 
 static void revocations_load(struct pg_gw *gw)
 {
+    struct pg_apps_store *st = gw->apps_state->store;
     json_t *list = NULL, *r;
     size_t i;
-    if (pg_apps_store_revocations(gw->store, pg_now_ms(), &list) != 0) {
-        pg_log(PG_LOG_WARN, "apps", "cannot read revocations: %s", pg_apps_store_errmsg(gw->store));
+    if (pg_apps_store_revocations(st, pg_now_ms(), &list) != 0) {
+        pg_log(PG_LOG_WARN, "apps", "cannot read revocations: %s", pg_apps_store_errmsg(st));
         return;
     }
     json_array_foreach(list, i, r) {
@@ -250,15 +303,16 @@ static void revocations_load(struct pg_gw *gw)
 
 int pg_revoke(struct pg_gw *gw, const char *app, const char *kind, const char *value, int64_t expires_ms)
 {
+    struct pg_apps_store *st = gw->apps_state->store;
     int rc;
-    if (gw->store && (rc = pg_apps_store_revoke(gw->store, app, kind, value, expires_ms)) != 0)
+    if (st && (rc = pg_apps_store_revoke(st, app, kind, value, expires_ms)) != 0)
         return rc;
     if ((rc = revocation_apply(gw, app, kind, value, expires_ms)) != 0)
         return rc;
     /* gateways on another store file learn it from the broker */
     json_t *msg = json_pack("{s:s, s:s, s:I}", "kind", kind, "value", value, "expires_ms", (json_int_t)expires_ms);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    char *topic = pg_topic(gw, "_ctl", app, "revoke");
+    char *topic = topic_new(gw, PG_TOPIC_REVOKE, app);
     if (text && topic)
         pg_bridge_publish(gw->bridge, topic, text, strlen(text), NULL, 0, NULL, NULL);
     free(topic);
@@ -272,79 +326,84 @@ int pg_revoke(struct pg_gw *gw, const char *app, const char *kind, const char *v
 /* Bring store apps in line with the store's current content. */
 static void store_reload(struct pg_gw *gw)
 {
+    struct pg_apps *as = gw->apps_state;
     json_t *list = NULL, *j;
-    struct pg_app *a, *tmp;
+    struct app_entry *e, *tmp;
     size_t i;
 
-    if (pg_apps_store_list(gw->store, &list) != 0) {
-        pg_log(PG_LOG_WARN, "apps", "cannot read the apps store: %s", pg_apps_store_errmsg(gw->store));
+    if (pg_apps_store_list(as->store, &list) != 0) {
+        pg_log(PG_LOG_WARN, "apps", "cannot read the apps store: %s", pg_apps_store_errmsg(as->store));
         return;
     }
-    HASH_ITER(hh, gw->apps, a, tmp)
-        a->seen = 0;
+    HASH_ITER(hh, as->entries, e, tmp)
+        e->seen = 0;
     json_array_foreach(list, i, j) {
         const char *slug = json_string_value(json_object_get(j, "slug"));
         if (!slug)
             continue;
-        a = pg_app_find(gw, slug, strlen(slug));
-        if (a && !a->owned) {
-            if (!a->shadow_warned)
+        HASH_FIND_STR(as->entries, slug, e);
+        if (e && !e->owned) {
+            if (!e->shadow_warned)
                 pg_log(PG_LOG_WARN, "apps", "store app %s ignored: the config file declares an app with that id", slug);
-            a->shadow_warned = 1;
+            e->shadow_warned = 1;
             continue;
         }
-        if (a)
-            a->seen = 1;
-        if (a && a->stored && json_equal(a->stored, j))
+        if (e)
+            e->seen = 1;
+        if (e && e->stored && json_equal(e->stored, j))
             continue;
         struct pg_app_conf *conf = conf_from_json(j);
         if (!conf) {
             pg_log(PG_LOG_ERROR, "apps", "cannot load store app %s: out of memory", slug);
             continue;
         }
-        if (!a && !(a = app_new(gw, slug, conf))) {
+        if (!e && !(e = app_new(gw, slug, conf))) {
             conf_free(conf);
             continue;
         }
-        int was_active = a->owned && a->creds->active;
-        int was_open = a->owned && !a->creds->require_auth;
-        conf_free(a->owned);
-        a->owned = conf;
+        struct pg_app *a = e->app;
+        int was_active = e->owned && a->creds->active;
+        int was_open = e->owned && !a->creds->require_auth;
+        conf_free(e->owned);
+        e->owned = conf;
         a->conf = conf;
         a->creds = &conf->creds;
-        json_decref(a->stored);
-        a->stored = json_incref(j);
-        a->seen = 1;
+        json_decref(e->stored);
+        e->stored = json_incref(j);
+        a->deleted = 0;
+        e->seen = 1;
         pg_log(PG_LOG_INFO, "apps", "app %s loaded from the store (active=%d)", slug, conf->creds.active);
         if (was_active && !conf->creds.active)
             close_app_sessions(gw, a, "app disabled");
         else if (was_open && conf->creds.require_auth)
             close_unauthenticated(gw, a);
     }
-    HASH_ITER(hh, gw->apps, a, tmp) {
-        if (!a->owned || a->seen || !a->stored)
+    HASH_ITER(hh, as->entries, e, tmp) {
+        if (!e->owned || e->seen || !e->stored)
             continue;
         /* deleted: keep the struct for whoever still points at it, refuse everything */
-        json_decref(a->stored);
-        a->stored = NULL;
-        a->owned->creds.active = 0;
-        pg_log(PG_LOG_INFO, "apps", "app %s deleted from the store", a->id);
-        close_app_sessions(gw, a, "app deleted");
+        json_decref(e->stored);
+        e->stored = NULL;
+        e->app->deleted = 1;
+        e->owned->creds.active = 0;
+        pg_log(PG_LOG_INFO, "apps", "app %s deleted from the store", e->app->id);
+        close_app_sessions(gw, e->app, "app deleted");
     }
     json_decref(list);
 }
 
 static void store_check(struct pg_gw *gw)
 {
+    struct pg_apps *as = gw->apps_state;
     int64_t v;
-    if (pg_apps_store_data_version(gw->store, &v) != 0) {
-        pg_log(PG_LOG_WARN, "apps", "apps store: %s", pg_apps_store_errmsg(gw->store));
+    if (pg_apps_store_data_version(as->store, &v) != 0) {
+        pg_log(PG_LOG_WARN, "apps", "apps store: %s", pg_apps_store_errmsg(as->store));
         return;
     }
-    if (v == gw->store_version && !gw->store_dirty)
+    if (v == as->store_version && !as->store_dirty)
         return;
-    gw->store_version = v;
-    gw->store_dirty = 0;
+    as->store_version = v;
+    as->store_dirty = 0;
     store_reload(gw);
     revocations_load(gw);
 }
@@ -352,25 +411,38 @@ static void store_check(struct pg_gw *gw)
 void pg_apps_store_changed(struct pg_gw *gw)
 {
     /* this connection's own commits do not move its data_version */
-    gw->store_dirty = 1;
+    gw->apps_state->store_dirty = 1;
     store_check(gw);
+}
+
+struct pg_apps_store *pg_apps_db(struct pg_gw *gw)
+{
+    return gw->apps_state ? gw->apps_state->store : NULL;
+}
+
+int pg_apps_from_store(struct pg_gw *gw, const struct pg_app *a)
+{
+    struct app_entry *e = gw->apps_state ? entry_of(gw->apps_state, a) : NULL;
+    return e && e->owned;
 }
 
 int pg_apps_init(struct pg_gw *gw)
 {
     char err[512];
+    if (!(gw->apps_state = calloc(1, sizeof *gw->apps_state)))
+        return PG_ENOMEM;
     for (size_t i = 0; i < gw->cfg->napps; i++)
         if (!app_new(gw, gw->cfg->apps[i].creds.id, &gw->cfg->apps[i]))
             return PG_ENOMEM;
     if (!gw->cfg->apps_db[0])
         return 0;
-    int rc = pg_apps_store_open(gw->cfg->apps_db, 0, &gw->store, err, sizeof err);
+    int rc = pg_apps_store_open(gw->cfg->apps_db, 0, &gw->apps_state->store, err, sizeof err);
     if (rc != 0) {
         pg_log(PG_LOG_ERROR, "apps", "%s", err);
         return rc;
     }
-    pg_apps_store_set_broker_user(gw->store, gw->cfg->broker_username);
-    gw->store_dirty = 1;
+    pg_apps_store_set_broker_user(gw->apps_state->store, gw->cfg->broker_username);
+    gw->apps_state->store_dirty = 1;
     store_check(gw);
     pg_log(PG_LOG_INFO, "apps", "apps store %s: %u apps", gw->cfg->apps_db, HASH_COUNT(gw->apps) - (unsigned)gw->cfg->napps);
     return 0;
@@ -378,62 +450,67 @@ int pg_apps_init(struct pg_gw *gw)
 
 void pg_apps_tick(struct pg_gw *gw)
 {
+    struct pg_apps *as = gw->apps_state;
     int64_t now = pg_mono_ms();
-    if (gw->store && now - gw->last_store_check_ms >= STORE_CHECK_MS) {
-        gw->last_store_check_ms = now;
+    if (as->store && now - as->last_store_check_ms >= STORE_CHECK_MS) {
+        as->last_store_check_ms = now;
         store_check(gw);
     }
-    if (now - gw->last_revoked_purge_ms >= REVOKED_PURGE_MS) {
-        gw->last_revoked_purge_ms = now;
+    if (now - as->last_revoked_purge_ms >= REVOKED_PURGE_MS) {
+        as->last_revoked_purge_ms = now;
         revocations_purge(gw);
     }
 }
 
 void pg_apps_free(struct pg_gw *gw)
 {
-    struct pg_app *a, *tmp;
+    struct pg_apps *as = gw->apps_state;
+    struct app_entry *e, *tmp;
     struct pg_revocation *r, *rtmp;
-    HASH_ITER(hh, gw->apps, a, tmp) {
+    struct pg_unannounced *u, *utmp;
+    if (!as)
+        return;
+    /* every app has its entry, in the same order */
+    HASH_ITER(hh, as->entries, e, tmp) {
+        struct pg_app *a = e->app;
+        HASH_DEL(as->entries, e);
         HASH_DEL(gw->apps, a);
         pg_seq_table_free(&a->broadcast_seqs);
-        conf_free(a->owned);
-        json_decref(a->stored);
+        conf_free(e->owned);
+        json_decref(e->stored);
         free(a->id);
         free(a);
+        free(e);
     }
-    HASH_ITER(hh, gw->revoked, r, rtmp) {
-        HASH_DEL(gw->revoked, r);
+    HASH_ITER(hh, as->revoked, r, rtmp) {
+        HASH_DEL(as->revoked, r);
         free(r->key);
         free(r);
     }
-    struct pg_unannounced *u, *utmp;
-    HASH_ITER(hh, gw->unannounced, u, utmp) {
-        HASH_DEL(gw->unannounced, u);
+    HASH_ITER(hh, as->unannounced, u, utmp) {
+        HASH_DEL(as->unannounced, u);
         free(u->slug);
         free(u);
     }
-    pg_apps_store_close(gw->store);
-    gw->store = NULL;
+    pg_apps_store_close(as->store);
+    free(as);
+    gw->apps_state = NULL;
 }
 
 /* ---- broker messages: revocations from other gateways, app-wide broadcasts ------------ */
 
-static char *apps_topic(struct pg_gw *gw, const char *slug)
-{
-    return pg_topic(gw, "_ctl", "apps", slug);
-}
-
 void pg_apps_announce(struct pg_gw *gw, const char *slug)
 {
+    struct pg_apps_store *st = gw->apps_state->store;
     json_t *app = NULL;
-    char *text = NULL, *topic = apps_topic(gw, slug);
+    char *text = NULL, *topic = topic_new(gw, PG_TOPIC_APP_RECORD, slug);
     struct pg_unannounced *u;
-    int rc = pg_apps_store_get(gw->store, slug, &app), sent = 0;
+    int rc = pg_apps_store_get(st, slug, &app), sent = 0;
     int64_t gone = 0;
-    HASH_FIND_STR(gw->unannounced, slug, u);
+    HASH_FIND_STR(gw->apps_state->unannounced, slug, u);
     /* a tombstone, not an empty message: a gateway away from the broker learns of it too; it carries the time the
        store recorded for the deletion */
-    if (rc == PG_ENOTFOUND && pg_apps_store_deleted(gw->store, slug, &gone) != 0)
+    if (rc == PG_ENOTFOUND && pg_apps_store_deleted(st, slug, &gone) != 0)
         gone = u ? u->since_ms : pg_now_ms();
     if (rc == PG_ENOTFOUND)
         app = json_pack("{s:s, s:b, s:I}", "slug", slug, "deleted", 1, "updated_ms", (json_int_t)gone);
@@ -443,7 +520,7 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
     if (topic && text)
         sent = pg_bridge_publish(gw->bridge, topic, text, strlen(text), NULL, 1, NULL, NULL) == 0;
     if (sent && u) {
-        HASH_DEL(gw->unannounced, u);
+        HASH_DEL(gw->apps_state->unannounced, u);
         free(u->slug);
         free(u);
     } else if (!sent && !u) {
@@ -452,7 +529,7 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
         if (copy && (u = calloc(1, sizeof *u))) {
             u->slug = copy;
             u->since_ms = pg_now_ms();
-            HASH_ADD_KEYPTR(hh, gw->unannounced, u->slug, strlen(u->slug), u);
+            HASH_ADD_KEYPTR(hh, gw->apps_state->unannounced, u->slug, strlen(u->slug), u);
         } else {
             free(copy);
         }
@@ -464,11 +541,12 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
     json_decref(app);
 }
 
-static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *payload, size_t len)
+void pg_apps_on_state(struct pg_gw *gw, const char *slug, const void *payload, size_t len)
 {
+    struct pg_apps_store *st = gw->apps_state->store;
     int changed = 0, keep = 0, rc;
     char why[256];
-    if (!gw->store) {
+    if (!st) {
         pg_log(PG_LOG_DEBUG, "apps", "replicated app %s ignored: no apps_db", slug);
         return;
     }
@@ -484,13 +562,13 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
         if (len && (!json_is_integer(when) || json_integer_value(when) <= 0)) {
             rc = PG_EINVAL;
         } else if (!len) {
-            changed = (rc = pg_apps_store_delete(gw->store, slug)) == 0;
+            changed = (rc = pg_apps_store_delete(st, slug)) == 0;
             if (rc == PG_ENOTFOUND)
                 rc = 0;
-        } else if ((rc = pg_apps_store_forget(gw->store, slug, json_integer_value(when), &changed)) == 0) {
+        } else if ((rc = pg_apps_store_forget(st, slug, json_integer_value(when), &changed)) == 0) {
             json_t *mine = NULL;
             /* a copy changed after the deletion (the slug was created again) stays */
-            keep = pg_apps_store_get(gw->store, slug, &mine) == 0;
+            keep = pg_apps_store_get(st, slug, &mine) == 0;
             json_decref(mine);
         }
         if (keep) {
@@ -507,8 +585,8 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
         return;
     } else {
         int64_t gone = 0;
-        rc = pg_apps_store_put(gw->store, app, &changed);
-        if (rc == 0 && !changed && pg_apps_store_deleted(gw->store, slug, &gone) == 0 &&
+        rc = pg_apps_store_put(st, app, &changed);
+        if (rc == 0 && !changed && pg_apps_store_deleted(st, slug, &gone) == 0 &&
             gone >= json_integer_value(json_object_get(app, "updated_ms"))) {
             /*
              * A copy from before the app's deletion (a gateway that changed it while away from the broker
@@ -524,7 +602,7 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
     json_decref(app);
     if (rc)
         pg_log(PG_LOG_WARN, "apps", "replicated app %s not stored: %s", slug,
-               rc == PG_EINVAL && !*pg_apps_store_errmsg(gw->store) ? "malformed" : pg_apps_store_errmsg(gw->store));
+               rc == PG_EINVAL && !*pg_apps_store_errmsg(st) ? "malformed" : pg_apps_store_errmsg(st));
     else if (changed) {
         pg_log(PG_LOG_INFO, "apps", "app %s %s from another gateway", slug, deleted ? "deleted" : "replicated");
         pg_apps_store_changed(gw);
@@ -534,26 +612,22 @@ static void on_app_replicated(struct pg_gw *gw, const char *slug, const void *pa
 void pg_apps_connected(struct pg_gw *gw)
 {
     struct pg_unannounced *u, *utmp;
-    char *apps = apps_topic(gw, "+");
-    if (!apps || pg_bridge_subscribe(gw->bridge, apps) != 0)
+    const char *root = gw->cfg->topic_root;
+    char apps[FILTER_MAX], revoke[FILTER_MAX], bcast[FILTER_MAX];
+    if (pg_topic_filter(apps, sizeof apps, root, PG_TOPIC_APP_RECORD) < 0 || pg_bridge_subscribe(gw->bridge, apps) != 0)
         pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to replicated apps");
-    free(apps);
     /* a stale retained copy arriving now is older than the local row, so the store keeps the local change */
-    HASH_ITER(hh, gw->unannounced, u, utmp)
+    HASH_ITER(hh, gw->apps_state->unannounced, u, utmp)
         pg_apps_announce(gw, u->slug);
-    char *revoke = pg_topic(gw, "_ctl", "+", "revoke");
-    char *bcast = NULL;
-    size_t n = strlen(gw->cfg->topic_root) + 5;
-    if ((bcast = malloc(n)))
-        snprintf(bcast, n, "%s/+/b", gw->cfg->topic_root);
-    if (!revoke || !bcast || pg_bridge_subscribe(gw->bridge, revoke) != 0 || pg_bridge_subscribe(gw->bridge, bcast) != 0)
+    if (pg_topic_filter(revoke, sizeof revoke, root, PG_TOPIC_REVOKE) < 0 ||
+        pg_topic_filter(bcast, sizeof bcast, root, PG_TOPIC_BROADCAST) < 0 ||
+        pg_bridge_subscribe(gw->bridge, revoke) != 0 || pg_bridge_subscribe(gw->bridge, bcast) != 0)
         pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to revocations and broadcasts");
-    free(revoke);
-    free(bcast);
 }
 
-static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, size_t len)
+void pg_apps_on_revoke(struct pg_gw *gw, const char *app, const void *payload, size_t len)
 {
+    struct pg_apps_store *st = gw->apps_state->store;
     json_t *j = json_loadb(payload, len, JSON_REJECT_DUPLICATES, NULL);
     const char *kind = json_string_value(json_object_get(j, "kind"));
     const char *value = json_string_value(json_object_get(j, "value"));
@@ -566,41 +640,10 @@ static void on_revoke(struct pg_gw *gw, const char *app, const void *payload, si
             return;
         }
         /* into this store too, so the broker plugin on this store's machine refuses it as well */
-        if (gw->store && pg_apps_store_revoke(gw->store, app, kind, value, json_integer_value(exp)) != 0)
-            pg_log(PG_LOG_WARN, "apps", "revocation for app %s not stored: %s", app, pg_apps_store_errmsg(gw->store));
+        if (st && pg_apps_store_revoke(st, app, kind, value, json_integer_value(exp)) != 0)
+            pg_log(PG_LOG_WARN, "apps", "revocation for app %s not stored: %s", app, pg_apps_store_errmsg(st));
         revocation_apply(gw, app, kind, value, json_integer_value(exp));
     } else
         pg_log(PG_LOG_WARN, "apps", "ignored a malformed revocation for app %s", app);
     json_decref(j);
-}
-
-int pg_apps_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
-                       const struct pg_bridge_prop *props, size_t nprops)
-{
-    size_t rl = strlen(gw->cfg->topic_root);
-    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
-        return 0;
-    const char *rest = topic + rl + 1, *slash = strchr(rest, '/');
-    if (!slash)
-        return 0;
-    if (!strncmp(rest, "_ctl/apps/", 10) && !strchr(rest + 10, '/')) {
-        on_app_replicated(gw, rest + 10, payload, len);
-        return 1;
-    }
-    if (!strncmp(rest, "_ctl/", 5)) {
-        const char *app = rest + 5, *end = strchr(app, '/');
-        if (!end || strcmp(end, "/revoke") != 0)
-            return 0;
-        char *id = strndup(app, (size_t)(end - app));
-        if (id)
-            on_revoke(gw, id, payload, len);
-        free(id);
-        return 1;
-    }
-    if (strcmp(slash, "/b") != 0)
-        return 0;
-    struct pg_app *a = pg_app_find(gw, rest, (size_t)(slash - rest));
-    if (a && a->creds->active)
-        pg_fanout_broadcast(gw, a, payload, len, props, nprops);
-    return 1;
 }

@@ -6,8 +6,9 @@
  *                                 {"node","version","started_ms","liveness_ms",
  *                                 "channels":{app:{channel:subscriptions}},
  *                                 "sessions":{app:sessions}} (older nodes omit "sessions", "liveness_ms"),
- *                                 "users":{app:{user:live sessions on its per-user channel}} (push_api.c);
- *                                 the MQTT will empties it when the node dies
+ *                                 plus what listeners contribute, e.g. "users":{app:{user:live sessions
+ *                                 on its per-user channel}} (push_api.c); the MQTT will empties it when
+ *                                 the node dies
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
  *
  * Every node subscribes to both, so each holds the same view of the whole
@@ -33,13 +34,27 @@
  *    deadline again after each reconnect of its own. The leader then empties
  *    the dead node's retained topics; a node that is alive after all sees its
  *    own topics emptied and publishes them again.
+ *
+ * The messages on these topics reach this file already sorted by kind (the
+ * broker message dispatch): snapshots through pg_cluster_on_node; presence
+ * messages go to presence.c directly. What follows from a node coming or
+ * going for the modules above (presence members, ...) is told through the
+ * registered listeners (cluster.h).
  */
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "cluster/cluster.h"
+#include "cluster/webhooks.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/session.h"
+#include "log.h"
+#include "pg_topic.h"
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
+#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 16) /* {root}/_node/+, {root}/+/p/# */
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 
 struct pg_node {
@@ -50,65 +65,101 @@ struct pg_node {
     UT_hash_handle hh;
 };
 
+struct pg_cluster {
+    struct pg_node *nodes; /* other gateway nodes */
+    json_t *occupied;      /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
+    int dirty;             /* local channels changed since the last snapshot: publish a new one */
+    int occupancy_dirty;   /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
+    int64_t last_snapshot_ms;
+    int64_t last_refresh_ms; /* monotonic time this node last published its snapshot (liveness refresh) */
+    const struct pg_cluster_listener *listeners[PG_CLUSTER_MAX_LISTENERS]; /* borrowed, in registration order */
+    size_t nlisteners;
+};
+
+/* Call member m of every listener that has one, in registration order. */
+#define EACH_LISTENER(c, m, ...)                                                                                       \
+    do {                                                                                                               \
+        for (size_t li_ = 0; li_ < (c)->nlisteners; li_++)                                                             \
+            if ((c)->listeners[li_]->m)                                                                                \
+                (c)->listeners[li_]->m(__VA_ARGS__);                                                                   \
+    } while (0)
+
+/* {root}/_node/{id} (common/pg_topic.h); caller frees; NULL when out of memory or id is no topic level. */
 static char *node_topic(struct pg_gw *gw, const char *id)
 {
-    size_t n = strlen(gw->cfg->topic_root) + strlen(id) + 8;
-    char *t = malloc(n);
-    if (t)
-        snprintf(t, n, "%s/_node/%s", gw->cfg->topic_root, id);
+    int n = pg_topic_build(NULL, 0, gw->cfg->topic_root, PG_TOPIC_NODE, NULL, id, NULL);
+    char *t = n < 0 ? NULL : malloc((size_t)n + 1);
+    if (t && pg_topic_build(t, (size_t)n + 1, gw->cfg->topic_root, PG_TOPIC_NODE, NULL, id, NULL) < 0) {
+        free(t);
+        t = NULL;
+    }
     return t;
 }
 
 int pg_cluster_init(struct pg_gw *gw)
 {
-    char *nodes = node_topic(gw, "+");
-    char *presence = pg_topic(gw, "+", "p", "#");
-    char *ctl = pg_topic(gw, "_ctl", "+", "terminate/+");
-    int rc = nodes && presence && ctl ? 0 : PG_ENOMEM;
-    if (rc == 0)
+    if (!gw->cluster && !(gw->cluster = calloc(1, sizeof *gw->cluster)))
+        return PG_ENOMEM;
+    char nodes[FILTER_MAX], presence[FILTER_MAX];
+    int rc = pg_topic_filter(nodes, sizeof nodes, gw->cfg->topic_root, PG_TOPIC_NODE);
+    if (rc >= 0)
+        rc = pg_topic_filter(presence, sizeof presence, gw->cfg->topic_root, PG_TOPIC_PRESENCE);
+    if (rc >= 0)
         rc = pg_bridge_subscribe(gw->bridge, nodes);
     if (rc == 0)
         rc = pg_bridge_subscribe(gw->bridge, presence);
-    if (rc == 0)
-        rc = pg_bridge_subscribe(gw->bridge, ctl);
-    free(nodes);
-    free(presence);
-    free(ctl);
     return rc;
 }
 
 void pg_cluster_free(struct pg_gw *gw)
 {
+    struct pg_cluster *c = gw->cluster;
     struct pg_node *n, *tmp;
-    pg_devices_free(gw);
-    HASH_ITER(hh, gw->nodes, n, tmp) {
-        HASH_DEL(gw->nodes, n);
+    if (!c)
+        return;
+    HASH_ITER(hh, c->nodes, n, tmp) {
+        HASH_DEL(c->nodes, n);
         json_decref(n->snapshot);
         free(n->id);
         free(n);
     }
-    json_decref(gw->occupied);
-    gw->occupied = NULL;
+    json_decref(c->occupied);
+    free(c);
+    gw->cluster = NULL;
+}
+
+int pg_cluster_listen(struct pg_gw *gw, const struct pg_cluster_listener *l)
+{
+    struct pg_cluster *c = gw->cluster;
+    if (!c)
+        return PG_EINVAL;
+    if (c->nlisteners >= PG_CLUSTER_MAX_LISTENERS)
+        return PG_ELIMIT;
+    c->listeners[c->nlisteners++] = l;
+    return 0;
 }
 
 int pg_cluster_node_alive(struct pg_gw *gw, const char *id)
 {
-    struct pg_node *n;
+    struct pg_node *n = NULL;
     if (!strcmp(id, gw->node_id))
         return 1;
-    HASH_FIND_STR(gw->nodes, id, n);
+    if (gw->cluster)
+        HASH_FIND_STR(gw->cluster->nodes, id, n);
     return n && n->snapshot;
 }
 
 size_t pg_cluster_node_count(struct pg_gw *gw)
 {
-    return HASH_COUNT(gw->nodes) + 1; /* the table holds live peers only */
+    return (gw->cluster ? HASH_COUNT(gw->cluster->nodes) : 0) + 1; /* the table holds live peers only */
 }
 
 int pg_cluster_is_leader(struct pg_gw *gw)
 {
     struct pg_node *n, *tmp;
-    HASH_ITER(hh, gw->nodes, n, tmp) {
+    if (!gw->cluster)
+        return 1;
+    HASH_ITER(hh, gw->cluster->nodes, n, tmp) {
         if (n->snapshot && strcmp(n->id, gw->node_id) < 0)
             return 0;
     }
@@ -154,7 +205,9 @@ uint64_t pg_cluster_peer_sessions(struct pg_gw *gw, const char *app, size_t *rep
     uint64_t sum = 0;
     struct pg_node *n, *tmp;
     *reporting = 0;
-    HASH_ITER(hh, gw->nodes, n, tmp) {
+    if (!gw->cluster)
+        return 0;
+    HASH_ITER(hh, gw->cluster->nodes, n, tmp) {
         json_t *counts = n->snapshot ? json_object_get(n->snapshot, "sessions") : NULL;
         if (!json_is_object(counts) || !strcmp(n->id, gw->node_id))
             continue;
@@ -170,7 +223,9 @@ uint64_t pg_cluster_peer_count(struct pg_gw *gw, const char *key, const char *ap
 {
     uint64_t sum = 0;
     struct pg_node *n, *tmp;
-    HASH_ITER(hh, gw->nodes, n, tmp) {
+    if (!gw->cluster)
+        return 0;
+    HASH_ITER(hh, gw->cluster->nodes, n, tmp) {
         if (!n->snapshot || !strcmp(n->id, gw->node_id))
             continue;
         json_int_t v = json_integer_value(json_object_get(json_object_get(json_object_get(n->snapshot, key), app), name));
@@ -183,11 +238,11 @@ uint64_t pg_cluster_peer_count(struct pg_gw *gw, const char *key, const char *ap
 json_t *pg_cluster_channels(struct pg_gw *gw, const char *app)
 {
     json_t *sum = json_object(), *mine = local_channels(gw);
-    struct pg_node *n, *tmp;
+    struct pg_node *n, *tmp, *peers = gw->cluster ? gw->cluster->nodes : NULL;
     const char *name;
     json_t *v;
     json_object_foreach(json_object_get(mine, app), name, v) json_object_set(sum, name, v);
-    HASH_ITER(hh, gw->nodes, n, tmp) {
+    HASH_ITER(hh, peers, n, tmp) {
         if (!n->snapshot || !strcmp(n->id, gw->node_id))
             continue;
         json_object_foreach(json_object_get(json_object_get(n->snapshot, "channels"), app), name, v) {
@@ -203,12 +258,13 @@ json_t *pg_cluster_channels(struct pg_gw *gw, const char *app)
 /* Leader only: compare the cluster's channels with the last view and report the differences. */
 static void occupancy_changed(struct pg_gw *gw)
 {
+    struct pg_cluster *c = gw->cluster;
     json_t *now = json_object();
     struct pg_app *a, *atmp;
     HASH_ITER(hh, gw->apps, a, atmp) {
         json_object_set_new(now, a->creds->id, pg_cluster_channels(gw, a->creds->id));
     }
-    json_t *before = gw->occupied ? gw->occupied : json_object();
+    json_t *before = c->occupied ? c->occupied : json_object();
     int leader = pg_cluster_is_leader(gw);
     HASH_ITER(hh, gw->apps, a, atmp) {
         json_t *b = json_object_get(before, a->creds->id), *n = json_object_get(now, a->creds->id);
@@ -229,20 +285,27 @@ static void occupancy_changed(struct pg_gw *gw)
                 pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", name));
         }
     }
-    if (gw->occupied)
-        json_decref(gw->occupied);
+    if (c->occupied)
+        json_decref(c->occupied);
     else
         json_decref(before);
-    gw->occupied = now;
+    c->occupied = now;
 }
 
 void pg_cluster_changed(struct pg_gw *gw)
 {
-    gw->cluster_dirty = 1;
+    if (gw->cluster)
+        gw->cluster->dirty = 1;
+}
+
+int pg_cluster_settled(struct pg_gw *gw)
+{
+    return !gw->cluster || (!gw->cluster->dirty && !gw->cluster->occupancy_dirty);
 }
 
 static void publish_snapshot(struct pg_gw *gw, int up)
 {
+    struct pg_cluster *c = gw->cluster;
     char *topic = node_topic(gw, gw->node_id);
     char *body = NULL;
     if (up) {
@@ -250,14 +313,17 @@ static void publish_snapshot(struct pg_gw *gw, int up)
             json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
                       (json_int_t)gw->started_ms, "liveness_ms", (json_int_t)gw->cfg->node_liveness_ms, "channels",
                       local_channels(gw), "sessions", local_sessions(gw));
-        if (o)
-            json_object_set_new(o, "users", pg_push_local_users(gw));
+        for (size_t i = 0; o && i < c->nlisteners; i++) {
+            const struct pg_cluster_listener *l = c->listeners[i];
+            if (l->snapshot_key && l->snapshot)
+                json_object_set_new(o, l->snapshot_key, l->snapshot(gw));
+        }
         body = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
     }
     if (topic && (!up || body))
         pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL);
-    gw->last_refresh_ms = pg_mono_ms();
+    c->last_refresh_ms = pg_mono_ms();
     free(topic);
     free(body);
 }
@@ -268,18 +334,19 @@ enum { CLEAR_NONE, CLEAR_PRESENCE, CLEAR_ALL /* its snapshot too: nothing emptie
 /* n is gone (why: for the log): its members leave, then it leaves the table (n is freed). */
 static void node_gone(struct pg_gw *gw, struct pg_node *n, const char *why, int clear)
 {
+    struct pg_cluster *c = gw->cluster;
     pg_log(PG_LOG_INFO, "cluster", "node %s gone (%s)", n->id, why);
     json_decref(n->snapshot);
     n->snapshot = NULL; /* not alive: out of the leader election and the member union from here */
-    pg_presence_nodes_changed(gw, n->id, clear != CLEAR_NONE);
+    EACH_LISTENER(c, nodes_changed, gw, n->id, clear != CLEAR_NONE);
     if (clear == CLEAR_ALL && pg_cluster_is_leader(gw)) {
         char *topic = node_topic(gw, n->id);
         if (topic)
             pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
         free(topic);
     }
-    gw->occupancy_dirty = 1;
-    HASH_DEL(gw->nodes, n);
+    c->occupancy_dirty = 1;
+    HASH_DEL(c->nodes, n);
     free(n->id);
     free(n);
 }
@@ -288,7 +355,7 @@ static void node_gone(struct pg_gw *gw, struct pg_node *n, const char *why, int 
 static void check_liveness(struct pg_gw *gw, int64_t now)
 {
     struct pg_node *n, *tmp;
-    HASH_ITER(hh, gw->nodes, n, tmp) {
+    HASH_ITER(hh, gw->cluster->nodes, n, tmp) {
         if (n->snapshot && n->liveness_ms > 0 && now - n->seen_ms > n->liveness_ms)
             node_gone(gw, n, "no snapshot within its liveness deadline", CLEAR_ALL);
     }
@@ -296,20 +363,22 @@ static void check_liveness(struct pg_gw *gw, int64_t now)
 
 void pg_cluster_tick(struct pg_gw *gw)
 {
+    struct pg_cluster *c = gw->cluster;
     int64_t now = pg_mono_ms();
+    if (!c)
+        return;
     if (pg_bridge_connected(gw->bridge)) {
         check_liveness(gw, now);
-        if (now - gw->last_refresh_ms >= gw->cfg->node_liveness_ms / LIVENESS_REFRESHES)
-            gw->cluster_dirty = 1; /* unchanged, but peers must hear from us within our deadline */
+        if (now - c->last_refresh_ms >= gw->cfg->node_liveness_ms / LIVENESS_REFRESHES)
+            c->dirty = 1; /* unchanged, but peers must hear from us within our deadline */
     }
     /* while draining, every tick counts: the sessions closed last must still vacate their channels before exit */
-    if ((!gw->cluster_dirty && !gw->occupancy_dirty) ||
-        (!gw->draining && now - gw->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS))
+    if ((!c->dirty && !c->occupancy_dirty) || (!gw->draining && now - c->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS))
         return;
     /* only a local change is published: answering a peer's snapshot with ours would make every node echo the others */
-    int publish = gw->cluster_dirty;
-    gw->cluster_dirty = gw->occupancy_dirty = 0;
-    gw->last_snapshot_ms = now;
+    int publish = c->dirty;
+    c->dirty = c->occupancy_dirty = 0;
+    c->last_snapshot_ms = now;
     occupancy_changed(gw);
     if (publish && pg_bridge_connected(gw->bridge))
         publish_snapshot(gw, 1);
@@ -317,104 +386,72 @@ void pg_cluster_tick(struct pg_gw *gw)
 
 void pg_cluster_connected(struct pg_gw *gw)
 {
+    struct pg_cluster *c = gw->cluster;
     struct pg_node *n, *tmp;
     int64_t now = pg_mono_ms();
+    if (!c)
+        return;
     /* what peers published while we were away is on its way again (retained): a whole deadline from now */
-    HASH_ITER(hh, gw->nodes, n, tmp) {
+    HASH_ITER(hh, c->nodes, n, tmp) {
         n->seen_ms = now;
     }
     publish_snapshot(gw, 1);
-    pg_presence_republish_own(gw); /* our retained members may have been cleared (by our will's effect) or lost */
-    pg_devices_connected(gw); /* devices.c: {root}/+/d/+, MQTT device presence */
+    EACH_LISTENER(c, connected, gw);
 }
 
 void pg_cluster_stopping(struct pg_gw *gw)
 {
-    pg_presence_clear_own(gw);
+    if (!gw->cluster)
+        return;
+    EACH_LISTENER(gw->cluster, stopping, gw);
     publish_snapshot(gw, 0);
 }
 
-int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len)
+void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, size_t len)
 {
-    size_t rl = strlen(gw->cfg->topic_root);
-    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
-        return 0;
-    const char *rest = topic + rl + 1;
-    if (!strncmp(rest, "_node/", 6)) {
-        const char *id = rest + 6;
-        struct pg_node *n;
-        if (!strcmp(id, gw->node_id)) {
-            /* emptied while we live: our will after a takeover, or a peer that gave up on us. Say we are here. */
-            if (!len)
-                gw->cluster_dirty = 1;
-            return 1;
-        }
-        json_t *snap = len ? json_loadb(payload, len, 0, NULL) : NULL;
-        if (snap && !json_is_object(snap)) {
+    struct pg_cluster *c = gw->cluster;
+    struct pg_node *n;
+    if (!c)
+        return;
+    if (!strcmp(id, gw->node_id)) {
+        /* emptied while we live: our will after a takeover, or a peer that gave up on us. Say we are here. */
+        if (!len)
+            c->dirty = 1;
+        return;
+    }
+    json_t *snap = len ? json_loadb(payload, len, 0, NULL) : NULL;
+    if (snap && !json_is_object(snap)) {
+        json_decref(snap);
+        snap = NULL;
+    }
+    HASH_FIND_STR(c->nodes, id, n);
+    if (n && !snap) {
+        node_gone(gw, n, "its snapshot was emptied", CLEAR_PRESENCE);
+        return;
+    }
+    if (!snap)
+        return;
+    if (n && json_integer_value(json_object_get(n->snapshot, "started_ms")) !=
+                 json_integer_value(json_object_get(snap, "started_ms"))) {
+        /* a new incarnation: its predecessor's members go now; it clears their retained topics itself */
+        node_gone(gw, n, "restarted", CLEAR_NONE);
+        n = NULL;
+    }
+    if (!n) {
+        if (!(n = calloc(1, sizeof *n)) || !(n->id = strdup(id))) {
+            free(n);
             json_decref(snap);
-            snap = NULL;
+            return;
         }
-        HASH_FIND_STR(gw->nodes, id, n);
-        if (n && !snap) {
-            node_gone(gw, n, "its snapshot was emptied", CLEAR_PRESENCE);
-            return 1;
-        }
-        if (!snap)
-            return 1;
-        if (n && json_integer_value(json_object_get(n->snapshot, "started_ms")) !=
-                     json_integer_value(json_object_get(snap, "started_ms"))) {
-            /* a new incarnation: its predecessor's members go now; it clears their retained topics itself */
-            node_gone(gw, n, "restarted", CLEAR_NONE);
-            n = NULL;
-        }
-        if (!n) {
-            if (!(n = calloc(1, sizeof *n)) || !(n->id = strdup(id))) {
-                free(n);
-                json_decref(snap);
-                return 1;
-            }
-            HASH_ADD_KEYPTR(hh, gw->nodes, n->id, strlen(n->id), n);
-            pg_log(PG_LOG_INFO, "cluster", "node %s up", id);
-        }
-        int was_alive = n->snapshot != NULL;
-        json_decref(n->snapshot);
-        n->snapshot = snap;
-        n->seen_ms = pg_mono_ms();
-        n->liveness_ms = json_integer_value(json_object_get(snap, "liveness_ms"));
-        if (!was_alive)
-            pg_presence_nodes_changed(gw, NULL, 0);
-        gw->occupancy_dirty = 1; /* counts may have changed: re-evaluate occupancy at the next tick */
-        return 1;
+        HASH_ADD_KEYPTR(hh, c->nodes, n->id, strlen(n->id), n);
+        pg_log(PG_LOG_INFO, "cluster", "node %s up", id);
     }
-    if (!strncmp(rest, "_ctl/", 5)) { /* _ctl/{app}/terminate/{user}; other _ctl topics belong to apps.c, push_api.c */
-        const char *app_id = rest + 5, *slash = strchr(app_id, '/');
-        if (!slash || strncmp(slash, "/terminate/", 11) != 0)
-            return 0;
-        struct pg_app *app = pg_app_find(gw, app_id, (size_t)(slash - app_id));
-        if (app && slash[11]) {
-            pg_log(PG_LOG_INFO, "cluster", "terminating connections app=%s user=%s", app->creds->id, slash + 11);
-            pg_sessions_terminate_user(gw, app, slash + 11);
-        }
-        return 1;
-    }
-    if (pg_devices_on_message(gw, topic, payload, len)) /* {app}/d/{client_id} */
-        return 1;
-    /* {app}/p/{node}/{channel} */
-    const char *slash = strchr(rest, '/');
-    if (!slash || strncmp(slash, "/p/", 3) != 0)
-        return 0;
-    struct pg_app *app = pg_app_find(gw, rest, (size_t)(slash - rest));
-    const char *node = slash + 3, *ch = strchr(node, '/');
-    if (ch && ch[1]) {
-        char id[64];
-        snprintf(id, sizeof id, "%.*s", (int)(ch - node), node);
-        int own = !strcmp(id, gw->node_id);
-        if (own && app)
-            pg_presence_own_message(gw, app, ch + 1, payload, len);
-        else if (own && len) /* ours, of an app we no longer have: nobody else would ever clear it */
-            pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
-        else if (app)
-            pg_presence_on_message(gw, app, id, ch + 1, payload, len);
-    }
-    return 1;
+    int was_alive = n->snapshot != NULL;
+    json_decref(n->snapshot);
+    n->snapshot = snap;
+    n->seen_ms = pg_mono_ms();
+    n->liveness_ms = json_integer_value(json_object_get(snap, "liveness_ms"));
+    if (!was_alive)
+        EACH_LISTENER(c, nodes_changed, gw, NULL, 0);
+    c->occupancy_dirty = 1; /* counts may have changed: re-evaluate occupancy at the next tick */
 }

@@ -1,5 +1,26 @@
 /*
- * Node liveness, snapshots, cluster-wide channel counts, the webhook leader.
+ * The cluster: node liveness, this node's snapshot, cluster-wide channel
+ * counts and occupancy webhooks, the webhook leader (cluster.c).
+ *
+ * Owns struct pg_cluster (opaque, gw->cluster): the table of peer nodes and
+ * their last snapshots, the occupancy last reported, and when this node's
+ * snapshot is due. Nothing outside cluster.c reads or writes it; everything
+ * goes through the functions below. Every function accepts a gateway whose
+ * cluster was never set up (pg_cluster_init not run, or failed): it is then a
+ * cluster of one, this node, with nothing to publish.
+ *
+ * What happens to peers is told upward through listeners: modules above
+ * (presence, push registrations, ...) register a struct pg_cluster_listener;
+ * the cluster calls them in registration order and never includes their
+ * headers.
+ *
+ * Who calls what:
+ *  - server.c: init, free, tick, connected, stopping, settled (the loop);
+ *  - the broker message dispatch: pg_cluster_on_node for {root}/_node/{id};
+ *  - the channel index and session owners: pg_cluster_changed when local
+ *    channels or sessions changed;
+ *  - anyone: the read-only queries (node_alive, is_leader, node_count,
+ *    channels, peer_count, peer_sessions).
  */
 #ifndef PG_CLUSTER_CLUSTER_H
 #define PG_CLUSTER_CLUSTER_H
@@ -9,14 +30,43 @@
 #include <jansson.h>
 
 struct pg_gw;
+struct pg_cluster;
 
+#define PG_CLUSTER_MAX_LISTENERS 4
+
+/* What a higher module wants to hear from the cluster; any member may be NULL. */
+struct pg_cluster_listener {
+    /*
+     * A peer came up (gone NULL), or the peer gone is gone (dead, or an earlier
+     * incarnation of a restarted node): called after it stopped counting as
+     * alive. clear: the leader also empties gone's retained topics (a dead node
+     * cannot; a restarted one does itself).
+     */
+    void (*nodes_changed)(struct pg_gw *gw, const char *gone, int clear);
+    /* The broker (re)connected: called after this node's snapshot was published again. */
+    void (*connected)(struct pg_gw *gw);
+    /* The gateway stops: called before this node's snapshot is emptied. */
+    void (*stopping)(struct pg_gw *gw);
+    /* A member of this node's snapshot: snapshot_key: snapshot(gw) (new reference; NULL leaves it out). */
+    const char *snapshot_key;
+    json_t *(*snapshot)(struct pg_gw *gw);
+};
+
+/* Set up gw->cluster and subscribe to the cluster's topics. 0, PG_ENOMEM or the bridge's error. */
 int pg_cluster_init(struct pg_gw *gw);
 void pg_cluster_free(struct pg_gw *gw);
-int pg_cluster_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len); /* 1: handled */
+/* Register l (borrowed: it must outlive the cluster). 0, PG_ELIMIT over PG_CLUSTER_MAX_LISTENERS, PG_EINVAL before
+   pg_cluster_init. */
+int pg_cluster_listen(struct pg_gw *gw, const struct pg_cluster_listener *l);
+/* A message on {root}/_node/{id}: a peer's snapshot (or its emptying), or this node's own. */
+void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, size_t len);
+/* Local channels or sessions changed: publish a new snapshot at a coming tick. */
 void pg_cluster_changed(struct pg_gw *gw);
 void pg_cluster_tick(struct pg_gw *gw);
 void pg_cluster_connected(struct pg_gw *gw);
 void pg_cluster_stopping(struct pg_gw *gw);
+/* 1 when nothing is left to publish or to evaluate (a draining gateway waits for it). */
+int pg_cluster_settled(struct pg_gw *gw);
 int pg_cluster_node_alive(struct pg_gw *gw, const char *id);
 int pg_cluster_is_leader(struct pg_gw *gw);
 size_t pg_cluster_node_count(struct pg_gw *gw); /* live nodes, this one included */

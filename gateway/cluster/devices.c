@@ -10,7 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include <uthash.h>
+
+#include "cluster/devices.h"
+#include "core/gw.h"
+#include "log.h"
+#include "pg_topic.h"
 
 /* The plugin writes three short fields; anything bigger was not written by it. */
 #define MAX_RECORD_BYTES 4096
@@ -67,7 +72,7 @@ void pg_devices_free(struct pg_gw *gw)
 
 void pg_devices_connected(struct pg_gw *gw)
 {
-    char *filter;
+    char filter[PG_TOPIC_ROOT_MAX + 16]; /* {root}/+/d/+ */
 
     if (!gw->devices && !(gw->devices = calloc(1, sizeof *gw->devices))) {
         pg_log(PG_LOG_ERROR, "devices", "out of memory: device presence off");
@@ -76,12 +81,11 @@ void pg_devices_connected(struct pg_gw *gw)
     apps_clear(gw->devices);
     if (gw->devices->subscribed)
         return; /* the bridge re-subscribes by itself, and the broker re-sends every retained record */
-    filter = pg_topic(gw, "+", "d", "+");
-    if (filter && pg_bridge_subscribe(gw->bridge, filter) == 0)
+    if (pg_topic_filter(filter, sizeof filter, gw->cfg->topic_root, PG_TOPIC_DEVICE) >= 0 &&
+        pg_bridge_subscribe(gw->bridge, filter) == 0)
         gw->devices->subscribed = 1;
     else
         pg_log(PG_LOG_ERROR, "devices", "cannot subscribe to device presence; retrying at the next connect");
-    free(filter);
 }
 
 /* A record as the plugin writes it, else -1 (ignored: the table keeps what it had). */
@@ -159,39 +163,29 @@ static int device_online(struct pg_devices *dv, const char *app_id, size_t app_l
     return 0;
 }
 
-int pg_devices_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len)
+void pg_devices_on_record(struct pg_gw *gw, const char *app_id, size_t app_len, const char *id, const char *topic,
+                          const void *payload, size_t len)
 {
-    size_t rl = strlen(gw->cfg->topic_root);
-    const char *app_id, *slash, *id;
     char *user_id;
     int64_t at;
 
-    /* {root}/{app}/d/{client_id} */
-    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
-        return 0;
-    app_id = topic + rl + 1;
-    slash = strchr(app_id, '/');
-    if (!slash || slash == app_id || strncmp(slash, "/d/", 3) != 0)
-        return 0;
-    id = slash + 3;
     if (!gw->devices || !*id || strchr(id, '/'))
-        return 1;
+        return;
     if (!len) {
-        device_gone(gw->devices, app_id, (size_t)(slash - app_id), id);
-        pg_log(PG_LOG_DEBUG, "devices", "offline app=%.*s device=%s", (int)(slash - app_id), app_id, id);
-        return 1;
+        device_gone(gw->devices, app_id, app_len, id);
+        pg_log(PG_LOG_DEBUG, "devices", "offline app=%.*s device=%s", (int)app_len, app_id, id);
+        return;
     }
     if (parse_record(payload, len, &user_id, &at) != 0) {
         pg_log(PG_LOG_WARN, "devices", "ignored a malformed presence record on %s", topic);
-        return 1;
+        return;
     }
-    if (device_online(gw->devices, app_id, (size_t)(slash - app_id), id, user_id, at) != 0) {
+    if (device_online(gw->devices, app_id, app_len, id, user_id, at) != 0) {
         free(user_id);
         pg_log(PG_LOG_ERROR, "devices", "out of memory: device %s not listed", id);
-        return 1;
+        return;
     }
-    pg_log(PG_LOG_DEBUG, "devices", "online app=%.*s device=%s", (int)(slash - app_id), app_id, id);
-    return 1;
+    pg_log(PG_LOG_DEBUG, "devices", "online app=%.*s device=%s", (int)app_len, app_id, id);
 }
 
 static int by_id(const void *a, const void *b)

@@ -15,7 +15,10 @@
 
 #include <curl/curl.h>
 
-#include "gateway.h"
+#include "cluster/webhooks.h"
+#include "core/app.h"
+#include "core/gw.h"
+#include "log.h"
 
 #define WH_BATCH_MAX 100 /* events per POST: the body stays small however long the backlog */
 #define WH_BACKOFF_FIRST_MS 1000

@@ -1,5 +1,12 @@
 /*
- * Pusher-style webhooks.
+ * Pusher-style webhooks (webhooks.c): batched per app, POSTed with libcurl's
+ * multi interface driven from the loop's tick (never blocking), signed with
+ * X-Pusher-Key / X-Pusher-Signature, retried with backoff.
+ *
+ * Owns struct pg_webhooks (opaque, gw->webhooks): the queues per app, the
+ * transfers in flight. server.c creates, ticks and frees it; any module
+ * emits events (pg_webhook_emit): the cluster leader's occupancy and
+ * presence events, client events.
  */
 #ifndef PG_CLUSTER_WEBHOOKS_H
 #define PG_CLUSTER_WEBHOOKS_H
@@ -10,11 +17,6 @@
 struct pg_gw;
 struct pg_app;
 
-/*
- * webhooks.c: Pusher-style webhooks, batched per app, POSTed with libcurl's
- * multi interface driven from the loop's tick (never blocking), signed with
- * X-Pusher-Key / X-Pusher-Signature, retried with backoff.
- */
 struct pg_webhooks;
 int pg_webhooks_new(struct pg_gw *gw, struct pg_webhooks **out);
 void pg_webhooks_free(struct pg_webhooks *w);

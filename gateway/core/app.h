@@ -20,10 +20,8 @@ struct pg_seq;
 struct pg_app {
     char *id;                         /* owned; the hash key (creds may be replaced, the id stays) */
     const struct pg_app_creds *creds; /* &conf->creds */
-    const struct pg_app_conf *conf;   /* the config's, or `owned` for a store app */
-    struct pg_app_conf *owned;        /* store apps: current conf (replaced on reload; apps.c) */
-    json_t *stored;                   /* store apps: the row as last loaded; NULL once deleted */
-    int seen, shadow_warned;          /* apps.c reload bookkeeping */
+    const struct pg_app_conf *conf;   /* the config's, or a store app's current one (apps.c replaces it on reload) */
+    int deleted;                      /* a store app deleted from the store (set by apps.c only) */
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
     struct pg_seq *broadcast_seqs;    /* last seq of app-wide broadcasts per origin (seq.c) */
@@ -51,7 +49,7 @@ struct pg_app *pg_app_find(struct pg_gw *gw, const char *id, size_t len);
 /* A store app that was deleted: its struct stays for whoever points at it, but it is gone for users. */
 static inline int pg_app_deleted(const struct pg_app *a)
 {
-    return a->owned && !a->stored;
+    return a->deleted;
 }
 /* The app as users (clients, REST, admin calls) see it: NULL when unknown or deleted. */
 struct pg_app *pg_app_lookup(struct pg_gw *gw, const char *id, size_t len);

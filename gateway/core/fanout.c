@@ -119,31 +119,19 @@ static void deliver_one(struct fanout *f, struct pg_session *s, int via_wildcard
     pg_session_send(s, m);
 }
 
-void pg_fanout_channel(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
-                       const struct pg_bridge_prop *props, size_t nprops)
+void pg_fanout_channel(struct pg_gw *gw, struct pg_app *app, const char *name, int user, const void *payload,
+                       size_t len, const struct pg_bridge_prop *props, size_t nprops)
 {
-    /* {root}/{app}/c/{channel} */
-    size_t rl = strlen(gw->cfg->topic_root);
-    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || topic[rl] != '/')
-        return;
-    const char *app_id = topic + rl + 1;
-    const char *slash = strchr(app_id, '/');
-    int user = slash && !strncmp(slash, "/u/", 3);
-    if (!slash || (strncmp(slash, "/c/", 3) != 0 && !user))
-        return;
-    struct pg_app *app = pg_app_find(gw, app_id, (size_t)(slash - app_id));
-    if (!app)
-        return;
     /* per-user messages live in the channel index as "#server-to-user-{id}" */
     char *user_channel = NULL;
     if (user) {
-        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(slash + 3) + 1;
+        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(name) + 1;
         if (!(user_channel = malloc(n)))
             return;
-        snprintf(user_channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, slash + 3);
+        snprintf(user_channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, name);
     }
     struct fanout f = {.gw = gw,
-                       .ev = {.channel = user ? user_channel : slash + 3, .payload = payload, .len = len,
+                       .ev = {.channel = user ? user_channel : name, .payload = payload, .len = len,
                               .props = props, .nprops = nprops},
                        .seq = ++gw->fanout_seq};
     f.channel_len = strlen(f.ev.channel);

@@ -8,7 +8,7 @@
  * copied per recipient. Each session gets a message once, however many of its
  * subscriptions match (gw->fanout_seq, s->delivered_seq).
  *
- * Callers: server.c (channel messages), cluster/apps.c (broadcasts).
+ * Callers: the broker message dispatch (dispatch.c), for channel messages and broadcasts.
  */
 #ifndef PG_CORE_FANOUT_H
 #define PG_CORE_FANOUT_H
@@ -20,9 +20,12 @@
 struct pg_gw;
 struct pg_app;
 
-/* Bridge message for {root}/{app}/c/{channel} or {root}/{app}/u/{user}: to the channel's local readers. */
-void pg_fanout_channel(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
-                       const struct pg_bridge_prop *props, size_t nprops);
+/*
+ * Bridge message for {root}/{app}/c/{name} (user 0) or {root}/{app}/u/{name} (user 1, the per-user channel
+ * PG_USER_CHANNEL_PREFIX{name}): to the channel's local readers.
+ */
+void pg_fanout_channel(struct pg_gw *gw, struct pg_app *app, const char *name, int user, const void *payload,
+                       size_t len, const struct pg_bridge_prop *props, size_t nprops);
 /* An app-wide broadcast ({root}/{app}/b) of an active app: to every session of it that may read app-wide events. */
 void pg_fanout_broadcast(struct pg_gw *gw, struct pg_app *app, const void *payload, size_t len,
                          const struct pg_bridge_prop *props, size_t nprops);

@@ -25,11 +25,9 @@ struct pg_pchan;
 struct pg_push_reg;
 struct pg_http;
 struct pg_addr;
-struct pg_node;
+struct pg_cluster;
 struct pg_devices;
-struct pg_apps_store;
-struct pg_revocation;
-struct pg_unannounced;
+struct pg_apps;
 struct pg_seq;
 struct pg_webhooks;
 
@@ -56,20 +54,10 @@ struct pg_gw {
     uint64_t fanout_seq;
     char node_id[40];
     int64_t started_ms;
-    struct pg_node *nodes;     /* other gateway nodes (cluster.c) */
-    json_t *occupied;          /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
-    int cluster_dirty;         /* local channels changed since the last snapshot: publish a new one */
-    int occupancy_dirty;       /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
-    int64_t last_snapshot_ms;
-    int64_t last_refresh_ms;    /* monotonic time this node last published its snapshot (liveness refresh) */
+    struct pg_cluster *cluster; /* peers, snapshots, occupancy (cluster.c; opaque: cluster.h) */
     int64_t dashboard_count_ms; /* monotonic time of dashboard.c's last session count */
     struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
-    struct pg_apps_store *store;      /* apps_db, read-write; NULL without one (apps.c) */
-    int64_t store_version;            /* its data_version at the last reload */
-    int store_dirty;                  /* reload at the next check (own commits keep data_version) */
-    int64_t last_store_check_ms, last_revoked_purge_ms;
-    struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
-    struct pg_unannounced *unannounced; /* store apps changed while the broker was away (apps.c) */
+    struct pg_apps *apps_state;  /* apps store, revocations, replication (apps.c; opaque: apps.h) */
     char origin[64];             /* this process's publishes: node id + incarnation (seq.c) */
     uint64_t seq_next;           /* the last seq given out */
     struct pg_seq *seq_out;      /* last seq published per topic */

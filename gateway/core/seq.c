@@ -167,10 +167,8 @@ void pg_seq_free(struct pg_gw *gw)
     pg_seq_table_free(&gw->seq_out);
 }
 
-int pg_seq_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len)
+void pg_seq_on_dropped(struct pg_gw *gw, const void *payload, size_t len)
 {
-    if (strcmp(topic, DROPPED_TOPIC) != 0)
-        return 0;
     char buf[32];
     if (len && len < sizeof buf) {
         memcpy(buf, payload, len);
@@ -184,5 +182,4 @@ int pg_seq_on_message(struct pg_gw *gw, const char *topic, const void *payload, 
             gw->broker_dropped = v;
         }
     }
-    return 1;
 }

@@ -32,7 +32,7 @@ int pg_seq_parse(const struct pg_bridge_prop *props, size_t nprops, struct pg_se
 /* Records in in *table (key: origin, or origin and channel); 1 when messages before it were missed. */
 int pg_seq_check(struct pg_gw *gw, struct pg_seq **table, const struct pg_seq_in *in, const char *channel);
 void pg_seq_table_free(struct pg_seq **table);
-/* $SYS/broker/publish/messages/dropped; 1 when handled. */
-int pg_seq_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len);
+/* A message on $SYS/broker/publish/messages/dropped: the broker's count of dropped messages. */
+void pg_seq_on_dropped(struct pg_gw *gw, const void *payload, size_t len);
 
 #endif

@@ -164,7 +164,7 @@ static int form_types(json_t *changes)
 
 static void store_error(struct pg_gw *gw, struct pg_http *h, int rc)
 {
-    const char *msg = pg_apps_store_errmsg(gw->store);
+    const char *msg = pg_apps_store_errmsg(pg_apps_db(gw));
     int status = rc == PG_EINVAL ? 400 : rc == PG_EEXIST ? 409 : rc == PG_ENOTFOUND ? 404 : rc == PG_EBUSY ? 503 : 500;
     pg_http_respond_error(h, status, msg && *msg ? msg : pg_strerror(rc));
 }
@@ -190,7 +190,7 @@ static void admin_create(struct pg_gw *gw, struct pg_http *h)
     }
     int slugged = pg_apps_slugify(name, slug) == 0;
     struct pg_app *existing = slugged ? pg_app_find(gw, slug, strlen(slug)) : NULL;
-    if (existing && !existing->owned) {
+    if (existing && !pg_apps_from_store(gw, existing)) {
         pg_http_respond_error(h, 409, "an app with this id is declared in the config file");
         goto out;
     }
@@ -206,7 +206,7 @@ static void admin_create(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 409, "this app id is a broker account (broker_username or broker_password_file)");
         goto out;
     }
-    int rc = pg_apps_store_create(gw->store, name, &app);
+    int rc = pg_apps_store_create(pg_apps_db(gw), name, &app);
     if (rc) {
         store_error(gw, h, rc);
         goto out;
@@ -232,7 +232,7 @@ static void admin_update(struct pg_gw *gw, struct pg_http *h, const char *slug)
         pg_http_respond_error(h, 400, "form fields: active and require_auth take true or false");
         goto out;
     }
-    int rc = pg_apps_store_update(gw->store, slug, fields, &app);
+    int rc = pg_apps_store_update(pg_apps_db(gw), slug, fields, &app);
     if (rc) {
         store_error(gw, h, rc);
         goto out;
@@ -288,7 +288,7 @@ static void admin_revocations(struct pg_gw *gw, struct pg_http *h, const char *a
 {
     json_t *all = NULL, *mine = json_array(), *r;
     size_t i;
-    int rc = pg_apps_store_revocations(gw->store, pg_now_ms(), &all);
+    int rc = pg_apps_store_revocations(pg_apps_db(gw), pg_now_ms(), &all);
     if (rc || !mine) {
         json_decref(mine);
         store_error(gw, h, rc ? rc : PG_ENOMEM);
@@ -309,7 +309,7 @@ void pg_admin_apps(struct pg_gw *gw, struct pg_http *h)
     int rc;
     if (h->method == PG_POST)
         admin_create(gw, h);
-    else if ((rc = pg_apps_store_list(gw->store, &out)) != 0)
+    else if ((rc = pg_apps_store_list(pg_apps_db(gw), &out)) != 0)
         store_error(gw, h, rc);
     else
         respond_data(h, 200, out);
@@ -323,7 +323,7 @@ void pg_admin_app(struct pg_gw *gw, struct pg_http *h)
     int rc;
     switch (h->method) {
     case PG_GET:
-        if ((rc = pg_apps_store_get(gw->store, slug, &out)) != 0)
+        if ((rc = pg_apps_store_get(pg_apps_db(gw), slug, &out)) != 0)
             store_error(gw, h, rc);
         else
             respond_data(h, 200, out);
@@ -333,7 +333,7 @@ void pg_admin_app(struct pg_gw *gw, struct pg_http *h)
         admin_update(gw, h, slug);
         break;
     case PG_DELETE:
-        if ((rc = pg_apps_store_delete(gw->store, slug)) != 0) {
+        if ((rc = pg_apps_store_delete(pg_apps_db(gw), slug)) != 0) {
             store_error(gw, h, rc);
             break;
         }

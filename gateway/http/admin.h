@@ -2,7 +2,7 @@
  * The apps admin API (/api/admin/apps...) and the per-app events API
  * (/api/apps/{app}/events): route handlers of http/routes.c, which checks
  * the credentials (admin Basic; the app's key:secret for events) first.
- * State: none of its own (the apps store, gw->store). Who may call: the
+ * State: none of its own (the apps store, through pg_apps_db()). Who may call: the
  * route table.
  */
 #ifndef PG_HTTP_ADMIN_H

@@ -161,23 +161,16 @@ void pg_push_free(struct pg_gw *gw)
     }
 }
 
-int pg_push_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len)
+void pg_push_on_reg(struct pg_gw *gw, const char *app, size_t app_len, const char *conn, const void *payload,
+                    size_t len)
 {
-    /* {root}/_ctl/{app}/reg/{connectionId} */
-    size_t rl = strlen(gw->cfg->topic_root);
-    if (strncmp(topic, gw->cfg->topic_root, rl) != 0 || strncmp(topic + rl, "/_ctl/", 6) != 0)
-        return 0;
-    const char *app = topic + rl + 6, *slash = strchr(app, '/');
-    if (!slash || strncmp(slash, "/reg/", 5) != 0)
-        return 0;
-    const char *conn = slash + 5;
     char app_id[128];
-    if (slash == app || (size_t)(slash - app) >= sizeof app_id || !pg_push_id_valid(conn))
-        return 1;
-    snprintf(app_id, sizeof app_id, "%.*s", (int)(slash - app), app);
+    if (!app_len || app_len >= sizeof app_id || !pg_push_id_valid(conn))
+        return;
+    snprintf(app_id, sizeof app_id, "%.*s", (int)app_len, app);
     if (!len) { /* an operator (or a test) cleared the retained registration */
         reg_del(gw, app_id, conn);
-        return 1;
+        return;
     }
     json_t *o = json_loadb(payload, len, 0, NULL);
     const char *user = json_string_value(json_object_get(o, "user"));
@@ -187,7 +180,6 @@ int pg_push_on_message(struct pg_gw *gw, const char *topic, const void *payload,
     else
         reg_del(gw, app_id, conn);
     json_decref(o);
-    return 1;
 }
 
 /* ---- recipients ---------------------------------------------------------------------- */

@@ -19,8 +19,9 @@ struct pg_app;
  */
 int pg_push_init(struct pg_gw *gw); /* subscribe {root}/_ctl/+/reg/+ */
 void pg_push_free(struct pg_gw *gw);
-/* {root}/_ctl/{app}/reg/{id}; 1 when handled. */
-int pg_push_on_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len);
+/* A message on {root}/_ctl/{app}/reg/{conn} (app: app_len bytes): a registration, or empty when cleared. */
+void pg_push_on_reg(struct pg_gw *gw, const char *app, size_t app_len, const char *conn, const void *payload,
+                    size_t len);
 /* The user a live registration of connection id conn in app names; NULL (unknown or expired). Borrowed. */
 const char *pg_push_registered_user(struct pg_gw *gw, const char *app, const char *conn);
 /* 1 when id may be a user or connection id: 1..128 bytes of UTF-8, no '/', '+', '#', control characters. */

@@ -4,8 +4,9 @@
  * member_removed to this node's subscribers, the leader's webhooks.
  *
  * State: gw->pchans (presence channels by app and name), owned here.
- * Callers: proto/pusher.c (join, leave), cluster/cluster.c (node changes and
- * the {root}/{app}/p/{node}/{channel} messages), the Pusher HTTP API (members).
+ * Callers: proto/pusher.c (join, leave), the cluster through the listener
+ * dispatch.c registers (node changes, connect, stop), dispatch.c (the
+ * {root}/{app}/p/{node}/{channel} messages), the Pusher HTTP API (members).
  */
 #ifndef PG_PROTO_PRESENCE_H
 #define PG_PROTO_PRESENCE_H

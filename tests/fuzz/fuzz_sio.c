@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "dispatch.h"
 #include "fuzz_gw.h"
 
 #define MAX_MESSAGES 8
@@ -32,7 +33,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     struct pg_gw *gw = fuzz_gw();
     (void)argc, (void)argv;
     /* as the broker delivers a PUT /api/u1/register?connectionId=conn1 made on any node */
-    FUZZ_CHECK(pg_push_on_message(gw, "pg/_ctl/demo/reg/conn1", reg, strlen(reg)) == 1);
+    pg_dispatch_message(gw, "pg/_ctl/demo/reg/conn1", reg, strlen(reg), NULL, 0);
     FUZZ_CHECK(pg_push_registered_user(gw, "demo", "conn1") != NULL);
     return 0;
 }
