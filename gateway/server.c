@@ -223,6 +223,7 @@ static void apps_free(struct pg_gw *gw)
 {
     pg_cluster_free(gw);
     pg_devices_free(gw);
+    pg_dashboard_free(gw);
     pg_apps_free(gw);
 }
 

@@ -136,3 +136,17 @@ void pg_addr_free(struct pg_gw *gw)
         free(a);
     }
 }
+
+const char *pg_session_refusal(const struct pg_gw *gw)
+{
+    /* like /readyz: no new sessions while they could not subscribe or publish */
+    if (gw->draining)
+        return "shutting down";
+    if (!pg_bridge_connected(gw->bridge))
+        return "broker unavailable";
+    if (!pg_bridge_ready(gw->bridge))
+        return "broker subscriptions not restored yet";
+    if (gw->nsessions >= (size_t)gw->cfg->max_sessions)
+        return "over capacity (max_sessions)";
+    return NULL;
+}

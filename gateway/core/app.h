@@ -14,9 +14,6 @@ struct pg_gw;
 struct pg_channel;
 struct pg_seq;
 
-#define PG_HISTORY_SAMPLES 360 /* one hour of samples every PG_HISTORY_INTERVAL_MS */
-#define PG_HISTORY_INTERVAL_MS 10000
-
 struct pg_app {
     char *id;                         /* owned; the hash key (creds may be replaced, the id stays) */
     const struct pg_app_creds *creds; /* &conf->creds */
@@ -35,13 +32,6 @@ struct pg_app {
         uint64_t gap_signals;             /* sessions told they missed messages */
         uint64_t shed;                    /* publishes refused because this gateway was behind */
     } stats;
-    struct pg_app_history {               /* this node's sessions over the last hour (dashboard.c) */
-        int64_t t[PG_HISTORY_SAMPLES];    /* wall-clock ms */
-        uint32_t sessions[PG_HISTORY_SAMPLES];
-        size_t head, count;               /* ring, oldest first from head */
-        int64_t due_ms;                   /* monotonic time of the next sample; 0: at the next tick */
-        uint32_t now, counting;           /* sessions at the last count; the count in progress */
-    } history;
     UT_hash_handle hh;
 };
 

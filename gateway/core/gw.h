@@ -19,6 +19,7 @@
 #include "pushgate_bridge.h"
 
 struct pg_app;
+struct pg_dashboard;
 struct pg_session;
 struct pg_sio;
 struct pg_pchan;
@@ -55,7 +56,7 @@ struct pg_gw {
     char node_id[40];
     int64_t started_ms;
     struct pg_cluster *cluster; /* peers, snapshots, occupancy (cluster.c; opaque: cluster.h) */
-    int64_t dashboard_count_ms; /* monotonic time of dashboard.c's last session count */
+    struct pg_dashboard *dashboard; /* per-app session history (http/dashboard.c); NULL until its first tick */
     struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
     struct pg_apps *apps_state;  /* apps store, revocations, replication (apps.c; opaque: apps.h) */
     char origin[64];             /* this process's publishes: node id + incarnation (seq.c) */

@@ -13,5 +13,7 @@ void pg_dashboard_page(struct pg_gw *gw, struct pg_http *h);
 void pg_dashboard_data(struct pg_gw *gw, struct pg_http *h);
 /* Sample per-app session counts (called from the loop's tick). */
 void pg_dashboard_tick(struct pg_gw *gw);
+/* At exit: the history goes. */
+void pg_dashboard_free(struct pg_gw *gw);
 
 #endif

@@ -100,8 +100,6 @@ void pg_http_refuse_upgrade(struct lws *wsi, unsigned int status, const char *me
  * allowed_origins (app may be NULL), pg_session_refusal, the address's admission. 0: accept; 1: refused (answered).
  */
 int pg_http_upgrade_checks(struct pg_gw *gw, struct lws *wsi, struct pg_app *app);
-/* Why no new session may open now (shutting down, broker unavailable, max_sessions reached), or NULL. */
-const char *pg_session_refusal(const struct pg_gw *gw);
 
 /* ---- answers ------------------------------------------------------------------------ */
 
