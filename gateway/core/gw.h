@@ -20,7 +20,7 @@
 
 struct pg_app;
 struct pg_session;
-struct pg_sio;
+struct pg_eio;
 struct pg_pchan;
 struct pg_push_reg;
 struct pg_http;
@@ -44,7 +44,7 @@ struct pg_gw {
     lws_sorted_usec_list_t sul_tick;
     struct pg_app *apps;
     struct pg_session *sessions; /* by serial */
-    struct pg_sio *sio_sessions; /* socket.io sessions by Engine.IO sid (proto/sio.c) */
+    struct pg_eio *eio_sessions; /* Engine.IO (socket.io) sessions by sid (proto/eio.c) */
     struct pg_pchan *pchans;     /* Pusher presence channels by app and name (proto/presence.c) */
     struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
     lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
@@ -58,7 +58,7 @@ struct pg_gw {
     int64_t started_ms;
     struct pg_node *nodes;     /* other gateway nodes (cluster.c) */
     json_t *occupied;          /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
-    int cluster_dirty;         /* local channels changed since the last snapshot: publish a new one */
+    int cluster_dirty;         /* local channels changed since the last snapshot: publish a new one (cluster.c) */
     int occupancy_dirty;       /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
     int64_t last_snapshot_ms;
     int64_t last_refresh_ms;    /* monotonic time this node last published its snapshot (liveness refresh) */
@@ -85,5 +85,15 @@ struct pg_gw {
     int64_t drain_deadline;
     int done;
 };
+
+/*
+ * The local channels (or what counts as their live members) changed: the
+ * cluster publishes a new node snapshot at its next tick (cluster/cluster.c
+ * reads and clears the flag).
+ */
+static inline void pg_gw_channels_changed(struct pg_gw *gw)
+{
+    gw->cluster_dirty = 1;
+}
 
 #endif
