@@ -12,7 +12,7 @@
 #include "core/ws.h"
 #include "core/publish.h"
 #include "core/gw.h"
-#include "core/conn.h"
+#include "server.h"
 #include "http/http.h"
 #include "core/admission.h"
 #include "cluster/apps.h"

@@ -12,9 +12,11 @@
 #include "core/app.h"
 #include "core/channels.h"
 #include "core/gw.h"
+#include "core/msg.h"
 #include "core/registry.h"
 #include "core/session.h"
 #include "log.h"
+#include "pushgate_auth.h"
 
 struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial)
 {

@@ -8,7 +8,22 @@
 
 #include <openssl/evp.h>
 
-#include "gateway.h"
+#include "cluster/apps.h"
+#include "cluster/devices.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/msg.h"
+#include "core/publish.h"
+#include "core/registry.h"
+#include "core/session.h"
+#include "core/ws.h"
+#include "http/http.h"
+#include "log.h"
+#include "pg_common.h"
+#include "proto/native.h"
+#include "pushgate_auth.h"
 
 #define CLIENT_ID_LEN 20
 #define RESUME_LEN 32

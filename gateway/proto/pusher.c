@@ -14,7 +14,23 @@
 #include <openssl/rand.h>
 #include <utlist.h>
 
-#include "gateway.h"
+#include "cluster/devices.h"
+#include "cluster/webhooks.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/publish.h"
+#include "core/registry.h"
+#include "core/session.h"
+#include "core/ws.h"
+#include "http/http.h"
+#include "log.h"
+#include "pg_common.h"
+#include "proto/presence.h"
+#include "proto/pusher.h"
+#include "proto/pusher_wire.h"
+#include "pushgate_auth.h"
 
 #define CLIENT_EVENTS_PER_S 10
 #define MAX_USER_ID 128 /* as the push API's user ids: both name the channel #server-to-user-{id} */
