@@ -3,8 +3,7 @@
 
 #include "config.h"
 #include "log.h"
-
-int pg_server_run(struct pg_config *cfg);
+#include "server.h"
 
 int main(int argc, char **argv)
 {

@@ -13,12 +13,37 @@
  * after shutdown_grace_ms.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cluster/apps.h"
+#include "cluster/cluster.h"
+#include "cluster/devices.h"
+#include "cluster/webhooks.h"
+#include "config.h"
+#include "core/admission.h"
+#include "core/app.h"
+#include "core/fanout.h"
+#include "core/gw.h"
+#include "core/msg.h"
+#include "core/publish.h"
+#include "core/seq.h"
+#include "core/session.h"
 #include "dispatch.h"
-#include "gateway.h"
+#include "http/dashboard.h"
+#include "http/http.h"
+#include "http/push_api.h"
+#include "http/routes.h"
+#include "http/upgrade.h"
+#include "log.h"
+#include "pg_common.h"
+#include "proto/presence.h"
+#include "proto/sio.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
+#include "server.h"
 
 static volatile sig_atomic_t stop_requested;
 static struct lws_context *signal_ctx;
@@ -227,7 +252,6 @@ static void apps_free(struct pg_gw *gw)
     pg_apps_free(gw);
 }
 
-int pg_server_run(struct pg_config *cfg);
 int pg_server_run(struct pg_config *cfg)
 {
     struct pg_gw gw;

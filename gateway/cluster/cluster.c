@@ -294,13 +294,12 @@ static void occupancy_changed(struct pg_gw *gw)
 
 void pg_cluster_changed(struct pg_gw *gw)
 {
-    if (gw->cluster)
-        gw->cluster->dirty = 1;
+    pg_gw_channels_changed(gw);
 }
 
 int pg_cluster_settled(struct pg_gw *gw)
 {
-    return !gw->cluster || (!gw->cluster->dirty && !gw->cluster->occupancy_dirty);
+    return !gw->cluster || (!gw->channels_dirty && !gw->cluster->dirty && !gw->cluster->occupancy_dirty);
 }
 
 static void publish_snapshot(struct pg_gw *gw, int up)
@@ -367,6 +366,10 @@ void pg_cluster_tick(struct pg_gw *gw)
     int64_t now = pg_mono_ms();
     if (!c)
         return;
+    if (gw->channels_dirty) { /* core/channels.c and the protocols mark local changes in the gateway's state */
+        c->dirty = 1;
+        gw->channels_dirty = 0;
+    }
     if (pg_bridge_connected(gw->bridge)) {
         check_liveness(gw, now);
         if (now - c->last_refresh_ms >= gw->cfg->node_liveness_ms / LIVENESS_REFRESHES)

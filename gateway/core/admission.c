@@ -18,7 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include "config.h"
+#include "core/admission.h"
+#include "core/gw.h"
+#include "core/session.h"
+#include "log.h"
+#include "pg_common.h"
 
 #define WINDOW_MS 1000
 #define SWEEP_INTERVAL_MS 1000

@@ -12,7 +12,15 @@
 
 #include <utlist.h>
 
-#include "gateway.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/seq.h"
+#include "core/session.h"
+#include "pg_common.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
 
 char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name)
 {
@@ -106,7 +114,7 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
     ch->nmembers++;
     HASH_ADD_KEYPTR(hh, s->subs, ch->name, strlen(ch->name), m);
     s->nsubs++;
-    pg_cluster_changed(s->gw);
+    pg_gw_channels_changed(s->gw);
     int rc = pg_bridge_subscribe_wait(s->gw->bridge, ch->topic, cb, ud);
     if (rc < 0)
         member_remove(s, m);
@@ -122,7 +130,7 @@ static void member_remove(struct pg_session *s, struct pg_member *m)
     s->nsubs--;
     DL_DELETE(ch->members, m);
     ch->nmembers--;
-    pg_cluster_changed(s->gw);
+    pg_gw_channels_changed(s->gw);
     free(m);
     channel_put(s->gw, ch);
 }

@@ -8,8 +8,6 @@
 
 #include <uthash.h>
 
-#include "core/msg.h"
-#include "pushgate_auth.h"
 #include "pushgate_bridge.h"
 
 struct pg_session;

@@ -26,6 +26,8 @@
 #include "core/seq.h"
 #include "core/session.h"
 #include "log.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
 
 #define MAX_PROTOCOLS 8 /* distinct protocols one message may meet: more than the gateway speaks */
 

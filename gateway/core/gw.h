@@ -21,7 +21,7 @@
 struct pg_app;
 struct pg_dashboard;
 struct pg_session;
-struct pg_sio;
+struct pg_eio;
 struct pg_pchan;
 struct pg_push_reg;
 struct pg_http;
@@ -43,7 +43,7 @@ struct pg_gw {
     lws_sorted_usec_list_t sul_tick;
     struct pg_app *apps;
     struct pg_session *sessions; /* by serial */
-    struct pg_sio *sio_sessions; /* socket.io sessions by Engine.IO sid (proto/sio.c) */
+    struct pg_eio *eio_sessions; /* Engine.IO (socket.io) sessions by sid (proto/eio.c) */
     struct pg_pchan *pchans;     /* Pusher presence channels by app and name (proto/presence.c) */
     struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
     lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
@@ -57,6 +57,7 @@ struct pg_gw {
     int64_t started_ms;
     struct pg_cluster *cluster; /* peers, snapshots, occupancy (cluster.c; opaque: cluster.h) */
     struct pg_dashboard *dashboard; /* per-app session history (http/dashboard.c); NULL until its first tick */
+    int channels_dirty; /* local channels changed since the cluster last looked (pg_gw_channels_changed) */
     struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
     struct pg_apps *apps_state;  /* apps store, revocations, replication (apps.c; opaque: apps.h) */
     char origin[64];             /* this process's publishes: node id + incarnation (seq.c) */
@@ -74,5 +75,15 @@ struct pg_gw {
     int64_t drain_deadline;
     int done;
 };
+
+/*
+ * The local channels (or what counts as their live members) changed: the
+ * cluster publishes a new node snapshot at its next tick (cluster/cluster.c
+ * reads and clears the flag).
+ */
+static inline void pg_gw_channels_changed(struct pg_gw *gw)
+{
+    gw->channels_dirty = 1;
+}
 
 #endif

@@ -3,7 +3,8 @@
 
 #include <openssl/evp.h>
 
-#include "gateway.h"
+#include "core/msg.h"
+#include "pg_common.h"
 
 struct pg_msg *pg_msg_new(const void *data, size_t len)
 {

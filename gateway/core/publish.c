@@ -28,11 +28,13 @@
 #include "core/app.h"
 #include "core/channels.h"
 #include "core/gw.h"
+#include "core/msg.h"
 #include "core/publish.h"
 #include "core/seq.h"
 #include "core/session.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pushgate_bridge.h"
 
 /* One publish waiting for the broker: its seq becomes the topic's prev only once acknowledged (seq.c). */
 struct seq_ack {

@@ -12,9 +12,11 @@
 #include "core/app.h"
 #include "core/channels.h"
 #include "core/gw.h"
+#include "core/msg.h"
 #include "core/registry.h"
 #include "core/session.h"
 #include "log.h"
+#include "pushgate_auth.h"
 
 struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial)
 {
@@ -38,14 +40,13 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
         return; /* never opened */
     pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
     lws_sul_cancel(&s->sul_expiry);
-    lws_sul_cancel(&s->sul_activity);
     lws_sul_cancel(&s->sul_rx);
     pg_addr_detach(gw, s);
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
     pg_token_free(s->token);
-    pg_rules_free(s->user_perms);
-    free(s->user_id);
+    if (s->proto->release)
+        s->proto->release(s);
     free(s->rx);
     HASH_DEL(gw->sessions, s);
     gw->nsessions--;

@@ -27,7 +27,8 @@ struct pg_session *pg_session_find(struct pg_gw *gw, uint64_t serial);
  */
 void pg_session_register(struct pg_gw *gw, struct pg_session *s, struct lws *wsi);
 /*
- * Undo what a session holds (channels, queue, token, timers, address slot) and unlist it; the memory is zeroed and
+ * Undo what a session holds (channels, queue, token, timers, address slot, its protocol's part through the
+ * release op) and unlist it; the memory is zeroed and
  * its owner then frees or reuses it. A session never registered is left alone.
  */
 void pg_session_release(struct pg_gw *gw, struct pg_session *s);

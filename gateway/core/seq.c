@@ -42,7 +42,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway.h"
+#include <uthash.h>
+
+#include "config.h"
+#include "core/gw.h"
+#include "core/msg.h"
+#include "core/seq.h"
+#include "log.h"
+#include "pg_common.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
 
 #define DROPPED_TOPIC "$SYS/broker/publish/messages/dropped"
 

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "core/app.h"
 #include "core/gw.h"
+#include "core/msg.h"
 #include "core/session.h"
 #include "log.h"
 #include "pg_common.h"

@@ -50,14 +50,7 @@ struct pg_session {
     const struct pg_proto *proto; /* its wire protocol; static, never NULL once opened */
     char client_id[32];
     char socket_id[32]; /* Pusher: "<n>.<n>"; the fan-out skips the session a message names as its sender */
-    char *user_id;      /* Pusher user signin (owned) */
-    pg_rules *user_perms; /* Pusher: the signed-in user_data's `permissions` (owned), NULL without */
-    int64_t last_rx_ms; /* Pusher activity: last frame from the client (monotonic) */
-    int ping_sent;      /* Pusher: we pinged an idle client and wait for any frame */
-    int64_t ping_ms;    /* when (monotonic) */
-    lws_sorted_usec_list_t sul_activity;
-    int64_t rate_window_ms; /* Pusher client events: start of the current one-second window */
-    int rate_count;
+    int64_t last_rx_ms; /* last frame or packet from the client (monotonic): the protocols' idle checks */
     pg_token *token; /* owned; NULL until authenticated */
     lws_sorted_usec_list_t sul_expiry;
     struct pg_member *subs; /* hash by channel name */
@@ -73,21 +66,28 @@ struct pg_session {
     uint32_t lost;           /* messages not queued while the gateway was behind: a gap signal follows */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
-    size_t replies_due; /* native: requests waiting for the broker before their reply is queued */
-    int rx_paused;      /* native: not reading requests until its replies drain (native flow control) */
     UT_hash_handle hh; /* gw->sessions by serial (core/registry.c) */
 };
+
+/* Bytes a protocol whose session is its socket may add after the struct pg_session (its own fields). */
+#define PG_WS_PROTO_BYTES 128
 
 /*
  * What lws keeps per WebSocket (the WebSocket half of server.c's per-connection
  * data): the protocol that speaks on it and the session it carries. Native and
- * Pusher sessions are their socket's (s == &own); a socket.io WebSocket carries
- * a session proto/eio.c owns, and s goes NULL when that session goes first.
+ * Pusher sessions are their socket's (s == &own): each protocol's session
+ * struct begins with the struct pg_session and fills own_room (checked where
+ * it is defined), so what only one protocol keeps per session stays in its
+ * file and costs no allocation. A socket.io WebSocket carries a session
+ * proto/eio.c owns, and s goes NULL when that session goes first.
  */
 struct pg_ws {
     const struct pg_proto *proto;
     struct pg_session *s;
-    struct pg_session own;
+    union {
+        struct pg_session own;
+        unsigned char own_room[sizeof(struct pg_session) + PG_WS_PROTO_BYTES];
+    };
 };
 
 /* One message as the fan-out hands it to a protocol's encoder (everything borrowed for the call). */
@@ -123,6 +123,8 @@ struct pg_proto {
     void (*receive)(struct pg_session *s, const char *msg, size_t len); /* one whole text message */
     /* After each message read and each frame written (native: flow control on requests); NULL: nothing. */
     void (*flow)(struct pg_session *s);
+    /* pg_session_release(): free what the protocol keeps beside the struct pg_session; NULL: nothing to free. */
+    void (*release)(struct pg_session *s);
 
     /* --- what the core asks of any session --- */
     /* Output was queued or a close decided: get the session's transport to write. */

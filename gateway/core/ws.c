@@ -11,6 +11,7 @@
 #include "config.h"
 #include "core/app.h"
 #include "core/gw.h"
+#include "core/msg.h"
 #include "core/registry.h"
 #include "core/session.h"
 #include "core/ws.h"

@@ -8,9 +8,38 @@
 
 #include <openssl/evp.h>
 
-#include "gateway.h"
+#include "cluster/apps.h"
+#include "cluster/devices.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/msg.h"
+#include "core/publish.h"
+#include "core/registry.h"
+#include "core/session.h"
+#include "core/ws.h"
+#include "http/http.h"
+#include "log.h"
+#include "pg_common.h"
+#include "proto/native.h"
+#include "pushgate_auth.h"
 
 #define CLIENT_ID_LEN 20
+
+/* A native session: the core's part first, then native flow control (in struct pg_ws's room for it). */
+struct native_session {
+    struct pg_session s;
+    size_t replies_due; /* requests waiting for the broker before their reply is queued */
+    int rx_paused;      /* not reading requests until its replies drain */
+};
+_Static_assert(sizeof(struct native_session) <= sizeof(((struct pg_ws *)0)->own_room),
+               "struct native_session must fit struct pg_ws");
+
+static struct native_session *ns(struct pg_session *s)
+{
+    return (struct native_session *)s; /* s is the first member */
+}
 #define RESUME_LEN 32
 
 /* The resume token lets a reconnecting client keep its id (and so a JWT bound to it) on any node. */
@@ -88,13 +117,14 @@ static void reply(struct pg_session *s, const char *type, json_t *cb, const char
  */
 static void native_flow(struct pg_session *s)
 {
-    size_t due = s->q.replies + s->replies_due, window = (size_t)s->gw->cfg->max_queue_messages;
-    if (!s->rx_paused && due >= window && !s->close_code) {
-        s->rx_paused = 1;
+    struct native_session *n = ns(s);
+    size_t due = s->q.replies + n->replies_due, window = (size_t)s->gw->cfg->max_queue_messages;
+    if (!n->rx_paused && due >= window && !s->close_code) {
+        n->rx_paused = 1;
         lws_rx_flow_control(s->wsi, 0);
         pg_log(PG_LOG_DEBUG, "native", "not reading requests of client=%s: %zu replies due", s->client_id, due);
-    } else if (s->rx_paused && due <= window / 2) {
-        s->rx_paused = 0;
+    } else if (n->rx_paused && due <= window / 2) {
+        n->rx_paused = 0;
         lws_rx_flow_control(s->wsi, 1);
     }
 }
@@ -183,7 +213,7 @@ static struct native_ack *ack_new(struct pg_session *s, json_t *cb, const char *
     a->gw = s->gw;
     a->serial = s->serial;
     a->cb = cb ? json_incref(cb) : NULL;
-    s->replies_due++; /* until ack_free() */
+    ns(s)->replies_due++; /* until ack_free() */
     return a;
 }
 
@@ -191,8 +221,8 @@ static struct native_ack *ack_new(struct pg_session *s, json_t *cb, const char *
 static void ack_free(struct native_ack *a)
 {
     struct pg_session *s = pg_session_find(a->gw, a->serial);
-    if (s && s->replies_due)
-        s->replies_due--;
+    if (s && ns(s)->replies_due)
+        ns(s)->replies_due--;
     json_decref(a->cb);
     free(a->room);
     free(a);

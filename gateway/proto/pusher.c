@@ -7,6 +7,7 @@
  * as its user_id, and its member_left op leaves.
  */
 #include <ctype.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,10 +15,56 @@
 #include <openssl/rand.h>
 #include <utlist.h>
 
-#include "gateway.h"
+#include "cluster/devices.h"
+#include "cluster/webhooks.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/publish.h"
+#include "core/registry.h"
+#include "core/session.h"
+#include "core/ws.h"
+#include "http/http.h"
+#include "log.h"
+#include "pg_common.h"
+#include "proto/presence.h"
+#include "proto/pusher.h"
+#include "proto/pusher_wire.h"
+#include "pushgate_auth.h"
 
 #define CLIENT_EVENTS_PER_S 10
 #define MAX_USER_ID 128 /* as the push API's user ids: both name the channel #server-to-user-{id} */
+
+/* A Pusher session: the core's part first, then what only Pusher keeps (in struct pg_ws's room for it). */
+struct pusher_session {
+    struct pg_session s;
+    char *user_id;          /* user signin (owned) */
+    pg_rules *user_perms;   /* the signed-in user_data's `permissions` (owned), NULL without */
+    int ping_sent;          /* we pinged an idle client and wait for any frame */
+    int64_t ping_ms;        /* when (monotonic) */
+    lws_sorted_usec_list_t sul_activity;
+    int64_t rate_window_ms; /* client events: start of the current one-second window */
+    int rate_count;
+};
+_Static_assert(sizeof(struct pusher_session) <= sizeof(((struct pg_ws *)0)->own_room),
+               "struct pusher_session must fit struct pg_ws");
+
+static struct pusher_session *ps(const struct pg_session *s)
+{
+    return (struct pusher_session *)(uintptr_t)s; /* s is the first member */
+}
+
+/* The release op: the signin and the activity timer go with the session. */
+static void pusher_release(struct pg_session *s)
+{
+    struct pusher_session *p = ps(s);
+    lws_sul_cancel(&p->sul_activity);
+    pg_rules_free(p->user_perms);
+    free(p->user_id);
+    p->user_id = NULL;
+    p->user_perms = NULL;
+}
 
 /* private-, private-encrypted- and presence-: channel auth in every app (pg_channel_protected) */
 static int is_private(const char *ch)
@@ -44,26 +91,27 @@ static void subscription_error(struct pg_session *s, const char *channel, int st
  */
 static void activity_check(lws_sorted_usec_list_t *sul)
 {
-    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_activity);
+    struct pusher_session *p = lws_container_of(sul, struct pusher_session, sul_activity);
+    struct pg_session *s = &p->s;
     int64_t now = pg_mono_ms(), limit = s->gw->cfg->pusher_activity_timeout_s * 1000;
     int64_t pong_ms = s->gw->cfg->pusher_pong_timeout_s * 1000;
-    if (s->ping_sent && s->last_rx_ms >= s->ping_ms)
-        s->ping_sent = 0; /* any frame after our ping answers it */
+    if (p->ping_sent && s->last_rx_ms >= p->ping_ms)
+        p->ping_sent = 0; /* any frame after our ping answers it */
     int64_t idle = now - s->last_rx_ms;
-    if (!s->ping_sent && idle < limit) {
-        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, (limit - idle) * LWS_US_PER_MS);
-    } else if (!s->ping_sent) {
-        s->ping_sent = 1;
-        s->ping_ms = now;
+    if (!p->ping_sent && idle < limit) {
+        lws_sul_schedule(s->gw->ctx, 0, &p->sul_activity, activity_check, (limit - idle) * LWS_US_PER_MS);
+    } else if (!p->ping_sent) {
+        p->ping_sent = 1;
+        p->ping_ms = now;
         pg_pusher_send_event(s, "pusher:ping", NULL, json_object());
-        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check, pong_ms * LWS_US_PER_MS);
-    } else if (now - s->ping_ms >= pong_ms) {
+        lws_sul_schedule(s->gw->ctx, 0, &p->sul_activity, activity_check, pong_ms * LWS_US_PER_MS);
+    } else if (now - p->ping_ms >= pong_ms) {
         pg_log(PG_LOG_INFO, "pusher", "closing idle connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
         pg_pusher_send_error(s, 4201, "Pong reply not received");
         pg_session_close(s, 4201, "pong not received");
     } else {
-        lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
-                         (pong_ms - (now - s->ping_ms)) * LWS_US_PER_MS);
+        lws_sul_schedule(s->gw->ctx, 0, &p->sul_activity, activity_check,
+                         (pong_ms - (now - p->ping_ms)) * LWS_US_PER_MS);
     }
 }
 
@@ -101,7 +149,7 @@ static int pusher_open(struct pg_session *s, struct lws *wsi)
                          (json_int_t)s->gw->cfg->pusher_activity_timeout_s));
     pg_log(PG_LOG_DEBUG, "pusher", "connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
     s->last_rx_ms = pg_mono_ms();
-    lws_sul_schedule(s->gw->ctx, 0, &s->sul_activity, activity_check,
+    lws_sul_schedule(s->gw->ctx, 0, &ps(s)->sul_activity, activity_check,
                      s->gw->cfg->pusher_activity_timeout_s * LWS_US_PER_SEC);
     return 0;
 }
@@ -197,9 +245,9 @@ static int public_credential(struct pg_session *s, const char *channel, const ch
         return 0;
     if (auth && *auth && check_channel_auth(s, channel, auth, NULL) == 0)
         return 0;
-    if (s->user_perms)
-        return pg_rules_allow(s->user_perms, PG_ACT_SUBSCRIBE, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
-    return s->user_id ? 403 : 401;
+    if (ps(s)->user_perms)
+        return pg_rules_allow(ps(s)->user_perms, PG_ACT_SUBSCRIBE, channel, strlen(channel)) == PG_ALLOW ? 0 : 403;
+    return ps(s)->user_id ? 403 : 401;
 }
 
 /*
@@ -215,7 +263,7 @@ static void auth_required(struct pg_session *s)
         const char *name = m->ch->name;
         if (is_private(name) || !strncmp(name, PG_USER_CHANNEL_PREFIX, upl))
             continue;
-        if (s->user_perms && pg_rules_allow(s->user_perms, PG_ACT_SUBSCRIBE, name, strlen(name)) == PG_ALLOW)
+        if (ps(s)->user_perms && pg_rules_allow(ps(s)->user_perms, PG_ACT_SUBSCRIBE, name, strlen(name)) == PG_ALLOW)
             continue;
         pg_pusher_send_error(s, 4200, "This app now requires auth: reconnect, then sign in or send channel auth");
         pg_session_close(s, 4200, "app now requires auth");
@@ -234,7 +282,7 @@ static void do_subscribe(struct pg_session *s, json_t *data)
         /* pusher-js subscribes to its own user channel after signin; the signin already joined it */
         struct pg_member *um;
         HASH_FIND_STR(s->subs, channel, um);
-        if (!s->user_id || strcmp(channel + upl, s->user_id) != 0)
+        if (!ps(s)->user_id || strcmp(channel + upl, ps(s)->user_id) != 0)
             subscription_error(s, channel, 403, "sign in as this user first");
         else if (um && um->live)
             pg_pusher_send_event(s, "pusher_internal:subscription_succeeded", channel, json_object());
@@ -325,10 +373,10 @@ struct signin_ack {
 static void signin_done(struct pg_session *s, const char *user_data)
 {
     struct pg_member *m;
-    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(s->user_id) + 1;
+    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(ps(s)->user_id) + 1;
     char *channel = malloc(n);
     if (channel) {
-        snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, s->user_id);
+        snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, ps(s)->user_id);
         HASH_FIND_STR(s->subs, channel, m);
         if (m)
             m->live = 1;
@@ -343,18 +391,18 @@ static void signin_acked(void *ud, int result)
     struct pg_session *s = pg_session_find(a->gw, a->serial);
     if (s && result == 0) {
         signin_done(s, a->user_data);
-    } else if (s && s->user_id) {
-        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(s->user_id) + 1;
+    } else if (s && ps(s)->user_id) {
+        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(ps(s)->user_id) + 1;
         char *channel = malloc(n);
         if (channel) {
-            snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, s->user_id);
+            snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, ps(s)->user_id);
             pg_channel_leave(s, channel);
             free(channel);
         }
-        free(s->user_id);
-        s->user_id = NULL;
-        pg_rules_free(s->user_perms);
-        s->user_perms = NULL;
+        free(ps(s)->user_id);
+        ps(s)->user_id = NULL;
+        pg_rules_free(ps(s)->user_perms);
+        ps(s)->user_perms = NULL;
         pg_pusher_send_error(s, 4201, "cannot sign in now: broker unavailable");
     }
     free(a->user_data);
@@ -372,7 +420,7 @@ static int signin_permissions(struct pg_session *s, json_t *perms)
     if (!perms)
         return 0;
     char *text = json_dumps(perms, JSON_COMPACT | JSON_ENCODE_ANY);
-    int rc = text ? pg_rules_compile(text, strlen(text), &s->gw->limits, &s->user_perms, why, sizeof why) : PG_ENOMEM;
+    int rc = text ? pg_rules_compile(text, strlen(text), &s->gw->limits, &ps(s)->user_perms, why, sizeof why) : PG_ENOMEM;
     free(text);
     if (rc == 0)
         return 0;
@@ -411,14 +459,14 @@ static void do_signin(struct pg_session *s, json_t *data)
         pg_pusher_send_error(s, 4009, "Invalid signin signature");
         goto out;
     }
-    if (s->user_id) {
+    if (ps(s)->user_id) {
         pg_pusher_send_error(s, 4009, "already signed in");
         goto out;
     }
     if (signin_permissions(s, json_object_get(ud, "permissions")) != 0)
         goto out;
     size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(id) + 1;
-    if (!(channel = malloc(cl)) || !(s->user_id = strdup(id)))
+    if (!(channel = malloc(cl)) || !(ps(s)->user_id = strdup(id)))
         goto fail;
     snprintf(channel, cl, "%s%s", PG_USER_CHANNEL_PREFIX, id);
     struct signin_ack *a = calloc(1, sizeof *a);
@@ -439,10 +487,10 @@ static void do_signin(struct pg_session *s, json_t *data)
     }
     pg_pusher_send_error(s, 4201, "cannot sign in now");
 fail: /* not signed in: a later attempt may succeed */
-    free(s->user_id);
-    s->user_id = NULL;
-    pg_rules_free(s->user_perms);
-    s->user_perms = NULL;
+    free(ps(s)->user_id);
+    ps(s)->user_id = NULL;
+    pg_rules_free(ps(s)->user_perms);
+    ps(s)->user_perms = NULL;
 out:
     free(msg);
     free(channel);
@@ -457,11 +505,11 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
     json_t *data = json_object_get(frame, "data");
     struct pg_member *m = NULL;
     int64_t now = pg_mono_ms();
-    if (now - s->rate_window_ms >= 1000) {
-        s->rate_window_ms = now;
-        s->rate_count = 0;
+    if (now - ps(s)->rate_window_ms >= 1000) {
+        ps(s)->rate_window_ms = now;
+        ps(s)->rate_count = 0;
     }
-    if (++s->rate_count > CLIENT_EVENTS_PER_S) {
+    if (++ps(s)->rate_count > CLIENT_EVENTS_PER_S) {
         pg_pusher_send_error(s, 4301, "Client event rejected - rate limit exceeded");
         return;
     }
@@ -555,12 +603,12 @@ static void gap(struct pg_session *s, const char *sub, const char *channel)
 
 static int may_read_app(const struct pg_session *s)
 {
-    return !s->app->creds->require_auth || s->user_id != NULL;
+    return !s->app->creds->require_auth || ps(s)->user_id != NULL;
 }
 
 static const char *user(const struct pg_session *s)
 {
-    return s->user_id;
+    return ps(s)->user_id;
 }
 
 static void refuse(struct pg_session *s, int code, uint16_t close_code, const char *why)
@@ -584,6 +632,7 @@ const struct pg_proto pg_pusher_proto = {
     .ws_closed = pg_ws_closed,
     .open = pusher_open,
     .receive = pusher_receive,
+    .release = pusher_release,
     .wake = pg_ws_wake,
     .nslots = 1,
     .encode = pg_pusher_encode,

@@ -7,8 +7,8 @@
 
 #include "core/msg.h"
 #include "core/session.h"
+#include "pg_common.h"
 #include "proto/pusher_wire.h"
-#include "pushgate_auth.h"
 
 #define MAX_CHANNEL_NAME 164
 

@@ -1,21 +1,17 @@
 /*
- * socket.io protocol 5 over Engine.IO 4 at /socket.io/: what socket.io-client
- * 3 and 4 speak, for notification-socket.io's clients.
+ * socket.io protocol 5 at /socket.io/, riding on Engine.IO 4 sessions
+ * (proto/eio.c, proto/eio_ws.c): what socket.io-client 3 and 4 speak, for
+ * notification-socket.io's clients. This file is socket.io's packets,
+ * namespaces and registrations, and the protocol's struct pg_proto.
  *
- * Engine.IO is the transport layer. A session (sid) starts either with an
- * HTTP long-polling handshake (GET ?EIO=4&transport=polling) or directly on a
- * WebSocket (?EIO=4&transport=websocket). Polling: a GET waits until there is
- * something to send (at least the server's ping every sio_ping_interval_ms)
- * and carries every queued packet, separated by \x1e; a POST carries the
- * client's packets. Upgrade: the client opens a WebSocket with the sid, sends
- * "2probe", gets "3probe", lets its pending GET finish (we answer it with the
- * noop "6") and sends "5"; from then on the WebSocket is the transport.
- *
- * socket.io rides in Engine.IO message packets ("4"): CONNECT "0[/nsp,]",
- * EVENT "2[/nsp,][ack]["name",…]", DISCONNECT "1[/nsp,]". The namespace names
- * the app: "/" is default_app (empty: the first configured app), "/{appId}"
- * that app. One namespace per Engine.IO session, although the protocol lets a
- * client multiplex several: the namespace is the session's tenant (its app's
+ * Wire format. socket.io rides in Engine.IO message packets ("4"), which
+ * Engine.IO hands here (the message hook of struct pg_eio_ops): CONNECT
+ * "0[/nsp,]", EVENT "2[/nsp,][ack]["name",…]", ACK "3[/nsp,]ack[…]",
+ * DISCONNECT "1[/nsp,]"; the server answers CONNECT with "0[/nsp,]{"sid"}"
+ * or CONNECT_ERROR "4[/nsp,]{"message"}". The namespace names the app: "/"
+ * is default_app (empty: the first configured app), "/{appId}" that app. One
+ * namespace per Engine.IO session, although the protocol lets a client
+ * multiplex several: the namespace is the session's tenant (its app's
  * credentials, origins, stats, channel rights and admission slot), and a
  * session spanning apps would mix them; a CONNECT for a second namespace gets
  * CONNECT_ERROR, and socket.io-client reaches a second app with forceNew.
@@ -32,189 +28,60 @@
  *   ["disconnect"]                      (notification-socket.io's old clients) leave
  * Binary packets are refused; a malformed packet ends its own session only.
  *
- * Closing, as Engine.IO servers do: a "1" the client POSTs ends the session
- * and answers its parked GET with the noop "6"; a session the gateway closes
- * answers it with "1" (WebSocket: a close frame). A WebSocket carrying the
- * sid of a session that is already upgraded or probing is accepted and closed
- * at once (an unknown sid is refused with 400 before the upgrade).
- *
- * Admission: a polling handshake costs a session slot for a single request,
- * so a session whose handshake was answered must come back (poll, post or
- * probe an upgrade with its sid) within sio_handshake_timeout_ms, well below
- * the ping interval + timeout that would otherwise end it; clients do so at
- * once. Until its CONNECT, it also goes when it has had no transport for that
- * long (no parked GET, no WebSocket, no request or answer): one GET parked and
- * then dropped does not buy the ping interval + timeout either.
- *
- * Ownership: struct pg_sio is allocated here and embeds the generic session;
- * it is freed by sio_destroy(), only ever from a timer callback (sul_free) or
- * at shutdown, so no fan-out, close or lws callback frees what it iterates.
- * A parked GET is found again by its pg_http serial; a WebSocket reaches its
- * session through its struct pg_ws (w->s), cleared when the session goes.
+ * State: struct pg_sio, a struct pg_eio (and so a struct pg_session) first,
+ * allocated and freed by proto/eio.c; this file owns what follows it (the
+ * namespace, the registration and its timers) and frees it in the destroy
+ * hook. Invariant: x->user is set exactly while the session holds (or is
+ * joining) the user's channel.
  */
 #include <ctype.h>
-#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 
-#include "gateway.h"
+#include <jansson.h>
 
-#define SID_LEN 20
+#include "config.h"
+#include "core/app.h"
+#include "core/channels.h"
+#include "core/gw.h"
+#include "core/msg.h"
+#include "core/registry.h"
+#include "core/session.h"
+#include "http/push_api.h"
+#include "log.h"
+#include "pg_common.h"
+#include "proto/eio.h"
+#include "proto/eio_ws.h"
+#include "proto/sio.h"
+#include "pushgate_auth.h"
+
+#define SOCK_ID_LEN 20
 #define NSP_MAX 80
-#define CLOSE_GRACE_MS 1000   /* a polling client we close gets this long to fetch the close packet */
 #define REGISTER_RETRY_MS 500 /* a registration made through another node may still be on its way here */
-/* lws drops an HTTP transaction unanswered for timeout_secs (30 s, server.c): answer a parked GET before */
-#define POLL_MAX_MS 20000
-#define UPGRADE_TIMEOUT_MS 10000 /* "2probe" to "5", as Engine.IO servers allow */
-#define TEXT_PLAIN "text/plain; charset=UTF-8"
 
 struct pg_sio {
-    struct pg_session s; /* first: channels.c and server.c see &x->s */
-    char sid[SID_LEN + 1];
-    char sock_id[SID_LEN + 1]; /* socket.io's id of the namespace socket */
-    struct lws *ws;            /* WebSocket: probing until upgraded, then the transport (also s.wsi) */
-    struct pg_ws *ws_conn;     /* its lws user data (w->s is this session); NULL without one */
-    int upgraded;              /* ws is the transport (from the start for a direct WebSocket) */
-    int probing;               /* "2probe" seen, "5" not yet: polling GETs are answered at once */
-    int probe_reply;           /* "3probe" waits for ws to be writeable */
-    int ping_out;              /* our ping waits for its pong */
-    int close_timer;           /* closing while polling: sul_free armed for CLOSE_GRACE_MS */
-    int dead;                  /* sul_free armed to destroy at once; nothing more is done */
-    uint64_t get_serial;       /* the parked polling GET (pg_http serial); 0: none */
-    char *nsp;                 /* the connected namespace; NULL: none */
-    char *user, *conn;         /* the registration this session listens for */
-    char *pend_user, *pend_conn; /* a register waiting for its registration to arrive */
-    char origin[256];          /* Origin of the opening request ("" if none) */
-    int returned;              /* a request with the sid came after the handshake */
-    int64_t transport_ms;      /* until CONNECT: the last moment the session had a transport (pg_mono_ms) */
-    int client_closed;         /* the client sent "1" over polling: its parked GET gets the noop */
-    lws_sorted_usec_list_t sul_ping, sul_free, sul_register, sul_poll, sul_upgrade, sul_handshake, sul_connect;
-    UT_hash_handle hh_sid; /* gw->sio_sessions */
+    struct pg_eio e;               /* first: its Engine.IO session, whose first member is the struct pg_session */
+    char sock_id[SOCK_ID_LEN + 1]; /* socket.io's id of the namespace socket */
+    char *nsp;                     /* the connected namespace; NULL: none */
+    char *user, *conn;             /* the registration this session listens for */
+    char *pend_user, *pend_conn;   /* a register waiting for its registration to arrive */
+    lws_sorted_usec_list_t sul_register, sul_connect;
 };
 
 static struct pg_sio *sio_of(const struct pg_session *s)
 {
-    return (struct pg_sio *)(uintptr_t)s; /* s is the first member */
-}
-
-static struct pg_sio *sio_find(struct pg_gw *gw, const char *sid)
-{
-    struct pg_sio *x;
-    HASH_FIND(hh_sid, gw->sio_sessions, sid, strlen(sid), x);
-    return x && !x->dead ? x : NULL;
-}
-
-/* ---- lifetime ------------------------------------------------------------------------- */
-
-static void detach_ws(struct pg_sio *x)
-{
-    if (!x->ws)
-        return;
-    if (x->ws_conn && x->ws_conn->s == &x->s)
-        x->ws_conn->s = NULL;
-    x->ws_conn = NULL;
-    lws_callback_on_writable(x->ws); /* with no session behind it, its next WRITEABLE closes it */
-    x->ws = NULL;
-    x->s.wsi = NULL;
-}
-
-static struct pg_http *parked_get(struct pg_sio *x)
-{
-    struct pg_http *h = x->get_serial ? pg_http_find(x->s.gw, x->get_serial) : NULL;
-    if (!h)
-        x->get_serial = 0; /* the client went away meanwhile */
-    return h;
-}
-
-/*
- * The parked GET, unless its client hung up: lws reads nothing from a
- * connection whose request waits for its answer, so a dropped GET would
- * otherwise only be noticed when the answer is written. The hung-up one is
- * closed (its late answer would go nowhere) and forgotten.
- */
-static struct pg_http *live_get(struct pg_sio *x)
-{
-    struct pg_http *h = parked_get(x);
-    if (!h)
-        return NULL;
-    char c;
-    lws_sockfd_type fd = lws_get_socket_fd(h->wsi);
-    ssize_t n = fd >= 0 ? recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) : -1;
-    if (n > 0 || fd < 0 || (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)))
-        return h;
-    pg_log(PG_LOG_DEBUG, "socketio", "parked GET dropped by its client sid=%s", x->sid);
-    pg_http_unregister(x->s.gw, h);
-    h->waiting_ack = 0;
-    x->get_serial = 0;
-    lws_set_timeout(h->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
-    return NULL;
-}
-
-static void sio_destroy(struct pg_sio *x)
-{
-    struct pg_gw *gw = x->s.gw;
-    lws_sul_cancel(&x->sul_ping);
-    lws_sul_cancel(&x->sul_free);
-    lws_sul_cancel(&x->sul_register);
-    lws_sul_cancel(&x->sul_poll);
-    lws_sul_cancel(&x->sul_upgrade);
-    lws_sul_cancel(&x->sul_handshake);
-    lws_sul_cancel(&x->sul_connect);
-    detach_ws(x);
-    struct pg_http *h = parked_get(x);
-    if (h) {
-        pg_http_unregister(gw, h);
-        h->waiting_ack = 0;
-        /* the client that closed knows; anyone else learns it from Engine.IO's close */
-        pg_http_respond(h, 200, TEXT_PLAIN, x->client_closed ? "6" : "1", 1);
-    }
-    pg_log(PG_LOG_DEBUG, "socketio", "session closed sid=%s app=%s", x->sid, x->s.app ? x->s.app->id : "-");
-    HASH_DELETE(hh_sid, gw->sio_sessions, x);
-    pg_session_release(gw, &x->s);
-    free(x->nsp);
-    free(x->user);
-    free(x->conn);
-    free(x->pend_user);
-    free(x->pend_conn);
-    free(x);
-}
-
-static void free_due(lws_sorted_usec_list_t *sul)
-{
-    sio_destroy(lws_container_of(sul, struct pg_sio, sul_free));
-}
-
-/* End the session now; it is destroyed from the loop, after whatever is running returns. */
-static void sio_kill(struct pg_sio *x)
-{
-    if (x->dead)
-        return;
-    x->dead = 1;
-    if (!x->s.close_code)
-        x->s.close_code = 1000; /* pg_session_send queues nothing more */
-    lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_free, free_due, 1);
+    return (struct pg_sio *)(uintptr_t)s; /* s is the first member of the first member */
 }
 
 /* The socket.io server ends the Engine.IO session: queued packets first, then Engine.IO's close. */
 static void sio_close(struct pg_sio *x, const char *why)
 {
-    pg_log(PG_LOG_INFO, "socketio", "closing sid=%s: %s", x->sid, why);
-    pg_session_close(&x->s, 1000, why);
+    pg_log(PG_LOG_INFO, "socketio", "closing sid=%s: %s", x->e.sid, why);
+    pg_session_close(&x->e.s, 1000, why);
 }
 
 /* ---- output -------------------------------------------------------------------------- */
-
-static void send_raw(struct pg_sio *x, const char *text, size_t len)
-{
-    struct pg_msg *m = pg_msg_new(text, len);
-    if (!m) {
-        sio_kill(x);
-        return;
-    }
-    pg_session_send(&x->s, m);
-    pg_msg_unref(m);
-}
 
 /* "4" + socket.io type + "/nsp," (not for "/") + JSON text; caller frees. */
 static char *sio_frame(char type, const char *nsp, const char *json, size_t *len)
@@ -245,9 +112,9 @@ static void sio_send(struct pg_sio *x, char type, const char *nsp, json_t *data 
     size_t n = 0;
     char *f = failed ? NULL : sio_frame(type, nsp, js, &n);
     if (f)
-        send_raw(x, f, n);
+        pg_eio_send(&x->e, f, n);
     else
-        sio_kill(x);
+        pg_eio_kill(&x->e);
     free(f);
     free(js);
 }
@@ -260,67 +127,6 @@ static void sio_event(struct pg_sio *x, const char *name, json_t *arg /* stolen 
 static void sio_error(struct pg_sio *x, const char *message)
 {
     sio_event(x, "error", json_pack("{s:s}", "message", message));
-}
-
-/* Answer a polling GET with everything queued (the close packet last when closing), or the noop. */
-static void flush_get(struct pg_sio *x, struct pg_http *h, int noop_only)
-{
-    struct pg_gw *gw = x->s.gw;
-    size_t cap = x->s.q.bytes + x->s.q.count + 2, n = 0;
-    char *b = malloc(cap);
-    pg_http_unregister(gw, h);
-    h->waiting_ack = 0;
-    x->get_serial = 0;
-    x->transport_ms = pg_mono_ms(); /* the client polls again at once */
-    lws_sul_cancel(&x->sul_poll);
-    if (!b) {
-        pg_http_respond_error(h, 500, "out of memory");
-        sio_kill(x);
-        return;
-    }
-    struct pg_msg *m;
-    while (!noop_only && (m = pg_outq_peek(&x->s.q)) != NULL) {
-        if (n)
-            b[n++] = '\x1e';
-        memcpy(b + n, pg_msg_data(m), m->len);
-        n += m->len;
-        if (x->s.app) {
-            x->s.app->stats.frames_out++;
-            x->s.app->stats.bytes_out += m->len;
-        }
-        pg_outq_pop(&x->s.q);
-    }
-    int closing = x->s.close_code && !noop_only;
-    if (closing) {
-        if (n)
-            b[n++] = '\x1e';
-        b[n++] = '1';
-    }
-    if (!n)
-        b[n++] = '6';
-    pg_http_respond(h, 200, TEXT_PLAIN, b, n);
-    free(b);
-    if (closing)
-        sio_kill(x);
-}
-
-static void wake(struct pg_session *s)
-{
-    struct pg_sio *x = sio_of(s);
-    if (x->dead)
-        return;
-    if (x->upgraded) {
-        if (x->ws)
-            lws_callback_on_writable(x->ws);
-        return;
-    }
-    struct pg_http *h = parked_get(x);
-    if (h) {
-        flush_get(x, h, 0);
-    } else if (s->close_code && !x->close_timer) {
-        x->close_timer = 1;
-        lws_sul_schedule(s->gw->ctx, 0, &x->sul_free, free_due, CLOSE_GRACE_MS * LWS_US_PER_MS);
-    }
 }
 
 static const char *user(const struct pg_session *s)
@@ -389,24 +195,6 @@ static void auth_required(struct pg_session *s)
     (void)s; /* nothing held needs a credential: app-wide events ask may_read_app each time */
 }
 
-/* ---- heartbeat ----------------------------------------------------------------------- */
-
-static void ping_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_ping);
-    struct pg_gw *gw = x->s.gw;
-    if (x->dead || x->s.close_code)
-        return;
-    if (x->ping_out) {
-        pg_log(PG_LOG_INFO, "socketio", "no pong in time, closing sid=%s", x->sid);
-        sio_kill(x);
-        return;
-    }
-    x->ping_out = 1;
-    send_raw(x, "2", 1);
-    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, gw->cfg->sio_ping_timeout_ms * LWS_US_PER_MS);
-}
-
 /* ---- sessions ------------------------------------------------------------------------ */
 
 static struct pg_app *default_app(struct pg_gw *gw)
@@ -420,49 +208,8 @@ static struct pg_app *default_app(struct pg_gw *gw)
 static void connect_due(lws_sorted_usec_list_t *sul)
 {
     struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_connect);
-    if (!x->dead && !x->nsp)
+    if (!x->e.dead && !x->nsp)
         sio_close(x, "no CONNECT within sio_connect_timeout_ms");
-}
-
-static struct pg_sio *sio_new(struct pg_gw *gw, struct lws *wsi)
-{
-    struct pg_sio *x = calloc(1, sizeof *x);
-    if (!x)
-        return NULL;
-    if (pg_random_token(x->sid, SID_LEN) != 0 || pg_random_token(x->sock_id, SID_LEN) != 0 ||
-        pg_http_header(wsi, WSI_TOKEN_ORIGIN, x->origin, sizeof x->origin) < 0) {
-        free(x);
-        return NULL;
-    }
-    x->s.proto = &pg_sio_proto;
-    x->s.app = default_app(gw); /* until a CONNECT names the namespace: counted somewhere meanwhile */
-    snprintf(x->s.client_id, sizeof x->s.client_id, "%s", x->sid);
-    x->s.last_rx_ms = pg_mono_ms();
-    pg_session_register(gw, &x->s, wsi);
-    HASH_ADD_KEYPTR(hh_sid, gw->sio_sessions, x->sid, strlen(x->sid), x);
-    lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
-    lws_sul_schedule(gw->ctx, 0, &x->sul_connect, connect_due,
-                     (lws_usec_t)gw->cfg->sio_connect_timeout_ms * LWS_US_PER_MS);
-    pg_log(PG_LOG_DEBUG, "socketio", "session opened sid=%s", x->sid);
-    return x;
-}
-
-/* 0{"sid","upgrades","pingInterval","pingTimeout","maxPayload"}; caller frees. */
-static char *open_packet(struct pg_sio *x, int can_upgrade)
-{
-    const struct pg_config *c = x->s.gw->cfg;
-    json_t *o = json_pack("{s:s, s:[], s:I, s:I, s:I}", "sid", x->sid, "upgrades", "pingInterval",
-                          (json_int_t)c->sio_ping_interval_ms, "pingTimeout", (json_int_t)c->sio_ping_timeout_ms,
-                          "maxPayload", (json_int_t)c->sio_max_payload_bytes);
-    if (o && can_upgrade)
-        json_array_append_new(json_object_get(o, "upgrades"), json_string("websocket"));
-    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    char *p = js ? malloc(strlen(js) + 2) : NULL;
-    if (p)
-        snprintf(p, strlen(js) + 2, "0%s", js);
-    free(js);
-    return p;
 }
 
 static int origin_allowed(const struct pg_app *app, const char *origin)
@@ -484,7 +231,7 @@ static void ns_leave(struct pg_sio *x)
         char *ch = malloc(n);
         if (ch) {
             snprintf(ch, n, "%s%s", PG_USER_CHANNEL_PREFIX, x->user);
-            pg_channel_leave(&x->s, ch);
+            pg_channel_leave(&x->e.s, ch);
             free(ch);
         }
     }
@@ -499,11 +246,11 @@ static void ns_leave(struct pg_sio *x)
 static void registered(struct pg_sio *x, const char *channel)
 {
     struct pg_member *m;
-    HASH_FIND_STR(x->s.subs, channel, m);
+    HASH_FIND_STR(x->e.s.subs, channel, m);
     if (m)
         m->live = 1; /* now counted as a recipient (the node snapshot says so) */
-    pg_cluster_changed(x->s.gw);
-    pg_log(PG_LOG_DEBUG, "socketio", "registered sid=%s app=%s user=%s", x->sid, x->s.app->id, x->user);
+    pg_gw_channels_changed(x->e.s.gw);
+    pg_log(PG_LOG_DEBUG, "socketio", "registered sid=%s app=%s user=%s", x->e.sid, x->e.s.app->id, x->user);
     sio_event(x, "registered", json_pack("{s:s}", "userId", x->user));
 }
 
@@ -520,10 +267,10 @@ static void join_acked(void *ud, int result)
     struct pg_sio *x = s && s->proto == &pg_sio_proto ? sio_of(s) : NULL;
     struct pg_member *m = NULL;
     if (x)
-        HASH_FIND_STR(x->s.subs, a->channel, m);
-    if (m && !x->dead && result == 0) {
+        HASH_FIND_STR(x->e.s.subs, a->channel, m);
+    if (m && !x->e.dead && result == 0) {
         registered(x, a->channel);
-    } else if (m && !x->dead) {
+    } else if (m && !x->e.dead) {
         ns_leave(x);
         sio_error(x, "cannot register now: broker unavailable, try again");
     }
@@ -535,22 +282,22 @@ static void register_retry(lws_sorted_usec_list_t *sul);
 
 static void try_register(struct pg_sio *x, const char *user, const char *conn, int first)
 {
-    const char *owner = pg_push_registered_user(x->s.gw, x->s.app->id, conn);
+    const char *owner = pg_push_registered_user(x->e.s.gw, x->e.s.app->id, conn);
     if (!owner && first) {
         free(x->pend_user);
         free(x->pend_conn);
         x->pend_user = strdup(user);
         x->pend_conn = strdup(conn);
         if (!x->pend_user || !x->pend_conn) {
-            sio_kill(x);
+            pg_eio_kill(&x->e);
             return;
         }
-        lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_register, register_retry, REGISTER_RETRY_MS * LWS_US_PER_MS);
+        lws_sul_schedule(x->e.s.gw->ctx, 0, &x->sul_register, register_retry, REGISTER_RETRY_MS * LWS_US_PER_MS);
         return;
     }
     if (!owner || strcmp(owner, user) != 0) {
-        pg_log(PG_LOG_INFO, "socketio", "register refused sid=%s app=%s user=%s connection=%.4s***", x->sid,
-               x->s.app->id, user, conn);
+        pg_log(PG_LOG_INFO, "socketio", "register refused sid=%s app=%s user=%s connection=%.4s***", x->e.sid,
+               x->e.s.app->id, user, conn);
         sio_error(x, "registration refused: connectionId unknown, expired or registered for another user");
         return;
     }
@@ -566,14 +313,14 @@ static void try_register(struct pg_sio *x, const char *user, const char *conn, i
     if (!a || !channel || !(x->user = strdup(user)) || !(x->conn = strdup(conn))) {
         free(a);
         free(channel);
-        sio_kill(x);
+        pg_eio_kill(&x->e);
         return;
     }
     snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, user);
-    a->gw = x->s.gw;
-    a->serial = x->s.serial;
+    a->gw = x->e.s.gw;
+    a->serial = x->e.s.serial;
     a->channel = channel;
-    int rc = pg_channel_join(&x->s, channel, join_acked, a);
+    int rc = pg_channel_join(&x->e.s, channel, join_acked, a);
     if (rc == 1)
         return; /* join_acked follows */
     if (rc == 0)
@@ -593,7 +340,7 @@ static void register_retry(lws_sorted_usec_list_t *sul)
     struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_register);
     char *user = x->pend_user, *conn = x->pend_conn;
     x->pend_user = x->pend_conn = NULL;
-    if (!x->dead && user && conn && x->nsp)
+    if (!x->e.dead && user && conn && x->nsp)
         try_register(x, user, conn, 0);
     free(user);
     free(conn);
@@ -619,7 +366,7 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
 {
     char name[NSP_MAX + 1];
     snprintf(name, sizeof name, "%.*s", (int)nl, nsp);
-    struct pg_gw *gw = x->s.gw;
+    struct pg_gw *gw = x->e.s.gw;
     struct pg_app *app = nl == 1 ? default_app(gw) : pg_app_lookup(gw, name + 1, nl - 1);
     const char *why = NULL;
     if (data && !json_is_object(data))
@@ -630,20 +377,20 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
         why = "one namespace per connection: open another connection (socket.io-client: forceNew) for another app";
     else if (!app->creds->active)
         why = "App is disabled";
-    else if (!origin_allowed(app, x->origin))
+    else if (!origin_allowed(app, x->e.origin))
         why = "Origin not allowed";
     if (why) {
-        pg_log(PG_LOG_INFO, "socketio", "connect refused sid=%s namespace=%s: %s", x->sid, name, why);
+        pg_log(PG_LOG_INFO, "socketio", "connect refused sid=%s namespace=%s: %s", x->e.sid, name, why);
         sio_send(x, '4', name, json_pack("{s:s}", "message", why));
         return;
     }
     if (!(x->nsp = strdup(name))) {
-        sio_kill(x);
+        pg_eio_kill(&x->e);
         return;
     }
     lws_sul_cancel(&x->sul_connect); /* for good, as socket.io's server: a later DISCONNECT does not re-arm it */
-    lws_sul_cancel(&x->sul_handshake);
-    x->s.app = app;
+    pg_eio_connected(&x->e);
+    x->e.s.app = app;
     sio_send(x, '0', name, json_pack("{s:s}", "sid", x->sock_id));
 }
 
@@ -703,14 +450,14 @@ static int sio_packet(struct pg_sio *x, const char *p, size_t n)
         } else if (!strcmp(name, "disconnect")) {
             ns_leave(x);
         }
-        if (digits && !x->dead && x->nsp) {
+        if (digits && !x->e.dead && x->nsp) {
             /* acknowledged on receipt, without arguments: a register's outcome comes as registered/error */
             char reply[24];
             size_t len = 0;
             snprintf(reply, sizeof reply, "%.*s[]", digits, ack);
             char *f = sio_frame('3', x->nsp, reply, &len);
             if (f)
-                send_raw(x, f, len);
+                pg_eio_send(&x->e, f, len);
             free(f);
         }
         break;
@@ -724,503 +471,90 @@ static int sio_packet(struct pg_sio *x, const char *p, size_t n)
     return rc;
 }
 
-/* One Engine.IO packet from either transport; -1: malformed. */
-static int eio_packet(struct pg_sio *x, const char *p, size_t n)
+/* ---- what Engine.IO asks of socket.io (struct pg_eio_ops) -------------------------------- */
+
+static int sio_opened(struct pg_eio *e)
 {
-    struct pg_gw *gw = x->s.gw;
-    x->s.last_rx_ms = pg_mono_ms();
-    if (x->s.app) {
-        x->s.app->stats.frames_in++;
-        x->s.app->stats.bytes_in += n;
-    }
-    if (!n)
+    struct pg_sio *x = lws_container_of(e, struct pg_sio, e);
+    struct pg_gw *gw = e->s.gw;
+    if (pg_random_token(x->sock_id, SOCK_ID_LEN) != 0)
         return -1;
-    switch (p[0]) {
-    case '1': /* the client closes */
-        if (x->upgraded) {
-            pg_session_close(&x->s, 1000, "closed by the client");
-        } else { /* Engine.IO servers end the session and answer a parked GET with the noop */
-            x->client_closed = 1;
-            sio_kill(x);
-        }
-        return 0;
-    case '2': { /* the client's ping (Engine.IO 3 habit): answer with the same data */
-        char pong[16];
-        if (n > sizeof pong || !pg_utf8_valid(p, n))
-            return -1; /* echoed in text: polling bodies reach here unchecked */
-        memcpy(pong, p, n);
-        pong[0] = '3';
-        send_raw(x, pong, n);
-        return 0;
-    }
-    case '3':
-        if (x->ping_out) {
-            x->ping_out = 0;
-            lws_sul_schedule(gw->ctx, 0, &x->sul_ping, ping_due,
-                             gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
-        }
-        return 0;
-    case '4':
-        return sio_packet(x, p + 1, n - 1);
-    case '6':
-        return 0;
-    default:
-        return -1; /* 'b' (base64 binary), '0', '5' out of place, garbage */
-    }
-}
-
-/* ---- polling transport ------------------------------------------------------------------ */
-
-static void eio_error(struct pg_http *h, int status, int code, const char *message)
-{
-    pg_http_respond_json(h, status, json_pack("{s:i, s:s}", "code", code, "message", message));
-}
-
-/*
- * Until its CONNECT, a polling session is kept while its client keeps a
- * transport: a parked GET or a WebSocket, or a request or answer within
- * sio_handshake_timeout_ms. A parked GET whose connection drops is not
- * reported to the session, so the timer looks again each time it fires.
- */
-static void handshake_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_handshake);
-    if (x->dead || x->nsp)
-        return;
-    struct pg_gw *gw = x->s.gw;
-    int64_t now = pg_mono_ms();
-    if (live_get(x) || x->ws)
-        x->transport_ms = now;
-    int64_t left = x->transport_ms + gw->cfg->sio_handshake_timeout_ms - now;
-    if (left > 0) {
-        lws_sul_schedule(gw->ctx, 0, &x->sul_handshake, handshake_due, (lws_usec_t)left * LWS_US_PER_MS);
-        return;
-    }
-    if (!x->returned)
-        pg_log(PG_LOG_INFO, "socketio", "no request after the handshake within sio_handshake_timeout_ms, closing sid=%s",
-               x->sid);
-    else
-        pg_log(PG_LOG_INFO, "socketio", "no transport before CONNECT for sio_handshake_timeout_ms, closing sid=%s",
-               x->sid);
-    sio_kill(x);
-}
-
-/* The client came back with its sid: the slot is in use, for now. */
-static void sio_returned(struct pg_sio *x)
-{
-    x->returned = 1;
-    x->transport_ms = pg_mono_ms();
-}
-
-static void handshake(struct pg_gw *gw, struct pg_http *h)
-{
-    const char *why = pg_session_refusal(gw);
-    if (why) {
-        pg_http_respond_error(h, 503, why);
-        return;
-    }
-    if ((why = pg_addr_refusal(gw, h->wsi)) != NULL) {
-        pg_http_respond_error(h, 429, why);
-        return;
-    }
-    struct pg_sio *x = sio_new(gw, h->wsi);
-    char *open = x ? open_packet(x, 1) : NULL;
-    if (!open) {
-        if (x)
-            sio_kill(x);
-        pg_http_respond_error(h, 500, "cannot open a session");
-        return;
-    }
-    x->transport_ms = pg_mono_ms();
-    lws_sul_schedule(gw->ctx, 0, &x->sul_handshake, handshake_due,
-                     (lws_usec_t)gw->cfg->sio_handshake_timeout_ms * LWS_US_PER_MS);
-    pg_http_respond(h, 200, TEXT_PLAIN, open, strlen(open));
-    free(open);
-}
-
-static void poll_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_poll);
-    struct pg_http *h = x->dead ? NULL : parked_get(x);
-    if (h)
-        flush_get(x, h, 0); /* the noop: the client polls again */
-}
-
-static void poll_get(struct pg_sio *x, struct pg_http *h)
-{
-    if (parked_get(x)) { /* two GETs at once: Engine.IO clients never do that */
-        eio_error(h, 400, 3, "Bad request");
-        sio_kill(x);
-        return;
-    }
-    if (x->s.q.count || x->s.close_code || x->probing) {
-        flush_get(x, h, 0);
-        return;
-    }
-    pg_http_wait(x->s.gw, h); /* answered by the next wake(), or poll_due() */
-    x->get_serial = h->serial;
-    lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_poll, poll_due, POLL_MAX_MS * LWS_US_PER_MS);
-}
-
-/* The packets of a polling POST body, separated by \x1e, in order; -1 at the first malformed one. */
-static int eio_payload(struct pg_sio *x, const char *body, size_t len)
-{
-    const char *p = body, *end = body + len;
-    while (p <= end && !x->dead) {
-        const char *sep = memchr(p, '\x1e', (size_t)(end - p));
-        size_t n = (size_t)((sep ? sep : end) - p);
-        if (eio_packet(x, p, n) != 0)
-            return -1;
-        if (!sep)
-            break;
-        p = sep + 1;
-    }
+    e->s.app = default_app(gw); /* until a CONNECT names the namespace: counted somewhere meanwhile */
+    lws_sul_schedule(gw->ctx, 0, &x->sul_connect, connect_due,
+                     (lws_usec_t)gw->cfg->sio_connect_timeout_ms * LWS_US_PER_MS);
     return 0;
 }
 
-static void poll_post(struct pg_sio *x, struct pg_http *h)
+static int sio_message(struct pg_eio *e, const char *p, size_t n)
 {
-    struct pg_gw *gw = x->s.gw;
-    if (h->body_too_big || h->body_len > gw->cfg->sio_max_payload_bytes) {
-        pg_log(PG_LOG_INFO, "socketio", "payload over sio_max_payload_bytes, closing sid=%s", x->sid);
-        pg_http_respond_error(h, 413, "payload too large");
-        sio_kill(x);
-        return;
-    }
-    if (!h->body_len) {
-        eio_error(h, 400, 3, "Bad request");
-        sio_kill(x);
-        return;
-    }
-    if (eio_payload(x, h->body, h->body_len) != 0) {
-        pg_log(PG_LOG_INFO, "socketio", "malformed packet, closing sid=%s", x->sid);
-        eio_error(h, 400, 3, "Bad request");
-        sio_kill(x);
-        return;
-    }
-    pg_http_respond(h, 200, "text/html", "ok", 2);
+    return sio_packet(lws_container_of(e, struct pg_sio, e), p, n);
 }
 
-/*
- * CORS preflight of a polling request that carries custom headers (the
- * client's extraHeaders): the headers asked for are allowed when they are
- * plain header names; nothing else of the request matters yet.
- */
-static void preflight(struct pg_http *h)
+/* Before its CONNECT a session has no app of its own to check the Origin against. */
+static int sio_may_upgrade(const struct pg_eio *e, const char *origin)
 {
-    char want[256] = "";
-    if (pg_http_header(h->wsi, WSI_TOKEN_HTTP_AC_REQUEST_HEADERS, want, sizeof want) < 0 ||
-        want[strspn(want, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_, ")] != '\0') {
-        pg_http_respond_error(h, 400, "Access-Control-Request-Headers: expected header names");
-        return;
-    }
-    if (!(h->preflight = strdup(want))) {
-        pg_http_respond_error(h, 500, "out of memory");
-        return;
-    }
-    pg_http_respond(h, 204, TEXT_PLAIN, "", 0);
+    const struct pg_sio *x = (const struct pg_sio *)e;
+    return !x->nsp || origin_allowed(e->s.app, origin);
+}
+
+static void sio_destroy(struct pg_eio *e)
+{
+    struct pg_sio *x = lws_container_of(e, struct pg_sio, e);
+    lws_sul_cancel(&x->sul_register);
+    lws_sul_cancel(&x->sul_connect);
+    free(x->nsp);
+    free(x->user);
+    free(x->conn);
+    free(x->pend_user);
+    free(x->pend_conn);
+}
+
+static const struct pg_eio_ops sio_eio_ops = {
+    .proto = &pg_sio_proto,
+    .size = sizeof(struct pg_sio),
+    .opened = sio_opened,
+    .message = sio_message,
+    .may_upgrade = sio_may_upgrade,
+    .destroy = sio_destroy,
+};
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
+static int ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app)
+{
+    (void)app; /* the namespace names it, after the upgrade */
+    return pg_eio_ws_open(gw, w, wsi, &sio_eio_ops);
 }
 
 void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
 {
-    char eio[8], transport[16], sid[SID_LEN + 8], origin[256];
-    /*
-     * Pages of any origin may read the answers (CORS), as with
-     * notification-socket.io: the app's allowed_origins are enforced when the
-     * session CONNECTs to its namespace, and a session only answers requests
-     * of the origin that opened it.
-     */
-    int ol = pg_http_header(h->wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin);
-    if (ol < 0) {
-        eio_error(h, 400, 3, "Bad request");
-        return;
-    }
-    if (ol > 0 && !(h->allow_origin = strdup(origin))) {
-        pg_http_respond_error(h, 500, "out of memory");
-        return;
-    }
-    if (h->method == PG_OPTIONS) {
-        preflight(h);
-        return;
-    }
-    if (pg_http_query_arg(h->wsi, "EIO", eio, sizeof eio) < 0 || strcmp(eio, "4") != 0) {
-        eio_error(h, 400, 5, "Unsupported protocol version");
-        return;
-    }
-    if (pg_http_query_arg(h->wsi, "transport", transport, sizeof transport) < 0 || strcmp(transport, "polling")) {
-        eio_error(h, 400, 0, "Transport unknown");
-        return;
-    }
-    if (pg_http_query_arg(h->wsi, "sid", sid, sizeof sid) == -1) {
-        if (h->method == PG_GET)
-            handshake(gw, h);
-        else
-            eio_error(h, 400, 2, "Bad handshake method");
-        return;
-    }
-    struct pg_sio *x = sio_find(gw, sid);
-    if (!x) {
-        eio_error(h, 400, 1, "Session ID unknown");
-        return;
-    }
-    if (strcmp(x->origin, ol > 0 ? origin : "") != 0) {
-        eio_error(h, 400, 3, "Bad request");
-        return;
-    }
-    if (x->upgraded || (h->method != PG_GET && h->method != PG_POST)) {
-        eio_error(h, 400, 3, "Bad request");
-        return;
-    }
-    sio_returned(x);
-    if (h->method == PG_GET)
-        poll_get(x, h);
-    else
-        poll_post(x, h);
-}
-
-/* ---- websocket transport ---------------------------------------------------------------- */
-
-static int confirm_upgrade(struct pg_gw *gw, struct lws *wsi, struct pg_app *app)
-{
-    (void)app; /* the namespace names it, after the upgrade */
-    char eio[8], transport[16], sid[SID_LEN + 8];
-    const char *why = NULL;
-    int status = HTTP_STATUS_BAD_REQUEST;
-    if (pg_http_query_arg(wsi, "EIO", eio, sizeof eio) < 0 || strcmp(eio, "4") != 0) {
-        why = "Unsupported protocol version";
-    } else if (pg_http_query_arg(wsi, "transport", transport, sizeof transport) < 0 ||
-               strcmp(transport, "websocket") != 0) {
-        why = "Transport unknown";
-    } else if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) != -1) { /* present: a too long one is unknown */
-        struct pg_sio *x = sio_find(gw, sid);
-        char origin[256] = "";
-        if (!x) {
-            why = "Session ID unknown";
-        } else if (pg_http_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof origin) < 0 ||
-                   (x->nsp && !origin_allowed(x->s.app, origin))) {
-            why = "origin not allowed";
-            status = HTTP_STATUS_FORBIDDEN;
-        } /* upgraded or probing already: accepted, then closed by ws_open() */
-    } else if ((why = pg_session_refusal(gw)) != NULL) {
-        status = HTTP_STATUS_SERVICE_UNAVAILABLE;
-    } else if ((why = pg_addr_refusal(gw, wsi)) != NULL) {
-        status = 429;
-    }
-    if (!why)
-        return 0;
-    pg_http_refuse_upgrade(wsi, (unsigned int)status, why);
-    return 1;
-}
-
-static int ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app)
-{
-    (void)app;
-    char sid[SID_LEN + 8];
-    if (pg_http_query_arg(wsi, "sid", sid, sizeof sid) != -1) { /* an upgrade probe for a polling session */
-        struct pg_sio *x = sio_find(gw, sid);
-        if (!x)
-            return -1;
-        if (x->upgraded || x->ws) {
-            /* a surplus WebSocket: Engine.IO servers accept it and close it at once, the session goes on */
-            pg_log(PG_LOG_DEBUG, "socketio", "surplus websocket closed sid=%s", x->sid);
-            lws_callback_on_writable(wsi); /* with no session (w->s NULL) its WRITEABLE closes it */
-            return 0;
-        }
-        sio_returned(x);
-        x->ws = wsi;
-        x->ws_conn = w;
-        w->s = &x->s;
-        return 0;
-    }
-    struct pg_sio *x = sio_new(gw, wsi);
-    char *open = x ? open_packet(x, 0) : NULL;
-    if (!open) {
-        if (x)
-            sio_kill(x);
-        return -1;
-    }
-    x->ws = x->s.wsi = wsi;
-    x->upgraded = 1;
-    x->ws_conn = w;
-    w->s = &x->s;
-    send_raw(x, open, strlen(open));
-    free(open);
-    return 0;
-}
-
-/* A probe that never completes would keep answering the polling GETs at once: drop the probe. */
-static void upgrade_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_upgrade);
-    if (x->dead || x->upgraded || !x->ws)
-        return;
-    pg_log(PG_LOG_INFO, "socketio", "upgrade not completed in time sid=%s", x->sid);
-    x->probing = x->probe_reply = 0;
-    detach_ws(x);
-}
-
-/* A whole WebSocket message. -1: close this WebSocket. */
-static int ws_message(struct pg_sio *x, const char *p, size_t n)
-{
-    if (x->upgraded)
-        return eio_packet(x, p, n);
-    if (n == 6 && !memcmp(p, "2probe", 6)) {
-        x->probing = 1;
-        x->probe_reply = 1;
-        lws_callback_on_writable(x->ws);
-        lws_sul_schedule(x->s.gw->ctx, 0, &x->sul_upgrade, upgrade_due, UPGRADE_TIMEOUT_MS * LWS_US_PER_MS);
-        struct pg_http *h = parked_get(x);
-        if (h) /* the client lets its pending GET finish before it completes the upgrade */
-            flush_get(x, h, 0);
-        return 0;
-    }
-    if (n == 1 && p[0] == '5' && x->probing) {
-        x->upgraded = 1;
-        x->probing = 0;
-        x->s.wsi = x->ws;
-        lws_sul_cancel(&x->sul_upgrade);
-        struct pg_http *h = parked_get(x);
-        if (h)
-            flush_get(x, h, 1);
-        if (x->s.q.count || x->s.close_code)
-            lws_callback_on_writable(x->ws);
-        pg_log(PG_LOG_DEBUG, "socketio", "upgraded to websocket sid=%s", x->sid);
-        return 0;
-    }
-    return -1;
-}
-
-static int ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len)
-{
-    struct pg_sio *x = w->s ? sio_of(w->s) : NULL;
-    if (!x || x->dead || x->ws != wsi) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0); /* as ws_writeable(): no session behind it */
-        return -1;
-    }
-    const char *msg;
-    size_t n;
-    int rc = pg_ws_collect(&x->s, wsi, in, len, x->s.gw->cfg->sio_max_payload_bytes, &msg, &n);
-    if (rc <= 0)
-        return rc;
-    rc = ws_message(x, msg, n);
-    pg_ws_collected(&x->s);
-    if (rc == 0)
-        return 0;
-    pg_log(PG_LOG_INFO, "socketio", "malformed packet, closing sid=%s", x->sid);
-    lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, (unsigned char *)"malformed packet", 16);
-    return -1;
-}
-
-static int ws_writeable(struct pg_ws *w, struct lws *wsi)
-{
-    struct pg_sio *x = w->s ? sio_of(w->s) : NULL;
-    unsigned char probe[LWS_PRE + 8];
-    if (!x || x->dead || x->ws != wsi) {
-        /* its session is gone, or it never had one (a surplus WebSocket): a normal close frame, not a hang-up */
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_NORMAL, NULL, 0);
-        return -1;
-    }
-    if (x->probe_reply) {
-        x->probe_reply = 0;
-        memcpy(probe + LWS_PRE, "3probe", 6);
-        if (lws_write(wsi, probe + LWS_PRE, 6, LWS_WRITE_TEXT) < 6)
-            return -1;
-        if (x->upgraded && (x->s.q.count || x->s.close_code))
-            lws_callback_on_writable(wsi);
-        return 0;
-    }
-    if (!x->upgraded)
-        return 0;
-    if (x->s.close_code && !x->s.q.count) {
-        lws_close_reason(wsi, (enum lws_close_status)x->s.close_code, (unsigned char *)x->s.close_reason,
-                         strlen(x->s.close_reason));
-        return -1;
-    }
-    struct pg_msg *m = pg_outq_peek(&x->s.q);
-    if (!m)
-        return 0;
-    if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
-        return -1;
-    if (x->s.app) {
-        x->s.app->stats.frames_out++;
-        x->s.app->stats.bytes_out += m->len;
-    }
-    pg_outq_pop(&x->s.q);
-    if (x->s.q.count || x->s.close_code)
-        lws_callback_on_writable(wsi);
-    return 0;
-}
-
-static void ws_closed(struct pg_ws *w, struct lws *wsi)
-{
-    struct pg_sio *x = w->s ? sio_of(w->s) : NULL;
-    w->s = NULL;
-    if (!x || x->ws != wsi)
-        return;
-    x->ws = NULL;
-    x->ws_conn = NULL;
-    if (x->upgraded) {
-        x->s.wsi = NULL;
-        sio_kill(x);
-    } else { /* a failed probe: the session goes on polling */
-        lws_sul_cancel(&x->sul_upgrade);
-        x->probing = 0;
-        x->probe_reply = 0;
-        pg_ws_collected(&x->s); /* a partial message of the probe goes with it */
-    }
+    pg_eio_http(gw, h, &sio_eio_ops);
 }
 
 void pg_sio_shutdown(struct pg_gw *gw)
 {
-    struct pg_sio *x, *tmp;
-    HASH_ITER(hh_sid, gw->sio_sessions, x, tmp) {
-        sio_destroy(x);
-    }
+    pg_eio_shutdown(gw);
 }
-
-/* ---- in-memory entry points (tests/fuzz/fuzz_sio.c) ------------------------------------------ */
 
 struct pg_session *pg_sio_open_session(struct pg_gw *gw, struct lws *wsi, int mode)
 {
-    struct pg_sio *x = sio_new(gw, wsi);
-    if (!x)
-        return NULL;
-    if (mode != 0)
-        x->ws = wsi; /* as ws_open(): a probe for the polling session, or its transport */
-    if (mode == 1) {
-        x->s.wsi = wsi;
-        x->upgraded = 1;
-    }
-    return &x->s;
+    struct pg_eio *e = pg_eio_open_in_memory(gw, wsi, mode, &sio_eio_ops);
+    return e ? &e->s : NULL;
 }
 
 int pg_sio_receive(struct pg_session *s, const char *msg, size_t len, int polling)
 {
-    struct pg_sio *x = sio_of(s);
-    if (x->dead)
-        return -1;
-    if (polling) {
-        if (x->upgraded)
-            return -1; /* pg_sio_http() answers 400 and keeps the session */
-        if (len > s->gw->cfg->sio_max_payload_bytes || !len || eio_payload(x, msg, len) != 0) {
-            sio_kill(x);
-            return -1;
-        }
-        return 0;
-    }
-    if (!x->ws || len > s->gw->cfg->sio_max_payload_bytes)
-        return -1; /* ws_receive(): not this session's WebSocket, or closed for its size */
-    return ws_message(x, msg, len) == 0 ? 0 : -1;
+    return pg_eio_receive(pg_eio_of(s), msg, len, polling);
 }
 
 const struct pg_proto pg_sio_proto = {
     .name = "socketio",
-    .confirm_upgrade = confirm_upgrade,
+    .confirm_upgrade = pg_eio_confirm_upgrade,
     .ws_open = ws_open,
-    .ws_receive = ws_receive,
-    .ws_writeable = ws_writeable,
-    .ws_closed = ws_closed,
-    .wake = wake,
+    .ws_receive = pg_eio_ws_receive,
+    .ws_writeable = pg_eio_ws_writeable,
+    .ws_closed = pg_eio_ws_closed,
+    .wake = pg_eio_wake,
     .nslots = 2,
     .slot = slot,
     .encode = encode,

@@ -1,5 +1,9 @@
 /*
- * socket.io protocol 5 over Engine.IO 4.
+ * socket.io protocol 5 over Engine.IO 4 at /socket.io/ (polling and
+ * websocket transports, the upgrade between them): the protocol's table and
+ * its HTTP entry. Sessions are struct pg_sio (a struct pg_eio, and so a
+ * struct pg_session, first), created and freed by proto/eio.c, their
+ * socket.io part owned by proto/sio.c. Loop thread only.
  */
 #ifndef PG_PROTO_SIO_H
 #define PG_PROTO_SIO_H
@@ -13,18 +17,13 @@ struct pg_gw;
 struct pg_http;
 struct pg_session;
 
-/*
- * socket.io protocol 5 over Engine.IO 4 at /socket.io/ (polling and
- * websocket transports, the upgrade between them). Sessions are struct
- * pg_sio (a struct pg_session first), owned by sio.c.
- */
 extern const struct pg_proto pg_sio_proto;
 void pg_sio_http(struct pg_gw *gw, struct pg_http *h); /* a /socket.io/ request, once its body is complete */
 void pg_sio_shutdown(struct pg_gw *gw); /* free every session (context teardown) */
 /*
  * In memory, for the fuzz harness: a session opened as by a polling handshake
  * (mode 0), by one with wsi attached as its upgrade probe (2), or by a direct
- * WebSocket wsi (1); headers are read from wsi. Owned by sio.c (freed by
+ * WebSocket wsi (1); headers are read from wsi. Owned by proto/eio.c (freed by
  * pg_sio_shutdown). pg_sio_receive() feeds it one polling POST body (polling
  * 1) or one WebSocket message, as pg_sio_http() and the ws_receive op do
  * after their transport checks: 0, or -1 when refused (a malformed polling

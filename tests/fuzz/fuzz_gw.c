@@ -219,30 +219,31 @@ void fuzz_session_open(struct pg_session *s, struct pg_app *app, const struct pg
 void fuzz_frames(const uint8_t *data, size_t size, const struct pg_proto *proto, int max_frames,
                  void (*check)(const char *frame, size_t len), const char *key)
 {
-    struct pg_session s;
+    struct pg_ws w; /* room for the protocol's own session fields, as lws gives a WebSocket */
+    struct pg_session *s = &w.own;
     if (size < 1 || size > 65536)
         return;
     const char *app_id = data[0] & 1 ? "locked" : "demo";
-    memset(&s, 0, sizeof s);
-    fuzz_session_open(&s, pg_app_lookup(fuzz_gw(), app_id, strlen(app_id)), proto);
+    memset(&w, 0, sizeof w);
+    fuzz_session_open(s, pg_app_lookup(fuzz_gw(), app_id, strlen(app_id)), proto);
     if (proto == &pg_pusher_proto) {
-        snprintf(s.socket_id, sizeof s.socket_id, "%s", FUZZ_SOCKET_ID);
-        snprintf(s.client_id, sizeof s.client_id, "%s", FUZZ_SOCKET_ID);
+        snprintf(s->socket_id, sizeof s->socket_id, "%s", FUZZ_SOCKET_ID);
+        snprintf(s->client_id, sizeof s->client_id, "%s", FUZZ_SOCKET_ID);
     } else {
-        snprintf(s.client_id, sizeof s.client_id, "%s", FUZZ_CLIENT_ID);
+        snprintf(s->client_id, sizeof s->client_id, "%s", FUZZ_CLIENT_ID);
     }
     const char *p = (const char *)data + 1, *end = (const char *)data + size;
-    for (int i = 0; i < max_frames && p <= end && !s.close_code; i++) {
+    for (int i = 0; i < max_frames && p <= end && !s->close_code; i++) {
         const char *sep = memchr(p, 0x1f, (size_t)(end - p));
         size_t n = (size_t)((sep ? sep : end) - p);
         check(p, n);
-        proto->receive(&s, p, n);
-        fuzz_session_check_output(&s, key);
+        proto->receive(s, p, n);
+        fuzz_session_check_output(s, key);
         if (!sep)
             break;
         p = sep + 1;
     }
-    fuzz_session_close(&s);
+    fuzz_session_close(s);
 }
 
 int fuzz_json_has_string(const char *text, size_t len, const char *key)

@@ -47,7 +47,10 @@ extern char fuzz_http_path[1024]; /* the last one's path as lws gave it (decoded
 /* Run the lws loop once without waiting (timers due now, adopted sockets). */
 void fuzz_gw_service(void);
 
-/* Open s (zeroed by the caller's storage) as lws would for proto in app: listed in gw->sessions. */
+/*
+ * Open s (&w.own of a zeroed struct pg_ws: the protocol keeps its own fields after it) as lws would for proto
+ * in app: listed in gw->sessions.
+ */
 void fuzz_session_open(struct pg_session *s, struct pg_app *app, const struct pg_proto *proto);
 /* Every frame queued on s must be a JSON object whose member key is a string; aborts otherwise. */
 void fuzz_session_check_output(struct pg_session *s, const char *key);

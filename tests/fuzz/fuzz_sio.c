@@ -2,7 +2,8 @@
  * libFuzzer harness for Engine.IO 4 / socket.io 5 at /socket.io/: what the
  * two transports deliver to a session of the in-memory gateway (fuzz_gw.h):
  * polling POST bodies (packets separated by \x1e) and WebSocket messages,
- * through pg_sio_receive(), which runs sio.c's own packet code.
+ * through pg_sio_receive(), which runs the gateway's own packet code
+ * (proto/eio.c, proto/eio_ws.c, proto/sio.c).
  *
  * Input: the first byte picks how the session opened (0: polling handshake,
  * 1: direct WebSocket, 2: polling with a WebSocket upgrade probe attached);

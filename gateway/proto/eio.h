@@ -1,0 +1,113 @@
+/*
+ * Engine.IO 4 sessions: the transport layer socket.io (proto/sio.c) rides on.
+ *
+ * An Engine.IO session (sid) outlives its transports: HTTP long-polling
+ * requests come and go (proto/eio.c), and a WebSocket may take over
+ * (proto/eio_ws.c). Whatever rides on it gives its hooks (struct pg_eio_ops)
+ * when a session is created and gets every message packet ("4…") through
+ * them, so this layer knows nothing of socket.io.
+ *
+ * Ownership: a session is allocated by pg_eio_new() (ops->size bytes, the
+ * upper layer's struct beginning with a struct pg_eio, itself beginning with
+ * the struct pg_session) and listed in gw->eio_sessions by sid. It is freed
+ * only from a timer callback after pg_eio_kill() (or at pg_eio_shutdown()),
+ * so no fan-out, close or lws callback frees what it iterates. A parked GET
+ * is found again by its pg_http serial; a WebSocket reaches its session
+ * through its struct pg_ws (w->s), cleared when the session goes.
+ *
+ * Callers: proto/eio_ws.c (the WebSocket transport) and the upper layer
+ * (proto/sio.c). Loop thread only.
+ */
+#ifndef PG_PROTO_EIO_H
+#define PG_PROTO_EIO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <libwebsockets.h>
+#include <uthash.h>
+
+#include "core/session.h"
+
+struct pg_gw;
+struct pg_http;
+struct pg_eio;
+
+#define PG_EIO_SID_LEN 20
+
+/* What rides on Engine.IO sessions; static, given to pg_eio_new() and kept by the session. */
+struct pg_eio_ops {
+    const struct pg_proto *proto; /* the sessions' protocol table (s->proto) */
+    size_t size; /* of the upper layer's session struct, which begins with a struct pg_eio (zeroed at creation) */
+    /* The session is registered and its ping armed: set up the upper layer's part. -1: refused (destroyed at once). */
+    int (*opened)(struct pg_eio *e);
+    /* One message packet from either transport, without its "4". -1: malformed (ends the session or its WebSocket). */
+    int (*message)(struct pg_eio *e, const char *data, size_t len);
+    /* 1 when a WebSocket sent from origin ("": none) may take the session over. */
+    int (*may_upgrade)(const struct pg_eio *e, const char *origin);
+    /* The session goes (released from the core already): free what the upper layer holds. */
+    void (*destroy)(struct pg_eio *e);
+};
+
+struct pg_eio {
+    struct pg_session s; /* first: the core (channels, fan-out, server.c) sees &e->s */
+    const struct pg_eio_ops *ops;
+    char sid[PG_EIO_SID_LEN + 1];
+    char origin[256];          /* Origin of the opening request ("" if none): the only one its requests may carry */
+    struct lws *ws;            /* WebSocket: probing until upgraded, then the transport (also s.wsi) */
+    struct pg_ws *ws_conn;     /* its lws user data (w->s is this session); NULL without one */
+    int upgraded;              /* ws is the transport (from the start for a direct WebSocket) */
+    int probing;               /* "2probe" seen, "5" not yet: polling GETs are answered at once */
+    int probe_reply;           /* "3probe" waits for ws to be writeable */
+    int ping_out;              /* our ping waits for its pong */
+    int close_timer;           /* closing while polling: sul_free armed for the close grace */
+    int dead;                  /* sul_free armed to destroy at once; nothing more is done */
+    int connected;             /* the upper layer is connected (pg_eio_connected): no handshake deadline */
+    int returned;              /* a request with the sid came after the handshake */
+    int client_closed;         /* the client sent "1" over polling: its parked GET gets the noop */
+    uint64_t get_serial;       /* the parked polling GET (pg_http serial); 0: none */
+    int64_t transport_ms;      /* until connected: the last moment the session had a transport (pg_mono_ms) */
+    lws_sorted_usec_list_t sul_ping, sul_free, sul_poll, sul_upgrade, sul_handshake;
+    UT_hash_handle hh_sid; /* gw->eio_sessions */
+};
+
+static inline struct pg_eio *pg_eio_of(const struct pg_session *s)
+{
+    return (struct pg_eio *)(uintptr_t)s; /* s is the first member */
+}
+
+/* --- for the upper layer --- */
+
+/* A request at the Engine.IO path (polling transport), once its body is complete; new sessions get ops. */
+void pg_eio_http(struct pg_gw *gw, struct pg_http *h, const struct pg_eio_ops *ops);
+/* Queue one packet (copied); out of memory ends the session. */
+void pg_eio_send(struct pg_eio *e, const char *text, size_t len);
+/* End the session now; it is destroyed from the loop, after whatever is running returns. */
+void pg_eio_kill(struct pg_eio *e);
+/* The upper layer connected: the session is in use, its handshake deadline is lifted for good. */
+void pg_eio_connected(struct pg_eio *e);
+/* The wake op of the upper layer's struct pg_proto. */
+void pg_eio_wake(struct pg_session *s);
+/* Free every session (context teardown). */
+void pg_eio_shutdown(struct pg_gw *gw);
+
+/* --- for the transports (proto/eio_ws.c) --- */
+
+/* A new session opened by wsi's request (its Origin is kept), registered, or NULL. */
+struct pg_eio *pg_eio_new(struct pg_gw *gw, struct lws *wsi, const struct pg_eio_ops *ops);
+struct pg_eio *pg_eio_find(struct pg_gw *gw, const char *sid); /* a live session by sid, or NULL */
+/* 0{"sid","upgrades","pingInterval","pingTimeout","maxPayload"}; caller frees. */
+char *pg_eio_open_packet(struct pg_eio *e, int can_upgrade);
+/* The client came back with its sid: the slot is in use, for now. */
+void pg_eio_returned(struct pg_eio *e);
+/* One Engine.IO packet from either transport; -1: malformed. */
+int pg_eio_packet(struct pg_eio *e, const char *p, size_t n);
+/* The packets of a polling POST body, separated by \x1e, in order; -1 at the first malformed one. */
+int pg_eio_payload(struct pg_eio *e, const char *body, size_t len);
+/* The parked polling GET, or NULL. */
+struct pg_http *pg_eio_parked_get(struct pg_eio *e);
+/* Answer the polling GET h with everything queued (the close packet last when closing), or the noop. */
+void pg_eio_flush_get(struct pg_eio *e, struct pg_http *h, int noop_only);
+/* Let go of the WebSocket (its next WRITEABLE closes it); the session goes on polling or ends. */
+void pg_eio_detach_ws(struct pg_eio *e);
+
+#endif

@@ -1,0 +1,30 @@
+/*
+ * The gateway process: one event loop (server.c) from the configuration to
+ * the end of the drain, and what lws keeps per connection of it. Called
+ * once, by main.c.
+ */
+#ifndef PG_SERVER_H
+#define PG_SERVER_H
+
+#include "core/session.h"
+#include "http/http.h"
+
+struct pg_config;
+
+/*
+ * Per-wsi user data of the main lws protocol: an HTTP transaction or a
+ * WebSocket. lws allocates and zeroes it per connection and frees it after
+ * LWS_CALLBACK_CLOSED / CLOSED_HTTP.
+ */
+struct pg_conn {
+    int is_ws; /* set at ESTABLISHED: u.ws, from then on */
+    union {
+        struct pg_http http;
+        struct pg_ws ws;
+    } u;
+};
+
+/* Run the gateway with cfg (borrowed, loaded and checked) until a signal's drain ends: the process exit code. */
+int pg_server_run(struct pg_config *cfg);
+
+#endif
