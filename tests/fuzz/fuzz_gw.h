@@ -18,7 +18,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "gateway.h"
+#include "cluster/apps.h"
+#include "cluster/webhooks.h"
+#include "config.h"
+#include "core/app.h"
+#include "core/gw.h"
+#include "core/msg.h"
+#include "core/registry.h"
+#include "core/session.h"
+#include "dispatch.h"
+#include "http/http.h"
+#include "http/push_api.h"
+#include "http/routes.h"
+#include "http/upgrade.h"
+#include "log.h"
+#include "proto/native.h"
+#include "proto/pusher.h"
+#include "proto/pusher_wire.h"
+#include "proto/sio.h"
+#include "pushgate_auth.h"
+#include "pushgate_bridge.h"
+#include "server.h"
 
 /* An invariant of a harness: checked whatever NDEBUG says (a failure is a finding). */
 #define FUZZ_CHECK(cond)                                                                                               \

@@ -2,7 +2,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "gateway.h"
+#include "core/msg.h"
 
 int main(void)
 {

@@ -2,7 +2,9 @@
 #include <string.h>
 
 #include "check.h"
-#include "gateway.h"
+#include "config.h"
+#include "core/gw.h"
+#include "core/seq.h"
 
 /* One received message: origin, seq, prev as a gateway stamps them. */
 static int receive(struct pg_gw *gw, struct pg_seq **table, const char *origin, uint64_t seq, uint64_t prev,
