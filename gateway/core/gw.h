@@ -31,6 +31,7 @@ struct pg_devices;
 struct pg_apps;
 struct pg_seq;
 struct pg_webhooks;
+struct pg_channel_broker;
 
 struct pg_gw {
     struct pg_config *cfg;
@@ -38,6 +39,7 @@ struct pg_gw {
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     pg_bridge *bridge;
+    const struct pg_channel_broker *channel_broker; /* the channel index's broker (core/channels.h): the bridge's */
     struct pg_webhooks *webhooks;
     struct lws *mqtt_wsi;
     lws_sorted_usec_list_t sul_tick;
