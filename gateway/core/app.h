@@ -1,5 +1,13 @@
 /*
- * Apps as the gateway holds them: credentials, channel index roots, counters.
+ * An app as the gateway holds it (struct pg_app): its credentials and
+ * settings, the roots of its channel index, the seq table of its app-wide
+ * broadcasts, its counters.
+ *
+ * Owner: cluster/apps.c creates, replaces (a store app's settings on reload)
+ * and marks deleted; apps are freed only at exit, so a pointer to an app
+ * stays valid for the process's life. The index roots are core/channels.c's,
+ * broadcast_seqs core/fanout.c's, the counters core/stats.h's writers'.
+ * Anyone may look an app up here (by id, or by Pusher key).
  */
 #ifndef PG_CORE_APP_H
 #define PG_CORE_APP_H
