@@ -43,8 +43,7 @@
 #include <string.h>
 
 #include "gateway.h"
-
-#define DROPPED_TOPIC "$SYS/broker/publish/messages/dropped"
+#include "pg_topic.h"
 
 struct pg_seq {
     char *key; /* topic (publisher) / origin or "origin\nchannel" (receiver) */
@@ -61,8 +60,8 @@ int pg_seq_init(struct pg_gw *gw)
     snprintf(gw->origin, sizeof gw->origin, "%s.%s", gw->node_id, inc);
     gw->broker_dropped = -1;
     /* retained and refreshed by the broker every sys_interval; a broker whose ACL refuses it only logs that */
-    if (pg_bridge_subscribe(gw->bridge, DROPPED_TOPIC) != 0)
-        pg_log(PG_LOG_WARN, "seq", "cannot subscribe to %s", DROPPED_TOPIC);
+    if (pg_bridge_subscribe(gw->bridge, PG_TOPIC_DROPPED_TOPIC) != 0)
+        pg_log(PG_LOG_WARN, "seq", "cannot subscribe to %s", PG_TOPIC_DROPPED_TOPIC);
     return 0;
 }
 
