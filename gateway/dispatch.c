@@ -43,7 +43,6 @@
 #include "pg_topic.h"
 #include "proto/presence.h"
 
-#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 32) /* the longest subscription filter here: {root}/_ctl/+/terminate/+ */
 #define NODE_ID_MAX 64 /* a node id as presence topics carry it (longer ones are cut, as node ids are shorter) */
 
 /* ---- handlers ------------------------------------------------------------------------ */
@@ -169,7 +168,7 @@ int pg_dispatch_init(struct pg_gw *gw)
     if (rc != 0)
         return rc;
     /* every node closes its own sessions of a user the app terminates (POST .../terminate_connections) */
-    char filter[FILTER_MAX];
+    char filter[PG_TOPIC_FILTER_MAX];
     rc = pg_topic_filter(filter, sizeof filter, gw->cfg->topic_root, PG_TOPIC_TERMINATE);
     return rc < 0 ? rc : pg_bridge_subscribe(gw->bridge, filter);
 }

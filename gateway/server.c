@@ -39,6 +39,7 @@
 #include "http/upgrade.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "proto/presence.h"
 #include "proto/sio.h"
 #include "pushgate_auth.h"
@@ -256,7 +257,7 @@ int pg_server_run(struct pg_config *cfg)
 {
     struct pg_gw gw;
     struct lws_context_creation_info info;
-    char client_id[64], will[128];
+    char client_id[64], *will = NULL;
     int rc = 1;
 
     memset(&gw, 0, sizeof gw);
@@ -271,7 +272,12 @@ int pg_server_run(struct pg_config *cfg)
         goto out;
 
     snprintf(client_id, sizeof client_id, PG_GATEWAY_CLIENT_ID_PREFIX "%s", gw.node_id);
-    snprintf(will, sizeof will, "%s/_node/%s", cfg->topic_root, gw.node_id);
+    /* the node's retained {root}/_node/{id}, emptied by the broker when this process dies */
+    if (!(will = pg_topic_new(cfg->topic_root, PG_TOPIC_NODE, NULL, gw.node_id, NULL))) {
+        pg_log(PG_LOG_ERROR, "server", "node_id \"%s\" is not one MQTT topic level (no / + #), or out of memory",
+               gw.node_id);
+        goto out;
+    }
     struct pg_bridge_config bc = {
         .host = cfg->broker_host,
         .port = (int)cfg->broker_port,
@@ -369,5 +375,6 @@ out:
     pg_seq_free(&gw);
     pg_presence_free(&gw); /* after the sessions (they leave their presence channels), before the apps */
     apps_free(&gw);
+    free(will);
     return rc;
 }

@@ -36,6 +36,7 @@
 #include "http/push_api.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
 
@@ -144,9 +145,10 @@ static void sweep(lws_sorted_usec_list_t *sul)
 
 int pg_push_init(struct pg_gw *gw)
 {
-    char *filter = pg_topic(gw, "_ctl", "+", "reg/+");
-    int rc = filter ? pg_bridge_subscribe(gw->bridge, filter) : PG_ENOMEM;
-    free(filter);
+    char filter[PG_TOPIC_FILTER_MAX];
+    int rc = pg_topic_filter(filter, sizeof filter, gw->cfg->topic_root, PG_TOPIC_REG);
+    if (rc >= 0)
+        rc = pg_bridge_subscribe(gw->bridge, filter);
     if (rc == 0)
         lws_sul_schedule(gw->ctx, 0, &gw->sul_push, sweep, SWEEP_INTERVAL_S * LWS_US_PER_SEC);
     return rc;
@@ -214,11 +216,9 @@ json_t *pg_push_local_users(struct pg_gw *gw)
 static uint64_t recipients(struct pg_gw *gw, struct pg_app *app, const char *user)
 {
     uint64_t n = pg_cluster_peer_count(gw, "users", app->id, user);
-    size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(user) + 1;
-    char *name = malloc(cl);
+    char *name = pg_channel_of_user(user);
     struct pg_channel *ch = NULL;
     if (name) {
-        snprintf(name, cl, "%s%s", PG_USER_CHANNEL_PREFIX, user);
         HASH_FIND_STR(app->channels, name, ch);
         free(name);
     }
@@ -323,12 +323,11 @@ void pg_push_register(struct pg_gw *gw, struct pg_http *h)
     }
     int64_t ttl_s = gw->cfg->push_registration_ttl_s;
     int64_t exp_ms = pg_now_ms() + ttl_s * 1000;
-    size_t tl = strlen(gw->cfg->topic_root) + strlen(app->id) + strlen(conn) + 16;
     json_t *o = json_pack("{s:s, s:I}", "user", user, "exp", (json_int_t)exp_ms);
     body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     a = pg_pending_new(gw, 0, sizeof *a, reg_acked, reg_ack_drop);
-    topic = malloc(tl);
+    topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_REG, app->id, conn, NULL); /* conn is a level: checked above */
     if (!body || !a || !topic || !(a->app = strdup(app->id)) || !(a->user = strdup(user)) ||
         !(a->conn = strdup(conn))) {
         if (a)
@@ -336,7 +335,6 @@ void pg_push_register(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 500, "out of memory");
         goto out;
     }
-    snprintf(topic, tl, "%s/_ctl/%s/reg/%s", gw->cfg->topic_root, app->id, conn);
     a->exp_ms = exp_ms;
     pg_http_wait(gw, h);
     a->p.serial = h->serial;
@@ -370,7 +368,7 @@ void pg_push_push(struct pg_gw *gw, struct pg_http *h)
         return;
     }
     char *payload = json_dumps(message, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *topic = pg_topic(gw, app->id, "u", user);
+    char *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_USER, app->id, user, NULL); /* user: path_user */
     json_decref(o);
     if (!payload || !topic) {
         pg_http_respond_error(h, 500, "out of memory");

@@ -373,10 +373,8 @@ struct signin_ack {
 static void signin_done(struct pg_session *s, const char *user_data)
 {
     struct pg_member *m;
-    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(ps(s)->user_id) + 1;
-    char *channel = malloc(n);
+    char *channel = pg_channel_of_user(ps(s)->user_id);
     if (channel) {
-        snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, ps(s)->user_id);
         HASH_FIND_STR(s->subs, channel, m);
         if (m)
             m->live = 1;
@@ -392,10 +390,8 @@ static void signin_acked(void *ud, int result)
     if (s && result == 0) {
         signin_done(s, a->user_data);
     } else if (s && ps(s)->user_id) {
-        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(ps(s)->user_id) + 1;
-        char *channel = malloc(n);
+        char *channel = pg_channel_of_user(ps(s)->user_id);
         if (channel) {
-            snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, ps(s)->user_id);
             pg_channel_leave(s, channel);
             free(channel);
         }
@@ -465,10 +461,8 @@ static void do_signin(struct pg_session *s, json_t *data)
     }
     if (signin_permissions(s, json_object_get(ud, "permissions")) != 0)
         goto out;
-    size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(id) + 1;
-    if (!(channel = malloc(cl)) || !(ps(s)->user_id = strdup(id)))
+    if (!(channel = pg_channel_of_user(id)) || !(ps(s)->user_id = strdup(id)))
         goto fail;
-    snprintf(channel, cl, "%s%s", PG_USER_CHANNEL_PREFIX, id);
     struct signin_ack *a = calloc(1, sizeof *a);
     if (!a || !(a->user_data = strdup(user_data))) {
         free(a);
