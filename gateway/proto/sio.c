@@ -46,6 +46,7 @@
 #include "core/channels.h"
 #include "core/gw.h"
 #include "core/msg.h"
+#include "core/pending.h"
 #include "core/registry.h"
 #include "core/session.h"
 #include "http/push_api.h"
@@ -254,16 +255,21 @@ static void registered(struct pg_sio *x, const char *channel)
     sio_event(x, "registered", json_pack("{s:s}", "userId", x->user));
 }
 
+/* A registration waiting for the broker's grant of the user's channel. */
 struct join_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
+    struct pg_pending p; /* p.serial: the session */
     char *channel;
 };
 
-static void join_acked(void *ud, int result)
+static void join_ack_drop(struct pg_pending *p)
 {
-    struct join_ack *a = ud;
-    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    free(((struct join_ack *)p)->channel);
+}
+
+static void join_acked(struct pg_pending *p, int result)
+{
+    struct join_ack *a = (struct join_ack *)p;
+    struct pg_session *s = pg_session_find(p->gw, p->serial);
     struct pg_sio *x = s && s->proto == &pg_sio_proto ? sio_of(s) : NULL;
     struct pg_member *m = NULL;
     if (x)
@@ -274,8 +280,6 @@ static void join_acked(void *ud, int result)
         ns_leave(x);
         sio_error(x, "cannot register now: broker unavailable, try again");
     }
-    free(a->channel);
-    free(a);
 }
 
 static void register_retry(lws_sorted_usec_list_t *sul);
@@ -308,25 +312,23 @@ static void try_register(struct pg_sio *x, const char *user, const char *conn, i
     }
     ns_leave(x); /* one user per session: a register for another user replaces the previous one */
     size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(user) + 1;
-    struct join_ack *a = calloc(1, sizeof *a);
+    struct join_ack *a = pg_pending_new(x->e.s.gw, x->e.s.serial, sizeof *a, join_acked, join_ack_drop);
     char *channel = malloc(n);
     if (!a || !channel || !(x->user = strdup(user)) || !(x->conn = strdup(conn))) {
-        free(a);
+        if (a)
+            pg_pending_free(&a->p);
         free(channel);
         pg_eio_kill(&x->e);
         return;
     }
     snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, user);
-    a->gw = x->e.s.gw;
-    a->serial = x->e.s.serial;
     a->channel = channel;
-    int rc = pg_channel_join(&x->e.s, channel, join_acked, a);
+    int rc = pg_channel_join(&x->e.s, channel, pg_pending_ack, a);
     if (rc == 1)
         return; /* join_acked follows */
     if (rc == 0)
         registered(x, channel);
-    free(a->channel);
-    free(a);
+    pg_pending_free(&a->p);
     if (rc < 0) {
         free(x->user);
         free(x->conn);
