@@ -19,7 +19,8 @@
  * for a namespace the session is not connected to, or a second CONNECT for
  * the one it is, closes the session, and a session with no CONNECT within
  * sio_connect_timeout_ms is closed. Events from clients:
- *   ["register", userId, connectionId]  the backend registered that pair (push_api.c)
+ *   ["register", userId, connectionId]  the backend registered that pair (push_api.c,
+ *                                       kept on every node by cluster/push_regs.c)
  *                                       and it has not expired: the session joins the
  *                                       user's channel "#server-to-user-{userId}" and
  *                                       gets ["registered", {"userId"}] once it is live,
@@ -41,6 +42,7 @@
 
 #include <jansson.h>
 
+#include "cluster/push_regs.h"
 #include "config.h"
 #include "core/app.h"
 #include "core/channels.h"
@@ -49,7 +51,6 @@
 #include "core/pending.h"
 #include "core/registry.h"
 #include "core/session.h"
-#include "http/push_api.h"
 #include "log.h"
 #include "pg_common.h"
 #include "proto/eio.h"
@@ -286,7 +287,7 @@ static void register_retry(lws_sorted_usec_list_t *sul);
 
 static void try_register(struct pg_sio *x, const char *user, const char *conn, int first)
 {
-    const char *owner = pg_push_registered_user(x->e.s.gw, x->e.s.app->id, conn);
+    const char *owner = pg_push_regs_user(x->e.s.gw, x->e.s.app->id, conn);
     if (!owner && first) {
         free(x->pend_user);
         free(x->pend_conn);
@@ -357,7 +358,7 @@ static void on_register(struct pg_sio *x, json_t *args)
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(ju));
         user = num;
     }
-    if (!user || !conn || !pg_push_id_valid(user) || !pg_push_id_valid(conn)) {
+    if (!user || !conn || !pg_push_regs_id_valid(user) || !pg_push_regs_id_valid(conn)) {
         sio_error(x, "register needs a userId and a connectionId (1-128 bytes, no / + #)");
         return;
     }
