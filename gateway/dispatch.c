@@ -6,7 +6,7 @@
  *
  *  kind        topic                                 handler
  *  node        {root}/_node/{node}                   cluster.c: a peer's snapshot, or this node's own
- *  reg         {root}/_ctl/{app}/reg/{conn}          push_api.c: a push registration
+ *  reg         {root}/_ctl/{app}/reg/{conn}          push_regs.c: a push registration
  *  terminate   {root}/_ctl/{app}/terminate/{user}    registry.c: close the user's sessions here
  *  app record  {root}/_ctl/apps/{slug}               apps.c: a store app replicated by another gateway
  *  revoke      {root}/_ctl/{app}/revoke              apps.c: another gateway's revocation
@@ -32,13 +32,13 @@
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
+#include "cluster/push_regs.h"
 #include "core/app.h"
 #include "core/fanout.h"
 #include "core/gw.h"
 #include "core/registry.h"
 #include "core/seq.h"
 #include "dispatch.h"
-#include "http/push_api.h"
 #include "log.h"
 #include "pg_topic.h"
 #include "proto/presence.h"
@@ -68,7 +68,7 @@ static void on_node(struct pg_gw *gw, const struct inbound *m)
 
 static void on_reg(struct pg_gw *gw, const struct inbound *m)
 {
-    pg_push_on_reg(gw, m->p.app.s, m->p.app.len, m->p.name.s, m->payload, m->len);
+    pg_push_regs_on_message(gw, m->p.app.s, m->p.app.len, m->p.name.s, m->payload, m->len);
 }
 
 static void on_terminate(struct pg_gw *gw, const struct inbound *m)
@@ -154,10 +154,10 @@ static const struct pg_cluster_listener presence_listener = {
     .stopping = pg_presence_clear_own,
 };
 
-/* Live sessions per user, for push recipients counted over the cluster (push_api.c). */
+/* Live sessions per user, for push recipients counted over the cluster (cluster/push_regs.c). */
 static const struct pg_cluster_listener push_listener = {
-    .snapshot_key = "users",
-    .snapshot = pg_push_local_users,
+    .snapshot_key = PG_PUSH_REGS_SNAPSHOT_KEY,
+    .snapshot = pg_push_regs_local_users,
 };
 
 int pg_dispatch_init(struct pg_gw *gw)

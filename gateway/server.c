@@ -21,6 +21,7 @@
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
+#include "cluster/push_regs.h"
 #include "cluster/webhooks.h"
 #include "config.h"
 #include "core/admission.h"
@@ -34,7 +35,6 @@
 #include "dispatch.h"
 #include "http/dashboard.h"
 #include "http/http.h"
-#include "http/push_api.h"
 #include "http/routes.h"
 #include "http/upgrade.h"
 #include "log.h"
@@ -351,7 +351,7 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
            cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
-    if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_init(&gw) != 0 || pg_seq_init(&gw) != 0)
+    if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_regs_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
@@ -366,7 +366,7 @@ out:
         lws_sul_cancel(&gw.sul_tick);
         signal_ctx = NULL;
         pg_sio_shutdown(&gw); /* socket.io sessions are not lws's: free them while the context still runs */
-        pg_push_free(&gw);    /* its sweep timer lives in the context */
+        pg_push_regs_free(&gw); /* its sweep timer lives in the context */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */

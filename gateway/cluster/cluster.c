@@ -7,7 +7,7 @@
  *                                 "channels":{app:{channel:subscriptions}},
  *                                 "sessions":{app:sessions}} (older nodes omit "sessions", "liveness_ms"),
  *                                 plus what listeners contribute, e.g. "users":{app:{user:live sessions
- *                                 on its per-user channel}} (push_api.c); the MQTT will empties it when
+ *                                 on its per-user channel}} (push_regs.c); the MQTT will empties it when
  *                                 the node dies
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
  *

@@ -23,7 +23,7 @@ struct pg_dashboard;
 struct pg_session;
 struct pg_eio;
 struct pg_pchan;
-struct pg_push_reg;
+struct pg_push_regs;
 struct pg_http;
 struct pg_addr;
 struct pg_cluster;
@@ -45,8 +45,7 @@ struct pg_gw {
     struct pg_session *sessions; /* by serial */
     struct pg_eio *eio_sessions; /* Engine.IO (socket.io) sessions by sid (proto/eio.c) */
     struct pg_pchan *pchans;     /* Pusher presence channels by app and name (proto/presence.c) */
-    struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
-    lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
+    struct pg_push_regs *push_regs; /* the cluster's push registrations (push_regs.c; opaque: push_regs.h) */
     struct pg_http *requests;    /* pending HTTP requests by serial */
     struct pg_addr *addrs;       /* per-address admission entries by IP (admission.c) */
     int64_t addrs_swept_ms;
