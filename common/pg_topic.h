@@ -1,7 +1,7 @@
 /*
  * The pushgate MQTT topic scheme: the one place that knows how every pushgate topic is built and read back. The
  * gateway and the broker plugin both link it (libpushgate_common), which is why it lives here: it needs nothing but
- * the string rules of mqtt_names.c, no allocation, no event loop.
+ * the string rules of mqtt_names.c, no event loop, and allocates only the string pg_topic_new() returns.
  *
  * The README's table ("MQTT topics") and this module, row for row (`pushgate` there is `root` here, topic_root):
  *
@@ -25,8 +25,9 @@
  * control topics only; {root}/_ctl/apps/{slug} is an app record whenever {slug} is one level.
  *
  * Incoming messages: pg_topic_parse() returns the kind, so a dispatcher can index a table of handlers by it.
- * Outgoing: pg_topic_build() for one topic, pg_topic_filter() for the subscription that receives a kind for every
- * app or node. Every function is bounded by its buffer, and callable from any thread (no state).
+ * Outgoing: pg_topic_build() for one topic (pg_topic_new() for the same in a new string), pg_topic_filter() for the
+ * subscription that receives a kind for every app or node (it fits in PG_TOPIC_FILTER_MAX). Nobody else formats a
+ * pushgate topic. Every function is bounded by its buffer, and callable from any thread (no state).
  */
 #ifndef PG_TOPIC_H
 #define PG_TOPIC_H
@@ -55,6 +56,11 @@ enum pg_topic_kind {
 
 /* The longest topic_root, in bytes. */
 #define PG_TOPIC_ROOT_MAX 128
+/*
+ * Room for any pg_topic_filter() result, NUL included, under a valid root: the longest is {root}/_ctl/+/terminate/+
+ * (the root and 19 bytes; $SYS/broker/publish/messages/dropped is 36 bytes).
+ */
+#define PG_TOPIC_FILTER_MAX (PG_TOPIC_ROOT_MAX + 20)
 /* pg_topic_root_valid()'s rule, for error messages. */
 #define PG_TOPIC_ROOT_RULE "expected one MQTT topic level of 1-128 bytes without + # / and not starting with $"
 
@@ -120,6 +126,12 @@ int pg_topic_part_copy(const struct pg_topic_part *part, char *buf, size_t len);
  */
 int pg_topic_build(char *buf, size_t len, const char *root, enum pg_topic_kind kind, const char *app, const char *a,
                    const char *b);
+
+/*
+ * pg_topic_build() into a new string (owned by the caller, who frees it); NULL when pg_topic_build() refuses the
+ * parts or memory runs out. For callers that keep the topic (a channel's subscription) or whose parts are unbounded.
+ */
+char *pg_topic_new(const char *root, enum pg_topic_kind kind, const char *app, const char *a, const char *b);
 
 /*
  * Writes the subscription filter that receives every topic of kind, of every app and node, into buf; returns its

@@ -3,8 +3,10 @@
  *
  * Building goes through one table per kind (a list of pieces joined by '/'), so a topic and the filter that
  * receives it cannot drift apart; parsing walks the levels once, left to right, and never allocates: parts are
- * (pointer, length) pairs into the caller's topic. Nothing here keeps state.
+ * (pointer, length) pairs into the caller's topic. Only pg_topic_new() allocates (the string it returns). Nothing
+ * here keeps state.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "pg_common.h"
@@ -170,6 +172,18 @@ int pg_topic_build(char *buf, size_t len, const char *root, enum pg_topic_kind k
     if ((app && !(used & 1)) || (a && !(used & 2)) || (b && !(used & 4)))
         return PG_EINVAL;
     return join(&sh, buf, len);
+}
+
+char *pg_topic_new(const char *root, enum pg_topic_kind kind, const char *app, const char *a, const char *b)
+{
+    int n = pg_topic_build(NULL, 0, root, kind, app, a, b);
+    char *t = n < 0 ? NULL : malloc((size_t)n + 1);
+
+    if (t && pg_topic_build(t, (size_t)n + 1, root, kind, app, a, b) != n) {
+        free(t); /* cannot happen: the same parts measured just before */
+        t = NULL;
+    }
+    return t;
 }
 
 int pg_topic_filter(char *buf, size_t len, const char *root, enum pg_topic_kind kind)

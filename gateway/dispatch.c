@@ -6,7 +6,7 @@
  *
  *  kind        topic                                 handler
  *  node        {root}/_node/{node}                   cluster.c: a peer's snapshot, or this node's own
- *  reg         {root}/_ctl/{app}/reg/{conn}          push_api.c: a push registration
+ *  reg         {root}/_ctl/{app}/reg/{conn}          push_regs.c: a push registration
  *  terminate   {root}/_ctl/{app}/terminate/{user}    registry.c: close the user's sessions here
  *  app record  {root}/_ctl/apps/{slug}               apps.c: a store app replicated by another gateway
  *  revoke      {root}/_ctl/{app}/revoke              apps.c: another gateway's revocation
@@ -32,18 +32,17 @@
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
+#include "cluster/push_regs.h"
 #include "core/app.h"
 #include "core/fanout.h"
 #include "core/gw.h"
 #include "core/registry.h"
 #include "core/seq.h"
 #include "dispatch.h"
-#include "http/push_api.h"
 #include "log.h"
 #include "pg_topic.h"
 #include "proto/presence.h"
 
-#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 32) /* the longest subscription filter here: {root}/_ctl/+/terminate/+ */
 #define NODE_ID_MAX 64 /* a node id as presence topics carry it (longer ones are cut, as node ids are shorter) */
 
 /* ---- handlers ------------------------------------------------------------------------ */
@@ -69,7 +68,7 @@ static void on_node(struct pg_gw *gw, const struct inbound *m)
 
 static void on_reg(struct pg_gw *gw, const struct inbound *m)
 {
-    pg_push_on_reg(gw, m->p.app.s, m->p.app.len, m->p.name.s, m->payload, m->len);
+    pg_push_regs_on_message(gw, m->p.app.s, m->p.app.len, m->p.name.s, m->payload, m->len);
 }
 
 static void on_terminate(struct pg_gw *gw, const struct inbound *m)
@@ -155,10 +154,10 @@ static const struct pg_cluster_listener presence_listener = {
     .stopping = pg_presence_clear_own,
 };
 
-/* Live sessions per user, for push recipients counted over the cluster (push_api.c). */
+/* Live sessions per user, for push recipients counted over the cluster (cluster/push_regs.c). */
 static const struct pg_cluster_listener push_listener = {
-    .snapshot_key = "users",
-    .snapshot = pg_push_local_users,
+    .snapshot_key = PG_PUSH_REGS_SNAPSHOT_KEY,
+    .snapshot = pg_push_regs_local_users,
 };
 
 int pg_dispatch_init(struct pg_gw *gw)
@@ -169,7 +168,7 @@ int pg_dispatch_init(struct pg_gw *gw)
     if (rc != 0)
         return rc;
     /* every node closes its own sessions of a user the app terminates (POST .../terminate_connections) */
-    char filter[FILTER_MAX];
+    char filter[PG_TOPIC_FILTER_MAX];
     rc = pg_topic_filter(filter, sizeof filter, gw->cfg->topic_root, PG_TOPIC_TERMINATE);
     return rc < 0 ? rc : pg_bridge_subscribe(gw->bridge, filter);
 }

@@ -1,4 +1,12 @@
-/* One line per event: "2026-11-25T12:00:00.123Z INFO  component message key=value". */
+/*
+ * The gateway's log: one line per event on stderr,
+ * "2026-11-25T12:00:00.123Z INFO  component message key=value".
+ *
+ * State: the level (set once at start-up from log_level). The libraries
+ * (common, auth, bridge, store) never log: they return errors and messages,
+ * and the gateway module that called them logs. Never log secrets (app
+ * secrets, tokens, passwords): log ids.
+ */
 #ifndef PG_LOG_H
 #define PG_LOG_H
 

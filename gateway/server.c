@@ -21,6 +21,7 @@
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
+#include "cluster/push_regs.h"
 #include "cluster/webhooks.h"
 #include "config.h"
 #include "core/admission.h"
@@ -35,11 +36,11 @@
 #include "dispatch.h"
 #include "http/dashboard.h"
 #include "http/http.h"
-#include "http/push_api.h"
 #include "http/routes.h"
 #include "http/upgrade.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "proto/presence.h"
 #include "proto/sio.h"
 #include "pushgate_auth.h"
@@ -285,7 +286,7 @@ int pg_server_run(struct pg_config *cfg)
 {
     struct pg_gw gw;
     struct lws_context_creation_info info;
-    char client_id[64], will[128];
+    char client_id[64], *will = NULL;
     int rc = 1;
 
     memset(&gw, 0, sizeof gw);
@@ -301,7 +302,12 @@ int pg_server_run(struct pg_config *cfg)
         goto out;
 
     snprintf(client_id, sizeof client_id, PG_GATEWAY_CLIENT_ID_PREFIX "%s", gw.node_id);
-    snprintf(will, sizeof will, "%s/_node/%s", cfg->topic_root, gw.node_id);
+    /* the node's retained {root}/_node/{id}, emptied by the broker when this process dies */
+    if (!(will = pg_topic_new(cfg->topic_root, PG_TOPIC_NODE, NULL, gw.node_id, NULL))) {
+        pg_log(PG_LOG_ERROR, "server", "node_id \"%s\" is not one MQTT topic level (no / + #), or out of memory",
+               gw.node_id);
+        goto out;
+    }
     struct pg_bridge_config bc = {
         .host = cfg->broker_host,
         .port = (int)cfg->broker_port,
@@ -375,7 +381,7 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
            cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
-    if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_init(&gw) != 0 || pg_seq_init(&gw) != 0)
+    if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_regs_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
@@ -390,7 +396,7 @@ out:
         lws_sul_cancel(&gw.sul_tick);
         signal_ctx = NULL;
         pg_sio_shutdown(&gw); /* socket.io sessions are not lws's: free them while the context still runs */
-        pg_push_free(&gw);    /* its sweep timer lives in the context */
+        pg_push_regs_free(&gw); /* its sweep timer lives in the context */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */
@@ -399,5 +405,6 @@ out:
     pg_seq_free(&gw);
     pg_presence_free(&gw); /* after the sessions (they leave their presence channels), before the apps */
     apps_free(&gw);
+    free(will);
     return rc;
 }

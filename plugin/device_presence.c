@@ -19,19 +19,6 @@ static int topic_level_ok(const char *s)
     return s && pg_topic_level_valid(s, strlen(s));
 }
 
-/* The topic of kind for app and a (as pg_topic_build() takes them), in a new string; NULL when it cannot be built. */
-static char *topic_new(const struct plugin_conf *conf, enum pg_topic_kind kind, const char *app, const char *a)
-{
-    int n = pg_topic_build(NULL, 0, conf->topic_root, kind, app, a, NULL);
-    char *t = n >= 0 ? malloc((size_t)n + 1) : NULL;
-
-    if (t && pg_topic_build(t, (size_t)n + 1, conf->topic_root, kind, app, a, NULL) < 0) {
-        free(t);
-        t = NULL;
-    }
-    return t;
-}
-
 /* QoS 1 so a gateway that subscribed with QoS 1 gets every change. properties is taken (also on failure). */
 static int publish(const char *topic, const char *payload, int retain, mosquitto_property *props)
 {
@@ -64,7 +51,7 @@ void presence_report(const struct plugin *pl, const struct client_state *st, int
                              str_or(st->client_id, "-"), st->app_id);
         return;
     }
-    if (!(topic = topic_new(conf, PG_TOPIC_DEVICE, st->app_id, st->client_id)))
+    if (!(topic = pg_topic_new(conf->topic_root, PG_TOPIC_DEVICE, st->app_id, st->client_id, NULL)))
         goto out;
     if (joined) {
         o = json_pack("{s:s, s:s?, s:I}", "id", st->client_id, "user_id", user_id, "connected_at",
@@ -82,7 +69,7 @@ void presence_report(const struct plugin *pl, const struct client_state *st, int
     body = NULL;
     rc = MOSQ_ERR_NOMEM;
     o = json_pack("{s:s, s:s?}", "id", st->client_id, "user_id", user_id);
-    if (!(topic = topic_new(conf, PG_TOPIC_CHANNEL, st->app_id, conf->device_channel)) || !o ||
+    if (!(topic = pg_topic_new(conf->topic_root, PG_TOPIC_CHANNEL, st->app_id, conf->device_channel, NULL)) || !o ||
         !(body = json_dumps(o, JSON_COMPACT)) ||
         mosquitto_property_add_string_pair(&props, MQTT_PROP_USER_PROPERTY, "event",
                                            joined ? "device_joined" : "device_left") != MOSQ_ERR_SUCCESS)

@@ -49,7 +49,6 @@
 
 #define STORE_CHECK_MS 200       /* data_version polling period */
 #define REVOKED_PURGE_MS 60000   /* how often expired revocations are dropped */
-#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 16) /* {root}/_ctl/apps/+, {root}/_ctl/+/revoke, {root}/+/b */
 
 /* A store app changed while the broker was unavailable: announced again on the next connect. */
 struct pg_unannounced {
@@ -83,18 +82,6 @@ struct pg_apps {
     struct pg_revocation *revoked;    /* revoked client ids and jti by "app\nkind\nvalue" */
     struct pg_unannounced *unannounced; /* store apps changed while the broker was away */
 };
-
-/* The topic of kind for app (common/pg_topic.h); caller frees; NULL when out of memory or app is no topic level. */
-static char *topic_new(struct pg_gw *gw, enum pg_topic_kind kind, const char *app)
-{
-    int n = pg_topic_build(NULL, 0, gw->cfg->topic_root, kind, app, NULL, NULL);
-    char *t = n < 0 ? NULL : malloc((size_t)n + 1);
-    if (t && pg_topic_build(t, (size_t)n + 1, gw->cfg->topic_root, kind, app, NULL, NULL) < 0) {
-        free(t);
-        t = NULL;
-    }
-    return t;
-}
 
 /* ---- app structs ------------------------------------------------------------------ */
 
@@ -312,7 +299,7 @@ int pg_revoke(struct pg_gw *gw, const char *app, const char *kind, const char *v
     /* gateways on another store file learn it from the broker */
     json_t *msg = json_pack("{s:s, s:s, s:I}", "kind", kind, "value", value, "expires_ms", (json_int_t)expires_ms);
     char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
-    char *topic = topic_new(gw, PG_TOPIC_REVOKE, app);
+    char *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_REVOKE, app, NULL, NULL);
     if (text && topic)
         pg_bridge_publish(gw->bridge, topic, text, strlen(text), NULL, 0, NULL, NULL);
     free(topic);
@@ -503,7 +490,7 @@ void pg_apps_announce(struct pg_gw *gw, const char *slug)
 {
     struct pg_apps_store *st = gw->apps_state->store;
     json_t *app = NULL;
-    char *text = NULL, *topic = topic_new(gw, PG_TOPIC_APP_RECORD, slug);
+    char *text = NULL, *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_APP_RECORD, slug, NULL, NULL);
     struct pg_unannounced *u;
     int rc = pg_apps_store_get(st, slug, &app), sent = 0;
     int64_t gone = 0;
@@ -613,7 +600,7 @@ void pg_apps_connected(struct pg_gw *gw)
 {
     struct pg_unannounced *u, *utmp;
     const char *root = gw->cfg->topic_root;
-    char apps[FILTER_MAX], revoke[FILTER_MAX], bcast[FILTER_MAX];
+    char apps[PG_TOPIC_FILTER_MAX], revoke[PG_TOPIC_FILTER_MAX], bcast[PG_TOPIC_FILTER_MAX];
     if (pg_topic_filter(apps, sizeof apps, root, PG_TOPIC_APP_RECORD) < 0 || pg_bridge_subscribe(gw->bridge, apps) != 0)
         pg_log(PG_LOG_ERROR, "apps", "cannot subscribe to replicated apps");
     /* a stale retained copy arriving now is older than the local row, so the store keeps the local change */

@@ -7,7 +7,7 @@
  *                                 "channels":{app:{channel:subscriptions}},
  *                                 "sessions":{app:sessions}} (older nodes omit "sessions", "liveness_ms"),
  *                                 plus what listeners contribute, e.g. "users":{app:{user:live sessions
- *                                 on its per-user channel}} (push_api.c); the MQTT will empties it when
+ *                                 on its per-user channel}} (push_regs.c); the MQTT will empties it when
  *                                 the node dies
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
  *
@@ -54,7 +54,6 @@
 #include "pg_topic.h"
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
-#define FILTER_MAX (PG_TOPIC_ROOT_MAX + 16) /* {root}/_node/+, {root}/+/p/# */
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 
 struct pg_node {
@@ -87,20 +86,14 @@ struct pg_cluster {
 /* {root}/_node/{id} (common/pg_topic.h); caller frees; NULL when out of memory or id is no topic level. */
 static char *node_topic(struct pg_gw *gw, const char *id)
 {
-    int n = pg_topic_build(NULL, 0, gw->cfg->topic_root, PG_TOPIC_NODE, NULL, id, NULL);
-    char *t = n < 0 ? NULL : malloc((size_t)n + 1);
-    if (t && pg_topic_build(t, (size_t)n + 1, gw->cfg->topic_root, PG_TOPIC_NODE, NULL, id, NULL) < 0) {
-        free(t);
-        t = NULL;
-    }
-    return t;
+    return pg_topic_new(gw->cfg->topic_root, PG_TOPIC_NODE, NULL, id, NULL);
 }
 
 int pg_cluster_init(struct pg_gw *gw)
 {
     if (!gw->cluster && !(gw->cluster = calloc(1, sizeof *gw->cluster)))
         return PG_ENOMEM;
-    char nodes[FILTER_MAX], presence[FILTER_MAX];
+    char nodes[PG_TOPIC_FILTER_MAX], presence[PG_TOPIC_FILTER_MAX];
     int rc = pg_topic_filter(nodes, sizeof nodes, gw->cfg->topic_root, PG_TOPIC_NODE);
     if (rc >= 0)
         rc = pg_topic_filter(presence, sizeof presence, gw->cfg->topic_root, PG_TOPIC_PRESENCE);

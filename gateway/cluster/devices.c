@@ -72,7 +72,7 @@ void pg_devices_free(struct pg_gw *gw)
 
 void pg_devices_connected(struct pg_gw *gw)
 {
-    char filter[PG_TOPIC_ROOT_MAX + 16]; /* {root}/+/d/+ */
+    char filter[PG_TOPIC_FILTER_MAX];
 
     if (!gw->devices && !(gw->devices = calloc(1, sizeof *gw->devices))) {
         pg_log(PG_LOG_ERROR, "devices", "out of memory: device presence off");

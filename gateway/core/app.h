@@ -1,5 +1,13 @@
 /*
- * Apps as the gateway holds them: credentials, channel index roots, counters.
+ * An app as the gateway holds it (struct pg_app): its credentials and
+ * settings, the roots of its channel index, the seq table of its app-wide
+ * broadcasts, its counters.
+ *
+ * Owner: cluster/apps.c creates, replaces (a store app's settings on reload)
+ * and marks deleted; apps are freed only at exit, so a pointer to an app
+ * stays valid for the process's life. The index roots are core/channels.c's,
+ * broadcast_seqs core/fanout.c's, the counters core/stats.h's writers'.
+ * Anyone may look an app up here (by id, or by Pusher key).
  */
 #ifndef PG_CORE_APP_H
 #define PG_CORE_APP_H
@@ -9,6 +17,7 @@
 #include <uthash.h>
 
 #include "config.h"
+#include "core/stats.h"
 
 struct pg_gw;
 struct pg_channel;
@@ -22,16 +31,7 @@ struct pg_app {
     struct pg_channel *channels;      /* exact names */
     struct pg_channel *filters;       /* wildcard filters */
     struct pg_seq *broadcast_seqs;    /* last seq of app-wide broadcasts per origin (seq.c) */
-    struct pg_app_stats {             /* monotonic counters for /metrics (metrics.c) */
-        uint64_t frames_in, bytes_in;     /* WebSocket frames from clients */
-        uint64_t frames_out, bytes_out;   /* WebSocket frames written to clients */
-        uint64_t published, publish_failed; /* publishes handed to the broker on behalf of clients */
-        uint64_t delivered;               /* broker messages fanned out (once per message) */
-        uint64_t slow_closes;             /* sessions closed for a full out-queue */
-        uint64_t gaps;                    /* messages that revealed missed ones before them (seq.c) */
-        uint64_t gap_signals;             /* sessions told they missed messages */
-        uint64_t shed;                    /* publishes refused because this gateway was behind */
-    } stats;
+    struct pg_app_stats stats;        /* counters for /metrics and the dashboard (core/stats.h) */
     UT_hash_handle hh;
 };
 

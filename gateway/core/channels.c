@@ -20,17 +20,9 @@
 #include "core/seq.h"
 #include "core/session.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
-
-char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name)
-{
-    size_t n = strlen(gw->cfg->topic_root) + strlen(app) + strlen(kind) + strlen(name) + 4;
-    char *t = malloc(n);
-    if (t)
-        snprintf(t, n, "%s/%s/%s/%s", gw->cfg->topic_root, app, kind, name);
-    return t;
-}
 
 int pg_channel_is_filter(const char *name)
 {
@@ -43,12 +35,21 @@ int pg_channel_is_filter(const char *name)
     return 0;
 }
 
+char *pg_channel_of_user(const char *user)
+{
+    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(user) + 1;
+    char *name = malloc(n);
+    if (name)
+        snprintf(name, n, "%s%s", PG_USER_CHANNEL_PREFIX, user);
+    return name;
+}
+
 char *pg_channel_topic(struct pg_gw *gw, const char *app, const char *name)
 {
     size_t pl = strlen(PG_USER_CHANNEL_PREFIX);
     if (!strncmp(name, PG_USER_CHANNEL_PREFIX, pl))
-        return pg_topic(gw, app, "u", name + pl);
-    return pg_topic(gw, app, "c", name);
+        return pg_topic_new(gw->cfg->topic_root, PG_TOPIC_USER, app, name + pl, NULL);
+    return pg_topic_new(gw->cfg->topic_root, PG_TOPIC_CHANNEL, app, name, NULL);
 }
 
 static struct pg_channel *channel_get(struct pg_session *s, const char *name, int wildcard)

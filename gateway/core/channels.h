@@ -66,13 +66,20 @@ struct pg_channel { /* a channel name or a wildcard filter with local subscriber
 int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb, void *ud);
 void pg_channel_leave(struct pg_session *s, const char *name);
 void pg_channel_leave_all(struct pg_session *s);
-/* Pusher's per-user channel: its messages travel on {root}/{app}/u/{user}. */
+/*
+ * Pusher's per-user channel "#server-to-user-{user}": in the index under that name, on the broker as the user's
+ * topic {root}/{app}/u/{user} (PG_TOPIC_USER). pg_channel_of_user and pg_channel_topic are the mapping both ways.
+ */
 #define PG_USER_CHANNEL_PREFIX "#server-to-user-"
 /* 1 when some level of name is "+" or "#" (an MQTT filter). */
 int pg_channel_is_filter(const char *name);
-/* The MQTT topic of a channel name (c/ or, for PG_USER_CHANNEL_PREFIX names, u/); caller frees. */
+/* The channel name of user's per-user messages, "#server-to-user-{user}"; new string (caller frees), NULL: OOM. */
+char *pg_channel_of_user(const char *user);
+/*
+ * The MQTT topic of a channel name or filter: {root}/{app}/c/{name}, or {root}/{app}/u/{user} for a user channel
+ * (common/pg_topic.h builds both). New string, caller frees; NULL when out of memory or when name is no topic tail
+ * (empty, or a user channel without a user).
+ */
 char *pg_channel_topic(struct pg_gw *gw, const char *app, const char *name);
-/* Build "{root}/{app}/{kind}/{name}" into a new string (caller frees). */
-char *pg_topic(struct pg_gw *gw, const char *app, const char *kind, const char *name);
 
 #endif

@@ -126,12 +126,8 @@ void pg_fanout_channel(struct pg_gw *gw, struct pg_app *app, const char *name, i
 {
     /* per-user messages live in the channel index as "#server-to-user-{id}" */
     char *user_channel = NULL;
-    if (user) {
-        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(name) + 1;
-        if (!(user_channel = malloc(n)))
-            return;
-        snprintf(user_channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, name);
-    }
+    if (user && !(user_channel = pg_channel_of_user(name)))
+        return;
     struct fanout f = {.gw = gw,
                        .ev = {.channel = user ? user_channel : name, .payload = payload, .len = len,
                               .props = props, .nprops = nprops},

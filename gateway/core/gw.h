@@ -23,7 +23,7 @@ struct pg_dashboard;
 struct pg_session;
 struct pg_eio;
 struct pg_pchan;
-struct pg_push_reg;
+struct pg_push_regs;
 struct pg_http;
 struct pg_addr;
 struct pg_cluster;
@@ -33,49 +33,63 @@ struct pg_seq;
 struct pg_webhooks;
 struct pg_channel_broker;
 
+/*
+ * Every field says who writes it. Anyone may read a field; the state of a
+ * module that others must not touch sits behind an opaque handle, reached
+ * only through that module's header.
+ */
 struct pg_gw {
+    /* ---- set up by server.c before the loop runs, then read-only ---- */
     struct pg_config *cfg;
-    struct pg_auth_limits limits;
+    struct pg_auth_limits limits; /* for the auth library, from cfg */
     struct lws_context *ctx;
     struct lws_vhost *vhost;
-    pg_bridge *bridge;
+    pg_bridge *bridge;            /* the broker session (bridge/); modules call it, server.c drives it */
     const struct pg_channel_broker *channel_broker; /* the channel index's broker (core/channels.h): the bridge's */
-    struct pg_webhooks *webhooks;
-    struct lws *mqtt_wsi;
-    lws_sorted_usec_list_t sul_tick;
-    struct pg_app *apps;
-    struct pg_session *sessions; /* by serial */
-    struct pg_eio *eio_sessions; /* Engine.IO (socket.io) sessions by sid (proto/eio.c) */
-    struct pg_pchan *pchans;     /* Pusher presence channels by app and name (proto/presence.c) */
-    struct pg_push_reg *push_regs; /* registered push connectionIds of the cluster (push_api.c) */
-    lws_sorted_usec_list_t sul_push; /* push_api.c: sweeps expired registrations */
-    struct pg_http *requests;    /* pending HTTP requests by serial */
-    struct pg_addr *addrs;       /* per-address admission entries by IP (admission.c) */
-    int64_t addrs_swept_ms;
-    size_t nsessions;
-    uint64_t next_serial;
-    uint64_t fanout_seq;
     char node_id[40];
     int64_t started_ms;
-    struct pg_cluster *cluster; /* peers, snapshots, occupancy (cluster.c; opaque: cluster.h) */
-    struct pg_dashboard *dashboard; /* per-app session history (http/dashboard.c); NULL until its first tick */
-    int channels_dirty; /* local channels changed since the cluster last looked (pg_gw_channels_changed) */
-    struct pg_devices *devices; /* MQTT devices online per app, as the broker plugin reports them (devices.c) */
-    struct pg_apps *apps_state;  /* apps store, revocations, replication (apps.c; opaque: apps.h) */
-    char origin[64];             /* this process's publishes: node id + incarnation (seq.c) */
-    uint64_t seq_next;           /* the last seq given out */
-    struct pg_seq *seq_out;      /* last seq published per topic */
-    long long broker_dropped;    /* the broker's $SYS dropped counter; -1 unknown */
-    /* load (server.c): measured by the loop's tick and by arriving broker messages */
-    uint64_t pending_bytes;      /* all out-queues together, at the last tick */
-    size_t pending_msgs;
-    const char *behind;          /* why publishes are refused now (static string), or NULL */
-    int64_t late_until_ms;       /* monotonic: broker messages arrived later than max_inbound_lag_ms until then */
-    int64_t inbound_lag_ms;      /* the age of the last broker message that carried a `ts` */
-    int64_t rx_paused_ms;        /* monotonic: since when broker input is paused (out-queues too full); 0: reading */
-    int draining;
+
+    /* ---- the loop (server.c) ---- */
+    struct lws *mqtt_wsi;           /* the broker socket as lws sees it */
+    lws_sorted_usec_list_t sul_tick;
+    int draining;                   /* SIGTERM: no new sessions, close the open ones, then exit */
     int64_t drain_deadline;
     int done;
+
+    /* ---- shared indexes: one writer each ---- */
+    struct pg_app *apps;          /* by id: cluster/apps.c adds (apps are never freed before exit) */
+    struct pg_session *sessions;  /* by serial: core/registry.c */
+    size_t nsessions;             /* core/registry.c */
+    uint64_t next_serial;         /* sessions (core/registry.c) and HTTP requests (http/http.c) draw from it */
+    uint64_t fanout_seq;          /* core/fanout.c: one number per fanned-out message (once-per-session dedup) */
+    struct pg_http *requests;     /* HTTP requests waiting for the broker, by serial: http/http.c */
+    int channels_dirty;           /* set by pg_gw_channels_changed(), cleared by cluster/cluster.c */
+
+    /* ---- module state: each pointer is its module's, the struct behind it private to that module ---- */
+    struct pg_cluster *cluster;       /* cluster/cluster.c: peers, snapshots, occupancy, listeners */
+    struct pg_apps *apps_state;       /* cluster/apps.c: the store, revocations, replication */
+    struct pg_devices *devices;       /* cluster/devices.c: MQTT devices online per app */
+    struct pg_push_regs *push_regs;   /* cluster/push_regs.c: the cluster's push registrations */
+    struct pg_webhooks *webhooks;     /* cluster/webhooks.c: queued and in-flight webhook batches */
+    struct pg_dashboard *dashboard;   /* http/dashboard.c: per-app session history; NULL until its first tick */
+    struct pg_eio *eio_sessions;      /* proto/eio.c: Engine.IO (socket.io) sessions by sid */
+    struct pg_pchan *pchans;          /* proto/presence.c: Pusher presence channels by app and name */
+    struct pg_addr *addrs;            /* core/admission.c: per-address entries by IP */
+    int64_t addrs_swept_ms;           /* core/admission.c */
+
+    /* ---- sequence numbers (core/seq.c, through core/publish.c) ---- */
+    char origin[64];          /* this process's publishes: node id + incarnation */
+    uint64_t seq_next;        /* the last seq given out */
+    struct pg_seq *seq_out;   /* last acknowledged seq per topic */
+    long long broker_dropped; /* the broker's $SYS dropped counter; -1 unknown */
+
+    /* ---- load: core/publish.c measures it at each tick; server.c and core/session.c as said ---- */
+    uint64_t pending_bytes;   /* all out-queues together, at the last tick */
+    size_t pending_msgs;
+    const char *behind;       /* why publishes are refused now (static string), or NULL */
+    int64_t late_until_ms;    /* server.c: broker messages arrived later than max_inbound_lag_ms until then */
+    int64_t inbound_lag_ms;   /* server.c: the age of the last broker message that carried a `ts` */
+    int64_t rx_paused_ms;     /* core/session.c pauses broker input (out-queues too full), server.c resumes; 0: reading */
 };
 
 /*

@@ -1,6 +1,11 @@
 /*
  * Encoded frames shared by every session they are queued on, per-session
  * out-queues, and the JSON shapes of message payloads.
+ *
+ * Ownership: a struct pg_msg is reference counted; whoever queues it takes
+ * a reference (pg_outq_push) and the writer drops it once the frame is
+ * written (pg_outq_pop), so one encoding of a fanned-out message serves every
+ * recipient without a copy. An out-queue belongs to its session (s->q).
  */
 #ifndef PG_CORE_MSG_H
 #define PG_CORE_MSG_H

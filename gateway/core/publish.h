@@ -1,6 +1,14 @@
 /*
  * Publishing on behalf of clients and REST callers (stamped with ts and the
  * sequence properties), and the load that refuses publishes. Loop thread only.
+ *
+ * State: the load figures in struct pg_gw: pending_bytes, pending_msgs and
+ * behind are measured here at each tick (pg_publish_load_tick); the loop
+ * (server.c) records how late broker messages arrive (late_until_ms,
+ * inbound_lag_ms), and broker input is paused while out-queues are full
+ * (rx_paused_ms: core/session.c pauses, server.c resumes). /metrics and
+ * /readyz read them. Callers: the protocols and the HTTP handlers publish; everyone
+ * that accepts a publish asks pg_publish_refusal first.
  */
 #ifndef PG_CORE_PUBLISH_H
 #define PG_CORE_PUBLISH_H

@@ -50,10 +50,9 @@
 #include "core/seq.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
-
-#define DROPPED_TOPIC "$SYS/broker/publish/messages/dropped"
 
 struct pg_seq {
     char *key; /* topic (publisher) / origin or "origin\nchannel" (receiver) */
@@ -70,8 +69,8 @@ int pg_seq_init(struct pg_gw *gw)
     snprintf(gw->origin, sizeof gw->origin, "%s.%s", gw->node_id, inc);
     gw->broker_dropped = -1;
     /* retained and refreshed by the broker every sys_interval; a broker whose ACL refuses it only logs that */
-    if (pg_bridge_subscribe(gw->bridge, DROPPED_TOPIC) != 0)
-        pg_log(PG_LOG_WARN, "seq", "cannot subscribe to %s", DROPPED_TOPIC);
+    if (pg_bridge_subscribe(gw->bridge, PG_TOPIC_DROPPED_TOPIC) != 0)
+        pg_log(PG_LOG_WARN, "seq", "cannot subscribe to %s", PG_TOPIC_DROPPED_TOPIC);
     return 0;
 }
 

@@ -1,5 +1,12 @@
 /*
- * Sequence numbers on every app message and gap detection.
+ * Sequence numbers on every app message and gap detection (the scheme and its
+ * invariants: core/seq.c's top comment).
+ *
+ * State: this process's origin, its last seq and the last acknowledged seq
+ * per topic (in struct pg_gw: origin, seq_next, seq_out), written by
+ * core/publish.c through pg_seq_stamp/pg_seq_published; the receivers'
+ * tables (struct pg_seq) belong to the channel or app that holds them
+ * (core/channels.c, core/fanout.c) and are checked with pg_seq_check.
  */
 #ifndef PG_CORE_SEQ_H
 #define PG_CORE_SEQ_H

@@ -33,6 +33,7 @@
 #include "http/http.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "pushgate_auth.h"
 
 #define GENERAL_TOPIC "#general"
@@ -408,9 +409,7 @@ void pg_admin_events(struct pg_gw *gw, struct pg_http *h)
         goto out;
     }
     if (!strcmp(t, GENERAL_TOPIC)) {
-        topic = pg_topic(gw, h->app->id, "b", "");
-        if (topic)
-            topic[strlen(topic) - 1] = '\0'; /* {root}/{app}/b */
+        topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_BROADCAST, h->app->id, NULL, NULL); /* {root}/{app}/b */
     } else {
         if (pg_channel_check(t, strlen(t), (size_t)gw->cfg->max_channel_bytes, 0) != 0 ||
             !strncmp(t, PG_USER_CHANNEL_PREFIX, strlen(PG_USER_CHANNEL_PREFIX))) {

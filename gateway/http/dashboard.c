@@ -33,6 +33,7 @@
 #include "http/assets.h"
 #include "http/dashboard.h"
 #include "http/http.h"
+#include "proto/protocols.h"
 #include "pg_common.h"
 
 #define COUNT_INTERVAL_MS 1000
@@ -154,7 +155,7 @@ static json_t *stats_json(const struct pg_app_stats *st)
 /* The data document; NULL when out of memory. */
 static json_t *data_json(struct pg_gw *gw, struct pg_app *app)
 {
-    json_t *o = NULL, *by = json_pack("{s:i, s:i, s:i}", "native", 0, "pusher", 0, "socketio", 0), *hist = json_array();
+    json_t *o = NULL, *by = json_object(), *hist = json_array();
     json_t *stats = stats_json(&app->stats);
     const struct history *h = gw->dashboard ? history_of(gw->dashboard, app) : NULL;
     struct pg_session *s, *stmp;
@@ -162,6 +163,8 @@ static json_t *data_json(struct pg_gw *gw, struct pg_app *app)
     int64_t wall = pg_now_ms();
     if (!by || !hist || !stats)
         goto out;
+    for (size_t i = 0; i < PG_NPROTOCOLS; i++) /* every protocol, zeros too */
+        json_object_set_new(by, pg_protocols[i]->name, json_integer(0));
     /* counted now, not at the last tick: the page shows what is open at this instant */
     HASH_ITER(hh, gw->sessions, s, stmp) {
         if (s->app != app)

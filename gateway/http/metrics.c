@@ -16,6 +16,7 @@
 #include "core/session.h"
 #include "http/http.h"
 #include "http/metrics.h"
+#include "proto/protocols.h"
 #include "pushgate_bridge.h"
 
 struct counter {
@@ -39,9 +40,6 @@ static const struct counter counters[] = {
     {"pushgate_publish_shed_total", "Publishes refused (503) because this gateway was behind.", C(shed)},
 };
 
-/* The protocol label of pushgate_sessions: every app lists each (zeros too), by the protocol's name. */
-static const char *const protocols[] = {"native", "pusher", "socketio"};
-
 char *pg_metrics_render(struct pg_gw *gw, size_t *len)
 {
     char *buf = NULL;
@@ -52,16 +50,18 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     struct pg_app *a, *atmp;
     fprintf(f, "# HELP pushgate_sessions Open WebSocket sessions.\n# TYPE pushgate_sessions gauge\n");
     HASH_ITER(hh, gw->apps, a, atmp) {
-        size_t count[sizeof protocols / sizeof protocols[0]] = {0};
+        size_t count[PG_NPROTOCOLS + 1] = {0}; /* the last: a protocol not listed (none) */
         if (pg_app_deleted(a))
             continue;
         struct pg_session *s, *stmp;
         HASH_ITER(hh, gw->sessions, s, stmp) {
-            for (size_t i = 0; s->app == a && i < sizeof protocols / sizeof protocols[0]; i++)
-                count[i] += !strcmp(s->proto->name, protocols[i]);
+            if (s->app == a)
+                count[pg_protocol_index(s->proto)]++;
         }
-        for (size_t i = 0; i < sizeof protocols / sizeof protocols[0]; i++)
-            fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"%s\"} %zu\n", a->creds->id, protocols[i], count[i]);
+        /* every protocol, zeros too, by its name */
+        for (size_t i = 0; i < PG_NPROTOCOLS; i++)
+            fprintf(f, "pushgate_sessions{app=\"%s\",protocol=\"%s\"} %zu\n", a->creds->id, pg_protocols[i]->name,
+                    count[i]);
     }
     for (size_t i = 0; i < sizeof counters / sizeof counters[0]; i++) {
         fprintf(f, "# HELP %s %s\n# TYPE %s counter\n", counters[i].name, counters[i].help, counters[i].name);

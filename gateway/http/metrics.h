@@ -1,5 +1,6 @@
 /*
- * GET /metrics.
+ * GET /metrics: this process's counters (core/stats.h) and gauges in the
+ * Prometheus text format. A route handler of http/routes.c; no state.
  */
 #ifndef PG_HTTP_METRICS_H
 #define PG_HTTP_METRICS_H

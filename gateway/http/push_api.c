@@ -11,8 +11,7 @@
  * reach any of them: it is published retained on
  * {root}/_ctl/{app}/reg/{connectionId} as {"user":…,"exp":<ms>} with an MQTT
  * message expiry of push_registration_ttl_s, so the broker forgets it by
- * itself. Every node subscribes {root}/_ctl/+/reg/+ and keeps gw->push_regs;
- * "exp" is checked on every lookup and a timer sweeps what expired.
+ * itself. Every node keeps what the broker holds (cluster/push_regs.c).
  *
  * A push is published on {root}/{app}/u/{userId}, the per-user topic that
  * socket.io sessions (and Pusher sessions signed in as that user) listen to
@@ -25,9 +24,8 @@
 #include <string.h>
 
 #include <openssl/crypto.h>
-#include <utlist.h>
 
-#include "cluster/cluster.h"
+#include "cluster/push_regs.h"
 #include "core/app.h"
 #include "core/channels.h"
 #include "core/gw.h"
@@ -36,194 +34,11 @@
 #include "http/push_api.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
 
-#define PUSH_ID_MAX 128
 #define TOKEN_MAX 512
-#define SWEEP_INTERVAL_S 60
-
-struct pg_push_reg {
-    char *key;      /* "{app}\n{connectionId}" (owned, the hash key) */
-    char *user;     /* owned */
-    int64_t exp_ms; /* wall clock */
-    UT_hash_handle hh;
-};
-
-int pg_push_id_valid(const char *id)
-{
-    size_t n = strlen(id);
-    return n <= PUSH_ID_MAX && pg_topic_level_valid(id, n); /* one MQTT topic level the broker accepts */
-}
-
-/* ---- the registration table ------------------------------------------------------- */
-
-static char *reg_key(const char *app, const char *conn)
-{
-    size_t n = strlen(app) + strlen(conn) + 2;
-    char *k = malloc(n);
-    if (k)
-        snprintf(k, n, "%s\n%s", app, conn);
-    return k;
-}
-
-static void reg_drop(struct pg_gw *gw, struct pg_push_reg *r)
-{
-    HASH_DEL(gw->push_regs, r);
-    free(r->key);
-    free(r->user);
-    free(r);
-}
-
-static void reg_set(struct pg_gw *gw, const char *app, const char *conn, const char *user, int64_t exp_ms)
-{
-    struct pg_push_reg *r;
-    char *k = reg_key(app, conn), *u = strdup(user);
-    if (!k || !u)
-        goto fail;
-    HASH_FIND_STR(gw->push_regs, k, r);
-    if (r) {
-        free(k);
-        free(r->user);
-        r->user = u;
-        r->exp_ms = exp_ms;
-        return;
-    }
-    if (!(r = calloc(1, sizeof *r)))
-        goto fail;
-    r->key = k;
-    r->user = u;
-    r->exp_ms = exp_ms;
-    HASH_ADD_KEYPTR(hh, gw->push_regs, r->key, strlen(r->key), r);
-    return;
-fail:
-    pg_log(PG_LOG_ERROR, "push", "out of memory: registration of app=%s dropped", app);
-    free(k);
-    free(u);
-}
-
-static void reg_del(struct pg_gw *gw, const char *app, const char *conn)
-{
-    struct pg_push_reg *r;
-    char *k = reg_key(app, conn);
-    if (!k)
-        return;
-    HASH_FIND_STR(gw->push_regs, k, r);
-    if (r)
-        reg_drop(gw, r);
-    free(k);
-}
-
-const char *pg_push_registered_user(struct pg_gw *gw, const char *app, const char *conn)
-{
-    struct pg_push_reg *r;
-    char *k = reg_key(app, conn);
-    if (!k)
-        return NULL;
-    HASH_FIND_STR(gw->push_regs, k, r);
-    free(k);
-    if (r && r->exp_ms <= pg_now_ms()) {
-        reg_drop(gw, r);
-        r = NULL;
-    }
-    return r ? r->user : NULL;
-}
-
-/* The broker drops expired retained messages without telling subscribers: forget them here too. */
-static void sweep(lws_sorted_usec_list_t *sul)
-{
-    struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_push);
-    int64_t now = pg_now_ms();
-    struct pg_push_reg *r, *tmp;
-    HASH_ITER(hh, gw->push_regs, r, tmp) {
-        if (r->exp_ms <= now)
-            reg_drop(gw, r);
-    }
-    lws_sul_schedule(gw->ctx, 0, &gw->sul_push, sweep, SWEEP_INTERVAL_S * LWS_US_PER_SEC);
-}
-
-int pg_push_init(struct pg_gw *gw)
-{
-    char *filter = pg_topic(gw, "_ctl", "+", "reg/+");
-    int rc = filter ? pg_bridge_subscribe(gw->bridge, filter) : PG_ENOMEM;
-    free(filter);
-    if (rc == 0)
-        lws_sul_schedule(gw->ctx, 0, &gw->sul_push, sweep, SWEEP_INTERVAL_S * LWS_US_PER_SEC);
-    return rc;
-}
-
-void pg_push_free(struct pg_gw *gw)
-{
-    struct pg_push_reg *r, *tmp;
-    lws_sul_cancel(&gw->sul_push);
-    HASH_ITER(hh, gw->push_regs, r, tmp) {
-        reg_drop(gw, r);
-    }
-}
-
-void pg_push_on_reg(struct pg_gw *gw, const char *app, size_t app_len, const char *conn, const void *payload,
-                    size_t len)
-{
-    char app_id[128];
-    if (!app_len || app_len >= sizeof app_id || !pg_push_id_valid(conn))
-        return;
-    snprintf(app_id, sizeof app_id, "%.*s", (int)app_len, app);
-    if (!len) { /* an operator (or a test) cleared the retained registration */
-        reg_del(gw, app_id, conn);
-        return;
-    }
-    json_t *o = json_loadb(payload, len, 0, NULL);
-    const char *user = json_string_value(json_object_get(o, "user"));
-    json_t *exp = json_object_get(o, "exp");
-    if (user && pg_push_id_valid(user) && json_is_integer(exp) && json_integer_value(exp) > pg_now_ms())
-        reg_set(gw, app_id, conn, user, json_integer_value(exp));
-    else
-        reg_del(gw, app_id, conn);
-    json_decref(o);
-}
-
-/* ---- recipients ---------------------------------------------------------------------- */
-
-static size_t live_members(const struct pg_channel *ch)
-{
-    size_t n = 0;
-    const struct pg_member *m;
-    DL_FOREACH(ch->members, m) n += m->live ? 1 : 0;
-    return n;
-}
-
-json_t *pg_push_local_users(struct pg_gw *gw)
-{
-    json_t *apps = json_object();
-    size_t pl = strlen(PG_USER_CHANNEL_PREFIX);
-    struct pg_app *a, *atmp;
-    HASH_ITER(hh, gw->apps, a, atmp) {
-        json_t *users = NULL;
-        struct pg_channel *ch, *ctmp;
-        HASH_ITER(hh, a->channels, ch, ctmp) {
-            size_t n = strncmp(ch->name, PG_USER_CHANNEL_PREFIX, pl) ? 0 : live_members(ch);
-            if (n && (users || (users = json_object())))
-                json_object_set_new(users, ch->name + pl, json_integer((json_int_t)n));
-        }
-        if (users)
-            json_object_set_new(apps, a->id, users);
-    }
-    return apps;
-}
-
-static uint64_t recipients(struct pg_gw *gw, struct pg_app *app, const char *user)
-{
-    uint64_t n = pg_cluster_peer_count(gw, "users", app->id, user);
-    size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(user) + 1;
-    char *name = malloc(cl);
-    struct pg_channel *ch = NULL;
-    if (name) {
-        snprintf(name, cl, "%s%s", PG_USER_CHANNEL_PREFIX, user);
-        HASH_FIND_STR(app->channels, name, ch);
-        free(name);
-    }
-    return n + (ch ? live_members(ch) : 0);
-}
 
 /* ---- routes -------------------------------------------------------------------------- */
 
@@ -264,7 +79,7 @@ struct pg_app *pg_push_token_app(struct pg_gw *gw, struct pg_http *h)
 static const char *path_user(struct pg_http *h)
 {
     const char *user = pg_http_arg(h, "user");
-    if (!pg_push_id_valid(user)) {
+    if (!pg_push_regs_id_valid(user)) {
         pg_http_respond_error(h, 400, "invalid userId (1-128 bytes of UTF-8 without / + #)");
         return NULL;
     }
@@ -291,7 +106,7 @@ static void reg_acked(struct pg_pending *p, int result)
     const char *message;
     int status = pg_broker_status(result, &register_words, &message);
     if (result == 0) /* our own retained copy may arrive later than the backend's next request */
-        reg_set(p->gw, a->app, a->conn, a->user, a->exp_ms);
+        pg_push_regs_set(p->gw, a->app, a->conn, a->user, a->exp_ms);
     if (!h)
         return;
     if (status == 200)
@@ -310,25 +125,24 @@ static void reg_ack_drop(struct pg_pending *p)
 
 void pg_push_register(struct pg_gw *gw, struct pg_http *h)
 {
-    char conn[PUSH_ID_MAX + 1];
+    char conn[PG_PUSH_ID_MAX + 1];
     char *topic = NULL, *body = NULL;
     struct reg_ack *a = NULL;
     struct pg_app *app = h->app;
     const char *user = path_user(h);
     if (!user)
         return;
-    if (pg_http_query_arg(h->wsi, "connectionId", conn, sizeof conn) < 0 || !pg_push_id_valid(conn)) {
+    if (pg_http_query_arg(h->wsi, "connectionId", conn, sizeof conn) < 0 || !pg_push_regs_id_valid(conn)) {
         pg_http_respond_error(h, 400, "connectionId query argument missing or invalid (1-128 bytes, no / + #)");
         return;
     }
     int64_t ttl_s = gw->cfg->push_registration_ttl_s;
     int64_t exp_ms = pg_now_ms() + ttl_s * 1000;
-    size_t tl = strlen(gw->cfg->topic_root) + strlen(app->id) + strlen(conn) + 16;
     json_t *o = json_pack("{s:s, s:I}", "user", user, "exp", (json_int_t)exp_ms);
     body = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     a = pg_pending_new(gw, 0, sizeof *a, reg_acked, reg_ack_drop);
-    topic = malloc(tl);
+    topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_REG, app->id, conn, NULL); /* conn is a level: checked above */
     if (!body || !a || !topic || !(a->app = strdup(app->id)) || !(a->user = strdup(user)) ||
         !(a->conn = strdup(conn))) {
         if (a)
@@ -336,7 +150,6 @@ void pg_push_register(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 500, "out of memory");
         goto out;
     }
-    snprintf(topic, tl, "%s/_ctl/%s/reg/%s", gw->cfg->topic_root, app->id, conn);
     a->exp_ms = exp_ms;
     pg_http_wait(gw, h);
     a->p.serial = h->serial;
@@ -370,7 +183,7 @@ void pg_push_push(struct pg_gw *gw, struct pg_http *h)
         return;
     }
     char *payload = json_dumps(message, JSON_COMPACT | JSON_ENCODE_ANY);
-    char *topic = pg_topic(gw, app->id, "u", user);
+    char *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_USER, app->id, user, NULL); /* user: path_user */
     json_decref(o);
     if (!payload || !topic) {
         pg_http_respond_error(h, 500, "out of memory");
@@ -378,7 +191,7 @@ void pg_push_push(struct pg_gw *gw, struct pg_http *h)
         pg_http_respond_error(h, 413, "message larger than max_message_bytes");
     } else {
         /* counted before the publish: the sessions this message is addressed to, as this node knows them */
-        uint64_t n = recipients(gw, app, user);
+        uint64_t n = pg_push_regs_recipients(gw, app, user);
         const char *props[] = {"event", "message", NULL};
         pg_http_publish(gw, h, app->id, topic, payload, strlen(payload), props,
                         json_pack("{s:I}", "recipients", (json_int_t)n));

@@ -23,6 +23,7 @@
 #include "http/pusher_api.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "proto/presence.h"
 #include "proto/pusher_wire.h"
 #include "pushgate_auth.h"
@@ -380,13 +381,13 @@ out:
 
 void pg_pusher_api_terminate(struct pg_gw *gw, struct pg_http *h)
 {
-    char ibuf[PG_QUERY_ARG_MAX + 1], kind[300];
+    char ibuf[PG_QUERY_ARG_MAX + 1];
     const char *info, *user = pg_http_arg(h, "user");
     if (!prelude(h, ibuf, &info))
         return;
-    /* every node closes its sessions of that user: a control message through the broker */
-    snprintf(kind, sizeof kind, "terminate/%s", user);
-    char *topic = pg_topic(gw, "_ctl", h->app->creds->id, kind);
+    /* every node closes its sessions of that user: a control message through the broker (the route's {user} is
+       never empty nor holds a '/', so only memory can fail the topic) */
+    char *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_TERMINATE, h->app->creds->id, user, NULL);
     if (!topic || strpbrk(user, "+#")) {
         free(topic);
         pg_http_respond_error(h, topic ? 400 : 500, topic ? "invalid user id" : "out of memory");

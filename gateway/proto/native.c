@@ -15,6 +15,7 @@
 #include "core/channels.h"
 #include "core/gw.h"
 #include "core/msg.h"
+#include "core/pending.h"
 #include "core/publish.h"
 #include "core/registry.h"
 #include "core/session.h"
@@ -196,53 +197,62 @@ static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
     reply(s, "authenticate", cb, NULL, 0, NULL);
 }
 
+/* A subscribe or publish waiting for the broker; its reply counts as due (native_flow) until it is queued. */
 struct native_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
+    struct pg_pending p; /* p.serial: the session */
     json_t *cb;
     char *room;
 };
 
-static struct native_ack *ack_new(struct pg_session *s, json_t *cb, const char *room)
-{
-    struct native_ack *a = calloc(1, sizeof *a);
-    if (!a || !(a->room = strdup(room))) {
-        free(a);
-        return NULL;
-    }
-    a->gw = s->gw;
-    a->serial = s->serial;
-    a->cb = cb ? json_incref(cb) : NULL;
-    ns(s)->replies_due++; /* until ack_free() */
-    return a;
-}
+static const struct pg_broker_words subscribe_words = {
+    .refused = "refused by the broker",
+    .late = "broker did not confirm the subscription in time",
+    .unavailable = "broker unavailable",
+};
+
+static const struct pg_broker_words publish_words = {
+    .refused = "refused by the broker",
+    .late = "broker did not acknowledge in time",
+    .unavailable = "broker unavailable",
+};
 
 /* The broker answered (or the request failed): its reply is queued by now, or its session is gone. */
-static void ack_free(struct native_ack *a)
+static void ack_drop(struct pg_pending *p)
 {
-    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    struct native_ack *a = (struct native_ack *)p;
+    struct pg_session *s = pg_session_find(p->gw, p->serial);
     if (s && ns(s)->replies_due)
         ns(s)->replies_due--;
     json_decref(a->cb);
     free(a->room);
-    free(a);
+}
+
+static struct native_ack *ack_new(struct pg_session *s, json_t *cb, const char *room, pg_pending_fn done)
+{
+    struct native_ack *a = pg_pending_new(s->gw, s->serial, sizeof *a, done, ack_drop);
+    if (!a)
+        return NULL;
+    ns(s)->replies_due++; /* until ack_drop() */
+    a->cb = cb ? json_incref(cb) : NULL;
+    if (!(a->room = strdup(room))) {
+        pg_pending_free(&a->p);
+        return NULL;
+    }
+    return a;
 }
 
 /* A subscription is confirmed only once the broker granted it, so nothing published after the reply is missed. */
-static void subscribe_acked(void *ud, int result)
+static void subscribe_acked(struct pg_pending *p, int result)
 {
-    struct native_ack *a = ud;
-    struct pg_session *s = pg_session_find(a->gw, a->serial);
-    if (s && result == 0) {
-        reply(s, "subscribe", a->cb, a->room, 0, NULL);
-    } else if (s) {
+    struct native_ack *a = (struct native_ack *)p;
+    struct pg_session *s = pg_session_find(p->gw, p->serial);
+    const char *message;
+    int code = pg_broker_status(result, &subscribe_words, &message);
+    if (!s)
+        return;
+    if (code != 200)
         pg_channel_leave(s, a->room);
-        reply(s, "subscribe", a->cb, a->room, result == PG_EDENIED ? 403 : result == PG_ETIMEDOUT ? 504 : 503,
-              result == PG_EDENIED      ? "refused by the broker"
-              : result == PG_ETIMEDOUT ? "broker did not confirm the subscription in time"
-                                       : "broker unavailable");
-    }
-    ack_free(a);
+    reply(s, "subscribe", a->cb, a->room, code == 200 ? 0 : code, message);
 }
 
 static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
@@ -255,15 +265,15 @@ static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
         reply(s, "subscribe", cb, room, code, code == 401 ? "authenticate first" : "not permitted");
         return;
     }
-    struct native_ack *a = ack_new(s, cb, room);
+    struct native_ack *a = ack_new(s, cb, room, subscribe_acked);
     if (!a) {
         reply(s, "subscribe", cb, room, 500, "out of memory");
         return;
     }
-    int rc = pg_channel_join(s, room, subscribe_acked, a);
+    int rc = pg_channel_join(s, room, pg_pending_ack, a);
     if (rc == 1)
-        return; /* a owned by the pending callback */
-    ack_free(a);
+        return; /* a owned by the pending acknowledgement */
+    pg_pending_free(&a->p);
     if (rc == 0)
         reply(s, "subscribe", cb, room, 0, NULL);
     else if (rc == PG_ELIMIT)
@@ -274,21 +284,14 @@ static void do_subscribe(struct pg_session *s, const char *room, json_t *cb)
         reply(s, "subscribe", cb, room, 500, "cannot subscribe");
 }
 
-static void publish_acked(void *ud, int result)
+static void publish_acked(struct pg_pending *p, int result)
 {
-    struct native_ack *a = ud;
-    struct pg_session *s = pg_session_find(a->gw, a->serial);
-    if (s) {
-        if (result == 0)
-            reply(s, "publish", a->cb, a->room, 0, NULL);
-        else if (result == PG_EDENIED)
-            reply(s, "publish", a->cb, a->room, 403, "refused by the broker");
-        else if (result == PG_ETIMEDOUT)
-            reply(s, "publish", a->cb, a->room, 504, "broker did not acknowledge in time");
-        else
-            reply(s, "publish", a->cb, a->room, 503, "broker unavailable");
-    }
-    ack_free(a);
+    struct native_ack *a = (struct native_ack *)p;
+    struct pg_session *s = pg_session_find(p->gw, p->serial);
+    const char *message;
+    int code = pg_broker_status(result, &publish_words, &message);
+    if (s)
+        reply(s, "publish", a->cb, a->room, code == 200 ? 0 : code, message);
 }
 
 static void do_publish(struct pg_session *s, json_t *req, const char *room, json_t *cb)
@@ -324,15 +327,15 @@ static void do_publish(struct pg_session *s, json_t *req, const char *room, json
         reply(s, "publish", cb, room, 503, why);
         goto out;
     }
-    if (cb && !(ack = ack_new(s, cb, room))) {
+    if (cb && !(ack = ack_new(s, cb, room, publish_acked))) {
         reply(s, "publish", cb, room, 500, "out of memory");
         goto out;
     }
     const char *props[] = {"event", "message", "client_id", s->client_id, NULL};
-    int rc = pg_publish(s->gw, s->app->creds->id, room, payload, plen, props, ack ? publish_acked : NULL, ack);
+    int rc = pg_publish(s->gw, s->app->creds->id, room, payload, plen, props, ack ? pg_pending_ack : NULL, ack);
     if (rc != 0) {
         if (ack)
-            ack_free(ack);
+            pg_pending_free(&ack->p);
         if (cb || rc != PG_EBUSY)
             reply(s, "publish", cb, room, rc == PG_EBUSY ? 503 : rc == PG_ELIMIT ? 413 : 500,
                   rc == PG_EBUSY ? "broker unavailable" : "cannot publish");

@@ -42,6 +42,7 @@
 #include "core/gw.h"
 #include "core/session.h"
 #include "log.h"
+#include "pg_topic.h"
 #include "proto/presence.h"
 #include "proto/pusher_wire.h"
 #include "pushgate_bridge.h"
@@ -185,13 +186,17 @@ static void reconcile(struct pg_gw *gw, struct pg_pchan *p, struct pg_session *e
         pchan_free(gw, p);
 }
 
+/* {root}/{app}/p/{node}/{channel}: node's members of p (common/pg_topic.h); caller frees; NULL: no memory. */
+static char *presence_topic(struct pg_gw *gw, const struct pg_pchan *p, const char *node)
+{
+    return pg_topic_new(gw->cfg->topic_root, PG_TOPIC_PRESENCE, p->app->creds->id, node, p->name);
+}
+
 /* Publish this node's members of p, retained (nodes that start later learn them; empty clears it). */
 static void publish_own(struct pg_gw *gw, const struct pg_pchan *p)
 {
     json_t *mine = local_users(p);
-    char kind[80];
-    snprintf(kind, sizeof kind, "p/%s", gw->node_id);
-    char *topic = pg_topic(gw, p->app->creds->id, kind, p->name);
+    char *topic = presence_topic(gw, p, gw->node_id);
     char *body = json_object_size(mine) ? json_dumps(mine, JSON_COMPACT) : NULL;
     if (topic)
         pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL);
@@ -314,9 +319,7 @@ void pg_presence_nodes_changed(struct pg_gw *gw, const char *gone, int clear)
     HASH_ITER(hh, gw->pchans, p, tmp) {
         if (clear && gone && json_object_get(p->remote, gone) && pg_cluster_is_leader(gw)) {
             /* a dead node cannot clear its retained members: the leader does */
-            char kind[80];
-            snprintf(kind, sizeof kind, "p/%s", gone);
-            char *topic = pg_topic(gw, p->app->creds->id, kind, p->name);
+            char *topic = presence_topic(gw, p, gone);
             if (topic)
                 pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
             free(topic);
@@ -339,9 +342,7 @@ void pg_presence_clear_own(struct pg_gw *gw)
     HASH_ITER(hh, gw->pchans, p, tmp) {
         if (!p->nusers)
             continue;
-        char kind[80];
-        snprintf(kind, sizeof kind, "p/%s", gw->node_id);
-        char *topic = pg_topic(gw, p->app->creds->id, kind, p->name);
+        char *topic = presence_topic(gw, p, gw->node_id);
         if (topic)
             pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
         free(topic);

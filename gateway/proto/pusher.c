@@ -21,6 +21,7 @@
 #include "core/app.h"
 #include "core/channels.h"
 #include "core/gw.h"
+#include "core/pending.h"
 #include "core/publish.h"
 #include "core/registry.h"
 #include "core/session.h"
@@ -164,20 +165,20 @@ static void member_left(struct pg_member *m)
 
 /* ---- subscribe -------------------------------------------------------------------- */
 
+/* A subscription waiting for the broker's grant. */
 struct sub_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
+    struct pg_pending p; /* p.serial: the session */
     char *channel;
     char *user_id; /* presence */
     json_t *user_info;
 };
 
-static void sub_ack_free(struct sub_ack *a)
+static void sub_ack_drop(struct pg_pending *p)
 {
+    struct sub_ack *a = (struct sub_ack *)p;
     free(a->channel);
     free(a->user_id);
     json_decref(a->user_info);
-    free(a);
 }
 
 static void subscribed(struct pg_session *s, struct sub_ack *a)
@@ -202,17 +203,17 @@ static void subscribed(struct pg_session *s, struct sub_ack *a)
     }
 }
 
-static void subscribe_acked(void *ud, int result)
+/* Pusher clients know no broker: any failure is 503. */
+static void subscribe_acked(struct pg_pending *p, int result)
 {
-    struct sub_ack *a = ud;
-    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    struct sub_ack *a = (struct sub_ack *)p;
+    struct pg_session *s = pg_session_find(p->gw, p->serial);
     if (s && result == 0) {
         subscribed(s, a);
     } else if (s) {
         pg_channel_leave(s, a->channel);
         subscription_error(s, a->channel, 503, "broker unavailable");
     }
-    sub_ack_free(a);
 }
 
 static int check_channel_auth(struct pg_session *s, const char *channel, const char *auth, const char *channel_data)
@@ -313,10 +314,9 @@ static void do_subscribe(struct pg_session *s, json_t *data)
                                          : "The signed-in user's permissions do not allow this channel");
         return;
     }
-    if (!(a = calloc(1, sizeof *a)) || !(a->channel = strdup(channel)))
+    if (!(a = pg_pending_new(s->gw, s->serial, sizeof *a, subscribe_acked, sub_ack_drop)) ||
+        !(a->channel = strdup(channel)))
         goto nomem;
-    a->gw = s->gw;
-    a->serial = s->serial;
     if (is_presence(channel)) {
         json_t *cd = channel_data ? json_loads(channel_data, 0, NULL) : NULL;
         json_t *uid = json_object_get(cd, "user_id");
@@ -328,13 +328,13 @@ static void do_subscribe(struct pg_session *s, json_t *data)
         }
         if (!id || !*id) {
             json_decref(cd);
-            sub_ack_free(a);
+            pg_pending_free(&a->p);
             subscription_error(s, channel, 400, "presence channel_data needs a user_id");
             return;
         }
         if (strlen(id) > MAX_USER_ID || !pg_mqtt_utf8_valid(id, strlen(id))) { /* sent as an MQTT user property */
             json_decref(cd);
-            sub_ack_free(a);
+            pg_pending_free(&a->p);
             subscription_error(s, channel, 400,
                                "Invalid user_id: at most 128 bytes, no control characters or Unicode noncharacters");
             return;
@@ -345,7 +345,7 @@ static void do_subscribe(struct pg_session *s, json_t *data)
         if (!a->user_id)
             goto nomem;
     }
-    int rc = pg_channel_join(s, channel, subscribe_acked, a);
+    int rc = pg_channel_join(s, channel, pg_pending_ack, a);
     if (rc == 1)
         return;
     if (rc == 0)
@@ -354,29 +354,32 @@ static void do_subscribe(struct pg_session *s, json_t *data)
         pg_pusher_send_error(s, 4301, "Too many subscriptions");
     else
         subscription_error(s, channel, 503, "cannot subscribe now");
-    sub_ack_free(a);
+    pg_pending_free(&a->p);
     return;
 nomem:
     if (a)
-        sub_ack_free(a);
+        pg_pending_free(&a->p);
     pg_pusher_send_error(s, 4200, "out of memory");
 }
 
 /* ---- user signin ---------------------------------------------------------------------- */
 
+/* A signin waiting for the broker's grant of the user's channel. */
 struct signin_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
+    struct pg_pending p; /* p.serial: the session */
     char *user_data;
 };
+
+static void signin_ack_drop(struct pg_pending *p)
+{
+    free(((struct signin_ack *)p)->user_data);
+}
 
 static void signin_done(struct pg_session *s, const char *user_data)
 {
     struct pg_member *m;
-    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(ps(s)->user_id) + 1;
-    char *channel = malloc(n);
+    char *channel = pg_channel_of_user(ps(s)->user_id);
     if (channel) {
-        snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, ps(s)->user_id);
         HASH_FIND_STR(s->subs, channel, m);
         if (m)
             m->live = 1;
@@ -385,17 +388,15 @@ static void signin_done(struct pg_session *s, const char *user_data)
     pg_pusher_send_event(s, "pusher:signin_success", NULL, json_pack("{s:s}", "user_data", user_data));
 }
 
-static void signin_acked(void *ud, int result)
+static void signin_acked(struct pg_pending *p, int result)
 {
-    struct signin_ack *a = ud;
-    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    struct signin_ack *a = (struct signin_ack *)p;
+    struct pg_session *s = pg_session_find(p->gw, p->serial);
     if (s && result == 0) {
         signin_done(s, a->user_data);
     } else if (s && ps(s)->user_id) {
-        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(ps(s)->user_id) + 1;
-        char *channel = malloc(n);
+        char *channel = pg_channel_of_user(ps(s)->user_id);
         if (channel) {
-            snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, ps(s)->user_id);
             pg_channel_leave(s, channel);
             free(channel);
         }
@@ -405,8 +406,6 @@ static void signin_acked(void *ud, int result)
         ps(s)->user_perms = NULL;
         pg_pusher_send_error(s, 4201, "cannot sign in now: broker unavailable");
     }
-    free(a->user_data);
-    free(a);
 }
 
 /*
@@ -465,22 +464,18 @@ static void do_signin(struct pg_session *s, json_t *data)
     }
     if (signin_permissions(s, json_object_get(ud, "permissions")) != 0)
         goto out;
-    size_t cl = strlen(PG_USER_CHANNEL_PREFIX) + strlen(id) + 1;
-    if (!(channel = malloc(cl)) || !(ps(s)->user_id = strdup(id)))
+    if (!(channel = pg_channel_of_user(id)) || !(ps(s)->user_id = strdup(id)))
         goto fail;
-    snprintf(channel, cl, "%s%s", PG_USER_CHANNEL_PREFIX, id);
-    struct signin_ack *a = calloc(1, sizeof *a);
+    struct signin_ack *a = pg_pending_new(s->gw, s->serial, sizeof *a, signin_acked, signin_ack_drop);
     if (!a || !(a->user_data = strdup(user_data))) {
-        free(a);
+        if (a)
+            pg_pending_free(&a->p);
         goto fail;
     }
-    a->gw = s->gw;
-    a->serial = s->serial;
-    int rc = pg_channel_join(s, channel, signin_acked, a);
+    int rc = pg_channel_join(s, channel, pg_pending_ack, a);
     if (rc == 1)
         goto out; /* answered when the broker granted the user topic */
-    free(a->user_data);
-    free(a);
+    pg_pending_free(&a->p);
     if (rc == 0) {
         signin_done(s, user_data);
         goto out;

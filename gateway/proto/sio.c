@@ -20,7 +20,8 @@
  * for a namespace the session is not connected to, or a second CONNECT for
  * the one it is, closes the session, and a session with no CONNECT within
  * sio_connect_timeout_ms is closed. Events from clients:
- *   ["register", userId, connectionId]  the backend registered that pair (push_api.c)
+ *   ["register", userId, connectionId]  the backend registered that pair (push_api.c,
+ *                                       kept on every node by cluster/push_regs.c)
  *                                       and it has not expired: the session joins the
  *                                       user's channel "#server-to-user-{userId}" and
  *                                       gets ["registered", {"userId"}] once it is live,
@@ -41,14 +42,15 @@
 
 #include <jansson.h>
 
+#include "cluster/push_regs.h"
 #include "config.h"
 #include "core/app.h"
 #include "core/channels.h"
 #include "core/gw.h"
 #include "core/msg.h"
+#include "core/pending.h"
 #include "core/registry.h"
 #include "core/session.h"
-#include "http/push_api.h"
 #include "log.h"
 #include "pg_common.h"
 #include "proto/eio.h"
@@ -206,10 +208,8 @@ static int origin_allowed(const struct pg_app *app, const char *origin)
 static void ns_leave(struct pg_sio *x)
 {
     if (x->user) {
-        size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(x->user) + 1;
-        char *ch = malloc(n);
+        char *ch = pg_channel_of_user(x->user);
         if (ch) {
-            snprintf(ch, n, "%s%s", PG_USER_CHANNEL_PREFIX, x->user);
             pg_channel_leave(&x->e.s, ch);
             free(ch);
         }
@@ -233,16 +233,21 @@ static void registered(struct pg_sio *x, const char *channel)
     sio_event(x, "registered", json_pack("{s:s}", "userId", x->user));
 }
 
+/* A registration waiting for the broker's grant of the user's channel. */
 struct join_ack {
-    struct pg_gw *gw;
-    uint64_t serial;
+    struct pg_pending p; /* p.serial: the session */
     char *channel;
 };
 
-static void join_acked(void *ud, int result)
+static void join_ack_drop(struct pg_pending *p)
 {
-    struct join_ack *a = ud;
-    struct pg_session *s = pg_session_find(a->gw, a->serial);
+    free(((struct join_ack *)p)->channel);
+}
+
+static void join_acked(struct pg_pending *p, int result)
+{
+    struct join_ack *a = (struct join_ack *)p;
+    struct pg_session *s = pg_session_find(p->gw, p->serial);
     struct pg_sio *x = s && s->proto == &pg_sio_proto ? sio_of(s) : NULL;
     struct pg_member *m = NULL;
     if (x)
@@ -253,15 +258,13 @@ static void join_acked(void *ud, int result)
         ns_leave(x);
         sio_error(x, "cannot register now: broker unavailable, try again");
     }
-    free(a->channel);
-    free(a);
 }
 
 static void register_retry(lws_sorted_usec_list_t *sul);
 
 static void try_register(struct pg_sio *x, const char *user, const char *conn, int first)
 {
-    const char *owner = pg_push_registered_user(x->e.s.gw, x->e.s.app->id, conn);
+    const char *owner = pg_push_regs_user(x->e.s.gw, x->e.s.app->id, conn);
     if (!owner && first) {
         free(x->pend_user);
         free(x->pend_conn);
@@ -286,26 +289,22 @@ static void try_register(struct pg_sio *x, const char *user, const char *conn, i
         return;
     }
     ns_leave(x); /* one user per session: a register for another user replaces the previous one */
-    size_t n = strlen(PG_USER_CHANNEL_PREFIX) + strlen(user) + 1;
-    struct join_ack *a = calloc(1, sizeof *a);
-    char *channel = malloc(n);
+    struct join_ack *a = pg_pending_new(x->e.s.gw, x->e.s.serial, sizeof *a, join_acked, join_ack_drop);
+    char *channel = pg_channel_of_user(user);
     if (!a || !channel || !(x->user = strdup(user)) || !(x->conn = strdup(conn))) {
-        free(a);
+        if (a)
+            pg_pending_free(&a->p);
         free(channel);
         pg_eio_kill(&x->e);
         return;
     }
-    snprintf(channel, n, "%s%s", PG_USER_CHANNEL_PREFIX, user);
-    a->gw = x->e.s.gw;
-    a->serial = x->e.s.serial;
     a->channel = channel;
-    int rc = pg_channel_join(&x->e.s, channel, join_acked, a);
+    int rc = pg_channel_join(&x->e.s, channel, pg_pending_ack, a);
     if (rc == 1)
         return; /* join_acked follows */
     if (rc == 0)
         registered(x, channel);
-    free(a->channel);
-    free(a);
+    pg_pending_free(&a->p);
     if (rc < 0) {
         free(x->user);
         free(x->conn);
@@ -334,7 +333,7 @@ static void on_register(struct pg_sio *x, json_t *args)
         snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(ju));
         user = num;
     }
-    if (!user || !conn || !pg_push_id_valid(user) || !pg_push_id_valid(conn)) {
+    if (!user || !conn || !pg_push_regs_id_valid(user) || !pg_push_regs_id_valid(conn)) {
         sio_error(x, "register needs a userId and a connectionId (1-128 bytes, no / + #)");
         return;
     }

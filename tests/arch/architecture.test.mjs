@@ -4,6 +4,7 @@
 //  - no header over MAX_HEADER_LINES and no source over MAX_SOURCE_LINES lines unless its first comment says why
 //    (a line containing LONG_FILE_MARK);
 //  - only gateway/proto/ compares protocols: the rest of the gateway goes through the protocol ops table;
+//  - only common/topic.c spells out pushgate topics (gateway/ and plugin/ build them with common/pg_topic.h);
 //  - the broker plugin includes nothing from gateway/;
 //  - every gateway module appears in ARCHITECTURE.md's module table, and the table names no module that is gone.
 import { test } from 'node:test';
@@ -140,6 +141,23 @@ test('only the protocol modules compare protocols', () => {
     });
   }
   assert.deepEqual(hits, []);
+});
+
+test('only the topic module spells out topics', () => {
+  // string literals that build or match pushgate topics: "{root}/{app}/..." formats, control and node levels
+  const topicish = /"[^"\n]*(%s\/%s|\/_ctl\/|\/_node\/|^_ctl\/|\/[cudpb]\/%s)[^"\n]*"/;
+  const hits = [];
+  for (const d of ['gateway', 'plugin'].map((x) => path.join(ROOT, x))) {
+    for (const f of walk(d, ['.c', '.h'])) {
+      fs.readFileSync(f, 'utf8').split('\n').forEach((line, i) => {
+        const code = line.replace(/\/\*.*?\*\/|\/\/.*$/g, '');
+        if (/^\s*\*/.test(line) || !topicish.test(code)) return;
+        if (/snprintf\(path,/.test(code)) return; // file paths, not topics
+        hits.push(`${path.relative(ROOT, f)}:${i + 1}: ${line.trim()}`);
+      });
+    }
+  }
+  assert.deepEqual(hits, [], 'build topics with common/pg_topic.h');
 });
 
 test('the broker plugin includes nothing from gateway/', () => {

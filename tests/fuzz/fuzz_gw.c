@@ -185,6 +185,8 @@ struct pg_gw *fuzz_gw(void)
     if (!(gw.ctx = lws_create_context(&info)))
         die("lws_create_context");
     gw.vhost = lws_get_vhost_by_name(gw.ctx, "default");
+    if (pg_push_regs_init(&gw) != 0) /* subscribes on the bridge that never connects; sweeps in the context */
+        die("push registrations");
 
     /* a raw descriptor for sessions to wake: the read end of a pipe nobody writes */
     if (pipe(raw_pipe) != 0)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 
 #include "cluster/apps.h"
+#include "cluster/push_regs.h"
 #include "cluster/webhooks.h"
 #include "config.h"
 #include "core/app.h"
@@ -28,7 +29,6 @@
 #include "core/session.h"
 #include "dispatch.h"
 #include "http/http.h"
-#include "http/push_api.h"
 #include "http/routes.h"
 #include "http/upgrade.h"
 #include "log.h"

@@ -35,7 +35,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     (void)argc, (void)argv;
     /* as the broker delivers a PUT /api/u1/register?connectionId=conn1 made on any node */
     pg_dispatch_message(gw, "pg/_ctl/demo/reg/conn1", reg, strlen(reg), NULL, 0);
-    FUZZ_CHECK(pg_push_registered_user(gw, "demo", "conn1") != NULL);
+    FUZZ_CHECK(pg_push_regs_user(gw, "demo", "conn1") != NULL);
     return 0;
 }
 

@@ -1,5 +1,5 @@
 /*
- * pushgate_bridge_tool: runs the gateway's MQTT bridge (bridge/bridge.c) alone against a real broker, so
+ * pushgate_bridge_tool: runs the gateway's MQTT bridge (bridge/) alone against a real broker, so
  * bridge.test.mjs can check when the bridge calls itself ready:
  *
  *   pushgate_bridge_tool HOST PORT USER PASSWORD FILTER...

@@ -1,7 +1,8 @@
 /*
  * common/topic.c: the pushgate topic scheme. Every kind is built and parsed back (round trip), every subscription
- * filter is checked against the README's table, and malformed topics, wrong parts and short buffers are refused
- * without writing past the buffer.
+ * filter is checked (and fits in PG_TOPIC_FILTER_MAX), and malformed topics, wrong parts and short buffers are
+ * refused without writing past the buffer. With README.md's path as its argument, the README's "MQTT topics" table is
+ * read row by row: every row is one kind, built byte for byte by this module, and every kind has its row.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -312,6 +313,146 @@ static void test_root_rule(void)
     CHECK(!pg_topic_root_valid(root), "root one byte too long");
 }
 
+static void test_new(void)
+{
+    char *t;
+
+    t = pg_topic_new(ROOT, PG_TOPIC_PRESENCE, "demo", "node-1", "presence-a/b");
+    CHECK(t && !strcmp(t, "pushgate/demo/p/node-1/presence-a/b"), "new presence: %s", t ? t : "(null)");
+    free(t);
+    t = pg_topic_new(ROOT, PG_TOPIC_BROADCAST, "demo", NULL, NULL);
+    CHECK(t && !strcmp(t, "pushgate/demo/b"), "new broadcast (no trailing '/'): %s", t ? t : "(null)");
+    free(t);
+    t = pg_topic_new(ROOT, PG_TOPIC_NODE, NULL, "n1", NULL);
+    CHECK(t && !strcmp(t, "pushgate/_node/n1"), "new node: %s", t ? t : "(null)");
+    free(t);
+    t = pg_topic_new(NULL, PG_TOPIC_DROPPED, NULL, NULL, NULL);
+    CHECK(t && !strcmp(t, PG_TOPIC_DROPPED_TOPIC), "new dropped: %s", t ? t : "(null)");
+    free(t);
+    /* whatever pg_topic_build() refuses, pg_topic_new() refuses */
+    CHECK(pg_topic_new(ROOT, PG_TOPIC_USER, "demo", "", NULL) == NULL, "empty user");
+    CHECK(pg_topic_new(ROOT, PG_TOPIC_NODE, NULL, "a/b", NULL) == NULL, "node with /");
+    CHECK(pg_topic_new(ROOT, PG_TOPIC_BROADCAST, "demo", "x", NULL) == NULL, "extra part");
+    CHECK(pg_topic_new("a/b", PG_TOPIC_REVOKE, "demo", NULL, NULL) == NULL, "bad root");
+    CHECK(pg_topic_new(ROOT, PG_TOPIC_NONE, "demo", NULL, NULL) == NULL, "kind NONE");
+
+    size_t big = PG_MQTT_STRING_MAX;
+    char *name = malloc(big + 1);
+    CHECK(name != NULL, "malloc");
+    if (name) {
+        memset(name, 'a', big);
+        name[big] = '\0';
+        CHECK(pg_topic_new(ROOT, PG_TOPIC_CHANNEL, "demo", name, NULL) == NULL, "too long");
+        name[big - 16] = '\0';
+        t = pg_topic_new(ROOT, PG_TOPIC_CHANNEL, "demo", name, NULL);
+        CHECK(t && strlen(t) == PG_MQTT_STRING_MAX, "longest topic");
+        free(t);
+        free(name);
+    }
+}
+
+/* Every filter fits in PG_TOPIC_FILTER_MAX under the longest root, and the bound is no larger than it must be. */
+static void test_filter_max(void)
+{
+    char root[PG_TOPIC_ROOT_MAX + 1], buf[PG_TOPIC_FILTER_MAX];
+    int longest = 0;
+
+    memset(root, 'r', PG_TOPIC_ROOT_MAX);
+    root[PG_TOPIC_ROOT_MAX] = '\0';
+    for (int k = PG_TOPIC_NONE + 1; k < PG_TOPIC_KINDS; k++) {
+        int n = pg_topic_filter(buf, sizeof buf, root, (enum pg_topic_kind)k);
+        CHECK(n > 0, "filter %s under the longest root: %d", pg_topic_kind_name((enum pg_topic_kind)k), n);
+        if (n > longest)
+            longest = n;
+    }
+    CHECK_EQ(longest + 1, PG_TOPIC_FILTER_MAX, "PG_TOPIC_FILTER_MAX is the longest filter and its NUL");
+}
+
+/* ---- README.md's "MQTT topics" table -------------------------------------------------------- */
+
+/* What the README's placeholders stand for here; each becomes the part of the kind that names it. */
+static const struct {
+    const char *placeholder, *value;
+} readme_parts[] = {
+    {"{app}", "demo"},      {"{channel}", "news"},      {"{user}", "u1"},      {"{node}", "node-1"},
+    {"{client_id}", "s-7"}, {"{connectionId}", "conn"}, {"{slug}", "foo-app"},
+};
+
+/* The row's topic (between its first backticks) with every placeholder replaced; 0 when the line is no row. */
+static int readme_row_topic(const char *line, char *out, size_t len)
+{
+    const char *a, *b;
+    size_t at = 0;
+
+    if (strncmp(line, "| `", 3) != 0 || !(b = strchr(a = line + 3, '`')))
+        return 0;
+    while (a < b && at + 1 < len) {
+        size_t i, n = 0;
+        for (i = 0; i < sizeof readme_parts / sizeof readme_parts[0]; i++) {
+            n = strlen(readme_parts[i].placeholder);
+            if ((size_t)(b - a) >= n && !strncmp(a, readme_parts[i].placeholder, n))
+                break;
+        }
+        if (i < sizeof readme_parts / sizeof readme_parts[0]) {
+            at += (size_t)snprintf(out + at, len - at, "%s", readme_parts[i].value);
+            a += n;
+        } else {
+            out[at++] = *a++;
+        }
+    }
+    out[at < len ? at : len - 1] = '\0';
+    return 1;
+}
+
+/* Builds the topic of ref's kind from ref's parts, as the gateway and the plugin do. */
+static int rebuild(const struct pg_topic_ref *ref, char *buf, size_t len)
+{
+    char app[64], node[64], name[64];
+    const char *x = NULL, *y = NULL, *z = NULL;
+
+    if (pg_topic_part_copy(&ref->app, app, sizeof app) > 0)
+        x = app;
+    if (pg_topic_part_copy(&ref->node, node, sizeof node) > 0)
+        y = node;
+    if (pg_topic_part_copy(&ref->name, name, sizeof name) > 0)
+        z = name;
+    if (ref->kind == PG_TOPIC_PRESENCE)
+        return pg_topic_build(buf, len, ROOT, ref->kind, x, y, z);
+    return pg_topic_build(buf, len, ROOT, ref->kind, x, y ? y : z, NULL);
+}
+
+static void test_readme(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    char line[1024], topic[256], built[256];
+    int seen[PG_TOPIC_KINDS] = {0}, in_section = 0, rows = 0;
+
+    CHECK(f != NULL, "cannot open %s", path);
+    if (!f)
+        return;
+    while (fgets(line, sizeof line, f)) {
+        if (!strncmp(line, "## ", 3)) {
+            in_section = !strcmp(line, "## MQTT topics\n");
+            continue;
+        }
+        if (!in_section || !readme_row_topic(line, topic, sizeof topic))
+            continue;
+        rows++;
+        struct pg_topic_ref ref;
+        enum pg_topic_kind kind = pg_topic_parse(ROOT, topic, &ref);
+        CHECK(kind != PG_TOPIC_NONE, "README row %s is no topic kind", topic);
+        if (kind == PG_TOPIC_NONE)
+            continue;
+        CHECK(++seen[kind] == 1, "README: a second row of kind %s: %s", pg_topic_kind_name(kind), topic);
+        CHECK(rebuild(&ref, built, sizeof built) > 0 && !strcmp(built, topic), "README row %s is built as %s", topic,
+              built);
+    }
+    fclose(f);
+    CHECK(rows > 0, "no \"## MQTT topics\" table in %s", path);
+    for (int k = PG_TOPIC_NONE + 1; k < PG_TOPIC_KINDS; k++)
+        CHECK(seen[k] == 1, "README's MQTT topics table lacks kind %s", pg_topic_kind_name((enum pg_topic_kind)k));
+}
+
 static void test_kind_names(void)
 {
     CHECK(!strcmp(pg_topic_kind_name(PG_TOPIC_NONE), "none"), "none");
@@ -322,7 +463,7 @@ static void test_kind_names(void)
         CHECK(pg_topic_kind_name((enum pg_topic_kind)k) != NULL, "kind %d has a name", k);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     test_round_trips();
     test_filters();
@@ -331,5 +472,9 @@ int main(void)
     test_truncation();
     test_root_rule();
     test_kind_names();
+    test_new();
+    test_filter_max();
+    if (argc > 1)
+        test_readme(argv[1]);
     return check_report("test_topic");
 }
