@@ -26,6 +26,7 @@
 #include "config.h"
 #include "core/admission.h"
 #include "core/app.h"
+#include "core/channels.h"
 #include "core/fanout.h"
 #include "core/gw.h"
 #include "core/msg.h"
@@ -229,6 +230,34 @@ static void tick(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(gw->ctx, 0, &gw->sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
 }
 
+/* The channel index's broker (core/channels.h): the bridge, as it is. */
+static int broker_connected(struct pg_gw *gw)
+{
+    return pg_bridge_connected(gw->bridge);
+}
+
+static int broker_subscribe(struct pg_gw *gw, const char *topic)
+{
+    return pg_bridge_subscribe(gw->bridge, topic);
+}
+
+static int broker_subscribe_wait(struct pg_gw *gw, const char *topic, pg_bridge_ack_cb cb, void *ud)
+{
+    return pg_bridge_subscribe_wait(gw->bridge, topic, cb, ud);
+}
+
+static int broker_unsubscribe(struct pg_gw *gw, const char *topic)
+{
+    return pg_bridge_unsubscribe(gw->bridge, topic);
+}
+
+const struct pg_channel_broker pg_server_channel_broker = {
+    .connected = broker_connected,
+    .subscribe = broker_subscribe,
+    .subscribe_wait = broker_subscribe_wait,
+    .unsubscribe = broker_unsubscribe,
+};
+
 /* ---- setup and run ---------------------------------------------------------------- */
 
 static void on_signal(int sig)
@@ -262,6 +291,7 @@ int pg_server_run(struct pg_config *cfg)
 
     memset(&gw, 0, sizeof gw);
     gw.cfg = cfg;
+    gw.channel_broker = &pg_server_channel_broker;
     gw.started_ms = pg_now_ms();
     pg_config_auth_limits(cfg, &gw.limits);
     if (*cfg->node_id)

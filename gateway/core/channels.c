@@ -2,8 +2,9 @@
  * The channel index: which local sessions listen to which channel.
  *
  * A channel (or wildcard filter) exists while it has local members; the
- * first member subscribes its topic at the broker, the last one leaving
- * unsubscribes it, so a gateway receives only traffic someone here wants.
+ * first member subscribes its topic at the broker (gw->channel_broker), the
+ * last one leaving unsubscribes it, so a gateway receives only traffic
+ * someone here wants.
  * A message is encoded once per wire protocol and the same buffer is queued
  * on every recipient.
  */
@@ -64,7 +65,7 @@ static struct pg_channel *channel_get(struct pg_session *s, const char *name, in
         return NULL;
     ch->name = strdup(name);
     ch->topic = pg_channel_topic(s->gw, app->creds->id, name);
-    if (!ch->name || !ch->topic || pg_bridge_subscribe(s->gw->bridge, ch->topic) != 0) {
+    if (!ch->name || !ch->topic || s->gw->channel_broker->subscribe(s->gw, ch->topic) != 0) {
         free(ch->name);
         free(ch->topic);
         free(ch);
@@ -82,7 +83,7 @@ static void channel_put(struct pg_gw *gw, struct pg_channel *ch)
         return;
     struct pg_channel **table = ch->wildcard ? &ch->app->filters : &ch->app->channels;
     HASH_DEL(*table, ch);
-    pg_bridge_unsubscribe(gw->bridge, ch->topic);
+    gw->channel_broker->unsubscribe(gw, ch->topic);
     pg_seq_table_free(&ch->seqs);
     free(ch->name);
     free(ch->topic);
@@ -96,10 +97,10 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
     struct pg_member *m;
     HASH_FIND_STR(s->subs, name, m);
     if (m)
-        return pg_bridge_subscribe_wait(s->gw->bridge, m->ch->topic, cb, ud);
+        return s->gw->channel_broker->subscribe_wait(s->gw, m->ch->topic, cb, ud);
     if (s->nsubs >= (size_t)s->gw->cfg->max_subscriptions)
         return PG_ELIMIT;
-    if (!pg_bridge_connected(s->gw->bridge))
+    if (!s->gw->channel_broker->connected(s->gw))
         return PG_EBUSY;
     m = calloc(1, sizeof *m);
     if (!m)
@@ -116,7 +117,7 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
     HASH_ADD_KEYPTR(hh, s->subs, ch->name, strlen(ch->name), m);
     s->nsubs++;
     pg_gw_channels_changed(s->gw);
-    int rc = pg_bridge_subscribe_wait(s->gw->bridge, ch->topic, cb, ud);
+    int rc = s->gw->channel_broker->subscribe_wait(s->gw, ch->topic, cb, ud);
     if (rc < 0)
         member_remove(s, m);
     return rc;

@@ -1,7 +1,11 @@
 /*
  * The channel index: which local sessions hold which channel or wildcard
- * filter of which app, the broker subscriptions behind them, and the fan-out
- * of a broker message to them.
+ * filter of which app, and the broker subscriptions behind them (the fan-out
+ * of a broker message to them is core/fanout.c's).
+ *
+ * The index reaches the broker only through gw->channel_broker (struct
+ * pg_channel_broker below), never the bridge itself, so it can be built and
+ * tested without one.
  */
 #ifndef PG_CORE_CHANNELS_H
 #define PG_CORE_CHANNELS_H
@@ -15,6 +19,24 @@ struct pg_app;
 struct pg_gw;
 struct pg_seq;
 
+/*
+ * The broker as the channel index needs it, with the bridge's contracts
+ * (bridge/pushgate_bridge.h): subscriptions are refcounted by topic filter.
+ * The first member of a channel subscribes its topic, every join asks whether
+ * it is live (granted by a SUBACK) and the last member leaving unsubscribes
+ * it. gateway/server.c sets gw->channel_broker to the bridge's before any
+ * session opens; tests/unit/test_fanout.c to a fake that grants, refuses or
+ * defers SUBACKs. Every entry is required.
+ */
+struct pg_channel_broker {
+    int (*connected)(struct pg_gw *gw); /* 1 while the broker session is up (pg_bridge_connected) */
+    int (*subscribe)(struct pg_gw *gw, const char *topic); /* 0, or < 0: not subscribed (pg_bridge_subscribe) */
+    /* 0 live, 1 cb(ud, result) follows, < 0 error, as pg_bridge_subscribe_wait */
+    int (*subscribe_wait)(struct pg_gw *gw, const char *topic, pg_bridge_ack_cb cb, void *ud);
+    /* Drops one reference; waiters of the last one get PG_EBUSY (pg_bridge_unsubscribe) */
+    int (*unsubscribe)(struct pg_gw *gw, const char *topic);
+};
+
 struct pg_member { /* one subscription of one session; in the session's hash and the channel's list */
     struct pg_channel *ch;
     struct pg_session *s;
@@ -26,7 +48,7 @@ struct pg_member { /* one subscription of one session; in the session's hash and
 
 struct pg_channel { /* a channel name or a wildcard filter with local subscribers */
     char *name;
-    char *topic; /* {root}/{app}/c/{name}, the bridge subscription */
+    char *topic; /* {root}/{app}/c/{name}, the broker subscription */
     int wildcard;
     struct pg_app *app;
     struct pg_member *members;

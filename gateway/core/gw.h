@@ -31,6 +31,7 @@ struct pg_devices;
 struct pg_apps;
 struct pg_seq;
 struct pg_webhooks;
+struct pg_channel_broker;
 
 /*
  * Every field says who writes it. Anyone may read a field; the state of a
@@ -44,6 +45,7 @@ struct pg_gw {
     struct lws_context *ctx;
     struct lws_vhost *vhost;
     pg_bridge *bridge;            /* the broker session (bridge/); modules call it, server.c drives it */
+    const struct pg_channel_broker *channel_broker; /* the channel index's broker (core/channels.h): the bridge's */
     char node_id[40];
     int64_t started_ms;
 

@@ -13,6 +13,8 @@
  * sio_ping_interval_ms, or the noop after POLL_MAX_MS) and carries every
  * queued packet, separated by \x1e; a POST carries the client's packets the
  * same way. Refused requests get {"code","message"} with Engine.IO's codes.
+ * Packets as text (types, the pong, the open packet, splitting a body) are
+ * proto/eio_packet.c's.
  *
  * Closing, as Engine.IO servers do: a "1" the client POSTs ends the session
  * and answers its parked GET with the noop "6"; a session the gateway closes
@@ -53,6 +55,7 @@
 #include "log.h"
 #include "pg_common.h"
 #include "proto/eio.h"
+#include "proto/eio_packet.h"
 #include "pushgate_auth.h"
 
 #define CLOSE_GRACE_MS 1000 /* a polling client we close gets this long to fetch the close packet */
@@ -190,7 +193,7 @@ void pg_eio_flush_get(struct pg_eio *e, struct pg_http *h, int noop_only)
     struct pg_msg *m;
     while (!noop_only && (m = pg_outq_peek(&e->s.q)) != NULL) {
         if (n)
-            b[n++] = '\x1e';
+            b[n++] = PG_EIO_SEPARATOR;
         memcpy(b + n, pg_msg_data(m), m->len);
         n += m->len;
         if (e->s.app) {
@@ -202,7 +205,7 @@ void pg_eio_flush_get(struct pg_eio *e, struct pg_http *h, int noop_only)
     int closing = e->s.close_code && !noop_only;
     if (closing) {
         if (n)
-            b[n++] = '\x1e';
+            b[n++] = PG_EIO_SEPARATOR;
         b[n++] = '1';
     }
     if (!n)
@@ -280,18 +283,8 @@ struct pg_eio *pg_eio_new(struct pg_gw *gw, struct lws *wsi, const struct pg_eio
 char *pg_eio_open_packet(struct pg_eio *e, int can_upgrade)
 {
     const struct pg_config *c = e->s.gw->cfg;
-    json_t *o = json_pack("{s:s, s:[], s:I, s:I, s:I}", "sid", e->sid, "upgrades", "pingInterval",
-                          (json_int_t)c->sio_ping_interval_ms, "pingTimeout", (json_int_t)c->sio_ping_timeout_ms,
-                          "maxPayload", (json_int_t)c->sio_max_payload_bytes);
-    if (o && can_upgrade)
-        json_array_append_new(json_object_get(o, "upgrades"), json_string("websocket"));
-    char *js = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    char *p = js ? malloc(strlen(js) + 2) : NULL;
-    if (p)
-        snprintf(p, strlen(js) + 2, "0%s", js);
-    free(js);
-    return p;
+    return pg_eio_open_text(e->sid, c->sio_ping_interval_ms, c->sio_ping_timeout_ms,
+                            (int64_t)c->sio_max_payload_bytes, can_upgrade);
 }
 
 void pg_eio_connected(struct pg_eio *e)
@@ -308,10 +301,8 @@ int pg_eio_packet(struct pg_eio *e, const char *p, size_t n)
         e->s.app->stats.frames_in++;
         e->s.app->stats.bytes_in += n;
     }
-    if (!n)
-        return -1;
-    switch (p[0]) {
-    case '1': /* the client closes */
+    switch (pg_eio_client_type(p, n)) {
+    case PG_EIO_CLOSE:
         if (e->upgraded) {
             pg_session_close(&e->s, 1000, "closed by the client");
         } else { /* Engine.IO servers end the session and answer a parked GET with the noop */
@@ -319,27 +310,25 @@ int pg_eio_packet(struct pg_eio *e, const char *p, size_t n)
             pg_eio_kill(e);
         }
         return 0;
-    case '2': { /* the client's ping (Engine.IO 3 habit): answer with the same data */
-        char pong[16];
-        if (n > sizeof pong || !pg_utf8_valid(p, n))
-            return -1; /* echoed in text: polling bodies reach here unchecked */
-        memcpy(pong, p, n);
-        pong[0] = '3';
+    case PG_EIO_PING: { /* the client's ping (Engine.IO 3 habit): answer with the same data */
+        char pong[PG_EIO_PING_MAX];
+        if (pg_eio_pong(p, n, pong) != 0)
+            return -1;
         pg_eio_send(e, pong, n);
         return 0;
     }
-    case '3':
+    case PG_EIO_PONG:
         if (e->ping_out) {
             e->ping_out = 0;
             lws_sul_schedule(gw->ctx, 0, &e->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
         }
         return 0;
-    case '4':
+    case PG_EIO_MESSAGE:
         return e->ops->message(e, p + 1, n - 1);
-    case '6':
+    case PG_EIO_NOOP:
         return 0;
     default:
-        return -1; /* 'b' (base64 binary), '0', '5' out of place, garbage */
+        return -1; /* empty, binary, open or upgrade out of place, garbage */
     }
 }
 
@@ -437,16 +426,13 @@ static void poll_get(struct pg_eio *e, struct pg_http *h)
 
 int pg_eio_payload(struct pg_eio *e, const char *body, size_t len)
 {
-    const char *p = body, *end = body + len;
-    while (p <= end && !e->dead) {
-        const char *sep = memchr(p, '\x1e', (size_t)(end - p));
-        size_t n = (size_t)((sep ? sep : end) - p);
+    struct pg_eio_split it;
+    const char *p;
+    size_t n;
+    pg_eio_split_init(&it, body, len);
+    while (!e->dead && pg_eio_split_next(&it, &p, &n))
         if (pg_eio_packet(e, p, n) != 0)
             return -1;
-        if (!sep)
-            break;
-        p = sep + 1;
-    }
     return 0;
 }
 

@@ -32,6 +32,7 @@
 #include "http/http.h"
 #include "log.h"
 #include "proto/eio.h"
+#include "proto/eio_packet.h"
 #include "proto/eio_ws.h"
 
 #define UPGRADE_TIMEOUT_MS 10000 /* "2probe" to "5", as Engine.IO servers allow */
@@ -119,7 +120,8 @@ static int ws_message(struct pg_eio *e, const char *p, size_t n)
 {
     if (e->upgraded)
         return pg_eio_packet(e, p, n);
-    if (n == 6 && !memcmp(p, "2probe", 6)) {
+    int probe = pg_eio_probe_type(p, n);
+    if (probe == PG_EIO_PING) {
         e->probing = 1;
         e->probe_reply = 1;
         lws_callback_on_writable(e->ws);
@@ -129,7 +131,7 @@ static int ws_message(struct pg_eio *e, const char *p, size_t n)
             pg_eio_flush_get(e, h, 0);
         return 0;
     }
-    if (n == 1 && p[0] == '5' && e->probing) {
+    if (probe == PG_EIO_UPGRADE && e->probing) {
         e->upgraded = 1;
         e->probing = 0;
         e->s.wsi = e->ws;

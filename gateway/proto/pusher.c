@@ -494,10 +494,9 @@ out:
 
 /* ---- client events ---------------------------------------------------------------- */
 
-static void client_event(struct pg_session *s, const char *event, json_t *frame)
+static void client_event(struct pg_session *s, const struct pg_pusher_frame *f)
 {
-    const char *channel = json_string_value(json_object_get(frame, "channel"));
-    json_t *data = json_object_get(frame, "data");
+    const char *event = f->event, *channel = f->channel;
     struct pg_member *m = NULL;
     int64_t now = pg_mono_ms();
     if (now - ps(s)->rate_window_ms >= 1000) {
@@ -526,8 +525,7 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
         pg_pusher_send_error(s, 4301, "Client event rejected - only the broker reports device presence on this channel");
         return;
     }
-    char *payload = json_is_string(data) ? strdup(json_string_value(data))
-                                         : json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+    char *payload = pg_pusher_client_data(f->data);
     if (!payload)
         return;
     const char *why = NULL;
@@ -555,17 +553,13 @@ static void client_event(struct pg_session *s, const char *event, json_t *frame)
 static void pusher_receive(struct pg_session *s, const char *frame, size_t len)
 {
     s->last_rx_ms = pg_mono_ms();
-    json_t *req = json_loadb(frame, len, 0, NULL);
-    const char *event = json_string_value(json_object_get(req, "event"));
-    if (!req || !event) {
+    struct pg_pusher_frame f;
+    if (pg_pusher_frame_parse(frame, len, &f) != 0) {
         pg_pusher_send_error(s, 4200, "malformed event: expected {\"event\":..., \"data\":...}");
-        goto out;
+        return;
     }
-    json_t *data = json_object_get(req, "data");
-    /* pusher-js sends data as an object; some clients send it JSON-encoded */
-    json_t *parsed = json_is_string(data) ? json_loads(json_string_value(data), 0, NULL) : NULL;
-    if (parsed)
-        data = parsed;
+    const char *event = f.event;
+    json_t *data = f.fields;
     if (!strcmp(event, "pusher:ping")) {
         pg_pusher_send_event(s, "pusher:pong", NULL, json_object());
     } else if (!strcmp(event, "pusher:subscribe")) {
@@ -579,13 +573,11 @@ static void pusher_receive(struct pg_session *s, const char *frame, size_t len)
     } else if (!strcmp(event, "pusher:pong")) {
         /* answer to our ping: nothing to do */
     } else if (!strncmp(event, "client-", 7)) {
-        client_event(s, event, req);
+        client_event(s, &f);
     } else {
         pg_pusher_send_error(s, 4200, "unsupported event");
     }
-    json_decref(parsed);
-out:
-    json_decref(req);
+    pg_pusher_frame_clear(&f);
 }
 
 /* pusher-js reconnects at once on a 4200-4299 close and resubscribes every channel. */

@@ -23,6 +23,36 @@ int pg_pusher_channel_valid(const char *name)
     return 1;
 }
 
+int pg_pusher_frame_parse(const char *text, size_t len, struct pg_pusher_frame *f)
+{
+    memset(f, 0, sizeof *f);
+    f->root = json_loadb(text, len, 0, NULL);
+    f->event = json_string_value(json_object_get(f->root, "event"));
+    if (!f->root || !f->event) {
+        pg_pusher_frame_clear(f);
+        return PG_EINVAL;
+    }
+    f->channel = json_string_value(json_object_get(f->root, "channel"));
+    f->data = json_object_get(f->root, "data");
+    /* pusher-js sends data as an object; some clients send it JSON-encoded */
+    f->decoded = json_is_string(f->data) ? json_loads(json_string_value(f->data), 0, NULL) : NULL;
+    f->fields = f->decoded ? f->decoded : f->data;
+    return 0;
+}
+
+void pg_pusher_frame_clear(struct pg_pusher_frame *f)
+{
+    json_decref(f->decoded);
+    json_decref(f->root);
+    memset(f, 0, sizeof *f);
+}
+
+char *pg_pusher_client_data(const json_t *data)
+{
+    return json_is_string(data) ? strdup(json_string_value(data))
+                                : json_dumps(data ? data : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+}
+
 void pg_pusher_send_event(struct pg_session *s, const char *event, const char *channel, json_t *data)
 {
     char *str = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;

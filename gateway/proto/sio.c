@@ -1,8 +1,9 @@
 /*
  * socket.io protocol 5 at /socket.io/, riding on Engine.IO 4 sessions
  * (proto/eio.c, proto/eio_ws.c): what socket.io-client 3 and 4 speak, for
- * notification-socket.io's clients. This file is socket.io's packets,
- * namespaces and registrations, and the protocol's struct pg_proto.
+ * notification-socket.io's clients. This file is socket.io's namespaces
+ * and registrations and the protocol's struct pg_proto; its packets as text
+ * are proto/sio_packet.c's.
  *
  * Wire format. socket.io rides in Engine.IO message packets ("4"), which
  * Engine.IO hands here (the message hook of struct pg_eio_ops): CONNECT
@@ -35,7 +36,6 @@
  * hook. Invariant: x->user is set exactly while the session holds (or is
  * joining) the user's channel.
  */
-#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,10 +56,10 @@
 #include "proto/eio.h"
 #include "proto/eio_ws.h"
 #include "proto/sio.h"
+#include "proto/sio_packet.h"
 #include "pushgate_auth.h"
 
 #define SOCK_ID_LEN 20
-#define NSP_MAX 80
 #define REGISTER_RETRY_MS 500 /* a registration made through another node may still be on its way here */
 
 struct pg_sio {
@@ -85,34 +85,13 @@ static void sio_close(struct pg_sio *x, const char *why)
 
 /* ---- output -------------------------------------------------------------------------- */
 
-/* "4" + socket.io type + "/nsp," (not for "/") + JSON text; caller frees. */
-static char *sio_frame(char type, const char *nsp, const char *json, size_t *len)
-{
-    size_t nl = nsp && strcmp(nsp, "/") ? strlen(nsp) : 0, jl = json ? strlen(json) : 0;
-    size_t n = 2 + (nl ? nl + 1 : 0) + jl;
-    char *b = malloc(n + 1);
-    if (!b)
-        return NULL;
-    b[0] = '4';
-    b[1] = type;
-    if (nl) {
-        memcpy(b + 2, nsp, nl);
-        b[2 + nl] = ',';
-    }
-    if (jl)
-        memcpy(b + n - jl, json, jl);
-    b[n] = '\0';
-    *len = n;
-    return b;
-}
-
 static void sio_send(struct pg_sio *x, char type, const char *nsp, json_t *data /* stolen; may be NULL */)
 {
     char *js = data ? json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
     int failed = data && !js;
     json_decref(data);
     size_t n = 0;
-    char *f = failed ? NULL : sio_frame(type, nsp, js, &n);
+    char *f = failed ? NULL : pg_sio_frame(type, nsp, js, &n);
     if (f)
         pg_eio_send(&x->e, f, n);
     else
@@ -159,7 +138,7 @@ static struct pg_msg *encode(const struct pg_session *s, const struct pg_event *
     char *js = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
     size_t n = 0;
-    char *f = js ? sio_frame('2', sio_of(s)->nsp, js, &n) : NULL;
+    char *f = js ? pg_sio_frame('2', sio_of(s)->nsp, js, &n) : NULL;
     struct pg_msg *m = f ? pg_msg_new(f, n) : NULL;
     free(f);
     free(js);
@@ -363,7 +342,7 @@ static void on_register(struct pg_sio *x, json_t *args)
 
 static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *data)
 {
-    char name[NSP_MAX + 1];
+    char name[PG_SIO_NSP_MAX + 1];
     snprintf(name, sizeof name, "%.*s", (int)nl, nsp);
     struct pg_gw *gw = x->e.s.gw;
     struct pg_app *app = nl == 1 ? default_app(gw) : pg_app_lookup(gw, name + 1, nl - 1);
@@ -396,77 +375,49 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
 /* One socket.io packet (after the Engine.IO "4"); -1: malformed. */
 static int sio_packet(struct pg_sio *x, const char *p, size_t n)
 {
-    if (!n || p[0] < '0' || p[0] > '4')
-        return -1; /* 5, 6: binary packets, refused */
-    char type = p[0];
-    p++, n--;
-    const char *nsp = "/";
-    size_t nl = 1;
-    if (n && p[0] == '/') {
-        const char *comma = memchr(p, ',', n);
-        nl = comma ? (size_t)(comma - p) : n;
-        if (nl > NSP_MAX || !pg_utf8_valid(p, nl))
-            return -1; /* answers echo the namespace in text (polling bodies reach here unchecked) */
-        nsp = p;
-        p += comma ? nl + 1 : nl;
-        n -= comma ? nl + 1 : nl;
-    }
-    const char *ack = p; /* an ack id: the client waits for an ACK packet with it */
-    int digits = 0;
-    while (n && isdigit((unsigned char)*p)) {
-        if (++digits > 15)
-            return -1;
-        p++, n--;
-    }
-    json_t *data = NULL;
-    if (n && !(data = json_loadb(p, n, JSON_DECODE_ANY, NULL)))
+    struct pg_sio_packet pkt;
+    if (pg_sio_packet_parse(p, n, &pkt) != 0)
         return -1;
     int rc = 0;
-    int here = x->nsp && strlen(x->nsp) == nl && !memcmp(x->nsp, nsp, nl);
-    if (type == '2' && !json_string_value(json_array_get(data, 0))) {
-        json_decref(data);
-        return -1;
-    }
-    if (type != '4' && (type == '0') == here) {
+    int here = x->nsp && strlen(x->nsp) == pkt.nsp_len && !memcmp(x->nsp, pkt.nsp, pkt.nsp_len);
+    if (pkt.type != PG_SIO_CONNECT_ERROR && (pkt.type == PG_SIO_CONNECT) == here) {
         /* socket.io's server closes the whole connection on a packet out of order */
         sio_close(x, here ? "CONNECT for a namespace already connected" : "packet before CONNECT to its namespace");
-        json_decref(data);
+        pg_sio_packet_clear(&pkt);
         return 0;
     }
-    switch (type) {
-    case '0':
-        ns_connect(x, nsp, nl, data);
+    switch (pkt.type) {
+    case PG_SIO_CONNECT:
+        ns_connect(x, pkt.nsp, pkt.nsp_len, pkt.data);
         break;
-    case '1':
+    case PG_SIO_DISCONNECT:
         ns_leave(x);
         free(x->nsp);
         x->nsp = NULL;
         break;
-    case '2': {
-        const char *name = json_string_value(json_array_get(data, 0));
+    case PG_SIO_EVENT: {
+        const char *name = pg_sio_event_name(&pkt);
         if (!strcmp(name, "register")) {
-            on_register(x, data);
+            on_register(x, pkt.data);
         } else if (!strcmp(name, "disconnect")) {
             ns_leave(x);
         }
-        if (digits && !x->e.dead && x->nsp) {
+        if (pkt.ack_len && !x->e.dead && x->nsp) {
             /* acknowledged on receipt, without arguments: a register's outcome comes as registered/error */
-            char reply[24];
             size_t len = 0;
-            snprintf(reply, sizeof reply, "%.*s[]", digits, ack);
-            char *f = sio_frame('3', x->nsp, reply, &len);
+            char *f = pg_sio_ack_frame(x->nsp, &pkt, &len);
             if (f)
                 pg_eio_send(&x->e, f, len);
             free(f);
         }
         break;
     }
-    case '3':
+    case PG_SIO_ACK:
         break;
     default:
         rc = -1; /* CONNECT_ERROR comes from servers only */
     }
-    json_decref(data);
+    pg_sio_packet_clear(&pkt);
     return rc;
 }
 

@@ -160,6 +160,7 @@ struct pg_gw *fuzz_gw(void)
     lws_set_log_level(0, NULL);
 
     gw.cfg = &cfg;
+    gw.channel_broker = &pg_server_channel_broker;
     gw.started_ms = pg_now_ms();
     pg_config_auth_limits(&cfg, &gw.limits);
     snprintf(gw.node_id, sizeof gw.node_id, "%s", cfg.node_id);
