@@ -4,9 +4,11 @@
  * A channel (or wildcard filter) exists while it has local members; the
  * first member subscribes its topic at the broker (gw->channel_broker), the
  * last one leaving unsubscribes it, so a gateway receives only traffic
- * someone here wants.
- * A message is encoded once per wire protocol and the same buffer is queued
- * on every recipient.
+ * someone here wants. Delivering to the members is core/fanout.c's job.
+ *
+ * State: the channels and members of every app (app->channels,
+ * app->filters, s->subs), this module's alone; the protocols join and leave
+ * through it, the fan-out and the cluster's snapshot read it.
  */
 #include <stdlib.h>
 #include <string.h>
