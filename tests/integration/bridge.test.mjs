@@ -1,7 +1,9 @@
 // The gateway's MQTT bridge against a real mosquitto broker with the pushgate auth plugin: one message
 // model across WebSocket, REST and MQTT devices (all six directions), resubscription after a broker
-// restart, a slow WebSocket reader closed with 1013 while the other subscribers keep receiving, and the bridge
-// calling itself ready (what /readyz reports) only once the broker acknowledged its subscriptions.
+// restart, a slow WebSocket reader closed with 1013 while the other subscribers keep receiving, the bridge
+// calling itself ready (what /readyz reports) only once the broker acknowledged its subscriptions, and the
+// batching of subscriptions (counted in the broker's log): one SUBSCRIBE per pass, a grant per filter, the order
+// of a drop and a re-subscribe kept, 10,000 filters in a handful of packets.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -354,4 +356,20 @@ test('10,000 subscriptions made in one pass cost a few SUBSCRIBE packets, not 10
     const packets = toolSubscribes(log());
     assert.equal(packets.flat().length, n + 1, `every filter subscribed once (${packets.length} packets)`);
     assert.ok(packets.length <= 2 + Math.ceil(n / 100), `${packets.length} SUBSCRIBE packets for ${n} filters`);
+});
+
+test('within one pass, a filter dropped and subscribed again is unsubscribed first; one subscribed and dropped is never sent', { timeout: 30000 }, async () => {
+    const tag = unique('order');
+    const again = `pushgate/${tag}/again`;
+    const gone = `pushgate/${tag}/gone`;
+    const { stdout, lines, log } = await runTool([`~${again}`, `%${gone}`]);
+    assert.deepEqual(lines.filter((l) => l.startsWith('granted ')), [`granted ${again}`, `granted ${again}`], stdout);
+    const subscribed = (l) => l.endsWith(`\t${again} (QoS 1)`) || l.trim().endsWith(` ${again} (QoS 1)`);
+    await waitFor(() => log().split('\n').filter(subscribed).length >= 2, { timeoutMs: 5000 }).catch(() => {});
+    const l = log().split('\n');
+    const subs = l.map((x, i) => (subscribed(x) ? i : -1)).filter((i) => i >= 0);
+    const unsub = l.findIndex((x) => x.endsWith('Received UNSUBSCRIBE from pushgate-bridge-tool'));
+    assert.equal(subs.length, 2, log());
+    assert.ok(subs[0] < unsub && unsub < subs[1], `SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE:\n${log()}`);
+    assert.ok(!log().includes(gone), `${gone} never reached the broker`);
 });

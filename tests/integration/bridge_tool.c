@@ -8,7 +8,9 @@
  * instead, the way the gateway adds its control filters when the connection comes up. A FILTER written !FILTER
  * is expected to be refused by the broker. *N:PREFIX stands for the N filters PREFIX/0 .. PREFIX/N-1, subscribed
  * all in one loop pass once the bridge is ready, then flushed (pg_bridge_flush), as a storm of session opens
- * would. Every SUBACK is awaited with pg_bridge_subscribe_wait. One line per event on stdout:
+ * would. In that same pass a filter written ~FILTER (subscribed before connecting like a plain one) is dropped and
+ * subscribed again (its new SUBACK awaited), and one written %FILTER is subscribed and dropped (never answered,
+ * never sent). Every SUBACK is awaited with pg_bridge_subscribe_wait. One line per event on stdout:
  *
  *   connected ready=R        on_state(1), with pg_bridge_ready() at that moment
  *   granted FILTER           the SUBACK of FILTER was processed
@@ -36,6 +38,7 @@ struct tool {
     int failed;
     const char *many_prefix; /* *N:PREFIX, NULL if none */
     int many, many_granted, many_started;
+    int npass; /* ~ and % filters, handled in the ready pass */
     char **many_filters;
 };
 
@@ -44,6 +47,7 @@ struct grant {
     const char *filter;
     int expect_refused;
     int many;
+    char pass; /* '~' or '%': see the ready pass */
 };
 
 static struct grant *grants;
@@ -104,14 +108,28 @@ static void on_state(void *ud, int connected)
     }
     for (int i = 0; i < t->nfilters; i++) {
         grants[i].filter = t->filters[i];
-        await_grant(t, &grants[i]);
+        if (grants[i].pass == '%')
+            t->answered++; /* nothing to wait for */
+        else
+            await_grant(t, &grants[i]);
     }
 }
 
-/* One loop pass: every filter of *N:PREFIX, then one flush. */
+/* One loop pass: the ~ and % filters, every filter of *N:PREFIX, then one flush. */
 static void subscribe_many(struct tool *t)
 {
     t->many_started = 1;
+    for (int i = 0; i < t->nfilters; i++) {
+        if (grants[i].pass == '~') {
+            if (pg_bridge_unsubscribe(t->bridge, t->filters[i]) != 0 || pg_bridge_subscribe(t->bridge, t->filters[i]))
+                t->failed = 1;
+            t->answered--; /* answered again at its new SUBACK */
+            await_grant(t, &grants[i]);
+        } else if (grants[i].pass == '%') {
+            if (pg_bridge_subscribe(t->bridge, t->filters[i]) != 0 || pg_bridge_unsubscribe(t->bridge, t->filters[i]))
+                t->failed = 1;
+        }
+    }
     for (int i = 0; i < t->many; i++) {
         if (pg_bridge_subscribe(t->bridge, t->many_filters[i]) != 0) {
             t->failed = 1;
@@ -154,6 +172,10 @@ static int parse_filters(struct tool *t, char **args, int n)
         if (t->filters[i][0] == '!') {
             t->filters[i]++;
             grants[i].expect_refused = 1;
+        } else if (t->filters[i][0] == '~' || t->filters[i][0] == '%') {
+            grants[i].pass = t->filters[i][0];
+            t->filters[i]++;
+            t->npass++;
         }
     }
     for (int i = 0; i < t->many; i++) {
@@ -194,7 +216,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int i = 0; i < t.nfilters; i++) {
-        if (t.filters[i][0] != '@' && pg_bridge_subscribe(t.bridge, t.filters[i]) != 0) {
+        if (t.filters[i][0] != '@' && grants[i].pass != '%' && pg_bridge_subscribe(t.bridge, t.filters[i]) != 0) {
             fprintf(stderr, "cannot subscribe %s\n", t.filters[i]);
             pg_bridge_free(t.bridge);
             return 1;
@@ -218,9 +240,10 @@ int main(int argc, char **argv)
             ready = 1;
             printf("ready\n");
         }
-        if (ready && !t.many_started && t.many > 0)
+        if (ready && !t.many_started && (t.many > 0 || t.npass > 0))
             subscribe_many(&t);
-        if (ready && t.answered == t.nfilters && t.many_granted == t.many) {
+        if (ready && (t.many_started || (t.many == 0 && t.npass == 0)) && t.answered == t.nfilters &&
+            t.many_granted == t.many) {
             rc = 0;
             break;
         }
