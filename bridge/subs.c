@@ -197,22 +197,23 @@ void pg__bridge_subs_expire(pg_bridge *b, int64_t now)
     }
 }
 
-/* What libmosquitto would refuse for the whole packet is refused here for the one filter (logged, never sent). */
-static int filter_ok(pg_bridge *b, const char *filter, const char *what)
+/* What libmosquitto would refuse for a whole packet is refused here for the one filter, never sent. */
+static int filter_check(const char *filter)
 {
     int rc = mosquitto_sub_topic_check(filter);
-    if (rc == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_validate_utf8(filter, (int)strlen(filter));
-    if (rc != MOSQ_ERR_SUCCESS)
-        pg__bridge_log(b, 3, "%s %s failed: %s", what, filter, mosquitto_strerror(rc));
-    return rc == MOSQ_ERR_SUCCESS;
+    return rc == MOSQ_ERR_SUCCESS ? mosquitto_validate_utf8(filter, (int)strlen(filter)) : rc;
 }
 
 /* s goes out with the next flush. */
 static void queue_subscribe(pg_bridge *b, struct sub *s)
 {
-    if (s->queued || s->inflight || !filter_ok(b, s->filter, "subscribe"))
+    if (s->queued || s->inflight)
         return;
+    int rc = filter_check(s->filter);
+    if (rc != MOSQ_ERR_SUCCESS) { /* logged as when it was sent alone; its waiters time out */
+        pg__bridge_log(b, 3, "subscribe %s failed: %s", s->filter, mosquitto_strerror(rc));
+        return;
+    }
     s->queued = 1;
     DL_APPEND2(b->subq, s, qprev, qnext);
 }
@@ -221,7 +222,7 @@ static void queue_subscribe(pg_bridge *b, struct sub *s)
 static void queue_unsubscribe(pg_bridge *b, const char *filter)
 {
     struct unsubq *q = b->unsubq;
-    if (!filter_ok(b, filter, "unsubscribe"))
+    if (filter_check(filter) != MOSQ_ERR_SUCCESS) /* it was never subscribed either */
         return;
     if (!q && (q = b->unsubq = calloc(1, sizeof *q)) == NULL)
         goto now;
@@ -394,7 +395,6 @@ void pg__bridge_subs_flush(pg_bridge *b)
     struct sub *batch[PG_BRIDGE_MAX_FILTERS_PER_PACKET];
     if (!b->connected || (!b->subq && !b->unsubq))
         return;
-    pg__bridge_group_reset(b); /* identifiers are handed out below */
     if (b->unsubq)
         send_unsubscribes(b);
     while (b->subq) {
