@@ -23,8 +23,9 @@
  *
  * This file is the session: create/free, the client's setup, connecting and
  * backoff, socket I/O, ticks, losing the session, logging. The subscription
- * table and the batching of SUBSCRIBE/UNSUBSCRIBE live in subs.c, publishes and received messages in messages.c
- * (bridge_internal.h: who owns which field).
+ * table and the batching of SUBSCRIBE/UNSUBSCRIBE live in subs.c, publishes
+ * and received messages in messages.c (bridge_internal.h: who owns which
+ * field).
  */
 #include <arpa/inet.h>
 #include <errno.h>
