@@ -16,7 +16,8 @@
  * few SUBSCRIBE/UNSUBSCRIBE packets with many filters each, when the owner
  * calls pg_bridge_flush() once per loop pass (and at the latest on the next
  * pg_bridge_io() or pg_bridge_tick()): a storm of subscriptions costs a few
- * round trips, not one per filter.
+ * round trips, not one per filter. A publish flushes first, so the broker
+ * still sees subscription changes and publishes in the order they were made.
  */
 #ifndef PUSHGATE_BRIDGE_H
 #define PUSHGATE_BRIDGE_H

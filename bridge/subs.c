@@ -5,7 +5,9 @@
  * Batching: a filter subscribed (or dropped) while connected is not sent at
  * once; it waits in b->subq (b->unsubq) until pg__bridge_subs_flush(), which
  * the owner reaches once per loop pass through pg_bridge_flush() (and the
- * bridge itself after reading the socket and on every tick). A flush sends
+ * bridge itself after reading the socket, on every tick, and before every
+ * publish, so that a publish never overtakes a subscription change made
+ * before it: MQTT keeps one connection's packets in order). A flush sends
  * every queued UNSUBSCRIBE first, then the SUBSCRIBEs, each packet carrying up
  * to PG_BRIDGE_MAX_FILTERS_PER_PACKET filters and no more bytes than the
  * broker's Maximum Packet Size (CONNACK) or PG_BRIDGE_MAX_PACKET_BYTES. Per
