@@ -23,8 +23,9 @@
  *
  * This file is the session: create/free, the client's setup, connecting and
  * backoff, socket I/O, ticks, losing the session, logging. The subscription
- * table lives in subs.c, publishes and received messages in messages.c
- * (bridge_internal.h: who owns which field).
+ * table and the batching of SUBSCRIBE/UNSUBSCRIBE live in subs.c, publishes
+ * and received messages in messages.c (bridge_internal.h: who owns which
+ * field).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -97,7 +98,6 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
     pg_bridge *b = obj;
     (void)mosq;
     (void)flags;
-    (void)props;
     if (rc != 0) {
         pg__bridge_log(b, 3, "broker refused connection: %s", mosquitto_reason_string(rc));
         return; /* libmosquitto closes the socket; lost() follows from the read path */
@@ -105,6 +105,9 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
     b->connected = 1;
     b->connect_deadline = 0;
     b->backoff_ms = b->cfg.reconnect_min_ms;
+    uint32_t max_packet = 0; /* bounds the batches of SUBSCRIBE and UNSUBSCRIBE (subs.c) */
+    mosquitto_property_read_int32(props, MQTT_PROP_MAXIMUM_PACKET_SIZE, &max_packet, false);
+    b->max_packet = max_packet;
     pg__bridge_log(b, 1, "connected to broker %s:%d", b->cfg.host, b->cfg.port);
     pg__bridge_subs_resubscribe(b);
     b->coming_up = 1;
@@ -114,6 +117,7 @@ static void on_connect(struct mosquitto *mosq, void *obj, int rc, int flags, con
     /* what the owner subscribed to before or on connecting (restored channels, control filters) must be in place
        before the gateway calls itself ready: a message published meanwhile would miss this process */
     pg__bridge_subs_count_restoring(b);
+    /* the restored filters go out once loop_read returns (pg_bridge_io flushes before writing) */
 }
 
 static void on_mlog(struct mosquitto *mosq, void *obj, int level, const char *str)
@@ -276,6 +280,8 @@ void pg_bridge_io(pg_bridge *b, int readable, int writable)
             return;
         }
     }
+    /* what the callbacks just run queued (the restored filters after a CONNACK among them) */
+    pg__bridge_subs_flush(b);
     if (writable || mosquitto_want_write(b->mosq)) {
         rc = mosquitto_loop_write(b->mosq, 64);
         if (rc != MOSQ_ERR_SUCCESS) {
@@ -293,6 +299,7 @@ void pg_bridge_tick(pg_bridge *b)
     if (!b->started)
         return;
     pg__bridge_subs_expire(b, now);
+    pg_bridge_flush(b); /* an owner that does not flush every pass still gets its subscriptions out */
     if (b->fd < 0) {
         if (b->next_attempt && now >= b->next_attempt)
             try_connect(b);

@@ -6,10 +6,12 @@
  *   bridge.c    the session: create/free, the libmosquitto client's setup and callbacks table, connecting
  *               (non-blocking, connect timeout, jittered backoff), socket I/O and ticks, losing the session,
  *               logging. Owns mosq, cfg, ops/ud, fd, connected, coming_up, started, next_attempt,
- *               connect_deadline, backoff_ms, last_misc.
+ *               connect_deadline, backoff_ms, last_misc, max_packet.
  *   subs.c      the subscription table: refcounted filters with their subscription identifiers, SUBSCRIBE and
  *               its SUBACK, owners waiting for a grant, re-subscribing after a reconnect and counting those
- *               SUBACKs towards readiness. Owns subs, next_sub_id, restoring.
+ *               SUBACKs towards readiness; SUBSCRIBEs and UNSUBSCRIBEs queued within a loop pass and sent in
+ *               batches, SUBSCRIBEs in flight keyed by packet id. Owns subs, subq, unsubq, inflight,
+ *               next_sub_id, restoring.
  *   messages.c  messages both ways: QoS 1 publishes awaiting their PUBACK, and received messages with the
  *               suppression of the broker's per-subscription copies. Owns pending and group.
  *
@@ -37,6 +39,14 @@
 
 struct pending; /* messages.c: a publish awaiting its PUBACK */
 struct sub;     /* subs.c: one subscribed filter */
+struct inflight; /* subs.c: a SUBSCRIBE awaiting its SUBACK */
+struct unsubq;   /* subs.c: filters whose UNSUBSCRIBE waits for the next flush */
+
+/* filters in one SUBSCRIBE or UNSUBSCRIBE at most (a SUBACK then answers up to this many) */
+#define PG_BRIDGE_MAX_FILTERS_PER_PACKET 500
+/* bytes of one SUBSCRIBE or UNSUBSCRIBE at most, unless the broker's CONNACK announces a smaller Maximum Packet
+   Size (a single filter larger than that still goes alone, and libmosquitto refuses it as today) */
+#define PG_BRIDGE_MAX_PACKET_BYTES (64 * 1024)
 
 /*
  * Mosquitto sends one copy of a message per matching subscription, back to
@@ -71,9 +81,13 @@ struct pg_bridge {
     int64_t connect_deadline;
     int backoff_ms;
     int64_t last_misc;
+    uint32_t max_packet;    /* the broker's Maximum Packet Size from its CONNACK, 0 = none announced */
     uint32_t next_sub_id;
     struct pending *pending;
     struct sub *subs;
+    struct sub *subq;         /* filters whose SUBSCRIBE waits for the next flush, in request order */
+    struct unsubq *unsubq;    /* NULL when empty */
+    struct inflight *inflight; /* SUBSCRIBEs awaiting their SUBACK, by mid */
     struct copy_group group;
 };
 
@@ -87,10 +101,13 @@ void pg__bridge_log(pg_bridge *b, int level, const char *fmt, ...) __attribute__
 /* libmosquitto's SUBACK callback. */
 void pg__bridge_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int count, const int *granted,
                              const mosquitto_property *props);
-/* The connection came up: send a SUBSCRIBE for every filter of the table. */
+/* The connection came up: queue a SUBSCRIBE for every filter of the table (sent by the next flush). */
 void pg__bridge_subs_resubscribe(pg_bridge *b);
-/* After on_state(1): the filters with a SUBSCRIBE in flight now are the ones readiness waits for. */
+/* After on_state(1): the filters queued or in flight now are the ones readiness waits for. */
 void pg__bridge_subs_count_restoring(pg_bridge *b);
+/* Send what is queued: UNSUBSCRIBEs, then SUBSCRIBEs, many filters a packet (libmosquitto's queue: the caller
+   writes it or asks for writability). Nothing when disconnected. */
+void pg__bridge_subs_flush(pg_bridge *b);
 /* The session is gone: no filter is live or in flight (waiters keep waiting). */
 void pg__bridge_subs_lost(pg_bridge *b);
 /* Time out the waiters whose deadline passed. */

@@ -6,7 +6,9 @@
  * publish_timeout_ms later (pg__bridge_expire_pending, from the tick) or the
  * end of the session (pg__bridge_fail_pending) settles it: the owner's
  * callback runs once, never from inside the publish call, unless
- * pg_bridge_forget() cleared it first.
+ * pg_bridge_forget() cleared it first. A publish first flushes the queued
+ * subscribes and unsubscribes (subs.c), so the broker sees them in the order
+ * the owner made them.
  *
  * In: pg__bridge_on_message hands a received message to the owner with its
  * user properties, unless it is one more copy of the message just delivered
@@ -102,6 +104,9 @@ int pg_bridge_publish_expiring(pg_bridge *b, const char *topic, const void *payl
         mosquitto_property_free_all(&mp);
         return PG_ENOMEM;
     }
+    /* the subscribes and unsubscribes made before this publish reach the broker before it, as the owner made them:
+       a client that subscribes and then publishes on one socket hears its own message */
+    pg__bridge_subs_flush(b);
     rc = mosquitto_publish_v5(b->mosq, &mid, topic, (int)len, payload, 1, retain != 0, mp);
     mosquitto_property_free_all(&mp);
     if (rc != MOSQ_ERR_SUCCESS) {

@@ -11,6 +11,13 @@
  * reconnect. Each filter carries an MQTT subscription identifier so that the
  * copies the broker sends of a message matching several of our filters (an
  * exact channel and a wildcard) reach the owner once.
+ *
+ * Subscribes and unsubscribes are queued and go to the broker together, as
+ * few SUBSCRIBE/UNSUBSCRIBE packets with many filters each, when the owner
+ * calls pg_bridge_flush() once per loop pass (and at the latest on the next
+ * pg_bridge_io() or pg_bridge_tick()): a storm of subscriptions costs a few
+ * round trips, not one per filter. A publish flushes first, so the broker
+ * still sees subscription changes and publishes in the order they were made.
  */
 #ifndef PUSHGATE_BRIDGE_H
 #define PUSHGATE_BRIDGE_H
@@ -85,8 +92,15 @@ int pg_bridge_ready(const pg_bridge *b);
 /* Socket readiness. */
 void pg_bridge_io(pg_bridge *b, int readable, int writable);
 int pg_bridge_want_write(const pg_bridge *b);
-/* Keepalive, reconnect, publish timeouts. */
+/* Keepalive, reconnect, publish timeouts; also flushes (pg_bridge_flush). */
 void pg_bridge_tick(pg_bridge *b);
+/*
+ * Send the subscribes and unsubscribes made since the last flush, batched.
+ * Call it once per loop pass, after the pass's callbacks and before the loop
+ * waits again, so a subscription never waits for a tick. Cheap when nothing
+ * is queued.
+ */
+void pg_bridge_flush(pg_bridge *b);
 
 /*
  * QoS 1 publish. props: NULL-terminated name/value pairs of user properties
@@ -106,9 +120,12 @@ int pg_bridge_publish_expiring(pg_bridge *b, const char *topic, const void *payl
 void pg_bridge_forget(pg_bridge *b, void *cb_ud);
 
 /*
- * Refcounted subscribe / unsubscribe of a topic filter (QoS 1). A filter is
- * live once the broker granted it (SUBACK); after a reconnect it is
- * re-subscribed and live again at its next SUBACK.
+ * Refcounted subscribe / unsubscribe of a topic filter (QoS 1), sent at the
+ * next flush. A filter is live once the broker granted it (SUBACK: each filter
+ * of a batch has its own grant); after a reconnect it is re-subscribed and
+ * live again at its next SUBACK. Subscribing and dropping a filter within one
+ * pass sends nothing; dropping and subscribing it again sends UNSUBSCRIBE
+ * before SUBSCRIBE.
  */
 int pg_bridge_subscribe(pg_bridge *b, const char *filter);
 /*

@@ -1,7 +1,8 @@
 /*
  * The event loop: one lws context serves HTTP, WebSocket and the broker
  * socket. The bridge's socket is adopted into lws as a raw descriptor (a
- * dup(), so lws closing its copy never closes libmosquitto's), and a 100 ms
+ * dup(), so lws closing its copy never closes libmosquitto's), the bridge's
+ * queued subscriptions are flushed after every loop pass, and a 100 ms
  * timer drives keepalive, reconnects, publish timeouts and every module's
  * tick (the load measurement first: core/publish.c).
  *
@@ -386,8 +387,14 @@ int pg_server_run(struct pg_config *cfg)
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
 
+    /*
+     * One lws_service() is one pass: one poll() and every callback it makes due (lws 4.1 has no end-of-pass
+     * callback). The subscribes and unsubscribes those callbacks made go to the broker here, batched, before the
+     * loop waits again: a storm of session opens costs a few SUBSCRIBE packets, and a lone subscribe still leaves
+     * at once (the bridge writes it now, or asks for writability if the socket is full).
+     */
     while (!gw.done && lws_service(gw.ctx, 0) >= 0)
-        ;
+        pg_bridge_flush(gw.bridge);
     pg_cluster_stopping(&gw);
     pg_log(PG_LOG_INFO, "server", "stopped");
     rc = 0;

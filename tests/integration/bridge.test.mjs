@@ -1,7 +1,9 @@
 // The gateway's MQTT bridge against a real mosquitto broker with the pushgate auth plugin: one message
 // model across WebSocket, REST and MQTT devices (all six directions), resubscription after a broker
-// restart, a slow WebSocket reader closed with 1013 while the other subscribers keep receiving, and the bridge
-// calling itself ready (what /readyz reports) only once the broker acknowledged its subscriptions.
+// restart, a slow WebSocket reader closed with 1013 while the other subscribers keep receiving, the bridge
+// calling itself ready (what /readyz reports) only once the broker acknowledged its subscriptions, and the
+// batching of subscriptions (counted in the broker's log): one SUBSCRIBE per pass, a grant per filter, the order
+// of a drop and a re-subscribe kept, 10,000 filters in a handful of packets.
 import { test, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -281,4 +283,93 @@ test('the bridge is ready only once every subscription it came up with is acknow
     const granted = lines.filter((l) => l.startsWith('granted ')).map((l) => l.slice(8));
     assert.deepEqual(granted.sort(), filters.map((f) => f.replace(/^@/, '')).sort(), stdout);
     for (const f of granted) assert.ok(lines.indexOf(`granted ${f}`) < ready, `${f} granted before ready:\n${stdout}`);
+});
+
+// The broker's log (log_type all) names every SUBSCRIBE it receives from the tool, then one line per filter it carries.
+function toolSubscribes(log, clientId = 'pushgate-bridge-tool') {
+    const packets = [];
+    for (const line of log.split('\n')) {
+        if (line.endsWith(`Received SUBSCRIBE from ${clientId}`)) packets.push([]);
+        else if (/Received /.test(line)) packets.push(null); // another packet: its filter lines are not the tool's
+        else {
+            const m = /^(?:\d+: )?\s*(\S+) \(QoS \d\)$/.exec(line);
+            if (m && packets.length && packets[packets.length - 1]) packets[packets.length - 1].push(m[1]);
+        }
+    }
+    return packets.filter(Boolean);
+}
+
+async function runTool(args, { username, password, clientId } = stack.gatewayUser) {
+    const tool = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_bridge_tool');
+    const from = stack.broker.logs().length;
+    const { stdout } = await promisify(execFile)(tool, ['127.0.0.1', String(stack.brokerPort), username, password, ...args], {
+        timeout: 60000,
+        maxBuffer: 16 * 1024 * 1024,
+        env: clientId ? { ...process.env, BRIDGE_TOOL_CLIENT_ID: clientId } : process.env,
+    });
+    const log = () => stack.broker.logs().slice(from);
+    return { stdout, lines: stdout.trim().split('\n'), log };
+}
+
+test('subscriptions made in one pass go out as one SUBSCRIBE; a refused filter fails only itself', { timeout: 30000 }, async () => {
+    const tag = unique('batch');
+    // the tool logs in as a device of the secure app whose token lets it subscribe to ${tag}-ok-* only: the plugin
+    // refuses the other filter, and all of them are exact, so one packet may carry them all
+    const clientId = `${tag}-tool`;
+    const token = secureToken(clientId, { permissions: { [`${tag}-ok-.*`]: ALL } });
+    const ok = ['a', 'b', 'c', 'd'].map((x) => `pushgate/secure/c/${tag}-ok-${x}`);
+    const refused = `pushgate/secure/c/${tag}-no`;
+    const added = `pushgate/secure/c/${tag}-ok-e`;
+    const { stdout, lines, log } = await runTool([...ok, `!${refused}`, `@${added}`], { username: 'secure', password: token, clientId });
+    const granted = lines.filter((l) => l.startsWith('granted ')).map((l) => l.slice(8));
+    assert.deepEqual(granted.sort(), [...ok, added].sort(), stdout);
+    assert.deepEqual(lines.filter((l) => l.startsWith('refused ')), [`refused ${refused}`], stdout);
+    assert.ok(lines.indexOf('ready') > 0, `a refused filter counts as answered for readiness:\n${stdout}`);
+    await waitFor(() => toolSubscribes(log(), clientId).flat().length >= 6, { timeoutMs: 5000 }).catch(() => {});
+    const packets = toolSubscribes(log(), clientId);
+    assert.equal(packets.length, 1, `one SUBSCRIBE: ${JSON.stringify(packets)}`);
+    assert.deepEqual(packets[0].sort(), [...ok, refused, added].sort());
+});
+
+test('wildcard filters that may match one topic never share a SUBSCRIBE (nor its subscription identifier)', { timeout: 30000 }, async () => {
+    const tag = unique('wild');
+    const filters = [`pushgate/${tag}/#`, `pushgate/${tag}/+/x`, `pushgate/${tag}/a/x`, `pushgate/other-${tag}/+`];
+    const { stdout, lines, log } = await runTool(filters);
+    const granted = lines.filter((l) => l.startsWith('granted ')).map((l) => l.slice(8));
+    assert.deepEqual(granted.sort(), [...filters].sort(), stdout);
+    await waitFor(() => toolSubscribes(log()).flat().length >= filters.length, { timeoutMs: 5000 }).catch(() => {});
+    const packets = toolSubscribes(log());
+    assert.deepEqual(packets.flat().sort(), [...filters].sort(), JSON.stringify(packets));
+    const together = (f, g) => packets.some((p) => p.includes(f) && p.includes(g));
+    assert.ok(!together(filters[0], filters[1]), JSON.stringify(packets));
+    assert.ok(together(filters[0], filters[3]), `wildcards that match no common topic share one: ${JSON.stringify(packets)}`);
+    // the exact filter goes with other exact filters only
+    assert.ok(!packets.some((p) => p.includes(filters[2]) && p.length > 1), JSON.stringify(packets));
+});
+
+test('10,000 subscriptions made in one pass cost a few SUBSCRIBE packets, not 10,000 round trips', { timeout: 90000 }, async () => {
+    const tag = unique('many');
+    const n = 10000;
+    const { stdout, log } = await runTool([`pushgate/${tag}/ctl`, `*${n}:pushgate/${tag}/ch`]);
+    assert.ok(stdout.includes(`granted ${n} pushgate/${tag}/ch/...`), stdout);
+    await waitFor(() => toolSubscribes(log()).flat().length >= n + 1, { timeoutMs: 10000 }).catch(() => {});
+    const packets = toolSubscribes(log());
+    assert.equal(packets.flat().length, n + 1, `every filter subscribed once (${packets.length} packets)`);
+    assert.ok(packets.length <= 2 + Math.ceil(n / 100), `${packets.length} SUBSCRIBE packets for ${n} filters`);
+});
+
+test('within one pass, a filter dropped and subscribed again is unsubscribed first; one subscribed and dropped is never sent', { timeout: 30000 }, async () => {
+    const tag = unique('order');
+    const again = `pushgate/${tag}/again`;
+    const gone = `pushgate/${tag}/gone`;
+    const { stdout, lines, log } = await runTool([`~${again}`, `%${gone}`]);
+    assert.deepEqual(lines.filter((l) => l.startsWith('granted ')), [`granted ${again}`, `granted ${again}`], stdout);
+    const subscribed = (l) => l.endsWith(`\t${again} (QoS 1)`) || l.trim().endsWith(` ${again} (QoS 1)`);
+    await waitFor(() => log().split('\n').filter(subscribed).length >= 2, { timeoutMs: 5000 }).catch(() => {});
+    const l = log().split('\n');
+    const subs = l.map((x, i) => (subscribed(x) ? i : -1)).filter((i) => i >= 0);
+    const unsub = l.findIndex((x) => x.endsWith('Received UNSUBSCRIBE from pushgate-bridge-tool'));
+    assert.equal(subs.length, 2, log());
+    assert.ok(subs[0] < unsub && unsub < subs[1], `SUBSCRIBE, UNSUBSCRIBE, SUBSCRIBE:\n${log()}`);
+    assert.ok(!log().includes(gone), `${gone} never reached the broker`);
 });

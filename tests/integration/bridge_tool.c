@@ -5,14 +5,22 @@
  *   pushgate_bridge_tool HOST PORT USER PASSWORD FILTER...
  *
  * Each FILTER is subscribed before connecting; a FILTER written @FILTER is subscribed from the on_state callback
- * instead, the way the gateway adds its control filters when the connection comes up. Every SUBACK is awaited with
- * pg_bridge_subscribe_wait. One line per event on stdout:
+ * instead, the way the gateway adds its control filters when the connection comes up. A FILTER written !FILTER
+ * is expected to be refused by the broker. *N:PREFIX stands for the N filters PREFIX/0 .. PREFIX/N-1, subscribed
+ * all in one loop pass once the bridge is ready, then flushed (pg_bridge_flush), as a storm of session opens
+ * would. In that same pass a filter written ~FILTER (subscribed before connecting like a plain one) is dropped and
+ * subscribed again (its new SUBACK awaited), and one written %FILTER is subscribed and dropped (never answered,
+ * never sent). Every SUBACK is awaited with pg_bridge_subscribe_wait. One line per event on stdout:
  *
  *   connected ready=R        on_state(1), with pg_bridge_ready() at that moment
  *   granted FILTER           the SUBACK of FILTER was processed
+ *   refused FILTER           the broker refused FILTER (an error unless written !FILTER)
  *   ready                    pg_bridge_ready() turned 1 (checked after every pg_bridge_io)
+ *   granted N PREFIX/...     the N filters of *N:PREFIX were all granted
  *
- * Exits 0 once ready and every filter granted; 1 after 10 s or on an error (message on stderr).
+ * The client id is pushgate-bridge-tool, or $BRIDGE_TOOL_CLIENT_ID when set (to log in as an app's device).
+ *
+ * Exits 0 once ready and every filter answered as expected; 1 after 20 s or on an error (message on stderr).
  */
 #include <poll.h>
 #include <stdio.h>
@@ -26,36 +34,53 @@ struct tool {
     int fd;
     char **filters;
     int nfilters;
-    int granted;
+    int answered; /* of filters: granted, or refused as expected */
     int failed;
+    const char *many_prefix; /* *N:PREFIX, NULL if none */
+    int many, many_granted, many_started;
+    int npass; /* ~ and % filters, handled in the ready pass */
+    char **many_filters;
 };
 
 struct grant {
     struct tool *t;
     const char *filter;
+    int expect_refused;
+    int many;
+    char pass; /* '~' or '%': see the ready pass */
 };
 
-static struct grant grants[64];
+static struct grant *grants;
 
 static void on_granted(void *ud, int result)
 {
     struct grant *g = ud;
-    if (result != 0) {
-        fprintf(stderr, "subscription %s not granted (%d)\n", g->filter, result);
-        g->t->failed = 1;
+    struct tool *t = g->t;
+    if (result == PG_EDENIED && g->expect_refused) {
+        printf("refused %s\n", g->filter);
+        t->answered++;
+        return;
+    }
+    if (result != 0 || g->expect_refused) {
+        fprintf(stderr, "subscription %s %s (%d)\n", g->filter, result ? "not granted" : "granted", result);
+        t->failed = 1;
+        return;
+    }
+    if (g->many) {
+        if (++t->many_granted == t->many)
+            printf("granted %d %s/...\n", t->many, t->many_prefix);
         return;
     }
     printf("granted %s\n", g->filter);
-    g->t->granted++;
+    t->answered++;
 }
 
-static void await_grant(struct tool *t, int i)
+static void await_grant(struct tool *t, struct grant *g)
 {
-    grants[i].t = t;
-    grants[i].filter = t->filters[i];
-    int rc = pg_bridge_subscribe_wait(t->bridge, grants[i].filter, on_granted, &grants[i]);
+    g->t = t;
+    int rc = pg_bridge_subscribe_wait(t->bridge, g->filter, on_granted, g);
     if (rc == 0)
-        on_granted(&grants[i], 0);
+        on_granted(g, 0);
     else if (rc != 1)
         t->failed = 1;
 }
@@ -81,8 +106,41 @@ static void on_state(void *ud, int connected)
                 t->failed = 1;
         }
     }
-    for (int i = 0; i < t->nfilters; i++)
-        await_grant(t, i);
+    for (int i = 0; i < t->nfilters; i++) {
+        grants[i].filter = t->filters[i];
+        if (grants[i].pass == '%')
+            t->answered++; /* nothing to wait for */
+        else
+            await_grant(t, &grants[i]);
+    }
+}
+
+/* One loop pass: the ~ and % filters, every filter of *N:PREFIX, then one flush. */
+static void subscribe_many(struct tool *t)
+{
+    t->many_started = 1;
+    for (int i = 0; i < t->nfilters; i++) {
+        if (grants[i].pass == '~') {
+            if (pg_bridge_unsubscribe(t->bridge, t->filters[i]) != 0 || pg_bridge_subscribe(t->bridge, t->filters[i]))
+                t->failed = 1;
+            t->answered--; /* answered again at its new SUBACK */
+            await_grant(t, &grants[i]);
+        } else if (grants[i].pass == '%') {
+            if (pg_bridge_subscribe(t->bridge, t->filters[i]) != 0 || pg_bridge_unsubscribe(t->bridge, t->filters[i]))
+                t->failed = 1;
+        }
+    }
+    for (int i = 0; i < t->many; i++) {
+        if (pg_bridge_subscribe(t->bridge, t->many_filters[i]) != 0) {
+            t->failed = 1;
+            return;
+        }
+        struct grant *g = &grants[t->nfilters + i];
+        g->filter = t->many_filters[i];
+        g->many = 1;
+        await_grant(t, g);
+    }
+    pg_bridge_flush(t->bridge);
 }
 
 static void on_log(void *ud, int level, const char *msg)
@@ -92,24 +150,65 @@ static void on_log(void *ud, int level, const char *msg)
         fprintf(stderr, "bridge: %s\n", msg);
 }
 
+static int parse_filters(struct tool *t, char **args, int n)
+{
+    t->filters = calloc((size_t)n, sizeof *t->filters);
+    for (int i = 0; t->filters && i < n; i++) {
+        if (args[i][0] == '*') {
+            char *colon = strchr(args[i], ':');
+            if (!colon || t->many_prefix)
+                return -1;
+            t->many = atoi(args[i] + 1);
+            t->many_prefix = colon + 1;
+            continue;
+        }
+        t->filters[t->nfilters++] = args[i];
+    }
+    grants = calloc((size_t)(t->nfilters + t->many), sizeof *grants);
+    t->many_filters = calloc((size_t)t->many + 1, sizeof *t->many_filters);
+    if (!t->filters || !grants || !t->many_filters)
+        return -1;
+    for (int i = 0; i < t->nfilters; i++) {
+        if (t->filters[i][0] == '!') {
+            t->filters[i]++;
+            grants[i].expect_refused = 1;
+        } else if (t->filters[i][0] == '~' || t->filters[i][0] == '%') {
+            grants[i].pass = t->filters[i][0];
+            t->filters[i]++;
+            t->npass++;
+        }
+    }
+    for (int i = 0; i < t->many; i++) {
+        size_t len = strlen(t->many_prefix) + 16;
+        if (!(t->many_filters[i] = malloc(len)))
+            return -1;
+        snprintf(t->many_filters[i], len, "%s/%d", t->many_prefix, i);
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    if (argc < 6 || argc - 5 > (int)(sizeof grants / sizeof grants[0])) {
-        fprintf(stderr, "usage: %s HOST PORT USER PASSWORD FILTER... (at most 64 filters)\n", argv[0]);
+    if (argc < 6) {
+        fprintf(stderr, "usage: %s HOST PORT USER PASSWORD FILTER...\n", argv[0]);
         return 1;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);
-    struct tool t = {.fd = -1, .filters = argv + 5, .nfilters = argc - 5};
+    struct tool t = {.fd = -1};
+    if (parse_filters(&t, argv + 5, argc - 5) != 0) {
+        fprintf(stderr, "bad filters or out of memory\n");
+        return 1;
+    }
     struct pg_bridge_config cfg = {
         .host = argv[1],
         .port = atoi(argv[2]),
         .username = argv[3],
         .password = argv[4],
-        .client_id = "pushgate-bridge-tool",
+        .client_id = getenv("BRIDGE_TOOL_CLIENT_ID") ? getenv("BRIDGE_TOOL_CLIENT_ID") : "pushgate-bridge-tool",
         .keepalive_s = 30,
         .reconnect_min_ms = 100,
         .reconnect_max_ms = 1000,
-        .publish_timeout_ms = 5000,
+        .publish_timeout_ms = 15000,
     };
     struct pg_bridge_ops ops = {.on_socket = on_socket, .on_state = on_state, .on_log = on_log};
     if (pg_bridge_new(&cfg, &ops, &t, &t.bridge) != 0) {
@@ -117,7 +216,7 @@ int main(int argc, char **argv)
         return 1;
     }
     for (int i = 0; i < t.nfilters; i++) {
-        if (t.filters[i][0] != '@' && pg_bridge_subscribe(t.bridge, t.filters[i]) != 0) {
+        if (t.filters[i][0] != '@' && grants[i].pass != '%' && pg_bridge_subscribe(t.bridge, t.filters[i]) != 0) {
             fprintf(stderr, "cannot subscribe %s\n", t.filters[i]);
             pg_bridge_free(t.bridge);
             return 1;
@@ -126,7 +225,7 @@ int main(int argc, char **argv)
     pg_bridge_start(t.bridge);
 
     int ready = 0, rc = 1;
-    int64_t deadline = pg_mono_ms() + 10000;
+    int64_t deadline = pg_mono_ms() + 20000;
     while (!t.failed && pg_mono_ms() < deadline) {
         if (t.fd >= 0) {
             struct pollfd p = {.fd = t.fd, .events = POLLIN | (pg_bridge_want_write(t.bridge) ? POLLOUT : 0)};
@@ -141,13 +240,22 @@ int main(int argc, char **argv)
             ready = 1;
             printf("ready\n");
         }
-        if (ready && t.granted == t.nfilters) {
+        if (ready && !t.many_started && (t.many > 0 || t.npass > 0))
+            subscribe_many(&t);
+        if (ready && (t.many_started || (t.many == 0 && t.npass == 0)) && t.answered == t.nfilters &&
+            t.many_granted == t.many) {
             rc = 0;
             break;
         }
     }
     if (rc != 0 && !t.failed)
-        fprintf(stderr, "timed out: ready=%d granted=%d/%d\n", ready, t.granted, t.nfilters);
+        fprintf(stderr, "timed out: ready=%d answered=%d/%d many=%d/%d\n", ready, t.answered, t.nfilters,
+                t.many_granted, t.many);
     pg_bridge_free(t.bridge);
+    for (int i = 0; i < t.many; i++)
+        free(t.many_filters[i]);
+    free(t.many_filters);
+    free(t.filters);
+    free(grants);
     return rc;
 }
