@@ -3,7 +3,7 @@
 # every workload N times, one table of medians and per-repetition ratios, results written to bench/results/.
 #
 #   bench/run.sh [--reps N] [--duration S] [--workloads "W1 W2 W3 W4"] [--w3-subs N] [--no-nchan]
-#                [--big N] [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
+#                [--mqtt] [--big N] [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
 #
 # Sets up what it needs: installs nginx-light and libnginx-mod-nchan with apt-get when nchan is missing
 # (never in the test command), builds the load generator if the build lacks it. Every server listens on
@@ -12,7 +12,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 big=0 storm=0 gwopts='{}'
+reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 big=0 storm=0 gwopts='{}'
 build="$repo/build" label="" out="$here/results" pub_conns=4
 while [ $# -gt 0 ]; do
     case $1 in
@@ -21,6 +21,7 @@ while [ $# -gt 0 ]; do
     --workloads) workloads=$2; shift ;;
     --w3-subs) w3_subs=$2; shift ;;
     --no-nchan) nchan=0 ;;
+    --mqtt) mqtt=1 ;;
     --big) big=$2; shift ;;
     --storm) storm=$2; shift ;;
     --gateway-opts) gwopts=$2; shift ;;
@@ -33,6 +34,7 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+[ "$mqtt" = 1 ] && workloads="$workloads W1M"
 [ "$big" -gt 0 ] && workloads="$workloads BIG"
 [ "$storm" -gt 0 ] && workloads="$workloads STORM"
 
@@ -53,7 +55,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 raw="$out/$stamp.jsonl"
 : >"$raw"
 tmp=$(mktemp -d /tmp/pgbench-XXXXXX)
-stack_pid="" nginx_pid="" nginx_dir=""
+stack_pid="" nginx_pid="" nginx_dir="" mqtt_port=0
 
 stop_servers() {
     if [ -n "$stack_pid" ]; then kill "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true; fi
@@ -65,7 +67,7 @@ trap 'stop_servers; rm -rf "$tmp"' EXIT
 
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
-start_servers() {
+start_pushgate() {
     mkfifo "$tmp/stack.in"
     PUSHGATE_BUILD_DIR="$build" BENCH_GATEWAY_OPTS="$gwopts" node "$here/stack.mjs" <"$tmp/stack.in" >"$tmp/stack.json" &
     stack_pid=$!
@@ -73,32 +75,40 @@ start_servers() {
     rm -f "$tmp/stack.in"
     for _ in $(seq 200); do [ -s "$tmp/stack.json" ] && break; sleep 0.05; done
     [ -s "$tmp/stack.json" ] || { echo "pushgate did not start" >&2; exit 1; }
-    pg_port=$(node -p 'require(process.argv[1]).port' "$tmp/stack.json")
+    port=$(node -p 'require(process.argv[1]).port' "$tmp/stack.json")
     mqtt_port=$(node -p 'require(process.argv[1]).brokerPort' "$tmp/stack.json")
-    pg_pids=$(node -p 'const j=require(process.argv[1]); j.gatewayPid+","+j.brokerPid' "$tmp/stack.json")
-    if [ "$nchan" = 1 ]; then
-        nchan_port=$(free_port)
-        read -r nginx_pid nginx_dir < <("$here/nchan.sh" "$nchan_port")
-        nchan_pids="$nginx_pid,$(pgrep -P "$nginx_pid" | paste -sd,)"
-    fi
+    pids=$(node -p 'const j=require(process.argv[1]); j.gatewayPid+","+j.brokerPid' "$tmp/stack.json")
+    rm -f "$tmp/stack.json"
 }
+
+start_nchan() {
+    port=$(free_port)
+    read -r nginx_pid nginx_dir < <("$here/nchan.sh" "$port")
+    pids="$nginx_pid,$(pgrep -P "$nginx_pid" | paste -sd,)"
+}
+
+# Fresh servers for every measurement, so one run's memory and state never show in the next.
+start_for() { if [ "$1" = nchan ]; then start_nchan; else start_pushgate; fi; }
+stop_for() { [ "$1" = nchan ] || exec 9>&-; stop_servers; }
 
 # run REP WORKLOAD SYSTEM loadgen-args...: one measurement, one JSON line in the raw file.
 run() {
     local rep=$1 wl=$2 sys=$3; shift 3
-    local port=$pg_port pids=$pg_pids target=$sys
-    if [ "$sys" = nchan ]; then port=$nchan_port pids=$nchan_pids; fi
-    local res
-    res=$("$LG" --target "$target" --port "$port" --rss-pids "$pids" "$@" 2>"$tmp/lg.err") || true
+    local res a=()
+    start_for "$sys"
+    for x in "$@"; do a+=("${x/MQTTPORT/$mqtt_port}"); done
+    res=$("$LG" --target "$sys" --port "$port" --rss-pids "$pids" "${a[@]}" 2>"$tmp/lg.err") || true
     [ -n "$res" ] || res='{"failed":true}'
     node -e 'const r=JSON.parse(process.argv[1]); Object.assign(r,{rep:+process.argv[2],workload:process.argv[3],system:process.argv[4]}); console.log(JSON.stringify(r))' \
         "$res" "$rep" "$wl" "$sys" >>"$raw"
+    stop_for "$sys"
     printf '  %-5s %-7s %s\n' "$wl" "$sys" "$(tail -c 300 "$tmp/lg.err" | tr '\n' ' ')" >&2
 }
 
 args_for() {
     case $1 in
     W1) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns" ;;
+    W1M) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --pub mqtt --mqtt-port MQTTPORT" ;;
     W2) echo "--subs 100 --channels 1 --rate 1000 --duration $duration --size 100" ;;
     W3) echo "--subs $w3_subs --channels $w3_subs --pub none --hold 2 --connect-concurrency 500 --src-addrs 4" ;;
     W4) echo "--subs 10000 --channels 1000 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --src-addrs 4" ;;
@@ -110,16 +120,15 @@ args_for() {
 # pushgate only (one nginx worker cannot hold them either under that cap).
 run_big() {
     local rep=$1 per=18000 n procs=()
+    start_for native
     n=$(( (big + per - 1) / per ))
     for i in $(seq 0 $((n - 1))); do
         local count=$per
         [ $((i * per + per)) -gt "$big" ] && count=$((big - i * per))
-        "$LG" --target native --port "$pg_port" --subs "$count" --channels "$count" --prefix "b$i-" --pub none \
+        "$LG" --target native --port "$port" --subs "$count" --channels "$count" --prefix "b$i-" --pub none \
               --hold 5 --src-addrs 8 --connect-concurrency 500 --connect-timeout 300 >"$tmp/big.$i" 2>/dev/null &
         procs+=($!)
     done
-    sleep 2
-    local rss_b rss_a
     for p in "${procs[@]}"; do wait "$p" || true; done
     node -e '
         const fs=require("fs"); const files=process.argv.slice(3);
@@ -129,21 +138,19 @@ run_big() {
             subscribed:sum("subscribed"),errors:sum("errors"),subscribe_s:Math.max(...rs.map(r=>r.subscribe_s||0)),
             failed:rs.some(r=>r.failed)}))' "$rep" "$big" "$tmp"/big.* >>"$raw"
     rm -f "$tmp"/big.*
+    stop_for native
 }
 
 for rep in $(seq 1 "$reps"); do
     for wl in $workloads; do
         echo "rep $rep $wl" >&2
-        start_servers
         if [ "$wl" = BIG ]; then
             run_big "$rep"
         else
             # shellcheck disable=SC2046
             for sys in native pusher; do run "$rep" "$wl" "$sys" $(args_for "$wl"); done
-            [ "$nchan" = 1 ] && run "$rep" "$wl" nchan $(args_for "$wl")
+            if [ "$nchan" = 1 ] && [ "$wl" != W1M ]; then run "$rep" "$wl" nchan $(args_for "$wl"); fi
         fi
-        exec 9>&-
-        stop_servers
     done
 done
 
