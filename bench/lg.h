@@ -54,6 +54,7 @@ struct lg_opts {
     double hold_s;            /* idle hold after everyone subscribed (W3) */
     const char *rss_pids;     /* comma-separated server pids: RSS before and after the subscribers */
     long max_msgs;            /* size of the acknowledged-bits block */
+    int evlib_uv;             /* run the lws client context on libuv (epoll) instead of lws' poll() */
     int reconnect_storm;      /* after subscribing: drop every connection at once and reconnect */
     int verbose;
 };

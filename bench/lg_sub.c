@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #define LG_RX_MAX 65536
 #define LG_TICK_US (20 * LWS_US_PER_MS)
@@ -49,7 +50,18 @@ struct lg_subs {
     struct lg_sub_result r;
     char src[LG_MAX_SRC_ADDRS][16];
     int closing_all;
+    uv_loop_t loop;          /* with --evlib uv: ours, lent to lws as a foreign loop */
 };
+
+/* One pass of the event loop: lws' own poll() wait, or one libuv (epoll) iteration. The tick timer bounds the
+ * wait either way, so callers re-check their conditions at least every LG_TICK_US. */
+static void service(struct lg_subs *S)
+{
+    if (S->o->evlib_uv)
+        uv_run(&S->loop, UV_RUN_ONCE);
+    else
+        lws_service(S->ctx, 0);
+}
 
 static void record(struct lg_sub *s, const char *p, size_t len)
 {
@@ -246,6 +258,10 @@ static void tick(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(S->ctx, 0, &S->tick, tick, LG_TICK_US);
 }
 
+/* No client-side validity (ping/hangup) timers: the servers ping; and every such timer is one more insert into
+ * lws' sorted timer list, which is linear in the number of connections. */
+static const lws_retry_bo_t no_validity = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
+
 static void open_one(struct lg_subs *S, struct lg_sub *s)
 {
     const struct lg_opts *o = S->o;
@@ -270,6 +286,7 @@ static void open_one(struct lg_subs *S, struct lg_sub *s)
     ci.ietf_version_or_minus_one = -1;
     ci.opaque_user_data = s;
     ci.pwsi = &s->wsi;
+    ci.retry_and_idle_policy = &no_validity;
     if (o->src_addrs > 1)
         ci.iface = S->src[s->index % o->src_addrs];
     s->state = ST_CONNECTING;
@@ -296,7 +313,14 @@ struct lg_subs *lg_subs_new(const struct lg_opts *o)
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
-    info.fd_limit_per_thread = (unsigned int)o->subs + 256;
+    void *loops[1] = {&S->loop};
+    if (o->evlib_uv) {
+        uv_loop_init(&S->loop);
+        info.options |= LWS_SERVER_OPTION_LIBUV;
+        info.foreign_loops = loops;
+    }
+    /* No fd_limit_per_thread: lws 4.1 then looks connections up by fd in a table sized from RLIMIT_NOFILE
+     * (raised by main) instead of scanning every connection for every event. */
     info.timeout_secs = (unsigned int)(o->connect_timeout_s > 5 ? o->connect_timeout_s : 5);
     S->ctx = lws_create_context(&info);
     if (!S->ctx)
@@ -319,7 +343,7 @@ static int open_pending(struct lg_subs *S, double deadline)
         }
         if (lg_now_ns() > deadline)
             return -1;
-        lws_service(S->ctx, 0);
+        service(S);
     }
     S->r.subscribed = S->nsubscribed;
     S->r.subscribe_s = S->nsubscribed ? (S->t_last_sub - S->t_first) / 1e9 : 0;
@@ -334,7 +358,7 @@ int lg_subs_open_all(struct lg_subs *S)
 void lg_subs_serve(struct lg_subs *S, double deadline_ns, int (*stop)(void *), void *arg)
 {
     while (lg_now_ns() < deadline_ns && !(stop && stop(arg)))
-        lws_service(S->ctx, 0);
+        service(S);
 }
 
 double lg_subs_reconnect_storm(struct lg_subs *S)
@@ -352,7 +376,7 @@ double lg_subs_reconnect_storm(struct lg_subs *S)
             open += S->subs[i].wsi != NULL;
         if (!open || lg_now_ns() > until)
             break;
-        lws_service(S->ctx, 0);
+        service(S);
     }
     S->closing_all = 0;
     for (int i = 0; i < S->o->subs; i++)

@@ -108,7 +108,7 @@ static void usage(void)
             "  [--subs N] [--channels C] [--src-addrs K] [--connect-concurrency N] [--connect-timeout S]\n"
             "  [--pub http|mqtt|none] [--pub-port P] [--mqtt-port P] [--mqtt-user demo] [--topic-root pushgate]\n"
             "  [--pub-conns P] [--rate R (0: max)] [--duration S] [--messages M] [--size B] [--drain S]\n"
-            "  [--hold S] [--rss-pids a,b] [--max-msgs N] [--reconnect-storm] [--prefix ch] [-v]\n");
+            "  [--hold S] [--rss-pids a,b] [--max-msgs N] [--reconnect-storm] [--prefix ch] [--evlib poll|uv] [-v]\n");
 }
 
 static int parse(int argc, char **argv, struct lg_opts *o)
@@ -125,7 +125,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         {"pub-port", 1, 0, 'q'}, {"mqtt-port", 1, 0, 'm'}, {"mqtt-user", 1, 0, 'u'}, {"topic-root", 1, 0, 'R'},
         {"pub-conns", 1, 0, 'n'}, {"rate", 1, 0, 'r'}, {"duration", 1, 0, 'd'}, {"messages", 1, 0, 'M'},
         {"size", 1, 0, 'z'}, {"drain", 1, 0, 'D'}, {"hold", 1, 0, 'h'}, {"rss-pids", 1, 0, 'S'},
-        {"max-msgs", 1, 0, 'X'}, {"reconnect-storm", 0, 0, 'Z'}, {"prefix", 1, 0, 'x'}, {"verbose", 0, 0, 'v'},
+        {"max-msgs", 1, 0, 'X'}, {"reconnect-storm", 0, 0, 'Z'}, {"prefix", 1, 0, 'x'}, {"verbose", 0, 0, 'v'}, {"evlib", 1, 0, 'E'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
@@ -163,6 +163,11 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         case 'Z': o->reconnect_storm = 1; break;
         case 'x': o->channel_prefix = optarg; break;
         case 'v': o->verbose++; break;
+        case 'E':
+            if (strcmp(optarg, "uv") && strcmp(optarg, "poll"))
+                return -1;
+            o->evlib_uv = !strcmp(optarg, "uv");
+            break;
         default: return -1;
         }
     }

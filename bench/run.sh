@@ -3,7 +3,7 @@
 # every workload N times, one table of medians and per-repetition ratios, results written to bench/results/.
 #
 #   bench/run.sh [--reps N] [--duration S] [--workloads "W1 W2 W3 W4"] [--w3-subs N] [--no-nchan]
-#                [--mqtt] [--big N] [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
+#                [--mqtt] [--evlib poll|uv] [--big N] [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
 #
 # Sets up what it needs: installs nginx-light and libnginx-mod-nchan with apt-get when nchan is missing
 # (never in the test command), builds the load generator if the build lacks it. Every server listens on
@@ -12,7 +12,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 big=0 storm=0 gwopts='{}'
+reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 evlib=poll big=0 storm=0 gwopts='{}'
 build="$repo/build" label="" out="$here/results" pub_conns=4
 while [ $# -gt 0 ]; do
     case $1 in
@@ -22,6 +22,7 @@ while [ $# -gt 0 ]; do
     --w3-subs) w3_subs=$2; shift ;;
     --no-nchan) nchan=0 ;;
     --mqtt) mqtt=1 ;;
+    --evlib) evlib=$2; shift ;;
     --big) big=$2; shift ;;
     --storm) storm=$2; shift ;;
     --gateway-opts) gwopts=$2; shift ;;
@@ -48,7 +49,8 @@ if [ ! -x "$build/bench/pushgate_loadgen" ] || [ ! -x "$build/gateway/pushgate" 
     cmake -S "$repo" -B "$build" >/dev/null
     cmake --build "$build" -j2 >&2
 fi
-LG="$build/bench/pushgate_loadgen"
+LG_BIN="$build/bench/pushgate_loadgen"
+LG() { "$LG_BIN" --evlib "$evlib" "$@"; }
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -97,7 +99,7 @@ run() {
     local res a=()
     start_for "$sys"
     for x in "$@"; do a+=("${x/MQTTPORT/$mqtt_port}"); done
-    res=$("$LG" --target "$sys" --port "$port" --rss-pids "$pids" "${a[@]}" 2>"$tmp/lg.err") || true
+    res=$(LG --target "$sys" --port "$port" --rss-pids "$pids" "${a[@]}" 2>"$tmp/lg.err") || true
     [ -n "$res" ] || res='{"failed":true}'
     node -e 'const r=JSON.parse(process.argv[1]); Object.assign(r,{rep:+process.argv[2],workload:process.argv[3],system:process.argv[4]}); console.log(JSON.stringify(r))' \
         "$res" "$rep" "$wl" "$sys" >>"$raw"
@@ -125,7 +127,7 @@ run_big() {
     for i in $(seq 0 $((n - 1))); do
         local count=$per
         [ $((i * per + per)) -gt "$big" ] && count=$((big - i * per))
-        "$LG" --target native --port "$port" --subs "$count" --channels "$count" --prefix "b$i-" --pub none \
+        LG --target native --port "$port" --subs "$count" --channels "$count" --prefix "b$i-" --pub none \
               --hold 5 --src-addrs 8 --connect-concurrency 500 --connect-timeout 300 >"$tmp/big.$i" 2>/dev/null &
         procs+=($!)
     done
