@@ -117,7 +117,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
                           .channel_prefix = "ch", .subs = 10, .channels = 1, .src_addrs = 1,
                           .connect_concurrency = 200, .connect_timeout_s = 60, .pub = LG_PUB_HTTP,
                           .mqtt_user = "demo", .topic_root = "pushgate", .pub_conns = 1, .duration_s = 10,
-                          .size = 100, .drain_s = 5, .max_msgs = 1L << 24};
+                          .size = 100, .drain_s = 30, .max_msgs = 1L << 24};
     static const struct option lo[] = {
         {"target", 1, 0, 't'}, {"host", 1, 0, 'H'}, {"port", 1, 0, 'p'}, {"app", 1, 0, 'a'},
         {"key", 1, 0, 'k'}, {"subs", 1, 0, 's'}, {"channels", 1, 0, 'c'}, {"src-addrs", 1, 0, 'A'},

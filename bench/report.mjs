@@ -13,6 +13,7 @@ const raw = args[0];
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : ''; };
 const label = opt('--label');
 const build = opt('--build');
+const params = opt('--params');
 const out = opt('--out') || raw.replace(/\.jsonl$/, '');
 
 const runs = fs.readFileSync(raw, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
@@ -95,7 +96,8 @@ const machine = {
 let md = `# pushgate beside nchan${label ? `: ${label}` : ''}\n\n`;
 md += `${new Date().toISOString()}, ${reps.length} repetition(s). Machine: ${machine.nproc} × ${machine.cpu}, `
     + `${machine.memory_mb} MB, ${machine.kernel}, ${machine.os}; ${machine.nginx} + nchan ${machine.nchan} (one worker); `
-    + `mosquitto ${machine.mosquitto}; libwebsockets ${machine.libwebsockets}; pushgate ${machine.pushgate} (${machine.build}).\n\n`;
+    + `mosquitto ${machine.mosquitto}; libwebsockets ${machine.libwebsockets}; pushgate ${machine.pushgate} (${machine.build}).\n\n`
+    + (params ? `Parameters: ${params}; drain after publishing: until 1 s without a message, at most 30 s.\n\n` : '');
 md += '| metric | nchan | pushgate native | pushgate Pusher | native ÷ nchan (per rep) | Pusher ÷ nchan (per rep) |\n';
 md += '|---|---|---|---|---|---|\n';
 for (const r of rows) {
@@ -108,5 +110,5 @@ for (const [k, h] of Object.entries(health)) md += `| ${k} | ${h.lost} | ${h.dup
 
 process.stdout.write(md);
 fs.writeFileSync(`${out}.md`, md);
-fs.writeFileSync(`${out}.json`, JSON.stringify({ label, machine, rows, health, runs }, null, 2) + '\n');
+fs.writeFileSync(`${out}.json`, JSON.stringify({ label, params, machine, rows, health, runs }, null, 2) + '\n');
 process.stderr.write(`\nwritten: ${out}.md, ${out}.json (raw runs: ${raw})\n`);

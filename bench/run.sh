@@ -156,4 +156,5 @@ for rep in $(seq 1 "$reps"); do
     done
 done
 
-node "$here/report.mjs" "$raw" --label "$label" --build "$build" --out "$out/$stamp"
+params="reps=$reps duration=${duration}s pub_conns=$pub_conns w3_subs=$w3_subs evlib=$evlib storm=$storm big=$big gateway_opts=$gwopts"
+node "$here/report.mjs" "$raw" --label "$label" --build "$build" --params "$params" --out "$out/$stamp"
