@@ -1,0 +1,433 @@
+/*
+ * lg_sub.c: the load generator's WebSocket subscribers, all on one libwebsockets client context.
+ *
+ * Owns: the lws context, one struct lg_sub per subscriber (its wsi, channel, state and received-sequence
+ * bitmap) and the aggregate result (counts, latency histogram). Called only from loadgen.c's thread.
+ *
+ * Per target, a subscriber is "subscribed" when:
+ *   native  /v1/{app}:  after {"type":"open"} it sends {"type":"subscribe","room":C,"cb":1} and gets the reply
+ *                       without "error";
+ *   Pusher  /app/{key}: after pusher:connection_established it sends pusher:subscribe and gets
+ *                       pusher_internal:subscription_succeeded;
+ *   nchan   /sub/{C}:   the WebSocket is established (nchan subscribes on the upgrade).
+ * Control frames are parsed with jansson; message frames are scanned for the payload marker (see lg.h).
+ */
+#define _GNU_SOURCE /* memmem */
+#include "lg.h"
+
+#include <jansson.h>
+#include <libwebsockets.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+#define LG_RX_MAX 65536
+#define LG_TICK_US (20 * LWS_US_PER_MS)
+
+enum lg_state { ST_IDLE, ST_CONNECTING, ST_OPEN, ST_SUBSCRIBED, ST_DEAD };
+
+struct lg_sub {
+    struct lg_subs *owner;
+    struct lws *wsi;
+    int index, channel;
+    enum lg_state state;
+    int want_write;
+    uint8_t *bits;           /* received sequences of this subscriber's channel, bit seq / channels */
+    size_t nbytes;
+    char *rx;                /* a message arriving in fragments */
+    size_t rxlen;
+};
+
+struct lg_subs {
+    const struct lg_opts *o;
+    struct lws_context *ctx;
+    struct lws_vhost *vh;
+    struct lg_sub *subs;
+    int next_to_open, in_flight, nsubscribed;
+    double t_first, t_last_sub;
+    lws_sorted_usec_list_t tick;
+    struct lg_sub_result r;
+    char src[LG_MAX_SRC_ADDRS][16];
+    int closing_all;
+    uv_loop_t loop;          /* with --evlib uv: ours, lent to lws as a foreign loop */
+};
+
+/* One pass of the event loop: lws' own poll() wait, or one libuv (epoll) iteration. The tick timer bounds the
+ * wait either way, so callers re-check their conditions at least every LG_TICK_US. */
+static void service(struct lg_subs *S)
+{
+    if (S->o->evlib_uv)
+        uv_run(&S->loop, UV_RUN_ONCE);
+    else
+        lws_service(S->ctx, 0);
+}
+
+static void record(struct lg_sub *s, const char *p, size_t len)
+{
+    struct lg_subs *S = s->owner;
+    const char *m = memmem(p, len, LG_MARKER, sizeof(LG_MARKER) - 1);
+    if (!m)
+        return;
+    char *end;
+    uint64_t seq = strtoull(m + 4, &end, 10);
+    if (*end != ':')
+        return;
+    uint64_t t = strtoull(end + 1, NULL, 10);
+    double now = lg_now_ns();
+    S->r.last_rx_ns = now;
+    uint64_t bit = seq / (uint64_t)S->o->channels;
+    size_t need = (size_t)(bit / 8 + 1);
+    if (need > s->nbytes) {
+        size_t n = s->nbytes ? s->nbytes : 64;
+        while (n < need)
+            n *= 2;
+        uint8_t *b = realloc(s->bits, n);
+        if (!b)
+            abort();
+        memset(b + s->nbytes, 0, n - s->nbytes);
+        s->bits = b;
+        s->nbytes = n;
+    }
+    uint8_t mask = (uint8_t)(1u << (bit % 8));
+    if (s->bits[bit / 8] & mask) {
+        S->r.dups++;
+        return;
+    }
+    s->bits[bit / 8] |= mask;
+    S->r.delivered++;
+    double lat_us = (now - (double)t) / 1000.0;
+    lg_hist_add(&S->r.lat, lat_us < 0 ? 0 : (uint64_t)lat_us);
+}
+
+static void mark_subscribed(struct lg_sub *s)
+{
+    if (s->state == ST_SUBSCRIBED)
+        return;
+    s->state = ST_SUBSCRIBED;
+    s->owner->nsubscribed++;
+    s->owner->in_flight--;
+    s->owner->t_last_sub = lg_now_ns();
+}
+
+static void fail(struct lg_sub *s, const char *why)
+{
+    struct lg_subs *S = s->owner;
+    if (S->o->verbose)
+        fprintf(stderr, "loadgen: subscriber %d: %s\n", s->index, why);
+    if (s->state == ST_CONNECTING || s->state == ST_OPEN)
+        S->in_flight--;
+    if (s->state != ST_DEAD)
+        S->r.errors++;
+    s->state = ST_DEAD;
+}
+
+/* A control frame (not a message): advances the handshake. */
+static void control(struct lg_sub *s, const char *p, size_t len)
+{
+    json_error_t e;
+    json_t *j = json_loadb(p, len, 0, &e);
+    if (!j) {
+        fail(s, "unparsable frame");
+        return;
+    }
+    const struct lg_opts *o = s->owner->o;
+    if (o->target == LG_NATIVE) {
+        const char *type = json_string_value(json_object_get(j, "type"));
+        if (type && !strcmp(type, "open") && s->state == ST_OPEN) {
+            s->want_write = 1;
+            lws_callback_on_writable(s->wsi);
+        } else if (type && !strcmp(type, "subscribe")) {
+            if (json_object_get(j, "error"))
+                fail(s, "subscribe refused");
+            else
+                mark_subscribed(s);
+        } else if (type && !strcmp(type, "error")) {
+            fail(s, "error frame");
+        }
+    } else {
+        const char *ev = json_string_value(json_object_get(j, "event"));
+        if (ev && !strcmp(ev, "pusher:connection_established") && s->state == ST_OPEN) {
+            s->want_write = 1;
+            lws_callback_on_writable(s->wsi);
+        } else if (ev && !strcmp(ev, "pusher_internal:subscription_succeeded")) {
+            mark_subscribed(s);
+        } else if (ev && !strcmp(ev, "pusher:error")) {
+            fail(s, "pusher:error");
+        }
+    }
+    json_decref(j);
+}
+
+static void on_frame(struct lg_sub *s, const char *p, size_t len)
+{
+    if (memmem(p, len, LG_MARKER, sizeof(LG_MARKER) - 1))
+        record(s, p, len);
+    else if (s->owner->o->target != LG_NCHAN)
+        control(s, p, len);
+}
+
+static int send_subscribe(struct lg_sub *s)
+{
+    const struct lg_opts *o = s->owner->o;
+    char room[128];
+    snprintf(room, sizeof(room), "%s%d", o->channel_prefix, s->channel);
+    json_t *j = o->target == LG_NATIVE
+                    ? json_pack("{s:s,s:s,s:i}", "type", "subscribe", "room", room, "cb", 1)
+                    : json_pack("{s:s,s:{s:s}}", "event", "pusher:subscribe", "data", "channel", room);
+    char *text = json_dumps(j, JSON_COMPACT);
+    json_decref(j);
+    size_t n = strlen(text);
+    unsigned char buf[LWS_PRE + 512];
+    if (n > sizeof(buf) - LWS_PRE) {
+        free(text);
+        return -1;
+    }
+    memcpy(buf + LWS_PRE, text, n);
+    free(text);
+    return lws_write(s->wsi, buf + LWS_PRE, n, LWS_WRITE_TEXT) < (int)n ? -1 : 0;
+}
+
+static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+    struct lg_sub *s = lws_get_opaque_user_data(wsi);
+    (void)user;
+    if (!s)
+        return 0;
+    switch (reason) {
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+        s->wsi = NULL;
+        fail(s, in ? (const char *)in : "connection error");
+        break;
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        s->owner->r.connected++;
+        s->state = ST_OPEN;
+        if (s->owner->o->target == LG_NCHAN)
+            mark_subscribed(s);
+        break;
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+        if (s->want_write) {
+            s->want_write = 0;
+            if (send_subscribe(s))
+                return -1;
+        }
+        break;
+    case LWS_CALLBACK_CLIENT_RECEIVE: {
+        int first = lws_is_first_fragment(wsi), final = lws_is_final_fragment(wsi);
+        if (first && final && !s->rxlen) {
+            on_frame(s, in, len);
+            break;
+        }
+        if (s->rxlen + len > LG_RX_MAX)
+            return -1;
+        char *b = realloc(s->rx, s->rxlen + len);
+        if (!b)
+            abort();
+        memcpy(b + s->rxlen, in, len);
+        s->rx = b;
+        s->rxlen += len;
+        if (final) {
+            on_frame(s, s->rx, s->rxlen);
+            s->rxlen = 0;
+        }
+        break;
+    }
+    case LWS_CALLBACK_CLIENT_CLOSED:
+        s->wsi = NULL;
+        if (!s->owner->closing_all) {
+            s->owner->r.closed_early++;
+            fail(s, "closed by the server");
+        } else {
+            s->state = ST_IDLE;
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static const struct lws_protocols protocols[] = {
+    {"lg", callback, 0, 4096, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void tick(lws_sorted_usec_list_t *sul)
+{
+    struct lg_subs *S = lws_container_of(sul, struct lg_subs, tick);
+    lws_sul_schedule(S->ctx, 0, &S->tick, tick, LG_TICK_US);
+}
+
+/* No client-side validity (ping/hangup) timers: the servers ping; and every such timer is one more insert into
+ * lws' sorted timer list, which is linear in the number of connections. */
+static const lws_retry_bo_t no_validity = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
+
+static void open_one(struct lg_subs *S, struct lg_sub *s)
+{
+    const struct lg_opts *o = S->o;
+    char path[256];
+    if (o->target == LG_NATIVE)
+        snprintf(path, sizeof(path), "/v1/%s", o->app);
+    else if (o->target == LG_PUSHER)
+        snprintf(path, sizeof(path), "/app/%s?protocol=7&client=pgbench&version=1.0", o->pusher_key);
+    else
+        snprintf(path, sizeof(path), "/sub/%s%d", o->channel_prefix, s->channel);
+    struct lws_client_connect_info ci;
+    memset(&ci, 0, sizeof(ci));
+    ci.context = S->ctx;
+    ci.vhost = S->vh;
+    ci.address = o->host;
+    ci.port = o->port;
+    ci.path = path;
+    ci.host = o->host;
+    ci.origin = o->host;
+    ci.protocol = NULL;
+    ci.local_protocol_name = "lg";
+    ci.ietf_version_or_minus_one = -1;
+    ci.opaque_user_data = s;
+    ci.pwsi = &s->wsi;
+    ci.retry_and_idle_policy = &no_validity;
+    if (o->src_addrs > 1)
+        ci.iface = S->src[s->index % o->src_addrs];
+    s->state = ST_CONNECTING;
+    S->in_flight++;
+    if (!lws_client_connect_via_info(&ci) && s->state == ST_CONNECTING)
+        fail(s, "connect failed");
+}
+
+struct lg_subs *lg_subs_new(const struct lg_opts *o)
+{
+    struct lg_subs *S = calloc(1, sizeof(*S));
+    S->o = o;
+    S->subs = calloc((size_t)o->subs, sizeof(*S->subs));
+    for (int i = 0; i < o->subs; i++) {
+        S->subs[i].owner = S;
+        S->subs[i].index = i;
+        S->subs[i].channel = i % o->channels;
+    }
+    for (int i = 0; i < LG_MAX_SRC_ADDRS; i++)
+        snprintf(S->src[i], sizeof(S->src[i]), "127.0.0.%d", i + 1);
+    lws_set_log_level(o->verbose > 1 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof(info));
+    info.port = CONTEXT_PORT_NO_LISTEN;
+    info.protocols = protocols;
+    info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+    void *loops[1] = {&S->loop};
+    if (o->evlib_uv) {
+        uv_loop_init(&S->loop);
+        info.options |= LWS_SERVER_OPTION_LIBUV;
+        info.foreign_loops = loops;
+    }
+    /* No fd_limit_per_thread: lws 4.1 then looks connections up by fd in a table sized from RLIMIT_NOFILE
+     * (raised by main) instead of scanning every connection for every event. */
+    info.timeout_secs = (unsigned int)(o->connect_timeout_s > 5 ? o->connect_timeout_s : 5);
+    S->ctx = lws_create_context(&info);
+    if (!S->ctx)
+        return NULL;
+    S->vh = lws_create_vhost(S->ctx, &info);
+    if (!S->vh)
+        return NULL;
+    lws_sul_schedule(S->ctx, 0, &S->tick, tick, LG_TICK_US);
+    return S;
+}
+
+static int open_pending(struct lg_subs *S, double deadline)
+{
+    S->t_first = lg_now_ns();
+    while (S->nsubscribed + (int)S->r.errors < S->o->subs) {
+        while (S->next_to_open < S->o->subs && S->in_flight < S->o->connect_concurrency) {
+            struct lg_sub *s = &S->subs[S->next_to_open++];
+            if (s->state == ST_IDLE)
+                open_one(S, s);
+        }
+        if (lg_now_ns() > deadline)
+            return -1;
+        service(S);
+    }
+    S->r.subscribed = S->nsubscribed;
+    S->r.subscribe_s = S->nsubscribed ? (S->t_last_sub - S->t_first) / 1e9 : 0;
+    return S->nsubscribed == S->o->subs ? 0 : -1;
+}
+
+int lg_subs_open_all(struct lg_subs *S)
+{
+    return open_pending(S, lg_now_ns() + S->o->connect_timeout_s * 1e9);
+}
+
+void lg_subs_serve(struct lg_subs *S, double deadline_ns, int (*stop)(void *), void *arg)
+{
+    while (lg_now_ns() < deadline_ns && !(stop && stop(arg)))
+        service(S);
+}
+
+double lg_subs_reconnect_storm(struct lg_subs *S)
+{
+    S->closing_all = 1;
+    for (int i = 0; i < S->o->subs; i++) {
+        struct lg_sub *s = &S->subs[i];
+        if (s->wsi)
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+    }
+    double until = lg_now_ns() + 10e9;
+    for (;;) {
+        int open = 0;
+        for (int i = 0; i < S->o->subs; i++)
+            open += S->subs[i].wsi != NULL;
+        if (!open || lg_now_ns() > until)
+            break;
+        service(S);
+    }
+    S->closing_all = 0;
+    for (int i = 0; i < S->o->subs; i++)
+        if (S->subs[i].state != ST_DEAD)
+            S->subs[i].state = ST_IDLE;
+    S->nsubscribed = 0;
+    S->in_flight = 0;
+    S->next_to_open = 0;
+    long errors_before = S->r.errors;
+    int rc = open_pending(S, lg_now_ns() + S->o->connect_timeout_s * 1e9);
+    (void)errors_before;
+    return rc ? -1 : S->r.subscribe_s;
+}
+
+uint64_t lg_subs_lost(struct lg_subs *S, const struct lg_shared *sh, uint64_t *expected)
+{
+    uint64_t lost = 0, exp = 0;
+    uint64_t C = (uint64_t)S->o->channels;
+    for (uint64_t seq = 0; seq < sh->max_seq_plus1 && seq < (uint64_t)S->o->max_msgs; seq++) {
+        if (!(sh->acked_bits[seq / 8] & (1u << (seq % 8))))
+            continue;
+        for (int i = (int)(seq % C); i < S->o->subs; i += (int)C) {
+            const struct lg_sub *s = &S->subs[i];
+            if (s->state != ST_SUBSCRIBED)
+                continue;
+            exp++;
+            uint64_t bit = seq / C;
+            if (bit / 8 >= s->nbytes || !(s->bits[bit / 8] & (1u << (bit % 8))))
+                lost++;
+        }
+    }
+    *expected = exp;
+    return lost;
+}
+
+const struct lg_sub_result *lg_subs_result(struct lg_subs *S)
+{
+    return &S->r;
+}
+
+void lg_subs_free(struct lg_subs *S)
+{
+    if (!S)
+        return;
+    S->closing_all = 1; /* our own closes are not the server's */
+    if (S->ctx)
+        lws_context_destroy(S->ctx);
+    for (int i = 0; i < S->o->subs; i++) {
+        free(S->subs[i].bits);
+        free(S->subs[i].rx);
+    }
+    free(S->subs);
+    free(S);
+}

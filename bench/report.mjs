@@ -1,0 +1,114 @@
+// Turns the raw results of bench/run.sh (one JSON object per line: one load-generator run, tagged with
+// rep, workload and system) into the table it prints and writes as <out>.md and <out>.json, with the
+// machine described. A value per system is the median over repetitions; a ratio is pushgate ÷ nchan computed
+// per repetition from the same pass, then the median of those ratios (for latencies, times and memory a
+// ratio under 1 is better for pushgate; for throughput over 1 is).
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execSync } from 'node:child_process';
+
+const args = process.argv.slice(2);
+const raw = args[0];
+const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : ''; };
+const label = opt('--label');
+const build = opt('--build');
+const params = opt('--params');
+const out = opt('--out') || raw.replace(/\.jsonl$/, '');
+
+const runs = fs.readFileSync(raw, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+
+const METRICS = [
+    ['W1', 'delivered_per_s', 'W1 fan-out 1 ch × 1000 subs, max rate: delivered msgs/s', 'higher'],
+    ['W1', 'p50_us', 'W1 p50 latency under that load (µs)', 'lower'],
+    ['W1', 'p99_us', 'W1 p99 latency under that load (µs)', 'lower'],
+    ['W1M', 'delivered_per_s', 'W1 with an MQTT device publisher (QoS 1): delivered msgs/s (no nchan equivalent)', 'higher'],
+    ['W1M', 'p50_us', 'W1 MQTT publisher: p50 latency (µs)', 'lower'],
+    ['W2', 'p50_us', 'W2 100 subs, 1000 msgs/s: p50 latency (µs)', 'lower'],
+    ['W2', 'p99_us', 'W2 p99 latency (µs)', 'lower'],
+    ['W3', 'rss_per_conn_kb', 'W3 idle subscribers, one channel each: RSS per connection, server + broker (KB)', 'lower'],
+    ['W3', 'subscribe_s', 'W3 time to open + subscribe all (s)', 'lower'],
+    ['W4', 'delivered_per_s', 'W4 1000 ch × 10 subs, round-robin max rate: delivered msgs/s', 'higher'],
+    ['STORM', 'reconnect_s', 'reconnect storm: all dropped at once, time until all resubscribed (s)', 'lower'],
+    ['BIG', 'subscribed', 'BIG idle connections held (subscribed)', 'higher'],
+    ['BIG', 'subscribe_s', 'BIG time to open + subscribe all (s)', 'lower'],
+];
+
+const median = (xs) => {
+    const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+    if (!v.length) return NaN;
+    const m = v.length >> 1;
+    return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2;
+};
+const fmt = (x) => {
+    if (!Number.isFinite(x)) return '–';
+    if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString('en-US');
+    if (Math.abs(x) >= 10) return x.toFixed(1);
+    return x.toPrecision(3);
+};
+const get = (wl, sys, rep) => runs.find((r) => r.workload === wl && r.system === sys && r.rep === rep);
+const reps = [...new Set(runs.map((r) => r.rep))].sort((a, b) => a - b);
+const systems = ['nchan', 'native', 'pusher'];
+
+const rows = [];
+for (const [wl, field, title, better] of METRICS) {
+    if (!runs.some((r) => r.workload === wl)) continue;
+    const row = { workload: wl, metric: field, title, better, median: {}, per_rep: {}, ratio: {} };
+    for (const sys of systems) {
+        const vals = reps.map((rep) => get(wl, sys, rep)?.[field]);
+        row.per_rep[sys] = vals;
+        row.median[sys] = median(vals);
+    }
+    for (const sys of ['native', 'pusher']) {
+        const rs = reps.map((rep) => {
+            const a = get(wl, sys, rep)?.[field], b = get(wl, 'nchan', rep)?.[field];
+            return Number.isFinite(a) && Number.isFinite(b) && b !== 0 ? a / b : NaN;
+        });
+        row.ratio[sys] = { per_rep: rs, median: median(rs) };
+    }
+    rows.push(row);
+}
+
+// Correctness per system: lost acknowledged messages, subscriber errors, publish errors (summed over runs).
+const health = {};
+for (const r of runs) {
+    const h = (health[`${r.workload} ${r.system}`] ??= { lost: 0, dups: 0, errors: 0, pub_errors: 0, failed: 0, closed_early: 0 });
+    for (const k of ['lost', 'dups', 'errors', 'pub_errors', 'closed_early']) h[k] += r[k] || 0;
+    if (r.failed) h.failed++;
+}
+
+const sh = (cmd) => { try { return execSync(cmd, { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch { return ''; } };
+const machine = {
+    nproc: os.cpus().length,
+    cpu: os.cpus()[0]?.model,
+    memory_mb: Math.round(os.totalmem() / 1048576),
+    kernel: `${os.type()} ${os.release()}`,
+    os: sh('. /etc/os-release && echo "$PRETTY_NAME"'),
+    nofile_hard: sh('sh -c "ulimit -Hn"'),
+    nginx: sh('nginx -v 2>&1'),
+    nchan: sh("dpkg-query -W -f '${Version}' libnginx-mod-nchan"),
+    mosquitto: sh("dpkg-query -W -f '${Version}' mosquitto"),
+    libwebsockets: sh("dpkg-query -W -f '${Version}' libwebsockets17") || sh('pkg-config --modversion libwebsockets'),
+    pushgate: sh(`git -C ${JSON.stringify(path.dirname(new URL(import.meta.url).pathname))} rev-parse --short HEAD`),
+    build: (build ? sh(`sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' ${build}/CMakeCache.txt`) : '') || 'RelWithDebInfo (the default)',
+};
+
+let md = `# pushgate beside nchan${label ? `: ${label}` : ''}\n\n`;
+md += `${new Date().toISOString()}, ${reps.length} repetition(s). Machine: ${machine.nproc} × ${machine.cpu}, `
+    + `${machine.memory_mb} MB, ${machine.kernel}, ${machine.os}; ${machine.nginx} + nchan ${machine.nchan} (one worker); `
+    + `mosquitto ${machine.mosquitto}; libwebsockets ${machine.libwebsockets}; pushgate ${machine.pushgate} (${machine.build}).\n\n`
+    + (params ? `Parameters: ${params}; drain after publishing: until 1 s without a message, at most 30 s.\n\n` : '');
+md += '| metric | nchan | pushgate native | pushgate Pusher | native ÷ nchan (per rep) | Pusher ÷ nchan (per rep) |\n';
+md += '|---|---|---|---|---|---|\n';
+for (const r of rows) {
+    const ratio = (s) => `**${fmt(r.ratio[s].median)}** (${r.ratio[s].per_rep.map(fmt).join(', ')})`;
+    md += `| ${r.title} | ${fmt(r.median.nchan)} | ${fmt(r.median.native)} | ${fmt(r.median.pusher)} | ${ratio('native')} | ${ratio('pusher')} |\n`;
+}
+md += '\nValues are medians over repetitions; ratios are pushgate ÷ nchan per repetition (same pass), median in bold.\n\n';
+md += '| run | lost acknowledged | duplicates | subscriber errors | closed by server | publish errors | failed runs |\n|---|---|---|---|---|---|---|\n';
+for (const [k, h] of Object.entries(health)) md += `| ${k} | ${h.lost} | ${h.dups} | ${h.errors} | ${h.closed_early} | ${h.pub_errors} | ${h.failed} |\n`;
+
+process.stdout.write(md);
+fs.writeFileSync(`${out}.md`, md);
+fs.writeFileSync(`${out}.json`, JSON.stringify({ label, params, machine, rows, health, runs }, null, 2) + '\n');
+process.stderr.write(`\nwritten: ${out}.md, ${out}.json (raw runs: ${raw})\n`);

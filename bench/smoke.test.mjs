@@ -1,0 +1,78 @@
+// Smoke run of the benchmark's load generator (bench/README.md) against a pushgate + mosquitto stack started
+// like the integration tests start theirs: that the tools work (subscribers subscribe, every published message
+// is delivered and counted by sequence, nothing acknowledged is lost), never how fast. No nchan here, and no
+// timing assertion: performance targets live in the bench (bench/run.sh), not in tests.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import fs from 'node:fs';
+
+import { BUILD_DIR, startStack } from '../tests/integration/lib/harness.mjs';
+
+const LOADGEN = path.join(BUILD_DIR, 'bench', 'pushgate_loadgen');
+let stack;
+
+before(async () => {
+    stack = await startStack();
+});
+after(async () => {
+    await stack?.stop();
+});
+
+function loadgen(args) {
+    return new Promise((resolve) => {
+        execFile(LOADGEN, ['--port', String(stack.listenPort), ...args], { timeout: 60000 }, (err, stdout, stderr) => {
+            resolve({ code: err ? err.code : 0, out: stdout, err: stderr });
+        });
+    });
+}
+
+async function run(args) {
+    const r = await loadgen(args);
+    assert.equal(r.code, 0, `loadgen ${args.join(' ')} exited ${r.code}\n${r.out}\n${r.err}`);
+    return JSON.parse(r.out.trim());
+}
+
+function assertAllDelivered(res, subs, messages, perSub) {
+    assert.equal(res.subscribed, subs);
+    assert.equal(res.errors, 0);
+    assert.equal(res.acked, messages);
+    assert.equal(res.pub_errors, 0);
+    assert.equal(res.expected, perSub);
+    assert.equal(res.delivered, perSub);
+    assert.equal(res.lost, 0);
+    assert.equal(res.dups, 0);
+    assert.ok(res.p50_us > 0 && res.p99_us >= res.p50_us, JSON.stringify(res));
+}
+
+test('the load generator is built', () => {
+    assert.ok(fs.existsSync(LOADGEN), `${LOADGEN} missing`);
+});
+
+test('native subscribers get every REST publish, counted by sequence (tiny W1)', async () => {
+    const res = await run(['--target', 'native', '--subs', '10', '--messages', '100', '--drain', '3']);
+    assertAllDelivered(res, 10, 100, 1000);
+});
+
+test('Pusher subscribers, a paced publisher, several channels (tiny W2/W4)', async () => {
+    const res = await run(['--target', 'pusher', '--subs', '10', '--channels', '5', '--messages', '50',
+        '--rate', '500', '--pub-conns', '2', '--drain', '3']);
+    assertAllDelivered(res, 10, 50, 100);
+});
+
+test('an MQTT device publisher reaches native subscribers', async () => {
+    const res = await run(['--target', 'native', '--subs', '4', '--channels', '2', '--pub', 'mqtt',
+        '--mqtt-port', String(stack.brokerPort), '--messages', '40', '--drain', '3']);
+    assertAllDelivered(res, 4, 40, 80);
+});
+
+test('idle subscribers with RSS sampling and a reconnect storm (tiny W3)', async () => {
+    const pids = `${stack.gw.proc.pid},${stack.broker._rec.child.pid}`;
+    const res = await run(['--target', 'native', '--subs', '20', '--channels', '20', '--pub', 'none',
+        '--rss-pids', pids, '--reconnect-storm']);
+    assert.equal(res.subscribed, 20);
+    assert.equal(res.errors, 0);
+    assert.ok(res.rss_after_kb > 0, JSON.stringify(res));
+    assert.ok(res.reconnect_s >= 0, JSON.stringify(res));
+});
