@@ -1,10 +1,15 @@
 /*
  * One WebSocket, one session (core/ws.h): native and Pusher.
  *
- * Writing: one lws_write per WRITEABLE (lws copies what the socket does not
- * take at once), the head of the out-queue; a closing session first flushes
- * what was queued before the close (e.g. the error frame that explains it),
- * then sends its close code and reason.
+ * Writing: each WRITEABLE writes the head of the out-queue and goes on with
+ * the next frames while the socket still takes bytes, one lws_write each (lws
+ * keeps what the socket did not take and reports the pipe choked until it has
+ * sent it), at most PG_WS_WRITE_MAX_FRAMES or PG_WS_WRITE_MAX_BYTES so that
+ * one fast reader does not hold the loop; what is left waits for the next
+ * WRITEABLE. Frames are written from the shared encoded message (lws puts the
+ * frame header in the room before it), never copied per session. A closing
+ * session first flushes what was queued before the close (e.g. the error
+ * frame that explains it), then sends its close code and reason.
  */
 #include <string.h>
 
@@ -49,6 +54,27 @@ int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len)
     return rc < 0 ? -1 : 0;
 }
 
+int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
+{
+    int n = 0;
+    size_t bytes = 0;
+    struct pg_msg *m;
+    /* the first write needs no check: WRITEABLE means the socket takes bytes */
+    while (n < PG_WS_WRITE_MAX_FRAMES && bytes < PG_WS_WRITE_MAX_BYTES && (m = pg_outq_peek(&s->q)) &&
+           (!n || !lws_send_pipe_choked(wsi))) {
+        if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
+            return -1;
+        if (s->app) {
+            s->app->stats.frames_out++;
+            s->app->stats.bytes_out += m->len;
+        }
+        bytes += m->len;
+        n++;
+        pg_outq_pop(&s->q);
+    }
+    return n;
+}
+
 int pg_ws_writeable(struct pg_ws *w, struct lws *wsi)
 {
     struct pg_session *s = w->s;
@@ -57,17 +83,10 @@ int pg_ws_writeable(struct pg_ws *w, struct lws *wsi)
                          strlen(s->close_reason));
         return -1;
     }
-    struct pg_msg *m = pg_outq_peek(&s->q);
-    if (!m)
-        return 0;
-    if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
-        return -1;
+    int n = pg_ws_write_queued(s, wsi);
+    if (n <= 0)
+        return n;
     s->choked_since_ms = 0;
-    if (s->app) {
-        s->app->stats.frames_out++;
-        s->app->stats.bytes_out += m->len;
-    }
-    pg_outq_pop(&s->q);
     if (s->proto->flow)
         s->proto->flow(s);
     if (s->q.count || s->close_code)

@@ -2,8 +2,9 @@
  * The WebSocket transport of protocols whose session is its socket (native,
  * Pusher): the lws events of struct pg_proto for them. The session lives in
  * the socket's struct pg_ws (w->own) from ESTABLISHED to CLOSED; these call
- * the protocol's open, receive and flow ops and write its out-queue, one frame
- * per WRITEABLE. Protocols point their table's ws_* entries here.
+ * the protocol's open, receive and flow ops and write its out-queue, as many
+ * frames per WRITEABLE as the socket takes, within the limits below.
+ * Protocols point their table's ws_* entries here.
  */
 #ifndef PG_CORE_WS_H
 #define PG_CORE_WS_H
@@ -16,9 +17,21 @@ struct pg_app;
 struct pg_ws;
 struct pg_session;
 
+/* One WRITEABLE's share of an out-queue: a fast reader cannot hold the loop for longer. */
+#define PG_WS_WRITE_MAX_FRAMES 64
+#define PG_WS_WRITE_MAX_BYTES (256 * 1024)
+
 int pg_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app);
 int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len);
 int pg_ws_writeable(struct pg_ws *w, struct lws *wsi);
+/*
+ * Writes s's out-queue from its head to wsi while the socket takes bytes
+ * (wsi must be WRITEABLE), within the limits above, and counts the frames in
+ * the app's stats. Returns the number of frames written, or -1 when lws
+ * failed (the socket is to be closed). Also Engine.IO's WebSocket
+ * transport's (proto/eio_ws.c).
+ */
+int pg_ws_write_queued(struct pg_session *s, struct lws *wsi);
 void pg_ws_closed(struct pg_ws *w, struct lws *wsi);
 /* The wake op of such a protocol: its socket writes at the next WRITEABLE. */
 void pg_ws_wake(struct pg_session *s);

@@ -27,8 +27,8 @@
 #include "core/admission.h"
 #include "core/app.h"
 #include "core/gw.h"
-#include "core/msg.h"
 #include "core/session.h"
+#include "core/ws.h"
 #include "http/http.h"
 #include "log.h"
 #include "proto/eio.h"
@@ -193,16 +193,9 @@ int pg_eio_ws_writeable(struct pg_ws *w, struct lws *wsi)
                          strlen(e->s.close_reason));
         return -1;
     }
-    struct pg_msg *m = pg_outq_peek(&e->s.q);
-    if (!m)
-        return 0;
-    if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
-        return -1;
-    if (e->s.app) {
-        e->s.app->stats.frames_out++;
-        e->s.app->stats.bytes_out += m->len;
-    }
-    pg_outq_pop(&e->s.q);
+    int n = pg_ws_write_queued(&e->s, wsi); /* as many frames as the socket takes, as native's */
+    if (n <= 0)
+        return n;
     if (e->s.q.count || e->s.close_code)
         lws_callback_on_writable(wsi);
     return 0;
