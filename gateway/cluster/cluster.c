@@ -285,14 +285,9 @@ static void occupancy_changed(struct pg_gw *gw)
     c->occupied = now;
 }
 
-void pg_cluster_changed(struct pg_gw *gw)
-{
-    pg_gw_channels_changed(gw);
-}
-
 int pg_cluster_settled(struct pg_gw *gw)
 {
-    return !gw->cluster || (!gw->channels_dirty && !gw->cluster->dirty && !gw->cluster->occupancy_dirty);
+    return !gw->cluster || (!gw->local_dirty && !gw->cluster->dirty && !gw->cluster->occupancy_dirty);
 }
 
 static void publish_snapshot(struct pg_gw *gw, int up)
@@ -359,9 +354,9 @@ void pg_cluster_tick(struct pg_gw *gw)
     int64_t now = pg_mono_ms();
     if (!c)
         return;
-    if (gw->channels_dirty) { /* core/channels.c and the protocols mark local changes in the gateway's state */
+    if (gw->local_dirty) { /* pg_gw_local_changed(): channels, members or session counts of this node */
         c->dirty = 1;
-        gw->channels_dirty = 0;
+        gw->local_dirty = 0;
     }
     if (pg_bridge_connected(gw->bridge)) {
         check_liveness(gw, now);

@@ -17,8 +17,9 @@
  * Who calls what:
  *  - server.c: init, free, tick, connected, stopping, settled (the loop);
  *  - the broker message dispatch: pg_cluster_on_node for {root}/_node/{id};
- *  - the channel index and session owners: pg_cluster_changed when local
- *    channels or sessions changed;
+ *  - nobody needs the cluster to report a local change: the channel index,
+ *    the protocols and the dashboard's session count mark it in struct
+ *    pg_gw (pg_gw_local_changed), and the tick reads it;
  *  - anyone: the read-only queries (node_alive, is_leader, node_count,
  *    channels, peer_count, peer_sessions).
  */
@@ -60,8 +61,6 @@ void pg_cluster_free(struct pg_gw *gw);
 int pg_cluster_listen(struct pg_gw *gw, const struct pg_cluster_listener *l);
 /* A message on {root}/_node/{id}: a peer's snapshot (or its emptying), or this node's own. */
 void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, size_t len);
-/* Local channels or sessions changed: publish a new snapshot at a coming tick. */
-void pg_cluster_changed(struct pg_gw *gw);
 void pg_cluster_tick(struct pg_gw *gw);
 void pg_cluster_connected(struct pg_gw *gw);
 void pg_cluster_stopping(struct pg_gw *gw);

@@ -118,7 +118,7 @@ int pg_channel_join(struct pg_session *s, const char *name, pg_bridge_ack_cb cb,
     ch->nmembers++;
     HASH_ADD_KEYPTR(hh, s->subs, ch->name, strlen(ch->name), m);
     s->nsubs++;
-    pg_gw_channels_changed(s->gw);
+    pg_gw_local_changed(s->gw);
     int rc = s->gw->channel_broker->subscribe_wait(s->gw, ch->topic, cb, ud);
     if (rc < 0)
         member_remove(s, m);
@@ -134,7 +134,7 @@ static void member_remove(struct pg_session *s, struct pg_member *m)
     s->nsubs--;
     DL_DELETE(ch->members, m);
     ch->nmembers--;
-    pg_gw_channels_changed(s->gw);
+    pg_gw_local_changed(s->gw);
     free(m);
     channel_put(s->gw, ch);
 }

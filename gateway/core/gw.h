@@ -63,7 +63,7 @@ struct pg_gw {
     uint64_t next_serial;         /* sessions (core/registry.c) and HTTP requests (http/http.c) draw from it */
     uint64_t fanout_seq;          /* core/fanout.c: one number per fanned-out message (once-per-session dedup) */
     struct pg_http *requests;     /* HTTP requests waiting for the broker, by serial: http/http.c */
-    int channels_dirty;           /* set by pg_gw_channels_changed(), cleared by cluster/cluster.c */
+    int local_dirty;              /* the node snapshot is stale: pg_gw_local_changed() sets it, cluster/cluster.c clears it */
 
     /* ---- module state: each pointer is its module's, the struct behind it private to that module ---- */
     struct pg_cluster *cluster;       /* cluster/cluster.c: peers, snapshots, occupancy, listeners */
@@ -93,13 +93,13 @@ struct pg_gw {
 };
 
 /*
- * The local channels (or what counts as their live members) changed: the
- * cluster publishes a new node snapshot at its next tick (cluster/cluster.c
- * reads and clears the flag).
+ * What this node's snapshot reports changed (its channels, what counts as
+ * their live members, its session counts): the cluster publishes a new node
+ * snapshot at its next tick (cluster/cluster.c reads and clears the flag).
  */
-static inline void pg_gw_channels_changed(struct pg_gw *gw)
+static inline void pg_gw_local_changed(struct pg_gw *gw)
 {
-    gw->channels_dirty = 1;
+    gw->local_dirty = 1;
 }
 
 #endif

@@ -116,7 +116,7 @@ void pg_dashboard_tick(struct pg_gw *gw)
         return;
     d->count_ms = mono;
     if (count_sessions(gw, d))
-        pg_cluster_changed(gw);
+        pg_gw_local_changed(gw);
     int64_t wall = pg_now_ms();
     struct history *hist, *htmp;
     HASH_ITER(hh, d->apps, hist, htmp) {

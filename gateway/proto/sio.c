@@ -228,7 +228,7 @@ static void registered(struct pg_sio *x, const char *channel)
     HASH_FIND_STR(x->e.s.subs, channel, m);
     if (m)
         m->live = 1; /* now counted as a recipient (the node snapshot says so) */
-    pg_gw_channels_changed(x->e.s.gw);
+    pg_gw_local_changed(x->e.s.gw);
     pg_log(PG_LOG_DEBUG, "socketio", "registered sid=%s app=%s user=%s", x->e.sid, x->e.s.app->id, x->user);
     sio_event(x, "registered", json_pack("{s:s}", "userId", x->user));
 }

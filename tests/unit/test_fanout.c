@@ -373,7 +373,7 @@ static void reset_counts(struct tsess **all, size_t n)
 static void index_bookkeeping(void)
 {
     struct tsess *a = open_session(&proto_a, &demo), *b = open_session(&proto_a, &demo);
-    gw.channels_dirty = 0;
+    gw.local_dirty = 0;
 
     CHECK_EQ(join(a, "room"), 0, "join granted at once");
     struct pg_channel *ch = find_channel(&demo, "room");
@@ -382,7 +382,7 @@ static void index_bookkeeping(void)
     CHECK(find_member(a, "room") && find_member(a, "room")->ch == ch && find_member(a, "room")->s == &a->s, "a holds room");
     CHECK_EQ(a->s.nsubs, 1, "a: one subscription");
     CHECK_EQ(topic_refs("pg/demo/c/room"), 1, "the first member subscribes the topic");
-    CHECK_EQ(gw.channels_dirty, 1, "local channels changed");
+    CHECK_EQ(gw.local_dirty, 1, "local channels changed");
 
     CHECK_EQ(join(b, "room"), 0, "second member");
     CHECK(find_channel(&demo, "room") == ch && ch->nmembers == 2, "one channel, two members");
