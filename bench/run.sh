@@ -35,6 +35,13 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
+for v in "reps=$reps" "duration=$duration" "w3-subs=$w3_subs" "big=$big" "storm=$storm" "pub-conns=$pub_conns"; do
+    case ${v#*=} in
+    '' | *[!0-9]*) echo "--${v%%=*}: expected a whole number, got \"${v#*=}\"" >&2; exit 2 ;;
+    esac
+done
+[ "$reps" -gt 0 ] && [ "$duration" -gt 0 ] || { echo "--reps and --duration must be at least 1" >&2; exit 2; }
+case $evlib in poll | uv) ;; *) echo "--evlib: expected poll or uv, got \"$evlib\"" >&2; exit 2 ;; esac
 [ "$mqtt" = 1 ] && workloads="$workloads W1M"
 [ "$big" -gt 0 ] && workloads="$workloads BIG"
 [ "$storm" -gt 0 ] && workloads="$workloads STORM"
