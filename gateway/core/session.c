@@ -9,6 +9,10 @@
  * queue full is lost for this session, which is told (a gap signal) rather
  * than closed along with everyone else. A session whose own socket does not
  * drain is a slow consumer and is closed with 1013.
+ *
+ * A session with output queued or messages lost is on gw->loaded from the
+ * push that made it so until the load tick finds it has neither (or its
+ * release): the tick costs what is loaded, not every session.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,13 @@ void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
     s->proto->wake(s);
 }
 
+/* The load tick (core/publish.c) walks only these; it lets go of a session once it has neither. */
+static void loaded(struct pg_session *s)
+{
+    if (lws_dll2_is_detached(&s->loaded))
+        lws_dll2_add_tail(&s->loaded, &s->gw->loaded);
+}
+
 void pg_session_send(struct pg_session *s, struct pg_msg *m)
 {
     if (s->close_code)
@@ -47,6 +58,7 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
     }
     if (rc == PG_ELIMIT && s->wsi && !s->choked_since_ms && !lws_send_pipe_choked(s->wsi)) {
         /* every session is behind because the gateway is: this one is told it missed messages, not closed */
+        loaded(s);
         if (!s->lost++)
             pg_log(PG_LOG_WARN, "session", "out-queue full while the gateway is behind app=%s client=%s queued=%zu",
                    s->app ? s->app->creds->id : "-", s->client_id, s->q.count);
@@ -65,6 +77,7 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
         pg_session_close(s, 1011, "out of memory");
         return;
     }
+    loaded(s);
     s->proto->wake(s);
 }
 
