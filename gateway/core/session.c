@@ -138,13 +138,25 @@ int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t 
         *msg_len = len;
         return 1;
     }
-    unsigned char *b = realloc(s->rx, s->rx_len + len);
-    if (!b)
-        return -1;
+    if (s->rx_len + len > s->rx_cap) {
+        /*
+         * lws hands a frame over in pieces of its receive buffer (server.c's protocols table): room for the rest
+         * of the frame at once, and doubling across frames, so a large message is not copied once per piece.
+         */
+        size_t cap = s->rx_len + len + lws_remaining_packet_payload(wsi);
+        if (cap < s->rx_cap * 2)
+            cap = s->rx_cap * 2;
+        if (cap > max_bytes)
+            cap = (size_t)max_bytes; /* at least rx_len + len: checked above */
+        unsigned char *b = realloc(s->rx, cap);
+        if (!b)
+            return -1;
+        s->rx = b;
+        s->rx_cap = cap;
+    }
     if (!s->rx_len && !last)
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_rx, rx_due,
                          (lws_usec_t)s->gw->cfg->ws_partial_frame_timeout_ms * LWS_US_PER_MS);
-    s->rx = b;
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
     if (!last)
@@ -159,5 +171,5 @@ void pg_ws_collected(struct pg_session *s)
     lws_sul_cancel(&s->sul_rx);
     free(s->rx);
     s->rx = NULL;
-    s->rx_len = 0;
+    s->rx_len = s->rx_cap = 0;
 }

@@ -58,7 +58,7 @@ struct pg_session {
     size_t nsubs;
     struct pg_outq q;
     unsigned char *rx; /* fragments of the message being received */
-    size_t rx_len;
+    size_t rx_len, rx_cap;
     lws_sorted_usec_list_t sul_rx; /* closes the session when a begun message is not whole in time */
     struct pg_addr *addr;          /* its client address's admission entry (admission.c), or NULL */
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
