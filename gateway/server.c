@@ -87,7 +87,7 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return ping ? (ping < 0 ? -1 : 0) : c->u.ws.proto->ws_writeable(&c->u.ws, wsi);
     }
     case LWS_CALLBACK_CLOSED:
-        if (c && c->is_ws) /* lws may report an HTTP connection's close here too */
+        if (c->is_ws) /* the clock of a WebSocket ESTABLISHED opened (detached if it refused it) */
             pg_live_closed(&c->u.ws.live);
         if (c->u.ws.proto) /* NULL: refused at ESTABLISHED */
             c->u.ws.proto->ws_closed(&c->u.ws, wsi);
