@@ -282,16 +282,8 @@ static void on_signal(int sig)
         lws_cancel_service(signal_ctx);
 }
 
-/*
- * lws 4.1 allocates rx_buffer_size (+ LWS_PRE) per WebSocket for as long as it
- * is open: kept small, since most of them are idle listeners. A larger frame
- * reaches the callback in pieces of that size, which pg_ws_collect()
- * reassembles within max_frame_bytes. tx_packet_size keeps a single send()
- * at the 4096 bytes it was when rx_buffer_size also set it.
- */
-#define PG_WS_RX_BUFFER 512
 static const struct lws_protocols protocols[] = {
-    {"pushgate", main_callback, sizeof(struct pg_conn), PG_WS_RX_BUFFER, 0, NULL, 4096},
+    {"pushgate", main_callback, sizeof(struct pg_conn), 4096, 0, NULL, 0},
     {"pushgate-mqtt", mqtt_callback, sizeof(struct mqtt_pss), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
