@@ -30,6 +30,7 @@
 #include "core/channels.h"
 #include "core/fanout.h"
 #include "core/gw.h"
+#include "core/liveness.h"
 #include "core/msg.h"
 #include "core/publish.h"
 #include "core/seq.h"
@@ -71,13 +72,23 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         c->is_ws = 1;
         if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || pg_ws_path(gw, path, &w->proto, &app) != 0)
             return -1;
-        return w->proto->ws_open(gw, w, wsi, app);
+        if (w->proto->ws_open(gw, w, wsi, app) != 0)
+            return -1;
+        pg_live_open(gw, &w->live, wsi); /* every protocol's WebSocket: core/liveness.h */
+        return 0;
     }
     case LWS_CALLBACK_RECEIVE:
         return c->u.ws.proto->ws_receive(&c->u.ws, wsi, in, len);
-    case LWS_CALLBACK_SERVER_WRITEABLE:
-        return c->u.ws.proto->ws_writeable(&c->u.ws, wsi);
+    case LWS_CALLBACK_RECEIVE_PONG:
+        pg_live_pong(gw, &c->u.ws.live);
+        return 0;
+    case LWS_CALLBACK_SERVER_WRITEABLE: {
+        int ping = pg_live_writeable(&c->u.ws.live);
+        return ping ? (ping < 0 ? -1 : 0) : c->u.ws.proto->ws_writeable(&c->u.ws, wsi);
+    }
     case LWS_CALLBACK_CLOSED:
+        if (c->is_ws) /* the clock of a WebSocket ESTABLISHED opened (detached if it refused it) */
+            pg_live_closed(&c->u.ws.live);
         if (c->u.ws.proto) /* NULL: refused at ESTABLISHED */
             c->u.ws.proto->ws_closed(&c->u.ws, wsi);
         return 0;
@@ -217,6 +228,8 @@ static void tick(lws_sorted_usec_list_t *sul)
 {
     struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
     pg_publish_load_tick(gw);
+    pg_live_tick(gw);
+    pg_http_tick(gw);
     pg_bridge_tick(gw->bridge);
     pg_cluster_tick(gw);
     pg_webhooks_tick(gw->webhooks);
@@ -349,19 +362,13 @@ int pg_server_run(struct pg_config *cfg)
         info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
     info.pt_serv_buf_size = 16384;
     /*
-     * WebSocket liveness, for every protocol (lws's validity timer: plain
-     * HTTP requests are not subject to it): a WebSocket gets a PING
-     * ws_ping_interval_s after its opening or its last PONG, and one that
-     * has not answered it ws_pong_timeout_s later is dropped. Browsers and
-     * WebSocket libraries answer on their own; a peer stuck inside a frame
-     * (a header and no payload, so ws_partial_frame_timeout_ms never
-     * starts) cannot, since control frames do not go in the middle of one.
+     * WebSocket liveness is the gateway's (core/liveness.h, from tick()):
+     * lws's validity timers, one per WebSocket in its sorted timer list,
+     * made every timer insert walk all of them. A policy without a hangup
+     * time keeps lws from arming any (its default policy would).
      */
-    lws_retry_bo_t liveness = {
-        .secs_since_valid_ping = (uint16_t)cfg->ws_ping_interval_s,
-        .secs_since_valid_hangup = (uint16_t)(cfg->ws_ping_interval_s + cfg->ws_pong_timeout_s),
-    };
-    info.retry_and_idle_policy = &liveness;
+    static const lws_retry_bo_t no_validity_timers = {.secs_since_valid_ping = 0, .secs_since_valid_hangup = 0};
+    info.retry_and_idle_policy = &no_validity_timers;
     /* lws drops a request whose headers overflow its store without an answer: the store is larger than
        max_header_bytes, so that the gateway answers 431 itself up to 4 x max_header_bytes */
     info.max_http_header_data2 = (unsigned int)(cfg->max_header_bytes * 4);

@@ -76,6 +76,10 @@ struct pg_gw {
     struct pg_pchan *pchans;          /* proto/presence.c: Pusher presence channels by app and name */
     struct pg_addr *addrs;            /* core/admission.c: per-address entries by IP */
     int64_t addrs_swept_ms;           /* core/admission.c */
+    /* FIFO lists walked from their heads by the tick, instead of a timer per connection in lws' sorted list */
+    lws_dll2_owner_t live_idle, live_wait; /* core/liveness.c: WebSockets by last PONG, by PING asked */
+    lws_dll2_owner_t body_waits;           /* http/http.c: requests waiting for their body, oldest first */
+    lws_dll2_owner_t loaded;               /* core/session.c joins, core/publish.c leaves: sessions with output */
 
     /* ---- sequence numbers (core/seq.c, through core/publish.c) ---- */
     char origin[64];          /* this process's publishes: node id + incarnation */

@@ -6,8 +6,8 @@
  * and the sequence properties `origin`, `seq`, `prev` (core/seq.c); the seq
  * becomes its topic's prev only once the broker acknowledged it.
  *
- * Load: measured every tick of the loop (pg_publish_load_tick) over every
- * session's out-queue. When the gateway itself is behind (its out-queues hold
+ * Load: measured every tick of the loop (pg_publish_load_tick) over the
+ * out-queues of the sessions that have output (gw->loaded). When the gateway itself is behind (its out-queues hold
  * more than max_pending_bytes, or on average more than half a session's
  * limit, or broker input is paused, or broker messages arrive later than
  * max_inbound_lag_ms), it refuses new publishes (503 with Retry-After, or the
@@ -125,6 +125,9 @@ const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app)
 /*
  * Every tick: what all out-queues hold, which sessions' sockets do not drain
  * (closed after slow_consumer_ms), and whether the gateway itself is behind.
+ * Only the sessions on gw->loaded (output queued or messages lost since they
+ * joined, core/session.c) are visited: one whose queue is empty adds nothing
+ * to the sums, and it leaves the list here once it owes no gap signal.
  */
 void pg_publish_load_tick(struct pg_gw *gw)
 {
@@ -132,10 +135,14 @@ void pg_publish_load_tick(struct pg_gw *gw)
     int64_t now = pg_mono_ms();
     uint64_t bytes = 0, free_bytes = 0, max_free_bytes = 0;
     size_t msgs = 0, free_msgs = 0, draining = 0, max_free_msgs = 0;
-    struct pg_session *s, *tmp;
-    HASH_ITER(hh, gw->sessions, s, tmp) {
+    lws_dll2_t *d, *next;
+    for (d = lws_dll2_get_head(&gw->loaded); d; d = next) {
+        next = d->next; /* d may leave the list, or its session close */
+        struct pg_session *s = lws_container_of(d, struct pg_session, loaded);
         if (!s->q.count || s->close_code) {
             s->choked_since_ms = 0;
+            if (!s->q.count && !s->lost)
+                lws_dll2_remove(&s->loaded);
             continue;
         }
         if (s->wsi && lws_send_pipe_choked(s->wsi)) {
@@ -198,7 +205,9 @@ void pg_publish_load_tick(struct pg_gw *gw)
     gw->behind = behind;
     /* sessions that lost messages while the gateway was behind hear of it once their queue has room again */
     if (!behind) {
-        HASH_ITER(hh, gw->sessions, s, tmp) {
+        for (d = lws_dll2_get_head(&gw->loaded); d; d = next) {
+            next = d->next;
+            struct pg_session *s = lws_container_of(d, struct pg_session, loaded);
             if (s->lost && !s->close_code && s->q.count < (size_t)cfg->max_queue_messages / 2) {
                 s->lost = 0;
                 pg_session_gap(s, NULL, NULL);
@@ -206,4 +215,3 @@ void pg_publish_load_tick(struct pg_gw *gw)
         }
     }
 }
-

@@ -44,6 +44,7 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
     pg_addr_detach(gw, s);
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
+    lws_dll2_remove(&s->loaded); /* gw->loaded (core/publish.c's tick) */
     pg_token_free(s->token);
     if (s->proto->release)
         s->proto->release(s);

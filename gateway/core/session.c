@@ -9,6 +9,10 @@
  * queue full is lost for this session, which is told (a gap signal) rather
  * than closed along with everyone else. A session whose own socket does not
  * drain is a slow consumer and is closed with 1013.
+ *
+ * A session with output queued or messages lost is on gw->loaded from the
+ * push that made it so until the load tick finds it has neither (or its
+ * release): the tick costs what is loaded, not every session.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,13 @@ void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
     s->proto->wake(s);
 }
 
+/* The load tick (core/publish.c) walks only these; it lets go of a session once it has neither. */
+static void loaded(struct pg_session *s)
+{
+    if (lws_dll2_is_detached(&s->loaded))
+        lws_dll2_add_tail(&s->loaded, &s->gw->loaded);
+}
+
 void pg_session_send(struct pg_session *s, struct pg_msg *m)
 {
     if (s->close_code)
@@ -47,6 +58,7 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
     }
     if (rc == PG_ELIMIT && s->wsi && !s->choked_since_ms && !lws_send_pipe_choked(s->wsi)) {
         /* every session is behind because the gateway is: this one is told it missed messages, not closed */
+        loaded(s);
         if (!s->lost++)
             pg_log(PG_LOG_WARN, "session", "out-queue full while the gateway is behind app=%s client=%s queued=%zu",
                    s->app ? s->app->creds->id : "-", s->client_id, s->q.count);
@@ -65,6 +77,7 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
         pg_session_close(s, 1011, "out of memory");
         return;
     }
+    loaded(s);
     s->proto->wake(s);
 }
 
@@ -125,13 +138,25 @@ int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t 
         *msg_len = len;
         return 1;
     }
-    unsigned char *b = realloc(s->rx, s->rx_len + len);
-    if (!b)
-        return -1;
+    if (s->rx_len + len > s->rx_cap) {
+        /*
+         * lws hands a frame over in pieces of its receive buffer (server.c's protocols table): room for the rest
+         * of the frame at once, and doubling across frames, so a large message is not copied once per piece.
+         */
+        size_t cap = s->rx_len + len + lws_remaining_packet_payload(wsi);
+        if (cap < s->rx_cap * 2)
+            cap = s->rx_cap * 2;
+        if (cap > max_bytes)
+            cap = (size_t)max_bytes; /* at least rx_len + len: checked above */
+        unsigned char *b = realloc(s->rx, cap);
+        if (!b)
+            return -1;
+        s->rx = b;
+        s->rx_cap = cap;
+    }
     if (!s->rx_len && !last)
         lws_sul_schedule(s->gw->ctx, 0, &s->sul_rx, rx_due,
                          (lws_usec_t)s->gw->cfg->ws_partial_frame_timeout_ms * LWS_US_PER_MS);
-    s->rx = b;
     memcpy(s->rx + s->rx_len, in, len);
     s->rx_len += len;
     if (!last)
@@ -146,5 +171,5 @@ void pg_ws_collected(struct pg_session *s)
     lws_sul_cancel(&s->sul_rx);
     free(s->rx);
     s->rx = NULL;
-    s->rx_len = 0;
+    s->rx_len = s->rx_cap = 0;
 }

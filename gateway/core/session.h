@@ -32,6 +32,7 @@
 #include <libwebsockets.h>
 #include <uthash.h>
 
+#include "core/liveness.h"
 #include "core/msg.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
@@ -57,13 +58,14 @@ struct pg_session {
     size_t nsubs;
     struct pg_outq q;
     unsigned char *rx; /* fragments of the message being received */
-    size_t rx_len;
+    size_t rx_len, rx_cap;
     lws_sorted_usec_list_t sul_rx; /* closes the session when a begun message is not whole in time */
     struct pg_addr *addr;          /* its client address's admission entry (admission.c), or NULL */
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
     uint64_t gap_seq;       /* last fan-out that told this session of a gap: one signal per message */
     int64_t choked_since_ms; /* monotonic: since when its socket takes no bytes while output waits; 0: it drains */
     uint32_t lost;           /* messages not queued while the gateway was behind: a gap signal follows */
+    lws_dll2_t loaded; /* in gw->loaded while it has output queued or lost messages (core/publish.c's tick) */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
     UT_hash_handle hh; /* gw->sessions by serial (core/registry.c) */
@@ -84,6 +86,7 @@ struct pg_session {
 struct pg_ws {
     const struct pg_proto *proto;
     struct pg_session *s;
+    struct pg_live live; /* the socket's PING and PONG clock, whichever protocol speaks on it (core/liveness.h) */
     union {
         struct pg_session own;
         unsigned char own_room[sizeof(struct pg_session) + PG_WS_PROTO_BYTES];

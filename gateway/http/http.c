@@ -39,7 +39,7 @@
 
 static void h_reset(struct pg_http *h)
 {
-    lws_sul_cancel(&h->sul_body);
+    lws_dll2_remove(&h->body_wait);
     free(h->body);
     free(h->resp);
     free(h->allow_origin);
@@ -521,15 +521,28 @@ int pg_http_refusal(struct pg_gw *gw, struct lws *wsi, const char **why)
     return 0;
 }
 
-static void body_timeout(lws_sorted_usec_list_t *sul)
+/*
+ * The body timeout is the same for every request, so gw->body_waits, appended
+ * to as headers arrive, is in deadline order: the tick answers from its head
+ * until a request is not due. (A timer per request in lws' sorted list walked
+ * every other timer in it, each WebSocket's included.)
+ */
+void pg_http_tick(struct pg_gw *gw)
 {
-    struct pg_http *h = lws_container_of(sul, struct pg_http, sul_body);
-    if (h->body_done || h->status)
-        return;
-    h->body_done = 1; /* a late rest of the body changes nothing */
-    h->close_after = 1;
-    pg_log(PG_LOG_INFO, "http", "request body of %s not complete within http_body_timeout_ms", h->path);
-    pg_http_respond_error(h, 408, "request body not received within http_body_timeout_ms");
+    int64_t now = pg_mono_ms();
+    lws_dll2_t *d;
+    while ((d = lws_dll2_get_head(&gw->body_waits))) {
+        struct pg_http *h = lws_container_of(d, struct pg_http, body_wait);
+        if (now - h->body_since_ms < gw->cfg->http_body_timeout_ms)
+            break;
+        lws_dll2_remove(&h->body_wait);
+        if (h->body_done || h->status)
+            continue;
+        h->body_done = 1; /* a late rest of the body changes nothing */
+        h->close_after = 1;
+        pg_log(PG_LOG_INFO, "http", "request body of %s not complete within http_body_timeout_ms", h->path);
+        pg_http_respond_error(h, 408, "request body not received within http_body_timeout_ms");
+    }
 }
 
 int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, enum lws_callback_reasons reason,
@@ -580,8 +593,8 @@ int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, 
         h->body_expected = 1;
         if ((uint64_t)clen > gw->cfg->max_body_bytes)
             h->body_too_big = 1;
-        lws_sul_schedule(lws_get_context(wsi), 0, &h->sul_body, body_timeout,
-                         (lws_usec_t)gw->cfg->http_body_timeout_ms * LWS_US_PER_MS);
+        h->body_since_ms = pg_mono_ms();
+        lws_dll2_add_tail(&h->body_wait, &gw->body_waits);
         return 0;
     }
     case LWS_CALLBACK_HTTP_BODY:
@@ -630,7 +643,7 @@ int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, 
         if (h->status)
             return 0;
         h->body_done = 1;
-        lws_sul_cancel(&h->sul_body);
+        lws_dll2_remove(&h->body_wait);
         if (h->on_body)
             h->on_body(gw, h);
         else

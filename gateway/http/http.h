@@ -78,7 +78,9 @@ struct pg_http {
     int close_after; /* the answer carries Connection: close and the connection closes once it is written */
     int client_close; /* the request asked for the close (Connection: close, HTTP/1.0 without keep-alive) */
     int http10_keepalive; /* HTTP/1.0 with Connection: keep-alive: the answer says keep-alive back */
-    lws_sorted_usec_list_t sul_body; /* http_body_timeout_ms: the announced body must have arrived by then */
+    /* http_body_timeout_ms after its headers the announced body must have arrived: in gw->body_waits until then */
+    lws_dll2_t body_wait;
+    int64_t body_since_ms; /* monotonic: when its headers were in */
     UT_hash_handle hh; /* gw->requests by serial */
 };
 
@@ -87,6 +89,8 @@ struct pg_http {
 /* The lws HTTP callbacks of one transaction; route is called once per request, when its headers are in. */
 int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, enum lws_callback_reasons reason,
                      struct pg_http *h, void *in, size_t len);
+/* From the loop's tick: answers 408 to requests whose body did not arrive within http_body_timeout_ms. */
+void pg_http_tick(struct pg_gw *gw);
 /*
  * What every request and WebSocket upgrade must pass before it is routed
  * (headers within max_header_bytes, query parameters within

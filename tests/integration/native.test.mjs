@@ -497,10 +497,26 @@ test('oversize frame closes with 1009', { timeout: 30000 }, async () => {
     const fits = JSON.stringify({ type: 'publish', room, message: 'y'.repeat(MAX_FRAME - 200) });
     assert.ok(fits.length < MAX_FRAME);
     c.send(fits);
-    await c.next(isMessage(room));
+    assert.equal((await c.next(isMessage(room))).message, JSON.parse(fits).message, 'read whole, in order');
     c.send(JSON.stringify({ type: 'publish', room, message: 'x'.repeat(MAX_FRAME + 100) }));
     const info = await c.closed;
     assert.equal(info.code, 1009);
+});
+
+test('messages larger than the gateway\'s receive buffer arrive whole, in one frame or in fragments', { timeout: 30000 }, async () => {
+    // lws hands the gateway a frame in pieces of its receive buffer (4096 bytes, server.c): they are put back together
+    const c = await connect();
+    const room = unique('pieces');
+    await subscribe(c, room);
+    const text = Array.from({ length: 1300 }, (_, i) => `${i}`.padStart(5, '-')).join(''); // 6500 bytes, no two alike
+    c.send(JSON.stringify({ type: 'publish', room, message: text }));
+    assert.equal((await c.next(isMessage(room))).message, text, 'one frame of 6.5 KB');
+    const whole = JSON.stringify({ type: 'publish', room, message: `${text}!` });
+    const cuts = [0, 1200, 1201, 5000, whole.length];
+    for (let i = 0; i + 1 < cuts.length; i++)
+        c.ws.send(whole.slice(cuts[i], cuts[i + 1]), { fin: i + 2 === cuts.length });
+    assert.equal((await c.next(isMessage(room))).message, `${text}!`, 'four fragments, one of them a single byte');
+    assert.equal(c.closeInfo, null);
 });
 
 test('invalid UTF-8 in a text frame closes with 1007', { timeout: 30000 }, async () => {

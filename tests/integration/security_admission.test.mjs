@@ -17,6 +17,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 
 import { io } from 'socket.io-client';
+import WebSocket from 'ws';
 
 import { DEFAULT_APPS, httpRequest, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { PUSHER_QUERY, dataOf, established, hmacAuth, isEvent, signedPath, sleep } from './lib/pusher.mjs';
@@ -388,6 +389,31 @@ test('an idle WebSocket listener that answers pings stays open past ws_ping_inte
     assert.equal(listener.closeInfo, null);
     listener.send({ type: 'subscribe', room: 'idle-but-alive', cb: 1 });
     await listener.next((f) => f.cb === 1);
+});
+
+test('Pusher and socket.io WebSockets that answer pings stay open past ws_ping_interval_s + ws_pong_timeout_s', { timeout: TEST_TIMEOUT_MS }, async () => {
+    const s = await stackWith(LIVENESS);
+    // Pusher: its own WebSocket; socket.io: upgraded from polling, so the PONGs reach the gateway on the upgraded socket
+    const pusher = new WebSocket(`${s.gw.wsUrl}/app/demo-key${PUSHER_QUERY}`);
+    cleanups.push(() => pusher.terminate());
+    const sock = io(s.gw.url, { reconnection: false, forceNew: true });
+    cleanups.push(() => sock.close());
+    let pusherPings = 0;
+    let sioPings = 0;
+    let pusherClosed = null;
+    pusher.on('ping', () => pusherPings++); // the ws library answers each PING with a PONG echoing its payload
+    pusher.on('close', (code) => (pusherClosed = code));
+    await new Promise((resolve, reject) => {
+        pusher.once('open', resolve);
+        pusher.once('error', reject);
+    });
+    await waitFor(() => sock.io.engine?.transport?.name === 'websocket', { message: 'socket.io upgraded to WebSocket' });
+    sock.io.engine.transport.ws.on('ping', () => sioPings++);
+    await sleep((PING_S + PONG_S) * 1000 * 2 + 500);
+    assert.ok(pusherPings >= 2, `Pusher pinged while idle (${pusherPings} pings)`);
+    assert.ok(sioPings >= 2, `socket.io pinged while idle (${sioPings} pings)`);
+    assert.equal(pusherClosed, null);
+    assert.equal(sock.connected, true);
 });
 
 // ---- finding 10: names the broker refuses ---------------------------------------------------------------------

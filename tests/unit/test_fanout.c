@@ -27,6 +27,7 @@
 #include "core/fanout.h"
 #include "core/gw.h"
 #include "core/msg.h"
+#include "core/publish.h"
 #include "core/registry.h"
 #include "core/seq.h"
 #include "core/session.h"
@@ -772,6 +773,65 @@ static void fanout_queue_limits(void)
     close_session(big);
 }
 
+/*
+ * The load tick (core/publish.c) visits only gw->loaded: sessions join it when output is queued for them and leave
+ * it at the tick that finds them empty with no gap owed, or at their release. Its sums and decisions are those of
+ * every session's queue.
+ */
+static void load_tick(void)
+{
+    cfg.slow_consumer_ms = 10000;
+    cfg.max_pending_bytes = 1 << 20;
+    cfg.publish_timeout_ms = 10000;
+    cfg.broker_keepalive_s = 30;
+    struct tsess *a = open_session(&proto_a, &demo), *b = open_session(&proto_b, &demo);
+    struct tsess *idle = open_session(&proto_b, &demo);
+    CHECK(join(a, "room") == 0 && join(b, "room") == 0 && join(idle, "quiet") == 0, "a, b on room; idle elsewhere");
+    pg_publish_load_tick(&gw);
+    CHECK_EQ(gw.loaded.count, 0, "nothing queued: no session to visit");
+    CHECK(gw.pending_bytes == 0 && gw.pending_msgs == 0 && !gw.behind, "nothing pending");
+
+    publish(&demo, "room", "x"); /* "A0|room|x", "B0|room|x": 9 bytes each */
+    publish(&demo, "room", "y");
+    CHECK_EQ(gw.loaded.count, 2, "the two with output are on the list, the idle one is not");
+    pg_publish_load_tick(&gw);
+    CHECK_EQ(gw.pending_msgs, 4, "two messages queued on each");
+    CHECK_EQ(gw.pending_bytes, 36, "their bytes");
+    CHECK(!gw.behind, "far from any limit");
+
+    pg_outq_clear(&a->s.q); /* a drains */
+    pg_publish_load_tick(&gw);
+    CHECK_EQ(gw.loaded.count, 1, "a drained: it left the list");
+    CHECK(gw.pending_msgs == 2 && gw.pending_bytes == 18, "only b's output is pending");
+
+    /* every session with output more than half full while its socket drains: the gateway is behind */
+    for (int i = 0; i < QUEUE_MESSAGES / 2; i++)
+        publish(&demo, "room", "z");
+    pg_publish_load_tick(&gw);
+    CHECK(gw.behind != NULL, "out-queues half full: publishes refused");
+    b->s.lost = 2; /* as pg_session_send counts messages it could not queue */
+    pg_outq_clear(&a->s.q);
+    pg_outq_clear(&b->s.q);
+    pg_publish_load_tick(&gw);
+    CHECK(!gw.behind && gw.pending_msgs == 0, "drained: caught up");
+    CHECK_EQ(b->gaps, 1, "the session that lost messages is told once it has room");
+    CHECK_EQ(b->s.lost, 0, "and owes nothing more");
+    CHECK_EQ(gw.loaded.count, 1, "its gap frame keeps it on the list; a is gone");
+    pg_outq_clear(&b->s.q);
+    pg_publish_load_tick(&gw);
+    CHECK_EQ(gw.loaded.count, 0, "nothing queued, nothing owed: the list is empty");
+
+    publish(&demo, "room", "w");
+    CHECK_EQ(gw.loaded.count, 2, "output again: both back on the list");
+    close_session(a);
+    CHECK_EQ(gw.loaded.count, 1, "a released session leaves the list with its queue");
+    close_session(b);
+    close_session(idle);
+    CHECK_EQ(gw.loaded.count, 0, "all released");
+    pg_publish_load_tick(&gw);
+    CHECK(gw.pending_msgs == 0 && !gw.behind, "nothing left");
+}
+
 int main(void)
 {
     gateway_init();
@@ -782,6 +842,7 @@ int main(void)
     fanout_broadcast();
     fanout_gaps();
     fanout_queue_limits();
+    load_tick();
     CHECK(!gw.sessions && !demo.channels && !demo.filters && broker.subscribes == broker.unsubscribes,
           "everything undone");
     gateway_free();
