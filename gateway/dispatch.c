@@ -6,6 +6,7 @@
  *
  *  kind        topic                                 handler
  *  node        {root}/_node/{node}                   cluster.c: a peer's snapshot, or this node's own
+ *  load        {root}/_node/{node}/load              cluster.c: a node is behind, or caught up
  *  reg         {root}/_ctl/{app}/reg/{conn}          push_regs.c: a push registration
  *  terminate   {root}/_ctl/{app}/terminate/{user}    registry.c: close the user's sessions here
  *  app record  {root}/_ctl/apps/{slug}               apps.c: a store app replicated by another gateway
@@ -64,6 +65,13 @@ static void on_dropped(struct pg_gw *gw, const struct inbound *m)
 static void on_node(struct pg_gw *gw, const struct inbound *m)
 {
     pg_cluster_on_node(gw, m->p.node.s, m->payload, m->len);
+}
+
+static void on_load(struct pg_gw *gw, const struct inbound *m)
+{
+    char id[NODE_ID_MAX];
+    snprintf(id, sizeof id, "%.*s", (int)m->p.node.len, m->p.node.s);
+    pg_cluster_on_load(gw, id, m->payload, m->len);
 }
 
 static void on_reg(struct pg_gw *gw, const struct inbound *m)
@@ -133,7 +141,7 @@ static void (*const handlers[PG_TOPIC_KINDS])(struct pg_gw *gw, const struct inb
     [PG_TOPIC_REVOKE] = on_revoke,       [PG_TOPIC_DEVICE] = on_device,
     [PG_TOPIC_PRESENCE] = on_presence,   [PG_TOPIC_BROADCAST] = on_broadcast,
     [PG_TOPIC_CHANNEL] = on_channel,     [PG_TOPIC_USER] = on_channel,
-    [PG_TOPIC_DROPPED] = on_dropped,
+    [PG_TOPIC_DROPPED] = on_dropped,    [PG_TOPIC_LOAD] = on_load,
 };
 
 void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len,

@@ -9,9 +9,11 @@
  *                                 plus what listeners contribute, e.g. "users":{app:{user:live sessions
  *                                 on its per-user channel}} (push_regs.c); the MQTT will empties it when
  *                                 the node dies
+ *  {root}/_node/{id}/load         this node is behind: {"behind":reason,"for_ms":N}, republished every
+ *                                 N/2 ms while it is, emptied once it caught up (see "Load" below)
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
  *
- * Every node subscribes to both, so each holds the same view of the whole
+ * Every node subscribes to all three, so each holds the same view of the whole
  * cluster: occupied channels and their subscription counts are the sum over
  * live nodes, presence members the union. Cluster-level webhooks (occupied,
  * vacated, subscription_count, member_added/removed) are sent by one node,
@@ -35,6 +37,18 @@
  *    the dead node's retained topics; a node that is alive after all sees its
  *    own topics emptied and publishes them again.
  *
+ * Load: a node that is behind (core/publish.c: out-queues full, broker input
+ * paused, broker messages later than max_inbound_lag_ms) says so on its load
+ * topic at the next tick, and every node refuses new publishes while any
+ * live peer is behind (pg_cluster_peer_behind, read by pg_publish_refusal):
+ * a node without local subscribers must not acknowledge messages a peer
+ * cannot deliver. A peer counts as behind for for_ms after its last load
+ * message (a node that stops while behind, or whose clearing message is lost,
+ * holds nobody back for long), until it empties the topic, or until it is
+ * gone. The broker plugin reads the same topics (plugin/load.c) and refuses
+ * device publishes meanwhile. Only a node's own state is published, never
+ * what it refuses because of a peer: nodes never echo each other's load.
+ *
  * The messages on these topics reach this file already sorted by kind (the
  * broker message dispatch): snapshots through pg_cluster_on_node; presence
  * messages go to presence.c directly. What follows from a node coming or
@@ -49,12 +63,28 @@
 #include "core/app.h"
 #include "core/channels.h"
 #include "core/gw.h"
+#include "core/publish.h"
 #include "core/session.h"
 #include "log.h"
 #include "pg_topic.h"
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
+/*
+ * A load message holds its node behind for this long; it is republished every half of it while the node is
+ * behind. Several ticks long (a busy loop ticks late), short enough that a node that stopped while behind holds
+ * publishes back for a few seconds only.
+ */
+#define LOAD_HOLD_MS 3000
+#define LOAD_HOLD_MAX_MS 60000 /* a peer's for_ms is clamped to this */
+#define LOAD_STALE "stale"     /* load_sent when the broker retains a "behind" of ours that is no longer true */
+
+/* A peer that said it is behind. */
+struct pg_load {
+    char *id;
+    int64_t until_ms; /* monotonic: behind until then, unless it says otherwise sooner */
+    UT_hash_handle hh;
+};
 
 struct pg_node {
     char *id;
@@ -72,6 +102,9 @@ struct pg_cluster {
     int64_t last_snapshot_ms;
     int64_t last_refresh_ms; /* monotonic time this node last published its snapshot (liveness refresh) */
     const struct pg_cluster_listener *listeners[PG_CLUSTER_MAX_LISTENERS]; /* borrowed, in registration order */
+    struct pg_load *loads;  /* peers behind (or that were: expired entries go at the next look) */
+    const char *load_sent;  /* the reason this node last published on its load topic (static); NULL: caught up */
+    int64_t load_sent_ms;   /* monotonic time of that publish */
     size_t nlisteners;
 };
 
@@ -93,14 +126,18 @@ int pg_cluster_init(struct pg_gw *gw)
 {
     if (!gw->cluster && !(gw->cluster = calloc(1, sizeof *gw->cluster)))
         return PG_ENOMEM;
-    char nodes[PG_TOPIC_FILTER_MAX], presence[PG_TOPIC_FILTER_MAX];
+    char nodes[PG_TOPIC_FILTER_MAX], presence[PG_TOPIC_FILTER_MAX], load[PG_TOPIC_FILTER_MAX];
     int rc = pg_topic_filter(nodes, sizeof nodes, gw->cfg->topic_root, PG_TOPIC_NODE);
     if (rc >= 0)
         rc = pg_topic_filter(presence, sizeof presence, gw->cfg->topic_root, PG_TOPIC_PRESENCE);
     if (rc >= 0)
+        rc = pg_topic_filter(load, sizeof load, gw->cfg->topic_root, PG_TOPIC_LOAD);
+    if (rc >= 0)
         rc = pg_bridge_subscribe(gw->bridge, nodes);
     if (rc == 0)
         rc = pg_bridge_subscribe(gw->bridge, presence);
+    if (rc == 0)
+        rc = pg_bridge_subscribe(gw->bridge, load);
     return rc;
 }
 
@@ -108,6 +145,7 @@ void pg_cluster_free(struct pg_gw *gw)
 {
     struct pg_cluster *c = gw->cluster;
     struct pg_node *n, *tmp;
+    struct pg_load *l, *ltmp;
     if (!c)
         return;
     HASH_ITER(hh, c->nodes, n, tmp) {
@@ -115,6 +153,11 @@ void pg_cluster_free(struct pg_gw *gw)
         json_decref(n->snapshot);
         free(n->id);
         free(n);
+    }
+    HASH_ITER(hh, c->loads, l, ltmp) {
+        HASH_DEL(c->loads, l);
+        free(l->id);
+        free(l);
     }
     json_decref(c->occupied);
     free(c);
@@ -315,6 +358,105 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     free(body);
 }
 
+/* ---- load ---------------------------------------------------------------------------- */
+
+static void load_forget(struct pg_cluster *c, const char *id)
+{
+    struct pg_load *l;
+    HASH_FIND_STR(c->loads, id, l);
+    if (l) {
+        pg_log(PG_LOG_INFO, "cluster", "node %s no longer behind: publishes accepted again here", id);
+        HASH_DEL(c->loads, l);
+        free(l->id);
+        free(l);
+    }
+}
+
+/* This node's load topic: why (static) it is behind, or empty (why NULL) once it caught up. */
+static void publish_load(struct pg_gw *gw, const char *why)
+{
+    struct pg_cluster *c = gw->cluster;
+    char *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_LOAD, NULL, gw->node_id, NULL), *body = NULL;
+    if (why) {
+        json_t *o = json_pack("{s:s, s:I}", "behind", why, "for_ms", (json_int_t)LOAD_HOLD_MS);
+        body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+    }
+    if (topic && (!why || body) &&
+        pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL) == 0) {
+        if (why != c->load_sent)
+            pg_log(why ? PG_LOG_WARN : PG_LOG_INFO, "cluster", "told the cluster: %s",
+                   why ? why : "caught up");
+        c->load_sent = why;
+        c->load_sent_ms = pg_mono_ms();
+    }
+    free(topic);
+    free(body);
+}
+
+/* Every tick: a change of this node's own load, or a refresh while behind, goes out at once. */
+static void load_tick(struct pg_gw *gw, int64_t now)
+{
+    struct pg_cluster *c = gw->cluster;
+    const char *why = pg_publish_local_behind(gw);
+    if (!pg_bridge_connected(gw->bridge))
+        return;
+    if ((why != NULL) != (c->load_sent != NULL) || (why && now - c->load_sent_ms >= LOAD_HOLD_MS / 2))
+        publish_load(gw, why);
+}
+
+void pg_cluster_on_load(struct pg_gw *gw, const char *id, const void *payload, size_t len)
+{
+    struct pg_cluster *c = gw->cluster;
+    struct pg_load *l;
+    if (!c)
+        return;
+    if (!strcmp(id, gw->node_id)) {
+        if (len && !c->load_sent)
+            c->load_sent = LOAD_STALE; /* a "behind" of ours is retained (an earlier incarnation's): empty it */
+        else if (!len && c->load_sent)
+            c->load_sent_ms = 0; /* ours was emptied while we are behind (a peer gave up on us): say it again */
+        return;
+    }
+    json_t *o = len ? json_loadb(payload, len, 0, NULL) : NULL;
+    json_int_t hold = json_integer_value(json_object_get(o, "for_ms"));
+    const char *why = json_string_value(json_object_get(o, "behind"));
+    if (!why) {
+        load_forget(c, id);
+        json_decref(o);
+        return;
+    }
+    if (hold <= 0 || hold > LOAD_HOLD_MAX_MS)
+        hold = hold <= 0 ? LOAD_HOLD_MS : LOAD_HOLD_MAX_MS;
+    HASH_FIND_STR(c->loads, id, l);
+    if (!l && (l = calloc(1, sizeof *l)) && !(l->id = strdup(id))) {
+        free(l);
+        l = NULL;
+    }
+    if (l && !l->until_ms) {
+        HASH_ADD_KEYPTR(hh, c->loads, l->id, strlen(l->id), l);
+        pg_log(PG_LOG_WARN, "cluster", "node %s is behind (%s): publishes refused here too", id, why);
+    }
+    if (l)
+        l->until_ms = pg_mono_ms() + hold;
+    json_decref(o);
+}
+
+const char *pg_cluster_peer_behind(struct pg_gw *gw)
+{
+    struct pg_cluster *c = gw->cluster;
+    struct pg_load *l, *tmp;
+    int64_t now = pg_mono_ms();
+    if (!c)
+        return NULL;
+    HASH_ITER(hh, c->loads, l, tmp) {
+        if (now < l->until_ms)
+            return l->id;
+        load_forget(c, l->id); /* it stopped saying so */
+    }
+    return NULL;
+}
+
 /* What the leader empties of a gone node's retained topics (a dead node cannot do it itself). */
 enum { CLEAR_NONE, CLEAR_PRESENCE, CLEAR_ALL /* its snapshot too: nothing emptied it */ };
 
@@ -326,11 +468,15 @@ static void node_gone(struct pg_gw *gw, struct pg_node *n, const char *why, int 
     json_decref(n->snapshot);
     n->snapshot = NULL; /* not alive: out of the leader election and the member union from here */
     EACH_LISTENER(c, nodes_changed, gw, n->id, clear != CLEAR_NONE);
+    load_forget(c, n->id);
     if (clear == CLEAR_ALL && pg_cluster_is_leader(gw)) {
-        char *topic = node_topic(gw, n->id);
+        char *topic = node_topic(gw, n->id), *load = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_LOAD, NULL, n->id, NULL);
         if (topic)
             pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
+        if (load)
+            pg_bridge_publish(gw->bridge, load, NULL, 0, NULL, 1, NULL, NULL);
         free(topic);
+        free(load);
     }
     c->occupancy_dirty = 1;
     HASH_DEL(c->nodes, n);
@@ -358,6 +504,7 @@ void pg_cluster_tick(struct pg_gw *gw)
         c->dirty = 1;
         gw->local_dirty = 0;
     }
+    load_tick(gw, now);
     if (pg_bridge_connected(gw->bridge)) {
         check_liveness(gw, now);
         if (now - c->last_refresh_ms >= gw->cfg->node_liveness_ms / LIVENESS_REFRESHES)
@@ -387,6 +534,7 @@ void pg_cluster_connected(struct pg_gw *gw)
         n->seen_ms = now;
     }
     publish_snapshot(gw, 1);
+    publish_load(gw, pg_publish_local_behind(gw)); /* also empties what an earlier incarnation left */
     EACH_LISTENER(c, connected, gw);
 }
 
@@ -395,6 +543,8 @@ void pg_cluster_stopping(struct pg_gw *gw)
     if (!gw->cluster)
         return;
     EACH_LISTENER(gw->cluster, stopping, gw);
+    if (gw->cluster->load_sent)
+        publish_load(gw, NULL);
     publish_snapshot(gw, 0);
 }
 

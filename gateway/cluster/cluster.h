@@ -61,6 +61,10 @@ void pg_cluster_free(struct pg_gw *gw);
 int pg_cluster_listen(struct pg_gw *gw, const struct pg_cluster_listener *l);
 /* A message on {root}/_node/{id}: a peer's snapshot (or its emptying), or this node's own. */
 void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, size_t len);
+/* A message on {root}/_node/{id}/load: a peer is behind ({"behind","for_ms"}) or caught up (empty). */
+void pg_cluster_on_load(struct pg_gw *gw, const char *id, const void *payload, size_t len);
+/* The id of a live peer that says it is behind (borrowed, until the next cluster call), or NULL. */
+const char *pg_cluster_peer_behind(struct pg_gw *gw);
 void pg_cluster_tick(struct pg_gw *gw);
 void pg_cluster_connected(struct pg_gw *gw);
 void pg_cluster_stopping(struct pg_gw *gw);

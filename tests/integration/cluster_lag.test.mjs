@@ -1,0 +1,112 @@
+// Bounded lag across gateway nodes: real mosquitto, two real gateways on it, every message counted by number.
+//  - gateway B falls behind (paused with SIGSTOP while publishes go through A, so it wakes up to messages older
+//    than max_inbound_lag_ms): B tells the cluster, and A, which has no subscribers of its own and is not behind,
+//    refuses publishes (503, Retry-After, JSON body) until B has caught up, then accepts them again;
+//  - every publish A answered 200 reaches B's subscriber.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { freePort, httpRequest, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+
+const JSON_CT = { 'Content-Type': 'application/json' };
+const stacks = [];
+const sockets = new Set();
+
+after(async () => {
+    for (const c of sockets) c.terminate();
+    const failed = (await Promise.allSettled(stacks.map((s) => s.stop()))).filter((o) => o.status === 'rejected');
+    if (failed.length) throw failed[0].reason;
+});
+
+// A native subscriber that keeps only which message numbers arrived.
+async function counter(gw, room) {
+    const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
+    sockets.add(c);
+    await c.next((f) => f.type === 'open');
+    c.send({ type: 'subscribe', room, cb: 1 });
+    const r = await c.next((f) => f.cb === 1);
+    assert.equal(r.error, undefined, JSON.stringify(r));
+    const got = new Set();
+    const stats = { got, gaps: 0 };
+    c.ws.removeAllListeners('message');
+    c.ws.on('message', (data) => {
+        const f = JSON.parse(data);
+        if (f.type === 'message' && f.room === room) got.add(f.message.n);
+        else if (f.type === 'gap') stats.gaps++;
+    });
+    return stats;
+}
+
+test('a lagging peer makes every gateway refuse publishes until it caught up; nothing acknowledged is lost', { timeout: scaled(90000) }, async () => {
+    const stack = await startStack({ gateway: { log_level: 'info', max_inbound_lag_ms: 1000 } });
+    stacks.push(stack);
+    const a = stack.gw;
+    const portB = await freePort();
+    const b = await stack.startGateway({ port: portB, args: ['--listen_port', String(portB), '--node_id', 'lag-b'] });
+    const room = `lag-${process.pid}`;
+    const sub = await counter(b, room);
+
+    const acked = [];
+    const refused = []; // [n, acked.length when refused]
+    let n = 0;
+    let body503;
+    let retryAfter;
+    async function publish() {
+        const i = ++n;
+        const r = await httpRequest('POST', `${a.url}/demo/${room}/publish`, { body: `{"n":${i}}`, headers: JSON_CT });
+        if (r.status === 200) acked.push(i);
+        else if (r.status === 503) {
+            refused.push(i);
+            body503 = r.body;
+            retryAfter = r.headers['retry-after'];
+        } else assert.fail(`publish ${i}: ${r.status} ${r.body}`);
+        return r.status;
+    }
+
+    // the channel is live on B before B is paused
+    assert.equal(await publish(), 200);
+    await waitFor(() => sub.got.has(1), { message: 'B delivers what A publishes' });
+
+    // B hears nothing for 2.5 s while A keeps accepting (B cannot say anything while stopped)
+    b.signal('SIGSTOP');
+    try {
+        const until = Date.now() + 2500;
+        while (Date.now() < until) {
+            await publish();
+            await new Promise((res) => setTimeout(res, 10));
+        }
+    } finally {
+        b.signal('SIGCONT');
+    }
+    const beforeWake = refused.length;
+    // B wakes up to messages older than max_inbound_lag_ms: A must refuse while B says it is behind, then accept
+    let sawRefusal = false;
+    let acceptedAfter = false;
+    const deadline = Date.now() + scaled(20000);
+    while (Date.now() < deadline && !acceptedAfter) {
+        const status = await publish();
+        if (status === 503) sawRefusal = true;
+        else if (sawRefusal) acceptedAfter = true;
+        await new Promise((res) => setTimeout(res, 20));
+    }
+    assert.equal(beforeWake, 0, 'A accepted everything while B could not say it was behind');
+    assert.ok(sawRefusal, `A refused publishes while B was behind (${acked.length} accepted, none refused)`);
+    assert.equal(retryAfter, '1');
+    const err = JSON.parse(body503);
+    assert.equal(err.error.code, 503, body503);
+    assert.match(err.error.message, /another gateway node is behind/, body503);
+    assert.ok(acceptedAfter, 'A accepts publishes again once B caught up');
+
+    // every acknowledged publish reaches B's subscriber, counted by number
+    await waitFor(() => acked.every((i) => sub.got.has(i)), {
+        timeoutMs: scaled(20000),
+        message: 'every acknowledged message reaches B',
+    }).catch(() => {
+        const missing = acked.filter((i) => !sub.got.has(i));
+        assert.fail(`${missing.length} of ${acked.length} acknowledged messages never reached B: ${missing.slice(0, 20).join(' ')}`);
+    });
+    assert.equal(sub.gaps, 0, 'no gap signal: nothing was dropped');
+    const metrics = (await httpRequest('GET', `${a.url}/metrics`)).body;
+    assert.match(metrics, /^pushgate_publish_shed_total\{app="demo"\} [1-9]\d*$/m, 'A counts what it refused');
+    assert.match(a.logs(), /node lag-b is behind/, 'A logs why it refuses');
+});
