@@ -172,6 +172,7 @@ static void plugin_free(struct plugin *pl)
         mosquitto_callback_unregister(pl->pid, callbacks[i].event, callbacks[i].cb, NULL);
     states_free(pl);
     deferred_free(pl);
+    loads_free(pl);
     store_close(pl);
     accounts_free(&pl->broker_accounts);
     conf_free(pl->conf);

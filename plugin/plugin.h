@@ -13,6 +13,7 @@
  *   acl.c              ACL_CHECK: an app session's publish, subscribe and read checks
  *   message_filter.c   MESSAGE: removing the gateway's metadata properties from device publishes
  *   device_presence.c  the retained device records and device_joined / device_left events
+ *   load.c             gateways that say they are behind: device publishes refused meanwhile
  *   non_app.c          clients that are not apps, from the broker's own configuration; the tick watchdog
  *   broker_conf.c      reading Mosquitto's configuration file (broker_conf.h)
  */
@@ -132,6 +133,13 @@ struct client_state {
     UT_hash_handle hh_id;
 };
 
+/* A gateway node that said it is behind (load.c). */
+struct gw_load {
+    char *node; /* key */
+    int64_t until_ms; /* monotonic: behind until then unless it says otherwise */
+    UT_hash_handle hh;
+};
+
 struct plugin {
     mosquitto_plugin_id_t *pid;
     char *conf_path;
@@ -159,6 +167,7 @@ struct plugin {
     int64_t loaded_mono_ms;
     int ticked;      /* a MOSQ_EVT_TICK has arrived */
     int tick_warned; /* the broker was found not to tick, and the log said so */
+    struct gw_load *loads; /* gateways behind (load.c) */
 };
 
 static inline const char *str_or(const char *s, const char *dflt)
@@ -223,5 +232,13 @@ void non_app_resolve(struct plugin *pl);
 int on_basic_auth(int event, void *event_data, void *userdata);
 int on_acl_check(int event, void *event_data, void *userdata);
 int on_message(int event, void *event_data, void *userdata);
+
+/* ---- load.c ---- */
+
+/* A PUBLISH from a client that is not an app: when topic is a gateway's load topic, note what it says. */
+void load_on_message(struct plugin *pl, const char *topic, const void *payload, size_t len);
+/* A gateway node that says it is behind (borrowed until the next call), or NULL. */
+const char *load_behind(struct plugin *pl);
+void loads_free(struct plugin *pl);
 
 #endif

@@ -2,11 +2,14 @@
 //  - gateway B falls behind (paused with SIGSTOP while publishes go through A, so it wakes up to messages older
 //    than max_inbound_lag_ms): B tells the cluster, and A, which has no subscribers of its own and is not behind,
 //    refuses publishes (503, Retry-After, JSON body) until B has caught up, then accepts them again;
-//  - every publish A answered 200 reaches B's subscriber.
+//  - every publish A answered 200 reaches B's subscriber;
+//  - devices: while a gateway says it is behind, the broker plugin refuses device publishes (MQTT v5: PUBACK 0x87;
+//    v3.1.1: the connection closes without a PUBACK), and accepts them again once it caught up.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { freePort, httpRequest, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { freePort, httpRequest, mqttConnect, scaled, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEMO } from './lib/pusher.mjs';
 
 const JSON_CT = { 'Content-Type': 'application/json' };
 const stacks = [];
@@ -109,4 +112,62 @@ test('a lagging peer makes every gateway refuse publishes until it caught up; no
     const metrics = (await httpRequest('GET', `${a.url}/metrics`)).body;
     assert.match(metrics, /^pushgate_publish_shed_total\{app="demo"\} [1-9]\d*$/m, 'A counts what it refused');
     assert.match(a.logs(), /node lag-b is behind/, 'A logs why it refuses');
+});
+
+function publishQos1(client, topic, payload) {
+    return new Promise((resolve) => {
+        client.publish(topic, payload, { qos: 1 }, (err, packet) => {
+            if (err) resolve(typeof err.code === 'number' ? err.code : err.message);
+            else resolve(packet && typeof packet.reasonCode === 'number' ? packet.reasonCode : 0);
+        });
+    });
+}
+
+test('while a gateway says it is behind, device publishes are refused (v5: 0x87, v3.1.1: closed) and REST publishes too', { timeout: scaled(60000) }, async () => {
+    const stack = await startStack({ gateway: { log_level: 'info' } });
+    stacks.push(stack);
+    const gw = stack.gw;
+    const room = `dev-${process.pid}`;
+    const topic = `pushgate/demo/c/${room}`;
+    const sub = await counter(gw, room);
+    const token = (clientId) =>
+        signJwt({ channel: 'demo', client: clientId, exp: Math.floor(Date.now() / 1000) + 600, permissions: { '.*': { publish: true, subscribe: true } } }, DEMO.secret);
+    const devices = [];
+    const device = async (clientId, protocolVersion) => {
+        const c = await mqttConnect({ port: stack.broker.port, username: 'demo', clientId, password: token(clientId), protocolVersion });
+        devices.push(c);
+        return c;
+    };
+    // a gateway node speaking on its load topic, with the gateways' broker account, as gateway/cluster/cluster.c does
+    const node = await mqttConnect({ port: stack.broker.port, ...stack.gatewayUser, clientId: `lagging-node-${process.pid}` });
+    devices.push(node);
+    const loadTopic = 'pushgate/_node/lagging-node/load';
+    try {
+        const v5 = await device(`dev5-${process.pid}`, 5);
+        assert.equal(await publishQos1(v5, topic, '{"n":1}'), 0, 'accepted while every gateway keeps up');
+        await waitFor(() => sub.got.has(1), { message: 'the device message arrives' });
+
+        await node.publishAsync(loadTopic, JSON.stringify({ behind: 'test: out-queues full', for_ms: 60000 }), { qos: 1, retain: true });
+        await waitFor(async () => (await publishQos1(v5, topic, '{"n":2}')) === 0x87, { message: 'v5 device gets PUBACK 0x87' });
+        // the gateway heard it too: its REST publishes are refused meanwhile
+        await waitFor(async () => (await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: '{"n":3}', headers: JSON_CT })).status === 503, {
+            message: 'REST publishes refused while a peer is behind',
+        });
+        const v3 = await device(`dev3-${process.pid}`, 4);
+        const closed = new Promise((resolve) => v3.once('close', resolve));
+        const result = publishQos1(v3, topic, '{"n":4}');
+        await closed;
+        const settled = await Promise.race([result, new Promise((res) => setTimeout(() => res('no PUBACK'), 500))]);
+        assert.notEqual(settled, 0, 'a v3.1.1 device never gets a PUBACK for a refused publish');
+
+        await node.publishAsync(loadTopic, '', { qos: 1, retain: true });
+        await waitFor(async () => (await publishQos1(v5, topic, '{"n":5}')) === 0, { message: 'accepted again once caught up' });
+        await waitFor(async () => (await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: '{"n":6}', headers: JSON_CT })).status === 200, {
+            message: 'REST publishes accepted again',
+        });
+        await waitFor(() => sub.got.has(5) && sub.got.has(6), { message: 'the accepted messages arrive' });
+        assert.ok(!sub.got.has(2) && !sub.got.has(4), 'refused messages were not delivered');
+    } finally {
+        for (const d of devices) d.end(true);
+    }
 });
