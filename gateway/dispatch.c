@@ -149,6 +149,8 @@ void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payloa
 {
     struct inbound m = {.topic = topic, .payload = payload, .len = len, .props = props, .nprops = nprops};
     enum pg_topic_kind kind = pg_topic_parse(gw->cfg->topic_root, topic, &m.p);
+    if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER || kind == PG_TOPIC_BROADCAST)
+        pg_cluster_inbound(gw); /* marks follow traffic (cluster.c) */
     if (handlers[kind])
         handlers[kind](gw, &m);
 }

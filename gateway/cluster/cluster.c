@@ -77,12 +77,16 @@
  */
 #define LOAD_HOLD_MS 3000
 #define LOAD_HOLD_MAX_MS 60000 /* a peer's for_ms is clamped to this */
-#define LOAD_STALE "stale"     /* load_sent when the broker retains a "behind" of ours that is no longer true */
+#define MARK_RING 64           /* marks whose admitted count this node remembers */
+#define MARK_MIN_GAP 16        /* messages at least between two marks made between ticks */
 
-/* A peer that said it is behind. */
+/* A peer's last load message. */
 struct pg_load {
     char *id;
-    int64_t until_ms; /* monotonic: behind until then, unless it says otherwise sooner */
+    int64_t until_ms; /* monotonic: behind until then (0: not behind), unless it says otherwise sooner */
+    uint64_t mark;    /* its last mark */
+    uint64_t seen_me; /* the last of our marks it processed */
+    int has_seen;     /* it reports our marks (older nodes do not) */
     UT_hash_handle hh;
 };
 
@@ -102,9 +106,17 @@ struct pg_cluster {
     int64_t last_snapshot_ms;
     int64_t last_refresh_ms; /* monotonic time this node last published its snapshot (liveness refresh) */
     const struct pg_cluster_listener *listeners[PG_CLUSTER_MAX_LISTENERS]; /* borrowed, in registration order */
-    struct pg_load *loads;  /* peers behind (or that were: expired entries go at the next look) */
+    struct pg_load *loads;  /* peers' last load messages */
     const char *load_sent;  /* the reason this node last published on its load topic (static); NULL: caught up */
     int64_t load_sent_ms;   /* monotonic time of that publish */
+    /* marks: see "Unconfirmed publishes" above */
+    uint64_t mark;          /* this node's last mark */
+    uint64_t self_seen;     /* the last of its own marks this node processed */
+    uint64_t admitted;      /* publishes this node admitted (pg_cluster_admitted) */
+    uint64_t inbound;       /* app messages it received from the broker (pg_cluster_inbound) */
+    uint64_t admitted_at_mark, inbound_at_mark;
+    uint64_t ring[MARK_RING]; /* ring[k % MARK_RING]: admitted when mark k was published */
+    int seen_dirty;         /* a node's new mark was processed: tell them at once */
     size_t nlisteners;
 };
 
@@ -365,28 +377,47 @@ static void load_forget(struct pg_cluster *c, const char *id)
     struct pg_load *l;
     HASH_FIND_STR(c->loads, id, l);
     if (l) {
-        pg_log(PG_LOG_INFO, "cluster", "node %s no longer behind: publishes accepted again here", id);
+        if (l->until_ms)
+            pg_log(PG_LOG_INFO, "cluster", "node %s no longer behind: publishes accepted again here", id);
         HASH_DEL(c->loads, l);
         free(l->id);
         free(l);
     }
 }
 
-/* This node's load topic: why (static) it is behind, or empty (why NULL) once it caught up. */
-static void publish_load(struct pg_gw *gw, const char *why)
+/*
+ * This node's load message: {"mark","seen":{node: mark},"window"} and, while it is behind, "behind" and "for_ms";
+ * new_mark: a new mark (a publish this node makes; replies carry the old one, so nodes never answer each other's
+ * replies). why is static.
+ */
+static void publish_load(struct pg_gw *gw, const char *why, int new_mark)
 {
     struct pg_cluster *c = gw->cluster;
     char *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_LOAD, NULL, gw->node_id, NULL), *body = NULL;
-    if (why) {
-        json_t *o = json_pack("{s:s, s:I}", "behind", why, "for_ms", (json_int_t)LOAD_HOLD_MS);
-        body = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
+    struct pg_load *l, *tmp;
+    json_t *seen = json_object(), *o;
+    if (new_mark) {
+        c->mark++;
+        c->ring[c->mark % MARK_RING] = c->admitted;
+        c->admitted_at_mark = c->admitted;
+        c->inbound_at_mark = c->inbound;
     }
-    if (topic && (!why || body) &&
-        pg_bridge_publish(gw->bridge, topic, body, body ? strlen(body) : 0, NULL, 1, NULL, NULL) == 0) {
+    json_object_set_new(seen, gw->node_id, json_integer((json_int_t)c->self_seen));
+    HASH_ITER(hh, c->loads, l, tmp) {
+        json_object_set_new(seen, l->id, json_integer((json_int_t)l->mark));
+    }
+    o = json_pack("{s:I, s:o, s:I}", "mark", (json_int_t)c->mark, "seen", seen, "window",
+                  (json_int_t)gw->cfg->max_unconfirmed_publishes);
+    if (o && why) {
+        json_object_set_new(o, "behind", json_string(why));
+        json_object_set_new(o, "for_ms", json_integer(LOAD_HOLD_MS));
+    }
+    body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    c->seen_dirty = 0;
+    if (topic && body && pg_bridge_publish(gw->bridge, topic, body, strlen(body), NULL, 1, NULL, NULL) == 0) {
         if (why != c->load_sent)
-            pg_log(why ? PG_LOG_WARN : PG_LOG_INFO, "cluster", "told the cluster: %s",
-                   why ? why : "caught up");
+            pg_log(why ? PG_LOG_WARN : PG_LOG_INFO, "cluster", "told the cluster: %s", why ? why : "caught up");
         c->load_sent = why;
         c->load_sent_ms = pg_mono_ms();
     }
@@ -394,15 +425,59 @@ static void publish_load(struct pg_gw *gw, const char *why)
     free(body);
 }
 
-/* Every tick: a change of this node's own load, or a refresh while behind, goes out at once. */
+/* Empties this node's load topic (it stops): peers and the plugin forget it at once. */
+static void clear_load(struct pg_gw *gw)
+{
+    char *topic = pg_topic_new(gw->cfg->topic_root, PG_TOPIC_LOAD, NULL, gw->node_id, NULL);
+    if (topic)
+        pg_bridge_publish(gw->bridge, topic, NULL, 0, NULL, 1, NULL, NULL);
+    free(topic);
+}
+
+/* 1 when traffic since the last mark calls for a new one before the next tick (a quarter of the window). */
+static int mark_due(struct pg_gw *gw)
+{
+    struct pg_cluster *c = gw->cluster;
+    uint64_t quarter = (uint64_t)gw->cfg->max_unconfirmed_publishes / 4;
+    if (quarter < MARK_MIN_GAP) /* off (0), or so small that marks would outnumber messages: every tick only */
+        return 0;
+    return c->admitted - c->admitted_at_mark >= quarter || c->inbound - c->inbound_at_mark >= quarter;
+}
+
+/*
+ * Every tick: a change of this node's own load, a refresh while behind, a new mark when anything was published or
+ * received since the last, or marks processed since the last message go out.
+ */
 static void load_tick(struct pg_gw *gw, int64_t now)
 {
     struct pg_cluster *c = gw->cluster;
     const char *why = pg_publish_local_behind(gw);
     if (!pg_bridge_connected(gw->bridge))
         return;
-    if ((why != NULL) != (c->load_sent != NULL) || (why && now - c->load_sent_ms >= LOAD_HOLD_MS / 2))
-        publish_load(gw, why);
+    int traffic = c->admitted != c->admitted_at_mark || c->inbound != c->inbound_at_mark;
+    if ((why != NULL) != (c->load_sent != NULL) || (why && now - c->load_sent_ms >= LOAD_HOLD_MS / 2) || traffic ||
+        c->seen_dirty)
+        publish_load(gw, why, traffic);
+}
+
+void pg_cluster_admitted(struct pg_gw *gw)
+{
+    struct pg_cluster *c = gw->cluster;
+    if (!c)
+        return;
+    c->admitted++;
+    if (mark_due(gw) && pg_bridge_connected(gw->bridge))
+        publish_load(gw, pg_publish_local_behind(gw), 1);
+}
+
+void pg_cluster_inbound(struct pg_gw *gw)
+{
+    struct pg_cluster *c = gw->cluster;
+    if (!c)
+        return;
+    c->inbound++;
+    if (mark_due(gw) && pg_bridge_connected(gw->bridge))
+        publish_load(gw, pg_publish_local_behind(gw), 1);
 }
 
 void pg_cluster_on_load(struct pg_gw *gw, const char *id, const void *payload, size_t len)
@@ -411,35 +486,60 @@ void pg_cluster_on_load(struct pg_gw *gw, const char *id, const void *payload, s
     struct pg_load *l;
     if (!c)
         return;
-    if (!strcmp(id, gw->node_id)) {
-        if (len && !c->load_sent)
-            c->load_sent = LOAD_STALE; /* a "behind" of ours is retained (an earlier incarnation's): empty it */
-        else if (!len && c->load_sent)
-            c->load_sent_ms = 0; /* ours was emptied while we are behind (a peer gave up on us): say it again */
-        return;
-    }
     json_t *o = len ? json_loadb(payload, len, 0, NULL) : NULL;
-    json_int_t hold = json_integer_value(json_object_get(o, "for_ms"));
-    const char *why = json_string_value(json_object_get(o, "behind"));
-    if (!why) {
-        load_forget(c, id);
+    json_int_t mark = json_integer_value(json_object_get(o, "mark"));
+    if (!strcmp(id, gw->node_id)) {
+        /* our own mark, back through the broker: everything queued for us before it is processed */
+        if (mark > 0 && (uint64_t)mark <= c->mark && (uint64_t)mark > c->self_seen) {
+            c->self_seen = (uint64_t)mark;
+            c->seen_dirty = 1;
+        }
+        if (len && !mark) /* what an earlier incarnation left retained: say what we say now */
+            c->seen_dirty = 1;
         json_decref(o);
         return;
     }
-    if (hold <= 0 || hold > LOAD_HOLD_MAX_MS)
-        hold = hold <= 0 ? LOAD_HOLD_MS : LOAD_HOLD_MAX_MS;
+    if (!o) {
+        load_forget(c, id);
+        return;
+    }
+    json_int_t hold = json_integer_value(json_object_get(o, "for_ms"));
+    json_t *seen_me = json_object_get(json_object_get(o, "seen"), gw->node_id);
+    const char *why = json_string_value(json_object_get(o, "behind"));
     HASH_FIND_STR(c->loads, id, l);
-    if (!l && (l = calloc(1, sizeof *l)) && !(l->id = strdup(id))) {
-        free(l);
-        l = NULL;
+    if (!l && (l = calloc(1, sizeof *l))) {
+        if ((l->id = strdup(id))) {
+            HASH_ADD_KEYPTR(hh, c->loads, l->id, strlen(l->id), l);
+        } else {
+            free(l);
+            l = NULL;
+        }
     }
-    if (l && !l->until_ms) {
-        HASH_ADD_KEYPTR(hh, c->loads, l->id, strlen(l->id), l);
-        pg_log(PG_LOG_WARN, "cluster", "node %s is behind (%s): publishes refused here too", id, why);
+    if (!l) {
+        json_decref(o);
+        return;
     }
-    if (l)
+    if (mark > 0 && (uint64_t)mark != l->mark) {
+        l->mark = (uint64_t)mark;
+        c->seen_dirty = 1; /* its publisher learns at once that we processed everything before it */
+    }
+    if (json_is_integer(seen_me)) {
+        l->has_seen = 1;
+        l->seen_me = (uint64_t)json_integer_value(seen_me);
+    }
+    if (why) {
+        if (hold <= 0 || hold > LOAD_HOLD_MAX_MS)
+            hold = hold <= 0 ? LOAD_HOLD_MS : LOAD_HOLD_MAX_MS;
+        if (!l->until_ms)
+            pg_log(PG_LOG_WARN, "cluster", "node %s is behind (%s): publishes refused here too", id, why);
         l->until_ms = pg_mono_ms() + hold;
+    } else if (l->until_ms) {
+        pg_log(PG_LOG_INFO, "cluster", "node %s caught up: publishes accepted again here", id);
+        l->until_ms = 0;
+    }
     json_decref(o);
+    if (c->seen_dirty && pg_bridge_connected(gw->bridge))
+        publish_load(gw, pg_publish_local_behind(gw), 0);
 }
 
 const char *pg_cluster_peer_behind(struct pg_gw *gw)
@@ -450,11 +550,31 @@ const char *pg_cluster_peer_behind(struct pg_gw *gw)
     if (!c)
         return NULL;
     HASH_ITER(hh, c->loads, l, tmp) {
-        if (now < l->until_ms)
+        if (l->until_ms && now < l->until_ms)
             return l->id;
-        load_forget(c, l->id); /* it stopped saying so */
+        if (l->until_ms) {
+            pg_log(PG_LOG_INFO, "cluster", "node %s no longer says it is behind", l->id);
+            l->until_ms = 0;
+        }
     }
     return NULL;
+}
+
+uint64_t pg_cluster_unconfirmed(struct pg_gw *gw)
+{
+    struct pg_cluster *c = gw->cluster;
+    struct pg_load *l, *tmp;
+    if (!c || !c->mark)
+        return 0;
+    uint64_t done = c->self_seen; /* the oldest mark of ours some node has not processed yet is done + 1 */
+    HASH_ITER(hh, c->loads, l, tmp) {
+        if (l->has_seen && pg_cluster_node_alive(gw, l->id) && l->seen_me < done)
+            done = l->seen_me;
+    }
+    if (done + MARK_RING <= c->mark) /* older than we remember: count from the oldest we do */
+        done = c->mark - MARK_RING + 1;
+    /* publishes admitted after mark `done` was sent may still wait in a node's broker queue */
+    return c->admitted - (done ? c->ring[done % MARK_RING] : 0);
 }
 
 /* What the leader empties of a gone node's retained topics (a dead node cannot do it itself). */
@@ -534,7 +654,7 @@ void pg_cluster_connected(struct pg_gw *gw)
         n->seen_ms = now;
     }
     publish_snapshot(gw, 1);
-    publish_load(gw, pg_publish_local_behind(gw)); /* also empties what an earlier incarnation left */
+    publish_load(gw, pg_publish_local_behind(gw), 1); /* also replaces what an earlier incarnation left */
     EACH_LISTENER(c, connected, gw);
 }
 
@@ -543,8 +663,7 @@ void pg_cluster_stopping(struct pg_gw *gw)
     if (!gw->cluster)
         return;
     EACH_LISTENER(gw->cluster, stopping, gw);
-    if (gw->cluster->load_sent)
-        publish_load(gw, NULL);
+    clear_load(gw);
     publish_snapshot(gw, 0);
 }
 

@@ -65,6 +65,11 @@ void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, s
 void pg_cluster_on_load(struct pg_gw *gw, const char *id, const void *payload, size_t len);
 /* The id of a live peer that says it is behind (borrowed, until the next cluster call), or NULL. */
 const char *pg_cluster_peer_behind(struct pg_gw *gw);
+/* Publishes this node admitted that some live node (this one included) may not have processed yet. */
+uint64_t pg_cluster_unconfirmed(struct pg_gw *gw);
+/* A publish was admitted here (pg_publish_refusal) / an app message arrived from the broker (dispatch.c). */
+void pg_cluster_admitted(struct pg_gw *gw);
+void pg_cluster_inbound(struct pg_gw *gw);
 void pg_cluster_tick(struct pg_gw *gw);
 void pg_cluster_connected(struct pg_gw *gw);
 void pg_cluster_stopping(struct pg_gw *gw);

@@ -129,8 +129,14 @@ const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app)
     /* a peer that cannot deliver what this node would acknowledge (cluster/cluster.c, "Load") */
     if (!why && pg_cluster_peer_behind(gw))
         why = "gateway overloaded: another gateway node is behind, retry later";
+    /* what this node admitted and some node has not processed yet: the bound of every node's lag */
+    if (!why && gw->cfg->max_unconfirmed_publishes &&
+        pg_cluster_unconfirmed(gw) >= (uint64_t)gw->cfg->max_unconfirmed_publishes)
+        why = "gateway overloaded: earlier publishes not yet delivered by every gateway node, retry later";
     if (why && app)
         app->stats.shed++;
+    else if (app)
+        pg_cluster_admitted(gw); /* the caller publishes now */
     return why;
 }
 

@@ -1,7 +1,9 @@
 // Bounded lag across gateway nodes: real mosquitto, two real gateways on it, every message counted by number.
-//  - gateway B falls behind (paused with SIGSTOP while publishes go through A, so it wakes up to messages older
-//    than max_inbound_lag_ms): B tells the cluster, and A, which has no subscribers of its own and is not behind,
-//    refuses publishes (503, Retry-After, JSON body) until B has caught up, then accepts them again;
+//  - gateway B stops processing (SIGSTOP) while publishes go through A, which has no subscribers of its own: A
+//    admits no more than max_unconfirmed_publishes that B has not confirmed (its marks), then refuses (503,
+//    Retry-After, JSON body);
+//  - B wakes up to messages older than max_inbound_lag_ms: B tells the cluster it is behind, and A refuses for
+//    that reason until B has caught up, then accepts publishes again;
 //  - every publish A answered 200 reaches B's subscriber;
 //  - devices: while a gateway says it is behind, the broker plugin refuses device publishes (MQTT v5: PUBACK 0x87;
 //    v3.1.1: the connection closes without a PUBACK), and accepts them again once it caught up.
@@ -41,7 +43,8 @@ async function counter(gw, room) {
 }
 
 test('a lagging peer makes every gateway refuse publishes until it caught up; nothing acknowledged is lost', { timeout: scaled(90000) }, async () => {
-    const stack = await startStack({ gateway: { log_level: 'info', max_inbound_lag_ms: 1000 } });
+    const WINDOW = 100;
+    const stack = await startStack({ gateway: { log_level: 'info', max_inbound_lag_ms: 1000, max_unconfirmed_publishes: WINDOW } });
     stacks.push(stack);
     const a = stack.gw;
     const portB = await freePort();
@@ -54,6 +57,7 @@ test('a lagging peer makes every gateway refuse publishes until it caught up; no
     let n = 0;
     let body503;
     let retryAfter;
+    const reasons = new Set();
     async function publish() {
         const i = ++n;
         const r = await httpRequest('POST', `${a.url}/demo/${room}/publish`, { body: `{"n":${i}}`, headers: JSON_CT });
@@ -62,6 +66,7 @@ test('a lagging peer makes every gateway refuse publishes until it caught up; no
             refused.push(i);
             body503 = r.body;
             retryAfter = r.headers['retry-after'];
+            reasons.add(JSON.parse(r.body).error.message);
         } else assert.fail(`publish ${i}: ${r.status} ${r.body}`);
         return r.status;
     }
@@ -70,7 +75,7 @@ test('a lagging peer makes every gateway refuse publishes until it caught up; no
     assert.equal(await publish(), 200);
     await waitFor(() => sub.got.has(1), { message: 'B delivers what A publishes' });
 
-    // B hears nothing for 2.5 s while A keeps accepting (B cannot say anything while stopped)
+    // B processes nothing for 2.5 s: A admits at most WINDOW publishes that B has not confirmed, then refuses
     b.signal('SIGSTOP');
     try {
         const until = Date.now() + 2500;
@@ -81,7 +86,10 @@ test('a lagging peer makes every gateway refuse publishes until it caught up; no
     } finally {
         b.signal('SIGCONT');
     }
-    const beforeWake = refused.length;
+    const ackedWhileStopped = acked.length - 1;
+    const refusedWhileStopped = refused.length;
+    const stoppedReason = body503;
+    reasons.clear();
     // B wakes up to messages older than max_inbound_lag_ms: A must refuse while B says it is behind, then accept
     let sawRefusal = false;
     let acceptedAfter = false;
@@ -92,12 +100,14 @@ test('a lagging peer makes every gateway refuse publishes until it caught up; no
         else if (sawRefusal) acceptedAfter = true;
         await new Promise((res) => setTimeout(res, 20));
     }
-    assert.equal(beforeWake, 0, 'A accepted everything while B could not say it was behind');
+    assert.ok(refusedWhileStopped > 0, `A refused publishes while B processed nothing (${ackedWhileStopped} accepted)`);
+    assert.ok(ackedWhileStopped <= WINDOW, `A admitted ${ackedWhileStopped} publishes B had not confirmed (window ${WINDOW})`);
+    assert.match(JSON.parse(stoppedReason).error.message, /not yet delivered by every gateway node/, stoppedReason);
     assert.ok(sawRefusal, `A refused publishes while B was behind (${acked.length} accepted, none refused)`);
     assert.equal(retryAfter, '1');
     const err = JSON.parse(body503);
     assert.equal(err.error.code, 503, body503);
-    assert.match(err.error.message, /another gateway node is behind/, body503);
+    assert.ok([...reasons].some((m) => /another gateway node is behind/.test(m)), `B said it was behind: ${[...reasons].join('; ')}`);
     assert.ok(acceptedAfter, 'A accepts publishes again once B caught up');
 
     // every acknowledged publish reaches B's subscriber, counted by number
