@@ -77,7 +77,7 @@ static const struct opt opts[] = {
     {"max_inbound_lag_ms", T_INT, O(max_inbound_lag_ms), "2000", 0, 600000,
      "broker messages arriving this late means the gateway is behind: publishes refused, cluster-wide (503; 0: off; needs synced clocks)"},
     /* bounds the lag of every node: what may wait in a node's broker queue is at most this many publishes */
-    {"max_unconfirmed_publishes", T_INT, O(max_unconfirmed_publishes), "200", 0, 10000000,
+    {"max_unconfirmed_publishes", T_INT, O(max_unconfirmed_publishes), "100", 0, 10000000,
      "publishes admitted but not yet processed by every gateway node (their marks, README Bounded lag) past which publishes are refused (503; 0: off)"},
     {"gap_tracking_max", T_INT, O(gap_tracking_max), "10000", 16, 10000000,
      "sequence entries kept per table for gap detection (channels published, origins per channel)"},

@@ -133,10 +133,17 @@ struct client_state {
     UT_hash_handle hh_id;
 };
 
-/* A gateway node that said it is behind (load.c). */
+#define GW_MARK_RING 64 /* a gateway's marks whose device publish count load.c remembers */
+
+/* A gateway node's last load message (load.c). */
 struct gw_load {
-    char *node; /* key */
-    int64_t until_ms; /* monotonic: behind until then unless it says otherwise */
+    char *node;                   /* key */
+    int64_t until_ms;             /* monotonic: behind until then (0: not behind) unless it says otherwise */
+    int64_t last_ms;              /* monotonic time of its last load message */
+    uint64_t mark;                /* its last mark */
+    uint64_t confirmed;           /* the last of its own marks it processed */
+    uint64_t window;              /* its max_unconfirmed_publishes (0: off) */
+    uint64_t ring[GW_MARK_RING];  /* ring[k % GW_MARK_RING]: device publishes admitted when mark k passed by */
     UT_hash_handle hh;
 };
 
@@ -167,7 +174,8 @@ struct plugin {
     int64_t loaded_mono_ms;
     int ticked;      /* a MOSQ_EVT_TICK has arrived */
     int tick_warned; /* the broker was found not to tick, and the log said so */
-    struct gw_load *loads; /* gateways behind (load.c) */
+    struct gw_load *loads; /* gateways' load messages (load.c) */
+    uint64_t device_admitted; /* device publishes allowed so far (load.c counts them against every gateway) */
 };
 
 static inline const char *str_or(const char *s, const char *dflt)
@@ -237,8 +245,12 @@ int on_message(int event, void *event_data, void *userdata);
 
 /* A PUBLISH from a client that is not an app: when topic is a gateway's load topic, note what it says. */
 void load_on_message(struct plugin *pl, const char *topic, const void *payload, size_t len);
-/* A gateway node that says it is behind (borrowed until the next call), or NULL. */
-const char *load_behind(struct plugin *pl);
+/*
+ * Why a device publish must be refused now: a gateway node that says it is behind, or one that has not processed
+ * its window of device publishes yet (static string; *node borrowed until the next call), or NULL. admit: count
+ * the publish when it is not refused.
+ */
+const char *load_refusal(struct plugin *pl, const char **node, int admit);
 void loads_free(struct plugin *pl);
 
 #endif

@@ -9,8 +9,9 @@
  *                                 plus what listeners contribute, e.g. "users":{app:{user:live sessions
  *                                 on its per-user channel}} (push_regs.c); the MQTT will empties it when
  *                                 the node dies
- *  {root}/_node/{id}/load         this node is behind: {"behind":reason,"for_ms":N}, republished every
- *                                 N/2 ms while it is, emptied once it caught up (see "Load" below)
+ *  {root}/_node/{id}/load         {"mark","seen":{node:mark},"window"} and, while this node is behind,
+ *                                 "behind":reason,"for_ms":N (republished every N/2 ms); emptied when it
+ *                                 stops (see "Load" and "Unconfirmed publishes" below)
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
  *
  * Every node subscribes to all three, so each holds the same view of the whole
@@ -48,6 +49,23 @@
  * gone. The broker plugin reads the same topics (plugin/load.c) and refuses
  * device publishes meanwhile. Only a node's own state is published, never
  * what it refuses because of a peer: nodes never echo each other's load.
+ *
+ * Unconfirmed publishes: a node that is not behind yet may already have
+ * more waiting in its broker queue than it can deliver in bounded time (a
+ * node without subscribers admits publishes far faster than one with 1000 can
+ * fan them out), and by the time a message's age shows it, the backlog is
+ * seconds deep. So every node bounds what it admits by what every node has
+ * processed: its load messages carry a mark (a counter), sent every tick
+ * while it publishes or receives, and every quarter of max_unconfirmed_publishes
+ * publishes between ticks; a node that processes a mark (its own included)
+ * says so at once in "seen", without a new mark of its own (so replies are
+ * never answered). The broker delivers a publisher's messages in order, so a
+ * node that processed mark k processed every message of that publisher sent
+ * before it. Publishes admitted after the oldest mark some live node has not
+ * confirmed (pg_cluster_unconfirmed) may still wait in that node's queue: at
+ * max_unconfirmed_publishes of them, publishes are refused. Nodes that send
+ * no "seen" (older versions) are not waited for. The plugin counts device
+ * publishes against the same marks (plugin/load.c).
  *
  * The messages on these topics reach this file already sorted by kind (the
  * broker message dispatch): snapshots through pg_cluster_on_node; presence
@@ -497,6 +515,9 @@ void pg_cluster_on_load(struct pg_gw *gw, const char *id, const void *payload, s
         if (len && !mark) /* what an earlier incarnation left retained: say what we say now */
             c->seen_dirty = 1;
         json_decref(o);
+        /* at once: the broker plugin admits device publishes against our confirmations (plugin/load.c) */
+        if (c->seen_dirty && pg_bridge_connected(gw->bridge))
+            publish_load(gw, pg_publish_local_behind(gw), 0);
         return;
     }
     if (!o) {

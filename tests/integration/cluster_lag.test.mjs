@@ -181,3 +181,49 @@ test('while a gateway says it is behind, device publishes are refused (v5: 0x87,
         for (const d of devices) d.end(true);
     }
 });
+
+test('the broker admits no more device publishes than a gateway has not processed (its window), and each admitted one arrives', { timeout: scaled(60000) }, async () => {
+    const WINDOW = 20;
+    const stack = await startStack({ gateway: { log_level: 'info', max_unconfirmed_publishes: WINDOW } });
+    stacks.push(stack);
+    const gw = stack.gw;
+    const room = `win-${process.pid}`;
+    const topic = `pushgate/demo/c/${room}`;
+    const sub = await counter(gw, room);
+    const clientId = `devw-${process.pid}`;
+    const password = signJwt({ channel: 'demo', client: clientId, exp: Math.floor(Date.now() / 1000) + 600, permissions: { '.*': { publish: true, subscribe: true } } }, DEMO.secret);
+    const dev = await mqttConnect({ port: stack.broker.port, username: 'demo', clientId, password });
+    try {
+        let n = 0;
+        const admitted = [];
+        const refusedCodes = [];
+        const send = async () => {
+            const i = ++n;
+            const rc = await publishQos1(dev, topic, `{"n":${i}}`);
+            if (rc === 0) admitted.push(i);
+            else refusedCodes.push(rc);
+            return rc;
+        };
+        // the gateway's first marks have passed the broker: it is known to the plugin
+        await waitFor(async () => (await send()) === 0 && sub.got.has(n), { message: 'device messages arrive' });
+        const before = admitted.length;
+        gw.signal('SIGSTOP');
+        try {
+            // the gateway processes nothing: the broker admits at most WINDOW more, then answers 0x87
+            for (let k = 0; k < WINDOW * 3; k++) await send();
+        } finally {
+            gw.signal('SIGCONT');
+        }
+        const whileStopped = admitted.length - before;
+        assert.ok(whileStopped <= WINDOW, `the broker admitted ${whileStopped} device publishes the stopped gateway had not processed (window ${WINDOW})`);
+        assert.ok(refusedCodes.length > 0 && refusedCodes.every((c) => c === 0x87), `refusals are PUBACK 0x87: ${refusedCodes.slice(0, 5).join(' ')}`);
+        // once it has processed them, devices publish again
+        await waitFor(async () => (await send()) === 0, { timeoutMs: scaled(10000), message: 'admitted again after the gateway caught up' });
+        await waitFor(() => admitted.every((i) => sub.got.has(i)), { timeoutMs: scaled(10000) }).catch(() => {
+            const missing = admitted.filter((i) => !sub.got.has(i));
+            assert.fail(`${missing.length} of ${admitted.length} admitted device messages never arrived: ${missing.slice(0, 20).join(' ')}`);
+        });
+    } finally {
+        dev.end(true);
+    }
+});
