@@ -6,7 +6,7 @@
  *
  *  kind        topic                                 handler
  *  node        {root}/_node/{node}                   cluster.c: a peer's snapshot, or this node's own
- *  load        {root}/_node/{node}/load              cluster.c: a node is behind, or caught up
+ *  load        {root}/_node/{node}/load              load.c: a node's load and marks
  *  reg         {root}/_ctl/{app}/reg/{conn}          push_regs.c: a push registration
  *  terminate   {root}/_ctl/{app}/terminate/{user}    registry.c: close the user's sessions here
  *  app record  {root}/_ctl/apps/{slug}               apps.c: a store app replicated by another gateway
@@ -33,6 +33,7 @@
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
+#include "cluster/load.h"
 #include "cluster/push_regs.h"
 #include "core/app.h"
 #include "core/fanout.h"
@@ -71,7 +72,7 @@ static void on_load(struct pg_gw *gw, const struct inbound *m)
 {
     char id[NODE_ID_MAX];
     snprintf(id, sizeof id, "%.*s", (int)m->p.node.len, m->p.node.s);
-    pg_cluster_on_load(gw, id, m->payload, m->len);
+    pg_load_on_message(gw, id, m->payload, m->len);
 }
 
 static void on_reg(struct pg_gw *gw, const struct inbound *m)
@@ -150,7 +151,7 @@ void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payloa
     struct inbound m = {.topic = topic, .payload = payload, .len = len, .props = props, .nprops = nprops};
     enum pg_topic_kind kind = pg_topic_parse(gw->cfg->topic_root, topic, &m.p);
     if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER || kind == PG_TOPIC_BROADCAST)
-        pg_cluster_inbound(gw); /* marks follow traffic (cluster.c) */
+        pg_load_inbound(gw); /* marks follow traffic (cluster/load.c) */
     if (handlers[kind])
         handlers[kind](gw, &m);
 }
@@ -175,6 +176,8 @@ int pg_dispatch_init(struct pg_gw *gw)
     int rc = pg_cluster_listen(gw, &presence_listener);
     if (rc == 0)
         rc = pg_cluster_listen(gw, &push_listener);
+    if (rc == 0)
+        rc = pg_load_init(gw); /* bounded lag: listens to the cluster, subscribes to every node's load topic */
     if (rc != 0)
         return rc;
     /* every node closes its own sessions of a user the app terminates (POST .../terminate_connections) */

@@ -20,9 +20,9 @@
  *  - QoS 0, any version: dropped, as QoS 0 promises nothing.
  *
  * A load message is read from MOSQ_EVT_MESSAGE when it comes from a client that is not an app (app clients may not
- * write outside their channel topics anyway: acl.c). A gateway silent for LOAD_SILENT_MS (gone without emptying
- * its topic: the plugin never sees wills) no longer holds devices back: a gateway with traffic sends a mark every
- * tick. Messages retained before the broker started are not seen (the plugin sees incoming PUBLISHes only).
+ * write outside their channel topics anyway: acl.c). A gateway that disconnects (its client id is
+ * PG_GATEWAY_CLIENT_ID_PREFIX{node}) is forgotten at once; one silent for LOAD_SILENT_MS no longer holds devices
+ * back (a gateway with traffic sends a mark every tick). Messages retained before the broker started are not seen (the plugin sees incoming PUBLISHes only).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -135,6 +135,20 @@ const char *load_refusal(struct plugin *pl, const char **node, int admit)
     if (admit)
         pl->device_admitted++;
     return NULL;
+}
+
+void load_on_disconnect(struct plugin *pl, const char *client_id)
+{
+    size_t n = strlen(PG_GATEWAY_CLIENT_ID_PREFIX);
+    struct gw_load *l;
+
+    if (!client_id || strncmp(client_id, PG_GATEWAY_CLIENT_ID_PREFIX, n) != 0)
+        return;
+    HASH_FIND_STR(pl->loads, client_id + n, l);
+    if (l) {
+        mosquitto_log_printf(MOSQ_LOG_NOTICE, LOG_PREFIX "gateway %s disconnected: it holds no device back", l->node);
+        forget(pl, l);
+    }
 }
 
 void loads_free(struct plugin *pl)

@@ -135,15 +135,12 @@ struct client_state {
 
 #define GW_MARK_RING 64 /* a gateway's marks whose device publish count load.c remembers */
 
-/* A gateway node's last load message (load.c). */
-struct gw_load {
-    char *node;                   /* key */
-    int64_t until_ms;             /* monotonic: behind until then (0: not behind) unless it says otherwise */
-    int64_t last_ms;              /* monotonic time of its last load message */
-    uint64_t mark;                /* its last mark */
-    uint64_t confirmed;           /* the last of its own marks it processed */
-    uint64_t window;              /* its max_unconfirmed_publishes (0: off) */
-    uint64_t ring[GW_MARK_RING];  /* ring[k % GW_MARK_RING]: device publishes admitted when mark k passed by */
+struct gw_load { /* a gateway node's last load message (load.c) */
+    char *node;                  /* key */
+    int64_t until_ms, last_ms;   /* monotonic: behind until then (0: not), its last load message */
+    uint64_t mark, confirmed;    /* its last mark, the last of its own marks it processed */
+    uint64_t window;             /* its max_unconfirmed_publishes (0: off) */
+    uint64_t ring[GW_MARK_RING]; /* ring[k % GW_MARK_RING]: device publishes admitted when mark k passed by */
     UT_hash_handle hh;
 };
 
@@ -240,17 +237,13 @@ void non_app_resolve(struct plugin *pl);
 int on_basic_auth(int event, void *event_data, void *userdata);
 int on_acl_check(int event, void *event_data, void *userdata);
 int on_message(int event, void *event_data, void *userdata);
-
 /* ---- load.c ---- */
-
 /* A PUBLISH from a client that is not an app: when topic is a gateway's load topic, note what it says. */
 void load_on_message(struct plugin *pl, const char *topic, const void *payload, size_t len);
-/*
- * Why a device publish must be refused now: a gateway node that says it is behind, or one that has not processed
- * its window of device publishes yet (static string; *node borrowed until the next call), or NULL. admit: count
- * the publish when it is not refused.
- */
+/* Why a device publish is refused now (static; *node: the gateway, borrowed), or NULL; admit: count it if not. */
 const char *load_refusal(struct plugin *pl, const char **node, int admit);
+/* A client that is not an app disconnected: a gateway (PG_GATEWAY_CLIENT_ID_PREFIX{node}) is forgotten. */
+void load_on_disconnect(struct plugin *pl, const char *client_id);
 void loads_free(struct plugin *pl);
 
 #endif

@@ -48,6 +48,8 @@ struct pg_cluster_listener {
     void (*connected)(struct pg_gw *gw);
     /* The gateway stops: called before this node's snapshot is emptied. */
     void (*stopping)(struct pg_gw *gw);
+    /* Every tick of the cluster (now: monotonic ms), before peers' liveness is judged. */
+    void (*tick)(struct pg_gw *gw, int64_t now);
     /* A member of this node's snapshot: snapshot_key: snapshot(gw) (new reference; NULL leaves it out). */
     const char *snapshot_key;
     json_t *(*snapshot)(struct pg_gw *gw);
@@ -61,15 +63,6 @@ void pg_cluster_free(struct pg_gw *gw);
 int pg_cluster_listen(struct pg_gw *gw, const struct pg_cluster_listener *l);
 /* A message on {root}/_node/{id}: a peer's snapshot (or its emptying), or this node's own. */
 void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, size_t len);
-/* A message on {root}/_node/{id}/load: a peer is behind ({"behind","for_ms"}) or caught up (empty). */
-void pg_cluster_on_load(struct pg_gw *gw, const char *id, const void *payload, size_t len);
-/* The id of a live peer that says it is behind (borrowed, until the next cluster call), or NULL. */
-const char *pg_cluster_peer_behind(struct pg_gw *gw);
-/* Publishes this node admitted that some live node (this one included) may not have processed yet. */
-uint64_t pg_cluster_unconfirmed(struct pg_gw *gw);
-/* A publish was admitted here (pg_publish_refusal) / an app message arrived from the broker (dispatch.c). */
-void pg_cluster_admitted(struct pg_gw *gw);
-void pg_cluster_inbound(struct pg_gw *gw);
 void pg_cluster_tick(struct pg_gw *gw);
 void pg_cluster_connected(struct pg_gw *gw);
 void pg_cluster_stopping(struct pg_gw *gw);

@@ -15,7 +15,7 @@
  * core/session.c (out-queues 3/4 full while their sockets drain) resumes here
  * once the queues are under 1/4 again, or after at most half a publish
  * timeout or keepalive. While any live peer node says it is behind, this node
- * refuses too (cluster/cluster.c, "Load"): it must not acknowledge what the
+ * refuses too (cluster/load.c): it must not acknowledge what the
  * peer cannot deliver. A session whose socket takes no bytes for
  * slow_consumer_ms while output waits is closed (1013).
  *
@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cluster/cluster.h"
+#include "cluster/load.h"
 #include "config.h"
 #include "core/app.h"
 #include "core/channels.h"
@@ -113,30 +113,20 @@ int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const voi
     return rc;
 }
 
-const char *pg_publish_local_behind(struct pg_gw *gw)
-{
-    const char *why = gw->behind;
-    if (!why && gw->rx_paused_ms)
-        why = "gateway overloaded: catching up with broker messages, retry later";
-    if (!why && gw->late_until_ms && pg_mono_ms() < gw->late_until_ms)
-        why = "gateway overloaded: broker messages arrive late (max_inbound_lag_ms), retry later";
-    return why;
-}
-
 const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app)
 {
-    const char *why = pg_publish_local_behind(gw);
-    /* a peer that cannot deliver what this node would acknowledge (cluster/cluster.c, "Load") */
-    if (!why && pg_cluster_peer_behind(gw))
+    const char *why = pg_load_local_behind(gw);
+    /* a peer that cannot deliver what this node would acknowledge (cluster/load.c) */
+    if (!why && pg_load_peer_behind(gw))
         why = "gateway overloaded: another gateway node is behind, retry later";
     /* what this node admitted and some node has not processed yet: the bound of every node's lag */
     if (!why && gw->cfg->max_unconfirmed_publishes &&
-        pg_cluster_unconfirmed(gw) >= (uint64_t)gw->cfg->max_unconfirmed_publishes)
+        pg_load_unconfirmed(gw) >= (uint64_t)gw->cfg->max_unconfirmed_publishes)
         why = "gateway overloaded: earlier publishes not yet delivered by every gateway node, retry later";
     if (why && app)
         app->stats.shed++;
     else if (app)
-        pg_cluster_admitted(gw); /* the caller publishes now */
+        pg_load_admitted(gw); /* the caller publishes now */
     return why;
 }
 
