@@ -290,8 +290,10 @@ uint64_t pg_load_unconfirmed(struct pg_gw *gw)
         return 0;
     uint64_t done = c->self_seen; /* the oldest mark of ours some node has not processed yet is done + 1 */
     HASH_ITER(hh, c->peers, l, tmp) {
-        if (l->has_seen && pg_cluster_node_alive(gw, l->id) && l->seen_me < done)
-            done = l->seen_me;
+        /* above our mark: what it saw of an earlier incarnation of ours, nothing of this one yet */
+        uint64_t seen = l->seen_me > c->mark ? 0 : l->seen_me;
+        if (l->has_seen && pg_cluster_node_alive(gw, l->id) && seen < done)
+            done = seen;
     }
     if (done + MARK_RING <= c->mark) /* older than we remember: count from the oldest we do */
         done = c->mark - MARK_RING + 1;
