@@ -8,8 +8,9 @@
  * HTTP: one keep-alive connection, one request at a time (pushgate answers a publish once the broker has it;
  * pipelining is not supported there). pushgate: POST /{app}/{channel}/publish, 200 = acknowledged.
  * nchan: POST /pub/{channel}, 201/202 = acknowledged. Only the status line and Content-Length are read.
- * MQTT: libmosquitto, QoS 1 to {topic_root}/{app}/c/{channel} as user {mqtt_user} (an open app's device);
- * acknowledged = PUBACK (on_publish).
+ * MQTT: libmosquitto, MQTT v5, QoS 1 to {topic_root}/{app}/c/{channel} as user {mqtt_user} (an open app's
+ * device); acknowledged = PUBACK with a reason code under 0x80 (on_publish). A PUBACK >= 0x80 is a refusal (the
+ * broker plugin refuses device publishes while a gateway is behind: 0x87), counted as a publish error.
  */
 #define _GNU_SOURCE /* memmem */
 #include "lg.h"
@@ -179,12 +180,17 @@ static void on_connect(struct mosquitto *m, void *arg, int rc)
         c->connected = 1;
 }
 
-static void on_publish(struct mosquitto *m, void *arg, int mid)
+static void on_publish(struct mosquitto *m, void *arg, int mid, int reason_code, const mosquitto_property *props)
 {
     struct mqtt_ctx *c = arg;
     (void)m;
-    mark_acked(c->sh, c->o, c->seq_of_mid[mid & 0xffff]);
-    c->st->acked++;
+    (void)props;
+    if (reason_code < 0x80) {
+        mark_acked(c->sh, c->o, c->seq_of_mid[mid & 0xffff]);
+        c->st->acked++;
+    } else {
+        c->st->errors++;
+    }
     c->inflight--;
 }
 
@@ -203,7 +209,7 @@ static int run_mqtt(const struct lg_opts *o, int index, struct lg_shared *sh)
     mosquitto_max_inflight_messages_set(m, LG_MQTT_WINDOW);
     mosquitto_username_pw_set(m, o->mqtt_user, NULL);
     mosquitto_connect_callback_set(m, on_connect);
-    mosquitto_publish_callback_set(m, on_publish);
+    mosquitto_publish_v5_callback_set(m, on_publish);
     if (mosquitto_connect(m, o->host, o->mqtt_port, 60) != MOSQ_ERR_SUCCESS) {
         c->st->errors++;
         return 1;

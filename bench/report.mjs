@@ -24,6 +24,8 @@ const METRICS = [
     ['W1', 'p99_us', 'W1 p99 latency under that load (µs)', 'lower'],
     ['W1M', 'delivered_per_s', 'W1 with an MQTT device publisher (QoS 1): delivered msgs/s (no nchan equivalent)', 'higher'],
     ['W1M', 'p50_us', 'W1 MQTT publisher: p50 latency (µs)', 'lower'],
+    ['W1X', 'delivered_per_s', 'W1 across two gateways (publishers → A, 1000 subs → B): delivered msgs/s (no nchan equivalent)', 'higher'],
+    ['W1X', 'p50_us', 'W1 across two gateways: p50 latency (µs)', 'lower'],
     ['W2', 'p50_us', 'W2 100 subs, 1000 msgs/s: p50 latency (µs)', 'lower'],
     ['W2', 'p99_us', 'W2 p99 latency (µs)', 'lower'],
     ['W3', 'rss_per_conn_kb', 'W3 idle subscribers, one channel each: RSS per connection, server + broker (KB)', 'lower'],

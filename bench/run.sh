@@ -3,7 +3,8 @@
 # every workload N times, one table of medians and per-repetition ratios, results written to bench/results/.
 #
 #   bench/run.sh [--reps N] [--duration S] [--workloads "W1 W2 W3 W4"] [--w3-subs N] [--no-nchan]
-#                [--mqtt] [--evlib poll|uv] [--big N] [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
+#                [--mqtt] [--two] [--evlib poll|uv] [--big N] [--storm N] [--gateway-opts JSON] [--build DIR]
+#                [--label TEXT] [--out DIR]
 #
 # Sets up what it needs: installs nginx-light and libnginx-mod-nchan with apt-get when nchan is missing
 # (never in the test command), builds the load generator if the build lacks it. Every server listens on
@@ -12,7 +13,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
-reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 evlib=poll big=0 storm=0 gwopts='{}'
+reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 two=0 evlib=poll big=0 storm=0 gwopts='{}'
 build="$repo/build" label="" out="$here/results" pub_conns=4
 while [ $# -gt 0 ]; do
     case $1 in
@@ -22,6 +23,7 @@ while [ $# -gt 0 ]; do
     --w3-subs) w3_subs=$2; shift ;;
     --no-nchan) nchan=0 ;;
     --mqtt) mqtt=1 ;;
+    --two) two=1 ;;
     --evlib) evlib=$2; shift ;;
     --big) big=$2; shift ;;
     --storm) storm=$2; shift ;;
@@ -30,7 +32,7 @@ while [ $# -gt 0 ]; do
     --build) build=$(cd "$2" && pwd); shift ;;
     --label) label=$2; shift ;;
     --out) out=$2; shift ;;
-    -h | --help) sed -n '2,11p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
@@ -43,6 +45,7 @@ done
 [ "$reps" -gt 0 ] && [ "$duration" -gt 0 ] || { echo "--reps and --duration must be at least 1" >&2; exit 2; }
 case $evlib in poll | uv) ;; *) echo "--evlib: expected poll or uv, got \"$evlib\"" >&2; exit 2 ;; esac
 [ "$mqtt" = 1 ] && workloads="$workloads W1M"
+[ "$two" = 1 ] && workloads="$workloads W1X"
 [ "$big" -gt 0 ] && workloads="$workloads BIG"
 [ "$storm" -gt 0 ] && workloads="$workloads STORM"
 
@@ -64,7 +67,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 raw="$out/$stamp.jsonl"
 : >"$raw"
 tmp=$(mktemp -d /tmp/pgbench-XXXXXX)
-stack_pid="" nginx_pid="" nginx_dir="" mqtt_port=0
+stack_pid="" nginx_pid="" nginx_dir="" mqtt_port=0 pub_port=0
 
 stop_servers() {
     if [ -n "$stack_pid" ]; then kill "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true; fi
@@ -76,17 +79,25 @@ trap 'stop_servers; rm -rf "$tmp"' EXIT
 
 free_port() { node -e 'const s=require("net").createServer().listen(0,"127.0.0.1",()=>{console.log(s.address().port);s.close()})'; }
 
+# start_pushgate [2]: with 2, a second gateway node on the same broker: subscribers go to it ($port), publishers
+# to the first ($pub_port).
 start_pushgate() {
     mkfifo "$tmp/stack.in"
-    PUSHGATE_BUILD_DIR="$build" BENCH_GATEWAY_OPTS="$gwopts" node "$here/stack.mjs" <"$tmp/stack.in" >"$tmp/stack.json" &
+    PUSHGATE_BUILD_DIR="$build" BENCH_GATEWAY_OPTS="$gwopts" BENCH_GATEWAYS="${1:-1}" node "$here/stack.mjs" \
+        <"$tmp/stack.in" >"$tmp/stack.json" &
     stack_pid=$!
     exec 9>"$tmp/stack.in"
     rm -f "$tmp/stack.in"
     for _ in $(seq 200); do [ -s "$tmp/stack.json" ] && break; sleep 0.05; done
     [ -s "$tmp/stack.json" ] || { echo "pushgate did not start" >&2; exit 1; }
     port=$(node -p 'require(process.argv[1]).port' "$tmp/stack.json")
+    pub_port=$port
     mqtt_port=$(node -p 'require(process.argv[1]).brokerPort' "$tmp/stack.json")
     pids=$(node -p 'const j=require(process.argv[1]); j.gatewayPid+","+j.brokerPid' "$tmp/stack.json")
+    if [ "${1:-1}" = 2 ]; then
+        port=$(node -p 'require(process.argv[1]).port2' "$tmp/stack.json")
+        pids="$pids,$(node -p 'require(process.argv[1]).gatewayPid2' "$tmp/stack.json")"
+    fi
     rm -f "$tmp/stack.json"
 }
 
@@ -97,15 +108,15 @@ start_nchan() {
 }
 
 # Fresh servers for every measurement, so one run's memory and state never show in the next.
-start_for() { if [ "$1" = nchan ]; then start_nchan; else start_pushgate; fi; }
+start_for() { if [ "$1" = nchan ]; then start_nchan; else start_pushgate "${2:-1}"; fi; }
 stop_for() { [ "$1" = nchan ] || exec 9>&-; stop_servers; }
 
 # run REP WORKLOAD SYSTEM loadgen-args...: one measurement, one JSON line in the raw file.
 run() {
     local rep=$1 wl=$2 sys=$3; shift 3
     local res a=()
-    start_for "$sys"
-    for x in "$@"; do a+=("${x/MQTTPORT/$mqtt_port}"); done
+    start_for "$sys" "$([ "$wl" = W1X ] && echo 2 || echo 1)"
+    for x in "$@"; do x=${x/MQTTPORT/$mqtt_port}; a+=("${x/PUBPORT/$pub_port}"); done
     res=$(LG --target "$sys" --port "$port" --rss-pids "$pids" "${a[@]}" 2>"$tmp/lg.err") || true
     [ -n "$res" ] || res='{"failed":true}'
     node -e 'const r=JSON.parse(process.argv[1]); Object.assign(r,{rep:+process.argv[2],workload:process.argv[3],system:process.argv[4]}); console.log(JSON.stringify(r))' \
@@ -118,6 +129,7 @@ args_for() {
     case $1 in
     W1) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns" ;;
     W1M) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --pub mqtt --mqtt-port MQTTPORT" ;;
+    W1X) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --pub-port PUBPORT" ;;
     W2) echo "--subs 100 --channels 1 --rate 1000 --duration $duration --size 100" ;;
     W3) echo "--subs $w3_subs --channels $w3_subs --pub none --hold 2 --connect-concurrency 500 --src-addrs 4" ;;
     W4) echo "--subs 10000 --channels 1000 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --src-addrs 4" ;;
@@ -158,7 +170,7 @@ for rep in $(seq 1 "$reps"); do
         else
             # shellcheck disable=SC2046
             for sys in native pusher; do run "$rep" "$wl" "$sys" $(args_for "$wl"); done
-            if [ "$nchan" = 1 ] && [ "$wl" != W1M ]; then run "$rep" "$wl" nchan $(args_for "$wl"); fi
+            if [ "$nchan" = 1 ] && [ "$wl" != W1M ] && [ "$wl" != W1X ]; then run "$rep" "$wl" nchan $(args_for "$wl"); fi
         fi
     done
 done

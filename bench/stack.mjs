@@ -3,20 +3,29 @@
 // {"port","brokerPort","gatewayPid","brokerPid","dir"} and keeps them running until stdin closes or
 // SIGTERM/SIGINT arrives, then stops both (gateway first, as the tests do).
 // Options (environment): PUSHGATE_BUILD_DIR (the build to run), BENCH_GATEWAY_OPTS (JSON object of extra
-// pushgate.conf options, e.g. '{"workers":2}').
-import { startStack } from '../tests/integration/lib/harness.mjs';
+// pushgate.conf options, e.g. '{"workers":2}'), BENCH_GATEWAYS=2 (a second gateway node on the same broker: its
+// port and pid are added as "port2", "gatewayPid2").
+import { freePort, startStack } from '../tests/integration/lib/harness.mjs';
 
 const extra = process.env.BENCH_GATEWAY_OPTS ? JSON.parse(process.env.BENCH_GATEWAY_OPTS) : {};
 const stack = await startStack({
     apps: [{ id: 'demo', key: 'demo-key', secret: 'demo-secret', require_auth: false }],
     gateway: { log_level: 'warn', max_sessions: 1000000, ...extra },
 });
+const first = stack.gw;
+const second = {};
+if (process.env.BENCH_GATEWAYS === '2') {
+    const port2 = await freePort();
+    const gw2 = await stack.startGateway({ port: port2, args: ['--listen_port', String(port2)] });
+    Object.assign(second, { port2, gatewayPid2: gw2.proc.pid });
+}
 process.stdout.write(JSON.stringify({
     port: stack.listenPort,
     brokerPort: stack.brokerPort,
-    gatewayPid: stack.gw.proc.pid,
+    gatewayPid: first.proc.pid,
     brokerPid: stack.broker._rec.child.pid,
     dir: stack.dir,
+    ...second,
 }) + '\n');
 
 let stopping = false;

@@ -11,6 +11,7 @@
  *   pushgate/{app}/p/{node}/{channel}         PG_TOPIC_PRESENCE     app, node, name = channel (tail)
  *   pushgate/{app}/d/{client_id}              PG_TOPIC_DEVICE       app, name = MQTT client id (level)
  *   pushgate/_node/{node}                     PG_TOPIC_NODE         node
+ *   pushgate/_node/{node}/load                PG_TOPIC_LOAD         node
  *   pushgate/{app}/b                          PG_TOPIC_BROADCAST    app
  *   pushgate/_ctl/{app}/terminate/{user}      PG_TOPIC_TERMINATE    app, name = user id (tail)
  *   pushgate/_ctl/{app}/revoke                PG_TOPIC_REVOKE       app
@@ -43,6 +44,7 @@ enum pg_topic_kind {
     PG_TOPIC_PRESENCE,   /* {root}/{app}/p/{node}/{channel} */
     PG_TOPIC_DEVICE,     /* {root}/{app}/d/{client_id} */
     PG_TOPIC_NODE,       /* {root}/_node/{node} */
+    PG_TOPIC_LOAD,       /* {root}/_node/{node}/load */
     PG_TOPIC_TERMINATE,  /* {root}/_ctl/{app}/terminate/{user} */
     PG_TOPIC_REVOKE,     /* {root}/_ctl/{app}/revoke */
     PG_TOPIC_REG,        /* {root}/_ctl/{app}/reg/{connectionId} */
@@ -79,8 +81,8 @@ struct pg_topic_part {
 
 struct pg_topic_ref {
     enum pg_topic_kind kind;
-    struct pg_topic_part app;  /* the app id (APP_RECORD: the slug); every kind but NODE and DROPPED */
-    struct pg_topic_part node; /* PRESENCE, NODE */
+    struct pg_topic_part app;  /* the app id (APP_RECORD: the slug); every kind but NODE, LOAD and DROPPED */
+    struct pg_topic_part node; /* PRESENCE, NODE, LOAD */
     /*
      * CHANNEL and PRESENCE: the channel; USER and TERMINATE: the user id; DEVICE: the client id; REG: the
      * connection id. It always ends the topic, so name.s is a NUL-terminated string.
@@ -114,6 +116,7 @@ int pg_topic_part_copy(const struct pg_topic_part *part, char *buf, size_t len);
  *   PRESENCE    app, a = node (level), b = channel (tail)
  *   DEVICE      app, a = client id (level)
  *   NODE        a = node (level)
+ *   LOAD        a = node (level)
  *   TERMINATE   app, a = user id (tail)
  *   REVOKE      app
  *   REG         app, a = connection id (level)
@@ -139,6 +142,7 @@ char *pg_topic_new(const char *root, enum pg_topic_kind kind, const char *app, c
  *
  *   CHANNEL {root}/+/c/#         USER {root}/+/u/#                BROADCAST {root}/+/b
  *   PRESENCE {root}/+/p/#        DEVICE {root}/+/d/+              NODE {root}/_node/+
+ *   LOAD {root}/_node/+/load
  *   TERMINATE {root}/_ctl/+/terminate/+ (the user id as one level, as gateways have always subscribed)
  *   REVOKE {root}/_ctl/+/revoke  REG {root}/_ctl/+/reg/+          APP_RECORD {root}/_ctl/apps/+
  *   DROPPED $SYS/broker/publish/messages/dropped

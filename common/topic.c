@@ -93,8 +93,11 @@ static int shape_of(enum pg_topic_kind kind, int filter, const char *root, const
         A(P_LEVEL, any);
         break;
     case PG_TOPIC_NODE:
+    case PG_TOPIC_LOAD:
         add(sh, "_node", P_LIT);
         A(P_LEVEL, any);
+        if (kind == PG_TOPIC_LOAD)
+            add(sh, "load", P_LIT);
         break;
     case PG_TOPIC_TERMINATE:
         add(sh, "_ctl", P_LIT);
@@ -313,8 +316,11 @@ enum pg_topic_kind pg_topic_parse(const char *root, const char *topic, struct pg
     p = topic + rl + 1;
     next_level(&p, &first);
     if (lit(&first, "_node")) {
+        struct pg_topic_part l;
         if (take_last_level(&p, &out->node))
             kind = PG_TOPIC_NODE;
+        else if (out->node.len && level_ok(&out->node) && take_last_level(&p, &l) && lit(&l, "load"))
+            kind = PG_TOPIC_LOAD;
     } else if (lit(&first, "_ctl")) {
         kind = parse_ctl(p, out);
     } else {
@@ -345,7 +351,7 @@ const char *pg_topic_kind_name(enum pg_topic_kind kind)
     static const char *const names[PG_TOPIC_KINDS] = {
         [PG_TOPIC_NONE] = "none",          [PG_TOPIC_CHANNEL] = "channel",     [PG_TOPIC_USER] = "user",
         [PG_TOPIC_BROADCAST] = "broadcast", [PG_TOPIC_PRESENCE] = "presence",  [PG_TOPIC_DEVICE] = "device",
-        [PG_TOPIC_NODE] = "node",          [PG_TOPIC_TERMINATE] = "terminate", [PG_TOPIC_REVOKE] = "revoke",
+        [PG_TOPIC_NODE] = "node",          [PG_TOPIC_LOAD] = "load",          [PG_TOPIC_TERMINATE] = "terminate", [PG_TOPIC_REVOKE] = "revoke",
         [PG_TOPIC_REG] = "reg",            [PG_TOPIC_APP_RECORD] = "app_record", [PG_TOPIC_DROPPED] = "dropped",
     };
 

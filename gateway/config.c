@@ -72,10 +72,13 @@ static const struct opt opts[] = {
      "a session whose socket accepts no bytes this long while it has output is closed (1013)"},
     {"max_pending_bytes", T_SIZE, O(max_pending_bytes), "256m", 1024, BIG,
      "bytes queued for all sessions together past which publishes are refused (503, Retry-After)"},
-    /* off by default: it compares this host's clock with other gateways' (ts), and a skew between hosts larger
-       than the bound would refuse every publish */
-    {"max_inbound_lag_ms", T_INT, O(max_inbound_lag_ms), "0", 0, 600000,
-     "broker messages arriving this late means the gateway is behind: publishes refused (503; 0: off; needs synced clocks)"},
+    /* the stated bound of lag under load (README, Bounded lag); it compares this host's clock with other gateways'
+       (ts): hosts whose clocks are not synced to well under it set 0 */
+    {"max_inbound_lag_ms", T_INT, O(max_inbound_lag_ms), "2000", 0, 600000,
+     "broker messages arriving this late means the gateway is behind: publishes refused, cluster-wide (503; 0: off; needs synced clocks)"},
+    /* bounds the lag of every node: what may wait in a node's broker queue is at most this many publishes */
+    {"max_unconfirmed_publishes", T_INT, O(max_unconfirmed_publishes), "100", 0, 10000000,
+     "publishes admitted but not yet processed by every gateway node (their marks, README Bounded lag) past which publishes are refused (503; 0: off)"},
     {"gap_tracking_max", T_INT, O(gap_tracking_max), "10000", 16, 10000000,
      "sequence entries kept per table for gap detection (channels published, origins per channel)"},
     {"max_sessions", T_INT, O(max_sessions), "10000", 1, 10000000, "concurrent WebSocket sessions per process"},

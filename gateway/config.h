@@ -59,6 +59,7 @@ struct pg_config {
     long long slow_consumer_ms;   /* socket choked with output pending this long: close 1013 */
     uint64_t max_pending_bytes;   /* all out-queues together: past it, publishes get 503 */
     long long max_inbound_lag_ms; /* broker messages this late: publishes get 503; 0: off */
+    long long max_unconfirmed_publishes; /* admitted, not yet processed by every node: publishes get 503; 0: off */
     long long gap_tracking_max;   /* entries per sequence table (seq.c) */
     long long max_sessions;
     long long max_sessions_per_address;     /* 0: no limit */

@@ -6,6 +6,7 @@
  *
  *  kind        topic                                 handler
  *  node        {root}/_node/{node}                   cluster.c: a peer's snapshot, or this node's own
+ *  load        {root}/_node/{node}/load              load.c: a node's load and marks
  *  reg         {root}/_ctl/{app}/reg/{conn}          push_regs.c: a push registration
  *  terminate   {root}/_ctl/{app}/terminate/{user}    registry.c: close the user's sessions here
  *  app record  {root}/_ctl/apps/{slug}               apps.c: a store app replicated by another gateway
@@ -32,6 +33,7 @@
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
 #include "cluster/devices.h"
+#include "cluster/load.h"
 #include "cluster/push_regs.h"
 #include "core/app.h"
 #include "core/fanout.h"
@@ -64,6 +66,13 @@ static void on_dropped(struct pg_gw *gw, const struct inbound *m)
 static void on_node(struct pg_gw *gw, const struct inbound *m)
 {
     pg_cluster_on_node(gw, m->p.node.s, m->payload, m->len);
+}
+
+static void on_load(struct pg_gw *gw, const struct inbound *m)
+{
+    char id[NODE_ID_MAX];
+    snprintf(id, sizeof id, "%.*s", (int)m->p.node.len, m->p.node.s);
+    pg_load_on_message(gw, id, m->payload, m->len);
 }
 
 static void on_reg(struct pg_gw *gw, const struct inbound *m)
@@ -133,7 +142,7 @@ static void (*const handlers[PG_TOPIC_KINDS])(struct pg_gw *gw, const struct inb
     [PG_TOPIC_REVOKE] = on_revoke,       [PG_TOPIC_DEVICE] = on_device,
     [PG_TOPIC_PRESENCE] = on_presence,   [PG_TOPIC_BROADCAST] = on_broadcast,
     [PG_TOPIC_CHANNEL] = on_channel,     [PG_TOPIC_USER] = on_channel,
-    [PG_TOPIC_DROPPED] = on_dropped,
+    [PG_TOPIC_DROPPED] = on_dropped,    [PG_TOPIC_LOAD] = on_load,
 };
 
 void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payload, size_t len,
@@ -141,6 +150,8 @@ void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payloa
 {
     struct inbound m = {.topic = topic, .payload = payload, .len = len, .props = props, .nprops = nprops};
     enum pg_topic_kind kind = pg_topic_parse(gw->cfg->topic_root, topic, &m.p);
+    if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER || kind == PG_TOPIC_BROADCAST)
+        pg_load_inbound(gw); /* marks follow traffic (cluster/load.c) */
     if (handlers[kind])
         handlers[kind](gw, &m);
 }
@@ -165,6 +176,8 @@ int pg_dispatch_init(struct pg_gw *gw)
     int rc = pg_cluster_listen(gw, &presence_listener);
     if (rc == 0)
         rc = pg_cluster_listen(gw, &push_listener);
+    if (rc == 0)
+        rc = pg_load_init(gw); /* bounded lag: listens to the cluster, subscribes to every node's load topic */
     if (rc != 0)
         return rc;
     /* every node closes its own sessions of a user the app terminates (POST .../terminate_connections) */

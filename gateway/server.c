@@ -21,6 +21,7 @@
 
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
+#include "cluster/load.h"
 #include "cluster/devices.h"
 #include "cluster/push_regs.h"
 #include "cluster/webhooks.h"
@@ -290,6 +291,7 @@ static const struct lws_protocols protocols[] = {
 
 static void apps_free(struct pg_gw *gw)
 {
+    pg_load_free(gw);
     pg_cluster_free(gw);
     pg_devices_free(gw);
     pg_dashboard_free(gw);

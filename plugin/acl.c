@@ -6,6 +6,9 @@
  * Pusher's protected channels (private-…, presence-…) need a credential in every app: an app client without a
  * token may not publish or subscribe on them, and its wildcard subscriptions never deliver them.
  *
+ * While a gateway says it is behind, or has not yet processed its window of device publishes (load.c), an app
+ * client's publish is refused even where it is permitted.
+ *
  * Every ACL check of an app session re-checks the app and the token's expiry; an expired session is denied and
  * kicked from the next MOSQ_EVT_TICK, because kicking inside the broker's own packet handling (where ACL checks
  * run) would fire MOSQ_EVT_DISCONNECT and close the socket under the caller's feet.
@@ -90,7 +93,7 @@ int on_acl_check(int event, void *event_data, void *userdata)
     struct client_state *st = NULL;
     const struct app_entry *app;
     const char *cid = mosquitto_client_id(ed->client);
-    const char *why;
+    const char *why, *behind = NULL, *load_why;
 
     (void)event;
     tick_check(pl);
@@ -118,6 +121,14 @@ int on_acl_check(int event, void *event_data, void *userdata)
         schedule_kick(pl, st, why);
     } else {
         why = acl_decide(pl, st, ed->access, ed->topic);
+    }
+    if (!why && ed->access == MOSQ_ACL_WRITE && (load_why = load_refusal(pl, &behind, 1))) {
+        /* a gateway cannot deliver it in bounded time: never acknowledged (load.c says what the device sees) */
+        mosquitto_log_printf(MOSQ_LOG_INFO, LOG_PREFIX "write refused client=%s app=%s topic=%s reason=gateway %s %s",
+                             str_or(cid, "-"), st->app_id, ed->topic, behind, load_why);
+        if (ed->qos > 0 && mosquitto_client_protocol_version(ed->client) != 5)
+            return MOSQ_ERR_ADMINISTRATIVE_ACTION; /* v3.1.1: a denial would be an ordinary PUBACK; close instead */
+        return MOSQ_ERR_ACL_DENIED; /* v5: PUBACK / PUBREC 0x87 */
     }
     if (!why) {
         mosquitto_log_printf(MOSQ_LOG_DEBUG, LOG_PREFIX "%s allowed client=%s app=%s topic=%s", access_name(ed->access),

@@ -1,4 +1,5 @@
 /*
+ * (Messages of clients that are not apps are only looked at for gateways' load topics: load.c.)
  * Messages of app clients carry no gateway metadata: MOSQ_EVT_MESSAGE removes the user properties the gateway
  * reads as facts (user_id, client_id, socket_id, ts, and the delivery sequence origin, seq, prev that gap
  * detection trusts) and an `event` naming a protocol event (pusher:…, pusher_internal:…, client-…, pushgate:…,
@@ -99,11 +100,15 @@ int on_message(int event, void *event_data, void *userdata)
     int forged = 0, rc = MOSQ_ERR_SUCCESS;
 
     (void)event;
-    if (!ed->client || !ed->properties)
+    if (!ed->client)
         return MOSQ_ERR_SUCCESS;
     HASH_FIND_PTR(pl->clients, &ed->client, st);
-    if (!st && !app_of_user(pl, mosquitto_client_username(ed->client)))
-        return MOSQ_ERR_SUCCESS; /* the gateway, operators */
+    if (!st && !app_of_user(pl, mosquitto_client_username(ed->client))) {
+        load_on_message(pl, ed->topic, ed->payload, ed->payloadlen); /* the gateway, operators */
+        return MOSQ_ERR_SUCCESS;
+    }
+    if (!ed->properties)
+        return MOSQ_ERR_SUCCESS;
     for (p = ed->properties; p && rc == MOSQ_ERR_SUCCESS; p = mosquitto_property_next(p)) {
         if (mosquitto_property_identifier(p) == MQTT_PROP_USER_PROPERTY &&
             mosquitto_property_read_string_pair(p, MQTT_PROP_USER_PROPERTY, &name, &value, false)) {

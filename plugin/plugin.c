@@ -78,8 +78,10 @@ static int on_disconnect(int event, void *event_data, void *userdata)
         deferred_remove(pl, d);
     }
     HASH_FIND_PTR(pl->clients, &ed->client, st);
-    if (!st)
+    if (!st) {
+        load_on_disconnect(pl, mosquitto_client_id(ed->client)); /* a gateway gone holds no device back */
         return MOSQ_ERR_SUCCESS;
+    }
     takeover_forget(pl, ed->client, st->replaces);
     /* The old connection of a takeover is not the newest session of its id: the device is still online. */
     if (st->in_by_id)
@@ -172,6 +174,7 @@ static void plugin_free(struct plugin *pl)
         mosquitto_callback_unregister(pl->pid, callbacks[i].event, callbacks[i].cb, NULL);
     states_free(pl);
     deferred_free(pl);
+    loads_free(pl);
     store_close(pl);
     accounts_free(&pl->broker_accounts);
     conf_free(pl->conf);

@@ -13,6 +13,7 @@
  *   acl.c              ACL_CHECK: an app session's publish, subscribe and read checks
  *   message_filter.c   MESSAGE: removing the gateway's metadata properties from device publishes
  *   device_presence.c  the retained device records and device_joined / device_left events
+ *   load.c             gateways that say they are behind: device publishes refused meanwhile
  *   non_app.c          clients that are not apps, from the broker's own configuration; the tick watchdog
  *   broker_conf.c      reading Mosquitto's configuration file (broker_conf.h)
  */
@@ -132,6 +133,17 @@ struct client_state {
     UT_hash_handle hh_id;
 };
 
+#define GW_MARK_RING 64 /* a gateway's marks whose device publish count load.c remembers */
+
+struct gw_load { /* a gateway node's last load message (load.c) */
+    char *node;                  /* key */
+    int64_t until_ms, last_ms;   /* monotonic: behind until then (0: not), its last load message */
+    uint64_t mark, confirmed;    /* its last mark, the last of its own marks it processed */
+    uint64_t window;             /* its max_unconfirmed_publishes (0: off) */
+    uint64_t ring[GW_MARK_RING]; /* ring[k % GW_MARK_RING]: device publishes admitted when mark k passed by */
+    UT_hash_handle hh;
+};
+
 struct plugin {
     mosquitto_plugin_id_t *pid;
     char *conf_path;
@@ -159,6 +171,8 @@ struct plugin {
     int64_t loaded_mono_ms;
     int ticked;      /* a MOSQ_EVT_TICK has arrived */
     int tick_warned; /* the broker was found not to tick, and the log said so */
+    struct gw_load *loads; /* gateways' load messages (load.c) */
+    uint64_t device_admitted; /* device publishes allowed so far (load.c counts them against every gateway) */
 };
 
 static inline const char *str_or(const char *s, const char *dflt)
@@ -223,5 +237,13 @@ void non_app_resolve(struct plugin *pl);
 int on_basic_auth(int event, void *event_data, void *userdata);
 int on_acl_check(int event, void *event_data, void *userdata);
 int on_message(int event, void *event_data, void *userdata);
+/* ---- load.c ---- */
+/* A PUBLISH from a client that is not an app: when topic is a gateway's load topic, note what it says. */
+void load_on_message(struct plugin *pl, const char *topic, const void *payload, size_t len);
+/* Why a device publish is refused now (static; *node: the gateway, borrowed), or NULL; admit: count it if not. */
+const char *load_refusal(struct plugin *pl, const char **node, int admit);
+/* A client that is not an app disconnected: a gateway (PG_GATEWAY_CLIENT_ID_PREFIX{node}) is forgotten. */
+void load_on_disconnect(struct plugin *pl, const char *client_id);
+void loads_free(struct plugin *pl);
 
 #endif

@@ -9,9 +9,10 @@
  *                                 plus what listeners contribute, e.g. "users":{app:{user:live sessions
  *                                 on its per-user channel}} (push_regs.c); the MQTT will empties it when
  *                                 the node dies
+ *  {root}/_node/{id}/load         this node's load and marks (cluster/load.c)
  *  {root}/{app}/p/{id}/{channel}  this node's members of a presence channel (presence.c)
  *
- * Every node subscribes to both, so each holds the same view of the whole
+ * Every node subscribes to the first two, so each holds the same view of the whole
  * cluster: occupied channels and their subscription counts are the sum over
  * live nodes, presence members the union. Cluster-level webhooks (occupied,
  * vacated, subscription_count, member_added/removed) are sent by one node,
@@ -35,6 +36,8 @@
  *    the dead node's retained topics; a node that is alive after all sees its
  *    own topics emptied and publishes them again.
  *
+ * Load and unconfirmed publishes: cluster/load.c, on its own topic below.
+ *
  * The messages on these topics reach this file already sorted by kind (the
  * broker message dispatch): snapshots through pg_cluster_on_node; presence
  * messages go to presence.c directly. What follows from a node coming or
@@ -55,7 +58,6 @@
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
-
 struct pg_node {
     char *id;
     json_t *snapshot;    /* NULL: not alive */
@@ -358,6 +360,7 @@ void pg_cluster_tick(struct pg_gw *gw)
         c->dirty = 1;
         gw->local_dirty = 0;
     }
+    EACH_LISTENER(c, tick, gw, now);
     if (pg_bridge_connected(gw->bridge)) {
         check_liveness(gw, now);
         if (now - c->last_refresh_ms >= gw->cfg->node_liveness_ms / LIVENESS_REFRESHES)

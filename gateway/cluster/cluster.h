@@ -48,6 +48,8 @@ struct pg_cluster_listener {
     void (*connected)(struct pg_gw *gw);
     /* The gateway stops: called before this node's snapshot is emptied. */
     void (*stopping)(struct pg_gw *gw);
+    /* Every tick of the cluster (now: monotonic ms), before peers' liveness is judged. */
+    void (*tick)(struct pg_gw *gw, int64_t now);
     /* A member of this node's snapshot: snapshot_key: snapshot(gw) (new reference; NULL leaves it out). */
     const char *snapshot_key;
     json_t *(*snapshot)(struct pg_gw *gw);

@@ -27,6 +27,7 @@ struct pg_push_regs;
 struct pg_http;
 struct pg_addr;
 struct pg_cluster;
+struct pg_load;
 struct pg_devices;
 struct pg_apps;
 struct pg_seq;
@@ -67,6 +68,7 @@ struct pg_gw {
 
     /* ---- module state: each pointer is its module's, the struct behind it private to that module ---- */
     struct pg_cluster *cluster;       /* cluster/cluster.c: peers, snapshots, occupancy, listeners */
+    struct pg_load *load;             /* cluster/load.c: nodes behind, marks, unconfirmed publishes */
     struct pg_apps *apps_state;       /* cluster/apps.c: the store, revocations, replication */
     struct pg_devices *devices;       /* cluster/devices.c: MQTT devices online per app */
     struct pg_push_regs *push_regs;   /* cluster/push_regs.c: the cluster's push registrations */

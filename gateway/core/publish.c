@@ -14,7 +14,9 @@
  * protocol's error) instead of closing slow readers. Broker input paused by
  * core/session.c (out-queues 3/4 full while their sockets drain) resumes here
  * once the queues are under 1/4 again, or after at most half a publish
- * timeout or keepalive. A session whose socket takes no bytes for
+ * timeout or keepalive. While any live peer node says it is behind, this node
+ * refuses too (cluster/load.c): it must not acknowledge what the
+ * peer cannot deliver. A session whose socket takes no bytes for
  * slow_consumer_ms while output waits is closed (1013).
  *
  * State: the load fields of struct pg_gw (pending_*, behind, rx_paused_ms,
@@ -24,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/load.h"
 #include "config.h"
 #include "core/app.h"
 #include "core/channels.h"
@@ -112,13 +115,18 @@ int pg_publish(struct pg_gw *gw, const char *app, const char *channel, const voi
 
 const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app)
 {
-    const char *why = gw->behind;
-    if (!why && gw->rx_paused_ms)
-        why = "gateway overloaded: catching up with broker messages, retry later";
-    if (!why && gw->late_until_ms && pg_mono_ms() < gw->late_until_ms)
-        why = "gateway overloaded: broker messages arrive late (max_inbound_lag_ms), retry later";
+    const char *why = pg_load_local_behind(gw);
+    /* a peer that cannot deliver what this node would acknowledge (cluster/load.c) */
+    if (!why && pg_load_peer_behind(gw))
+        why = "gateway overloaded: another gateway node is behind, retry later";
+    /* what this node admitted and some node has not processed yet: the bound of every node's lag */
+    if (!why && gw->cfg->max_unconfirmed_publishes &&
+        pg_load_unconfirmed(gw) >= (uint64_t)gw->cfg->max_unconfirmed_publishes)
+        why = "gateway overloaded: earlier publishes not yet delivered by every gateway node, retry later";
     if (why && app)
         app->stats.shed++;
+    else if (app)
+        pg_load_admitted(gw); /* the caller publishes now */
     return why;
 }
 

@@ -30,11 +30,14 @@ int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const
 /*
  * Why this gateway refuses publishes now (it is behind: its out-queues hold
  * more than max_pending_bytes, or on average more than half a session's
- * limit, or broker messages arrive later than max_inbound_lag_ms), or NULL.
+ * limit, or broker input is paused, or broker messages arrive later than
+ * max_inbound_lag_ms; or a peer node says it is behind, or some node has not
+ * processed max_unconfirmed_publishes of ours: cluster/load.c), or NULL.
  * Callers answer 503 with Retry-After (REST) or the protocol's error; the
- * refusal is counted for app (may be NULL).
+ * refusal is counted for app (may be NULL). A static string.
  */
 const char *pg_publish_refusal(struct pg_gw *gw, struct pg_app *app);
+
 #define PG_RETRY_AFTER_S "1" /* what an overloaded gateway's 503 asks clients to wait */
 /*
  * From the loop's tick (server.c): measures what all out-queues hold, closes

@@ -72,6 +72,7 @@ static void test_round_trips(void)
                "presence-a/b");
     round_trip(PG_TOPIC_DEVICE, "demo", "sensor-7", NULL, "pushgate/demo/d/sensor-7", "demo", NULL, "sensor-7");
     round_trip(PG_TOPIC_NODE, NULL, "node-1", NULL, "pushgate/_node/node-1", NULL, "node-1", NULL);
+    round_trip(PG_TOPIC_LOAD, NULL, "node-1", NULL, "pushgate/_node/node-1/load", NULL, "node-1", NULL);
     round_trip(PG_TOPIC_TERMINATE, "demo", "u1", NULL, "pushgate/_ctl/demo/terminate/u1", "demo", NULL, "u1");
     round_trip(PG_TOPIC_REVOKE, "demo", NULL, NULL, "pushgate/_ctl/demo/revoke", "demo", NULL, NULL);
     round_trip(PG_TOPIC_REG, "demo", "conn-1", NULL, "pushgate/_ctl/demo/reg/conn-1", "demo", NULL, "conn-1");
@@ -97,6 +98,7 @@ static void test_filters(void)
         {PG_TOPIC_PRESENCE, "pushgate/+/p/#"},
         {PG_TOPIC_DEVICE, "pushgate/+/d/+"},
         {PG_TOPIC_NODE, "pushgate/_node/+"},
+        {PG_TOPIC_LOAD, "pushgate/_node/+/load"},
         {PG_TOPIC_TERMINATE, "pushgate/_ctl/+/terminate/+"},
         {PG_TOPIC_REVOKE, "pushgate/_ctl/+/revoke"},
         {PG_TOPIC_REG, "pushgate/_ctl/+/reg/+"},
@@ -164,6 +166,9 @@ static void test_parse_edges(void)
     expect_none("pushgate/_node");
     expect_none("pushgate/_node/");
     expect_none("pushgate/_node/a/b");
+    expect_none("pushgate/_node/a/load/x");
+    expect_none("pushgate/_node/+/load");
+    expect_none("pushgate/_node//load");
     expect_none("pushgate/_node/+");
     /* _ctl is never an app: its topics are control topics or nothing */
     expect_none("pushgate/_ctl/c/x");
