@@ -1,10 +1,12 @@
 /*
  * The event loop: one lws context serves HTTP, WebSocket and the broker
- * socket. The bridge's socket is adopted into lws as a raw descriptor (a
- * dup(), so lws closing its copy never closes libmosquitto's), the bridge's
- * queued subscriptions are flushed after every loop pass, and a 100 ms
- * timer drives keepalive, reconnects, publish timeouts and every module's
- * tick (the load measurement first: core/publish.c).
+ * socket, on a libuv loop of ours (event_loop = uv: epoll) or lws's own
+ * poll() loop (event_loop = poll), on this one thread either way. The
+ * bridge's socket is adopted into lws as a raw descriptor (a dup(), so lws
+ * closing its copy never closes libmosquitto's), the bridge's queued
+ * subscriptions are flushed after every loop pass, and a 100 ms timer drives
+ * keepalive, reconnects, publish timeouts and every module's tick (the load
+ * measurement first: core/publish.c).
  *
  * This file only routes: lws events of a WebSocket to its protocol's ops
  * (struct pg_proto, core/session.h), HTTP to http/http.c, broker messages to
@@ -68,11 +70,14 @@ static int ws_closed_cleanly(struct pg_gw *gw, struct lws *wsi, int rc)
 {
     if (rc >= 0 || !strcmp(gw->cfg->event_loop, "poll") || !lws_get_close_length(wsi))
         return rc;
-    /* started already: lws is on it, and a second close now would be the one that drops the frame */
-    if (lws_get_opaque_user_data(wsi) != &ws_closing) {
-        lws_set_opaque_user_data(wsi, (void *)&ws_closing);
-        lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
-    }
+    /*
+     * lws sends the frame without calling back; the next WRITEABLE comes after it left, and its -1 ends the
+     * connection then, as on the poll loop (where that second -1 is what closes it, not the peer's answer)
+     */
+    if (lws_get_opaque_user_data(wsi) == &ws_closing)
+        return rc;
+    lws_set_opaque_user_data(wsi, (void *)&ws_closing);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
     return 0;
 }
 
@@ -138,6 +143,10 @@ struct mqtt_pss {
     int detached; /* the bridge moved on to another socket; this wsi only waits to close */
 };
 
+/* bridge_on_socket() calls so far: a change means the bridge gave up (or replaced) the socket it had */
+static unsigned bridge_sockets;
+#define PG_BRIDGE_DRAIN_READS 1024 /* packets read from a broker socket lws has closed, at most */
+
 static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct pg_gw *gw = lws_context_user(lws_get_context(wsi));
@@ -163,7 +172,14 @@ static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void
              * without a RAW_RX first: let libmosquitto read its own descriptor,
              * find the error and report the loss now, not at the next keepalive.
              */
-            if (!p->detached && !gw->done)
+            /*
+             * one mosquitto_loop_read() may read as little as one packet, so the packets the broker
+             * sent before it went away (a retained-clear, a PUBLISH) stand before the error: read until it is
+             * seen. Nothing watches the socket after this, so stopping early would leave the bridge believing in
+             * a dead connection until keepalive. The bound only guards a socket that is, after all, alive.
+             */
+            unsigned mine = bridge_sockets;
+            for (int i = 0; i < PG_BRIDGE_DRAIN_READS && !p->detached && !gw->done && bridge_sockets == mine; i++)
                 pg_bridge_io(gw->bridge, 1, 0);
         }
         return 0;
@@ -175,6 +191,7 @@ static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 static void bridge_on_socket(void *ud, int fd)
 {
     struct pg_gw *gw = ud;
+    bridge_sockets++;
     gw->rx_paused_ms = 0; /* a new socket is read from the start */
     if (gw->mqtt_wsi) {
         struct mqtt_pss *p = lws_wsi_user(gw->mqtt_wsi);
@@ -463,7 +480,9 @@ int pg_server_run(struct pg_config *cfg)
     loop_init(&loop, cfg, &info);
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
-        pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);
+        pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld%s", cfg->listen_host, cfg->listen_port,
+               loop.uv ? ", or lws cannot load its libuv plugin (libwebsockets-evlib-uv; event_loop = poll needs none)"
+                       : "");
         goto out;
     }
     gw.vhost = lws_get_vhost_by_name(gw.ctx, "default");
