@@ -168,15 +168,12 @@ static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (gw->mqtt_wsi == wsi) {
             gw->mqtt_wsi = NULL;
             /*
-             * lws closes its copy on POLLHUP/POLLERR (a reset broker connection)
-             * without a RAW_RX first: let libmosquitto read its own descriptor,
-             * find the error and report the loss now, not at the next keepalive.
-             */
-            /*
-             * one mosquitto_loop_read() may read as little as one packet, so the packets the broker
-             * sent before it went away (a retained-clear, a PUBLISH) stand before the error: read until it is
-             * seen. Nothing watches the socket after this, so stopping early would leave the bridge believing in
-             * a dead connection until keepalive. The bound only guards a socket that is, after all, alive.
+             * lws closes its copy on POLLHUP/POLLERR (a reset broker connection), with or without a RAW_RX
+             * first: let libmosquitto read its own descriptor, find the error and report the loss now, not at
+             * the next keepalive. One mosquitto_loop_read() may read as little as one packet, and what the broker
+             * sent before it went away (a retained-clear, a PUBLISH) stands before the error: read until the
+             * bridge lets go of the socket, since nothing watches it after this. The bound only guards a socket
+             * that is, after all, alive.
              */
             unsigned mine = bridge_sockets;
             for (int i = 0; i < PG_BRIDGE_DRAIN_READS && !p->detached && !gw->done && bridge_sockets == mine; i++)
