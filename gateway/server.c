@@ -352,15 +352,24 @@ static void loop_run(struct loop *l, struct pg_gw *gw)
         uv_run(&l->uv_loop, UV_RUN_ONCE);
 }
 
-/* After lws_context_destroy(): lws closes its libuv handles through their close callbacks, which only a running
-   loop calls; the context is gone once they have all run. */
-static void loop_free(struct loop *l)
+/*
+ * After lws_context_destroy(): lws closes its libuv handles through their close callbacks, which only a running
+ * loop calls. On a foreign loop lws 4.1 stops there, its context not yet freed; *pctx (lws clears it when the
+ * context is gone: info.pcontext) says so, and a second lws_context_destroy() finishes the job.
+ */
+static void loop_free(struct loop *l, struct lws_context **pctx)
 {
     if (!l->uv)
         return;
     if (l->flush.data)
         uv_close((uv_handle_t *)&l->flush, NULL);
     uv_run(&l->uv_loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3 && *pctx; i++) {
+        lws_context_destroy(*pctx);
+        uv_run(&l->uv_loop, UV_RUN_DEFAULT);
+    }
+    if (*pctx)
+        pg_log(PG_LOG_WARN, "server", "lws context not freed on the libuv loop");
     if (uv_loop_close(&l->uv_loop) != 0)
         pg_log(PG_LOG_WARN, "server", "libuv loop closed with handles still open");
 }
@@ -475,6 +484,7 @@ int pg_server_run(struct pg_config *cfg)
     info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
     info.keepalive_timeout = (int)cfg->http_keepalive_s; /* announced in every kept answer (http.c) */
     loop_init(&loop, cfg, &info);
+    info.pcontext = &gw.ctx; /* NULL once the context is freed (loop_free) */
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld%s", cfg->listen_host, cfg->listen_port,
@@ -507,7 +517,7 @@ out:
         pg_push_regs_free(&gw); /* its sweep timer lives in the context */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
-    loop_free(&loop);
+    loop_free(&loop, &gw.ctx);
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);
