@@ -69,6 +69,7 @@ struct pg_config {
     long long ws_pong_timeout_s;  /* then seconds for the PONG before the connection is dropped */
     long long publish_timeout_ms;
     long long shutdown_grace_ms;
+    char *event_loop; /* "uv" (libuv's epoll loop, lws as a foreign loop) or "poll" (lws_service) */
     /* auth */
     long long regex_match_limit;
     long long regex_depth_limit;

@@ -1,10 +1,12 @@
 /*
  * The event loop: one lws context serves HTTP, WebSocket and the broker
- * socket. The bridge's socket is adopted into lws as a raw descriptor (a
- * dup(), so lws closing its copy never closes libmosquitto's), the bridge's
- * queued subscriptions are flushed after every loop pass, and a 100 ms
- * timer drives keepalive, reconnects, publish timeouts and every module's
- * tick (the load measurement first: core/publish.c).
+ * socket, on a libuv loop of ours (event_loop = uv: epoll) or lws's own
+ * poll() loop (event_loop = poll), on this one thread either way. The
+ * bridge's socket is adopted into lws as a raw descriptor (a dup(), so lws
+ * closing its copy never closes libmosquitto's), the bridge's queued
+ * subscriptions are flushed after every loop pass, and a 100 ms timer drives
+ * keepalive, reconnects, publish timeouts and every module's tick (the load
+ * measurement first: core/publish.c).
  *
  * This file only routes: lws events of a WebSocket to its protocol's ops
  * (struct pg_proto, core/session.h), HTTP to http/http.c, broker messages to
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <uv.h>
 
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
@@ -53,6 +56,33 @@
 static volatile sig_atomic_t stop_requested;
 static struct lws_context *signal_ctx;
 
+/*
+ * A WRITEABLE callback that returns -1 after lws_close_reason() asks lws for a clean close: lws answers by sending
+ * the close frame at the next POLLOUT. On the libuv loop, lws 4.1 built with _DEBUG (Debian's is) then closes the
+ * connection a second time at once, to test that a repeated close is harmless ("uv repeat test" in its
+ * lws_service_fd_tsi(), after a handler asked to be closed); that second close finds the frame unsent and drops
+ * the socket, and the client sees 1006 instead of the code (4401, 1013, the drain's 1001). So on that loop the
+ * close is started here, once, and lws hears that the callback went well: a clean close only changes the wsi's
+ * state (nothing is freed), and lws sends the frame at the next POLLOUT as after a -1. (A -1 from RECEIVE takes
+ * another way out of lws, without the repeat.)
+ */
+static const char ws_closing; /* a wsi's opaque user data once its clean close has been started here */
+
+static int ws_closed_cleanly(struct pg_gw *gw, struct lws *wsi, int rc)
+{
+    if (rc >= 0 || !strcmp(gw->cfg->event_loop, "poll") || !lws_get_close_length(wsi))
+        return rc;
+    /*
+     * lws sends the frame without calling back; the next WRITEABLE comes after it left, and its -1 ends the
+     * connection then, as on the poll loop (where that second -1 is what closes it, not the peer's answer)
+     */
+    if (lws_get_opaque_user_data(wsi) == &ws_closing)
+        return rc;
+    lws_set_opaque_user_data(wsi, (void *)&ws_closing);
+    lws_set_timeout(wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_SYNC);
+    return 0;
+}
+
 static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct pg_gw *gw = lws_context_user(lws_get_context(wsi));
@@ -85,7 +115,9 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         return 0;
     case LWS_CALLBACK_SERVER_WRITEABLE: {
         int ping = pg_live_writeable(&c->u.ws.live);
-        return ping ? (ping < 0 ? -1 : 0) : c->u.ws.proto->ws_writeable(&c->u.ws, wsi);
+        if (ping)
+            return ping < 0 ? -1 : 0;
+        return ws_closed_cleanly(gw, wsi, c->u.ws.proto->ws_writeable(&c->u.ws, wsi));
     }
     case LWS_CALLBACK_CLOSED:
         if (c->is_ws) /* the clock of a WebSocket ESTABLISHED opened (detached if it refused it) */
@@ -125,6 +157,10 @@ struct mqtt_pss {
     int detached; /* the bridge moved on to another socket; this wsi only waits to close */
 };
 
+/* bridge_on_socket() calls so far: a change means the bridge gave up (or replaced) the socket it had */
+static unsigned bridge_sockets;
+#define PG_BRIDGE_DRAIN_READS 1024 /* packets read from a broker socket lws has closed, at most */
+
 static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct pg_gw *gw = lws_context_user(lws_get_context(wsi));
@@ -146,11 +182,15 @@ static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (gw->mqtt_wsi == wsi) {
             gw->mqtt_wsi = NULL;
             /*
-             * lws closes its copy on POLLHUP/POLLERR (a reset broker connection)
-             * without a RAW_RX first: let libmosquitto read its own descriptor,
-             * find the error and report the loss now, not at the next keepalive.
+             * lws closes its copy on POLLHUP/POLLERR (a reset broker connection), with or without a RAW_RX
+             * first: let libmosquitto read its own descriptor, find the error and report the loss now, not at
+             * the next keepalive. One mosquitto_loop_read() may read as little as one packet, and what the broker
+             * sent before it went away (a retained-clear, a PUBLISH) stands before the error: read until the
+             * bridge lets go of the socket, since nothing watches it after this. The bound only guards a socket
+             * that is, after all, alive.
              */
-            if (!p->detached && !gw->done)
+            unsigned mine = bridge_sockets;
+            for (int i = 0; i < PG_BRIDGE_DRAIN_READS && !p->detached && !gw->done && bridge_sockets == mine; i++)
                 pg_bridge_io(gw->bridge, 1, 0);
         }
         return 0;
@@ -162,6 +202,7 @@ static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void
 static void bridge_on_socket(void *ud, int fd)
 {
     struct pg_gw *gw = ud;
+    bridge_sockets++;
     gw->rx_paused_ms = 0; /* a new socket is read from the start */
     if (gw->mqtt_wsi) {
         struct mqtt_pss *p = lws_wsi_user(gw->mqtt_wsi);
@@ -275,6 +316,80 @@ const struct pg_channel_broker pg_server_channel_broker = {
 
 /* ---- setup and run ---------------------------------------------------------------- */
 
+/*
+ * The loop (event_loop). "uv": the context joins a libuv loop of ours as a foreign loop; libuv waits with epoll,
+ * so a wakeup costs what the ready sockets cost, where lws's own poll() walks every open socket each pass (most of
+ * the CPU at 10,000 connections: bench/README.md). "poll": lws_service(), kept as the fallback.
+ */
+struct loop {
+    int uv;
+    uv_loop_t uv_loop;
+    uv_prepare_t flush; /* runs once per libuv iteration, just before it waits */
+    void *foreign[1];
+};
+
+/* the subscribes and unsubscribes of the pass that just ended go to the broker before the loop waits again */
+static void flush_before_wait(uv_prepare_t *h)
+{
+    struct pg_gw *gw = h->data;
+    pg_bridge_flush(gw->bridge);
+}
+
+static void loop_init(struct loop *l, const struct pg_config *cfg, struct lws_context_creation_info *info)
+{
+    memset(l, 0, sizeof *l);
+    l->uv = strcmp(cfg->event_loop, "poll") != 0;
+    if (!l->uv)
+        return;
+    uv_loop_init(&l->uv_loop);
+    l->foreign[0] = &l->uv_loop;
+    info->foreign_loops = l->foreign;
+    info->options |= LWS_SERVER_OPTION_LIBUV;
+}
+
+static void loop_run(struct loop *l, struct pg_gw *gw)
+{
+    /*
+     * One pass is one lws_service() (one poll()) or one libuv iteration (one epoll_wait() and every callback it
+     * makes due; lws 4.1 has no end-of-pass callback of its own). The subscribes and unsubscribes those callbacks
+     * made go to the broker at the end of the pass, batched, before the loop waits again: a storm of session opens
+     * costs a few SUBSCRIBE packets, and a lone subscribe still leaves at once (the bridge writes it now, or asks
+     * for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen in time.
+     */
+    if (!l->uv) {
+        while (!gw->done && lws_service(gw->ctx, 0) >= 0)
+            pg_bridge_flush(gw->bridge);
+        return;
+    }
+    uv_prepare_init(&l->uv_loop, &l->flush);
+    l->flush.data = gw;
+    uv_prepare_start(&l->flush, flush_before_wait);
+    while (!gw->done)
+        uv_run(&l->uv_loop, UV_RUN_ONCE);
+}
+
+/*
+ * After lws_context_destroy(): lws closes its libuv handles through their close callbacks, which only a running
+ * loop calls. On a foreign loop lws 4.1 stops there, its context not yet freed; *pctx (lws clears it when the
+ * context is gone: info.pcontext) says so, and a second lws_context_destroy() finishes the job.
+ */
+static void loop_free(struct loop *l, struct lws_context **pctx)
+{
+    if (!l->uv)
+        return;
+    if (l->flush.data)
+        uv_close((uv_handle_t *)&l->flush, NULL);
+    uv_run(&l->uv_loop, UV_RUN_DEFAULT);
+    for (int i = 0; i < 3 && *pctx; i++) {
+        lws_context_destroy(*pctx);
+        uv_run(&l->uv_loop, UV_RUN_DEFAULT);
+    }
+    if (*pctx)
+        pg_log(PG_LOG_WARN, "server", "lws context not freed on the libuv loop");
+    if (uv_loop_close(&l->uv_loop) != 0)
+        pg_log(PG_LOG_WARN, "server", "libuv loop closed with handles still open");
+}
+
 static void on_signal(int sig)
 {
     (void)sig;
@@ -302,6 +417,7 @@ int pg_server_run(struct pg_config *cfg)
 {
     struct pg_gw gw;
     struct lws_context_creation_info info;
+    struct loop loop = {0};
     char client_id[64], *will = NULL;
     int rc = 1;
 
@@ -378,9 +494,13 @@ int pg_server_run(struct pg_config *cfg)
     long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
     info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
     info.keepalive_timeout = (int)cfg->http_keepalive_s; /* announced in every kept answer (http.c) */
+    loop_init(&loop, cfg, &info);
+    info.pcontext = &gw.ctx; /* NULL once the context is freed (loop_free) */
     gw.ctx = lws_create_context(&info);
     if (!gw.ctx) {
-        pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);
+        pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld%s", cfg->listen_host, cfg->listen_port,
+               loop.uv ? ", or lws cannot load its libuv plugin (libwebsockets-evlib-uv; event_loop = poll needs none)"
+                       : "");
         goto out;
     }
     gw.vhost = lws_get_vhost_by_name(gw.ctx, "default");
@@ -389,21 +509,14 @@ int pg_server_run(struct pg_config *cfg)
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
-    pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
-           cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
+    pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld loop=%s",
+           cfg->listen_host, cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port,
+           loop.uv ? "uv" : "poll");
     if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_regs_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
-
-    /*
-     * One lws_service() is one pass: one poll() and every callback it makes due (lws 4.1 has no end-of-pass
-     * callback). The subscribes and unsubscribes those callbacks made go to the broker here, batched, before the
-     * loop waits again: a storm of session opens costs a few SUBSCRIBE packets, and a lone subscribe still leaves
-     * at once (the bridge writes it now, or asks for writability if the socket is full).
-     */
-    while (!gw.done && lws_service(gw.ctx, 0) >= 0)
-        pg_bridge_flush(gw.bridge);
+    loop_run(&loop, &gw);
     pg_cluster_stopping(&gw);
     pg_log(PG_LOG_INFO, "server", "stopped");
     rc = 0;
@@ -415,6 +528,7 @@ out:
         pg_push_regs_free(&gw); /* its sweep timer lives in the context */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
+    loop_free(&loop, &gw.ctx);
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);

@@ -1,0 +1,53 @@
+// The event loop (event_loop): the default libuv loop and the lws poll() fallback each carry a whole session
+// life: a native subscribe, a REST publish delivered to it, a refused frame closed with its own code (1009, sent
+// by lws after the callback returned -1), and SIGTERM closing the rest with 1001 before a clean exit 0.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { httpRequest, startStack, wsConnect } from './lib/harness.mjs';
+
+const stacks = [];
+after(async () => {
+    for (const s of stacks) await s.stop().catch(() => {});
+});
+
+const MAX_FRAME = 4096;
+
+async function sessionLife(gateway, loop) {
+    const stack = await startStack({ gateway: { ...gateway, max_frame_bytes: MAX_FRAME, shutdown_grace_ms: 30000 } });
+    stacks.push(stack);
+    assert.match(stack.gw.logs(), new RegExp(`listening on .* loop=${loop}\\b`), 'the gateway runs the asked-for loop');
+
+    const room = `loop-${loop}`;
+    const sub = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+    await sub.next((f) => f.type === 'open');
+    sub.send({ type: 'subscribe', room, cb: 1 });
+    const sr = await sub.next((f) => f.cb === 1);
+    assert.equal(sr.error, undefined, JSON.stringify(sr));
+
+    const res = await httpRequest('POST', `${stack.gw.url}/demo/${room}/publish`, {
+        body: JSON.stringify({ n: 1 }),
+        headers: { 'Content-Type': 'application/json' },
+    });
+    assert.equal(res.status, 200, res.body);
+    const m = await sub.next((f) => f.type === 'message' && f.room === room);
+    assert.deepEqual(m.message, { n: 1 });
+
+    const big = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+    await big.next((f) => f.type === 'open');
+    big.send(JSON.stringify({ type: 'publish', room, message: 'x'.repeat(MAX_FRAME + 100) }));
+    assert.equal((await big.closed).code, 1009, 'the close frame left before the socket closed');
+
+    assert.deepEqual(await stack.gw.stop(), { code: 0, signal: null });
+    const info = await sub.closed;
+    assert.equal(info.code, 1001, JSON.stringify(info));
+    await stack.stop();
+}
+
+test('event_loop uv (the default): subscribe, REST publish, close 1009, SIGTERM 1001', { timeout: 60000 }, async () => {
+    await sessionLife({}, 'uv');
+});
+
+test('event_loop poll: subscribe, REST publish, close 1009, SIGTERM 1001', { timeout: 60000 }, async () => {
+    await sessionLife({ event_loop: 'poll' }, 'poll');
+});
