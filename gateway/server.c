@@ -39,6 +39,7 @@
 #include "http/http.h"
 #include "http/routes.h"
 #include "http/upgrade.h"
+#include "listen.h"
 #include "log.h"
 #include "pg_common.h"
 #include "pg_topic.h"
@@ -72,6 +73,15 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || pg_ws_path(gw, path, &w->proto, &app) != 0)
             return -1;
         return w->proto->ws_open(gw, w, wsi, app);
+    }
+    case LWS_CALLBACK_ADD_HEADERS: { /* the WebSocket handshake's answer names the worker, as HTTP answers do */
+        struct lws_process_html_args *a = in;
+        unsigned char *p = (unsigned char *)a->p;
+        if (pg_http_add_worker_header(gw, wsi, &p, p + a->max_len))
+            return -1;
+        a->max_len -= (int)(p - (unsigned char *)a->p);
+        a->p = (char *)p;
+        return 0;
     }
     case LWS_CALLBACK_RECEIVE:
         return c->u.ws.proto->ws_receive(&c->u.ws, wsi, in, len);
@@ -272,6 +282,7 @@ static void on_signal(int sig)
 static const struct lws_protocols protocols[] = {
     {"pushgate", main_callback, sizeof(struct pg_conn), 4096, 0, NULL, 0},
     {"pushgate-mqtt", mqtt_callback, sizeof(struct mqtt_pss), 0, 0, NULL, 0},
+    {PG_LISTEN_PROTOCOL, pg_listen_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -339,7 +350,8 @@ int pg_server_run(struct pg_config *cfg)
     }
 
     memset(&info, 0, sizeof info);
-    info.port = (int)cfg->listen_port;
+    /* a worker shares listen_port with its siblings through its own SO_REUSEPORT socket (listen.h), adopted below */
+    info.port = cfg->worker >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;
     info.iface = cfg->listen_host;
     info.protocols = protocols;
     info.user = &gw;
@@ -375,13 +387,24 @@ int pg_server_run(struct pg_config *cfg)
         goto out;
     }
     gw.vhost = lws_get_vhost_by_name(gw.ctx, "default");
+    if (cfg->worker >= 0) {
+        lws_sock_file_fd_type l;
+        if ((l.filefd = pg_listen_open(cfg)) < 0)
+            goto out;
+        if (!lws_adopt_descriptor_vhost(gw.vhost, LWS_ADOPT_RAW_FILE_DESC, l, PG_LISTEN_PROTOCOL, NULL)) {
+            pg_log(PG_LOG_ERROR, "server", "cannot watch the listening socket");
+            close(l.filefd);
+            goto out;
+        }
+    }
     signal_ctx = gw.ctx;
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
-    pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld", cfg->listen_host,
-           cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port);
+    pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s worker=%d apps=%zu broker=%s:%lld",
+           cfg->listen_host, cfg->listen_port, gw.node_id, cfg->worker, cfg->napps, cfg->broker_host,
+           cfg->broker_port);
     if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_regs_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
