@@ -2,6 +2,8 @@
 // member events are reported once for the whole cluster, and a killed process's members disappear: by its
 // MQTT will, when it restarts under the same node_id before its peers saw it die, and within node_liveness_ms
 // when the broker never notices the death.
+// ctest runs this file twice: as is, and with PUSHGATE_TEST_WORKERS=2 (integration/pusher_cluster_workers), where
+// every gateway is two worker processes and so two nodes (gateway/workers.c): the same guarantees across workers.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -10,10 +12,12 @@ import { setTimeout as delay } from 'node:timers/promises';
 
 import PusherJS from 'pusher-js';
 
-import { DEFAULT_APPS, OPERATOR_USER, freePort, httpRequest, mqttConnect, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEFAULT_APPS, OPERATOR_USER, TEST_WORKERS, expectEveryWorker, freePort, httpRequest, mqttConnect, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { DEMO, answer, established, hmacAuth, nextEvent, pusherJsOptions, pusherServer, signedPath } from './lib/pusher.mjs';
 
 const KEEPALIVE_S = 5;
+// The nodes of a gateway started with --node_id id: itself, or with workers its workers "<id>-w<i>".
+const nodes = (id) => (TEST_WORKERS > 1 ? Array.from({ length: TEST_WORKERS }, (_, i) => `${id}-w${i}`) : [id]);
 let stack;
 let stack2;
 let receiver;
@@ -340,15 +344,18 @@ test('kill -9 the broker does not notice: peers drop the dead node\'s members wi
         const waited = Date.now() - t0;
         assert.ok(waited >= LIVENESS_MS / 3, `removed after ${waited} ms: not before the deadline could pass`);
         assert.equal(bob.ch.members.count, 1);
-        assert.deepEqual(await userIds(gwB, channel), ['bob']);
+        // with workers, node-b's other worker is another node, which reaches the deadline on its own clock
+        await expectEveryWorker(gwB, () => signedGet(gwB, `/apps/demo/channels/${channel}/users`),
+            (r) => JSON.stringify(r.json.users.map((u) => u.id)) === '["bob"]', { message: 'node-b lists bob only' });
 
         // the leader (node-b) emptied what node-a left retained: a subscriber now gets nothing of node-a
         op = await mqttConnect({ port: own.brokerPort, ...OPERATOR_USER });
         const retained = [];
         op.on('message', (topic, payload) => retained.push(`${topic} ${payload}`));
-        await op.subscribeAsync(['pushgate/demo/p/node-a/#', 'pushgate/_node/node-a'], { qos: 1 });
-        await op.subscribeAsync('pushgate/_node/node-b', { qos: 1 });
-        await waitFor(() => retained.some((m) => m.startsWith('pushgate/_node/node-b ')), { message: 'node-b\'s snapshot' });
+        await op.subscribeAsync(nodes('node-a').flatMap((n) => [`pushgate/demo/p/${n}/#`, `pushgate/_node/${n}`]), { qos: 1 });
+        await op.subscribeAsync(nodes('node-b').map((n) => `pushgate/_node/${n}`), { qos: 1 });
+        await waitFor(() => nodes('node-b').every((n) => retained.some((m) => m.startsWith(`pushgate/_node/${n} `))),
+            { message: 'node-b\'s snapshot' });
         assert.deepEqual(retained.filter((m) => m.includes('node-a')), []);
 
         await waitFor(() => hooks.events.some((e) => e.name === 'member_removed' && e.user_id === 'alice'), { message: 'member_removed webhook' });
@@ -387,9 +394,11 @@ test('kill -9 of the only node and a restart under its node_id: what it left ret
         // before the retained snapshot of the second filter
         await waitFor(async () => {
             seen.length = 0;
-            await op.subscribeAsync([`pushgate/demo/p/node-a/${channel}`, 'pushgate/_node/node-a'], { qos: 1 });
-            await waitFor(() => seen.some((m) => m.startsWith('pushgate/_node/node-a ')), { message: 'node-a\'s snapshot' });
-            await op.unsubscribeAsync([`pushgate/demo/p/node-a/${channel}`, 'pushgate/_node/node-a']);
+            const filters = [...nodes('node-a').map((n) => `pushgate/demo/p/${n}/${channel}`), ...nodes('node-a').map((n) => `pushgate/_node/${n}`)];
+            await op.subscribeAsync(filters, { qos: 1 });
+            await waitFor(() => nodes('node-a').every((n) => seen.some((m) => m.startsWith(`pushgate/_node/${n} `))),
+                { message: 'node-a\'s snapshot' });
+            await op.unsubscribeAsync(filters);
             return !seen.some((m) => m.startsWith('pushgate/demo/p/'));
         }, { timeoutMs: scaled(10000), message: 'node-a\'s first incarnation\'s members stay retained' });
 

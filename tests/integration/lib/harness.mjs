@@ -1,6 +1,7 @@
 // Shared fixtures for the integration tests: real mosquitto and pushgate processes on loopback,
 // real MQTT and WebSocket clients. Every process started here is tracked so a failing test never
 // leaves one behind.
+import assert from 'node:assert/strict';
 import { spawn, execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
@@ -706,6 +707,31 @@ function gatewayWorkers(conf, args, env) {
     return n === 0 ? os.availableParallelism() : n;
 }
 
+/**
+ * Asserts that every worker of gw answers request() so that ok(response) holds. With one process, the first answer
+ * must. With workers, each is its own node and converges on its own: requests (each a new connection, which the kernel
+ * gives to any worker) are repeated until each worker, named by X-Pushgate-Worker, has given a passing answer as its
+ * latest, or the timeout ends with an error naming the failing answers.
+ */
+export async function expectEveryWorker(gw, request, ok, { timeoutMs = scaled(5000), message = 'every worker' } = {}) {
+    if (gw.workers <= 1) {
+        const r = await request();
+        assert.ok(ok(r), `${message}: ${r.status} ${r.body}`);
+        return;
+    }
+    const last = new Map();
+    try {
+        await waitFor(async () => {
+            const r = await request();
+            last.set(r.headers['x-pushgate-worker'], ok(r) ? null : `${r.status} ${r.body}`);
+            return last.size >= gw.workers && [...last.values()].every((v) => v === null);
+        }, { timeoutMs, message });
+    } catch (err) {
+        err.message += `; latest answer per worker (null: passed): ${JSON.stringify(Object.fromEntries(last))}`;
+        throw err;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Whole stack
 
@@ -950,6 +976,10 @@ export function wsConnect(url, opts = {}) {
                     }),
                 );
             }
+        });
+        // the worker that accepted the connection (X-Pushgate-Worker; undefined when the gateway is one process)
+        ws.on('upgrade', (res) => {
+            wrapper.worker = res.headers['x-pushgate-worker'];
         });
         let opened = false;
         ws.on('unexpected-response', (req, res) => {

@@ -1,0 +1,227 @@
+// workers = 2 (gateway/workers.c): two gateway processes on one port, each its own node, supervised by the parent.
+// Connections land on both workers; what one worker's clients publish reaches the other's; presence counts a user
+// once across workers; a killed worker is started again while its sibling keeps its sessions; SIGTERM to the parent
+// closes every session with 1001 and leaves no process behind, and neither does a SIGKILL of the parent.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { expectEveryWorker, httpRequest, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { DEMO, established, hmacAuth, signedPath } from './lib/pusher.mjs';
+import { isMessage } from './lib/native.mjs';
+
+const stacks = [];
+const sockets = new Set();
+let seq = 0;
+
+after(async () => {
+    for (const c of sockets) c.terminate();
+    for (const s of stacks) await s.stop().catch(() => {});
+});
+
+async function workersStack(gateway = {}) {
+    const s = await startStack({ gateway: { workers: 2, ...gateway } });
+    stacks.push(s);
+    return s;
+}
+
+function unique(prefix) {
+    seq += 1;
+    return `${prefix}-${process.pid}-${seq}`;
+}
+
+const alive = (pid) => {
+    try {
+        process.kill(pid, 0);
+        return true;
+    } catch {
+        return false;
+    }
+};
+
+async function native(gw) {
+    const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
+    sockets.add(c);
+    await c.next((f) => f.type === 'open');
+    return c;
+}
+
+async function pusher(gw) {
+    const c = await wsConnect(`${gw.wsUrl}/app/${DEMO.key}?protocol=7&client=js&version=8.4.0`);
+    sockets.add(c);
+    return established(c);
+}
+
+// Opens connections with open() until one lands on worker `want` (or on any worker other than `not`); closes the rest.
+async function onWorker(open, { want, not }) {
+    for (let i = 0; i < 64; i++) {
+        const c = await open();
+        if ((want !== undefined && c.worker === want) || (not !== undefined && c.worker !== not)) return c;
+        c.terminate();
+        sockets.delete(c);
+    }
+    throw new Error(`no connection landed on worker ${want ?? `other than ${not}`} in 64 tries`);
+}
+
+async function subscribeNative(c, room) {
+    seq += 1;
+    const cb = seq;
+    c.send({ type: 'subscribe', room, cb });
+    const r = await c.next((f) => f.cb === cb);
+    assert.equal(r.error, undefined, JSON.stringify(r));
+}
+
+// A REST publish answered by a worker other than `not` (each request is a new connection the kernel places).
+async function restPublishVia(gw, room, message, { not }) {
+    for (let i = 0; i < 64; i++) {
+        const r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: message });
+        assert.equal(r.status, 200, r.body);
+        if (r.headers['x-pushgate-worker'] !== not) return r.headers['x-pushgate-worker'];
+    }
+    throw new Error(`every publish was answered by worker ${not}`);
+}
+
+async function joinPresence(c, channel, userId) {
+    const channelData = JSON.stringify({ user_id: userId, user_info: { name: userId } });
+    c.send({ event: 'pusher:subscribe', data: { channel, auth: hmacAuth(c.socketId, channel, channelData), channel_data: channelData } });
+    const ok = await c.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel);
+    return JSON.parse(ok.data).presence;
+}
+
+test('connections land on both workers, and every answer names its worker', { timeout: 60000 }, async () => {
+    const { gw } = await workersStack();
+    assert.equal(gw.workers, 2);
+    const seen = new Set();
+    for (let i = 0; i < 64 && seen.size < 2; i++) {
+        const c = await native(gw);
+        assert.match(c.worker, /^[01]$/, 'the WebSocket handshake names its worker');
+        seen.add(c.worker);
+    }
+    assert.deepEqual([...seen].sort(), ['0', '1'], 'both workers accepted connections');
+
+    const metrics = new Set();
+    for (let i = 0; i < 64 && metrics.size < 2; i++) {
+        const r = await httpRequest('GET', `${gw.url}/metrics`);
+        assert.equal(r.status, 200);
+        const w = r.headers['x-pushgate-worker'];
+        const info = /^pushgate_worker_info\{node="([^"]+)",worker="(\d+)"\} 1$/m.exec(r.body);
+        assert.ok(info, 'pushgate_worker_info in /metrics');
+        assert.equal(info[2], w, 'the scrape is the answering worker\'s');
+        // two nodes, one per worker: each sees the other
+        assert.match(r.body, /^pushgate_cluster_nodes 2$/m);
+        metrics.add(`${w} ${info[1]}`);
+    }
+    assert.equal(metrics.size, 2, `two workers with their own node ids: ${[...metrics]}`);
+    const ids = [...metrics].map((m) => m.split(' ')[1]);
+    assert.notEqual(ids[0], ids[1]);
+});
+
+test('a native and a Pusher subscriber on one worker receive a REST publish answered by the other', { timeout: 60000 }, async () => {
+    const { gw } = await workersStack();
+    const room = unique('room');
+    const sub = await onWorker(() => native(gw), { want: '0' });
+    await subscribeNative(sub, room);
+    const p = await onWorker(() => pusher(gw), { want: '0' });
+    p.send({ event: 'pusher:subscribe', data: { channel: room } });
+    await p.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === room);
+
+    const via = await restPublishVia(gw, room, { n: 1 }, { not: '0' });
+    assert.equal(via, '1');
+    assert.deepEqual((await sub.next(isMessage(room, (f) => f.message.n === 1))).message, { n: 1 });
+    const ev = await p.next((f) => f.channel === room && !f.event.startsWith('pusher'));
+    assert.deepEqual(JSON.parse(ev.data), { n: 1 });
+});
+
+test('presence across workers: a user with a connection on each worker is one member, on every worker', { timeout: 60000 }, async () => {
+    const { gw } = await workersStack();
+    const channel = unique('presence-w');
+    const a0 = await onWorker(() => pusher(gw), { want: '0' });
+    const a1 = await onWorker(() => pusher(gw), { want: '1' });
+    const b1 = await onWorker(() => pusher(gw), { want: '1' });
+    await joinPresence(a0, channel, 'alice');
+    await joinPresence(a1, channel, 'alice');
+    await waitFor(async () => {
+        const r = await httpRequest('GET', `${gw.url}${signedPath('GET', `/apps/demo/channels/${channel}/users`)}`);
+        return r.json?.users?.length === 1;
+    }, { message: 'alice listed once' });
+    const presence = await joinPresence(b1, channel, 'bob');
+    assert.equal(presence.count, 2, JSON.stringify(presence));
+    assert.deepEqual([...presence.ids].sort(), ['alice', 'bob']);
+    // alice's worker-0 connection sees bob arrive once, though alice and bob share worker 1
+    await a0.next((f) => f.event === 'pusher_internal:member_added' && JSON.parse(f.data).user_id === 'bob');
+    const users = () => httpRequest('GET', `${gw.url}${signedPath('GET', `/apps/demo/channels/${channel}/users`)}`);
+    await expectEveryWorker(gw, users, (r) => JSON.stringify(r.json.users.map((u) => u.id).sort()) === '["alice","bob"]', {
+        message: 'every worker lists alice and bob once',
+    });
+    // alice leaves worker 1 only: still a member through worker 0, so nobody is told she left
+    a1.terminate();
+    await delayAnd(() => assert.ok(!a0.frames.some((f) => f.event === 'pusher_internal:member_removed'), 'alice stays'));
+    const info = () => httpRequest('GET', `${gw.url}${signedPath('GET', `/apps/demo/channels/${channel}`, { params: { info: 'user_count' } })}`);
+    await expectEveryWorker(gw, info, (r) => r.json?.user_count === 2, { message: 'user_count 2 on every worker' });
+});
+
+async function delayAnd(fn) {
+    await new Promise((r) => setTimeout(r, scaled(500)));
+    fn();
+}
+
+test('SIGKILL of one worker: it is started again and serves, its sibling keeps its sessions', { timeout: 60000 }, async () => {
+    const { gw } = await workersStack({ node_id: 'wk' });
+    const room = unique('room');
+    const keep = await onWorker(() => native(gw), { want: '1' });
+    await subscribeNative(keep, room);
+    const doomed = await onWorker(() => native(gw), { want: '0' });
+    const before = gw.workerPids();
+    assert.equal(before.size, 2);
+
+    process.kill(before.get(0), 'SIGKILL');
+    const closed = await doomed.closed;
+    assert.equal(closed.code, 1006, 'the killed worker\'s session is cut');
+    await waitFor(() => gw.workerPids().get(0) !== before.get(0), { message: 'worker 0 started again' });
+    assert.ok(!alive(before.get(0)), 'the killed worker is gone');
+    assert.equal(gw.workerPids().get(1), before.get(1), 'worker 1 was not restarted');
+    assert.match(gw.logs(), /worker 0 \(pid \d+\) killed by signal 9 after \d+ ms: restarting in \d+ ms/);
+
+    // the new worker 0 serves again (under its node id, wk-w0) and reaches worker 1's subscriber
+    await waitFor(async () => {
+        const r = await httpRequest('GET', `${gw.url}/readyz`);
+        return r.status === 200 && r.headers['x-pushgate-worker'] === '0';
+    }, { timeoutMs: scaled(10000), message: 'worker 0 ready again' });
+    const back = await onWorker(() => native(gw), { want: '0' });
+    seq += 1;
+    back.send({ type: 'publish', room, message: { after: 'restart' }, cb: seq });
+    const reply = await back.next((f) => f.cb === seq);
+    assert.equal(reply.error, undefined, JSON.stringify(reply));
+    assert.deepEqual((await keep.next(isMessage(room, (f) => f.message.after === 'restart'))).message, { after: 'restart' });
+    assert.equal(keep.closeInfo, null, 'worker 1\'s session stayed open throughout');
+    const m = await onWorker(() => native(gw), { want: '0' }); // a connection is enough: the scrape below asks any worker
+    m.terminate();
+    await expectEveryWorker(gw, () => httpRequest('GET', `${gw.url}/metrics`), (r) => /^pushgate_cluster_nodes 2$/m.test(r.body), {
+        message: 'each worker sees two nodes',
+    });
+});
+
+test('SIGTERM to the parent: every session on every worker closes with 1001, the parent exits 0, nothing is left', { timeout: 60000 }, async () => {
+    const s = await workersStack();
+    const { gw } = s;
+    const c0 = await onWorker(() => pusher(gw), { want: '0' });
+    const c1 = await onWorker(() => native(gw), { want: '1' });
+    const pids = [...gw.workerPids().values()];
+    assert.equal(pids.length, 2);
+    const exit = await gw.stop({ signal: 'SIGTERM' });
+    assert.deepEqual(exit, { code: 0, signal: null });
+    assert.equal((await c0.closed).code, 1001);
+    assert.equal((await c1.closed).code, 1001);
+    for (const pid of pids) assert.ok(!alive(pid), `worker ${pid} exited`);
+    assert.match(gw.logs(), /workers stopped/);
+});
+
+test('SIGKILL of the parent takes its workers with it (no orphan keeps the port)', { timeout: 60000 }, async () => {
+    const s = await workersStack();
+    const { gw } = s;
+    const pids = [...gw.workerPids().values()];
+    const c = await native(gw);
+    await gw.kill('SIGKILL');
+    await waitFor(() => pids.every((pid) => !alive(pid)), { message: 'workers gone with their parent' });
+    await c.closed;
+    await assert.rejects(httpRequest('GET', `${gw.url}/healthz`, { timeoutMs: 2000 }), 'nothing listens any more');
+});
