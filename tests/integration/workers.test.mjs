@@ -164,6 +164,36 @@ async function delayAnd(fn) {
     fn();
 }
 
+test('the apps store is shared: an app created through one worker serves on the other; deactivated through it, closed on both', { timeout: 60000 }, async () => {
+    const ADMIN = { Authorization: 'Basic ' + Buffer.from('root-admin:admin-password-123').toString('base64') };
+    const { gw } = await workersStack({ apps_db: 'apps.db', admin_user: 'root-admin', admin_password: 'admin-password-123' });
+    const created = await httpRequest('POST', `${gw.url}/api/admin/apps`, { headers: ADMIN, body: { app: { name: 'Shared App' } } });
+    assert.equal(created.status, 201, created.body);
+    const slug = created.json.data.slug;
+    const writer = created.headers['x-pushgate-worker'];
+    const other = writer === '0' ? '1' : '0';
+    // the other worker reads the same SQLite file: it has the app within its store check (cluster/apps.c)
+    const open = (want) => waitFor(async () => {
+        const c = await wsConnect(`${gw.wsUrl}/v1/${slug}`).catch(() => null);
+        if (c) sockets.add(c);
+        if (c && c.worker !== want) c.terminate();
+        return c && c.worker === want ? c : null;
+    }, { timeoutMs: scaled(10000), message: `worker ${want} accepts ${slug}` });
+    const onOther = await open(other);
+    const onWriter = await open(writer);
+
+    let patched;
+    await waitFor(async () => {
+        const r = await httpRequest('PATCH', `${gw.url}/api/admin/apps/${slug}`, { headers: ADMIN, body: { app: { active: false } } });
+        assert.equal(r.status, 200, r.body);
+        patched = r;
+        return r.headers['x-pushgate-worker'] === other; // until the other worker is the one that wrote
+    }, { message: 'a PATCH answered by the other worker' });
+    assert.equal(patched.json.data.active, false);
+    assert.equal((await onOther.closed).code, 4003);
+    assert.equal((await onWriter.closed).code, 4003, 'the first writer\'s session is closed too');
+});
+
 test('SIGKILL of one worker: it is started again and serves, its sibling keeps its sessions', { timeout: 60000 }, async () => {
     const { gw } = await workersStack({ node_id: 'wk' });
     const room = unique('room');
