@@ -68,8 +68,8 @@ int pg_listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         lws_sock_file_fd_type s;
         s.sockfd = fd;
         /* lws owns fd from here, and closes it if the adoption fails */
-        if (!lws_adopt_descriptor_vhost(lws_get_vhost(wsi), LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL,
-                                        s, NULL, NULL))
+        if (!lws_adopt_descriptor_vhost(lws_get_vhost(wsi), LWS_ADOPT_SOCKET | LWS_ADOPT_HTTP | LWS_ADOPT_ALLOW_SSL, s,
+                                        NULL, NULL))
             pg_log(PG_LOG_WARN, "listen", "cannot adopt an accepted connection");
     }
     return 0;

@@ -168,6 +168,15 @@ static void describe(int status, char *buf, size_t len)
         snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
 }
 
+/* Asks every running worker to drain (SIGTERM); returns the monotonic time past which those left are killed. */
+static long long stop_all(const struct pg_config *cfg, const struct worker *ws, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (ws[i].pid > 0)
+            kill(ws[i].pid, SIGTERM);
+    return pg_mono_ms() + cfg->shutdown_grace_ms + PG_WORKER_STOP_SLACK_MS;
+}
+
 int pg_workers_run(struct pg_config *cfg)
 {
     int n = pg_workers_count(cfg), rc = 0, stopping = 0, live = 0;
@@ -201,9 +210,7 @@ int pg_workers_run(struct pg_config *cfg)
         live++;
     }
     if (stopping) /* a fork failed: stop the workers there are */
-        for (int i = 0; i < n; i++)
-            if (ws[i].pid > 0)
-                kill(ws[i].pid, SIGTERM);
+        kill_ms = stop_all(cfg, ws, n);
 
     while (live > 0 || !stopping) {
         long long now = pg_mono_ms(), wait_ms = 1000;
@@ -232,11 +239,8 @@ int pg_workers_run(struct pg_config *cfg)
         int sig = sigtimedwait(&set, &info, &ts);
         if ((sig == SIGTERM || sig == SIGINT) && !stopping) {
             stopping = 1;
-            kill_ms = pg_mono_ms() + cfg->shutdown_grace_ms + PG_WORKER_STOP_SLACK_MS;
             pg_log(PG_LOG_INFO, "workers", "signal %d: stopping %d workers", sig, live);
-            for (int i = 0; i < n; i++)
-                if (ws[i].pid > 0)
-                    kill(ws[i].pid, SIGTERM);
+            kill_ms = stop_all(cfg, ws, n);
         }
         /* reap whatever ended, whichever signal woke us (SIGCHLDs coalesce) */
         int status;
@@ -268,10 +272,7 @@ int pg_workers_run(struct pg_config *cfg)
                 pg_log(PG_LOG_ERROR, "workers", "worker %d (pid %d) %s at start: stopping", i, (int)pid, how);
                 rc = 1;
                 stopping = 1;
-                kill_ms = pg_mono_ms() + cfg->shutdown_grace_ms + PG_WORKER_STOP_SLACK_MS;
-                for (int j = 0; j < n; j++)
-                    if (ws[j].pid > 0)
-                        kill(ws[j].pid, SIGTERM);
+                kill_ms = stop_all(cfg, ws, n);
                 continue;
             }
             long long delay = 0;

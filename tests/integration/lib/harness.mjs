@@ -681,7 +681,10 @@ export async function startGateway({ dir, conf, port, env: extraEnv = {}, args =
             const r = await httpRequest('GET', `${gw.url}${probe}`, { timeoutMs: 1000 });
             if (r.status === 200) answered.add(gw.workers > 1 ? r.headers['x-pushgate-worker'] : 'only');
             if (answered.size >= gw.workers) break;
-            if (r.status === 200) continue; // another worker may answer the next connection at once
+            if (r.status === 200) {
+                await sleep(5); // another worker may answer the next connection: ask again soon
+                continue;
+            }
         } catch {
             // not listening yet
         }
