@@ -12,6 +12,10 @@
  * down in order. A signal starts the drain: every session is closed (1001)
  * and the process ends once they, pending requests and webhooks are gone, or
  * after shutdown_grace_ms.
+ *
+ * In a worker (cfg->worker >= 0, gateway/workers.c) lws listens on nothing:
+ * the worker's own SO_REUSEPORT socket (listen.h) is watched like the broker
+ * socket and what it accepts is adopted as lws's own connections.
  */
 #include <errno.h>
 #include <signal.h>
