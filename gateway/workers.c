@@ -89,7 +89,8 @@ struct worker {
     int proven;           /* ran PG_WORKER_STABLE_MS once */
 };
 
-int pg_workers_count(const struct pg_config *cfg)
+/* The worker count cfg->workers stands for: itself, or the online CPUs for 0 (at most PG_WORKERS_MAX). */
+static int workers_count(const struct pg_config *cfg)
 {
     long n = cfg->workers;
     if (n == 0)
@@ -179,7 +180,7 @@ static long long stop_all(const struct pg_config *cfg, const struct worker *ws, 
 
 int pg_workers_run(struct pg_config *cfg)
 {
-    int n = pg_workers_count(cfg), rc = 0, stopping = 0, live = 0;
+    int n = workers_count(cfg), rc = 0, stopping = 0, live = 0;
     long long kill_ms = 0;
     if (n == 1)
         return pg_server_run(cfg);

@@ -16,7 +16,4 @@ struct pg_config;
  */
 int pg_workers_run(struct pg_config *cfg);
 
-/* The worker count cfg->workers stands for: itself, or the online CPUs for 0 (at most PG_WORKERS_MAX). */
-int pg_workers_count(const struct pg_config *cfg);
-
 #endif

@@ -190,6 +190,11 @@ test('the apps store is shared: an app created through one worker serves on the 
         return r.headers['x-pushgate-worker'] === other; // until the other worker is the one that wrote
     }, { message: 'a PATCH answered by the other worker' });
     assert.equal(patched.json.data.active, false);
+    // the dashboard's data names the worker (and node) that answered, as the header does
+    const dash = await httpRequest('GET', `${gw.url}/dashboard/demo/data`, { headers: ADMIN });
+    assert.equal(dash.status, 200, dash.body);
+    assert.equal(String(dash.json.worker), dash.headers['x-pushgate-worker']);
+    assert.match(dash.json.node, /\S/);
     assert.equal((await onOther.closed).code, 4003);
     assert.equal((await onWriter.closed).code, 4003, 'the first writer\'s session is closed too');
 });
