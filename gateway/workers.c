@@ -53,6 +53,13 @@
  * way at once, like threads of one process, instead of draining on a port a
  * restarted gateway would share with them.
  *
+ * What does not cross workers: an Engine.IO long-polling session (proto/eio.c)
+ * lives in the worker that answered its handshake, and its later requests
+ * come on other connections that may land on the other worker (400 Session
+ * ID unknown): with workers, socket.io clients use the WebSocket transport
+ * alone (README, Workers). Limits (max_sessions, per-address admission) are
+ * per worker.
+ *
  * Each worker's HTTP answers carry X-Pushgate-Worker (http/http.c) and its
  * /metrics the pushgate_worker_info gauge (http/metrics.c): figures are per
  * worker, and say which worker gave them.

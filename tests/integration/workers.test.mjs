@@ -1,13 +1,15 @@
 // workers = 2 (gateway/workers.c): two gateway processes on one port, each its own node, supervised by the parent.
 // Connections land on both workers; what one worker's clients publish reaches the other's; presence counts a user
-// once across workers; a killed worker is started again while its sibling keeps its sessions; SIGTERM to the parent
-// closes every session with 1001 and leaves no process behind, and neither does a SIGKILL of the parent.
+// once across workers; a user push and an admin API change made through one worker reach the other; a killed worker
+// is started again while its sibling keeps its sessions; SIGTERM to the parent closes every session with 1001 and
+// leaves no process behind, and neither does a SIGKILL of the parent.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { expectEveryWorker, httpRequest, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { DEMO, established, hmacAuth, signedPath } from './lib/pusher.mjs';
 import { isMessage } from './lib/native.mjs';
+import { io } from 'socket.io-client';
 
 const stacks = [];
 const sockets = new Set();
@@ -163,6 +165,40 @@ async function delayAnd(fn) {
     await new Promise((r) => setTimeout(r, scaled(500)));
     fn();
 }
+
+test('user push across workers: a socket.io session (WebSocket transport) on one worker gets a push answered by the other', { timeout: 60000 }, async () => {
+    const TOKEN = 'workers-push-token-0123456789';
+    const s = await startStack({ gateway: { workers: 2 }, apps: [{ id: 'demo', key: 'demo-key', secret: 'demo-secret', require_auth: false, push_token: TOKEN }] });
+    stacks.push(s);
+    const user = unique('user');
+    const conn = unique('conn');
+    const reg = await httpRequest('PUT', `${s.gw.url}/api/${user}/register?connectionId=${conn}`, { headers: { 'X-AUTH-TOKEN': TOKEN } });
+    assert.equal(reg.status, 200, reg.body);
+    const socket = io(s.gw.url, { transports: ['websocket'], reconnection: false, forceNew: true });
+    const messages = [];
+    socket.on('message', (m) => messages.push(m));
+    const registered = new Promise((r) => socket.on('registered', r));
+    socket.on('connect', () => socket.emit('register', user, conn));
+    try {
+        await registered;
+        // the session's worker: the one whose /metrics counts it
+        let home;
+        await waitFor(async () => {
+            const r = await httpRequest('GET', `${s.gw.url}/metrics`);
+            if (/^pushgate_sessions\{app="demo",protocol="socketio"\} 1$/m.test(r.body)) home = r.headers['x-pushgate-worker'];
+            return home !== undefined;
+        }, { message: 'the worker holding the socket.io session' });
+        await waitFor(async () => {
+            const r = await httpRequest('POST', `${s.gw.url}/api/${user}/push`, { headers: { 'X-AUTH-TOKEN': TOKEN }, body: { message: { n: 1 } } });
+            assert.equal(r.status, 200, r.body);
+            // a push answered by the session's own worker does not count: ask until the other one answers
+            return r.headers['x-pushgate-worker'] !== home && r.json.recipients === 1;
+        }, { message: 'a push answered by the other worker counts the session' });
+        await waitFor(() => messages.some((m) => m.n === 1), { message: 'the push arrives' });
+    } finally {
+        socket.close();
+    }
+});
 
 test('the apps store is shared: an app created through one worker serves on the other; deactivated through it, closed on both', { timeout: 60000 }, async () => {
     const ADMIN = { Authorization: 'Basic ' + Buffer.from('root-admin:admin-password-123').toString('base64') };
