@@ -134,9 +134,9 @@ test('webhooks of a two-process cluster: each channel and member event is report
     await joinPresence(bob, channel, 'bob');
     const alice2 = await connect(gwA); // alice's second tab: no new member
     await joinPresence(alice2, channel, 'alice');
-    await waitFor(() => events.filter((e) => e.name === 'member_added').length >= 2, { timeoutMs: 5000 });
+    await waitFor(() => events.filter((e) => e.name === 'member_added').length >= 2, { timeoutMs: scaled(5000) });
     for (const c of [alice, bob, alice2]) c.close();
-    await waitFor(() => events.some((e) => e.name === 'channel_vacated'), { timeoutMs: 5000 });
+    await waitFor(() => events.some((e) => e.name === 'channel_vacated'), { timeoutMs: scaled(5000) });
     await new Promise((r) => setTimeout(r, 500)); // late duplicates would arrive by now
 
     const of = (name) => events.filter((e) => e.name === name && e.channel === channel);
