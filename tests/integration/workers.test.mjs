@@ -271,6 +271,17 @@ test('SIGKILL of one worker: it is started again and serves, its sibling keeps i
     });
 });
 
+test('a worker that fails at its first start stops the whole gateway with status 1, as one process would', { timeout: 60000 }, async () => {
+    const s = await startStack({ gateway: { workers: 2 }, startGateway: false });
+    stacks.push(s);
+    // an apps store that cannot be opened (the broker's plugin reads the config file, not this argument)
+    await assert.rejects(s.startGateway({ args: ['--apps_db', '/nonexistent-pushgate-dir/apps.db'] }), (err) => {
+        assert.match(err.message, /exited during startup \(\{"code":1,"signal":null\}\)/);
+        assert.match(err.message, /worker \d \(pid \d+\) exited with status 1 at start: stopping/);
+        return true;
+    });
+});
+
 test('SIGTERM to the parent: every session on every worker closes with 1001, the parent exits 0, nothing is left', { timeout: 60000 }, async () => {
     const s = await workersStack();
     const { gw } = s;
