@@ -17,6 +17,8 @@
 /* The most gateway processes one pushgate runs (workers; gateway/workers.c). */
 #define PG_WORKERS_MAX 256
 
+struct pg_handoff;
+
 struct pg_app_conf {
     struct pg_app_creds creds;
     char *webhook_url; /* Pusher-style webhooks for this app; NULL: none */
@@ -36,6 +38,8 @@ struct pg_config {
      * it runs the server; -1 when the gateway is one process (workers = 1). HTTP answers and /metrics name it.
      */
     int worker;
+    /* Not an option: in a worker, the hand-off channels between workers (gateway/handoff.h; borrowed), else NULL. */
+    struct pg_handoff *handoff;
     /* broker */
     char *broker_host;
     long long broker_port;

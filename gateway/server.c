@@ -15,7 +15,8 @@
  *
  * In a worker (cfg->worker >= 0, gateway/workers.c) lws listens on nothing:
  * the worker's own SO_REUSEPORT socket (listen.h) is watched like the broker
- * socket and what it accepts is adopted as lws's own connections.
+ * socket and what it accepts is adopted as lws's own connections, or passed
+ * to the sibling holding its Engine.IO session.
  */
 #include <errno.h>
 #include <signal.h>
@@ -391,16 +392,8 @@ int pg_server_run(struct pg_config *cfg)
         goto out;
     }
     gw.vhost = lws_get_vhost_by_name(gw.ctx, "default");
-    if (cfg->worker >= 0) {
-        lws_sock_file_fd_type l;
-        if ((l.filefd = pg_listen_open(cfg)) < 0)
-            goto out;
-        if (!lws_adopt_descriptor_vhost(gw.vhost, LWS_ADOPT_RAW_FILE_DESC, l, PG_LISTEN_PROTOCOL, NULL)) {
-            pg_log(PG_LOG_ERROR, "server", "cannot watch the listening socket");
-            close(l.filefd);
-            goto out;
-        }
-    }
+    if (cfg->worker >= 0 && pg_listen_start(&gw) != 0)
+        goto out;
     signal_ctx = gw.ctx;
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
@@ -431,6 +424,7 @@ out:
         signal_ctx = NULL;
         pg_sio_shutdown(&gw); /* socket.io sessions are not lws's: free them while the context still runs */
         pg_push_regs_free(&gw); /* its sweep timer lives in the context */
+        pg_listen_free(&gw);    /* its timer too; the connections still waiting for their request line */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */

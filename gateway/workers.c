@@ -53,12 +53,15 @@
  * way at once, like threads of one process, instead of draining on a port a
  * restarted gateway would share with them.
  *
- * What does not cross workers: an Engine.IO long-polling session (proto/eio.c)
- * lives in the worker that answered its handshake, and its later requests
- * come on other connections that may land on the other worker (400 Session
- * ID unknown): with workers, socket.io clients use the WebSocket transport
- * alone (README, Workers). Limits (max_sessions, per-address admission) are
- * per worker.
+ * Connections that must reach one worker: an Engine.IO long-polling session
+ * (proto/eio.c) lives in the worker that answered its handshake, and its
+ * later requests come on new connections the kernel may give to any worker.
+ * Its sid names its worker, and the worker that accepted such a connection
+ * passes it, unread, to the owner (listen.c decides, handoff.h carries: the
+ * parent makes one channel per worker before the first fork and keeps them,
+ * so a restarted worker reads the channel its siblings send to, and marks in
+ * a shared page which workers run). Limits (max_sessions, per-address
+ * admission) are per worker.
  *
  * Each worker's HTTP answers carry X-Pushgate-Worker (http/http.c) and its
  * /metrics the pushgate_worker_info gauge (http/metrics.c): figures are per
@@ -78,6 +81,7 @@
 
 #include "config.h"
 #include "core/gw.h"
+#include "handoff.h"
 #include "log.h"
 #include "pg_common.h"
 #include "server.h"
@@ -132,12 +136,15 @@ static int probe_listen(const struct pg_config *cfg)
 }
 
 /* In the new worker: never returns. */
-static void worker_main(struct pg_config *cfg, int index, pid_t parent, const sigset_t *old_mask)
+static void worker_main(struct pg_config *cfg, struct pg_handoff *handoff, int index, pid_t parent,
+                        const sigset_t *old_mask)
 {
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) /* the parent died before the prctl */
         _exit(1);
     sigprocmask(SIG_SETMASK, old_mask, NULL);
+    pg_handoff_enter(handoff, index);
     cfg->worker = index;
+    cfg->handoff = handoff;
     if (*cfg->node_id) {
         char id[sizeof(((struct pg_gw *)0)->node_id)], *copy;
         snprintf(id, sizeof id, "%s-w%d", cfg->node_id, index);
@@ -148,10 +155,12 @@ static void worker_main(struct pg_config *cfg, int index, pid_t parent, const si
     }
     int rc = pg_server_run(cfg);
     pg_config_free(cfg);
+    pg_handoff_free(handoff);
     exit(rc); /* exit, not _exit: stdio is flushed and the sanitizers' exit checks run */
 }
 
-static int start(struct pg_config *cfg, struct worker *w, int index, const sigset_t *old_mask)
+static int start(struct pg_config *cfg, struct pg_handoff *handoff, struct worker *w, int index,
+                 const sigset_t *old_mask)
 {
     pid_t parent = getpid();
     fflush(NULL); /* nothing the parent buffered is written twice */
@@ -161,7 +170,8 @@ static int start(struct pg_config *cfg, struct worker *w, int index, const sigse
         return PG_EIO;
     }
     if (pid == 0)
-        worker_main(cfg, index, parent, old_mask);
+        worker_main(cfg, handoff, index, parent, old_mask);
+    pg_handoff_started(handoff, index);
     w->pid = pid;
     w->started_ms = pg_mono_ms();
     pg_log(PG_LOG_INFO, "workers", "worker %d started (pid %d)", index, (int)pid);
@@ -199,8 +209,11 @@ int pg_workers_run(struct pg_config *cfg)
         return 1;
 
     struct worker *ws = calloc((size_t)n, sizeof *ws);
-    if (!ws)
+    struct pg_handoff *handoff = ws ? pg_handoff_new(n) : NULL;
+    if (!handoff) {
+        free(ws);
         return 1;
+    }
     sigset_t set, old_mask;
     sigemptyset(&set);
     sigaddset(&set, SIGCHLD);
@@ -210,7 +223,7 @@ int pg_workers_run(struct pg_config *cfg)
     pg_log(PG_LOG_INFO, "workers", "starting %d workers on %s:%lld (pid %d supervises)", n, cfg->listen_host,
            cfg->listen_port, (int)getpid());
     for (int i = 0; i < n; i++) {
-        if (start(cfg, &ws[i], i, &old_mask) != 0) {
+        if (start(cfg, handoff, &ws[i], i, &old_mask) != 0) {
             rc = 1;
             stopping = 1;
             break;
@@ -226,7 +239,7 @@ int pg_workers_run(struct pg_config *cfg)
             if (ws[i].pid)
                 continue;
             if (ws[i].restart_ms <= now) {
-                if (start(cfg, &ws[i], i, &old_mask) == 0)
+                if (start(cfg, handoff, &ws[i], i, &old_mask) == 0)
                     live++;
                 else
                     ws[i].restart_ms = now + PG_WORKER_BACKOFF_MAX_MS;
@@ -263,6 +276,7 @@ int pg_workers_run(struct pg_config *cfg)
             long long ran = pg_mono_ms() - ws[i].started_ms;
             describe(status, how, sizeof how);
             ws[i].pid = 0;
+            pg_handoff_ended(handoff, i);
             live--;
             if (ran >= PG_WORKER_STABLE_MS) {
                 ws[i].proven = 1;
@@ -298,6 +312,7 @@ int pg_workers_run(struct pg_config *cfg)
     }
     pg_log(PG_LOG_INFO, "workers", "stopped");
     sigprocmask(SIG_SETMASK, &old_mask, NULL);
+    pg_handoff_free(handoff);
     free(ws);
     return rc;
 }

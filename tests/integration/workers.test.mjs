@@ -1,8 +1,13 @@
 // workers = 2 (gateway/workers.c): two gateway processes on one port, each its own node, supervised by the parent.
 // Connections land on both workers; what one worker's clients publish reaches the other's; presence counts a user
-// once across workers; a user push and an admin API change made through one worker reach the other; a killed worker
+// once across workers; a user push and an admin API change made through one worker reach the other; socket.io
+// long-polling works whichever worker the kernel gives each request's connection (it is handed to the session's
+// worker, leaving no descriptor behind), and a kept-alive connection asked for another worker's session is closed
+// with a 400 that sends the client to a new connection; a killed worker
 // is started again while its sibling keeps its sessions; SIGTERM to the parent closes every session with 1001 and
 // leaves no process behind, and neither does a SIGKILL of the parent.
+import fs from 'node:fs';
+import net from 'node:net';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -198,6 +203,135 @@ test('user push across workers: a socket.io session (WebSocket transport) on one
     } finally {
         socket.close();
     }
+});
+
+// The descriptors each worker holds (Linux /proc): a hand-off closes the sender's copy, a served connection its own.
+function workerFds(gw) {
+    return new Map([...gw.workerPids()].map(([i, pid]) => [i, fs.readdirSync(`/proc/${pid}/fd`).length]));
+}
+
+test('socket.io long-polling with workers: every request of a session reaches the worker that made it, over many polls both ways', { timeout: 60000 }, async () => {
+    const TOKEN = 'workers-poll-token-0123456789';
+    const s = await startStack({ gateway: { workers: 2 }, apps: [{ id: 'demo', key: 'demo-key', secret: 'demo-secret', require_auth: false, push_token: TOKEN }] });
+    stacks.push(s);
+    const { gw } = s;
+    const before = workerFds(gw);
+
+    // raw Engine.IO, one new connection per request (the kernel places each): all answered by the handshake's worker
+    let r = await httpRequest('GET', `${gw.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(r.status, 200, r.body);
+    const home = r.headers['x-pushgate-worker'];
+    const url = `${gw.url}/socket.io/?EIO=4&transport=polling&sid=${JSON.parse(r.body.slice(1)).sid}`;
+    r = await httpRequest('POST', url, { body: '40' });
+    assert.equal(r.status, 200, r.body);
+    r = await httpRequest('GET', url);
+    assert.match(r.body, /^40\{"sid":"/);
+    const workers = new Set([r.headers['x-pushgate-worker']]);
+    for (let i = 0; i < 12; i++) {
+        r = await httpRequest('POST', url, { body: `42${JSON.stringify(['register', `user-${i}`, 'never-registered'])}` });
+        assert.equal(r.status, 200, `POST ${i}: ${r.status} ${r.body}`);
+        workers.add(r.headers['x-pushgate-worker']);
+        r = await httpRequest('GET', url);
+        assert.equal(r.status, 200, `GET ${i}: ${r.status} ${r.body}`);
+        assert.match(r.body, /42\["error",\{.*registration refused/);
+        workers.add(r.headers['x-pushgate-worker']);
+    }
+    assert.deepEqual([...workers], [home], 'every request of the session was answered by its worker');
+    assert.equal((await httpRequest('POST', url, { body: '1' })).status, 200, 'the client closes the session');
+
+    // socket.io-client on polling alone (each request a new connection in Node): pushes in, acknowledged emits out
+    const user = unique('user');
+    const conn = unique('conn');
+    r = await httpRequest('PUT', `${gw.url}/api/${user}/register?connectionId=${conn}`, { headers: { 'X-AUTH-TOKEN': TOKEN } });
+    assert.equal(r.status, 200, r.body);
+    const socket = io(gw.url, { transports: ['polling'], reconnection: false, forceNew: true });
+    const messages = [];
+    socket.on('message', (m) => messages.push(m));
+    try {
+        await new Promise((resolve, reject) => {
+            socket.on('connect', resolve);
+            socket.on('connect_error', reject);
+        });
+        for (let i = 0; i < 10; i++) {
+            // client to server: a POST, its acknowledgement in a GET
+            assert.equal(await socket.timeout(scaled(5000)).emitWithAck('register', user, conn), undefined, `emit ${i}`);
+            // server to client: a push answered by any worker, delivered in a GET
+            r = await httpRequest('POST', `${gw.url}/api/${user}/push`, { headers: { 'X-AUTH-TOKEN': TOKEN }, body: { message: { i } } });
+            assert.equal(r.status, 200, r.body);
+            await waitFor(() => messages.some((m) => m.i === i), { message: `push ${i} arrives over polling` });
+        }
+        assert.equal(socket.io.engine.transport.name, 'polling');
+        assert.ok(socket.connected, 'the session lasted');
+    } finally {
+        socket.close();
+    }
+    assert.deepEqual(messages.map((m) => m.i), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+
+    // nothing kept: every worker is back to the descriptors it had (connections closed, handed-off copies too)
+    let last;
+    await waitFor(() => {
+        last = workerFds(gw);
+        return [...before].every(([i, n]) => last.get(i) <= n);
+    }, { message: `no descriptor left behind: before ${JSON.stringify([...before])}, now ${JSON.stringify([...(last ?? [])])}` });
+});
+
+// One HTTP/1.1 exchange on a raw socket: the answer's status, lower-cased headers and body (Content-Length framed).
+function exchange(sock, request) {
+    return new Promise((resolve, reject) => {
+        let buf = Buffer.alloc(0);
+        const onData = (d) => {
+            buf = Buffer.concat([buf, d]);
+            const end = buf.indexOf('\r\n\r\n');
+            if (end < 0) return;
+            const [statusLine, ...lines] = buf.subarray(0, end).toString('latin1').split('\r\n');
+            const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+            const len = Number(headers['content-length'] ?? 0);
+            if (buf.length < end + 4 + len) return;
+            sock.off('data', onData);
+            sock.off('error', reject);
+            resolve({ status: Number(statusLine.split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len).toString() });
+        };
+        sock.on('data', onData);
+        sock.once('error', reject);
+        sock.write(request);
+    });
+}
+
+test('a kept-alive connection asked for another worker\'s session: 400 with Connection: close, and a new connection reaches it', { timeout: 60000 }, async () => {
+    const { gw } = await workersStack();
+    let r = await httpRequest('GET', `${gw.url}/socket.io/?EIO=4&transport=polling`);
+    assert.equal(r.status, 200, r.body);
+    const home = r.headers['x-pushgate-worker'];
+    const sid = JSON.parse(r.body.slice(1)).sid;
+    const target = `/socket.io/?EIO=4&transport=polling&sid=${sid}`;
+    const host = `Host: 127.0.0.1:${gw.port}\r\n`;
+
+    // a connection whose first request landed on the other worker, kept alive
+    let sock;
+    for (let i = 0; i < 64 && !sock; i++) {
+        const c = net.connect(gw.port, '127.0.0.1');
+        await new Promise((resolve, reject) => c.once('connect', resolve).once('error', reject));
+        const a = await exchange(c, `GET /healthz HTTP/1.1\r\n${host}\r\n`);
+        assert.equal(a.status, 200);
+        if (a.headers['x-pushgate-worker'] !== home) sock = c;
+        else c.destroy();
+    }
+    assert.ok(sock, 'a connection landed on the other worker');
+    try {
+        const closed = new Promise((resolve) => sock.once('close', resolve));
+        const a = await exchange(sock, `GET ${target} HTTP/1.1\r\n${host}\r\n`);
+        assert.equal(a.status, 400, a.body);
+        assert.equal(a.headers.connection, 'close');
+        assert.notEqual(a.headers['x-pushgate-worker'], home);
+        assert.equal(JSON.parse(a.body).code, 1, 'Engine.IO\'s "Session ID unknown"');
+        await closed;
+    } finally {
+        sock.destroy();
+    }
+    // the session is intact: the client's next request, on a new connection, reaches it
+    r = await httpRequest('POST', `${gw.url}${target}`, { body: '40' });
+    assert.equal(r.status, 200, r.body);
+    assert.equal(r.headers['x-pushgate-worker'], home);
 });
 
 test('the apps store is shared: an app created through one worker serves on the other; deactivated through it, closed on both', { timeout: 60000 }, async () => {
