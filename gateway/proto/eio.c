@@ -30,6 +30,13 @@
  * request or answer): one GET parked and then dropped does not buy the ping
  * interval + timeout either.
  *
+ * Workers (gateway/workers.c): a session lives in the worker that made it,
+ * and its sid's first characters name that worker (proto/eio.h), so that a
+ * new connection carrying the sid is passed to it before lws reads it
+ * (gateway/listen.c). A request that reaches another worker anyway came on
+ * a kept-alive connection: it is answered 400 (Session ID unknown) with
+ * Connection: close, and the client's next request comes on a new one.
+ *
  * State: the sessions in gw->eio_sessions by sid (struct pg_eio, owned here
  * from pg_eio_new() to its destruction from sul_free or pg_eio_shutdown()).
  * Invariant: a dead session does nothing more and is destroyed at the next
