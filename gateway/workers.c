@@ -10,9 +10,9 @@
  * written through the admin API) already travels between nodes over the
  * broker (cluster/), so workers of one host are nodes like those of two hosts,
  * with nothing shared in memory and nothing locked. The kernel spreads new
- * connections over the workers' listening sockets (SO_REUSEPORT, which lws
- * sets for LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE: server.c asks for it in a
- * worker); a connection stays with the worker that accepted it.
+ * connections over the workers' listening sockets (each worker's own,
+ * SO_REUSEPORT: listen.c); a connection stays with the worker that accepted
+ * it, unless it is an Engine.IO request for a sibling's session (below).
  *
  * Node ids. With node_id set, worker i is node "<node_id>-w<i>" (still one
  * topic level), the same id after a restart: the cluster treats a worker's
