@@ -34,6 +34,8 @@ struct opt {
 static const struct opt opts[] = {
     {"listen_host", T_STR, O(listen_host), "127.0.0.1", 0, 0, "address for HTTP and WebSocket (0.0.0.0 = all)"},
     {"listen_port", T_INT, O(listen_port), "8080", 1, 65535, "port for HTTP and WebSocket"},
+    {"workers", T_INT, O(workers), "0", 0, PG_WORKERS_MAX,
+     "gateway processes sharing listen_port, each its own node (0: one per CPU; 1: a single process)"},
     {"broker_host", T_STR, O(broker_host), "127.0.0.1", 0, 0, "MQTT broker address"},
     {"broker_port", T_INT, O(broker_port), "1883", 1, 65535, "MQTT broker port"},
     SHARED(PG_SHARED_OPT_BROKER_USERNAME, O(broker_username), "gateway's broker account (empty: anonymous)"),
@@ -319,6 +321,7 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
     char why[256];
     int rc;
     memset(cfg, 0, sizeof *cfg);
+    cfg->worker = -1;
     for (size_t i = 0; i < NOPTS; i++)
         if ((rc = set_opt(cfg, &opts[i], opts[i].def, why, sizeof why)) != 0) {
             snprintf(err, errlen, "built-in default of %s: %s", opts[i].name, why);

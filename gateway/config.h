@@ -14,6 +14,10 @@
 
 /* The largest max_query_bytes: query parameters are read into buffers of this size plus one. */
 #define PG_QUERY_ARG_MAX 4096
+/* The most gateway processes one pushgate runs (workers; gateway/workers.c). */
+#define PG_WORKERS_MAX 256
+
+struct pg_handoff;
 
 struct pg_app_conf {
     struct pg_app_creds creds;
@@ -28,6 +32,14 @@ struct pg_config {
     /* network */
     char *listen_host;
     long long listen_port;
+    long long workers; /* 0: one per online CPU; 1: this process alone (gateway/workers.c) */
+    /*
+     * Not an option: this process's worker number (0..workers-1), set by gateway/workers.c in the worker before
+     * it runs the server; -1 when the gateway is one process (workers = 1). HTTP answers and /metrics name it.
+     */
+    int worker;
+    /* Not an option: in a worker, the hand-off channels between workers (gateway/handoff.h; borrowed), else NULL. */
+    struct pg_handoff *handoff;
     /* broker */
     char *broker_host;
     long long broker_port;

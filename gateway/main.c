@@ -3,7 +3,7 @@
 
 #include "config.h"
 #include "log.h"
-#include "server.h"
+#include "workers.h"
 
 int main(int argc, char **argv)
 {
@@ -60,7 +60,7 @@ int main(int argc, char **argv)
         pg_log(PG_LOG_WARN, "admin",
                "broker_password_file is not set: the admin API cannot refuse (409) apps named after broker accounts "
                "(the broker plugin still leaves those usernames to the broker's password_file)");
-    rc = pg_server_run(&cfg);
+    rc = pg_workers_run(&cfg); /* in a worker too: its own server's status */
     pg_config_free(&cfg);
     return rc;
 }

@@ -14,6 +14,11 @@
  * down in order. A signal starts the drain: every session is closed (1001)
  * and the process ends once they, pending requests and webhooks are gone, or
  * after shutdown_grace_ms.
+ *
+ * In a worker (cfg->worker >= 0, gateway/workers.c) lws listens on nothing:
+ * the worker's own SO_REUSEPORT socket (listen.h) is watched like the broker
+ * socket and what it accepts is adopted as lws's own connections, or passed
+ * to the sibling holding its Engine.IO session.
  */
 #include <errno.h>
 #include <signal.h>
@@ -44,6 +49,7 @@
 #include "http/http.h"
 #include "http/routes.h"
 #include "http/upgrade.h"
+#include "listen.h"
 #include "log.h"
 #include "pg_common.h"
 #include "pg_topic.h"
@@ -106,6 +112,15 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (w->proto->ws_open(gw, w, wsi, app) != 0)
             return -1;
         pg_live_open(gw, &w->live, wsi); /* every protocol's WebSocket: core/liveness.h */
+        return 0;
+    }
+    case LWS_CALLBACK_ADD_HEADERS: { /* the WebSocket handshake's answer names the worker, as HTTP answers do */
+        struct lws_process_html_args *a = in;
+        unsigned char *p = (unsigned char *)a->p;
+        if (pg_http_add_worker_header(gw, wsi, &p, p + a->max_len))
+            return -1;
+        a->max_len -= (int)(p - (unsigned char *)a->p);
+        a->p = (char *)p;
         return 0;
     }
     case LWS_CALLBACK_RECEIVE:
@@ -323,6 +338,7 @@ const struct pg_channel_broker pg_server_channel_broker = {
  */
 struct loop {
     int uv;
+    int broken; /* lws' context is left to the exit: its teardown would crash (pg_server_run) */
     uv_loop_t uv_loop;
     uv_prepare_t flush; /* runs once per libuv iteration, just before it waits */
     void *foreign[1];
@@ -375,7 +391,7 @@ static void loop_run(struct loop *l, struct pg_gw *gw)
  */
 static void loop_free(struct loop *l, struct lws_context **pctx)
 {
-    if (!l->uv)
+    if (!l->uv || l->broken)
         return;
     if (l->flush.data)
         uv_close((uv_handle_t *)&l->flush, NULL);
@@ -401,6 +417,7 @@ static void on_signal(int sig)
 static const struct lws_protocols protocols[] = {
     {"pushgate", main_callback, sizeof(struct pg_conn), 4096, 0, NULL, 0},
     {"pushgate-mqtt", mqtt_callback, sizeof(struct mqtt_pss), 0, 0, NULL, 0},
+    {PG_LISTEN_PROTOCOL, pg_listen_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -470,7 +487,8 @@ int pg_server_run(struct pg_config *cfg)
     }
 
     memset(&info, 0, sizeof info);
-    info.port = (int)cfg->listen_port;
+    /* a worker shares listen_port with its siblings through its own SO_REUSEPORT socket (listen.h), adopted below */
+    info.port = cfg->worker >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;
     info.iface = cfg->listen_host;
     info.protocols = protocols;
     info.user = &gw;
@@ -503,15 +521,26 @@ int pg_server_run(struct pg_config *cfg)
                        : "");
         goto out;
     }
-    gw.vhost = lws_get_vhost_by_name(gw.ctx, "default");
+    /*
+     * On a libuv loop lws 4.1 returns a context even when its listening vhost failed (the port was taken after
+     * workers.c probed it), and tearing that context down calls into its unloaded libuv plugin: the context is
+     * left to the exit (loop.broken), a leak on a failed start only.
+     */
+    if (!(gw.vhost = lws_get_vhost_by_name(gw.ctx, "default"))) {
+        pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);
+        loop.broken = loop.uv;
+        goto out;
+    }
+    if (cfg->worker >= 0 && pg_listen_start(&gw) != 0)
+        goto out;
     signal_ctx = gw.ctx;
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);
     signal(SIGPIPE, SIG_IGN);
 
-    pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s apps=%zu broker=%s:%lld loop=%s",
-           cfg->listen_host, cfg->listen_port, gw.node_id, cfg->napps, cfg->broker_host, cfg->broker_port,
-           loop.uv ? "uv" : "poll");
+    pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s worker=%d apps=%zu broker=%s:%lld loop=%s",
+           cfg->listen_host, cfg->listen_port, gw.node_id, cfg->worker, cfg->napps, cfg->broker_host,
+           cfg->broker_port, loop.uv ? "uv" : "poll");
     if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_regs_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
@@ -521,11 +550,12 @@ int pg_server_run(struct pg_config *cfg)
     pg_log(PG_LOG_INFO, "server", "stopped");
     rc = 0;
 out:
-    if (gw.ctx) {
+    if (gw.ctx && !loop.broken) {
         lws_sul_cancel(&gw.sul_tick);
         signal_ctx = NULL;
         pg_sio_shutdown(&gw); /* socket.io sessions are not lws's: free them while the context still runs */
         pg_push_regs_free(&gw); /* its sweep timer lives in the context */
+        pg_listen_free(&gw);    /* its timer too; the connections still waiting for their request line */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
     loop_free(&loop, &gw.ctx);

@@ -1,8 +1,9 @@
 /*
  * The gateway process: one event loop (server.c) from the configuration to
  * the end of the drain, and what lws keeps per connection of it. Called
- * once, by main.c; the fuzz harnesses' in-memory gateway (tests/fuzz/fuzz_gw.c)
- * borrows its channel broker.
+ * once per process, by workers.c (in the process itself with workers = 1,
+ * in each worker otherwise); the fuzz harnesses' in-memory gateway
+ * (tests/fuzz/fuzz_gw.c) borrows its channel broker.
  */
 #ifndef PG_SERVER_H
 #define PG_SERVER_H

@@ -77,6 +77,7 @@ struct pg_gw {
     struct pg_eio *eio_sessions;      /* proto/eio.c: Engine.IO (socket.io) sessions by sid */
     struct pg_pchan *pchans;          /* proto/presence.c: Pusher presence channels by app and name */
     struct pg_addr *addrs;            /* core/admission.c: per-address entries by IP */
+    struct pg_listen *listen;         /* listen.c, in a worker: connections waiting for their request line */
     int64_t addrs_swept_ms;           /* core/admission.c */
     /* FIFO lists walked from their heads by the tick, instead of a timer per connection in lws' sorted list */
     lws_dll2_owner_t live_idle, live_wait; /* core/liveness.c: WebSockets by last PONG, by PING asked */

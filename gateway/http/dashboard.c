@@ -2,8 +2,12 @@
  * Per-app dashboard: sessions now and over the last hour.
  *
  *   GET /dashboard/{app}       the page (static/dashboard.html, embedded; it fetches the data below)
- *   GET /dashboard/{app}/data  {"app","node","interval_ms","window_ms","now":{...},"history":[{"t","sessions"}],
- *                               "stats":{...}}
+ *   GET /dashboard/{app}/data  {"app","node","worker","interval_ms","window_ms","now":{...},
+ *                               "history":[{"t","sessions"}],"stats":{...}}
+ *
+ * "worker" is this process's worker number, null when the gateway is one
+ * process (gateway/workers.c): with workers the page shows the worker (one
+ * node) that answered it, and the cluster figures count every worker.
  *
  * Both need the admin credentials (HTTP Basic, like the admin API): the
  * route table (http/routes.c) checks them and looks the app up.
@@ -182,9 +186,10 @@ static json_t *data_json(struct pg_gw *gw, struct pg_app *app)
     json_array_append_new(hist, json_pack("{s:I, s:I}", "t", (json_int_t)wall, "sessions", local));
     size_t reporting = 0;
     uint64_t peers = pg_cluster_peer_sessions(gw, app->creds->id, &reporting);
-    o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:{s:I, s:I, s:O, s:I, s:I, s:I}, s:O, s:O}", "app", app->creds->id,
-                  "node", gw->node_id, "started_ms", (json_int_t)gw->started_ms, "interval_ms",
-                  (json_int_t)HISTORY_INTERVAL_MS, "window_ms", (json_int_t)WINDOW_MS, "now", "t",
+    json_t *worker = gw->cfg->worker >= 0 ? json_integer(gw->cfg->worker) : json_null();
+    o = json_pack("{s:s, s:s, s:o, s:I, s:I, s:I, s:{s:I, s:I, s:O, s:I, s:I, s:I}, s:O, s:O}", "app",
+                  app->creds->id, "node", gw->node_id, "worker", worker, "started_ms", (json_int_t)gw->started_ms,
+                  "interval_ms", (json_int_t)HISTORY_INTERVAL_MS, "window_ms", (json_int_t)WINDOW_MS, "now", "t",
                   (json_int_t)wall, "sessions", local, "by_protocol", by, "cluster_sessions",
                   local + (json_int_t)peers, "cluster_nodes", (json_int_t)pg_cluster_node_count(gw),
                   "cluster_nodes_reporting", (json_int_t)reporting + 1, "history", hist, "stats", stats);

@@ -175,6 +175,8 @@ static int h_write(struct pg_http *h)
         if (lws_add_http_header_by_name(h->wsi, (const unsigned char *)"cache-control:",
                                         (const unsigned char *)"no-store", 8, &p, end))
             return -1;
+        if (pg_http_add_worker_header(h->gw, h->wsi, &p, end))
+            return -1;
         /* HTTP/2 (an h2c upgrade lws answers) forbids connection headers: its streams end, not the connection */
         int h1 = lws_get_network_wsi(h->wsi) == h->wsi;
         if (h1 && h->close_after &&
@@ -326,6 +328,16 @@ void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const
     int rc = pg_publish_topic(gw, app, topic, payload, len, props, pg_pending_ack, a);
     if (rc != 0)
         pg_pending_ack(a, rc); /* answers at once: 503 (broker unavailable) or 500 */
+}
+
+int pg_http_add_worker_header(struct pg_gw *gw, struct lws *wsi, unsigned char **p, unsigned char *end)
+{
+    char v[16];
+    if (gw->cfg->worker < 0)
+        return 0;
+    int n = snprintf(v, sizeof v, "%d", gw->cfg->worker);
+    return lws_add_http_header_by_name(wsi, (const unsigned char *)"x-pushgate-worker:", (const unsigned char *)v, n,
+                                       p, end);
 }
 
 int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len)

@@ -134,6 +134,13 @@ void pg_http_publish(struct pg_gw *gw, struct pg_http *h, const char *app, const
 
 /* ---- the request ---------------------------------------------------------------------- */
 
+/*
+ * Adds "X-Pushgate-Worker: <i>" at *p when this process is worker i of several (gateway/workers.c), nothing when
+ * it is the only one. For every answer: HTTP here, the WebSocket handshake through server.c. 0, or nonzero when
+ * the header does not fit.
+ */
+int pg_http_add_worker_header(struct pg_gw *gw, struct lws *wsi, unsigned char **p, unsigned char *end);
+
 /* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
 int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
 /*

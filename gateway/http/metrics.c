@@ -3,6 +3,8 @@
  * exposition format. Counters are per app and only ever grow; gauges are read
  * at scrape time (sessions are counted by walking them: scrapes are rare,
  * messages are not, so nothing is kept up to date on the hot path for them).
+ * With workers (gateway/workers.c) the figures are the answering worker's
+ * alone; pushgate_worker_info names it, as X-Pushgate-Worker does.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +96,10 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     fprintf(f, "# HELP pushgate_cluster_nodes Live gateway nodes this process sees, itself included.\n"
                "# TYPE pushgate_cluster_nodes gauge\npushgate_cluster_nodes %zu\n",
             pg_cluster_node_count(gw));
+    /* which process answered: with workers each has its own figures (gateway/workers.c) */
+    fprintf(f, "# HELP pushgate_worker_info The node and worker that answered this scrape (worker -1: one process).\n"
+               "# TYPE pushgate_worker_info gauge\npushgate_worker_info{node=\"%s\",worker=\"%d\"} 1\n",
+            gw->node_id, gw->cfg->worker);
     if (fclose(f) != 0) {
         free(buf);
         return NULL;

@@ -30,6 +30,13 @@
  * request or answer): one GET parked and then dropped does not buy the ping
  * interval + timeout either.
  *
+ * Workers (gateway/workers.c): a session lives in the worker that made it,
+ * and its sid's first characters name that worker (proto/eio.h), so that a
+ * new connection carrying the sid is passed to it before lws reads it
+ * (gateway/listen.c). A request that reaches another worker anyway came on
+ * a kept-alive connection: it is answered 400 (Session ID unknown) with
+ * Connection: close, and the client's next request comes on a new one.
+ *
  * State: the sessions in gw->eio_sessions by sid (struct pg_eio, owned here
  * from pg_eio_new() to its destruction from sul_free or pg_eio_shutdown()).
  * Invariant: a dead session does nothing more and is destroyed at the next
@@ -62,6 +69,30 @@
 /* lws drops an HTTP transaction unanswered for timeout_secs (30 s, server.c): answer a parked GET before */
 #define POLL_MAX_MS 20000
 #define TEXT_PLAIN "text/plain; charset=UTF-8"
+/* pg_random_token's alphabet (auth/crypto.c): a sid's worker number is written in the characters it is made of */
+static const char SID_ALPHABET[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+#define SID_BASE ((int)sizeof SID_ALPHABET - 1)
+
+int pg_eio_sid_worker(const char *sid, size_t len)
+{
+    if (len < PG_EIO_SID_WORKER_CHARS)
+        return -1;
+    int n = 0;
+    for (int i = 0; i < PG_EIO_SID_WORKER_CHARS; i++) {
+        const char *d = sid[i] ? strchr(SID_ALPHABET, sid[i]) : NULL;
+        if (!d)
+            return -1;
+        n = n * SID_BASE + (int)(d - SID_ALPHABET);
+    }
+    return n;
+}
+
+/* Writes worker's number over the first PG_EIO_SID_WORKER_CHARS characters of sid. */
+static void sid_mark(char *sid, int worker)
+{
+    for (int i = PG_EIO_SID_WORKER_CHARS - 1; i >= 0; i--, worker /= SID_BASE)
+        sid[i] = SID_ALPHABET[worker % SID_BASE];
+}
 
 struct pg_eio *pg_eio_find(struct pg_gw *gw, const char *sid)
 {
@@ -265,6 +296,8 @@ struct pg_eio *pg_eio_new(struct pg_gw *gw, struct lws *wsi, const struct pg_eio
         free(e);
         return NULL;
     }
+    if (gw->cfg->worker >= 0)
+        sid_mark(e->sid, gw->cfg->worker);
     e->ops = ops;
     e->s.proto = ops->proto;
     snprintf(e->s.client_id, sizeof e->s.client_id, "%s", e->sid);
@@ -518,6 +551,20 @@ void pg_eio_http(struct pg_gw *gw, struct pg_http *h, const struct pg_eio_ops *o
     }
     struct pg_eio *e = pg_eio_find(gw, sid);
     if (!e) {
+        int owner = gw->cfg->worker >= 0 ? pg_eio_sid_worker(sid, strlen(sid)) : -1;
+        if (owner >= 0 && owner != gw->cfg->worker) {
+            /*
+             * Another worker's session on a connection this worker accepted: a kept-alive connection (its first
+             * request went where it landed, gateway/listen.c) reused for another session. lws has read the
+             * request, so the connection cannot be handed over any more: closing it sends the client's next
+             * request, the reconnect, on a new connection, which the listener places.
+             */
+            pg_log(PG_LOG_INFO, "socketio", "a sid of worker %d on a connection of worker %d: 400 and close", owner,
+                   gw->cfg->worker);
+            h->close_after = 1;
+            eio_error(h, 400, 1, "Session ID unknown on this connection (another worker's session): use a new one");
+            return;
+        }
         eio_error(h, 400, 1, "Session ID unknown");
         return;
     }

@@ -33,6 +33,13 @@ struct pg_http;
 struct pg_eio;
 
 #define PG_EIO_SID_LEN 20
+/*
+ * With workers (gateway/workers.c), the first PG_EIO_SID_WORKER_CHARS characters of a sid are the number of the
+ * worker that made it, in base 62 over the sid's own alphabet (most significant first), the rest random: a request
+ * of the session arriving on another worker's connection is handed to its owner (gateway/listen.c). Clients see an
+ * opaque sid of the same length and alphabet as before.
+ */
+#define PG_EIO_SID_WORKER_CHARS 2 /* 62^2 = 3844 numbers, more than PG_WORKERS_MAX */
 
 /* What rides on Engine.IO sessions; static, given to pg_eio_new() and kept by the session. */
 struct pg_eio_ops {
@@ -89,6 +96,11 @@ void pg_eio_connected(struct pg_eio *e);
 void pg_eio_wake(struct pg_session *s);
 /* Free every session (context teardown). */
 void pg_eio_shutdown(struct pg_gw *gw);
+/*
+ * The worker number a sid of len bytes names (PG_EIO_SID_WORKER_CHARS), or -1 when it can name none (shorter,
+ * another alphabet). Any sid decodes, a single process's too: only a worker asks, about what it did not make.
+ */
+int pg_eio_sid_worker(const char *sid, size_t len);
 
 /* --- for the transports (proto/eio_ws.c) --- */
 

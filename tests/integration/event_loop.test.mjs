@@ -4,7 +4,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { httpRequest, startStack, wsConnect } from './lib/harness.mjs';
+import { spawnSync } from 'node:child_process';
+
+import { GATEWAY_BIN, SANITIZE, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
 
 const stacks = [];
 after(async () => {
@@ -38,16 +40,24 @@ async function sessionLife(gateway, loop) {
     big.send(JSON.stringify({ type: 'publish', room, message: 'x'.repeat(MAX_FRAME + 100) }));
     assert.equal((await big.closed).code, 1009, 'the close frame left before the socket closed');
 
+    // a second gateway on the same port cannot listen: it says so and exits 1 (lws on libuv still hands back a
+    // context without its listening vhost: the gateway must not run on without one)
+    const env = { ...process.env };
+    if (SANITIZE) env.ASAN_OPTIONS = 'detect_leaks=1';
+    const twin = spawnSync(GATEWAY_BIN, ['--config', stack.gw.conf], { env, encoding: 'utf8', timeout: 20000 });
+    assert.equal(twin.status, 1, `exit status ${twin.status} signal ${twin.signal}\n${twin.stderr}`);
+    assert.match(twin.stderr, /cannot listen on 127\.0\.0\.1:/);
+
     assert.deepEqual(await stack.gw.stop(), { code: 0, signal: null });
     const info = await sub.closed;
     assert.equal(info.code, 1001, JSON.stringify(info));
     await stack.stop();
 }
 
-test('event_loop uv (the default): subscribe, REST publish, close 1009, SIGTERM 1001', { timeout: 60000 }, async () => {
+test('event_loop uv (the default): subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
     await sessionLife({}, 'uv');
 });
 
-test('event_loop poll: subscribe, REST publish, close 1009, SIGTERM 1001', { timeout: 60000 }, async () => {
+test('event_loop poll: subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
     await sessionLife({ event_loop: 'poll' }, 'poll');
 });

@@ -23,6 +23,8 @@ export const SANITIZE =
 
 // Sanitizer builds run everything several times slower: deadlines that bound a positive wait (waitFor, next) are
 // multiplied by TIME_SCALE, and tests wrap their own literal deadlines in scaled(). PUSHGATE_TEST_TIME_SCALE overrides.
+// The gateway's `workers` in every written config unless a test sets it (default 1: one process, no supervisor).
+export const TEST_WORKERS = Number(process.env.PUSHGATE_TEST_WORKERS) || 1;
 export const TIME_SCALE = Number(process.env.PUSHGATE_TEST_TIME_SCALE) || (SANITIZE ? 3 : 1);
 export const scaled = (ms) => Math.round(ms * TIME_SCALE);
 
@@ -324,6 +326,8 @@ export async function writePushgateConf({ dir, listenPort, brokerPort, brokerPas
         broker_username: 'pushgate',
         broker_password: brokerPassword,
         log_level: 'debug',
+        // one process unless the test asks for workers, or PUSHGATE_TEST_WORKERS runs a whole file with several
+        workers: TEST_WORKERS,
         ...gateway,
     };
     const lines = ['# written by tests/integration/lib/harness.mjs'];
@@ -657,15 +661,30 @@ export async function startGateway({ dir, conf, port, env: extraEnv = {}, args =
     };
     gw.signal = (sig) => rec.child.kill(sig);
 
+    gw.workers = gatewayWorkers(conf, args, env);
+    // worker number -> pid of its latest start, from the supervisor's log ("worker 1 started (pid 1234)")
+    gw.workerPids = () => {
+        const pids = new Map();
+        for (const m of rec.output.matchAll(/worker (\d+) started \(pid (\d+)\)/g)) pids.set(Number(m[1]), Number(m[2]));
+        return pids;
+    };
+
+    // With workers, ready means every worker answered the probe: new connections land on any of them.
     const deadline = Date.now() + (readyTimeoutMs || (SANITIZE ? 30000 : 15000));
     const probe = waitReady ? '/readyz' : '/healthz';
+    const answered = new Set();
     for (;;) {
         if (rec.exitInfo) {
             throw new Error(`pushgate exited during startup (${JSON.stringify(rec.exitInfo)}):\n${tail(rec.output)}`);
         }
         try {
             const r = await httpRequest('GET', `${gw.url}${probe}`, { timeoutMs: 1000 });
-            if (r.status === 200) break;
+            if (r.status === 200) answered.add(gw.workers > 1 ? r.headers['x-pushgate-worker'] : 'only');
+            if (answered.size >= gw.workers) break;
+            if (r.status === 200) {
+                await sleep(5); // another worker may answer the next connection: ask again soon
+                continue;
+            }
         } catch {
             // not listening yet
         }
@@ -676,6 +695,38 @@ export async function startGateway({ dir, conf, port, env: extraEnv = {}, args =
         await sleep(50);
     }
     return gw;
+}
+
+// The number of processes a gateway started with conf, args and env serves with (workers: argv over env over file).
+function gatewayWorkers(conf, args, env) {
+    let v = readConfOption(conf, 'workers');
+    if (env.PUSHGATE_WORKERS !== undefined) v = env.PUSHGATE_WORKERS;
+    for (let i = 0; i < args.length; i++) {
+        if (args[i] === '--workers') v = args[i + 1];
+        else if (args[i].startsWith('--workers=')) v = args[i].slice('--workers='.length);
+    }
+    const n = Number(v ?? 0);
+    return n === 0 ? os.availableParallelism() : n;
+}
+
+/**
+ * Waits until every worker of gw answers request() so that ok(response) holds (the one process: one passing answer).
+ * With workers each is its own node and converges on its own: requests (each a new connection, which the kernel gives
+ * to any worker) are repeated until each worker, named by X-Pushgate-Worker, has given a passing answer as its latest,
+ * or the timeout ends with an error naming every worker's latest answer.
+ */
+export async function expectEveryWorker(gw, request, ok, { timeoutMs = scaled(5000), message = 'every worker' } = {}) {
+    const last = new Map();
+    try {
+        await waitFor(async () => {
+            const r = await request();
+            last.set(r.headers['x-pushgate-worker'] ?? 'only', ok(r) ? null : `${r.status} ${r.body}`);
+            return last.size >= gw.workers && [...last.values()].every((v) => v === null);
+        }, { timeoutMs, message });
+    } catch (err) {
+        err.message += `; latest answer per worker (null: passed): ${JSON.stringify(Object.fromEntries(last))}`;
+        throw err;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -922,6 +973,10 @@ export function wsConnect(url, opts = {}) {
                     }),
                 );
             }
+        });
+        // the worker that accepted the connection (X-Pushgate-Worker; undefined when the gateway is one process)
+        ws.on('upgrade', (res) => {
+            wrapper.worker = res.headers['x-pushgate-worker'];
         });
         let opened = false;
         ws.on('unexpected-response', (req, res) => {

@@ -1,0 +1,53 @@
+/*
+ * A worker's listening socket: its own socket on listen_port, shared with
+ * its sibling workers through SO_REUSEPORT (gateway/workers.c), accepted
+ * from by the lws loop and handed to lws as HTTP connections, or to the
+ * sibling that holds the connection's Engine.IO session.
+ *
+ * Why not lws's own listener: libwebsockets 4.1 as Debian ships it does not
+ * set SO_REUSEPORT for LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE (it binds with
+ * SO_REUSEADDR alone, so a second worker's bind fails with EADDRINUSE), and
+ * lws reads a connection as soon as it has it, where a connection meant for
+ * a sibling must be passed on unread. A worker's context therefore listens
+ * on nothing itself (CONTEXT_PORT_NO_LISTEN_SERVER) and watches this
+ * socket as a raw descriptor (PG_LISTEN_PROTOCOL); every connection it
+ * keeps is adopted as lws would adopt it (LWS_ADOPT_SOCKET |
+ * LWS_ADOPT_HTTP), so from there on it is an ordinary HTTP or WebSocket
+ * connection of the "pushgate" protocol. With one process (workers = 1)
+ * none of this runs: lws listens as before.
+ */
+#ifndef PG_LISTEN_H
+#define PG_LISTEN_H
+
+#include <libwebsockets.h>
+
+struct pg_gw;
+
+#define PG_LISTEN_PROTOCOL "pushgate-listen"
+#define PG_LISTEN_ACCEPTS_PER_PASS 64 /* connections accepted (or received, or looked at) per readable event */
+
+/*
+ * In a worker: opens the listening socket (listen_host:listen_port, an
+ * address, not an interface name; SO_REUSEADDR and SO_REUSEPORT) and
+ * watches it, the connections waiting for their request line and the
+ * worker's hand-off channel (cfg->handoff) in gw's lws loop, through
+ * PG_LISTEN_PROTOCOL. 0, or a negative PG_E* error, logged. The state is
+ * gw->listen's until pg_listen_free().
+ */
+int pg_listen_start(struct pg_gw *gw);
+/* Closes the connections still waiting and frees the state; before lws_context_destroy (its timer is lws's). */
+void pg_listen_free(struct pg_gw *gw);
+
+/* The lws protocol callback of PG_LISTEN_PROTOCOL. */
+int pg_listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+
+/*
+ * What the start of a request (buf, n bytes) says about where it goes:
+ * 1 when it is a request at the Engine.IO path (/socket.io or /socket.io/)
+ * with a sid query parameter (*sid, *sid_len point into buf); 0 when it is
+ * not (another path, no sid, not an HTTP request line); PG_EBUSY when the
+ * bytes so far cannot tell. Only the request line is read.
+ */
+int pg_listen_request_sid(const char *buf, size_t n, const char **sid, size_t *sid_len);
+
+#endif
