@@ -82,7 +82,7 @@ struct pg_gw {
     struct pg_dueq pusher_idle, pusher_wait; /* proto/pusher.c: sessions by last frame, by pusher:ping sent */
     struct pg_dueq eio_ping, eio_pong;       /* proto/eio.c: sessions by last pong (or opening), by ping sent */
     struct pg_dueq eio_handshake, eio_poll;  /* proto/eio.c: by last transport before CONNECT; by parked GET */
-    lws_dll2_owner_t body_waits;           /* http/http.c: requests waiting for their body, oldest first */
+    struct pg_dueq body_waits;               /* http/http.c: requests waiting for their body, oldest first */
     lws_dll2_owner_t loaded;               /* core/session.c joins, core/publish.c leaves: sessions with output */
 
     /* ---- sequence numbers (core/seq.c, through core/publish.c) ---- */
