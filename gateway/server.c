@@ -53,7 +53,9 @@
 #include "log.h"
 #include "pg_common.h"
 #include "pg_topic.h"
+#include "proto/eio.h"
 #include "proto/presence.h"
+#include "proto/pusher.h"
 #include "proto/sio.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
@@ -286,6 +288,8 @@ static void tick(lws_sorted_usec_list_t *sul)
     struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
     pg_publish_load_tick(gw);
     pg_live_tick(gw);
+    pg_pusher_tick(gw);
+    pg_eio_tick(gw);
     pg_http_tick(gw);
     pg_bridge_tick(gw->bridge);
     pg_cluster_tick(gw);

@@ -15,6 +15,7 @@
 #include <libwebsockets.h>
 
 #include "config.h"
+#include "core/dueq.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
 
@@ -80,8 +81,11 @@ struct pg_gw {
     struct pg_listen *listen;         /* listen.c, in a worker: connections waiting for their request line */
     int64_t addrs_swept_ms;           /* core/admission.c */
     /* FIFO lists walked from their heads by the tick, instead of a timer per connection in lws' sorted list */
-    lws_dll2_owner_t live_idle, live_wait; /* core/liveness.c: WebSockets by last PONG, by PING asked */
-    lws_dll2_owner_t body_waits;           /* http/http.c: requests waiting for their body, oldest first */
+    struct pg_dueq live_idle, live_wait;     /* core/liveness.c: WebSockets by last PONG, by PING asked */
+    struct pg_dueq pusher_idle, pusher_wait; /* proto/pusher.c: sessions by last frame, by pusher:ping sent */
+    struct pg_dueq eio_ping, eio_pong;       /* proto/eio.c: sessions by last pong (or opening), by ping sent */
+    struct pg_dueq eio_handshake, eio_poll;  /* proto/eio.c: by last transport before CONNECT; by parked GET */
+    struct pg_dueq body_waits;               /* http/http.c: requests waiting for their body, oldest first */
     lws_dll2_owner_t loaded;               /* core/session.c joins, core/publish.c leaves: sessions with output */
 
     /* ---- sequence numbers (core/seq.c, through core/publish.c) ---- */

@@ -7,11 +7,12 @@
  * starts) cannot, since control frames do not go in the middle of one.
  *
  * Cost: O(1) per event, nothing per WebSocket in lws' sorted timer list. The
- * interval and the timeout are the same for every WebSocket, so two FIFO
- * lists in struct pg_gw stay in deadline order by appending alone: live_idle
- * (oldest opening or PONG first) and live_wait (oldest PING decision first).
- * A PONG moves its WebSocket to live_idle's tail; the loop's tick
- * (pg_live_tick, every PG_BRIDGE_TICK_MS) pops what is due from the heads.
+ * interval and the timeout are the same for every WebSocket, so they are two
+ * deadline FIFOs (core/dueq.h) in struct pg_gw: live_idle (oldest opening or
+ * PONG first) and live_wait (oldest PING decision first). A PONG moves its
+ * WebSocket to live_idle's tail; the loop's tick (pg_live_tick, every
+ * PG_BRIDGE_TICK_MS) pops what is due from the heads, at most one tick late
+ * (both settings are whole seconds).
  *
  * State: struct pg_live, in each WebSocket's struct pg_ws (lws' per-wsi user
  * data, core/session.h), from ESTABLISHED to CLOSED; the two lists'
@@ -23,13 +24,14 @@
 #include <stdint.h>
 #include <libwebsockets.h>
 
+#include "core/dueq.h"
+
 struct pg_gw;
 
 struct pg_live {
-    lws_dll2_t link;  /* in gw->live_idle or gw->live_wait; detached before opening and after closing */
-    struct lws *wsi;  /* borrowed: the WebSocket this entry watches */
-    int64_t since_ms; /* monotonic. live_idle: its opening or last PONG; live_wait: when its PING was decided */
-    int ping_due;     /* the PING waits for the next WRITEABLE */
+    struct pg_due due; /* in gw->live_idle or gw->live_wait; on neither before opening and after closing */
+    struct lws *wsi;   /* borrowed: the WebSocket this entry watches */
+    int ping_due;      /* the PING waits for the next WRITEABLE */
 };
 
 /* LWS_CALLBACK_ESTABLISHED: starts the clock. */

@@ -34,12 +34,27 @@
 #include "core/gw.h"
 #include "core/pending.h"
 #include "core/publish.h"
+#include "core/session.h"
 #include "http/http.h"
 #include "log.h"
 
+/* lws sizes every connection's user data (struct pg_conn, server.h) by the larger of the two: keep it the WebSocket */
+_Static_assert(sizeof(struct pg_http) <= sizeof(struct pg_ws),
+               "struct pg_http must not be larger than struct pg_ws: allocate per request instead");
+
+/* The request is over (answered, or its connection gone): what it alone needed goes. */
+static void request_end(struct pg_http *h)
+{
+    free(h->path);
+    free(h->args);
+    h->path = NULL;
+    h->args = NULL;
+}
+
 static void h_reset(struct pg_http *h)
 {
-    lws_dll2_remove(&h->body_wait);
+    pg_due_stop(&h->body_wait);
+    request_end(h);
     free(h->body);
     free(h->resp);
     free(h->allow_origin);
@@ -51,7 +66,6 @@ static void h_reset(struct pg_http *h)
     h->ctype = h->location = h->www_auth = h->retry_after = NULL;
     h->app = NULL;
     h->route = NULL;
-    h->args.n = 0;
     h->on_body = NULL;
     h->method = 0;
 }
@@ -206,6 +220,8 @@ static int h_write(struct pg_http *h)
         return -1;
     }
     h->status = 0;
+    /* a connection that upgrades to a WebSocket next gets its struct pg_conn zeroed (server.c): nothing owned is left */
+    request_end(h);
     if (h->close_after)
         return -1; /* nothing more is read from this connection */
     return lws_http_transaction_completed(h->wsi) ? -1 : 0;
@@ -460,7 +476,7 @@ const char *pg_http_args_get(const struct pg_http_args *args, const char *name)
 
 const char *pg_http_arg(const struct pg_http *h, const char *name)
 {
-    return pg_http_args_get(&h->args, name);
+    return h->args ? pg_http_args_get(h->args, name) : NULL;
 }
 
 /*
@@ -534,20 +550,18 @@ int pg_http_refusal(struct pg_gw *gw, struct lws *wsi, const char **why)
 }
 
 /*
- * The body timeout is the same for every request, so gw->body_waits, appended
- * to as headers arrive, is in deadline order: the tick answers from its head
- * until a request is not due. (A timer per request in lws' sorted list walked
- * every other timer in it, each WebSocket's included.)
+ * The body timeout is the same for every request, so gw->body_waits is a
+ * deadline FIFO (core/dueq.h), joined as headers arrive: the tick answers
+ * from its head until a request is not due, at most one tick (100 ms) late.
+ * (A timer per request in lws' sorted list walked every other timer in it,
+ * each WebSocket's included.)
  */
 void pg_http_tick(struct pg_gw *gw)
 {
     int64_t now = pg_mono_ms();
-    lws_dll2_t *d;
-    while ((d = lws_dll2_get_head(&gw->body_waits))) {
+    struct pg_due *d;
+    while ((d = pg_dueq_pop(&gw->body_waits, now, gw->cfg->http_body_timeout_ms))) {
         struct pg_http *h = lws_container_of(d, struct pg_http, body_wait);
-        if (now - h->body_since_ms < gw->cfg->http_body_timeout_ms)
-            break;
-        lws_dll2_remove(&h->body_wait);
         if (h->body_done || h->status)
             continue;
         h->body_done = 1; /* a late rest of the body changes nothing */
@@ -581,11 +595,16 @@ int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, 
         /* an answer made before the body arrived closes the connection: the body is never read as a request */
         if (clen > 0)
             h->close_after = 1;
-        if (strlen((const char *)in) >= sizeof h->path) {
+        if (strlen((const char *)in) >= PG_HTTP_PATH_MAX) {
             pg_http_respond_error(h, 414, "URI too long");
             return 0;
         }
-        snprintf(h->path, sizeof h->path, "%s", (const char *)in);
+        h->path = strdup((const char *)in);
+        h->args = calloc(1, sizeof *h->args);
+        if (!h->path || !h->args) {
+            pg_http_respond_error(h, 500, "out of memory");
+            return 0;
+        }
         if (!h->method) {
             pg_http_respond_error(h, 405, "method not allowed");
             return 0;
@@ -605,8 +624,7 @@ int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, 
         h->body_expected = 1;
         if ((uint64_t)clen > gw->cfg->max_body_bytes)
             h->body_too_big = 1;
-        h->body_since_ms = pg_mono_ms();
-        lws_dll2_add_tail(&h->body_wait, &gw->body_waits);
+        pg_due_start(&gw->body_waits, &h->body_wait, pg_mono_ms());
         return 0;
     }
     case LWS_CALLBACK_HTTP_BODY:
@@ -641,7 +659,8 @@ int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, 
              * connection is the only way out: the first request's publish
              * stands, nothing is published twice, and the loop keeps serving.
              */
-            pg_log(PG_LOG_INFO, "http", "closing connection: data after the request body of %s", h->path);
+            pg_log(PG_LOG_INFO, "http", "closing connection: data after the request body of %s",
+                   h->path ? h->path : "an answered request");
             if (h->status && !h->waiting_ack) {
                 /* the answer is ready (an admin write that took effect, say): it goes out before the close */
                 h->close_after = 1;
@@ -655,7 +674,7 @@ int pg_http_callback(struct pg_gw *gw, pg_http_route_fn route, struct lws *wsi, 
         if (h->status)
             return 0;
         h->body_done = 1;
-        lws_dll2_remove(&h->body_wait);
+        pg_due_stop(&h->body_wait);
         if (h->on_body)
             h->on_body(gw, h);
         else

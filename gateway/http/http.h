@@ -6,6 +6,13 @@
  * an asynchronous answer, by serial. An answer is set once (status != 0)
  * and written by the transaction's WRITEABLE callbacks.
  *
+ * Memory: struct pg_http shares struct pg_conn's union with a WebSocket's
+ * struct pg_ws, and lws allocates that union for every connection, so the
+ * request's path and the route's captures (up to PG_HTTP_PATH_MAX and
+ * sizeof(struct pg_http_args) bytes) are allocated per request, from its
+ * headers to its end (the answer written, or the connection closed), not
+ * kept inline for every idle WebSocket.
+ *
  * This module knows no route: pg_http_callback() runs the transaction
  * (limits, framing, body, answer) and calls the router it is given once the
  * request's headers are in (http/routes.c). Handlers include this header;
@@ -22,6 +29,8 @@
 #include <jansson.h>
 #include <libwebsockets.h>
 #include <uthash.h>
+
+#include "core/dueq.h"
 
 struct pg_gw;
 struct pg_app;
@@ -54,9 +63,10 @@ struct pg_http {
     struct lws *wsi;
     enum pg_http_method method;
     pg_http_body_fn on_body; /* set by the router when the answer waits for the body */
-    char path[PG_HTTP_PATH_MAX];
+    /* owned, from the request's headers to its end (NULL outside a request; set whenever the router runs) */
+    char *path;                   /* the request path, shorter than PG_HTTP_PATH_MAX */
+    struct pg_http_args *args;    /* the matched route's captures, filled by the router */
     const struct pg_route *route; /* the router's: the route that matched, NULL before */
-    struct pg_http_args args;     /* its captures */
     struct pg_app *app; /* the route's app ({app} of the path, or the push token's), NULL until known */
     char *body;
     size_t body_len, body_cap;
@@ -79,8 +89,7 @@ struct pg_http {
     int client_close; /* the request asked for the close (Connection: close, HTTP/1.0 without keep-alive) */
     int http10_keepalive; /* HTTP/1.0 with Connection: keep-alive: the answer says keep-alive back */
     /* http_body_timeout_ms after its headers the announced body must have arrived: in gw->body_waits until then */
-    lws_dll2_t body_wait;
-    int64_t body_since_ms; /* monotonic: when its headers were in */
+    struct pg_due body_wait;
     UT_hash_handle hh; /* gw->requests by serial */
 };
 

@@ -355,7 +355,7 @@ static int lookup_app(struct pg_gw *gw, struct pg_http *h)
 void pg_routes_route(struct pg_gw *gw, struct pg_http *h)
 {
     struct pg_route_match m;
-    pg_routes_match(PG_M(h->method), h->path, &m, &h->args);
+    pg_routes_match(PG_M(h->method), h->path, &m, h->args);
     if (m.auth_first == PG_AUTH_ADMIN && !pg_http_admin_ok(gw, h))
         return;
     if (m.status && !m.row_405) {

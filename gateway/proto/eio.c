@@ -150,11 +150,11 @@ static struct pg_http *live_get(struct pg_eio *e)
 static void eio_destroy(struct pg_eio *e)
 {
     struct pg_gw *gw = e->s.gw;
-    lws_sul_cancel(&e->sul_ping);
     lws_sul_cancel(&e->sul_free);
-    lws_sul_cancel(&e->sul_poll);
     lws_sul_cancel(&e->sul_upgrade);
-    lws_sul_cancel(&e->sul_handshake);
+    pg_due_stop(&e->ping);
+    pg_due_stop(&e->handshake);
+    pg_due_stop(&e->poll);
     pg_eio_detach_ws(e);
     struct pg_http *h = pg_eio_parked_get(e);
     if (h) {
@@ -193,6 +193,14 @@ void pg_eio_shutdown(struct pg_gw *gw)
     }
 }
 
+/* The client had a transport at now: before CONNECT, its handshake deadline starts again (pg_eio_tick()). */
+static void transport_seen(struct pg_eio *e, int64_t now)
+{
+    e->transport_ms = now;
+    if (pg_due_queued(&e->handshake))
+        pg_due_start(&e->s.gw->eio_handshake, &e->handshake, now);
+}
+
 /* ---- output -------------------------------------------------------------------------- */
 
 void pg_eio_send(struct pg_eio *e, const char *text, size_t len)
@@ -214,8 +222,8 @@ void pg_eio_flush_get(struct pg_eio *e, struct pg_http *h, int noop_only)
     pg_http_unregister(gw, h);
     h->waiting_ack = 0;
     e->get_serial = 0;
-    e->transport_ms = pg_mono_ms(); /* the client polls again at once */
-    lws_sul_cancel(&e->sul_poll);
+    transport_seen(e, pg_mono_ms()); /* the client polls again at once */
+    pg_due_stop(&e->poll);
     if (!b) {
         pg_http_respond_error(h, 500, "out of memory");
         pg_eio_kill(e);
@@ -266,24 +274,6 @@ void pg_eio_wake(struct pg_session *s)
     }
 }
 
-/* ---- heartbeat ----------------------------------------------------------------------- */
-
-static void ping_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_eio *e = lws_container_of(sul, struct pg_eio, sul_ping);
-    struct pg_gw *gw = e->s.gw;
-    if (e->dead || e->s.close_code)
-        return;
-    if (e->ping_out) {
-        pg_log(PG_LOG_INFO, "socketio", "no pong in time, closing sid=%s", e->sid);
-        pg_eio_kill(e);
-        return;
-    }
-    e->ping_out = 1;
-    pg_eio_send(e, "2", 1);
-    lws_sul_schedule(gw->ctx, 0, &e->sul_ping, ping_due, gw->cfg->sio_ping_timeout_ms * LWS_US_PER_MS);
-}
-
 /* ---- sessions ------------------------------------------------------------------------ */
 
 struct pg_eio *pg_eio_new(struct pg_gw *gw, struct lws *wsi, const struct pg_eio_ops *ops)
@@ -304,7 +294,7 @@ struct pg_eio *pg_eio_new(struct pg_gw *gw, struct lws *wsi, const struct pg_eio
     e->s.last_rx_ms = pg_mono_ms();
     pg_session_register(gw, &e->s, wsi);
     HASH_ADD_KEYPTR(hh_sid, gw->eio_sessions, e->sid, strlen(e->sid), e);
-    lws_sul_schedule(gw->ctx, 0, &e->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
+    pg_due_start(&gw->eio_ping, &e->ping, e->s.last_rx_ms);
     if (ops->opened(e) != 0) {
         eio_destroy(e); /* nobody else knows it yet */
         return NULL;
@@ -323,7 +313,7 @@ char *pg_eio_open_packet(struct pg_eio *e, int can_upgrade)
 void pg_eio_connected(struct pg_eio *e)
 {
     e->connected = 1;
-    lws_sul_cancel(&e->sul_handshake);
+    pg_due_stop(&e->handshake);
 }
 
 int pg_eio_packet(struct pg_eio *e, const char *p, size_t n)
@@ -353,7 +343,7 @@ int pg_eio_packet(struct pg_eio *e, const char *p, size_t n)
     case PG_EIO_PONG:
         if (e->ping_out) {
             e->ping_out = 0;
-            lws_sul_schedule(gw->ctx, 0, &e->sul_ping, ping_due, gw->cfg->sio_ping_interval_ms * LWS_US_PER_MS);
+            pg_due_start(&gw->eio_ping, &e->ping, e->s.last_rx_ms);
         }
         return 0;
     case PG_EIO_MESSAGE:
@@ -372,39 +362,10 @@ static void eio_error(struct pg_http *h, int status, int code, const char *messa
     pg_http_respond_json(h, status, json_pack("{s:i, s:s}", "code", code, "message", message));
 }
 
-/*
- * Until it is connected, a polling session is kept while its client keeps a
- * transport: a parked GET or a WebSocket, or a request or answer within
- * sio_handshake_timeout_ms. A parked GET whose connection drops is not
- * reported to the session, so the timer looks again each time it fires.
- */
-static void handshake_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_eio *e = lws_container_of(sul, struct pg_eio, sul_handshake);
-    if (e->dead || e->connected)
-        return;
-    struct pg_gw *gw = e->s.gw;
-    int64_t now = pg_mono_ms();
-    if (live_get(e) || e->ws)
-        e->transport_ms = now;
-    int64_t left = e->transport_ms + gw->cfg->sio_handshake_timeout_ms - now;
-    if (left > 0) {
-        lws_sul_schedule(gw->ctx, 0, &e->sul_handshake, handshake_due, (lws_usec_t)left * LWS_US_PER_MS);
-        return;
-    }
-    if (!e->returned)
-        pg_log(PG_LOG_INFO, "socketio", "no request after the handshake within sio_handshake_timeout_ms, closing sid=%s",
-               e->sid);
-    else
-        pg_log(PG_LOG_INFO, "socketio", "no transport before CONNECT for sio_handshake_timeout_ms, closing sid=%s",
-               e->sid);
-    pg_eio_kill(e);
-}
-
 void pg_eio_returned(struct pg_eio *e)
 {
     e->returned = 1;
-    e->transport_ms = pg_mono_ms();
+    transport_seen(e, pg_mono_ms());
 }
 
 static void handshake(struct pg_gw *gw, struct pg_http *h, const struct pg_eio_ops *ops)
@@ -426,19 +387,10 @@ static void handshake(struct pg_gw *gw, struct pg_http *h, const struct pg_eio_o
         pg_http_respond_error(h, 500, "cannot open a session");
         return;
     }
-    e->transport_ms = pg_mono_ms();
-    lws_sul_schedule(gw->ctx, 0, &e->sul_handshake, handshake_due,
-                     (lws_usec_t)gw->cfg->sio_handshake_timeout_ms * LWS_US_PER_MS);
+    transport_seen(e, pg_mono_ms());
+    pg_due_start(&gw->eio_handshake, &e->handshake, e->transport_ms);
     pg_http_respond(h, 200, TEXT_PLAIN, open, strlen(open));
     free(open);
-}
-
-static void poll_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_eio *e = lws_container_of(sul, struct pg_eio, sul_poll);
-    struct pg_http *h = e->dead ? NULL : pg_eio_parked_get(e);
-    if (h)
-        pg_eio_flush_get(e, h, 0); /* the noop: the client polls again */
 }
 
 static void poll_get(struct pg_eio *e, struct pg_http *h)
@@ -452,9 +404,9 @@ static void poll_get(struct pg_eio *e, struct pg_http *h)
         pg_eio_flush_get(e, h, 0);
         return;
     }
-    pg_http_wait(e->s.gw, h); /* answered by the next wake, or poll_due() */
+    pg_http_wait(e->s.gw, h); /* answered by the next wake, or the noop from pg_eio_tick() */
     e->get_serial = h->serial;
-    lws_sul_schedule(e->s.gw->ctx, 0, &e->sul_poll, poll_due, POLL_MAX_MS * LWS_US_PER_MS);
+    pg_due_start(&e->s.gw->eio_poll, &e->poll, pg_mono_ms());
 }
 
 int pg_eio_payload(struct pg_eio *e, const char *body, size_t len)
@@ -581,4 +533,74 @@ void pg_eio_http(struct pg_gw *gw, struct pg_http *h, const struct pg_eio_ops *o
         poll_get(e, h);
     else
         poll_post(e, h);
+}
+
+/* ---- deadlines ------------------------------------------------------------------------ */
+
+/*
+ * Every per-session deadline here has one interval for all sessions
+ * (sio_ping_interval_ms, sio_ping_timeout_ms, sio_handshake_timeout_ms,
+ * POLL_MAX_MS), so each is a deadline FIFO (core/dueq.h) in struct pg_gw,
+ * popped here at every tick (PG_BRIDGE_TICK_MS), not a timer per session in
+ * lws' sorted list. A deadline is met up to one tick late, except the ping:
+ * clients close a session whose ping is later than pingInterval +
+ * pingTimeout, and sio_ping_timeout_ms may be as short as a tick, so a ping
+ * goes up to one tick early instead (at least half the interval after the
+ * last pong), which only starts the client's clock sooner. A late pong
+ * deadline, handshake deadline or noop only gives the client more time.
+ *
+ * Sessions popped here are never freed synchronously (pg_eio_kill() frees
+ * at the next turn of the loop), so popping on after sending or killing is
+ * safe.
+ */
+void pg_eio_tick(struct pg_gw *gw)
+{
+    const struct pg_config *c = gw->cfg;
+    int64_t now = pg_mono_ms();
+    int64_t early = c->sio_ping_interval_ms / 2 < PG_BRIDGE_TICK_MS ? c->sio_ping_interval_ms / 2 : PG_BRIDGE_TICK_MS;
+    struct pg_due *d;
+    while ((d = pg_dueq_pop(&gw->eio_pong, now, c->sio_ping_timeout_ms))) {
+        struct pg_eio *e = lws_container_of(d, struct pg_eio, ping);
+        if (e->dead || e->s.close_code)
+            continue;
+        pg_log(PG_LOG_INFO, "socketio", "no pong in time, closing sid=%s", e->sid);
+        pg_eio_kill(e);
+    }
+    while ((d = pg_dueq_pop(&gw->eio_ping, now, c->sio_ping_interval_ms - early))) {
+        struct pg_eio *e = lws_container_of(d, struct pg_eio, ping);
+        if (e->dead || e->s.close_code)
+            continue; /* closing: no more pings */
+        e->ping_out = 1;
+        pg_due_start(&gw->eio_pong, &e->ping, now);
+        pg_eio_send(e, "2", 1);
+    }
+    /*
+     * Until it is connected, a polling session is kept while its client keeps
+     * a transport: a parked GET or a WebSocket, or a request or answer within
+     * sio_handshake_timeout_ms. A parked GET whose connection drops is not
+     * reported to the session, so its deadline looks again each time it is due.
+     */
+    while ((d = pg_dueq_pop(&gw->eio_handshake, now, c->sio_handshake_timeout_ms))) {
+        struct pg_eio *e = lws_container_of(d, struct pg_eio, handshake);
+        if (e->dead || e->connected)
+            continue;
+        if (live_get(e) || e->ws) {
+            e->transport_ms = now;
+            pg_due_start(&gw->eio_handshake, &e->handshake, now);
+            continue;
+        }
+        if (!e->returned)
+            pg_log(PG_LOG_INFO, "socketio",
+                   "no request after the handshake within sio_handshake_timeout_ms, closing sid=%s", e->sid);
+        else
+            pg_log(PG_LOG_INFO, "socketio", "no transport before CONNECT for sio_handshake_timeout_ms, closing sid=%s",
+                   e->sid);
+        pg_eio_kill(e);
+    }
+    while ((d = pg_dueq_pop(&gw->eio_poll, now, POLL_MAX_MS))) {
+        struct pg_eio *e = lws_container_of(d, struct pg_eio, poll);
+        struct pg_http *h = e->dead ? NULL : pg_eio_parked_get(e);
+        if (h)
+            pg_eio_flush_get(e, h, 0); /* the noop: the client polls again */
+    }
 }

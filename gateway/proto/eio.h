@@ -65,7 +65,7 @@ struct pg_eio {
     int upgraded;              /* ws is the transport (from the start for a direct WebSocket) */
     int probing;               /* "2probe" seen, "5" not yet: polling GETs are answered at once */
     int probe_reply;           /* "3probe" waits for ws to be writeable */
-    int ping_out;              /* our ping waits for its pong */
+    int ping_out;              /* our ping waits for its pong (in gw->eio_pong) */
     int close_timer;           /* closing while polling: sul_free armed for the close grace */
     int dead;                  /* sul_free armed to destroy at once; nothing more is done */
     int connected;             /* the upper layer is connected (pg_eio_connected): no handshake deadline */
@@ -73,7 +73,10 @@ struct pg_eio {
     int client_closed;         /* the client sent "1" over polling: its parked GET gets the noop */
     uint64_t get_serial;       /* the parked polling GET (pg_http serial); 0: none */
     int64_t transport_ms;      /* until connected: the last moment the session had a transport (pg_mono_ms) */
-    lws_sorted_usec_list_t sul_ping, sul_free, sul_poll, sul_upgrade, sul_handshake;
+    lws_sorted_usec_list_t sul_free, sul_upgrade;
+    /* deadline FIFOs (core/dueq.h), popped by pg_eio_tick(): gw->eio_ping or gw->eio_pong (ping_out) while alive;
+     * gw->eio_handshake from a polling handshake until connected; gw->eio_poll while a GET is parked */
+    struct pg_due ping, handshake, poll;
     UT_hash_handle hh_sid; /* gw->eio_sessions */
 };
 
@@ -81,6 +84,9 @@ static inline struct pg_eio *pg_eio_of(const struct pg_session *s)
 {
     return (struct pg_eio *)(uintptr_t)s; /* s is the first member */
 }
+
+/* From the loop's tick (server.c): pings, pong and handshake deadlines, parked GETs due for the noop. */
+void pg_eio_tick(struct pg_gw *gw);
 
 /* --- for the upper layer --- */
 

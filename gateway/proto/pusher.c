@@ -42,9 +42,7 @@ struct pusher_session {
     struct pg_session s;
     char *user_id;          /* user signin (owned) */
     pg_rules *user_perms;   /* the signed-in user_data's `permissions` (owned), NULL without */
-    int ping_sent;          /* we pinged an idle client and wait for any frame */
-    int64_t ping_ms;        /* when (monotonic) */
-    lws_sorted_usec_list_t sul_activity;
+    struct pg_due activity; /* gw->pusher_idle, or gw->pusher_wait once pinged; on neither before opening */
     int64_t rate_window_ms; /* client events: start of the current one-second window */
     int rate_count;
 };
@@ -56,11 +54,11 @@ static struct pusher_session *ps(const struct pg_session *s)
     return (struct pusher_session *)(uintptr_t)s; /* s is the first member */
 }
 
-/* The release op: the signin and the activity timer go with the session. */
+/* The release op: the signin and the activity clock go with the session. */
 static void pusher_release(struct pg_session *s)
 {
     struct pusher_session *p = ps(s);
-    lws_sul_cancel(&p->sul_activity);
+    pg_due_stop(&p->activity);
     pg_rules_free(p->user_perms);
     free(p->user_id);
     p->user_id = NULL;
@@ -85,34 +83,30 @@ static void subscription_error(struct pg_session *s, const char *channel, int st
 }
 
 /*
- * Activity: a client silent for activity_timeout gets a pusher:ping; silent
- * pusher_pong_timeout_s more, it is closed with 4201 so it reconnects. The timer is
- * not moved on every frame (that would re-sort lws's timer list per message):
- * it fires, looks at the last frame's time and re-arms for the remainder.
+ * Activity: a client silent for pusher_activity_timeout_s gets a pusher:ping;
+ * silent pusher_pong_timeout_s more, it is closed with 4201 so it reconnects.
+ * Both are the same for every session, so the clock is two deadline FIFOs
+ * (core/dueq.h): every frame moves its session to pusher_idle's tail (O(1),
+ * no timer re-sorted per message), pg_pusher_tick() moves the due ones to
+ * pusher_wait with their ping and closes those still silent there. Both
+ * settings are whole seconds: the tick's granularity (up to 100 ms late) does
+ * not show.
  */
-static void activity_check(lws_sorted_usec_list_t *sul)
+void pg_pusher_tick(struct pg_gw *gw)
 {
-    struct pusher_session *p = lws_container_of(sul, struct pusher_session, sul_activity);
-    struct pg_session *s = &p->s;
-    int64_t now = pg_mono_ms(), limit = s->gw->cfg->pusher_activity_timeout_s * 1000;
-    int64_t pong_ms = s->gw->cfg->pusher_pong_timeout_s * 1000;
-    if (p->ping_sent && s->last_rx_ms >= p->ping_ms)
-        p->ping_sent = 0; /* any frame after our ping answers it */
-    int64_t idle = now - s->last_rx_ms;
-    if (!p->ping_sent && idle < limit) {
-        lws_sul_schedule(s->gw->ctx, 0, &p->sul_activity, activity_check, (limit - idle) * LWS_US_PER_MS);
-    } else if (!p->ping_sent) {
-        p->ping_sent = 1;
-        p->ping_ms = now;
-        pg_pusher_send_event(s, "pusher:ping", NULL, json_object());
-        lws_sul_schedule(s->gw->ctx, 0, &p->sul_activity, activity_check, pong_ms * LWS_US_PER_MS);
-    } else if (now - p->ping_ms >= pong_ms) {
+    int64_t now = pg_mono_ms();
+    int64_t limit_ms = gw->cfg->pusher_activity_timeout_s * 1000, pong_ms = gw->cfg->pusher_pong_timeout_s * 1000;
+    struct pg_due *d;
+    while ((d = pg_dueq_pop(&gw->pusher_wait, now, pong_ms))) {
+        struct pg_session *s = &lws_container_of(d, struct pusher_session, activity)->s;
         pg_log(PG_LOG_INFO, "pusher", "closing idle connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
         pg_pusher_send_error(s, 4201, "Pong reply not received");
         pg_session_close(s, 4201, "pong not received");
-    } else {
-        lws_sul_schedule(s->gw->ctx, 0, &p->sul_activity, activity_check,
-                         (pong_ms - (now - p->ping_ms)) * LWS_US_PER_MS);
+    }
+    while ((d = pg_dueq_pop(&gw->pusher_idle, now, limit_ms))) {
+        struct pusher_session *p = lws_container_of(d, struct pusher_session, activity);
+        pg_due_start(&gw->pusher_wait, &p->activity, now);
+        pg_pusher_send_event(&p->s, "pusher:ping", NULL, json_object());
     }
 }
 
@@ -150,8 +144,7 @@ static int pusher_open(struct pg_session *s, struct lws *wsi)
                          (json_int_t)s->gw->cfg->pusher_activity_timeout_s));
     pg_log(PG_LOG_DEBUG, "pusher", "connection app=%s socket_id=%s", s->app->creds->id, s->socket_id);
     s->last_rx_ms = pg_mono_ms();
-    lws_sul_schedule(s->gw->ctx, 0, &ps(s)->sul_activity, activity_check,
-                     s->gw->cfg->pusher_activity_timeout_s * LWS_US_PER_SEC);
+    pg_due_start(&s->gw->pusher_idle, &ps(s)->activity, s->last_rx_ms);
     return 0;
 }
 
@@ -553,6 +546,8 @@ static void client_event(struct pg_session *s, const struct pg_pusher_frame *f)
 static void pusher_receive(struct pg_session *s, const char *frame, size_t len)
 {
     s->last_rx_ms = pg_mono_ms();
+    if (pg_due_queued(&ps(s)->activity)) /* any frame answers our ping; not after a close took it off */
+        pg_due_start(&s->gw->pusher_idle, &ps(s)->activity, s->last_rx_ms);
     struct pg_pusher_frame f;
     if (pg_pusher_frame_parse(frame, len, &f) != 0) {
         pg_pusher_send_error(s, 4200, "malformed event: expected {\"event\":..., \"data\":...}");

@@ -7,6 +7,11 @@
 
 #include "core/session.h"
 
+struct pg_gw;
+
 extern const struct pg_proto pg_pusher_proto;
+
+/* From the loop's tick (server.c): pings sessions silent for pusher_activity_timeout_s, closes unanswered ones. */
+void pg_pusher_tick(struct pg_gw *gw);
 
 #endif
