@@ -93,10 +93,10 @@ start_pushgate() {
     port=$(node -p 'require(process.argv[1]).port' "$tmp/stack.json")
     pub_port=$port
     mqtt_port=$(node -p 'require(process.argv[1]).brokerPort' "$tmp/stack.json")
-    pids=$(node -p 'const j=require(process.argv[1]); j.gatewayPid+","+j.brokerPid' "$tmp/stack.json")
+    pids=$(node -p 'const j=require(process.argv[1]); j.gatewayPids.join(",")+","+j.brokerPid' "$tmp/stack.json")
     if [ "${1:-1}" = 2 ]; then
         port=$(node -p 'require(process.argv[1]).port2' "$tmp/stack.json")
-        pids="$pids,$(node -p 'require(process.argv[1]).gatewayPid2' "$tmp/stack.json")"
+        pids="$pids,$(node -p 'require(process.argv[1]).gatewayPids2.join(",")' "$tmp/stack.json")"
     fi
     rm -f "$tmp/stack.json"
 }
