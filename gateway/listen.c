@@ -297,7 +297,12 @@ int pg_listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 
 /* ---- start and stop ----------------------------------------------------------------------- */
 
-static int open_listener(const struct pg_config *cfg)
+/*
+ * A socket bound to listen_host:listen_port with SO_REUSEADDR (as lws sets it: a TIME_WAIT of an earlier run is no
+ * conflict, a listener is). share: SO_REUSEPORT and listening, for a worker; otherwise only bound, for the probe.
+ * The fd, or a negative PG_E* error, logged.
+ */
+static int bind_listener(const struct pg_config *cfg, int share)
 {
     struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai = NULL;
     char port[16];
@@ -310,8 +315,8 @@ static int open_listener(const struct pg_config *cfg)
     }
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
-        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 ||
-        listen(fd, SOMAXCONN) != 0) {
+        (share && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || (share && listen(fd, SOMAXCONN) != 0)) {
         pg_log(PG_LOG_ERROR, "listen", "cannot listen on %s:%lld: %s", cfg->listen_host, cfg->listen_port,
                strerror(errno));
         if (fd >= 0)
@@ -321,6 +326,20 @@ static int open_listener(const struct pg_config *cfg)
     }
     freeaddrinfo(ai);
     return fd;
+}
+
+int pg_listen_probe(const struct pg_config *cfg)
+{
+    struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM}, *ai = NULL;
+    /* an interface name (lws accepts one with a single process) is not an address: nothing to probe */
+    if (getaddrinfo(cfg->listen_host, NULL, &hints, &ai) != 0 || !ai)
+        return 0;
+    freeaddrinfo(ai);
+    int fd = bind_listener(cfg, 0);
+    if (fd < 0)
+        return fd;
+    close(fd);
+    return 0;
 }
 
 /* Has lws watch fd as a raw descriptor of PG_LISTEN_PROTOCOL; lws owns it on success, else it is closed. */
@@ -364,7 +383,7 @@ int pg_listen_start(struct pg_gw *gw)
         if (watch(gw, l->cfd, "hand-off channel") != 0)
             return PG_EIO;
     }
-    l->lfd = open_listener(gw->cfg);
+    l->lfd = bind_listener(gw->cfg, 1);
     if (l->lfd < 0)
         return l->lfd;
     return watch(gw, l->lfd, "listening socket");

@@ -21,6 +21,7 @@
 
 #include <libwebsockets.h>
 
+struct pg_config;
 struct pg_gw;
 
 #define PG_LISTEN_PROTOCOL "pushgate-listen"
@@ -35,6 +36,11 @@ struct pg_gw;
  * gw->listen's until pg_listen_free().
  */
 int pg_listen_start(struct pg_gw *gw);
+/*
+ * Before anything starts (workers.c, for one process too): 0 if listen_host:listen_port can be bound now, else a
+ * negative PG_E* error, logged ("cannot listen on ..."). A listen_host that does not resolve (an interface name) passes.
+ */
+int pg_listen_probe(const struct pg_config *cfg);
 /* Closes the connections still waiting and frees the state; before lws_context_destroy (its timer is lws's). */
 void pg_listen_free(struct pg_gw *gw);
 

@@ -68,7 +68,6 @@
  * worker, and say which worker gave them.
  */
 #include <errno.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +81,7 @@
 #include "config.h"
 #include "core/gw.h"
 #include "handoff.h"
+#include "listen.h"
 #include "log.h"
 #include "pg_common.h"
 #include "server.h"
@@ -109,30 +109,6 @@ static int workers_count(const struct pg_config *cfg)
     if (n < 1)
         n = 1;
     return n > PG_WORKERS_MAX ? PG_WORKERS_MAX : (int)n;
-}
-
-/* 0 if listen_host:listen_port can be bound now; PG_EIO (logged) if it is taken or cannot be bound. */
-static int probe_listen(const struct pg_config *cfg)
-{
-    struct addrinfo hints = {.ai_flags = AI_PASSIVE | AI_NUMERICSERV, .ai_socktype = SOCK_STREAM}, *ai = NULL;
-    char port[16];
-    snprintf(port, sizeof port, "%lld", cfg->listen_port);
-    /* an interface name (lws accepts one) is not an address: the workers find out for themselves */
-    if (getaddrinfo(cfg->listen_host, port, &hints, &ai) != 0 || !ai)
-        return 0;
-    int rc = 0, fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol), one = 1;
-    if (fd >= 0) {
-        /* SO_REUSEADDR as lws sets it: a TIME_WAIT left by an earlier run is no conflict, a listener is */
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        if (bind(fd, ai->ai_addr, ai->ai_addrlen) != 0) {
-            pg_log(PG_LOG_ERROR, "workers", "cannot listen on %s:%lld: %s", cfg->listen_host, cfg->listen_port,
-                   strerror(errno));
-            rc = PG_EIO;
-        }
-        close(fd);
-    }
-    freeaddrinfo(ai);
-    return rc;
 }
 
 /* In the new worker: never returns. */
@@ -200,7 +176,7 @@ int pg_workers_run(struct pg_config *cfg)
     int n = workers_count(cfg), rc = 0, stopping = 0, live = 0;
     long long kill_ms = 0;
     /* before anything starts, for one process too: lws on a libuv loop cannot fail cleanly later (server.c) */
-    if (probe_listen(cfg) != 0)
+    if (pg_listen_probe(cfg) != 0)
         return 1;
     if (n == 1)
         return pg_server_run(cfg);
