@@ -3,8 +3,9 @@
  * socket, on a libuv loop of ours (event_loop = uv: epoll) or lws's own
  * poll() loop (event_loop = poll), on this one thread either way. The
  * bridge's socket is adopted into lws as a raw descriptor (a dup(), so lws
- * closing its copy never closes libmosquitto's), the bridge's queued
- * subscriptions are flushed after every loop pass, and a 100 ms timer drives
+ * closing its copy never closes libmosquitto's), the frames queued for
+ * WebSockets and the bridge's queued subscriptions are flushed after every
+ * loop pass (core/ws.c, bridge), and a 100 ms timer drives
  * keepalive, reconnects, publish timeouts and every module's tick (the load
  * measurement first: core/publish.c).
  *
@@ -44,6 +45,7 @@
 #include "core/publish.h"
 #include "core/seq.h"
 #include "core/session.h"
+#include "core/ws.h"
 #include "dispatch.h"
 #include "http/dashboard.h"
 #include "http/http.h"
@@ -348,10 +350,12 @@ struct loop {
     void *foreign[1];
 };
 
-/* the subscribes and unsubscribes of the pass that just ended go to the broker before the loop waits again */
+/* the frames queued in the pass that just ended go to their sockets, its subscribes and unsubscribes to the
+   broker, before the loop waits again */
 static void flush_before_wait(uv_prepare_t *h)
 {
     struct pg_gw *gw = h->data;
+    pg_ws_flush(gw);
     pg_bridge_flush(gw->bridge);
 }
 
@@ -371,14 +375,17 @@ static void loop_run(struct loop *l, struct pg_gw *gw)
 {
     /*
      * One pass is one lws_service() (one poll()) or one libuv iteration (one epoll_wait() and every callback it
-     * makes due; lws 4.1 has no end-of-pass callback of its own). The subscribes and unsubscribes those callbacks
-     * made go to the broker at the end of the pass, batched, before the loop waits again: a storm of session opens
+     * makes due; lws 4.1 has no end-of-pass callback of its own). The frames those callbacks queued for WebSockets
+     * are written at the end of the pass (core/ws.c: no WRITEABLE round per frame), and the subscribes and
+     * unsubscribes they made go to the broker, batched, before the loop waits again: a storm of session opens
      * costs a few SUBSCRIBE packets, and a lone subscribe still leaves at once (the bridge writes it now, or asks
      * for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen in time.
      */
     if (!l->uv) {
-        while (!gw->done && lws_service(gw->ctx, 0) >= 0)
+        while (!gw->done && lws_service(gw->ctx, 0) >= 0) {
+            pg_ws_flush(gw);
             pg_bridge_flush(gw->bridge);
+        }
         return;
     }
     uv_prepare_init(&l->uv_loop, &l->flush);

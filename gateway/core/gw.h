@@ -87,6 +87,7 @@ struct pg_gw {
     struct pg_dueq eio_handshake, eio_poll;  /* proto/eio.c: by last transport before CONNECT; by parked GET */
     struct pg_dueq body_waits;               /* http/http.c: requests waiting for their body, oldest first */
     lws_dll2_owner_t loaded;               /* core/session.c joins, core/publish.c leaves: sessions with output */
+    lws_dll2_owner_t to_write;             /* core/ws.c: WebSocket sessions to write at the end of this loop pass */
 
     /* ---- sequence numbers (core/seq.c, through core/publish.c) ---- */
     char origin[64];          /* this process's publishes: node id + incarnation */

@@ -66,6 +66,7 @@ struct pg_session {
     int64_t choked_since_ms; /* monotonic: since when its socket takes no bytes while output waits; 0: it drains */
     uint32_t lost;           /* messages not queued while the gateway was behind: a gap signal follows */
     lws_dll2_t loaded; /* in gw->loaded while it has output queued or lost messages (core/publish.c's tick) */
+    lws_dll2_t to_write; /* in gw->to_write from a wake to the end of the loop pass (core/ws.c) */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
     char close_reason[96];
     UT_hash_handle hh; /* gw->sessions by serial (core/registry.c) */

@@ -1,15 +1,31 @@
 /*
  * One WebSocket, one session (core/ws.h): native and Pusher.
  *
- * Writing: each WRITEABLE writes the head of the out-queue and goes on with
- * the next frames while the socket still takes bytes, one lws_write each (lws
- * keeps what the socket did not take and reports the pipe choked until it has
- * sent it), at most PG_WS_WRITE_MAX_FRAMES or PG_WS_WRITE_MAX_BYTES so that
- * one fast reader does not hold the loop; what is left waits for the next
- * WRITEABLE. Frames are written from the shared encoded message (lws puts the
- * frame header in the room before it), never copied per session. A closing
- * session first flushes what was queued before the close (e.g. the error
- * frame that explains it), then sends its close code and reason.
+ * Writing: a frame queued for a session does not ask lws for a WRITEABLE.
+ * The session joins gw->to_write, and at the end of the loop pass
+ * (pg_ws_flush(), called by server.c before the loop waits again) it writes
+ * what it has queued, straight to its socket. Only a session whose socket
+ * refused part of a frame (lws keeps that part and arms POLLOUT itself), or
+ * that has more than one pass's share queued, or that is closing, waits for a
+ * WRITEABLE. Why: on the libuv loop lws 4.1 turns every
+ * lws_callback_on_writable(), and the end of every WRITEABLE, into a
+ * uv_poll_start(), which is an epoll_ctl DEL and an ADD; a session that gets
+ * one frame at a time paid four epoll_ctl and one loop wakeup per frame on
+ * top of its send. Writing at the end of the pass also gathers every frame a
+ * pass queued for a session (one broker read carries many messages).
+ *
+ * A write, direct or in a WRITEABLE, goes on with the next frames while the
+ * socket takes bytes, one lws_write each (lws keeps what the socket did not
+ * take and sends it before anything else), at most PG_WS_WRITE_MAX_FRAMES or
+ * PG_WS_WRITE_MAX_BYTES so that one fast reader does not hold the loop; what
+ * is left waits for a WRITEABLE. Frames are written from the shared encoded
+ * message (lws puts the frame header in the room before it), never copied
+ * per session. A closing session first flushes what was queued before the
+ * close (e.g. the error frame that explains it), then sends its close code
+ * and reason, in a WRITEABLE (lws_close_reason() needs one).
+ *
+ * Ownership: gw->to_write borrows its sessions; a session leaves it when it
+ * is written or when its socket closes (pg_ws_closed()), never later.
  */
 #include <string.h>
 
@@ -79,6 +95,16 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
     return n;
 }
 
+/* After frames left: the protocol may read again; what is left, or a close, waits for a WRITEABLE. */
+static void written(struct pg_session *s, struct lws *wsi)
+{
+    s->choked_since_ms = 0;
+    if (s->proto->flow)
+        s->proto->flow(s);
+    if (s->q.count || s->close_code)
+        lws_callback_on_writable(wsi);
+}
+
 int pg_ws_writeable(struct pg_ws *w, struct lws *wsi)
 {
     struct pg_session *s = w->s;
@@ -90,22 +116,46 @@ int pg_ws_writeable(struct pg_ws *w, struct lws *wsi)
     int n = pg_ws_write_queued(s, wsi);
     if (n <= 0)
         return n;
-    s->choked_since_ms = 0;
-    if (s->proto->flow)
-        s->proto->flow(s);
-    if (s->q.count || s->close_code)
-        lws_callback_on_writable(wsi);
+    written(s, wsi);
     return 0;
+}
+
+void pg_ws_flush(struct pg_gw *gw)
+{
+    struct lws_dll2 *d;
+    while ((d = lws_dll2_get_head(&gw->to_write))) {
+        struct pg_session *s = lws_container_of(d, struct pg_session, to_write);
+        lws_dll2_remove(d);
+        if (s->close_code) {
+            lws_callback_on_writable(s->wsi);
+            continue;
+        }
+        if (lws_partial_buffered(s->wsi))
+            continue; /* lws asked for its WRITEABLE when it kept the part, and the queue follows it there */
+        int n = pg_ws_write_queued(s, s->wsi);
+        if (n < 0) {
+            /* lws marked the socket unusable; nothing in a loop pass may free the wsi, so lws does it next */
+            lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
+            continue;
+        }
+        if (n > 0)
+            written(s, s->wsi);
+    }
 }
 
 void pg_ws_closed(struct pg_ws *w, struct lws *wsi)
 {
     (void)wsi;
-    if (w->s)
-        pg_session_release(w->s->gw, w->s);
+    if (!w->s)
+        return;
+    lws_dll2_remove(&w->s->to_write);
+    pg_session_release(w->s->gw, w->s);
 }
 
 void pg_ws_wake(struct pg_session *s)
 {
-    lws_callback_on_writable(s->wsi);
+    if (s->close_code)
+        lws_callback_on_writable(s->wsi);
+    else if (lws_dll2_is_detached(&s->to_write))
+        lws_dll2_add_tail(&s->to_write, &s->gw->to_write);
 }

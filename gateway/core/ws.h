@@ -2,8 +2,9 @@
  * The WebSocket transport of protocols whose session is its socket (native,
  * Pusher): the lws events of struct pg_proto for them. The session lives in
  * the socket's struct pg_ws (w->own) from ESTABLISHED to CLOSED; these call
- * the protocol's open, receive and flow ops and write its out-queue, as many
- * frames per WRITEABLE as the socket takes, within the limits below.
+ * the protocol's open, receive and flow ops and write its out-queue: at the
+ * end of the loop pass in which frames were queued, as many as the socket
+ * takes within the limits below, and in a WRITEABLE only what is left.
  * Protocols point their table's ws_* entries here.
  */
 #ifndef PG_CORE_WS_H
@@ -17,7 +18,7 @@ struct pg_app;
 struct pg_ws;
 struct pg_session;
 
-/* One WRITEABLE's share of an out-queue: a fast reader cannot hold the loop for longer. */
+/* One write's share of an out-queue (per pass or WRITEABLE): a fast reader cannot hold the loop for longer. */
 #define PG_WS_WRITE_MAX_FRAMES 64
 #define PG_WS_WRITE_MAX_BYTES (256 * 1024)
 
@@ -26,14 +27,17 @@ int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len);
 int pg_ws_writeable(struct pg_ws *w, struct lws *wsi);
 /*
  * Writes s's out-queue from its head to wsi while the socket takes bytes
- * (wsi must be WRITEABLE), within the limits above, and counts the frames in
+ * (wsi is WRITEABLE, or lws keeps no part of a frame for it), within the
+ * limits above, and counts the frames in
  * the app's stats. Returns the number of frames written, or -1 when lws
  * failed (the socket is to be closed). Also Engine.IO's WebSocket
  * transport's (proto/eio_ws.c).
  */
 int pg_ws_write_queued(struct pg_session *s, struct lws *wsi);
 void pg_ws_closed(struct pg_ws *w, struct lws *wsi);
-/* The wake op of such a protocol: its socket writes at the next WRITEABLE. */
+/* The wake op of such a protocol: s writes at the end of this loop pass (a close: at its next WRITEABLE). */
 void pg_ws_wake(struct pg_session *s);
+/* The end of a loop pass (server.c): every woken session writes what it has queued. */
+void pg_ws_flush(struct pg_gw *gw);
 
 #endif
