@@ -273,12 +273,21 @@ void pg_bridge_io(pg_bridge *b, int readable, int writable)
     int rc;
     if (b->fd < 0)
         return;
-    if (readable) {
-        rc = mosquitto_loop_read(b->mosq, 64);
+    for (int i = 0; readable && i < PG_BRIDGE_READ_BATCH; i++) {
+        /*
+         * libmosquitto gives no count of what it read; a read that found the socket empty leaves EAGAIN in errno
+         * (packet__read), a whole packet leaves what the callbacks left, so the batch ends with one empty read,
+         * or earlier when a callback's own EAGAIN (a full client socket) shows through: then the next readiness
+         * goes on.
+         */
+        errno = 0;
+        rc = mosquitto_loop_read(b->mosq, 1);
         if (rc != MOSQ_ERR_SUCCESS) {
             lost(b, rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
             return;
         }
+        if (errno == EAGAIN || errno == EWOULDBLOCK || b->fd < 0 || (b->ops.read_more && !b->ops.read_more(b->ud)))
+            break;
     }
     /* what the callbacks just run queued (the restored filters after a CONNACK among them) */
     pg__bridge_subs_flush(b);

@@ -68,6 +68,9 @@ struct pg_bridge_ops {
                        size_t nprops);
     /* level: 0 debug, 1 info, 2 warning, 3 error */
     void (*on_log)(void *ud, int level, const char *msg);
+    /* Between two packets of one read (pg_bridge_io): 0 stops reading until the next readiness (the owner paused
+       its input). NULL: read on. */
+    int (*read_more)(void *ud);
 };
 
 /*
@@ -89,7 +92,14 @@ int pg_bridge_connected(const pg_bridge *b);
    as answered (it would never be granted; the refusal is logged as an error). */
 int pg_bridge_ready(const pg_bridge *b);
 
-/* Socket readiness. */
+/*
+ * Socket readiness. Readable: reads packets until the socket has no more, at
+ * most PG_BRIDGE_READ_BATCH, or until ops.read_more says stop: the messages
+ * that arrived together are handled in one loop pass, so what they queue for
+ * clients leaves together (libmosquitto's mosquitto_loop_read() alone reads
+ * one packet when no QoS 1 message is in flight).
+ */
+#define PG_BRIDGE_READ_BATCH 64
 void pg_bridge_io(pg_bridge *b, int readable, int writable);
 int pg_bridge_want_write(const pg_bridge *b);
 /* Keepalive, reconnect, publish timeouts; also flushes (pg_bridge_flush). */

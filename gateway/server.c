@@ -254,6 +254,13 @@ static void bridge_want_write(void *ud)
         lws_callback_on_writable(gw->mqtt_wsi);
 }
 
+/* broker input paused (core/session.c: out-queues too full) stops a batch of broker reads between two packets */
+static int bridge_read_more(void *ud)
+{
+    const struct pg_gw *gw = ud;
+    return !gw->rx_paused_ms && !gw->done;
+}
+
 static void bridge_on_state(void *ud, int connected)
 {
     struct pg_gw *gw = ud;
@@ -484,6 +491,7 @@ int pg_server_run(struct pg_config *cfg)
     struct pg_bridge_ops ops = {
         .on_socket = bridge_on_socket,
         .want_write = bridge_want_write,
+        .read_more = bridge_read_more,
         .on_state = bridge_on_state,
         .on_message = bridge_on_message,
         .on_log = bridge_on_log,

@@ -27,7 +27,10 @@
  * Ownership: gw->to_write borrows its sessions; a session leaves it when it
  * is written or when its socket closes (pg_ws_closed()), never later.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "config.h"
 #include "core/app.h"
@@ -70,11 +73,27 @@ int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len)
     return rc < 0 ? -1 : 0;
 }
 
+/*
+ * TCP_CORK around a write of several frames: each lws_write is one send(), and without the cork each send is
+ * one TCP segment, with the whole transmit (and, on loopback, the receiver's) path behind it; corked, the sends
+ * only fill the socket buffer and the uncork sends full segments. Below PG_WS_CORK_MIN_FRAMES the two
+ * setsockopt() calls cost more than they save. A socket that is no TCP socket refuses it, harmlessly.
+ */
+static void cork(struct lws *wsi, int on)
+{
+    int fd = (int)lws_get_socket_fd(wsi);
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
+}
+
 int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
 {
     int n = 0;
     size_t bytes = 0;
     struct pg_msg *m;
+    int corked = s->q.count >= PG_WS_CORK_MIN_FRAMES;
+    if (corked)
+        cork(wsi, 1);
     /*
      * WRITEABLE means the socket takes bytes; after that, write until the kernel refuses part of a frame, which
      * lws keeps (lws_partial_buffered) and sends before the next WRITEABLE. Not lws_send_pipe_choked(): that is
@@ -82,8 +101,10 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
      */
     while (n < PG_WS_WRITE_MAX_FRAMES && bytes < PG_WS_WRITE_MAX_BYTES && (m = pg_outq_peek(&s->q)) &&
            (!n || !lws_partial_buffered(wsi))) {
-        if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len)
-            return -1;
+        if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len) {
+            n = -1;
+            break;
+        }
         if (s->app) {
             s->app->stats.frames_out++;
             s->app->stats.bytes_out += m->len;
@@ -92,6 +113,8 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
         n++;
         pg_outq_pop(&s->q);
     }
+    if (corked)
+        cork(wsi, 0);
     return n;
 }
 

@@ -21,6 +21,8 @@ struct pg_session;
 /* One write's share of an out-queue (per pass or WRITEABLE): a fast reader cannot hold the loop for longer. */
 #define PG_WS_WRITE_MAX_FRAMES 64
 #define PG_WS_WRITE_MAX_BYTES (256 * 1024)
+/* From this many frames queued, a write corks the socket (TCP_CORK) and sends them in full segments. */
+#define PG_WS_CORK_MIN_FRAMES 3
 
 int pg_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app);
 int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len);
