@@ -56,6 +56,7 @@
 #include "pg_common.h"
 #include "pg_topic.h"
 #include "proto/eio.h"
+#include "proto/native.h"
 #include "proto/presence.h"
 #include "proto/pusher.h"
 #include "proto/sio.h"
@@ -299,6 +300,8 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_live_tick(gw);
     pg_pusher_tick(gw);
     pg_eio_tick(gw);
+    pg_sio_tick(gw);
+    pg_native_tick(gw);
     pg_http_tick(gw);
     pg_bridge_tick(gw->bridge);
     pg_cluster_tick(gw);

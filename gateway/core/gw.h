@@ -15,6 +15,7 @@
 #include <libwebsockets.h>
 
 #include "config.h"
+#include "core/dheap.h"
 #include "core/dueq.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
@@ -85,6 +86,11 @@ struct pg_gw {
     struct pg_dueq pusher_idle, pusher_wait; /* proto/pusher.c: sessions by last frame, by pusher:ping sent */
     struct pg_dueq eio_ping, eio_pong;       /* proto/eio.c: sessions by last pong (or opening), by ping sent */
     struct pg_dueq eio_handshake, eio_poll;  /* proto/eio.c: by last transport before CONNECT; by parked GET */
+    struct pg_dueq eio_close, eio_upgrade;   /* proto/eio.c: closed polling sessions by close; by upgrade probe */
+    struct pg_dueq eio_dead;                 /* proto/eio.c: killed sessions, destroyed by eio_reap */
+    lws_sorted_usec_list_t eio_reap;         /* proto/eio.c: one timer per gateway, armed while eio_dead fills */
+    struct pg_dueq sio_connect, sio_register; /* proto/sio.c: by opening until CONNECT; by a register to retry */
+    struct pg_dheap token_expiry;            /* proto/native.c: authenticated sessions by token expiry */
     struct pg_dueq body_waits;               /* http/http.c: requests waiting for their body, oldest first */
     lws_dll2_owner_t loaded;               /* core/session.c joins, core/publish.c leaves: sessions with output */
     lws_dll2_owner_t to_write;             /* core/ws.c: WebSocket sessions to write at the end of this loop pass */

@@ -38,10 +38,16 @@
  * Connection: close, and the client's next request comes on a new one.
  *
  * State: the sessions in gw->eio_sessions by sid (struct pg_eio, owned here
- * from pg_eio_new() to its destruction from sul_free or pg_eio_shutdown()).
+ * from pg_eio_new() to its destruction by eio_reap() or pg_eio_shutdown()).
  * Invariant: a dead session does nothing more and is destroyed at the next
  * turn of the loop; a parked GET (get_serial) is unregistered from the
  * pending requests whenever it is answered or dropped.
+ *
+ * No timer per session in lws' sorted list (each insert walks it): every
+ * deadline is a FIFO in struct pg_gw (see "deadlines" below). Only killing
+ * needs the next turn of the loop rather than the next tick: killed sessions
+ * wait on gw->eio_dead, and one timer for the whole gateway (gw->eio_reap,
+ * due at once, so lws inserts it at the head of its list) destroys them.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -150,8 +156,8 @@ static struct pg_http *live_get(struct pg_eio *e)
 static void eio_destroy(struct pg_eio *e)
 {
     struct pg_gw *gw = e->s.gw;
-    lws_sul_cancel(&e->sul_free);
-    lws_sul_cancel(&e->sul_upgrade);
+    pg_due_stop(&e->reap); /* its entries leave their queues before its memory goes */
+    pg_due_stop(&e->upgrade);
     pg_due_stop(&e->ping);
     pg_due_stop(&e->handshake);
     pg_due_stop(&e->poll);
@@ -170,19 +176,27 @@ static void eio_destroy(struct pg_eio *e)
     free(e);
 }
 
-static void free_due(lws_sorted_usec_list_t *sul)
+/* The reaper: destroys the killed sessions, from the loop, after whatever killed them has returned. */
+static void eio_reap(lws_sorted_usec_list_t *sul)
 {
-    eio_destroy(lws_container_of(sul, struct pg_eio, sul_free));
+    struct pg_gw *gw = lws_container_of(sul, struct pg_gw, eio_reap);
+    int64_t now = pg_mono_ms();
+    struct pg_due *d;
+    while ((d = pg_dueq_pop(&gw->eio_dead, now, 0)))
+        eio_destroy(lws_container_of(d, struct pg_eio, reap));
 }
 
 void pg_eio_kill(struct pg_eio *e)
 {
+    struct pg_gw *gw = e->s.gw;
     if (e->dead)
         return;
     e->dead = 1;
     if (!e->s.close_code)
         e->s.close_code = 1000; /* pg_session_send queues nothing more */
-    lws_sul_schedule(e->s.gw->ctx, 0, &e->sul_free, free_due, 1);
+    pg_due_start(&gw->eio_dead, &e->reap, pg_mono_ms()); /* off gw->eio_close, if it was in its close grace */
+    if (gw->eio_dead.list.count == 1) /* the first since the last reap: arm the reaper (re-arming one is harmless) */
+        lws_sul_schedule(gw->ctx, 0, &gw->eio_reap, eio_reap, 1);
 }
 
 void pg_eio_shutdown(struct pg_gw *gw)
@@ -191,6 +205,7 @@ void pg_eio_shutdown(struct pg_gw *gw)
     HASH_ITER(hh_sid, gw->eio_sessions, e, tmp) {
         eio_destroy(e);
     }
+    lws_sul_cancel(&gw->eio_reap); /* nothing is left to reap */
 }
 
 /* The client had a transport at now: before CONNECT, its handshake deadline starts again (pg_eio_tick()). */
@@ -269,8 +284,8 @@ void pg_eio_wake(struct pg_session *s)
     if (h) {
         pg_eio_flush_get(e, h, 0);
     } else if (s->close_code && !e->close_timer) {
-        e->close_timer = 1;
-        lws_sul_schedule(s->gw->ctx, 0, &e->sul_free, free_due, CLOSE_GRACE_MS * LWS_US_PER_MS);
+        e->close_timer = 1; /* pg_eio_tick() kills it after the grace, unless a GET fetches the close first */
+        pg_due_start(&s->gw->eio_close, &e->reap, pg_mono_ms());
     }
 }
 
@@ -540,14 +555,16 @@ void pg_eio_http(struct pg_gw *gw, struct pg_http *h, const struct pg_eio_ops *o
 /*
  * Every per-session deadline here has one interval for all sessions
  * (sio_ping_interval_ms, sio_ping_timeout_ms, sio_handshake_timeout_ms,
- * POLL_MAX_MS), so each is a deadline FIFO (core/dueq.h) in struct pg_gw,
+ * POLL_MAX_MS, PG_EIO_UPGRADE_TIMEOUT_MS, CLOSE_GRACE_MS), so each is a
+ * deadline FIFO (core/dueq.h) in struct pg_gw,
  * popped here at every tick (PG_BRIDGE_TICK_MS), not a timer per session in
  * lws' sorted list. A deadline is met up to one tick late, except the ping:
  * clients close a session whose ping is later than pingInterval +
  * pingTimeout, and sio_ping_timeout_ms may be as short as a tick, so a ping
  * goes up to one tick early instead (at least half the interval after the
  * last pong), which only starts the client's clock sooner. A late pong
- * deadline, handshake deadline or noop only gives the client more time.
+ * deadline, handshake deadline, noop, upgrade deadline or close grace only
+ * gives the client more time.
  *
  * Sessions popped here are never freed synchronously (pg_eio_kill() frees
  * at the next turn of the loop), so popping on after sending or killing is
@@ -603,4 +620,16 @@ void pg_eio_tick(struct pg_gw *gw)
         if (h)
             pg_eio_flush_get(e, h, 0); /* the noop: the client polls again */
     }
+    /* A probe that never completes would keep answering the polling GETs at once: drop the probe (proto/eio_ws.c). */
+    while ((d = pg_dueq_pop(&gw->eio_upgrade, now, PG_EIO_UPGRADE_TIMEOUT_MS))) {
+        struct pg_eio *e = lws_container_of(d, struct pg_eio, upgrade);
+        if (e->dead || e->upgraded || !e->ws)
+            continue;
+        pg_log(PG_LOG_INFO, "socketio", "upgrade not completed in time sid=%s", e->sid);
+        e->probing = e->probe_reply = 0;
+        pg_eio_detach_ws(e);
+    }
+    /* A polling client we closed did not fetch the close packet within CLOSE_GRACE_MS: the session goes. */
+    while ((d = pg_dueq_pop(&gw->eio_close, now, CLOSE_GRACE_MS)))
+        pg_eio_kill(lws_container_of(d, struct pg_eio, reap));
 }

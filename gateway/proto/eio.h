@@ -10,8 +10,13 @@
  * Ownership: a session is allocated by pg_eio_new() (ops->size bytes, the
  * upper layer's struct beginning with a struct pg_eio, itself beginning with
  * the struct pg_session) and listed in gw->eio_sessions by sid. It is freed
- * only from a timer callback after pg_eio_kill() (or at pg_eio_shutdown()),
- * so no fan-out, close or lws callback frees what it iterates. A parked GET
+ * only by the gateway's reaper timer (gw->eio_reap) after pg_eio_kill() put
+ * it on gw->eio_dead (or at pg_eio_shutdown()), so no fan-out, close, tick
+ * or lws callback frees what it iterates. Its deadline entries (struct
+ * pg_due) are its own: each is on its queue in struct pg_gw from the moment
+ * it is started until it is popped or stopped, and eio_destroy() stops every
+ * one of them (and the upper layer's destroy hook its own) before the memory
+ * goes, so no queue holds a freed session. A parked GET
  * is found again by its pg_http serial; a WebSocket reaches its session
  * through its struct pg_ws (w->s), cleared when the session goes.
  *
@@ -40,6 +45,8 @@ struct pg_eio;
  * opaque sid of the same length and alphabet as before.
  */
 #define PG_EIO_SID_WORKER_CHARS 2 /* 62^2 = 3844 numbers, more than PG_WORKERS_MAX */
+/* "2probe" to "5" (proto/eio_ws.c), as Engine.IO servers allow: a probe not completed by then is dropped */
+#define PG_EIO_UPGRADE_TIMEOUT_MS 10000
 
 /* What rides on Engine.IO sessions; static, given to pg_eio_new() and kept by the session. */
 struct pg_eio_ops {
@@ -66,17 +73,19 @@ struct pg_eio {
     int probing;               /* "2probe" seen, "5" not yet: polling GETs are answered at once */
     int probe_reply;           /* "3probe" waits for ws to be writeable */
     int ping_out;              /* our ping waits for its pong (in gw->eio_pong) */
-    int close_timer;           /* closing while polling: sul_free armed for the close grace */
-    int dead;                  /* sul_free armed to destroy at once; nothing more is done */
+    int close_timer;           /* closing while polling: reap is on gw->eio_close for the close grace */
+    int dead;                  /* reap is on gw->eio_dead: destroyed at the next loop turn; nothing more is done */
     int connected;             /* the upper layer is connected (pg_eio_connected): no handshake deadline */
     int returned;              /* a request with the sid came after the handshake */
     int client_closed;         /* the client sent "1" over polling: its parked GET gets the noop */
     uint64_t get_serial;       /* the parked polling GET (pg_http serial); 0: none */
     int64_t transport_ms;      /* until connected: the last moment the session had a transport (pg_mono_ms) */
-    lws_sorted_usec_list_t sul_free, sul_upgrade;
     /* deadline FIFOs (core/dueq.h), popped by pg_eio_tick(): gw->eio_ping or gw->eio_pong (ping_out) while alive;
-     * gw->eio_handshake from a polling handshake until connected; gw->eio_poll while a GET is parked */
-    struct pg_due ping, handshake, poll;
+     * gw->eio_handshake from a polling handshake until connected; gw->eio_poll while a GET is parked;
+     * gw->eio_upgrade from "2probe" until "5" or the probe's WebSocket closes */
+    struct pg_due ping, handshake, poll, upgrade;
+    /* gw->eio_close (the close grace, close_timer), then gw->eio_dead once killed (dead): at most one of the two */
+    struct pg_due reap;
     UT_hash_handle hh_sid; /* gw->eio_sessions */
 };
 
@@ -85,7 +94,8 @@ static inline struct pg_eio *pg_eio_of(const struct pg_session *s)
     return (struct pg_eio *)(uintptr_t)s; /* s is the first member */
 }
 
-/* From the loop's tick (server.c): pings, pong and handshake deadlines, parked GETs due for the noop. */
+/* From the loop's tick (server.c): pings, pong, handshake and upgrade deadlines, parked GETs due for the noop,
+ * closed polling sessions whose client did not fetch the close packet in time. */
 void pg_eio_tick(struct pg_gw *gw);
 
 /* --- for the upper layer --- */

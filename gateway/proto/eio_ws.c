@@ -9,7 +9,8 @@
  * with the sid of its polling session, sends "2probe", gets "3probe", lets
  * its pending GET finish (we answer it with the noop "6") and sends "5"; from
  * then on the WebSocket is the transport. A probe not completed within
- * UPGRADE_TIMEOUT_MS is dropped and the session goes on polling. A WebSocket
+ * PG_EIO_UPGRADE_TIMEOUT_MS is dropped and the session goes on polling (its
+ * deadline is e->upgrade on gw->eio_upgrade, which pg_eio_tick() pops). A WebSocket
  * carrying the sid of a session that is already upgraded or probing is
  * accepted and closed at once (an unknown sid is refused with 400 before the
  * upgrade). Binary frames and malformed packets close the WebSocket (1003,
@@ -31,11 +32,10 @@
 #include "core/ws.h"
 #include "http/http.h"
 #include "log.h"
+#include "pg_common.h"
 #include "proto/eio.h"
 #include "proto/eio_packet.h"
 #include "proto/eio_ws.h"
-
-#define UPGRADE_TIMEOUT_MS 10000 /* "2probe" to "5", as Engine.IO servers allow */
 
 int pg_eio_confirm_upgrade(struct pg_gw *gw, struct lws *wsi, struct pg_app *app)
 {
@@ -104,17 +104,6 @@ int pg_eio_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, const str
     return 0;
 }
 
-/* A probe that never completes would keep answering the polling GETs at once: drop the probe. */
-static void upgrade_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_eio *e = lws_container_of(sul, struct pg_eio, sul_upgrade);
-    if (e->dead || e->upgraded || !e->ws)
-        return;
-    pg_log(PG_LOG_INFO, "socketio", "upgrade not completed in time sid=%s", e->sid);
-    e->probing = e->probe_reply = 0;
-    pg_eio_detach_ws(e);
-}
-
 /* A whole WebSocket message. -1: close this WebSocket. */
 static int ws_message(struct pg_eio *e, const char *p, size_t n)
 {
@@ -125,7 +114,7 @@ static int ws_message(struct pg_eio *e, const char *p, size_t n)
         e->probing = 1;
         e->probe_reply = 1;
         lws_callback_on_writable(e->ws);
-        lws_sul_schedule(e->s.gw->ctx, 0, &e->sul_upgrade, upgrade_due, UPGRADE_TIMEOUT_MS * LWS_US_PER_MS);
+        pg_due_start(&e->s.gw->eio_upgrade, &e->upgrade, pg_mono_ms()); /* a repeated probe starts it again */
         struct pg_http *h = pg_eio_parked_get(e);
         if (h) /* the client lets its pending GET finish before it completes the upgrade */
             pg_eio_flush_get(e, h, 0);
@@ -135,7 +124,7 @@ static int ws_message(struct pg_eio *e, const char *p, size_t n)
         e->upgraded = 1;
         e->probing = 0;
         e->s.wsi = e->ws;
-        lws_sul_cancel(&e->sul_upgrade);
+        pg_due_stop(&e->upgrade);
         struct pg_http *h = pg_eio_parked_get(e);
         if (h)
             pg_eio_flush_get(e, h, 1);
@@ -213,7 +202,7 @@ void pg_eio_ws_closed(struct pg_ws *w, struct lws *wsi)
         e->s.wsi = NULL;
         pg_eio_kill(e);
     } else { /* a failed probe: the session goes on polling */
-        lws_sul_cancel(&e->sul_upgrade);
+        pg_due_stop(&e->upgrade);
         e->probing = 0;
         e->probe_reply = 0;
         pg_ws_collected(&e->s); /* a partial message of the probe goes with it */

@@ -2,6 +2,15 @@
  * The native protocol at /v1/{app}: JSON frames with a "type", ScaleDrone's
  * model (rooms, JWT authentication, publish) plus MQTT wildcards in
  * subscriptions. Wire format: README "Native protocol".
+ *
+ * Token expiry: an authenticated session is closed with 4401 once its
+ * token's exp + leeway has passed. Each token has its own deadline, so the
+ * sessions wait in one deadline heap (core/dheap.h, gw->token_expiry), not
+ * in lws' sorted timer list; pg_native_tick() pops the due ones at the
+ * loop's tick, at most one tick (100 ms) late. The entry (struct
+ * native_session's expiry) is the session's: on the heap from a successful
+ * authenticate until it is popped or the session is released (the release
+ * op takes it off), so the heap never holds a freed session.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +22,7 @@
 #include "config.h"
 #include "core/app.h"
 #include "core/channels.h"
+#include "core/dheap.h"
 #include "core/gw.h"
 #include "core/msg.h"
 #include "core/pending.h"
@@ -31,8 +41,9 @@
 /* A native session: the core's part first, then native flow control (in struct pg_ws's room for it). */
 struct native_session {
     struct pg_session s;
-    size_t replies_due; /* requests waiting for the broker before their reply is queued */
-    int rx_paused;      /* not reading requests until its replies drain */
+    size_t replies_due;  /* requests waiting for the broker before their reply is queued */
+    int rx_paused;       /* not reading requests until its replies drain */
+    struct pg_dl expiry; /* on gw->token_expiry while its token has not expired (see the file-top comment) */
 };
 _Static_assert(sizeof(struct native_session) <= sizeof(((struct pg_ws *)0)->own_room),
                "struct native_session must fit struct pg_ws");
@@ -147,11 +158,20 @@ static int session_may(struct pg_session *s, pg_action action, const char *chann
     return s->app->creds->require_auth || pg_channel_protected(channel, strlen(channel)) ? 401 : 0;
 }
 
-static void on_token_expired(lws_sorted_usec_list_t *sul)
+void pg_native_tick(struct pg_gw *gw)
 {
-    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_expiry);
-    pg_log(PG_LOG_INFO, "native", "token expired app=%s client=%s", s->app->creds->id, s->client_id);
-    pg_session_close(s, 4401, "token expired");
+    struct pg_dl *d;
+    while ((d = pg_dheap_pop(&gw->token_expiry, pg_mono_ms()))) {
+        struct pg_session *s = &lws_container_of(d, struct native_session, expiry)->s;
+        pg_log(PG_LOG_INFO, "native", "token expired app=%s client=%s", s->app->creds->id, s->client_id);
+        pg_session_close(s, 4401, "token expired"); /* frees nothing: lws closes it later */
+    }
+}
+
+/* The release op: a released session leaves the expiry heap before its memory goes. */
+static void native_release(struct pg_session *s)
+{
+    pg_dheap_remove(&s->gw->token_expiry, &ns(s)->expiry);
 }
 
 static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
@@ -180,6 +200,13 @@ static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
         reply(s, "authenticate", cb, NULL, rc == PG_ENOMEM ? 500 : 401, err);
         return;
     }
+    int64_t left_ms = pg_token_exp_ms(tok) + s->gw->limits.leeway_ms - pg_now_ms();
+    /* before the token is taken: a session never holds a token without its expiry (a move never fails) */
+    if (pg_dheap_set(&s->gw->token_expiry, &ns(s)->expiry, pg_mono_ms() + (left_ms > 0 ? left_ms : 0)) != 0) {
+        pg_token_free(tok);
+        reply(s, "authenticate", cb, NULL, 500, "out of memory");
+        return;
+    }
     pg_token_free(s->token);
     s->token = tok;
     /* exact subscriptions were checked against the previous token: drop those the new one does not allow */
@@ -192,8 +219,6 @@ static void do_authenticate(struct pg_session *s, json_t *req, json_t *cb)
         pg_channel_leave(s, m->ch->name);
         pg_session_send_json(s, o);
     }
-    int64_t left_ms = pg_token_exp_ms(tok) + s->gw->limits.leeway_ms - pg_now_ms();
-    lws_sul_schedule(s->gw->ctx, 0, &s->sul_expiry, on_token_expired, (left_ms > 0 ? left_ms : 0) * LWS_US_PER_MS);
     reply(s, "authenticate", cb, NULL, 0, NULL);
 }
 
@@ -485,6 +510,7 @@ const struct pg_proto pg_native_proto = {
     .ws_writeable = pg_ws_writeable,
     .ws_closed = pg_ws_closed,
     .open = native_open,
+    .release = native_release,
     .receive = native_receive,
     .flow = native_flow,
     .wake = pg_ws_wake,

@@ -7,6 +7,11 @@
 
 #include "core/session.h"
 
+struct pg_gw;
+
 extern const struct pg_proto pg_native_proto;
+
+/* From the loop's tick (server.c): closes with 4401 the sessions whose token expired (proto/native.c). */
+void pg_native_tick(struct pg_gw *gw);
 
 #endif

@@ -32,9 +32,18 @@
  *
  * State: struct pg_sio, a struct pg_eio (and so a struct pg_session) first,
  * allocated and freed by proto/eio.c; this file owns what follows it (the
- * namespace, the registration and its timers) and frees it in the destroy
+ * namespace, the registration and its deadlines) and frees it in the destroy
  * hook. Invariant: x->user is set exactly while the session holds (or is
  * joining) the user's channel.
+ *
+ * Deadlines: the CONNECT deadline (sio_connect_timeout_ms) and the register
+ * retry (REGISTER_RETRY_MS) have one interval for every session, so they are
+ * deadline FIFOs (core/dueq.h) in struct pg_gw that pg_sio_tick() pops, not
+ * timers in lws' sorted list, whose every insert walks it. Each is up to a
+ * tick (PG_BRIDGE_TICK_MS) late, which only gives the client more time. The
+ * entries are the session's: the destroy hook stops both before proto/eio.c
+ * frees it, so a popped entry is always a live (maybe dead, never freed)
+ * session.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -68,7 +77,8 @@ struct pg_sio {
     char *nsp;                     /* the connected namespace; NULL: none */
     char *user, *conn;             /* the registration this session listens for */
     char *pend_user, *pend_conn;   /* a register waiting for its registration to arrive */
-    lws_sorted_usec_list_t sul_register, sul_connect;
+    struct pg_due reg;             /* gw->sio_register while pend_user/pend_conn wait for their retry */
+    struct pg_due connect;         /* gw->sio_connect from the opening until the first CONNECT */
 };
 
 static struct pg_sio *sio_of(const struct pg_session *s)
@@ -186,13 +196,6 @@ static struct pg_app *default_app(struct pg_gw *gw)
     return id ? pg_app_lookup(gw, id, strlen(id)) : NULL;
 }
 
-static void connect_due(lws_sorted_usec_list_t *sul)
-{
-    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_connect);
-    if (!x->e.dead && !x->nsp)
-        sio_close(x, "no CONNECT within sio_connect_timeout_ms");
-}
-
 static int origin_allowed(const struct pg_app *app, const char *origin)
 {
     if (!app->conf->allowed_origins || !*origin) /* like WebSockets: only browsers send Origin */
@@ -219,7 +222,7 @@ static void ns_leave(struct pg_sio *x)
     free(x->pend_user);
     free(x->pend_conn);
     x->user = x->conn = x->pend_user = x->pend_conn = NULL;
-    lws_sul_cancel(&x->sul_register);
+    pg_due_stop(&x->reg);
 }
 
 static void registered(struct pg_sio *x, const char *channel)
@@ -260,8 +263,6 @@ static void join_acked(struct pg_pending *p, int result)
     }
 }
 
-static void register_retry(lws_sorted_usec_list_t *sul);
-
 static void try_register(struct pg_sio *x, const char *user, const char *conn, int first)
 {
     const char *owner = pg_push_regs_user(x->e.s.gw, x->e.s.app->id, conn);
@@ -274,7 +275,7 @@ static void try_register(struct pg_sio *x, const char *user, const char *conn, i
             pg_eio_kill(&x->e);
             return;
         }
-        lws_sul_schedule(x->e.s.gw->ctx, 0, &x->sul_register, register_retry, REGISTER_RETRY_MS * LWS_US_PER_MS);
+        pg_due_start(&x->e.s.gw->sio_register, &x->reg, pg_mono_ms()); /* a second register starts it again */
         return;
     }
     if (!owner || strcmp(owner, user) != 0) {
@@ -313,9 +314,8 @@ static void try_register(struct pg_sio *x, const char *user, const char *conn, i
     }
 }
 
-static void register_retry(lws_sorted_usec_list_t *sul)
+static void register_retry(struct pg_sio *x)
 {
-    struct pg_sio *x = lws_container_of(sul, struct pg_sio, sul_register);
     char *user = x->pend_user, *conn = x->pend_conn;
     x->pend_user = x->pend_conn = NULL;
     if (!x->e.dead && user && conn && x->nsp)
@@ -366,7 +366,7 @@ static void ns_connect(struct pg_sio *x, const char *nsp, size_t nl, json_t *dat
         pg_eio_kill(&x->e);
         return;
     }
-    lws_sul_cancel(&x->sul_connect); /* for good, as socket.io's server: a later DISCONNECT does not re-arm it */
+    pg_due_stop(&x->connect); /* for good, as socket.io's server: a later DISCONNECT does not re-arm it */
     pg_eio_connected(&x->e);
     x->e.s.app = app;
     sio_send(x, '0', name, json_pack("{s:s}", "sid", x->sock_id));
@@ -430,8 +430,7 @@ static int sio_opened(struct pg_eio *e)
     if (pg_random_token(x->sock_id, SOCK_ID_LEN) != 0)
         return -1;
     e->s.app = default_app(gw); /* until a CONNECT names the namespace: counted somewhere meanwhile */
-    lws_sul_schedule(gw->ctx, 0, &x->sul_connect, connect_due,
-                     (lws_usec_t)gw->cfg->sio_connect_timeout_ms * LWS_US_PER_MS);
+    pg_due_start(&gw->sio_connect, &x->connect, pg_mono_ms());
     return 0;
 }
 
@@ -450,8 +449,8 @@ static int sio_may_upgrade(const struct pg_eio *e, const char *origin)
 static void sio_destroy(struct pg_eio *e)
 {
     struct pg_sio *x = lws_container_of(e, struct pg_sio, e);
-    lws_sul_cancel(&x->sul_register);
-    lws_sul_cancel(&x->sul_connect);
+    pg_due_stop(&x->reg); /* off their queues before proto/eio.c frees x */
+    pg_due_stop(&x->connect);
     free(x->nsp);
     free(x->user);
     free(x->conn);
@@ -479,6 +478,20 @@ static int ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg
 void pg_sio_http(struct pg_gw *gw, struct pg_http *h)
 {
     pg_eio_http(gw, h, &sio_eio_ops);
+}
+
+void pg_sio_tick(struct pg_gw *gw)
+{
+    int64_t now = pg_mono_ms();
+    struct pg_due *d;
+    /* nothing here frees a session (closing and killing free at a later turn of the loop): popping on is safe */
+    while ((d = pg_dueq_pop(&gw->sio_connect, now, gw->cfg->sio_connect_timeout_ms))) {
+        struct pg_sio *x = lws_container_of(d, struct pg_sio, connect);
+        if (!x->e.dead && !x->nsp)
+            sio_close(x, "no CONNECT within sio_connect_timeout_ms");
+    }
+    while ((d = pg_dueq_pop(&gw->sio_register, now, REGISTER_RETRY_MS)))
+        register_retry(lws_container_of(d, struct pg_sio, reg));
 }
 
 void pg_sio_shutdown(struct pg_gw *gw)

@@ -20,6 +20,8 @@ struct pg_session;
 extern const struct pg_proto pg_sio_proto;
 void pg_sio_http(struct pg_gw *gw, struct pg_http *h); /* a /socket.io/ request, once its body is complete */
 void pg_sio_shutdown(struct pg_gw *gw); /* free every session (context teardown) */
+/* From the loop's tick (server.c), after pg_eio_tick(): CONNECT deadlines and register retries that are due. */
+void pg_sio_tick(struct pg_gw *gw);
 /*
  * In memory, for the fuzz harness: a session opened as by a polling handshake
  * (mode 0), by one with wsi attached as its upgrade probe (2), or by a direct

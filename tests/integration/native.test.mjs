@@ -468,6 +468,32 @@ test('a token that expires while connected closes the session with 4401', { time
     assert.ok(at >= exp + LEEWAY_MS - 250, `closed ${exp + LEEWAY_MS - at} ms before exp + leeway`);
 });
 
+test('authenticating again moves the expiry: a later token keeps the session, an earlier one closes it sooner', { timeout: 40000 }, async () => {
+    // kept: a short token, replaced by a long one (the default 600 s) before it expires
+    const kept = await connect('secure');
+    const shortExp = Date.now() + scaled(2500);
+    let r = await authenticate(kept, secureToken(kept.open.client_id, { exp: shortExp }));
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    // cut: a long token, replaced by a short one
+    const cut = await connect('secure');
+    r = await authenticate(cut, secureToken(cut.open.client_id));
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    r = await authenticate(kept, secureToken(kept.open.client_id));
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+    const exp = Date.now() + scaled(2500);
+    r = await authenticate(cut, secureToken(cut.open.client_id, { exp }));
+    assert.equal(r.error, undefined, JSON.stringify(r.error));
+
+    const info = await within(cut.closed, exp + LEEWAY_MS + scaled(5000) - Date.now());
+    assert.ok(info, 'the session whose token was replaced by a shorter one closed');
+    assert.equal(info.code, 4401, JSON.stringify(info));
+    assert.ok(Date.now() >= exp + LEEWAY_MS - 250, 'not before the shorter token expired');
+    // well past the first token's expiry (and the tick that would have closed it): the other one is served
+    await new Promise((res) => setTimeout(res, Math.max(0, shortExp + LEEWAY_MS + scaled(1000) - Date.now())));
+    await subscribe(kept, unique('kept'));
+    assert.equal(kept.closeInfo, null, 'the session with the later token is still open');
+});
+
 test('malformed frames get error 400 and the session stays usable', { timeout: 30000 }, async () => {
     const c = await connect();
     const bad = ['this is not json', '[1,2,3]', '{"room":"x"}', '{"type":"subscribe","room":"x","cb":"1"}', '{"type":"dance"}', '{"type":"subscribe"}'];

@@ -4,7 +4,9 @@
 //   - a WebSocket for a session that is already upgraded or upgrading is accepted and closed, the session goes on;
 //   - CONNECT first: a packet before CONNECT, or a second CONNECT of the connected namespace, closes the session,
 //     and a session that answers pings but never CONNECTs is closed after sio_connect_timeout_ms;
-//   - one namespace per connection: a second namespace's CONNECT gets CONNECT_ERROR and the first goes on.
+//   - one namespace per connection: a second namespace's CONNECT gets CONNECT_ERROR and the first goes on;
+//   - deadlines of a polling session: a closed one whose client never fetches the close packet goes after the
+//     close grace (1 s), and an upgrade probe never completed with "5" is dropped after 10 s while polling goes on.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
@@ -287,4 +289,52 @@ test('one namespace per connection: a second namespace gets CONNECT_ERROR, the f
         own.once('connect', resolve);
         own.once('connect_error', reject);
     });
+});
+
+const UPGRADE_TIMEOUT_MS = 10000; // PG_EIO_UPGRADE_TIMEOUT_MS (gateway/proto/eio.h)
+const CLOSE_GRACE_MS = 1000; // CLOSE_GRACE_MS (gateway/proto/eio.c)
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test('a polling session closed while no GET waits keeps its close packet for the close grace, then goes', { timeout: 30000 }, async () => {
+    // closed by the gateway (a packet before CONNECT) with no GET parked: the close waits for the client's next GET
+    const s = await pollingSession();
+    assert.equal((await post(s.url, '42["register","u1","c1"]')).status, 200);
+    // the client does not come back within the grace: the session is gone, not waiting forever
+    await sleep(CLOSE_GRACE_MS + scaled(1500));
+    const r = await httpRequest('GET', s.url);
+    assert.equal(r.status, 400, `the session is gone after the grace: ${r.body}`);
+    assert.equal(r.json.code, 1, 'Session ID unknown');
+});
+
+test('an upgrade probe without "5" is dropped after the upgrade timeout; the session goes on polling', { timeout: 60000 }, async () => {
+    const s = await pollingSession();
+    assert.equal((await post(s.url, '40')).body, 'ok');
+    assert.match(nonPing((await httpRequest('GET', s.url)).body)[0], /^40\{"sid":"/);
+    const probe = await rawWs(`&sid=${s.sid}`);
+    probe.send('2probe');
+    const t0 = Date.now();
+    assert.equal(await probe.next(isText), '3probe');
+    // keep the session alive over polling (GETs are answered at once while probing), never completing the upgrade
+    const deadline = t0 + scaled(UPGRADE_TIMEOUT_MS * 2);
+    while (!probe.closeInfo && Date.now() < deadline) {
+        const r = await httpRequest('GET', s.url);
+        assert.equal(r.status, 200, r.body);
+        if (packets(r.body).includes('2')) assert.equal((await post(s.url, '3')).body, 'ok');
+        await sleep(100);
+    }
+    const lived = Date.now() - t0;
+    assert.ok(probe.closeInfo, `the probe WebSocket is still open after ${lived} ms`);
+    assert.equal(probe.closeInfo.code, 1000, 'a normal close of the probe only');
+    assert.ok(lived >= UPGRADE_TIMEOUT_MS - 200, `dropped after the upgrade timeout, not before (${lived} ms)`);
+    assert.match(gw.logs(), new RegExp(`upgrade not completed in time sid=${s.sid}`));
+    // the session itself goes on over polling: an event is still acknowledged
+    assert.equal((await post(s.url, '421["anything"]')).body, 'ok');
+    let acked = false;
+    for (let i = 0; i < 20 && !acked; i++) {
+        const r = await httpRequest('GET', s.url);
+        assert.equal(r.status, 200, r.body);
+        acked = packets(r.body).includes('431[]');
+        if (packets(r.body).includes('2')) await post(s.url, '3');
+    }
+    assert.ok(acked, 'the polling session answers after its probe was dropped');
 });
