@@ -148,7 +148,11 @@ void pg_http_respond_overloaded(struct pg_http *h, const char *why)
     pg_http_respond_error(h, 503, why);
 }
 
-/* Writes headers in one WRITEABLE and the body in the next: one lws_write per callback. */
+/*
+ * Writes the answer: headers, then the body in the same WRITEABLE on HTTP/1 (a second WRITEABLE round would be
+ * one more loop pass, and on the libuv loop two more epoll_ctl pairs, per answer); on an HTTP/2 stream, or when
+ * lws kept part of the headers, the body waits for the next WRITEABLE.
+ */
 static int h_write(struct pg_http *h)
 {
     unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *p = start, *end = hdr + sizeof hdr - 1;
@@ -211,14 +215,15 @@ static int h_write(struct pg_http *h)
         if (lws_finalize_write_http_header(h->wsi, start, &p, end))
             return -1;
         h->phase = 1;
-        if (h->resp_len) {
+        /* an HTTP/2 stream writes once per WRITEABLE; HTTP/1 sends the body at once unless lws kept headers back */
+        if (h->resp_len && (!h1 || lws_partial_buffered(h->wsi))) {
             lws_callback_on_writable(h->wsi);
             return 0;
         }
-    } else if (lws_write(h->wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL) !=
-               (int)h->resp_len) {
-        return -1;
     }
+    if (h->resp_len &&
+        lws_write(h->wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL) != (int)h->resp_len)
+        return -1;
     h->status = 0;
     /* a connection that upgrades to a WebSocket next gets its struct pg_conn zeroed (server.c): nothing owned is left */
     request_end(h);

@@ -178,26 +178,45 @@ function tail(s, n = 4000) {
 // ---------------------------------------------------------------------------------------------
 // Small utilities
 
-// Ports handed out by freePort in this process: the kernel may offer a closed probe port again, and two servers of
-// one test (broker and gateway, two gateways) must never be given the same one.
+// Ports handed out by freePort in this process: two servers of one test (broker and gateway, two gateways) must
+// never be given the same one.
 const portsGiven = new Set();
 
-export async function freePort() {
-    for (;;) {
-        const port = await new Promise((resolve, reject) => {
-            const srv = net.createServer();
-            srv.unref();
-            srv.on('error', reject);
-            srv.listen(0, '127.0.0.1', () => {
-                const { port: p } = srv.address();
-                srv.close(() => resolve(p));
-            });
-        });
-        if (!portsGiven.has(port)) {
-            portsGiven.add(port);
-            return port;
-        }
+// Where freePort looks: below the kernel's ephemeral range (net.ipv4.ip_local_port_range), read once. A port the
+// kernel picks for `listen(0)` comes from that range, which every outgoing connection of every test (and of the
+// load tests' thousands of clients) also draws its source port from: between the probe closing it and mosquitto
+// or pushgate binding it, a client connection could take it ("Address already in use"). Below that range only
+// another listener can; a random start keeps the parallel test files (ctest -j) apart.
+function portWindow() {
+    let low = 32768;
+    try {
+        low = Number(fs.readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]) || low;
+    } catch {
+        /* not Linux: the default range */
     }
+    const top = Math.min(low, 65536) - 1;
+    return { lo: Math.max(1024, top - 20000), hi: top };
+}
+const PORTS = portWindow();
+
+function bindable(port) {
+    return new Promise((resolve) => {
+        const srv = net.createServer();
+        srv.unref();
+        srv.once('error', () => resolve(false));
+        srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+}
+
+export async function freePort() {
+    const span = PORTS.hi - PORTS.lo + 1;
+    for (let i = 0; i < 2000; i++) {
+        const port = PORTS.lo + crypto.randomInt(span);
+        if (portsGiven.has(port) || !(await bindable(port))) continue;
+        portsGiven.add(port);
+        return port;
+    }
+    throw new Error(`freePort: no free port in ${PORTS.lo}-${PORTS.hi}`);
 }
 
 export async function waitFor(fn, { timeoutMs = scaled(5000), intervalMs = 50, message } = {}) {
