@@ -57,6 +57,13 @@
 #include "pg_topic.h"
 
 #define SNAPSHOT_MIN_INTERVAL_MS 200
+/*
+ * A snapshot (occupancy diff and publish) walks every local channel: with 100,000 channels it takes long enough
+ * that one every 200 ms would keep the loop busy. The next one waits at least this many times what the last
+ * one took, so snapshots cost at most about 1/SNAPSHOT_COST_SHARE of the loop; never longer than a liveness
+ * refresh period, so peers still hear from this node in time.
+ */
+#define SNAPSHOT_COST_SHARE 20
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 struct pg_node {
     char *id;
@@ -72,6 +79,7 @@ struct pg_cluster {
     int dirty;             /* local channels changed since the last snapshot: publish a new one */
     int occupancy_dirty;   /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
     int64_t last_snapshot_ms;
+    int64_t snapshot_cost_ms; /* what the last snapshot took (pg_cluster_tick) */
     int64_t last_refresh_ms; /* monotonic time this node last published its snapshot (liveness refresh) */
     const struct pg_cluster_listener *listeners[PG_CLUSTER_MAX_LISTENERS]; /* borrowed, in registration order */
     size_t nlisteners;
@@ -367,7 +375,12 @@ void pg_cluster_tick(struct pg_gw *gw)
             c->dirty = 1; /* unchanged, but peers must hear from us within our deadline */
     }
     /* while draining, every tick counts: the sessions closed last must still vacate their channels before exit */
-    if ((!c->dirty && !c->occupancy_dirty) || (!gw->draining && now - c->last_snapshot_ms < SNAPSHOT_MIN_INTERVAL_MS))
+    int64_t interval = SNAPSHOT_COST_SHARE * c->snapshot_cost_ms, refresh = gw->cfg->node_liveness_ms / LIVENESS_REFRESHES;
+    if (interval > refresh)
+        interval = refresh;
+    if (interval < SNAPSHOT_MIN_INTERVAL_MS)
+        interval = SNAPSHOT_MIN_INTERVAL_MS;
+    if ((!c->dirty && !c->occupancy_dirty) || (!gw->draining && now - c->last_snapshot_ms < interval))
         return;
     /* only a local change is published: answering a peer's snapshot with ours would make every node echo the others */
     int publish = c->dirty;
@@ -376,6 +389,7 @@ void pg_cluster_tick(struct pg_gw *gw)
     occupancy_changed(gw);
     if (publish && pg_bridge_connected(gw->bridge))
         publish_snapshot(gw, 1);
+    c->snapshot_cost_ms = pg_mono_ms() - now;
 }
 
 void pg_cluster_connected(struct pg_gw *gw)
