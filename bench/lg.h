@@ -37,7 +37,8 @@ struct lg_opts {
     const char *channel_prefix;
     int subs;
     int channels;
-    int src_addrs;            /* bind subscribers round-robin to 127.0.0.1 .. 127.0.0.N (1: no bind) */
+    int src_addrs;            /* bind subscribers round-robin to 127.0.0.F .. 127.0.0.F+N-1 (N = 1, F = 1: no bind) */
+    int src_first;            /* F: BIG starts at 2, leaving 127.0.0.1's ephemeral ports to everything else */
     int connect_concurrency;
     double connect_timeout_s;
     enum lg_pub_kind pub;

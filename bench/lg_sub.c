@@ -303,7 +303,7 @@ static void open_one(struct lg_subs *S, struct lg_sub *s)
     ci.opaque_user_data = s;
     ci.pwsi = &s->wsi;
     ci.retry_and_idle_policy = &no_validity;
-    if (o->src_addrs > 1)
+    if (o->src_addrs > 1 || o->src_first > 1)
         ci.iface = S->src[s->index % o->src_addrs];
     s->state = ST_CONNECTING;
     S->in_flight++;
@@ -322,7 +322,7 @@ struct lg_subs *lg_subs_new(const struct lg_opts *o)
         S->subs[i].channel = i % o->channels;
     }
     for (int i = 0; i < LG_MAX_SRC_ADDRS; i++)
-        snprintf(S->src[i], sizeof(S->src[i]), "127.0.0.%d", i + 1);
+        snprintf(S->src[i], sizeof(S->src[i]), "127.0.0.%d", i + o->src_first);
     lws_set_log_level(o->verbose > 1 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));

@@ -117,13 +117,13 @@ static void usage(void)
             "  [--pub http|mqtt|none] [--pub-port P] [--mqtt-port P] [--mqtt-user demo] [--topic-root pushgate]\n"
             "  [--pub-conns P] [--rate R (0: max)] [--duration S] [--messages M] [--size B] [--drain S]\n"
             "  [--hold S] [--rss-pids a,b] [--max-msgs N] [--reconnect-storm] [--prefix ch] [--evlib poll|uv]\n"
-            "  [--no-subscribe] [--ready-file PATH] [-v]\n");
+            "  [--no-subscribe] [--ready-file PATH] [--src-first F (127.0.0.F is the first source address)] [-v]\n");
 }
 
 static int parse(int argc, char **argv, struct lg_opts *o)
 {
     *o = (struct lg_opts){.target = LG_NATIVE, .host = "127.0.0.1", .app = "demo", .pusher_key = "demo-key",
-                          .channel_prefix = "ch", .subs = 10, .channels = 1, .src_addrs = 1,
+                          .channel_prefix = "ch", .subs = 10, .channels = 1, .src_addrs = 1, .src_first = 1,
                           .connect_concurrency = 200, .connect_timeout_s = 60, .pub = LG_PUB_HTTP,
                           .mqtt_user = "demo", .topic_root = "pushgate", .pub_conns = 1, .duration_s = 10,
                           .size = 100, .drain_s = 30, .max_msgs = 1L << 24};
@@ -135,7 +135,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         {"pub-conns", 1, 0, 'n'}, {"rate", 1, 0, 'r'}, {"duration", 1, 0, 'd'}, {"messages", 1, 0, 'M'},
         {"size", 1, 0, 'z'}, {"drain", 1, 0, 'D'}, {"hold", 1, 0, 'h'}, {"rss-pids", 1, 0, 'S'},
         {"max-msgs", 1, 0, 'X'}, {"reconnect-storm", 0, 0, 'Z'}, {"prefix", 1, 0, 'x'}, {"verbose", 0, 0, 'v'}, {"evlib", 1, 0, 'E'},
-        {"no-subscribe", 0, 0, 'N'}, {"ready-file", 1, 0, 'F'}, {0, 0, 0, 0}};
+        {"no-subscribe", 0, 0, 'N'}, {"src-first", 1, 0, 'B'}, {"ready-file", 1, 0, 'F'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
         switch (c) {
@@ -173,6 +173,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         case 'x': o->channel_prefix = optarg; break;
         case 'v': o->verbose++; break;
         case 'N': o->no_subscribe = 1; break;
+        case 'B': o->src_first = atoi(optarg); break;
         case 'F': o->ready_file = optarg; break;
         case 'E':
             if (strcmp(optarg, "uv") && strcmp(optarg, "poll"))
@@ -184,7 +185,8 @@ static int parse(int argc, char **argv, struct lg_opts *o)
     }
     if (!o->pub_port)
         o->pub_port = o->port;
-    if (o->port <= 0 || o->subs < 0 || o->channels < 1 || o->src_addrs < 1 || o->src_addrs > LG_MAX_SRC_ADDRS ||
+    if (o->port <= 0 || o->subs < 0 || o->channels < 1 || o->src_addrs < 1 || o->src_first < 1 ||
+        o->src_first + o->src_addrs - 1 > 254 || o->src_addrs > LG_MAX_SRC_ADDRS ||
         o->pub_conns < 1 || o->pub_conns > LG_MAX_PUBLISHERS || o->size < 48 || o->connect_concurrency < 1 ||
         (o->pub == LG_PUB_MQTT && (!o->mqtt_port || o->target == LG_NCHAN)) || o->max_msgs < 8 ||
         (o->no_subscribe && o->target == LG_NCHAN))

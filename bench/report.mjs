@@ -136,7 +136,7 @@ if (bigs.length) {
         md += `- rep ${r.rep}: ${r.subs} / ${r.held} (${r.server_established}), ${r.errors} errors, ${fmt(r.subscribe_s)} s, `
             + `${fmt(r.rss_mb)} MB = ${fmt(r.gateway_rss_mb)} + ${fmt(r.broker_rss_mb)} (${(r.gateway_rss_per_process_kb || []).join(', ')}), `
             + `PSS ${fmt(r.pss_mb)} MB, ${r.workers} × ${r.loadgens} × ${r.src_addrs}, `
-            + `${r.subscribe ? 'one channel each' : 'no subscription'}, measured ${r.hold_s} s after all were open`
+            + `${!r.subscribe ? 'no subscription' : r.channels && r.channels < r.subs ? `${r.channels} channels shared` : 'one channel each'}, measured ${r.hold_s} s after all were open`
             + `${r.worker_restarts ? ', A WORKER RESTARTED' : ''}${r.failed ? ', FAILED' : ''}\n`;
     }
 }

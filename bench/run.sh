@@ -3,7 +3,8 @@
 # every workload N times, one table of medians and per-repetition ratios, results written to bench/results/.
 #
 #   bench/run.sh [--reps N] [--duration S] [--workloads "W1 W2 W3 W4"] [--w3-subs N] [--no-nchan]
-#                [--mqtt] [--two] [--evlib poll|uv] [--big N] [--big-idle] [--big-hold S] [--big-timeout S]
+#                [--mqtt] [--two] [--evlib poll|uv] [--big N] [--big-idle | --big-channels K] [--big-hold S]
+#                [--big-timeout S]
 #                [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
 #   bench/run.sh --workloads BIG       # only BIG: 100,000 idle connections (--big N for another count)
 #
@@ -15,7 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 two=0 evlib=poll big=0 storm=0 gwopts='{}'
-big_subscribe=1 big_hold=35 big_timeout=300
+big_subscribe=1 big_channels=0 big_hold=35 big_timeout=300
 build="$repo/build" label="" out="$here/results" pub_conns=4
 while [ $# -gt 0 ]; do
     case $1 in
@@ -29,6 +30,7 @@ while [ $# -gt 0 ]; do
     --evlib) evlib=$2; shift ;;
     --big) big=$2; shift ;;
     --big-idle) big_subscribe=0 ;;
+    --big-channels) big_channels=$2; shift ;;
     --big-hold) big_hold=$2; shift ;;
     --big-timeout) big_timeout=$2; shift ;;
     --storm) storm=$2; shift ;;
@@ -37,13 +39,13 @@ while [ $# -gt 0 ]; do
     --build) build=$(cd "$2" && pwd); shift ;;
     --label) label=$2; shift ;;
     --out) out=$2; shift ;;
-    -h | --help) sed -n '2,13p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
 for v in "reps=$reps" "duration=$duration" "w3-subs=$w3_subs" "big=$big" "storm=$storm" "pub-conns=$pub_conns" \
-    "big-hold=$big_hold" "big-timeout=$big_timeout"; do
+    "big-hold=$big_hold" "big-timeout=$big_timeout" "big-channels=$big_channels"; do
     case ${v#*=} in
     '' | *[!0-9]*) echo "--${v%%=*}: expected a whole number, got \"${v#*=}\"" >&2; exit 2 ;;
     esac
@@ -151,8 +153,9 @@ args_for() {
 # BIG: $big idle connections held at once, pushgate only (one nginx worker cannot hold them under this box's
 # open-files cap). Every process is capped at the hard open-files limit (20,000 here), so the gateway runs
 # several workers (unless --gateway-opts sets `workers`: one per 80 % of the cap) and the connections come from
-# several load-generator processes of at most 90 % of the cap each, bound round-robin to 127.0.0.1..K (one
-# source address has ~28,000 ephemeral ports: ip_local_port_range). Each load generator opens its share, creates
+# several load-generator processes of at most 90 % of the cap each, bound round-robin to 127.0.0.2..K+1 (one
+# source address has ~28,000 ephemeral ports: ip_local_port_range; 127.0.0.1's are left to the servers' free-port
+# picks and to anything else on the box). Each load generator opens its share, creates
 # its ready file and holds; once every one is ready (or its connect timeout passed) this measures, $big_hold s
 # later so that every connection has had its first server PING (ws_ping_interval_s, 30 s by default): the RSS and
 # PSS of every gateway process (the parent and its workers, read again now so that a restarted worker is
@@ -184,13 +187,16 @@ run_big() {
     n=$(( (big + per - 1) / per ))
     local t0; t0=$(date +%s)
     for i in $(seq 0 $((n - 1))); do
-        local count=$per
+        local count=$per chans prefix="b$i-"
         [ $((i * per + per)) -gt "$big" ] && count=$((big - i * per))
+        # one channel per connection, or (--big-channels K) every load generator over the same K channels
+        chans=$count
+        [ "$big_channels" -gt 0 ] && chans=$big_channels prefix="b-"
         # "$LG_BIN", not LG: $! must be the load generator itself (SIGUSR1 goes to it), not a subshell running LG.
         # shellcheck disable=SC2046
-        "$LG_BIN" --evlib "$evlib" --target native --port "$port" --subs "$count" --channels "$count" --prefix "b$i-" --pub none \
+        "$LG_BIN" --evlib "$evlib" --target native --port "$port" --subs "$count" --channels "$chans" --prefix "$prefix" --pub none \
             $([ "$big_subscribe" = 1 ] || echo --no-subscribe) --ready-file "$tmp/big.$i.ready" \
-            --hold $((big_timeout + big_hold + 120)) --src-addrs "$src" --connect-concurrency 500 \
+            --hold $((big_timeout + big_hold + 120)) --src-addrs "$src" --src-first 2 --connect-concurrency 500 \
             --connect-timeout "$big_timeout" -v >"$tmp/big.$i.json" 2>"$tmp/big.$i.err" &
         procs+=($!)
     done
@@ -219,7 +225,7 @@ run_big() {
     for p in "${procs[@]}"; do wait "$p" || true; done
     node -e '
         const fs = require("fs");
-        const [rep, subs, subscribe, workers, src, hold, gwPids0, gwPids, rss0, pss0, rssSettled, gwRss, brRss, pss,
+        const [rep, subs, subscribe, channels, workers, src, hold, gwPids0, gwPids, rss0, pss0, rssSettled, gwRss, brRss, pss,
             perProc, est, dir, n] = process.argv.slice(1);
         const rs = [...Array(+n).keys()].map((i) => {
             try { return JSON.parse(fs.readFileSync(`${dir}/big.${i}.json`, "utf8")); } catch { return { failed: true }; }
@@ -229,6 +235,7 @@ run_big() {
         const held = sum("held"), rss = +gwRss + +brRss;
         const r = {
             rep: +rep, workload: "BIG", system: "native", subs: +subs, subscribe: subscribe === "1", workers: +workers,
+            channels: subscribe === "1" ? (+channels || +subs) : 0,
             loadgens: +n, src_addrs: +src, hold_s: +hold,
             subscribed: sum("subscribed"), held, errors: sum("errors"), closed_early: sum("closed_early"),
             // first connect attempt of any load generator to the last confirmation of any (one machine, one clock)
@@ -244,7 +251,7 @@ run_big() {
         };
         r.failed = rs.some((x) => x.failed) || held < r.subs || r.errors > 0 || r.worker_restarts;
         console.log(JSON.stringify(r));' \
-        "$rep" "$big" "$big_subscribe" "$workers" "$src" "$big_hold" "$gw_pids0" "$gw_pids" "$rss0" "$pss0" \
+        "$rep" "$big" "$big_subscribe" "$big_channels" "$workers" "$src" "$big_hold" "$gw_pids0" "$gw_pids" "$rss0" "$pss0" \
         "$rss_settled" "$gw_rss" "$br_rss" "$pss" "$per_proc" "$est" "$tmp" "$n" >>"$raw"
     node -e 'const r=JSON.parse(require("fs").readFileSync(0,"utf8").trim().split("\n").pop());
         console.error(`  BIG native held ${r.held}/${r.subs} (server side ${r.server_established}), errors ${r.errors}, `
@@ -270,5 +277,5 @@ for rep in $(seq 1 "$reps"); do
 done
 
 params="reps=$reps duration=${duration}s pub_conns=$pub_conns w3_subs=$w3_subs evlib=$evlib storm=$storm big=$big gateway_opts=$gwopts"
-[ "$big" -gt 0 ] && params="$params big_subscribe=$big_subscribe big_hold=${big_hold}s"
+[ "$big" -gt 0 ] && params="$params big_subscribe=$big_subscribe big_channels=$big_channels big_hold=${big_hold}s"
 node "$here/report.mjs" "$raw" --label "$label" --build "$build" --params "$params" --out "$out/$stamp"
