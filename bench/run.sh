@@ -210,7 +210,7 @@ run_big() {
         done
     done
     sleep 2
-    local gw_pids rss_settled rss pss est gw_rss br_rss per_proc=""
+    local gw_pids rss_settled pss est gw_rss br_rss per_proc=""
     gw_pids=$(proc_tree "$gw_pid")
     # shellcheck disable=SC2086
     rss_settled=$(mem_kb Rss $gw_pids "$broker_pid")
@@ -218,7 +218,6 @@ run_big() {
     gw_pids=$(proc_tree "$gw_pid")
     # shellcheck disable=SC2086
     gw_rss=$(mem_kb Rss $gw_pids) br_rss=$(mem_kb Rss "$broker_pid") pss=$(mem_kb Pss $gw_pids "$broker_pid")
-    rss=$((gw_rss + br_rss))
     for i in $gw_pids; do per_proc="$per_proc${per_proc:+,}$(mem_kb Rss "$i")"; done
     est=$(ss -Htn state established "( sport = :$port )" 2>/dev/null | wc -l)
     for p in "${procs[@]}"; do kill -USR1 "$p" 2>/dev/null || true; done
