@@ -27,7 +27,7 @@ while [ $# -gt 0 ]; do
     --no-nchan) nchan=0 ;;
     --mqtt) mqtt=1 ;;
     --two) two=1 ;;
-    --evlib) evlib=$2; shift ;;
+    --evlib) evlib=$2 evlib_set=1; shift ;;
     --big) big=$2; shift ;;
     --big-idle) big_subscribe=0 ;;
     --big-channels) big_channels=$2; shift ;;
@@ -169,7 +169,10 @@ mem_kb() { # mem_kb Rss|Pss pid...: the field of /proc/<pid>/smaps_rollup, summe
     echo "$t"
 }
 run_big() {
-    local rep=$1 per=$((big_nofile * 9 / 10)) n procs=() saved=$gwopts opts workers src
+    local rep=$1 per=$((big_nofile * 9 / 10)) n procs=() saved=$gwopts opts workers src big_evlib=uv
+    # libuv (epoll) unless --evlib says otherwise: lws' poll() over 18,000 sockets per wakeup made the opening
+    # about twice as slow (40,000 connections back to back: 49 s on libuv; 105 s on poll(), and 488 refused)
+    [ "${evlib_set:-0}" = 1 ] && big_evlib=$evlib
     opts=$(node -e 'const o=JSON.parse(process.argv[1]); o.workers ??= Math.ceil(+process.argv[2] / (+process.argv[3] * 0.8)); console.log(JSON.stringify(o))' \
         "$gwopts" "$big" "$big_nofile")
     workers=$(node -p 'JSON.parse(process.argv[1]).workers' "$opts")
@@ -194,7 +197,7 @@ run_big() {
         [ "$big_channels" -gt 0 ] && chans=$big_channels prefix="b-"
         # "$LG_BIN", not LG: $! must be the load generator itself (SIGUSR1 goes to it), not a subshell running LG.
         # shellcheck disable=SC2046
-        "$LG_BIN" --evlib "$evlib" --target native --port "$port" --subs "$count" --channels "$chans" --prefix "$prefix" --pub none \
+        "$LG_BIN" --evlib "$big_evlib" --target native --port "$port" --subs "$count" --channels "$chans" --prefix "$prefix" --pub none \
             $([ "$big_subscribe" = 1 ] || echo --no-subscribe) --ready-file "$tmp/big.$i.ready" \
             --hold $((big_timeout + big_hold + 120)) --src-addrs "$src" --src-first 2 --connect-concurrency 500 \
             --connect-timeout "$big_timeout" -v >"$tmp/big.$i.json" 2>"$tmp/big.$i.err" &
@@ -222,7 +225,7 @@ run_big() {
     est=$(ss -Htn state established "( sport = :$port )" 2>/dev/null | wc -l)
     for p in "${procs[@]}"; do kill -USR1 "$p" 2>/dev/null || true; done
     for p in "${procs[@]}"; do wait "$p" || true; done
-    node -e '
+    BIG_EVLIB=$big_evlib node -e '
         const fs = require("fs");
         const [rep, subs, subscribe, channels, workers, src, hold, gwPids0, gwPids, rss0, pss0, rssSettled, gwRss, brRss, pss,
             perProc, est, dir, n] = process.argv.slice(1);
@@ -235,7 +238,7 @@ run_big() {
         const r = {
             rep: +rep, workload: "BIG", system: "native", subs: +subs, subscribe: subscribe === "1", workers: +workers,
             channels: subscribe === "1" ? (+channels || +subs) : 0,
-            loadgens: +n, src_addrs: +src, hold_s: +hold,
+            loadgens: +n, loadgen_evlib: process.env.BIG_EVLIB, src_addrs: +src, hold_s: +hold,
             subscribed: sum("subscribed"), held, errors: sum("errors"), closed_early: sum("closed_early"),
             // first connect attempt of any load generator to the last confirmation of any (one machine, one clock)
             subscribe_s: ok.length === rs.length && ok.length
