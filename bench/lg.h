@@ -37,7 +37,8 @@ struct lg_opts {
     const char *channel_prefix;
     int subs;
     int channels;
-    int src_addrs;            /* bind subscribers round-robin to 127.0.0.1 .. 127.0.0.N (1: no bind) */
+    int src_addrs;            /* bind subscribers round-robin to 127.0.0.F .. 127.0.0.F+N-1 (N = 1, F = 1: no bind) */
+    int src_first;            /* F: BIG starts at 2, leaving 127.0.0.1's ephemeral ports to everything else */
     int connect_concurrency;
     double connect_timeout_s;
     enum lg_pub_kind pub;
@@ -51,7 +52,9 @@ struct lg_opts {
     long messages;            /* stop after this many (over all publishers), 0 = duration only */
     int size;
     double drain_s;           /* after the publishers stop: wait at most this long for the rest */
-    double hold_s;            /* idle hold after everyone subscribed (W3) */
+    double hold_s;            /* idle hold after everyone subscribed (W3, BIG) */
+    const char *ready_file;   /* created when the opening phase has ended (BIG: run.sh measures then) */
+    int no_subscribe;         /* a subscriber is done at the server's greeting: an idle connection, no channel */
     const char *rss_pids;     /* comma-separated server pids: RSS before and after the subscribers */
     long max_msgs;            /* size of the acknowledged-bits block */
     int evlib_uv;             /* run the lws client context on libuv (epoll) instead of lws' poll() */
@@ -89,6 +92,7 @@ struct lg_subs;
 struct lg_sub_result {
     long connected, subscribed, errors, closed_early;
     double subscribe_s;            /* first connect attempt to last subscribe confirmation */
+    double first_ns, last_sub_ns;  /* the same two instants (CLOCK_MONOTONIC), to combine several processes */
     uint64_t delivered, dups;
     struct lg_hist lat;
     double last_rx_ns;
@@ -103,6 +107,8 @@ double lg_subs_reconnect_storm(struct lg_subs *s);
 /* Acknowledged messages of the subscriber's channel it did not receive, summed over subscribers. */
 uint64_t lg_subs_lost(struct lg_subs *s, const struct lg_shared *sh, uint64_t *expected);
 const struct lg_sub_result *lg_subs_result(struct lg_subs *s);
+/* Subscribers subscribed and still connected now. */
+long lg_subs_held(const struct lg_subs *s);
 void lg_subs_free(struct lg_subs *s);
 
 #endif

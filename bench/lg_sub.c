@@ -10,6 +10,8 @@
  *   Pusher  /app/{key}: after pusher:connection_established it sends pusher:subscribe and gets
  *                       pusher_internal:subscription_succeeded;
  *   nchan   /sub/{C}:   the WebSocket is established (nchan subscribes on the upgrade).
+ * With --no-subscribe (native, Pusher) it sends nothing and is "subscribed" (done) at the greeting ("open",
+ * pusher:connection_established): an idle connection with no channel.
  * Control frames are parsed with jansson; message frames are scanned for the payload marker (see lg.h).
  */
 #define _GNU_SOURCE /* memmem */
@@ -135,21 +137,35 @@ static void control(struct lg_sub *s, const char *p, size_t len)
     if (o->target == LG_NATIVE) {
         const char *type = json_string_value(json_object_get(j, "type"));
         if (type && !strcmp(type, "open") && s->state == ST_OPEN) {
-            s->want_write = 1;
-            lws_callback_on_writable(s->wsi);
-        } else if (type && !strcmp(type, "subscribe")) {
-            if (json_object_get(j, "error"))
-                fail(s, "subscribe refused");
-            else
+            if (o->no_subscribe) {
                 mark_subscribed(s);
+            } else {
+                s->want_write = 1;
+                lws_callback_on_writable(s->wsi);
+            }
+        } else if (type && !strcmp(type, "subscribe")) {
+            json_t *err = json_object_get(j, "error");
+            if (err) {
+                char why[160];
+                char *text = json_dumps(err, JSON_COMPACT);
+                snprintf(why, sizeof(why), "subscribe refused: %.120s", text ? text : "?");
+                free(text);
+                fail(s, why);
+            } else {
+                mark_subscribed(s);
+            }
         } else if (type && !strcmp(type, "error")) {
             fail(s, "error frame");
         }
     } else {
         const char *ev = json_string_value(json_object_get(j, "event"));
         if (ev && !strcmp(ev, "pusher:connection_established") && s->state == ST_OPEN) {
-            s->want_write = 1;
-            lws_callback_on_writable(s->wsi);
+            if (o->no_subscribe) {
+                mark_subscribed(s);
+            } else {
+                s->want_write = 1;
+                lws_callback_on_writable(s->wsi);
+            }
         } else if (ev && !strcmp(ev, "pusher_internal:subscription_succeeded")) {
             mark_subscribed(s);
         } else if (ev && !strcmp(ev, "pusher:error")) {
@@ -287,7 +303,7 @@ static void open_one(struct lg_subs *S, struct lg_sub *s)
     ci.opaque_user_data = s;
     ci.pwsi = &s->wsi;
     ci.retry_and_idle_policy = &no_validity;
-    if (o->src_addrs > 1)
+    if (o->src_addrs > 1 || o->src_first > 1)
         ci.iface = S->src[s->index % o->src_addrs];
     s->state = ST_CONNECTING;
     S->in_flight++;
@@ -306,7 +322,7 @@ struct lg_subs *lg_subs_new(const struct lg_opts *o)
         S->subs[i].channel = i % o->channels;
     }
     for (int i = 0; i < LG_MAX_SRC_ADDRS; i++)
-        snprintf(S->src[i], sizeof(S->src[i]), "127.0.0.%d", i + 1);
+        snprintf(S->src[i], sizeof(S->src[i]), "127.0.0.%d", i + o->src_first);
     lws_set_log_level(o->verbose > 1 ? LLL_ERR | LLL_WARN | LLL_NOTICE : LLL_ERR, NULL);
     struct lws_context_creation_info info;
     memset(&info, 0, sizeof(info));
@@ -342,11 +358,14 @@ static int open_pending(struct lg_subs *S, double deadline)
                 open_one(S, s);
         }
         if (lg_now_ns() > deadline)
-            return -1;
+            break;
         service(S);
     }
+    /* also on a timeout: the result says how many made it, not 0 */
     S->r.subscribed = S->nsubscribed;
     S->r.subscribe_s = S->nsubscribed ? (S->t_last_sub - S->t_first) / 1e9 : 0;
+    S->r.first_ns = S->t_first;
+    S->r.last_sub_ns = S->nsubscribed ? S->t_last_sub : 0;
     return S->nsubscribed == S->o->subs ? 0 : -1;
 }
 
@@ -410,6 +429,14 @@ uint64_t lg_subs_lost(struct lg_subs *S, const struct lg_shared *sh, uint64_t *e
     }
     *expected = exp;
     return lost;
+}
+
+long lg_subs_held(const struct lg_subs *S)
+{
+    long n = 0;
+    for (int i = 0; i < S->o->subs; i++)
+        n += S->subs[i].state == ST_SUBSCRIBED && S->subs[i].wsi != NULL;
+    return n;
 }
 
 const struct lg_sub_result *lg_subs_result(struct lg_subs *S)

@@ -6,10 +6,18 @@
  * drain period after; then print one JSON object on stdout:
  *   {"target","subs","channels","subscribed","errors","subscribe_s","published","acked","pub_errors",
  *    "pub_s","delivered","expected","lost","dups","delivered_per_s","p50_us","p99_us","max_us",
- *    "rss_before_kb","rss_after_kb","rss_per_conn_kb","reconnect_s"}
+ *    "rss_before_kb","rss_after_kb","rss_per_conn_kb","reconnect_s","held","first_ns","last_sub_ns"}
+ * "held" counts subscribers still subscribed and connected at the end; "first_ns" / "last_sub_ns" are the first
+ * connect attempt and the last subscribe confirmation on CLOCK_MONOTONIC, so that run.sh can time several
+ * load-generator processes together (BIG).
+ *
+ * BIG (bench/run.sh) runs several of these at once and measures the servers itself while all are held:
+ * --ready-file names a file created when the opening phase has ended (all subscribed, or the connect timeout),
+ * and SIGUSR1 ends --hold early (run.sh sends it once it has measured).
  * "lost" counts (message, subscriber) pairs whose message the server acknowledged to the publisher and the
  * subscriber never received: it must be 0. The exit status is 0 when every subscriber subscribed, nothing
- * acknowledged was lost and no publisher failed; 1 otherwise; 2 for bad options.
+ * acknowledged was lost, no publisher failed and every subscriber was still held at the end; 1 otherwise; 2 for
+ * bad options.
  */
 #include "lg.h"
 
@@ -108,13 +116,14 @@ static void usage(void)
             "  [--subs N] [--channels C] [--src-addrs K] [--connect-concurrency N] [--connect-timeout S]\n"
             "  [--pub http|mqtt|none] [--pub-port P] [--mqtt-port P] [--mqtt-user demo] [--topic-root pushgate]\n"
             "  [--pub-conns P] [--rate R (0: max)] [--duration S] [--messages M] [--size B] [--drain S]\n"
-            "  [--hold S] [--rss-pids a,b] [--max-msgs N] [--reconnect-storm] [--prefix ch] [--evlib poll|uv] [-v]\n");
+            "  [--hold S] [--rss-pids a,b] [--max-msgs N] [--reconnect-storm] [--prefix ch] [--evlib poll|uv]\n"
+            "  [--no-subscribe] [--ready-file PATH] [--src-first F (127.0.0.F is the first source address)] [-v]\n");
 }
 
 static int parse(int argc, char **argv, struct lg_opts *o)
 {
     *o = (struct lg_opts){.target = LG_NATIVE, .host = "127.0.0.1", .app = "demo", .pusher_key = "demo-key",
-                          .channel_prefix = "ch", .subs = 10, .channels = 1, .src_addrs = 1,
+                          .channel_prefix = "ch", .subs = 10, .channels = 1, .src_addrs = 1, .src_first = 1,
                           .connect_concurrency = 200, .connect_timeout_s = 60, .pub = LG_PUB_HTTP,
                           .mqtt_user = "demo", .topic_root = "pushgate", .pub_conns = 1, .duration_s = 10,
                           .size = 100, .drain_s = 30, .max_msgs = 1L << 24};
@@ -126,7 +135,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         {"pub-conns", 1, 0, 'n'}, {"rate", 1, 0, 'r'}, {"duration", 1, 0, 'd'}, {"messages", 1, 0, 'M'},
         {"size", 1, 0, 'z'}, {"drain", 1, 0, 'D'}, {"hold", 1, 0, 'h'}, {"rss-pids", 1, 0, 'S'},
         {"max-msgs", 1, 0, 'X'}, {"reconnect-storm", 0, 0, 'Z'}, {"prefix", 1, 0, 'x'}, {"verbose", 0, 0, 'v'}, {"evlib", 1, 0, 'E'},
-        {0, 0, 0, 0}};
+        {"no-subscribe", 0, 0, 'N'}, {"src-first", 1, 0, 'B'}, {"ready-file", 1, 0, 'F'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
         switch (c) {
@@ -163,6 +172,9 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         case 'Z': o->reconnect_storm = 1; break;
         case 'x': o->channel_prefix = optarg; break;
         case 'v': o->verbose++; break;
+        case 'N': o->no_subscribe = 1; break;
+        case 'B': o->src_first = atoi(optarg); break;
+        case 'F': o->ready_file = optarg; break;
         case 'E':
             if (strcmp(optarg, "uv") && strcmp(optarg, "poll"))
                 return -1;
@@ -173,9 +185,11 @@ static int parse(int argc, char **argv, struct lg_opts *o)
     }
     if (!o->pub_port)
         o->pub_port = o->port;
-    if (o->port <= 0 || o->subs < 0 || o->channels < 1 || o->src_addrs < 1 || o->src_addrs > LG_MAX_SRC_ADDRS ||
+    if (o->port <= 0 || o->subs < 0 || o->channels < 1 || o->src_addrs < 1 || o->src_first < 1 ||
+        o->src_first + o->src_addrs - 1 > 254 || o->src_addrs > LG_MAX_SRC_ADDRS ||
         o->pub_conns < 1 || o->pub_conns > LG_MAX_PUBLISHERS || o->size < 48 || o->connect_concurrency < 1 ||
-        (o->pub == LG_PUB_MQTT && (!o->mqtt_port || o->target == LG_NCHAN)) || o->max_msgs < 8)
+        (o->pub == LG_PUB_MQTT && (!o->mqtt_port || o->target == LG_NCHAN)) || o->max_msgs < 8 ||
+        (o->no_subscribe && o->target == LG_NCHAN))
         return -1;
     return 0;
 }
@@ -202,6 +216,33 @@ struct drain {
     double quiet_until;
 };
 
+/* SIGUSR1: the hold ends (run.sh has measured the servers). */
+static volatile sig_atomic_t hold_ended;
+
+static void end_hold(int sig)
+{
+    (void)sig;
+    hold_ended = 1;
+}
+
+static int hold_over(void *arg)
+{
+    (void)arg;
+    return hold_ended;
+}
+
+/* The ready file: created (empty) once; run.sh waits for one per process. */
+static void say_ready(const char *path)
+{
+    if (!path)
+        return;
+    FILE *f = fopen(path, "w");
+    if (f)
+        fclose(f);
+    else
+        perror(path);
+}
+
 /* Drained when nothing arrived for 1 s (the tick wakes lws_service at least every 20 ms). */
 static int drained(void *arg)
 {
@@ -217,6 +258,7 @@ int main(int argc, char **argv)
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGUSR1, end_hold);
     struct rlimit rl;
     if (!getrlimit(RLIMIT_NOFILE, &rl)) {
         rl.rlim_cur = rl.rlim_max;
@@ -241,8 +283,9 @@ int main(int argc, char **argv)
         if (reconnect_s < 0)
             sub_rc = -1;
     }
+    say_ready(o.ready_file);
     if (o.hold_s > 0)
-        lg_subs_serve(S, lg_now_ns() + o.hold_s * 1e9, NULL, NULL);
+        lg_subs_serve(S, lg_now_ns() + o.hold_s * 1e9, hold_over, NULL);
     long rss_after = rss_kb(o.rss_pids);
 
     struct pubs P = {.n = 0};
@@ -301,11 +344,15 @@ int main(int argc, char **argv)
     json_object_set_new(out, "rss_per_conn_kb",
                         json_real(o.rss_pids && o.subs ? (double)(rss_after - rss_before) / o.subs : 0));
     json_object_set_new(out, "reconnect_s", json_real(reconnect_s));
+    long held = lg_subs_held(S);
+    json_object_set_new(out, "held", json_integer(held));
+    json_object_set_new(out, "first_ns", json_real(r->first_ns));
+    json_object_set_new(out, "last_sub_ns", json_real(r->last_sub_ns));
     char *text = json_dumps(out, JSON_COMPACT);
     printf("%s\n", text);
     free(text);
     json_decref(out);
     lg_subs_free(S);
     munmap(sh, shsize);
-    return sub_rc || lost || pub_errors ? 1 : 0;
+    return sub_rc || lost || pub_errors || held < o.subs ? 1 : 0;
 }

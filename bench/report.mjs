@@ -17,6 +17,11 @@ const params = opt('--params');
 const out = opt('--out') || raw.replace(/\.jsonl$/, '');
 
 const runs = fs.readFileSync(raw, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+for (const r of runs) {
+    if (r.workload !== 'BIG') continue;
+    r.gateway_rss_mb = r.gateway_rss_kb / 1024;
+    r.broker_rss_mb = r.broker_rss_kb / 1024;
+}
 
 const METRICS = [
     ['W1', 'delivered_per_s', 'W1 fan-out 1 ch × 1000 subs, max rate: delivered msgs/s', 'higher'],
@@ -32,8 +37,16 @@ const METRICS = [
     ['W3', 'subscribe_s', 'W3 time to open + subscribe all (s)', 'lower'],
     ['W4', 'delivered_per_s', 'W4 1000 ch × 10 subs, round-robin max rate: delivered msgs/s', 'higher'],
     ['STORM', 'reconnect_s', 'reconnect storm: all dropped at once, time until all resubscribed (s)', 'lower'],
-    ['BIG', 'subscribed', 'BIG idle connections held (subscribed)', 'higher'],
-    ['BIG', 'subscribe_s', 'BIG time to open + subscribe all (s)', 'lower'],
+    ['BIG', 'subs', 'BIG idle connections requested', 'higher'],
+    ['BIG', 'held', 'BIG connections held to the end (subscribed, or open with --big-idle)', 'higher'],
+    ['BIG', 'errors', 'BIG subscriber errors', 'lower'],
+    ['BIG', 'subscribe_s', 'BIG time to open + subscribe all, every load generator together (s)', 'lower'],
+    ['BIG', 'rss_mb', 'BIG RSS while all held: every gateway process + mosquitto (MB)', 'lower'],
+    ['BIG', 'gateway_rss_mb', 'BIG of which the gateway, parent + workers (MB)', 'lower'],
+    ['BIG', 'broker_rss_mb', 'BIG of which mosquitto (MB)', 'lower'],
+    ['BIG', 'pss_mb', 'BIG PSS of the same processes (shared pages counted once) (MB)', 'lower'],
+    ['BIG', 'rss_per_conn_kb', 'BIG RSS per connection, growth while opening ÷ held (KB)', 'lower'],
+    ['BIG', 'rss_total_per_conn_kb', 'BIG RSS per connection, total ÷ held (KB)', 'lower'],
 ];
 
 const median = (xs) => {
@@ -44,6 +57,7 @@ const median = (xs) => {
 };
 const fmt = (x) => {
     if (!Number.isFinite(x)) return '–';
+    if (Number.isInteger(x) && Math.abs(x) < 1000) return String(x);
     if (Math.abs(x) >= 1000) return Math.round(x).toLocaleString('en-US');
     if (Math.abs(x) >= 10) return x.toFixed(1);
     return x.toPrecision(3);
@@ -71,12 +85,17 @@ for (const [wl, field, title, better] of METRICS) {
     rows.push(row);
 }
 
-// Correctness per system: lost acknowledged messages, subscriber errors, publish errors (summed over runs).
+// Correctness per system: lost acknowledged messages, subscriber errors, publish errors (summed over runs). A run
+// failed when the load generator gave no result, or when not every connection it asked for subscribed (W1-W4,
+// STORM) or was still held at the end (BIG; "held" is also in a load generator's result): its other numbers
+// are then about fewer connections than the workload says.
+const missing = (r) => Math.max(0, (r.subs || 0) - (r.held ?? r.subscribed ?? 0));
 const health = {};
 for (const r of runs) {
-    const h = (health[`${r.workload} ${r.system}`] ??= { lost: 0, dups: 0, errors: 0, pub_errors: 0, failed: 0, closed_early: 0 });
+    const h = (health[`${r.workload} ${r.system}`] ??= { lost: 0, dups: 0, errors: 0, pub_errors: 0, failed: 0, closed_early: 0, missing: 0 });
     for (const k of ['lost', 'dups', 'errors', 'pub_errors', 'closed_early']) h[k] += r[k] || 0;
-    if (r.failed) h.failed++;
+    h.missing += missing(r);
+    if (r.failed || missing(r) > 0) h.failed++;
 }
 
 const sh = (cmd) => { try { return execSync(cmd, { stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim(); } catch { return ''; } };
@@ -107,8 +126,20 @@ for (const r of rows) {
     md += `| ${r.title} | ${fmt(r.median.nchan)} | ${fmt(r.median.native)} | ${fmt(r.median.pusher)} | ${ratio('native')} | ${ratio('pusher')} |\n`;
 }
 md += '\nValues are medians over repetitions; ratios are pushgate ÷ nchan per repetition (same pass), median in bold.\n\n';
-md += '| run | lost acknowledged | duplicates | subscriber errors | closed by server | publish errors | failed runs |\n|---|---|---|---|---|---|---|\n';
-for (const [k, h] of Object.entries(health)) md += `| ${k} | ${h.lost} | ${h.dups} | ${h.errors} | ${h.closed_early} | ${h.pub_errors} | ${h.failed} |\n`;
+md += '| run | lost acknowledged | duplicates | subscriber errors | closed by server | connections not subscribed or not held | publish errors | failed runs |\n|---|---|---|---|---|---|---|---|\n';
+for (const [k, h] of Object.entries(health)) md += `| ${k} | ${h.lost} | ${h.dups} | ${h.errors} | ${h.closed_early} | ${h.missing} | ${h.pub_errors} | ${h.failed} |\n`;
+const bigs = runs.filter((r) => r.workload === 'BIG');
+if (bigs.length) {
+    md += '\nBIG per repetition: requested / held (server side established), errors, open s, RSS MB gateway + broker '
+        + '(per gateway process, KB), PSS MB, workers × load generators × source addresses:\n\n';
+    for (const r of bigs) {
+        md += `- rep ${r.rep}: ${r.subs} / ${r.held} (${r.server_established}), ${r.errors} errors, ${fmt(r.subscribe_s)} s, `
+            + `${fmt(r.rss_mb)} MB = ${fmt(r.gateway_rss_mb)} + ${fmt(r.broker_rss_mb)} (${(r.gateway_rss_per_process_kb || []).join(', ')}), `
+            + `PSS ${fmt(r.pss_mb)} MB, ${r.workers} × ${r.loadgens} × ${r.src_addrs}, `
+            + `${!r.subscribe ? 'no subscription' : r.channels && r.channels < r.subs ? `${r.channels} channels shared` : 'one channel each'}, measured ${r.hold_s} s after all were open`
+            + `${r.worker_restarts ? ', A WORKER RESTARTED' : ''}${r.failed ? ', FAILED' : ''}\n`;
+    }
+}
 
 process.stdout.write(md);
 fs.writeFileSync(`${out}.md`, md);

@@ -3,8 +3,10 @@
 # every workload N times, one table of medians and per-repetition ratios, results written to bench/results/.
 #
 #   bench/run.sh [--reps N] [--duration S] [--workloads "W1 W2 W3 W4"] [--w3-subs N] [--no-nchan]
-#                [--mqtt] [--two] [--evlib poll|uv] [--big N] [--storm N] [--gateway-opts JSON] [--build DIR]
-#                [--label TEXT] [--out DIR]
+#                [--mqtt] [--two] [--evlib poll|uv] [--big N] [--big-idle | --big-channels K] [--big-hold S]
+#                [--big-timeout S]
+#                [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
+#   bench/run.sh --workloads BIG       # only BIG: 100,000 idle connections (--big N for another count)
 #
 # Sets up what it needs: installs nginx-light and libnginx-mod-nchan with apt-get when nchan is missing
 # (never in the test command), builds the load generator if the build lacks it. Every server listens on
@@ -14,6 +16,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 two=0 evlib=poll big=0 storm=0 gwopts='{}'
+big_subscribe=1 big_channels=0 big_hold=35 big_timeout=300
 build="$repo/build" label="" out="$here/results" pub_conns=4
 while [ $# -gt 0 ]; do
     case $1 in
@@ -24,20 +27,25 @@ while [ $# -gt 0 ]; do
     --no-nchan) nchan=0 ;;
     --mqtt) mqtt=1 ;;
     --two) two=1 ;;
-    --evlib) evlib=$2; shift ;;
+    --evlib) evlib=$2 evlib_set=1; shift ;;
     --big) big=$2; shift ;;
+    --big-idle) big_subscribe=0 ;;
+    --big-channels) big_channels=$2; shift ;;
+    --big-hold) big_hold=$2; shift ;;
+    --big-timeout) big_timeout=$2; shift ;;
     --storm) storm=$2; shift ;;
     --gateway-opts) gwopts=$2; shift ;;
     --pub-conns) pub_conns=$2; shift ;;
     --build) build=$(cd "$2" && pwd); shift ;;
     --label) label=$2; shift ;;
     --out) out=$2; shift ;;
-    -h | --help) sed -n '2,12p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,14p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
     esac
     shift
 done
-for v in "reps=$reps" "duration=$duration" "w3-subs=$w3_subs" "big=$big" "storm=$storm" "pub-conns=$pub_conns"; do
+for v in "reps=$reps" "duration=$duration" "w3-subs=$w3_subs" "big=$big" "storm=$storm" "pub-conns=$pub_conns" \
+    "big-hold=$big_hold" "big-timeout=$big_timeout" "big-channels=$big_channels"; do
     case ${v#*=} in
     '' | *[!0-9]*) echo "--${v%%=*}: expected a whole number, got \"${v#*=}\"" >&2; exit 2 ;;
     esac
@@ -46,8 +54,11 @@ done
 case $evlib in poll | uv) ;; *) echo "--evlib: expected poll or uv, got \"$evlib\"" >&2; exit 2 ;; esac
 [ "$mqtt" = 1 ] && workloads="$workloads W1M"
 [ "$two" = 1 ] && workloads="$workloads W1X"
-[ "$big" -gt 0 ] && workloads="$workloads BIG"
+case " $workloads " in *" BIG "*) [ "$big" -gt 0 ] || big=100000 ;; *) [ "$big" -gt 0 ] && workloads="$workloads BIG" ;; esac
 [ "$storm" -gt 0 ] && workloads="$workloads STORM"
+# nchan runs beside pushgate in W1-W4 and STORM; BIG, W1M and W1X are pushgate only.
+for wl in $workloads; do case $wl in BIG | W1M | W1X) ;; *) needs_nchan=1 ;; esac; done
+[ "${needs_nchan:-0}" = 1 ] || nchan=0
 
 # --- setup -------------------------------------------------------------------------------------------------
 if [ "$nchan" = 1 ] && [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
@@ -67,7 +78,7 @@ stamp=$(date -u +%Y%m%dT%H%M%SZ)
 raw="$out/$stamp.jsonl"
 : >"$raw"
 tmp=$(mktemp -d /tmp/pgbench-XXXXXX)
-stack_pid="" nginx_pid="" nginx_dir="" mqtt_port=0 pub_port=0
+stack_pid="" nginx_pid="" nginx_dir="" mqtt_port=0 pub_port=0 gw_pid="" broker_pid=""
 
 stop_servers() {
     if [ -n "$stack_pid" ]; then kill "$stack_pid" 2>/dev/null || true; wait "$stack_pid" 2>/dev/null || true; fi
@@ -93,6 +104,8 @@ start_pushgate() {
     port=$(node -p 'require(process.argv[1]).port' "$tmp/stack.json")
     pub_port=$port
     mqtt_port=$(node -p 'require(process.argv[1]).brokerPort' "$tmp/stack.json")
+    gw_pid=$(node -p 'require(process.argv[1]).gatewayPid' "$tmp/stack.json")
+    broker_pid=$(node -p 'require(process.argv[1]).brokerPid' "$tmp/stack.json")
     pids=$(node -p 'const j=require(process.argv[1]); j.gatewayPids.join(",")+","+j.brokerPid' "$tmp/stack.json")
     if [ "${1:-1}" = 2 ]; then
         port=$(node -p 'require(process.argv[1]).port2' "$tmp/stack.json")
@@ -137,27 +150,117 @@ args_for() {
     esac
 }
 
-# BIG: $big idle connections from several load-generator processes (each under the 20,000 open-files cap),
-# pushgate only (one nginx worker cannot hold them either under that cap).
+# BIG: $big idle connections held at once, pushgate only (one nginx worker cannot hold them under this box's
+# open-files cap). Every process is capped at the hard open-files limit (20,000 here), so the gateway runs
+# several workers (unless --gateway-opts sets `workers`: one per 80 % of the cap) and the connections come from
+# several load-generator processes of at most 90 % of the cap each, bound round-robin to 127.0.0.2..K+1 (one
+# source address has ~28,000 ephemeral ports: ip_local_port_range; 127.0.0.1's are left to the servers' free-port
+# picks and to anything else on the box). Each load generator opens its share, creates
+# its ready file and holds; once every one is ready (or its connect timeout passed) this measures, $big_hold s
+# later so that every connection has had its first server PING (ws_ping_interval_s, 30 s by default): the RSS and
+# PSS of every gateway process (the parent and its workers, read again now so that a restarted worker is
+# counted) and of mosquitto, and the established connections the server side has (ss). Then SIGUSR1 ends the
+# load generators' hold; each reports what it held to the end.
+big_nofile=$(ulimit -Hn)
+proc_tree() { local k; k=$(cat "/proc/$1/task/"*/children 2>/dev/null | tr ' ' '\n' | grep . | sort -n | paste -sd' '); echo "$1${k:+ $k}"; }
+mem_kb() { # mem_kb Rss|Pss pid...: the field of /proc/<pid>/smaps_rollup, summed
+    local f=$1 t=0 p v; shift
+    for p in "$@"; do v=$(awk -v f="$f:" '$1 == f {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null); t=$((t + ${v:-0})); done
+    echo "$t"
+}
 run_big() {
-    local rep=$1 per=18000 n procs=()
+    local rep=$1 per=$((big_nofile * 9 / 10)) n procs=() saved=$gwopts opts workers src big_evlib=uv
+    # libuv (epoll) unless --evlib says otherwise: lws' poll() over 18,000 sockets per wakeup made the opening
+    # about twice as slow (40,000 connections back to back: 49 s on libuv; 105 s on poll(), and 488 refused)
+    [ "${evlib_set:-0}" = 1 ] && big_evlib=$evlib
+    opts=$(node -e 'const o=JSON.parse(process.argv[1]); o.workers ??= Math.ceil(+process.argv[2] / (+process.argv[3] * 0.8)); console.log(JSON.stringify(o))' \
+        "$gwopts" "$big" "$big_nofile")
+    workers=$(node -p 'JSON.parse(process.argv[1]).workers' "$opts")
+    if [ "$workers" -gt 0 ] && [ $((workers * (big_nofile - 500))) -lt "$big" ]; then
+        echo "  BIG: $workers worker(s) at $big_nofile open files each cannot hold $big connections" >&2
+    fi
+    src=$(( (big + 19999) / 20000 )); [ "$src" -lt 8 ] && src=8; [ "$src" -gt 64 ] && src=64
+    gwopts=$opts
     start_for native
+    gwopts=$saved
+    local gw_pids0 rss0 pss0
+    gw_pids0=$(proc_tree "$gw_pid")
+    # shellcheck disable=SC2086
+    rss0=$(mem_kb Rss $gw_pids0 "$broker_pid") pss0=$(mem_kb Pss $gw_pids0 "$broker_pid")
     n=$(( (big + per - 1) / per ))
+    local t0; t0=$(date +%s)
     for i in $(seq 0 $((n - 1))); do
-        local count=$per
+        local count=$per chans prefix="b$i-"
         [ $((i * per + per)) -gt "$big" ] && count=$((big - i * per))
-        LG --target native --port "$port" --subs "$count" --channels "$count" --prefix "b$i-" --pub none \
-              --hold 5 --src-addrs 8 --connect-concurrency 500 --connect-timeout 300 >"$tmp/big.$i" 2>/dev/null &
+        # one channel per connection, or (--big-channels K) every load generator over the same K channels
+        chans=$count
+        [ "$big_channels" -gt 0 ] && chans=$big_channels prefix="b-"
+        # "$LG_BIN", not LG: $! must be the load generator itself (SIGUSR1 goes to it), not a subshell running LG.
+        # shellcheck disable=SC2046
+        "$LG_BIN" --evlib "$big_evlib" --target native --port "$port" --subs "$count" --channels "$chans" --prefix "$prefix" --pub none \
+            $([ "$big_subscribe" = 1 ] || echo --no-subscribe) --ready-file "$tmp/big.$i.ready" \
+            --hold $((big_timeout + big_hold + 120)) --src-addrs "$src" --src-first 2 --connect-concurrency 500 \
+            --connect-timeout "$big_timeout" -v >"$tmp/big.$i.json" 2>"$tmp/big.$i.err" &
         procs+=($!)
     done
+    # Every load generator ready (or gone), bounded by the connect timeout and a margin.
+    local ready=0 i
+    while [ "$ready" -lt "$n" ] && [ $(($(date +%s) - t0)) -lt $((big_timeout + 60)) ]; do
+        sleep 0.5
+        ready=0
+        for i in $(seq 0 $((n - 1))); do
+            if [ -e "$tmp/big.$i.ready" ] || ! kill -0 "${procs[$i]}" 2>/dev/null; then ready=$((ready + 1)); fi
+        done
+    done
+    sleep 2
+    local gw_pids rss_settled pss est gw_rss br_rss per_proc=""
+    gw_pids=$(proc_tree "$gw_pid")
+    # shellcheck disable=SC2086
+    rss_settled=$(mem_kb Rss $gw_pids "$broker_pid")
+    sleep "$((big_hold > 2 ? big_hold - 2 : 0))"
+    gw_pids=$(proc_tree "$gw_pid")
+    # shellcheck disable=SC2086
+    gw_rss=$(mem_kb Rss $gw_pids) br_rss=$(mem_kb Rss "$broker_pid") pss=$(mem_kb Pss $gw_pids "$broker_pid")
+    for i in $gw_pids; do per_proc="$per_proc${per_proc:+,}$(mem_kb Rss "$i")"; done
+    est=$(ss -Htn state established "( sport = :$port )" 2>/dev/null | wc -l)
+    for p in "${procs[@]}"; do kill -USR1 "$p" 2>/dev/null || true; done
     for p in "${procs[@]}"; do wait "$p" || true; done
-    node -e '
-        const fs=require("fs"); const files=process.argv.slice(3);
-        const rs=files.map(f=>{try{return JSON.parse(fs.readFileSync(f,"utf8"))}catch{return {failed:true}}});
-        const sum=k=>rs.reduce((a,r)=>a+(r[k]||0),0);
-        console.log(JSON.stringify({rep:+process.argv[1],workload:"BIG",system:"native",subs:+process.argv[2],
-            subscribed:sum("subscribed"),errors:sum("errors"),subscribe_s:Math.max(...rs.map(r=>r.subscribe_s||0)),
-            failed:rs.some(r=>r.failed)}))' "$rep" "$big" "$tmp"/big.* >>"$raw"
+    BIG_EVLIB=$big_evlib node -e '
+        const fs = require("fs");
+        const [rep, subs, subscribe, channels, workers, src, hold, gwPids0, gwPids, rss0, pss0, rssSettled, gwRss, brRss, pss,
+            perProc, est, dir, n] = process.argv.slice(1);
+        const rs = [...Array(+n).keys()].map((i) => {
+            try { return JSON.parse(fs.readFileSync(`${dir}/big.${i}.json`, "utf8")); } catch { return { failed: true }; }
+        });
+        const sum = (k) => rs.reduce((a, r) => a + (r[k] || 0), 0);
+        const ok = rs.filter((r) => r.first_ns > 0 && r.last_sub_ns > 0);
+        const held = sum("held"), rss = +gwRss + +brRss;
+        const r = {
+            rep: +rep, workload: "BIG", system: "native", subs: +subs, subscribe: subscribe === "1", workers: +workers,
+            channels: subscribe === "1" ? (+channels || +subs) : 0,
+            loadgens: +n, loadgen_evlib: process.env.BIG_EVLIB, src_addrs: +src, hold_s: +hold,
+            subscribed: sum("subscribed"), held, errors: sum("errors"), closed_early: sum("closed_early"),
+            // first connect attempt of any load generator to the last confirmation of any (one machine, one clock)
+            subscribe_s: ok.length === rs.length && ok.length
+                ? (Math.max(...ok.map((r) => r.last_sub_ns)) - Math.min(...ok.map((r) => r.first_ns))) / 1e9 : NaN,
+            server_established: +est,
+            gateway_pids: gwPids.split(" ").map(Number), worker_restarts: gwPids0 !== gwPids,
+            rss_before_kb: +rss0, pss_before_kb: +pss0, rss_settled_kb: +rssSettled,
+            gateway_rss_kb: +gwRss, broker_rss_kb: +brRss, gateway_rss_per_process_kb: perProc.split(",").map(Number),
+            rss_kb: rss, rss_mb: rss / 1024, pss_kb: +pss, pss_mb: pss / 1024,
+            rss_per_conn_kb: held ? (rss - rss0) / held : NaN, rss_total_per_conn_kb: held ? rss / held : NaN,
+            loadgen: rs,
+        };
+        r.failed = rs.some((x) => x.failed) || held < r.subs || r.errors > 0 || r.worker_restarts;
+        console.log(JSON.stringify(r));' \
+        "$rep" "$big" "$big_subscribe" "$big_channels" "$workers" "$src" "$big_hold" "$gw_pids0" "$gw_pids" "$rss0" "$pss0" \
+        "$rss_settled" "$gw_rss" "$br_rss" "$pss" "$per_proc" "$est" "$tmp" "$n" >>"$raw"
+    node -e 'const r=JSON.parse(require("fs").readFileSync(0,"utf8").trim().split("\n").pop());
+        console.error(`  BIG native held ${r.held}/${r.subs} (server side ${r.server_established}), errors ${r.errors}, `
+            + `open ${(r.subscribe_s ?? NaN).toFixed(1)} s, RSS ${r.rss_mb.toFixed(0)} MB (gateway ${(r.gateway_rss_kb/1024).toFixed(0)}, `
+            + `broker ${(r.broker_rss_kb/1024).toFixed(0)}), PSS ${r.pss_mb.toFixed(0)} MB, ${r.rss_per_conn_kb.toFixed(2)} KB/conn`)' <"$raw"
+    # -v: one line per failed subscriber; the reasons, counted
+    cat "$tmp"/big.*.err 2>/dev/null | sed -E 's/subscriber [0-9]+: //' | sort | uniq -c | sort -rn | head -20 >&2 || true
     rm -f "$tmp"/big.*
     stop_for native
 }
@@ -176,4 +279,5 @@ for rep in $(seq 1 "$reps"); do
 done
 
 params="reps=$reps duration=${duration}s pub_conns=$pub_conns w3_subs=$w3_subs evlib=$evlib storm=$storm big=$big gateway_opts=$gwopts"
+[ "$big" -gt 0 ] && params="$params big_subscribe=$big_subscribe big_channels=$big_channels big_hold=${big_hold}s"
 node "$here/report.mjs" "$raw" --label "$label" --build "$build" --params "$params" --out "$out/$stamp"

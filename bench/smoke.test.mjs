@@ -76,3 +76,25 @@ test('idle subscribers with RSS sampling and a reconnect storm (tiny W3)', async
     assert.ok(res.rss_after_kb > 0, JSON.stringify(res));
     assert.ok(res.reconnect_s >= 0, JSON.stringify(res));
 });
+
+// What bench/run.sh's BIG relies on: the ready file appears once all are open, SIGUSR1 ends a long hold, and the
+// result says how many were still held; idle connections without a subscription, from 127.0.0.2 and .3.
+test('a held load generator: ready file, SIGUSR1 ends the hold, held counted (tiny BIG)', async () => {
+    const ready = path.join(stack.dir, 'lg.ready');
+    const child = execFile(LOADGEN, ['--port', String(stack.listenPort), '--target', 'native', '--subs', '12',
+        '--pub', 'none', '--no-subscribe', '--src-addrs', '2', '--src-first', '2', '--ready-file', ready,
+        '--hold', '600'], { timeout: 60000 }, () => {});
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 30000;
+    while (!fs.existsSync(ready) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(fs.existsSync(ready), 'no ready file');
+    child.kill('SIGUSR1');
+    assert.equal(await exited, 0, out);
+    const res = JSON.parse(out.trim());
+    assert.equal(res.subscribed, 12);
+    assert.equal(res.held, 12);
+    assert.equal(res.errors, 0);
+    assert.ok(res.last_sub_ns >= res.first_ns && res.first_ns > 0, out);
+});
