@@ -40,7 +40,7 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
         return; /* never opened */
     pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
     lws_sul_cancel(&s->sul_expiry);
-    lws_sul_cancel(&s->sul_rx);
+    pg_ws_collected(s); /* a message still arriving in pieces */
     pg_addr_detach(gw, s);
     pg_channel_leave_all(s);
     pg_outq_clear(&s->q);
@@ -48,7 +48,6 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
     pg_token_free(s->token);
     if (s->proto->release)
         s->proto->release(s);
-    free(s->rx);
     HASH_DEL(gw->sessions, s);
     gw->nsessions--;
     memset(s, 0, sizeof *s);
