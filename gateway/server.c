@@ -43,6 +43,7 @@
 #include "core/liveness.h"
 #include "core/msg.h"
 #include "core/publish.h"
+#include "core/registry.h"
 #include "core/seq.h"
 #include "core/session.h"
 #include "dispatch.h"
@@ -298,6 +299,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_dashboard_tick(gw);
     pg_apps_tick(gw);
     pg_addr_tick(gw);
+    pg_sessions_tick(gw);
     /* pg_cluster_tick ran first: occupancy webhooks of the last closed sessions are already queued */
     if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && pg_cluster_settled(gw) &&
                           pg_webhooks_pending(gw->webhooks) == 0) ||
