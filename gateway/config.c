@@ -90,6 +90,10 @@ static const struct opt opts[] = {
      "new sessions per second per client IP address (429; 0: no limit)"},
     {"ws_partial_frame_timeout_ms", T_INT, O(ws_partial_frame_timeout_ms), "10000", 100, 600000,
      "a begun WebSocket message must be whole within this (close 1008)"},
+    /* lws 4.1 allocates this per WebSocket for its whole life and reads at most this much per wakeup, at most its
+       16 KB service buffer (server.c) */
+    {"ws_rx_buffer_bytes", T_SIZE, O(ws_rx_buffer_bytes), "512", 128, 16384,
+     "WebSocket receive buffer per connection: bytes read per wakeup, held while open (larger messages arrive in pieces)"},
     {"ws_ping_interval_s", T_INT, O(ws_ping_interval_s), "30", 1, 3600,
      "WebSocket: seconds from the last PONG (or the opening) to the next PING"},
     {"ws_pong_timeout_s", T_INT, O(ws_pong_timeout_s), "30", 1, 3600,

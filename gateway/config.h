@@ -77,6 +77,7 @@ struct pg_config {
     long long max_sessions_per_address;     /* 0: no limit */
     long long max_new_sessions_per_address; /* per second; 0: no limit */
     long long ws_partial_frame_timeout_ms;
+    uint64_t ws_rx_buffer_bytes;  /* lws's per-WebSocket receive buffer and read size (server.c) */
     long long ws_ping_interval_s; /* lws validity: from the opening or last PONG to a PING */
     long long ws_pong_timeout_s;  /* then seconds for the PONG before the connection is dropped */
     long long publish_timeout_ms;

@@ -22,6 +22,7 @@
  * to the sibling holding its Engine.IO session.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,6 +44,7 @@
 #include "core/liveness.h"
 #include "core/msg.h"
 #include "core/publish.h"
+#include "core/registry.h"
 #include "core/seq.h"
 #include "core/session.h"
 #include "core/ws.h"
@@ -309,6 +311,7 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_dashboard_tick(gw);
     pg_apps_tick(gw);
     pg_addr_tick(gw);
+    pg_sessions_tick(gw);
     /* pg_cluster_tick ran first: occupancy webhooks of the last closed sessions are already queued */
     if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && pg_cluster_settled(gw) &&
                           pg_webhooks_pending(gw->webhooks) == 0) ||
@@ -435,8 +438,15 @@ static void on_signal(int sig)
         lws_cancel_service(signal_ctx);
 }
 
-static const struct lws_protocols protocols[] = {
-    {"pushgate", main_callback, sizeof(struct pg_conn), 4096, 0, NULL, 0},
+/*
+ * lws 4.1 allocates rx_buffer_size (+ LWS_PRE) per WebSocket for as long as it is open, and reads at most that much
+ * from its socket per wakeup: the largest per-connection allocation of an idle subscriber, and the pace at which a
+ * client's pipelined requests are read. Set from ws_rx_buffer_bytes in pg_server_run(); a longer message reaches
+ * the callback in pieces, which pg_ws_collect() reassembles within max_frame_bytes. tx_packet_size keeps a single
+ * send() at the 4096 bytes it was when rx_buffer_size also set it. Not const for that one field.
+ */
+static struct lws_protocols protocols[] = {
+    {"pushgate", main_callback, sizeof(struct pg_conn), 4096, 0, NULL, 4096},
     {"pushgate-mqtt", mqtt_callback, sizeof(struct mqtt_pss), 0, 0, NULL, 0},
     {PG_LISTEN_PROTOCOL, pg_listen_callback, 0, 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
@@ -512,6 +522,7 @@ int pg_server_run(struct pg_config *cfg)
     /* a worker shares listen_port with its siblings through its own SO_REUSEPORT socket (listen.h), adopted below */
     info.port = cfg->worker >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;
     info.iface = cfg->listen_host;
+    protocols[0].rx_buffer_size = (size_t)cfg->ws_rx_buffer_bytes;
     info.protocols = protocols;
     info.user = &gw;
     info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
@@ -530,6 +541,12 @@ int pg_server_run(struct pg_config *cfg)
     /* lws drops a request whose headers overflow its store without an answer: the store is larger than
        max_header_bytes, so that the gateway answers 431 itself up to 4 x max_header_bytes */
     info.max_http_header_data2 = (unsigned int)(cfg->max_header_bytes * 4);
+    /*
+     * lws gives every connection that store (64 KB by default) until its handshake is done. Carved from the heap,
+     * a burst of handshakes left those pages resident between the long-lived allocations of the sockets that
+     * stayed (about 0.2 KB per idle WebSocket, bench/README.md "W3 memory"); as mmap()s they go back when freed.
+     */
+    mallopt(M_MMAP_THRESHOLD, (int)info.max_http_header_data2);
     /* lws's own waits (a stalled body among them) end silently: they must outlast http_body_timeout_ms (408) */
     long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
     info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);

@@ -26,6 +26,17 @@
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
 
+/*
+ * Every session that subscribes gets its own table (s->subs), and uthash's first 32 buckets made 512 bytes of an
+ * idle subscriber's 4 KB (bench/README.md, W3 memory). Tables made here (s->subs, app->channels, app->filters)
+ * start with one bucket and double as they fill (uthash splits a bucket at 10 entries); lookups and deletes in
+ * other files read the table's own bucket count.
+ */
+#undef HASH_INITIAL_NUM_BUCKETS
+#undef HASH_INITIAL_NUM_BUCKETS_LOG2
+#define HASH_INITIAL_NUM_BUCKETS 1U
+#define HASH_INITIAL_NUM_BUCKETS_LOG2 0U
+
 int pg_channel_is_filter(const char *name)
 {
     /* a wildcard is a whole level: "#server-to-user-1" or "a+b" are plain names */
@@ -62,14 +73,20 @@ static struct pg_channel *channel_get(struct pg_session *s, const char *name, in
     HASH_FIND_STR(*table, name, ch);
     if (ch)
         return ch;
-    ch = calloc(1, sizeof *ch);
-    if (!ch)
+    char *topic = pg_channel_topic(s->gw, app->creds->id, name);
+    if (!topic)
         return NULL;
-    ch->name = strdup(name);
-    ch->topic = pg_channel_topic(s->gw, app->creds->id, name);
-    if (!ch->name || !ch->topic || s->gw->channel_broker->subscribe(s->gw, ch->topic) != 0) {
-        free(ch->name);
-        free(ch->topic);
+    /* one block: the struct, then its name and topic (a channel per idle subscriber is common: W3) */
+    size_t nl = strlen(name) + 1, tl = strlen(topic) + 1;
+    ch = calloc(1, sizeof *ch + nl + tl);
+    if (!ch) {
+        free(topic);
+        return NULL;
+    }
+    ch->name = memcpy((char *)(ch + 1), name, nl);
+    ch->topic = memcpy(ch->name + nl, topic, tl);
+    free(topic);
+    if (s->gw->channel_broker->subscribe(s->gw, ch->topic) != 0) {
         free(ch);
         return NULL;
     }
@@ -87,9 +104,7 @@ static void channel_put(struct pg_gw *gw, struct pg_channel *ch)
     HASH_DEL(*table, ch);
     gw->channel_broker->unsubscribe(gw, ch->topic);
     pg_seq_table_free(&ch->seqs);
-    free(ch->name);
-    free(ch->topic);
-    free(ch);
+    free(ch); /* with its name and topic */
 }
 
 static void member_remove(struct pg_session *s, struct pg_member *m);

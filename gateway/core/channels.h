@@ -47,8 +47,8 @@ struct pg_member { /* one subscription of one session; in the session's hash and
 };
 
 struct pg_channel { /* a channel name or a wildcard filter with local subscribers */
-    char *name;
-    char *topic; /* {root}/{app}/c/{name}, the broker subscription */
+    char *name;  /* in the channel's own block, after the struct */
+    char *topic; /* {root}/{app}/c/{name}, the broker subscription; in the same block */
     int wildcard;
     struct pg_app *app;
     struct pg_member *members;

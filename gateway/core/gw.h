@@ -63,6 +63,9 @@ struct pg_gw {
     struct pg_app *apps;          /* by id: cluster/apps.c adds (apps are never freed before exit) */
     struct pg_session *sessions;  /* by serial: core/registry.c */
     size_t nsessions;             /* core/registry.c */
+    uint64_t sessions_opened;     /* core/registry.c: registrations so far; pg_sessions_tick() trims after a burst */
+    uint64_t sessions_trimmed;    /* core/registry.c: sessions_opened at the last heap trim */
+    int64_t session_opened_ms;    /* core/registry.c: monotonic time of the last registration */
     uint64_t next_serial;         /* sessions (core/registry.c) and HTTP requests (http/http.c) draw from it */
     uint64_t fanout_seq;          /* core/fanout.c: one number per fanned-out message (once-per-session dedup) */
     struct pg_http *requests;     /* HTTP requests waiting for the broker, by serial: http/http.c */

@@ -110,10 +110,21 @@ void pg_session_gap(struct pg_session *s, const char *sub, const char *channel)
  * starts at the first partial chunk and stops when the message is whole; a
  * peer that stops before the first payload byte is WebSocket liveness's
  * (ws_ping_interval_s, pg_server_run).
+ *
+ * Memory: a message that comes whole in one piece (the common case) is used
+ * in place; only one that comes in pieces gets a struct pg_rx (its clock and
+ * its buffer), freed when it is whole: an idle session keeps a pointer.
  */
+struct pg_rx {
+    lws_sorted_usec_list_t sul; /* closes the session when the message is not whole in time */
+    struct pg_session *s;       /* borrowed: its session */
+    unsigned char *buf;         /* owned */
+    size_t len, cap;
+};
+
 static void rx_due(lws_sorted_usec_list_t *sul)
 {
-    struct pg_session *s = lws_container_of(sul, struct pg_session, sul_rx);
+    struct pg_session *s = lws_container_of(sul, struct pg_rx, sul)->s;
     pg_log(PG_LOG_INFO, "session", "message not completed within ws_partial_frame_timeout_ms app=%s client=%s",
            s->app ? s->app->creds->id : "-", s->client_id);
     pg_session_close(s, 1008, "incomplete message timed out");
@@ -126,50 +137,61 @@ int pg_ws_collect(struct pg_session *s, struct lws *wsi, const void *in, size_t 
         lws_close_reason(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE, (unsigned char *)"text frames only", 16);
         return -1;
     }
-    if (s->rx_len + len > max_bytes) {
+    size_t have = s->rx ? s->rx->len : 0;
+    if (have + len > max_bytes) {
         pg_log(PG_LOG_INFO, "session", "message over its size limit app=%s client=%s",
                s->app ? s->app->creds->id : "-", s->client_id);
         lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, (unsigned char *)"message too large", 17);
         return -1;
     }
     int last = lws_is_final_fragment(wsi) && !lws_remaining_packet_payload(wsi);
-    if (last && !s->rx_len) { /* the common case: one whole frame, used in place */
+    if (last && !have) { /* the common case: one whole frame, used in place */
         *msg = in;
         *msg_len = len;
         return 1;
     }
-    if (s->rx_len + len > s->rx_cap) {
+    struct pg_rx *rx = s->rx;
+    if (!rx) {
+        if (!(rx = calloc(1, sizeof *rx)))
+            return -1;
+        rx->s = s;
+        s->rx = rx;
+    }
+    if (rx->len + len > rx->cap) {
         /*
-         * lws hands a frame over in pieces of its receive buffer (server.c's protocols table): room for the rest
+         * lws hands a frame over in pieces of its receive buffer (ws_rx_buffer_bytes, server.c): room for the rest
          * of the frame at once, and doubling across frames, so a large message is not copied once per piece.
          */
-        size_t cap = s->rx_len + len + lws_remaining_packet_payload(wsi);
-        if (cap < s->rx_cap * 2)
-            cap = s->rx_cap * 2;
+        size_t cap = rx->len + len + lws_remaining_packet_payload(wsi);
+        if (cap < rx->cap * 2)
+            cap = rx->cap * 2;
         if (cap > max_bytes)
-            cap = (size_t)max_bytes; /* at least rx_len + len: checked above */
-        unsigned char *b = realloc(s->rx, cap);
+            cap = (size_t)max_bytes; /* at least rx->len + len: checked above */
+        unsigned char *b = realloc(rx->buf, cap);
         if (!b)
-            return -1;
-        s->rx = b;
-        s->rx_cap = cap;
+            return -1; /* s->rx is freed with the session (pg_session_release) */
+        rx->buf = b;
+        rx->cap = cap;
     }
-    if (!s->rx_len && !last)
-        lws_sul_schedule(s->gw->ctx, 0, &s->sul_rx, rx_due,
+    if (!rx->len && !last)
+        lws_sul_schedule(s->gw->ctx, 0, &rx->sul, rx_due,
                          (lws_usec_t)s->gw->cfg->ws_partial_frame_timeout_ms * LWS_US_PER_MS);
-    memcpy(s->rx + s->rx_len, in, len);
-    s->rx_len += len;
+    memcpy(rx->buf + rx->len, in, len);
+    rx->len += len;
     if (!last)
         return 0;
-    *msg = (const char *)s->rx;
-    *msg_len = s->rx_len;
+    *msg = (const char *)rx->buf;
+    *msg_len = rx->len;
     return 1;
 }
 
 void pg_ws_collected(struct pg_session *s)
 {
-    lws_sul_cancel(&s->sul_rx);
-    free(s->rx);
+    struct pg_rx *rx = s->rx;
+    if (!rx)
+        return;
+    lws_sul_cancel(&rx->sul);
+    free(rx->buf);
+    free(rx);
     s->rx = NULL;
-    s->rx_len = s->rx_cap = 0;
 }

@@ -42,6 +42,7 @@ struct pg_app;
 struct pg_member;
 struct pg_addr;
 struct pg_proto;
+struct pg_rx;
 
 struct pg_session {
     uint64_t serial; /* never reused: async completions look sessions up by it (core/registry.c) */
@@ -57,9 +58,7 @@ struct pg_session {
     struct pg_member *subs; /* hash by channel name */
     size_t nsubs;
     struct pg_outq q;
-    unsigned char *rx; /* fragments of the message being received */
-    size_t rx_len, rx_cap;
-    lws_sorted_usec_list_t sul_rx; /* closes the session when a begun message is not whole in time */
+    struct pg_rx *rx; /* owned: a message arriving in pieces and its clock (core/session.c); NULL between them */
     struct pg_addr *addr;          /* its client address's admission entry (admission.c), or NULL */
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
     uint64_t gap_seq;       /* last fan-out that told this session of a gap: one signal per message */
@@ -73,7 +72,7 @@ struct pg_session {
 };
 
 /* Bytes a protocol whose session is its socket may add after the struct pg_session (its own fields). */
-#define PG_WS_PROTO_BYTES 128
+#define PG_WS_PROTO_BYTES 64 /* struct pusher_session's are the most */
 
 /*
  * What lws keeps per WebSocket (the WebSocket half of server.c's per-connection
