@@ -57,7 +57,6 @@ void pg_session_release(struct pg_gw *gw, struct pg_session *s)
     if (!s->serial)
         return; /* never opened */
     pg_log(PG_LOG_DEBUG, "session", "closed app=%s client=%s", s->app ? s->app->creds->id : "-", s->client_id);
-    lws_sul_cancel(&s->sul_expiry);
     pg_ws_collected(s); /* a message still arriving in pieces */
     pg_addr_detach(gw, s);
     pg_channel_leave_all(s);

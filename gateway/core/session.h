@@ -54,7 +54,6 @@ struct pg_session {
     char socket_id[32]; /* Pusher: "<n>.<n>"; the fan-out skips the session a message names as its sender */
     int64_t last_rx_ms; /* last frame or packet from the client (monotonic): the protocols' idle checks */
     pg_token *token; /* owned; NULL until authenticated */
-    lws_sorted_usec_list_t sul_expiry;
     struct pg_member *subs; /* hash by channel name */
     size_t nsubs;
     struct pg_outq q;
