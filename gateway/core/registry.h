@@ -32,9 +32,9 @@ void pg_session_register(struct pg_gw *gw, struct pg_session *s, struct lws *wsi
  * its owner then frees or reuses it. A session never registered is left alone.
  */
 void pg_session_release(struct pg_gw *gw, struct pg_session *s);
-/* Close every local session of app whose user (s->proto->user) is user_id: terminate_connections. */
 /* From the tick: after a burst of new sessions, the heap's free pages go back to the kernel (malloc_trim). */
 void pg_sessions_tick(struct pg_gw *gw);
+/* Close every local session of app whose user (s->proto->user) is user_id: terminate_connections. */
 void pg_sessions_terminate_user(struct pg_gw *gw, struct pg_app *app, const char *user_id);
 
 #endif
