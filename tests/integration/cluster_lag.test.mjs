@@ -11,6 +11,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { freePort, httpRequest, mqttConnect, scaled, signJwt, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { subscribeNative } from './lib/native.mjs';
 import { DEMO } from './lib/pusher.mjs';
 
 const JSON_CT = { 'Content-Type': 'application/json' };
@@ -27,10 +28,7 @@ after(async () => {
 async function counter(gw, room) {
     const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
     sockets.add(c);
-    await c.next((f) => f.type === 'open');
-    c.send({ type: 'subscribe', room, cb: 1 });
-    const r = await c.next((f) => f.cb === 1);
-    assert.equal(r.error, undefined, JSON.stringify(r));
+    await subscribeNative(c, room);
     const got = new Set();
     const stats = { got, gaps: 0 };
     c.ws.removeAllListeners('message');

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 
 import { GATEWAY_BIN, SANITIZE, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
+import { subscribeNative } from './lib/native.mjs';
 
 const stacks = [];
 after(async () => {
@@ -22,10 +23,7 @@ async function sessionLife(gateway, loop) {
 
     const room = `loop-${loop}`;
     const sub = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
-    await sub.next((f) => f.type === 'open');
-    sub.send({ type: 'subscribe', room, cb: 1 });
-    const sr = await sub.next((f) => f.cb === 1);
-    assert.equal(sr.error, undefined, JSON.stringify(sr));
+    await subscribeNative(sub, room);
 
     const res = await httpRequest('POST', `${stack.gw.url}/demo/${room}/publish`, {
         body: JSON.stringify({ n: 1 }),

@@ -15,6 +15,7 @@ import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 
 import { DEFAULT_APPS, REPO_DIR, freePort, httpRequest, inbox, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { subscribeNative } from './lib/native.mjs';
 import { DEMO, established, pusherJsOptions } from './lib/pusher.mjs';
 
 const TOKEN = 'demo-push-token-0123456789';
@@ -53,10 +54,7 @@ async function ws(url) {
 
 async function nativeSession(gw, room) {
     const c = await ws(`${gw.wsUrl}/v1/demo`);
-    await c.next((f) => f.type === 'open');
-    c.send({ type: 'subscribe', room, cb: 1 });
-    const r = await c.next((f) => f.cb === 1);
-    assert.equal(r.error, undefined, JSON.stringify(r));
+    await subscribeNative(c, room);
     return c;
 }
 
@@ -230,10 +228,7 @@ test('a gateway that missed messages its broker dropped tells every protocol\'s 
 async function counter(gw, room, max) {
     const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
     sockets.add(c);
-    await c.next((f) => f.type === 'open');
-    c.send({ type: 'subscribe', room, cb: 1 });
-    const r = await c.next((f) => f.cb === 1);
-    assert.equal(r.error, undefined, JSON.stringify(r));
+    await subscribeNative(c, room);
     const got = new Uint8Array(max);
     const stats = { got, count: 0, gaps: 0, c };
     // from here on only count: wsConnect's own bookkeeping would keep every frame

@@ -20,7 +20,7 @@ import PusherJS from 'pusher-js';
 
 import { BUILD_DIR, DEFAULT_APPS, GATEWAY_BIN, httpRequest, mqttCollector, mqttConnect, mqttRefused, OPERATOR_USER, scaled, signJwt, startStack, userProp, waitFor, wsConnect } from './lib/harness.mjs';
 import { DEMO, answer, pusherJsOptions, pusherServer, unique } from './lib/pusher.mjs';
-import { isMessage } from './lib/native.mjs';
+import { isMessage, subscribeNative } from './lib/native.mjs';
 
 const run = promisify(execFile);
 const STORE_TOOL = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_store_tool');
@@ -290,10 +290,7 @@ test('a device publish loses forged metadata: pusher-js and native clients get a
 
     const native = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
     sockets.add(native);
-    await native.next((f) => f.type === 'open');
-    native.send({ type: 'subscribe', room, cb: 1 });
-    const sub = await native.next((f) => f.cb === 1);
-    assert.equal(sub.error, undefined, JSON.stringify(sub));
+    await subscribeNative(native, room);
 
     // an MQTT v5 watcher (the operator) sees what the broker delivers
     const op = await connect({ ...OPERATOR_USER, clientId: unique('meta-op') });
@@ -339,9 +336,7 @@ test("a device's will with forged metadata never reaches anyone", async () => {
     await op.subscribeAsync(`pushgate/demo/c/${room}`, { qos: 1 });
     const native = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
     sockets.add(native);
-    await native.next((f) => f.type === 'open');
-    native.send({ type: 'subscribe', room, cb: 1 });
-    assert.equal((await native.next((f) => f.cb === 1)).error, undefined);
+    await subscribeNative(native, room);
 
     const dev = await connect({
         username: 'demo',
@@ -369,9 +364,7 @@ test("a session takeover (same app, or a broker account) does not deliver the ol
     await op.subscribeAsync(`pushgate/demo/c/${room}`, { qos: 1 });
     const native = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
     sockets.add(native);
-    await native.next((f) => f.type === 'open');
-    native.send({ type: 'subscribe', room, cb: 1 });
-    assert.equal((await native.next((f) => f.cb === 1)).error, undefined);
+    await subscribeNative(native, room);
 
     // taken over by the same app (with and without reserved properties), and by a broker account
     const cases = [

@@ -13,6 +13,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import PusherServer from 'pusher';
 
 import { OPERATOR_USER, freePort, mqttCollector, mqttConnect, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { subscribeNative } from './lib/native.mjs';
 
 const DEMO = { id: 'demo', key: 'demo-key', secret: 'demo-secret' };
 // long enough that events emitted a few hundred ms apart surely share a batch on a slow (sanitizer) run
@@ -304,9 +305,7 @@ test('SIGTERM right after a node snapshot: the channels the closing sessions vac
         await op.subscribeAsync('pushgate/_node/+', { qos: 1 });
         const room = unique('wh-last');
         const c = await wsConnect(`${s.gw.wsUrl}/v1/demo`);
-        await c.next((f) => f.type === 'open');
-        c.send({ type: 'subscribe', room, cb: 1 });
-        assert.equal((await c.next((f) => f.cb === 1)).error, undefined);
+        await subscribeNative(c, room);
         await waitFor(() => own.with(named('channel_occupied', room)).length, { message: 'occupied' });
         await delay(500); // past the snapshot interval: the next snapshot is the signin's
         snapshots.pending.length = 0;

@@ -1,4 +1,5 @@
 // Small helpers shared by the tests that speak the native protocol (/v1/{app}).
+import assert from 'node:assert/strict';
 
 // Resolves to what promise resolves to, or null after ms (the timer does not outlive the race).
 export function within(promise, ms) {
@@ -12,4 +13,14 @@ export function within(promise, ms) {
 // A frame predicate: a message on room that also satisfies pred.
 export function isMessage(room, pred = () => true) {
     return (f) => f.type === 'message' && f.room === room && pred(f);
+}
+
+// Waits for the "open" frame of a native client c (a harness wsConnect), subscribes it to room and asserts the
+// subscribe was granted. Resolves to the reply.
+export async function subscribeNative(c, room) {
+    await c.next((f) => f.type === 'open');
+    c.send({ type: 'subscribe', room, cb: 1 });
+    const r = await c.next((f) => f.cb === 1);
+    assert.equal(r.error, undefined, JSON.stringify(r));
+    return r;
 }
