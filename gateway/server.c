@@ -13,8 +13,8 @@
  * (struct pg_proto, core/session.h), HTTP to http/http.c, broker messages to
  * the module that owns their topic, and it sets modules up and tears them
  * down in order. A signal starts the drain: every session is closed (1001)
- * and the process ends once they, pending requests and webhooks are gone, or
- * after shutdown_grace_ms.
+ * and the process ends once they, pending requests, answers not yet written
+ * and webhooks are gone, or after shutdown_grace_ms.
  *
  * In a worker (cfg->worker >= 0, gateway/workers.c) lws listens on nothing:
  * the worker's own SO_REUSEPORT socket (listen.h) is watched like the broker
@@ -313,7 +313,8 @@ static void tick(lws_sorted_usec_list_t *sul)
     pg_addr_tick(gw);
     pg_sessions_tick(gw);
     /* pg_cluster_tick ran first: occupancy webhooks of the last closed sessions are already queued */
-    if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && pg_cluster_settled(gw) &&
+    if (gw->draining && ((gw->nsessions == 0 && HASH_COUNT(gw->requests) == 0 && gw->answers_unwritten == 0 &&
+                          pg_cluster_settled(gw) &&
                           pg_webhooks_pending(gw->webhooks) == 0) ||
                          pg_mono_ms() >= gw->drain_deadline))
         gw->done = 1;

@@ -69,6 +69,7 @@ struct pg_gw {
     uint64_t next_serial;         /* sessions (core/registry.c) and HTTP requests (http/http.c) draw from it */
     uint64_t fanout_seq;          /* core/fanout.c: one number per fanned-out message (once-per-session dedup) */
     struct pg_http *requests;     /* HTTP requests waiting for the broker, by serial: http/http.c */
+    unsigned answers_unwritten;   /* HTTP answers decided and not yet written or dropped: http/http.c; a drain waits */
     int local_dirty;              /* the node snapshot is stale: pg_gw_local_changed() sets it, cluster/cluster.c clears it */
 
     /* ---- module state: each pointer is its module's, the struct behind it private to that module ---- */

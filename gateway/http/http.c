@@ -51,8 +51,17 @@ static void request_end(struct pg_http *h)
     h->args = NULL;
 }
 
+/* The answer is written, or will never be (the connection went): a drain no longer waits for it. */
+static void answer_gone(struct pg_http *h)
+{
+    if (h->answer_counted && h->gw)
+        h->gw->answers_unwritten--;
+    h->answer_counted = 0;
+}
+
 static void h_reset(struct pg_http *h)
 {
+    answer_gone(h);
     pg_due_stop(&h->body_wait);
     request_end(h);
     free(h->body);
@@ -108,6 +117,11 @@ static void respond(struct pg_http *h, int status, const char *ctype, const void
 {
     h->status = status;
     h->ctype = ctype;
+    if (!h->answer_counted && h->gw) {
+        /* a publish leaves gw->requests at its PUBACK, a WRITEABLE before its answer goes: the drain counts both */
+        h->answer_counted = 1;
+        h->gw->answers_unwritten++;
+    }
     free(h->resp);
     h->resp = malloc(LWS_PRE + len + 1);
     h->resp_len = h->resp ? len : 0;
@@ -225,6 +239,7 @@ static int h_write(struct pg_http *h)
         lws_write(h->wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL) != (int)h->resp_len)
         return -1;
     h->status = 0;
+    answer_gone(h);
     /* a connection that upgrades to a WebSocket next gets its struct pg_conn zeroed (server.c): nothing owned is left */
     request_end(h);
     if (h->close_after)
