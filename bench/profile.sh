@@ -5,7 +5,8 @@
 # seconds of the steady state. Also writes the CPU split between gateway, broker and load generator
 # (utime + stime from /proc over the same window). Condensed text reports go to --out; perf.data stays in /tmp.
 #
-#   bench/profile.sh W1|W4 [--target native|pusher|nchan] [--secs S] [--freq HZ] [--build DIR] [--out DIR]
+#   bench/profile.sh W1|W4 [--target native|pusher|nchan] [--secs S] [--freq HZ] [--evlib poll|uv] [--build DIR]
+#                    [--out DIR]
 #
 # With --target nchan it profiles the nginx worker (bench/nchan.sh) instead, for comparison. The syscall
 # counts (perf stat) of the server in the window go into the .cpu.txt report.
@@ -17,12 +18,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 wl=${1:?workload W1 or W4}; shift
-target=native secs=8 freq=499 build="$repo/build" out="$here/results/profiles"
+target=native secs=8 freq=499 evlib=poll build="$repo/build" out="$here/results/profiles"
 while [ $# -gt 0 ]; do
     case $1 in
     --target) target=$2; shift ;;
     --secs) secs=$2; shift ;;
     --freq) freq=$2; shift ;;
+    --evlib) evlib=$2; shift ;;
     --build) build=$(cd "$2" && pwd); shift ;;
     --out) out=$2; shift ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
@@ -63,7 +65,7 @@ fi
 
 # Publish long enough to cover subscribing, the recording and a margin.
 # shellcheck disable=SC2086
-"$build/bench/pushgate_loadgen" --target "$target" --port "$port" --rate 0 --duration $((secs + 6)) $args \
+"$build/bench/pushgate_loadgen" --evlib "$evlib" --target "$target" --port "$port" --rate 0 --duration $((secs + 6)) $args \
     >"$tmp/lg.json" 2>"$tmp/lg.err" &
 lg_pid=$!
 for _ in $(seq 600); do pgrep -P "$lg_pid" >/dev/null && break; sleep 0.1; done

@@ -23,6 +23,14 @@ for (const r of runs) {
     r.broker_rss_mb = r.broker_rss_kb / 1024;
 }
 
+// W2's p50 less the broker hop's p50 measured in the same repetition (W2H, bench/lg_hop.c): an estimate of the
+// gateway's own share of a W2 delivery, set beside nchan's whole p50 (nchan has no hop).
+for (const r of runs) {
+    if (r.workload !== 'W2') continue;
+    const hop = runs.find((h) => h.workload === 'W2H' && h.rep === r.rep);
+    r.p50_less_hop_us = r.system === 'nchan' ? r.p50_us : hop && Number.isFinite(hop.p50_us) ? r.p50_us - hop.p50_us : NaN;
+}
+
 const METRICS = [
     ['W1', 'delivered_per_s', 'W1 fan-out 1 ch × 1000 subs, max rate: delivered msgs/s', 'higher'],
     ['W1', 'p50_us', 'W1 p50 latency under that load (µs)', 'lower'],
@@ -33,6 +41,9 @@ const METRICS = [
     ['W1X', 'p50_us', 'W1 across two gateways: p50 latency (µs)', 'lower'],
     ['W2', 'p50_us', 'W2 100 subs, 1000 msgs/s: p50 latency (µs)', 'lower'],
     ['W2', 'p99_us', 'W2 p99 latency (µs)', 'lower'],
+    ['W2H', 'p50_us', 'W2 the broker hop alone: a QoS 1 publish read back through mosquitto at 1000 msgs/s, p50 (µs) (nchan has no hop)', 'lower'],
+    ['W2H', 'p99_us', 'W2 the broker hop alone: p99 (µs)', 'lower'],
+    ['W2', 'p50_less_hop_us', 'W2 p50 less the hop\'s p50 (pushgate\'s own share; nchan: its whole p50) (µs)', 'lower'],
     ['W3', 'rss_per_conn_kb', 'W3 idle subscribers, one channel each: RSS per connection, server + broker (KB)', 'lower'],
     ['W3', 'subscribe_s', 'W3 time to open + subscribe all (s)', 'lower'],
     ['W4', 'delivered_per_s', 'W4 1000 ch × 10 subs, round-robin max rate: delivered msgs/s', 'higher'],

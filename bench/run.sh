@@ -66,7 +66,7 @@ if [ "$nchan" = 1 ] && [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
     sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y nginx-light libnginx-mod-nchan >&2
 fi
-if [ ! -x "$build/bench/pushgate_loadgen" ] || [ ! -x "$build/gateway/pushgate" ]; then
+if [ ! -x "$build/bench/pushgate_loadgen" ] || [ ! -x "$build/bench/pushgate_hop" ] || [ ! -x "$build/gateway/pushgate" ]; then
     cmake -S "$repo" -B "$build" >/dev/null
     cmake --build "$build" -j2 >&2
 fi
@@ -106,6 +106,7 @@ start_pushgate() {
     mqtt_port=$(node -p 'require(process.argv[1]).brokerPort' "$tmp/stack.json")
     gw_pid=$(node -p 'require(process.argv[1]).gatewayPid' "$tmp/stack.json")
     broker_pid=$(node -p 'require(process.argv[1]).brokerPid' "$tmp/stack.json")
+    stack_dir=$(node -p 'require(process.argv[1]).dir' "$tmp/stack.json")
     pids=$(node -p 'const j=require(process.argv[1]); j.gatewayPids.join(",")+","+j.brokerPid' "$tmp/stack.json")
     if [ "${1:-1}" = 2 ]; then
         port=$(node -p 'require(process.argv[1]).port2' "$tmp/stack.json")
@@ -136,6 +137,21 @@ run() {
         "$res" "$rep" "$wl" "$sys" >>"$raw"
     stop_for "$sys"
     printf '  %-5s %-7s %s\n' "$wl" "$sys" "$(tail -c 300 "$tmp/lg.err" | tr '\n' ' ')" >&2
+}
+
+# run_hop REP: W2's broker hop alone (bench/lg_hop.c), as the gateway's own broker account at W2's rate, on a fresh
+# stack: one JSON line, workload W2H.
+run_hop() {
+    local rep=$1 res pw
+    start_for native
+    pw=$(sed -n 's/^broker_password = //p' "$stack_dir/pushgate.conf")
+    res=$("$build/bench/pushgate_hop" --port "$mqtt_port" --user pushgate --password "$pw" --rate 1000 \
+        --duration "$duration" 2>"$tmp/lg.err") || true
+    [ -n "$res" ] || res='{"failed":true}'
+    node -e 'const r=JSON.parse(process.argv[1]); Object.assign(r,{rep:+process.argv[2],workload:"W2H",system:"native"}); console.log(JSON.stringify(r))' \
+        "$res" "$rep" >>"$raw"
+    stop_for native
+    printf '  %-5s %-7s %s\n' W2H hop "$(tail -c 300 "$tmp/lg.err" | tr '\n' ' ')" >&2
 }
 
 args_for() {
@@ -274,6 +290,7 @@ for rep in $(seq 1 "$reps"); do
             # shellcheck disable=SC2046
             for sys in native pusher; do run "$rep" "$wl" "$sys" $(args_for "$wl"); done
             if [ "$nchan" = 1 ] && [ "$wl" != W1M ] && [ "$wl" != W1X ]; then run "$rep" "$wl" nchan $(args_for "$wl"); fi
+            if [ "$wl" = W2 ]; then run_hop "$rep"; fi
         fi
     done
 done

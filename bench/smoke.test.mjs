@@ -98,3 +98,21 @@ test('a held load generator: ready file, SIGUSR1 ends the hold, held counted (ti
     assert.equal(res.errors, 0);
     assert.ok(res.last_sub_ns >= res.first_ns && res.first_ns > 0, out);
 });
+
+// bench/lg_hop.c, run beside W2: as the gateway's broker account, every QoS 1 publish is read back through the
+// broker on its own subscription, and a latency is reported for each.
+test('the broker hop tool reads back every publish (tiny W2H)', async () => {
+    const hop = path.join(BUILD_DIR, 'bench', 'pushgate_hop');
+    const r = await new Promise((resolve) => {
+        execFile(hop, ['--port', String(stack.brokerPort), '--user', 'pushgate', '--password', stack.gatewayUser.password,
+            '--rate', '200', '--duration', '1'], { timeout: 30000 }, (err, stdout, stderr) => {
+            resolve({ code: err ? err.code : 0, out: stdout, err: stderr });
+        });
+    });
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    const res = JSON.parse(r.out.trim());
+    assert.ok(res.sent >= 150, r.out);
+    assert.equal(res.received, res.sent, r.out);
+    assert.equal(res.lost, 0, r.out);
+    assert.ok(res.p50_us > 0 && res.p99_us >= res.p50_us, r.out);
+});
