@@ -51,6 +51,7 @@
 
 #include <utlist.h>
 
+#include "cluster/chansets.h"
 #include "cluster/cluster.h"
 #include "cluster/webhooks.h"
 #include "core/app.h"
@@ -70,45 +71,26 @@
 #define SNAPSHOT_COST_SHARE 20
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 /*
- * An evaluation that walked this many channels leaves its transient arrays and the parsed snapshot trees in free
- * heap chunks between live ones; malloc_trim() gives those pages back (it walks only the free chunks).
+ * Parsing a peer's snapshot, building this node's and evaluating occupancy make jansson trees and arrays of every
+ * channel concerned, freed at once; their pages stay resident between the live chunks around them. Once that many
+ * channels went through since the last time, the tick gives those pages back (malloc_trim walks only the free
+ * chunks): with 10,000 channels per worker, the trees were about a third of what a worker's channels cost.
  */
 #define TRIM_AFTER_CHANNELS 10000
 
 /*
- * Channel counts are the bulk of the cluster view: 100,000 channels over 7 workers, and every worker hears of the
- * 86,000 or so of its peers. A jansson object holds a channel in about 130 bytes (pair, key, integer, bucket); a
- * chanset holds it in the name plus 8: one block per node and app, the names back to back in strcmp order with
- * their counts, found by binary search and compared with another set by walking both. A snapshot is parsed
- * (jansson) when it arrives, its "channels" are packed into sets and dropped from the tree, whose small rest
- * (sessions, the listeners' members) stays as it came.
+ * A peer's snapshot is parsed (jansson) when it arrives; its "channels", the bulk of it, are packed
+ * (cluster/chansets.h) and dropped from the tree, whose small rest (sessions, the listeners' members) stays.
  */
-struct chanset {
-    size_t n;
-    uint32_t *off;   /* n offsets into names, in strcmp order of the names; all four in this one block */
-    uint32_t *count; /* n subscription counts, each > 0 */
-    char *names;     /* NUL-terminated, back to back */
-};
-
-/* Channel sets per app, sorted by app id (few: one lookup per app and node). */
-struct appset {
-    char *app;           /* owned */
-    struct chanset *set; /* owned; NULL in occupied: an app with no webhook, nothing reported or kept */
-};
-struct appsets {
-    size_t n;
-    struct appset *v; /* owned */
-};
-
 struct pg_node {
     char *id;
-    json_t *snapshot;     /* NULL: not alive; without "channels": they are in chans */
-    struct appsets chans; /* its "channels", packed */
-    struct appsets first; /* while c->fresh: its "channels" as first heard of since this node started */
-    int64_t seen_ms;      /* monotonic time of its last snapshot (or of our last reconnect) */
-    int64_t liveness_ms;  /* the deadline its snapshot announces; 0: none (older nodes) */
+    json_t *snapshot;        /* NULL: not alive; without "channels": they are in chans */
+    struct pg_appsets chans; /* its "channels", packed */
+    struct pg_appsets first; /* while c->fresh: its "channels" as first heard of since this node started */
+    int64_t seen_ms;         /* monotonic time of its last snapshot (or of our last reconnect) */
+    int64_t liveness_ms;     /* the deadline its snapshot announces; 0: none (older nodes) */
     UT_hash_handle hh;
-    struct pg_node *next; /* in c->gone */
+    struct pg_node *next;    /* in c->gone */
 };
 
 /*
@@ -122,18 +104,19 @@ struct pg_node {
  * in. An app that gains a webhook starts from its channels then, silently; an app new to the leader from none.
  */
 struct pg_cluster {
-    struct pg_node *nodes;    /* other gateway nodes */
-    struct pg_node *gone;     /* peers gone since the last evaluation, with their channels (utlist, owned) */
-    struct appsets mine;      /* this node's channels as last published while another node led */
-    struct appsets occupied;  /* the leader's: every app's channels as last reported (set NULL: no webhook) */
-    int occupied_valid;       /* 0: not the leader at the last evaluation; occupied is empty */
-    int fresh;                /* no evaluation since this node started: peers keep their first snapshot */
-    int dirty;                /* local channels changed since the last snapshot: publish a new one */
-    int occupancy_dirty;      /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
+    struct pg_node *nodes;       /* other gateway nodes */
+    struct pg_node *gone;        /* peers gone since the last evaluation, with their channels (utlist, owned) */
+    struct pg_appsets mine;      /* this node's channels as last published while another node led */
+    struct pg_appsets occupied;  /* the leader's: every app's channels as last reported (set NULL: no webhook) */
+    int occupied_valid;          /* 0: not the leader at the last evaluation; occupied is empty */
+    int fresh;                   /* no evaluation since this node started: peers keep their first snapshot */
+    int dirty;                   /* local channels changed since the last snapshot: publish a new one */
+    int occupancy_dirty;         /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
     int64_t last_snapshot_ms;
-    int64_t snapshot_cost_ms; /* what the last snapshot took (pg_cluster_tick) */
-    int64_t last_refresh_ms;  /* monotonic time this node last published its snapshot (liveness refresh) */
-    int64_t connected_ms;     /* monotonic time of the broker's last (re)connection */
+    int64_t snapshot_cost_ms;    /* what the last snapshot took (pg_cluster_tick) */
+    int64_t last_refresh_ms;     /* monotonic time this node last published its snapshot (liveness refresh) */
+    int64_t connected_ms;        /* monotonic time of the broker's last (re)connection */
+    size_t churned;              /* channels parsed, built or walked since the last malloc_trim */
     const struct pg_cluster_listener *listeners[PG_CLUSTER_MAX_LISTENERS]; /* borrowed, in registration order */
     size_t nlisteners;
 };
@@ -146,180 +129,10 @@ struct pg_cluster {
                 (c)->listeners[li_]->m(__VA_ARGS__);                                                                   \
     } while (0)
 
-/* ---- channel sets -------------------------------------------------------------------- */
-
-struct cs_item {
-    const char *name; /* borrowed */
-    uint64_t count;
-};
-
-struct cs_items { /* a growing array */
-    struct cs_item *v;
-    size_t n, cap;
-};
-
-static int items_push(struct cs_items *it, const char *name, uint64_t count)
-{
-    if (it->n == it->cap) {
-        size_t cap = it->cap ? 2 * it->cap : 64;
-        struct cs_item *v = realloc(it->v, cap * sizeof *v);
-        if (!v)
-            return PG_ENOMEM;
-        it->v = v;
-        it->cap = cap;
-    }
-    it->v[it->n++] = (struct cs_item){name, count};
-    return 0;
-}
-
-static int item_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct cs_item *)a)->name, ((const struct cs_item *)b)->name);
-}
-
-static const char *cs_name(const struct chanset *s, size_t i)
-{
-    return s->names + s->off[i];
-}
-
-/* it's items as a new set (caller frees), equal names summed; it is sorted in place. NULL: out of memory. */
-static struct chanset *cs_new(struct cs_items *it)
-{
-    size_t k = 0, bytes = 0;
-    if (it->n > 1)
-        qsort(it->v, it->n, sizeof *it->v, item_cmp);
-    for (size_t i = 0; i < it->n; i++) {
-        if (k && !strcmp(it->v[k - 1].name, it->v[i].name)) {
-            it->v[k - 1].count += it->v[i].count;
-            continue;
-        }
-        bytes += strlen(it->v[i].name) + 1;
-        it->v[k++] = it->v[i];
-    }
-    struct chanset *s = bytes <= UINT32_MAX ? malloc(sizeof *s + 2 * k * sizeof(uint32_t) + bytes) : NULL;
-    if (!s)
-        return NULL;
-    s->n = k;
-    s->off = (uint32_t *)(s + 1);
-    s->count = s->off + k;
-    s->names = (char *)(s->count + k);
-    for (size_t i = 0, at = 0; i < k; i++) {
-        size_t len = strlen(it->v[i].name) + 1;
-        memcpy(s->names + at, it->v[i].name, len);
-        s->off[i] = (uint32_t)at;
-        s->count[i] = it->v[i].count > UINT32_MAX ? UINT32_MAX : (uint32_t)it->v[i].count;
-        at += len;
-    }
-    return s;
-}
-
-static int items_add_set(struct cs_items *it, const struct chanset *s)
-{
-    for (size_t i = 0; s && i < s->n; i++)
-        if (items_push(it, cs_name(s, i), s->count[i]) < 0)
-            return PG_ENOMEM;
-    return 0;
-}
-
 /* per-user channels are private plumbing, not channels an app lists or gets webhooks for */
 static int listed(const struct pg_channel *ch)
 {
     return ch->nmembers && strncmp(ch->name, PG_USER_CHANNEL_PREFIX, strlen(PG_USER_CHANNEL_PREFIX)) != 0;
-}
-
-/* The count of name in s, looked for from *at on (s sorted), *at moved past the smaller names: walking two sorted
-   sets side by side. NULL: not in s. */
-static const uint32_t *cs_seek(const struct chanset *s, size_t *at, const char *name)
-{
-    int cmp = 1;
-    while (s && *at < s->n && (cmp = strcmp(cs_name(s, *at), name)) < 0)
-        (*at)++;
-    return s && *at < s->n && cmp == 0 ? &s->count[*at] : NULL;
-}
-
-/* The count of name in s (binary search); 0: not in s. */
-static uint32_t cs_find(const struct chanset *s, const char *name)
-{
-    size_t lo = 0, hi = s ? s->n : 0;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int cmp = strcmp(cs_name(s, mid), name);
-        if (!cmp)
-            return s->count[mid];
-        if (cmp < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return 0;
-}
-
-static void appsets_clear(struct appsets *as)
-{
-    for (size_t i = 0; i < as->n; i++) {
-        free(as->v[i].app);
-        free(as->v[i].set);
-    }
-    free(as->v);
-    as->n = 0;
-    as->v = NULL;
-}
-
-static int appset_cmp(const void *a, const void *b)
-{
-    return strcmp(((const struct appset *)a)->app, ((const struct appset *)b)->app);
-}
-
-static int appset_key_cmp(const void *key, const void *e)
-{
-    return strcmp(key, ((const struct appset *)e)->app);
-}
-
-static struct appset *appsets_find(const struct appsets *as, const char *app)
-{
-    return as->n ? bsearch(app, as->v, as->n, sizeof *as->v, appset_key_cmp) : NULL;
-}
-
-static const struct chanset *appsets_get(const struct appsets *as, const char *app)
-{
-    const struct appset *e = appsets_find(as, app);
-    return e ? e->set : NULL;
-}
-
-/* {app: {channel: subscriptions}} (borrowed) packed into out (emptied first). 0 or PG_ENOMEM (out empty then). */
-static int appsets_from_json(const json_t *apps, struct appsets *out)
-{
-    struct cs_items it = {0};
-    const char *app, *name;
-    json_t *chans, *v;
-    int rc = 0;
-    appsets_clear(out);
-    if (json_object_size(apps) && !(out->v = calloc(json_object_size(apps), sizeof *out->v)))
-        return PG_ENOMEM;
-    json_object_foreach((json_t *)apps, app, chans) {
-        it.n = 0;
-        json_object_foreach(chans, name, v) {
-            if (json_is_integer(v) && json_integer_value(v) > 0 &&
-                (rc = items_push(&it, name, (uint64_t)json_integer_value(v))) < 0)
-                goto out;
-        }
-        if (!it.n)
-            continue;
-        struct appset *e = &out->v[out->n];
-        if (!(e->app = strdup(app)) || !(e->set = cs_new(&it))) {
-            free(e->app);
-            rc = PG_ENOMEM;
-            goto out;
-        }
-        out->n++;
-    }
-    if (out->n > 1)
-        qsort(out->v, out->n, sizeof *out->v, appset_cmp);
-out:
-    free(it.v);
-    if (rc < 0)
-        appsets_clear(out);
-    return rc;
 }
 
 /* What the cluster's view of app a is made of. */
@@ -331,34 +144,34 @@ enum {
 };
 
 /* The cluster's channels of app a: every live peer's and what `what` adds. New set; NULL: out of memory. */
-static struct chanset *view(struct pg_gw *gw, const struct pg_app *a, int what)
+static struct pg_chanset *view(struct pg_gw *gw, const struct pg_app *a, int what)
 {
     struct pg_cluster *c = gw->cluster;
-    struct cs_items it = {0};
-    struct chanset *s = NULL;
+    struct pg_chanset_items it = {0};
+    struct pg_chanset *s = NULL;
     struct pg_node *n, *tmp, *peers = c ? c->nodes : NULL;
     const char *id = a->creds->id;
     if (what & VIEW_LOCAL) {
         struct pg_channel *ch, *ctmp;
         HASH_ITER(hh, a->channels, ch, ctmp) {
-            if (listed(ch) && items_push(&it, ch->name, ch->nmembers) < 0)
+            if (listed(ch) && pg_chanset_items_push(&it, ch->name, ch->nmembers) < 0)
                 goto out;
         }
     }
-    if (c && (what & VIEW_PUBLISHED) && items_add_set(&it, appsets_get(&c->mine, id)) < 0)
+    if (c && (what & VIEW_PUBLISHED) && pg_chanset_items_add(&it, pg_appsets_get(&c->mine, id)) < 0)
         goto out;
     if (c && (what & VIEW_GONE)) {
         LL_FOREACH(c->gone, n) {
-            if (items_add_set(&it, appsets_get(what & VIEW_FIRST ? &n->first : &n->chans, id)) < 0)
+            if (pg_chanset_items_add(&it, pg_appsets_get(what & VIEW_FIRST ? &n->first : &n->chans, id)) < 0)
                 goto out;
         }
     }
     HASH_ITER(hh, peers, n, tmp) {
         if (n->snapshot && strcmp(n->id, gw->node_id) &&
-            items_add_set(&it, appsets_get(what & VIEW_FIRST ? &n->first : &n->chans, id)) < 0)
+            pg_chanset_items_add(&it, pg_appsets_get(what & VIEW_FIRST ? &n->first : &n->chans, id)) < 0)
             goto out;
     }
-    s = cs_new(&it);
+    s = pg_chanset_new(&it);
 out:
     free(it.v);
     return s;
@@ -389,8 +202,8 @@ int pg_cluster_init(struct pg_gw *gw)
 static void node_free(struct pg_node *n)
 {
     json_decref(n->snapshot);
-    appsets_clear(&n->chans);
-    appsets_clear(&n->first);
+    pg_appsets_clear(&n->chans);
+    pg_appsets_clear(&n->first);
     free(n->id);
     free(n);
 }
@@ -401,7 +214,7 @@ static void fresh_end(struct pg_cluster *c)
     struct pg_node *n, *tmp;
     c->fresh = 0;
     HASH_ITER(hh, c->nodes, n, tmp) {
-        appsets_clear(&n->first);
+        pg_appsets_clear(&n->first);
     }
 }
 
@@ -426,8 +239,8 @@ void pg_cluster_free(struct pg_gw *gw)
         node_free(n);
     }
     gone_clear(c);
-    appsets_clear(&c->mine);
-    appsets_clear(&c->occupied);
+    pg_appsets_clear(&c->mine);
+    pg_appsets_clear(&c->occupied);
     free(c);
     gw->cluster = NULL;
 }
@@ -542,9 +355,9 @@ json_t *pg_cluster_channels(struct pg_gw *gw, const char *app)
 {
     json_t *sum = json_object();
     struct pg_app *a = pg_app_find(gw, app, strlen(app));
-    struct chanset *s = a ? view(gw, a, VIEW_LOCAL) : NULL;
+    struct pg_chanset *s = a ? view(gw, a, VIEW_LOCAL) : NULL;
     for (size_t i = 0; s && i < s->n; i++)
-        json_object_set_new(sum, cs_name(s, i), json_integer((json_int_t)s->count[i]));
+        json_object_set_new(sum, pg_chanset_name(s, i), json_integer((json_int_t)s->count[i]));
     free(s);
     return sum;
 }
@@ -562,18 +375,18 @@ uint64_t pg_cluster_channel_count(struct pg_gw *gw, const char *app, const char 
         sum = ch->nmembers;
     HASH_ITER(hh, peers, n, tmp) {
         if (n->snapshot && strcmp(n->id, gw->node_id))
-            sum += cs_find(appsets_get(&n->chans, app), name);
+            sum += pg_chanset_find(pg_appsets_get(&n->chans, app), name);
     }
     return sum;
 }
 
 /* What the leader reports for app a: how the cluster's channels went from before to now (NULL: none). */
-static void report(struct pg_gw *gw, struct pg_app *a, const struct chanset *before, const struct chanset *now)
+static void report(struct pg_gw *gw, struct pg_app *a, const struct pg_chanset *before, const struct pg_chanset *now)
 {
     size_t at = 0;
     for (size_t i = 0; now && i < now->n; i++) {
-        const char *name = cs_name(now, i);
-        const uint32_t *old = cs_seek(before, &at, name);
+        const char *name = pg_chanset_name(now, i);
+        const uint32_t *old = pg_chanset_seek(before, &at, name);
         if (!old)
             pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_occupied", "channel", name));
         if (!old || *old != now->count[i])
@@ -582,8 +395,8 @@ static void report(struct pg_gw *gw, struct pg_app *a, const struct chanset *bef
     }
     at = 0;
     for (size_t i = 0; before && i < before->n; i++) {
-        if (!cs_seek(now, &at, cs_name(before, i)))
-            pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", cs_name(before, i)));
+        if (!pg_chanset_seek(now, &at, pg_chanset_name(before, i)))
+            pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", pg_chanset_name(before, i)));
     }
 }
 
@@ -594,13 +407,13 @@ static void report(struct pg_gw *gw, struct pg_app *a, const struct chanset *bef
 static size_t occupancy_changed(struct pg_gw *gw)
 {
     struct pg_cluster *c = gw->cluster;
-    struct appsets now = {0};
+    struct pg_appsets now = {0};
     struct pg_app *a, *atmp;
     size_t walked = 0;
     if (HASH_COUNT(gw->apps) && !(now.v = calloc(HASH_COUNT(gw->apps), sizeof *now.v)))
         goto oom;
     HASH_ITER(hh, gw->apps, a, atmp) {
-        struct appset *e = &now.v[now.n];
+        struct pg_appset *e = &now.v[now.n];
         if (!(e->app = strdup(a->creds->id)))
             goto oom;
         now.n++;
@@ -609,9 +422,9 @@ static size_t occupancy_changed(struct pg_gw *gw)
         if (!(e->set = view(gw, a, VIEW_LOCAL)))
             goto oom;
         walked += e->set->n;
-        const struct appset *was = c->occupied_valid ? appsets_find(&c->occupied, e->app) : NULL;
+        const struct pg_appset *was = c->occupied_valid ? pg_appsets_find(&c->occupied, e->app) : NULL;
         if (!c->occupied_valid) {
-            struct chanset *base = view(gw, a, VIEW_PUBLISHED | VIEW_GONE | (c->fresh ? VIEW_FIRST : 0));
+            struct pg_chanset *base = view(gw, a, VIEW_PUBLISHED | VIEW_GONE | (c->fresh ? VIEW_FIRST : 0));
             if (!base)
                 goto oom;
             walked += base->n;
@@ -623,16 +436,15 @@ static size_t occupancy_changed(struct pg_gw *gw)
             report(gw, a, was->set, e->set);
         }
     }
-    if (now.n > 1)
-        qsort(now.v, now.n, sizeof *now.v, appset_cmp);
-    appsets_clear(&c->occupied);
+    pg_appsets_sort(&now);
+    pg_appsets_clear(&c->occupied);
     c->occupied = now;
     c->occupied_valid = 1;
     return walked;
 oom:
     /* the last view stays; the next evaluation reports what this one could not */
     pg_log(PG_LOG_WARN, "cluster", "out of memory evaluating occupancy");
-    appsets_clear(&now);
+    pg_appsets_clear(&now);
     return walked;
 }
 
@@ -648,8 +460,9 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     char *body = NULL;
     if (up) {
         json_t *chans = local_channels(gw);
+        c->churned += pg_appsets_json_channels(chans);
         /* what the leader will see of this node, should this node have to take over from it */
-        if (chans && !pg_cluster_is_leader(gw) && appsets_from_json(chans, &c->mine) < 0)
+        if (chans && !pg_cluster_is_leader(gw) && pg_appsets_from_json(chans, &c->mine) < 0)
             pg_log(PG_LOG_WARN, "cluster", "out of memory keeping this node's published channels");
         json_t *o =
             json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
@@ -735,7 +548,7 @@ void pg_cluster_tick(struct pg_gw *gw)
     c->dirty = 0;
     c->last_snapshot_ms = now;
     if (!leader) {
-        appsets_clear(&c->occupied);
+        pg_appsets_clear(&c->occupied);
         c->occupied_valid = 0;
         gone_clear(c);
         fresh_end(c);
@@ -752,8 +565,11 @@ void pg_cluster_tick(struct pg_gw *gw)
     }
     if (publish && pg_bridge_connected(gw->bridge))
         publish_snapshot(gw, 1);
-    if (walked >= TRIM_AFTER_CHANNELS)
+    c->churned += walked;
+    if (c->churned >= TRIM_AFTER_CHANNELS) {
+        c->churned = 0;
         malloc_trim(0);
+    }
     c->snapshot_cost_ms = pg_mono_ms() - now;
 }
 
@@ -817,13 +633,14 @@ void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, s
             json_decref(snap);
             return;
         }
-        if (c->fresh && appsets_from_json(json_object_get(snap, "channels"), &n->first) < 0)
+        if (c->fresh && pg_appsets_from_json(json_object_get(snap, "channels"), &n->first) < 0)
             pg_log(PG_LOG_WARN, "cluster", "out of memory reading the channels of node %s", id);
         HASH_ADD_KEYPTR(hh, c->nodes, n->id, strlen(n->id), n);
         pg_log(PG_LOG_INFO, "cluster", "node %s up", id);
     }
     int was_alive = n->snapshot != NULL;
-    if (appsets_from_json(json_object_get(snap, "channels"), &n->chans) < 0)
+    c->churned += pg_appsets_json_channels(json_object_get(snap, "channels"));
+    if (pg_appsets_from_json(json_object_get(snap, "channels"), &n->chans) < 0)
         pg_log(PG_LOG_WARN, "cluster", "out of memory reading the channels of node %s", id);
     json_object_del(snap, "channels"); /* packed into n->chans */
     json_decref(n->snapshot);
