@@ -96,17 +96,18 @@ struct pg_node {
 /*
  * Occupancy webhooks are the leader's alone, and only the leader keeps what it reported (occupied), for the apps
  * that have a webhook. A node that becomes the leader has reported nothing; it starts from what the leader before
- * it saw, as far as it knows: its peers' last snapshots, those of peers gone since its last evaluation (gone: the
- * channels of a leader that died are vacated, not forgotten) and its own as last published while another node led
- * (mine). A node that is the leader from its start (fresh) takes each peer's first snapshot instead (the retained
- * one, which the leader before it reported; what came later, that leader stopped reporting when it heard of this
- * node), and waits until it has been connected for SNAPSHOT_MIN_INTERVAL_MS, so that those retained snapshots are
- * in. An app that gains a webhook starts from its channels then, silently; an app new to the leader from none.
+ * it saw, as far as it knows: every node's last snapshot, those of peers gone since its last evaluation (gone: the
+ * channels of a leader that died are vacated, not forgotten) and its own as last published (mine) included. A node
+ * that is the leader from its start (fresh) takes each peer's first snapshot instead (the retained one, which the
+ * leader before it reported; what came later, that leader stopped reporting when it heard of this node) and none of
+ * its own (no other leader saw them), and waits until it has been connected for SNAPSHOT_MIN_INTERVAL_MS, so that
+ * those retained snapshots are in. An app that gains a webhook starts from its channels then, silently; an app new
+ * to the leader from none.
  */
 struct pg_cluster {
     struct pg_node *nodes;       /* other gateway nodes */
     struct pg_node *gone;        /* peers gone since the last evaluation, with their channels (utlist, owned) */
-    struct pg_appsets mine;      /* this node's channels as last published while another node led */
+    struct pg_appsets mine;      /* this node's channels as last published */
     struct pg_appsets occupied;  /* the leader's: every app's channels as last reported (set NULL: no webhook) */
     int occupied_valid;          /* 0: not the leader at the last evaluation; occupied is empty */
     int fresh;                   /* no evaluation since this node started: peers keep their first snapshot */
@@ -138,7 +139,7 @@ static int listed(const struct pg_channel *ch)
 /* What the cluster's view of app a is made of. */
 enum {
     VIEW_LOCAL = 1,     /* this node's channels now (the channel index) */
-    VIEW_PUBLISHED = 2, /* this node's channels as last published while another node led (mine) */
+    VIEW_PUBLISHED = 2, /* this node's channels as last published (mine) */
     VIEW_GONE = 4,      /* the channels of peers gone since the last evaluation */
     VIEW_FIRST = 8,     /* peers' first snapshots since this node started, not their last (c->fresh) */
 };
@@ -424,7 +425,7 @@ static size_t occupancy_changed(struct pg_gw *gw)
         walked += e->set->n;
         const struct pg_appset *was = c->occupied_valid ? pg_appsets_find(&c->occupied, e->app) : NULL;
         if (!c->occupied_valid) {
-            struct pg_chanset *base = view(gw, a, VIEW_PUBLISHED | VIEW_GONE | (c->fresh ? VIEW_FIRST : 0));
+            struct pg_chanset *base = view(gw, a, VIEW_GONE | (c->fresh ? VIEW_FIRST : VIEW_PUBLISHED));
             if (!base)
                 goto oom;
             walked += base->n;
@@ -461,8 +462,8 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     if (up) {
         json_t *chans = local_channels(gw);
         c->churned += pg_appsets_json_channels(chans);
-        /* what the leader will see of this node, should this node have to take over from it */
-        if (chans && !pg_cluster_is_leader(gw) && pg_appsets_from_json(chans, &c->mine) < 0)
+        /* what a leader will have seen of this node, should this node have to take over from it */
+        if (chans && pg_appsets_from_json(chans, &c->mine) < 0)
             pg_log(PG_LOG_WARN, "cluster", "out of memory keeping this node's published channels");
         json_t *o =
             json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
