@@ -396,8 +396,9 @@ static void report(struct pg_gw *gw, struct pg_app *a, const struct pg_chanset *
     }
     at = 0;
     for (size_t i = 0; before && i < before->n; i++) {
-        if (!pg_chanset_seek(now, &at, pg_chanset_name(before, i)))
-            pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", pg_chanset_name(before, i)));
+        const char *name = pg_chanset_name(before, i);
+        if (!pg_chanset_seek(now, &at, name))
+            pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", name));
     }
 }
 

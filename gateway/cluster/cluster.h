@@ -3,8 +3,9 @@
  * counts and occupancy webhooks, the webhook leader (cluster.c).
  *
  * Owns struct pg_cluster (opaque, gw->cluster): the table of peer nodes and
- * their last snapshots, the occupancy last reported, and when this node's
- * snapshot is due. Nothing outside cluster.c reads or writes it; everything
+ * their last snapshots (channel counts packed, cluster/chansets.h), the
+ * occupancy last reported (the leader's, for apps with a webhook), and when
+ * this node's snapshot is due. Nothing outside cluster.c reads or writes it; everything
  * goes through the functions below. Every function accepts a gateway whose
  * cluster was never set up (pg_cluster_init not run, or failed): it is then a
  * cluster of one, this node, with nothing to publish.
