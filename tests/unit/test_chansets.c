@@ -81,7 +81,9 @@ int main(void)
               pg_chanset_find(pg_appsets_get(&as, "beta"), "c") == 1,
           "the second packing replaces the first");
     CHECK(pg_appsets_from_json(NULL, &as) == 0 && as.n == 0, "NULL: none");
-    CHECK(pg_appsets_from_json(json_array(), &as) == 0 && as.n == 0, "not an object: none");
+    json_t *arr = json_array();
+    CHECK(pg_appsets_from_json(arr, &as) == 0 && as.n == 0, "not an object: none");
+    json_decref(arr);
     CHECK(pg_appsets_find(&as, "beta") == NULL, "an empty table finds nothing");
     pg_appsets_clear(&as);
     pg_appsets_clear(&as); /* twice is harmless */
