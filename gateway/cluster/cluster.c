@@ -44,9 +44,14 @@
  * going for the modules above (presence members, ...) is told through the
  * registered listeners (cluster.h).
  */
+#include <malloc.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <utlist.h>
+
+#include "cluster/chansets.h"
 #include "cluster/cluster.h"
 #include "cluster/webhooks.h"
 #include "core/app.h"
@@ -65,22 +70,54 @@
  */
 #define SNAPSHOT_COST_SHARE 20
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
+/*
+ * Parsing a peer's snapshot, building this node's and evaluating occupancy make jansson trees and arrays of every
+ * channel concerned, freed at once; their pages stay resident between the live chunks around them. Once that many
+ * channels went through since the last time, the tick gives those pages back (malloc_trim walks only the free
+ * chunks): with 10,000 channels per worker, the trees were about a third of what a worker's channels cost.
+ */
+#define TRIM_AFTER_CHANNELS 10000
+
+/*
+ * A peer's snapshot is parsed (jansson) when it arrives; its "channels", the bulk of it, are packed
+ * (cluster/chansets.h) and dropped from the tree, whose small rest (sessions, the listeners' members) stays.
+ */
 struct pg_node {
     char *id;
-    json_t *snapshot;    /* NULL: not alive */
-    int64_t seen_ms;     /* monotonic time of its last snapshot (or of our last reconnect) */
-    int64_t liveness_ms; /* the deadline its snapshot announces; 0: none (older nodes) */
+    json_t *snapshot;        /* NULL: not alive; without "channels": they are in chans */
+    struct pg_appsets chans; /* its "channels", packed */
+    struct pg_appsets first; /* while c->fresh: its "channels" as first heard of since this node started */
+    int64_t seen_ms;         /* monotonic time of its last snapshot (or of our last reconnect) */
+    int64_t liveness_ms;     /* the deadline its snapshot announces; 0: none (older nodes) */
     UT_hash_handle hh;
+    struct pg_node *next;    /* in c->gone */
 };
 
+/*
+ * Occupancy webhooks are the leader's alone, and only the leader keeps what it reported (occupied), for the apps
+ * that have a webhook. A node that becomes the leader has reported nothing; it starts from what the leader before
+ * it saw, as far as it knows: every node's last snapshot, those of peers gone since its last evaluation (gone: the
+ * channels of a leader that died are vacated, not forgotten) and its own as last published (mine) included. A node
+ * that is the leader from its start (fresh) takes each peer's first snapshot instead (the retained one, which the
+ * leader before it reported; what came later, that leader stopped reporting when it heard of this node) and none of
+ * its own (no other leader saw them), and waits until it has been connected for SNAPSHOT_MIN_INTERVAL_MS, so that
+ * those retained snapshots are in. An app that gains a webhook starts from its channels then, silently; an app new
+ * to the leader from none.
+ */
 struct pg_cluster {
-    struct pg_node *nodes; /* other gateway nodes */
-    json_t *occupied;      /* the cluster's channels as last evaluated: {app: {channel: subscriptions}} */
-    int dirty;             /* local channels changed since the last snapshot: publish a new one */
-    int occupancy_dirty;   /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
+    struct pg_node *nodes;       /* other gateway nodes */
+    struct pg_node *gone;        /* peers gone since the last evaluation, with their channels (utlist, owned) */
+    struct pg_appsets mine;      /* this node's channels as last published */
+    struct pg_appsets occupied;  /* the leader's: every app's channels as last reported (set NULL: no webhook) */
+    int occupied_valid;          /* 0: not the leader at the last evaluation; occupied is empty */
+    int fresh;                   /* no evaluation since this node started: peers keep their first snapshot */
+    int dirty;                   /* local channels changed since the last snapshot: publish a new one */
+    int occupancy_dirty;         /* a peer's snapshot arrived: re-evaluate occupancy, nothing to publish */
     int64_t last_snapshot_ms;
-    int64_t snapshot_cost_ms; /* what the last snapshot took (pg_cluster_tick) */
-    int64_t last_refresh_ms; /* monotonic time this node last published its snapshot (liveness refresh) */
+    int64_t snapshot_cost_ms;    /* what the last snapshot took (pg_cluster_tick) */
+    int64_t last_refresh_ms;     /* monotonic time this node last published its snapshot (liveness refresh) */
+    int64_t connected_ms;        /* monotonic time of the broker's last (re)connection */
+    size_t churned;              /* channels parsed, built or walked since the last malloc_trim */
     const struct pg_cluster_listener *listeners[PG_CLUSTER_MAX_LISTENERS]; /* borrowed, in registration order */
     size_t nlisteners;
 };
@@ -93,6 +130,54 @@ struct pg_cluster {
                 (c)->listeners[li_]->m(__VA_ARGS__);                                                                   \
     } while (0)
 
+/* per-user channels are private plumbing, not channels an app lists or gets webhooks for */
+static int listed(const struct pg_channel *ch)
+{
+    return ch->nmembers && strncmp(ch->name, PG_USER_CHANNEL_PREFIX, strlen(PG_USER_CHANNEL_PREFIX)) != 0;
+}
+
+/* What the cluster's view of app a is made of. */
+enum {
+    VIEW_LOCAL = 1,     /* this node's channels now (the channel index) */
+    VIEW_PUBLISHED = 2, /* this node's channels as last published (mine) */
+    VIEW_GONE = 4,      /* the channels of peers gone since the last evaluation */
+    VIEW_FIRST = 8,     /* peers' first snapshots since this node started, not their last (c->fresh) */
+};
+
+/* The cluster's channels of app a: every live peer's and what `what` adds. New set; NULL: out of memory. */
+static struct pg_chanset *view(struct pg_gw *gw, const struct pg_app *a, int what)
+{
+    struct pg_cluster *c = gw->cluster;
+    struct pg_chanset_items it = {0};
+    struct pg_chanset *s = NULL;
+    struct pg_node *n, *tmp, *peers = c ? c->nodes : NULL;
+    const char *id = a->creds->id;
+    if (what & VIEW_LOCAL) {
+        struct pg_channel *ch, *ctmp;
+        HASH_ITER(hh, a->channels, ch, ctmp) {
+            if (listed(ch) && pg_chanset_items_push(&it, ch->name, ch->nmembers) < 0)
+                goto out;
+        }
+    }
+    if (c && (what & VIEW_PUBLISHED) && pg_chanset_items_add(&it, pg_appsets_get(&c->mine, id)) < 0)
+        goto out;
+    if (c && (what & VIEW_GONE)) {
+        LL_FOREACH(c->gone, n) {
+            if (pg_chanset_items_add(&it, pg_appsets_get(what & VIEW_FIRST ? &n->first : &n->chans, id)) < 0)
+                goto out;
+        }
+    }
+    HASH_ITER(hh, peers, n, tmp) {
+        if (n->snapshot && strcmp(n->id, gw->node_id) &&
+            pg_chanset_items_add(&it, pg_appsets_get(what & VIEW_FIRST ? &n->first : &n->chans, id)) < 0)
+            goto out;
+    }
+    s = pg_chanset_new(&it);
+out:
+    free(it.v);
+    return s;
+}
+
 /* {root}/_node/{id} (common/pg_topic.h); caller frees; NULL when out of memory or id is no topic level. */
 static char *node_topic(struct pg_gw *gw, const char *id)
 {
@@ -103,6 +188,7 @@ int pg_cluster_init(struct pg_gw *gw)
 {
     if (!gw->cluster && !(gw->cluster = calloc(1, sizeof *gw->cluster)))
         return PG_ENOMEM;
+    gw->cluster->fresh = 1;
     char nodes[PG_TOPIC_FILTER_MAX], presence[PG_TOPIC_FILTER_MAX];
     int rc = pg_topic_filter(nodes, sizeof nodes, gw->cfg->topic_root, PG_TOPIC_NODE);
     if (rc >= 0)
@@ -114,6 +200,35 @@ int pg_cluster_init(struct pg_gw *gw)
     return rc;
 }
 
+static void node_free(struct pg_node *n)
+{
+    json_decref(n->snapshot);
+    pg_appsets_clear(&n->chans);
+    pg_appsets_clear(&n->first);
+    free(n->id);
+    free(n);
+}
+
+/* This node made its first evaluation: the peers' first snapshots are no longer needed for a baseline. */
+static void fresh_end(struct pg_cluster *c)
+{
+    struct pg_node *n, *tmp;
+    c->fresh = 0;
+    HASH_ITER(hh, c->nodes, n, tmp) {
+        pg_appsets_clear(&n->first);
+    }
+}
+
+/* The peers gone since the last evaluation are no longer needed for a baseline. */
+static void gone_clear(struct pg_cluster *c)
+{
+    struct pg_node *n, *tmp;
+    LL_FOREACH_SAFE(c->gone, n, tmp) {
+        LL_DELETE(c->gone, n);
+        node_free(n);
+    }
+}
+
 void pg_cluster_free(struct pg_gw *gw)
 {
     struct pg_cluster *c = gw->cluster;
@@ -122,11 +237,11 @@ void pg_cluster_free(struct pg_gw *gw)
         return;
     HASH_ITER(hh, c->nodes, n, tmp) {
         HASH_DEL(c->nodes, n);
-        json_decref(n->snapshot);
-        free(n->id);
-        free(n);
+        node_free(n);
     }
-    json_decref(c->occupied);
+    gone_clear(c);
+    pg_appsets_clear(&c->mine);
+    pg_appsets_clear(&c->occupied);
     free(c);
     gw->cluster = NULL;
 }
@@ -178,8 +293,7 @@ static json_t *local_channels(struct pg_gw *gw)
         json_t *chans = json_object();
         struct pg_channel *ch, *ctmp;
         HASH_ITER(hh, a->channels, ch, ctmp) {
-            /* per-user channels are private plumbing, not channels an app lists or gets webhooks for */
-            if (ch->nmembers && strncmp(ch->name, PG_USER_CHANNEL_PREFIX, strlen(PG_USER_CHANNEL_PREFIX)) != 0)
+            if (listed(ch))
                 json_object_set_new(chans, ch->name, json_integer((json_int_t)ch->nmembers));
         }
         if (json_object_size(chans))
@@ -240,59 +354,100 @@ uint64_t pg_cluster_peer_count(struct pg_gw *gw, const char *key, const char *ap
 
 json_t *pg_cluster_channels(struct pg_gw *gw, const char *app)
 {
-    json_t *sum = json_object(), *mine = local_channels(gw);
-    struct pg_node *n, *tmp, *peers = gw->cluster ? gw->cluster->nodes : NULL;
-    const char *name;
-    json_t *v;
-    json_object_foreach(json_object_get(mine, app), name, v) json_object_set(sum, name, v);
-    HASH_ITER(hh, peers, n, tmp) {
-        if (!n->snapshot || !strcmp(n->id, gw->node_id))
-            continue;
-        json_object_foreach(json_object_get(json_object_get(n->snapshot, "channels"), app), name, v) {
-            json_int_t have = json_integer_value(json_object_get(sum, name));
-            if (json_is_integer(v) && json_integer_value(v) > 0)
-                json_object_set_new(sum, name, json_integer(have + json_integer_value(v)));
-        }
-    }
-    json_decref(mine);
+    json_t *sum = json_object();
+    struct pg_app *a = pg_app_find(gw, app, strlen(app));
+    struct pg_chanset *s = a ? view(gw, a, VIEW_LOCAL) : NULL;
+    for (size_t i = 0; s && i < s->n; i++)
+        json_object_set_new(sum, pg_chanset_name(s, i), json_integer((json_int_t)s->count[i]));
+    free(s);
     return sum;
 }
 
-/* Leader only: compare the cluster's channels with the last view and report the differences. */
-static void occupancy_changed(struct pg_gw *gw)
+uint64_t pg_cluster_channel_count(struct pg_gw *gw, const char *app, const char *name)
+{
+    struct pg_app *a = app && name ? pg_app_find(gw, app, strlen(app)) : NULL;
+    struct pg_channel *ch = NULL;
+    struct pg_node *n, *tmp, *peers = gw->cluster ? gw->cluster->nodes : NULL;
+    uint64_t sum = 0;
+    if (!a)
+        return 0;
+    HASH_FIND_STR(a->channels, name, ch);
+    if (ch && listed(ch))
+        sum = ch->nmembers;
+    HASH_ITER(hh, peers, n, tmp) {
+        if (n->snapshot && strcmp(n->id, gw->node_id))
+            sum += pg_chanset_find(pg_appsets_get(&n->chans, app), name);
+    }
+    return sum;
+}
+
+/* What the leader reports for app a: how the cluster's channels went from before to now (NULL: none). */
+static void report(struct pg_gw *gw, struct pg_app *a, const struct pg_chanset *before, const struct pg_chanset *now)
+{
+    size_t at = 0;
+    for (size_t i = 0; now && i < now->n; i++) {
+        const char *name = pg_chanset_name(now, i);
+        const uint32_t *old = pg_chanset_seek(before, &at, name);
+        if (!old)
+            pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_occupied", "channel", name));
+        if (!old || *old != now->count[i])
+            pg_webhook_emit(gw, a, json_pack("{s:s, s:s, s:I}", "name", "subscription_count", "channel", name,
+                                             "subscription_count", (json_int_t)now->count[i]));
+    }
+    at = 0;
+    for (size_t i = 0; before && i < before->n; i++) {
+        const char *name = pg_chanset_name(before, i);
+        if (!pg_chanset_seek(now, &at, name))
+            pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", name));
+    }
+}
+
+/*
+ * Leader only: compare the cluster's channels of every app with a webhook with what was last reported, report the
+ * differences and keep the new view (the baselines: struct pg_cluster). Returns how many channels it walked.
+ */
+static size_t occupancy_changed(struct pg_gw *gw)
 {
     struct pg_cluster *c = gw->cluster;
-    json_t *now = json_object();
+    struct pg_appsets now = {0};
     struct pg_app *a, *atmp;
+    size_t walked = 0;
+    if (HASH_COUNT(gw->apps) && !(now.v = calloc(HASH_COUNT(gw->apps), sizeof *now.v)))
+        goto oom;
     HASH_ITER(hh, gw->apps, a, atmp) {
-        json_object_set_new(now, a->creds->id, pg_cluster_channels(gw, a->creds->id));
-    }
-    json_t *before = c->occupied ? c->occupied : json_object();
-    int leader = pg_cluster_is_leader(gw);
-    HASH_ITER(hh, gw->apps, a, atmp) {
-        json_t *b = json_object_get(before, a->creds->id), *n = json_object_get(now, a->creds->id);
-        const char *name;
-        json_t *v;
-        if (!leader)
-            continue;
-        json_object_foreach(n, name, v) {
-            json_t *old = json_object_get(b, name);
-            if (!old)
-                pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_occupied", "channel", name));
-            if (!old || json_integer_value(old) != json_integer_value(v))
-                pg_webhook_emit(gw, a, json_pack("{s:s, s:s, s:I}", "name", "subscription_count", "channel", name,
-                                                 "subscription_count", json_integer_value(v)));
+        struct pg_appset *e = &now.v[now.n];
+        if (!(e->app = strdup(a->creds->id)))
+            goto oom;
+        now.n++;
+        if (!a->conf || !a->conf->webhook_url)
+            continue; /* nothing to report, nothing to keep */
+        if (!(e->set = view(gw, a, VIEW_LOCAL)))
+            goto oom;
+        walked += e->set->n;
+        const struct pg_appset *was = c->occupied_valid ? pg_appsets_find(&c->occupied, e->app) : NULL;
+        if (!c->occupied_valid) {
+            struct pg_chanset *base = view(gw, a, VIEW_GONE | (c->fresh ? VIEW_FIRST : VIEW_PUBLISHED));
+            if (!base)
+                goto oom;
+            walked += base->n;
+            report(gw, a, base, e->set);
+            free(base);
+        } else if (!was) {
+            report(gw, a, NULL, e->set);
+        } else if (was->set) {
+            report(gw, a, was->set, e->set);
         }
-        json_object_foreach(b, name, v) {
-            if (!json_object_get(n, name))
-                pg_webhook_emit(gw, a, json_pack("{s:s, s:s}", "name", "channel_vacated", "channel", name));
-        }
     }
-    if (c->occupied)
-        json_decref(c->occupied);
-    else
-        json_decref(before);
+    pg_appsets_sort(&now);
+    pg_appsets_clear(&c->occupied);
     c->occupied = now;
+    c->occupied_valid = 1;
+    return walked;
+oom:
+    /* the last view stays; the next evaluation reports what this one could not */
+    pg_log(PG_LOG_WARN, "cluster", "out of memory evaluating occupancy");
+    pg_appsets_clear(&now);
+    return walked;
 }
 
 int pg_cluster_settled(struct pg_gw *gw)
@@ -306,10 +461,15 @@ static void publish_snapshot(struct pg_gw *gw, int up)
     char *topic = node_topic(gw, gw->node_id);
     char *body = NULL;
     if (up) {
+        json_t *chans = local_channels(gw);
+        c->churned += pg_appsets_json_channels(chans);
+        /* what a leader will have seen of this node, should this node have to take over from it */
+        if (chans && pg_appsets_from_json(chans, &c->mine) < 0)
+            pg_log(PG_LOG_WARN, "cluster", "out of memory keeping this node's published channels");
         json_t *o =
             json_pack("{s:s, s:s, s:I, s:I, s:o, s:o}", "node", gw->node_id, "version", PUSHGATE_VERSION, "started_ms",
                       (json_int_t)gw->started_ms, "liveness_ms", (json_int_t)gw->cfg->node_liveness_ms, "channels",
-                      local_channels(gw), "sessions", local_sessions(gw));
+                      chans, "sessions", local_sessions(gw));
         for (size_t i = 0; o && i < c->nlisteners; i++) {
             const struct pg_cluster_listener *l = c->listeners[i];
             if (l->snapshot_key && l->snapshot)
@@ -328,13 +488,16 @@ static void publish_snapshot(struct pg_gw *gw, int up)
 /* What the leader empties of a gone node's retained topics (a dead node cannot do it itself). */
 enum { CLEAR_NONE, CLEAR_PRESENCE, CLEAR_ALL /* its snapshot too: nothing emptied it */ };
 
-/* n is gone (why: for the log): its members leave, then it leaves the table (n is freed). */
+/*
+ * n is gone (why: for the log): its members leave, then it leaves the table for c->gone, where its channels wait
+ * for the next evaluation (a new leader's baseline) and are freed then.
+ */
 static void node_gone(struct pg_gw *gw, struct pg_node *n, const char *why, int clear)
 {
     struct pg_cluster *c = gw->cluster;
     pg_log(PG_LOG_INFO, "cluster", "node %s gone (%s)", n->id, why);
     json_decref(n->snapshot);
-    n->snapshot = NULL; /* not alive: out of the leader election and the member union from here */
+    n->snapshot = NULL; /* not alive: out of the leader election, the member union and the view from here */
     EACH_LISTENER(c, nodes_changed, gw, n->id, clear != CLEAR_NONE);
     if (clear == CLEAR_ALL && pg_cluster_is_leader(gw)) {
         char *topic = node_topic(gw, n->id);
@@ -344,8 +507,7 @@ static void node_gone(struct pg_gw *gw, struct pg_node *n, const char *why, int 
     }
     c->occupancy_dirty = 1;
     HASH_DEL(c->nodes, n);
-    free(n->id);
-    free(n);
+    LL_PREPEND(c->gone, n);
 }
 
 /* Peers whose announced deadline passed without a snapshot are dead (judged only while connected). */
@@ -383,12 +545,33 @@ void pg_cluster_tick(struct pg_gw *gw)
     if ((!c->dirty && !c->occupancy_dirty) || (!gw->draining && now - c->last_snapshot_ms < interval))
         return;
     /* only a local change is published: answering a peer's snapshot with ours would make every node echo the others */
-    int publish = c->dirty;
-    c->dirty = c->occupancy_dirty = 0;
+    int publish = c->dirty, leader = pg_cluster_is_leader(gw);
+    size_t walked = 0;
+    c->dirty = 0;
     c->last_snapshot_ms = now;
-    occupancy_changed(gw);
+    if (!leader) {
+        pg_appsets_clear(&c->occupied);
+        c->occupied_valid = 0;
+        gone_clear(c);
+        fresh_end(c);
+        c->occupancy_dirty = 0;
+    } else if (c->occupied_valid || !c->fresh || gw->draining ||
+               (pg_bridge_connected(gw->bridge) && now - c->connected_ms >= SNAPSHOT_MIN_INTERVAL_MS)) {
+        /* (a node that starts as the leader waits for its peers' retained snapshots: struct pg_cluster) */
+        walked = occupancy_changed(gw);
+        gone_clear(c);
+        fresh_end(c);
+        c->occupancy_dirty = 0;
+    } else {
+        c->occupancy_dirty = 1; /* a local change too waits for the first evaluation */
+    }
     if (publish && pg_bridge_connected(gw->bridge))
         publish_snapshot(gw, 1);
+    c->churned += walked;
+    if (c->churned >= TRIM_AFTER_CHANNELS) {
+        c->churned = 0;
+        malloc_trim(0);
+    }
     c->snapshot_cost_ms = pg_mono_ms() - now;
 }
 
@@ -403,6 +586,7 @@ void pg_cluster_connected(struct pg_gw *gw)
     HASH_ITER(hh, c->nodes, n, tmp) {
         n->seen_ms = now;
     }
+    c->connected_ms = now;
     publish_snapshot(gw, 1);
     EACH_LISTENER(c, connected, gw);
 }
@@ -451,10 +635,16 @@ void pg_cluster_on_node(struct pg_gw *gw, const char *id, const void *payload, s
             json_decref(snap);
             return;
         }
+        if (c->fresh && pg_appsets_from_json(json_object_get(snap, "channels"), &n->first) < 0)
+            pg_log(PG_LOG_WARN, "cluster", "out of memory reading the channels of node %s", id);
         HASH_ADD_KEYPTR(hh, c->nodes, n->id, strlen(n->id), n);
         pg_log(PG_LOG_INFO, "cluster", "node %s up", id);
     }
     int was_alive = n->snapshot != NULL;
+    c->churned += pg_appsets_json_channels(json_object_get(snap, "channels"));
+    if (pg_appsets_from_json(json_object_get(snap, "channels"), &n->chans) < 0)
+        pg_log(PG_LOG_WARN, "cluster", "out of memory reading the channels of node %s", id);
+    json_object_del(snap, "channels"); /* packed into n->chans */
     json_decref(n->snapshot);
     n->snapshot = snap;
     n->seen_ms = pg_mono_ms();

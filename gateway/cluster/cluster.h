@@ -3,8 +3,9 @@
  * counts and occupancy webhooks, the webhook leader (cluster.c).
  *
  * Owns struct pg_cluster (opaque, gw->cluster): the table of peer nodes and
- * their last snapshots, the occupancy last reported, and when this node's
- * snapshot is due. Nothing outside cluster.c reads or writes it; everything
+ * their last snapshots (channel counts packed, cluster/chansets.h), the
+ * occupancy last reported (the leader's, for apps with a webhook), and when
+ * this node's snapshot is due. Nothing outside cluster.c reads or writes it; everything
  * goes through the functions below. Every function accepts a gateway whose
  * cluster was never set up (pg_cluster_init not run, or failed): it is then a
  * cluster of one, this node, with nothing to publish.
@@ -21,7 +22,7 @@
  *    the protocols and the dashboard's session count mark it in struct
  *    pg_gw (pg_gw_local_changed), and the tick reads it;
  *  - anyone: the read-only queries (node_alive, is_leader, node_count,
- *    channels, peer_count, peer_sessions).
+ *    channels, channel_count, peer_count, peer_sessions).
  */
 #ifndef PG_CLUSTER_CLUSTER_H
 #define PG_CLUSTER_CLUSTER_H
@@ -72,6 +73,8 @@ int pg_cluster_node_alive(struct pg_gw *gw, const char *id);
 int pg_cluster_is_leader(struct pg_gw *gw);
 size_t pg_cluster_node_count(struct pg_gw *gw); /* live nodes, this one included */
 json_t *pg_cluster_channels(struct pg_gw *gw, const char *app); /* new reference: {channel: subscriptions} */
+/* Subscriptions to one channel of app over the cluster (this node's and its live peers'); 0: not occupied. */
+uint64_t pg_cluster_channel_count(struct pg_gw *gw, const char *app, const char *name);
 /* Sum over the other live nodes' snapshots of snapshot[key][app][name] (integers). */
 uint64_t pg_cluster_peer_count(struct pg_gw *gw, const char *key, const char *app, const char *name);
 /*

@@ -264,16 +264,15 @@ static void trigger(struct pg_gw *gw, struct pg_http *h, json_t **evs, size_t ne
     }
     const char *info = nev == 1 ? json_string_value(json_object_get(evs[0], "info")) : NULL;
     if (info) { /* attributes as they are when the event is accepted */
-        json_t *all = pg_cluster_channels(gw, h->app->creds->id), *chans = json_object();
+        json_t *chans = json_object();
         json_t *list = json_object_get(evs[0], "channels"), *one = json_object_get(evs[0], "channel");
         size_t n = one ? 1 : json_array_size(list);
         for (size_t i = 0; i < n; i++) {
             const char *c = one ? json_string_value(one) : json_string_value(json_array_get(list, i));
             json_t *o = json_object();
-            channel_info(gw, h->app, c, json_integer_value(json_object_get(all, c)), info, o);
+            channel_info(gw, h->app, c, (json_int_t)pg_cluster_channel_count(gw, h->app->creds->id, c), info, o);
             json_object_set_new(chans, c, o);
         }
-        json_decref(all);
         t->answer = json_pack("{s:o}", "channels", chans);
     }
     for (size_t e = 0; e < nev; e++) {
@@ -470,10 +469,8 @@ void pg_pusher_api_channel(struct pg_gw *gw, struct pg_http *h)
     const char *info, *channel = pg_http_arg(h, "channel");
     if (!prelude(h, ibuf, &info))
         return;
-    json_t *all = pg_cluster_channels(gw, h->app->creds->id);
-    json_t *subs = json_object_get(all, channel);
-    json_t *o = json_pack("{s:b}", "occupied", subs != NULL);
-    channel_info(gw, h->app, channel, json_integer_value(subs), info, o);
+    uint64_t subs = pg_cluster_channel_count(gw, h->app->creds->id, channel);
+    json_t *o = json_pack("{s:b}", "occupied", subs > 0);
+    channel_info(gw, h->app, channel, (json_int_t)subs, info, o);
     pg_http_respond_json(h, 200, o);
-    json_decref(all);
 }

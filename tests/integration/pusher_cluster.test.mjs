@@ -167,6 +167,49 @@ test('idle gateways do not echo node snapshots: a snapshot is published for a lo
     }
 });
 
+// Only the leader keeps the occupancy it reported (cluster.c, struct pg_cluster). A node that joins with a smaller
+// id leads from then on: it starts from its peers' retained snapshots, so what the leader before it reported is not
+// reported again; when it dies, the node that leads again starts from every snapshot it had, the dead leader's and
+// its own included, so the dead leader's channel is vacated once and the survivor's is not occupied twice.
+test('leadership moves both ways: each channel is occupied and vacated once, nothing reported twice', { timeout: 60000 }, async () => {
+    const hooks = await hookReceiver();
+    const apps = DEFAULT_APPS.map((a) => (a.id === 'demo' ? { ...a, webhook_url: hooks.url } : a));
+    const own = await startStack({ apps, gateway: { webhook_batch_ms: 50, broker_keepalive_s: KEEPALIVE_S }, startGateway: false });
+    try {
+        const [pa, pb] = [await freePort(), await freePort()];
+        const gwB = await own.startGateway({ port: pb, args: ['--listen_port', String(pb), '--node_id', 'node-b'] });
+        const kept = `kept-${process.pid}`, lost = `lost-${process.pid}`;
+        const of = (name, channel) => hooks.events.filter((e) => e.name === name && e.channel === channel).length;
+
+        const x = await connect(gwB);
+        x.send({ event: 'pusher:subscribe', data: { channel: kept } });
+        await x.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === kept);
+        await waitFor(() => of('channel_occupied', kept) === 1, { timeoutMs: scaled(5000), message: 'node-b reports kept' });
+
+        // node-a: the smaller id, the leader from its start
+        const gwA = await own.startGateway({ port: pa, args: ['--listen_port', String(pa), '--node_id', 'node-a'] });
+        const y = await connect(gwA);
+        y.send({ event: 'pusher:subscribe', data: { channel: lost } });
+        await y.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === lost);
+        await waitFor(() => of('channel_occupied', lost) === 1, { timeoutMs: scaled(5000), message: 'node-a reports lost' });
+
+        // node-a dies: its will, and node-b leads again
+        await gwA.kill('SIGKILL');
+        await waitFor(() => of('channel_vacated', lost) === 1, {
+            timeoutMs: scaled(KEEPALIVE_S * 1500 + 10000), message: 'node-b reports lost vacated',
+        });
+        await delay(1000); // late duplicates would arrive by now
+        const seen = JSON.stringify(hooks.events);
+        assert.equal(of('channel_occupied', kept), 1, seen);
+        assert.equal(of('channel_vacated', kept), 0, seen);
+        assert.equal(of('channel_occupied', lost), 1, seen);
+        assert.equal(of('channel_vacated', lost), 1, seen);
+    } finally {
+        await own.stop();
+        await hooks.close();
+    }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Crashes the broker does not report in time
 
