@@ -28,6 +28,8 @@
 #include <stdint.h>
 #include <jansson.h>
 #include <libwebsockets.h>
+
+#include "http/query.h"
 #include <uthash.h>
 
 #include "core/dueq.h"
@@ -153,16 +155,6 @@ int pg_http_add_worker_header(struct pg_gw *gw, struct lws *wsi, unsigned char *
 
 /* Header value into buf; its length, 0 when absent, -1 when longer than buf. */
 int pg_http_header(struct lws *wsi, enum lws_token_indexes t, char *buf, int len);
-/*
- * The one reader of the query string: calls fn with each parameter
- * "name=value" (URL-decoded by lws; writable, valid during the call) in
- * order, until fn returns non-zero (returned) or the parameters end (0). An
- * empty parameter ends them. pg_http_refusal() keeps each within
- * max_query_bytes, so none is ever cut.
- */
-int pg_http_query_each(struct lws *wsi, int (*fn)(void *ud, char *param), void *ud);
-/* A query argument by exact name (URL-decoded) into buf: its length, -1 when absent, -2 when longer than buf. */
-int pg_http_query_arg(struct lws *wsi, const char *name, char *buf, size_t len);
 /* The route's path capture called name ("app", "channel", "user", "slug"), or NULL. Borrowed from h. */
 const char *pg_http_arg(const struct pg_http *h, const char *name);
 
