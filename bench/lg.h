@@ -40,7 +40,9 @@ struct lg_opts {
     int src_addrs;            /* bind subscribers round-robin to 127.0.0.F .. 127.0.0.F+N-1 (N = 1, F = 1: no bind) */
     int src_first;            /* F: BIG starts at 2, leaving 127.0.0.1's ephemeral ports to everything else */
     int connect_concurrency;
-    double connect_timeout_s;
+    double connect_timeout_s; /* the whole opening phase */
+    double open_timeout_s;    /* one attempt: connect, upgrade and subscription (lg_sub.c) */
+    int retries;              /* attempts the server never answered are tried again this many times */
     enum lg_pub_kind pub;
     int pub_port;
     int mqtt_port;
@@ -91,6 +93,7 @@ int lg_pub_run(const struct lg_opts *o, int index, struct lg_shared *sh);
 struct lg_subs;
 struct lg_sub_result {
     long connected, subscribed, errors, closed_early;
+    long retried, open_timeouts;   /* attempts tried again; attempts ended by --open-timeout */
     double subscribe_s;            /* first connect attempt to last subscribe confirmation */
     double first_ns, last_sub_ns;  /* the same two instants (CLOCK_MONOTONIC), to combine several processes */
     uint64_t delivered, dups;

@@ -12,6 +12,19 @@
  *   nchan   /sub/{C}:   the WebSocket is established (nchan subscribes on the upgrade).
  * With --no-subscribe (native, Pusher) it sends nothing and is "subscribed" (done) at the greeting ("open",
  * pusher:connection_established): an idle connection with no channel.
+ *
+ * Every attempt ends: subscribed, or an error, or (with --retries) a retry. An attempt that is not subscribed
+ * --open-timeout seconds after it began is closed here and counted ("open_timeouts"); lws' own waits (the TCP
+ * connect, its handshake timeouts) are set longer than that, so ours comes first: with lws' timeout equal to the
+ * whole phase's, an attempt the server never answered used to end with the phase, uncounted. lws 4.1 also ends some
+ * attempts without CLIENT_CONNECTION_ERROR, saying only CLOSED_CLIENT_HTTP (seen in a connection storm against a
+ * stalled worker) or WSI_DESTROY: both count here as a failed attempt, so no subscriber waits for a connection
+ * that no longer exists. Retried (at most --retries times, LG_RETRY_DELAY_S apart) is an attempt that
+ * never got an answer from the server: the TCP connect failed or timed out (a full accept queue drops the SYN, or the
+ * handshake's last ACK, and the server never sees the connection), the connection closed or timed out before the
+ * upgrade answer. An answer (a refused upgrade, an error frame, a close) is never retried: it is the server's.
+ * Each attempt is a new wsi whose opaque user data names its subscriber; an attempt given up is detached from it
+ * (opaque user data NULL), so its last callbacks cannot touch the next attempt.
  * Control frames are parsed with jansson; message frames are scanned for the payload marker (see lg.h).
  */
 #define _GNU_SOURCE /* memmem */
@@ -26,6 +39,8 @@
 
 #define LG_RX_MAX 65536
 #define LG_TICK_US (20 * LWS_US_PER_MS)
+#define LG_OPEN_CHECK_TICKS 50 /* attempts are checked against --open-timeout every 50 ticks (1 s) */
+#define LG_RETRY_DELAY_S 1.0   /* a failed attempt is tried again this much later (--retries) */
 
 enum lg_state { ST_IDLE, ST_CONNECTING, ST_OPEN, ST_SUBSCRIBED, ST_DEAD };
 
@@ -35,6 +50,10 @@ struct lg_sub {
     int index, channel;
     enum lg_state state;
     int want_write;
+    int attempts;            /* attempts retried so far (--retries) */
+    int answered;            /* this attempt got the server's HTTP answer */
+    double t_attempt;        /* this attempt's start (CLOCK_MONOTONIC ns) */
+    double retry_at;         /* ST_IDLE in the retry queue: not before */
     uint8_t *bits;           /* received sequences of this subscriber's channel, bit seq / channels */
     size_t nbytes;
     char *rx;                /* a message arriving in fragments */
@@ -47,6 +66,9 @@ struct lg_subs {
     struct lws_vhost *vh;
     struct lg_sub *subs;
     int next_to_open, in_flight, nsubscribed;
+    int *retry_q;            /* subscribers waiting to be tried again, oldest first (ring of o->subs) */
+    int retry_head, retry_len;
+    unsigned ticks;
     double t_first, t_last_sub;
     lws_sorted_usec_list_t tick;
     struct lg_sub_result r;
@@ -107,9 +129,18 @@ static void mark_subscribed(struct lg_sub *s)
     if (s->state == ST_SUBSCRIBED)
         return;
     s->state = ST_SUBSCRIBED;
+    s->answered = 1;
     s->owner->nsubscribed++;
     s->owner->in_flight--;
     s->owner->t_last_sub = lg_now_ns();
+}
+
+/* The attempt's wsi no longer names s: its remaining callbacks are ignored. */
+static void detach(struct lg_sub *s)
+{
+    if (s->wsi)
+        lws_set_opaque_user_data(s->wsi, NULL);
+    s->wsi = NULL;
 }
 
 static void fail(struct lg_sub *s, const char *why)
@@ -122,6 +153,26 @@ static void fail(struct lg_sub *s, const char *why)
     if (s->state != ST_DEAD)
         S->r.errors++;
     s->state = ST_DEAD;
+    detach(s);
+}
+
+/* An attempt that ended before the server answered it: tried again while --retries allows, else an error. */
+static void fail_unanswered(struct lg_sub *s, const char *why)
+{
+    struct lg_subs *S = s->owner;
+    if (s->answered || s->attempts >= S->o->retries || (s->state != ST_CONNECTING && s->state != ST_OPEN)) {
+        fail(s, why);
+        return;
+    }
+    if (S->o->verbose)
+        fprintf(stderr, "loadgen: subscriber %d: %s; tried again\n", s->index, why);
+    S->in_flight--;
+    S->r.retried++;
+    s->attempts++;
+    s->state = ST_IDLE;
+    detach(s);
+    s->retry_at = lg_now_ns() + LG_RETRY_DELAY_S * 1e9;
+    S->retry_q[(S->retry_head + S->retry_len++) % S->o->subs] = s->index;
 }
 
 /* A control frame (not a message): advances the handshake. */
@@ -210,12 +261,30 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     (void)user;
     if (!s)
         return 0;
+    s->wsi = wsi; /* this attempt's (a given-up attempt's wsi has no user data) */
     switch (reason) {
-    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR: {
+        /* lws says "HS: ..." when the upgrade answer was there and wrong: the server's, not retried */
+        const char *why = in ? (const char *)in : "connection error";
+        if (!strncmp(why, "HS:", 3))
+            s->answered = 1;
+        fail_unanswered(s, why);
+        break;
+    }
+    case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
+        s->answered = 1; /* the upgrade answer's status line: from here on an ending is the server's doing */
+        break;
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP: /* lws 4.1: a close before the upgrade completed, no CONNECTION_ERROR */
+        if (s->state == ST_CONNECTING)
+            fail_unanswered(s, "closed during the WebSocket handshake");
+        break;
+    case LWS_CALLBACK_WSI_DESTROY: /* the attempt is gone; nothing else said so */
+        if (s->state == ST_CONNECTING || s->state == ST_OPEN)
+            fail_unanswered(s, "connection gone during the WebSocket handshake");
         s->wsi = NULL;
-        fail(s, in ? (const char *)in : "connection error");
         break;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
+        s->answered = 1;
         s->owner->r.connected++;
         s->state = ST_OPEN;
         if (s->owner->o->target == LG_NCHAN)
@@ -249,12 +318,12 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         break;
     }
     case LWS_CALLBACK_CLIENT_CLOSED:
-        s->wsi = NULL;
         if (!s->owner->closing_all) {
             s->owner->r.closed_early++;
             fail(s, "closed by the server");
         } else {
             s->state = ST_IDLE;
+            detach(s);
         }
         break;
     default:
@@ -268,9 +337,28 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
+/* Attempts older than --open-timeout that are not subscribed: closed, and failed or tried again. */
+static void check_open_timeouts(struct lg_subs *S)
+{
+    double limit = lg_now_ns() - S->o->open_timeout_s * 1e9;
+    for (int i = 0; i < S->o->subs; i++) {
+        struct lg_sub *s = &S->subs[i];
+        if ((s->state != ST_CONNECTING && s->state != ST_OPEN) || s->t_attempt > limit)
+            continue;
+        struct lws *wsi = s->wsi;
+        S->r.open_timeouts++;
+        fail_unanswered(s, s->state == ST_OPEN ? "no subscription within --open-timeout"
+                                               : "not open within --open-timeout");
+        if (wsi) /* detached above: its close reports nothing */
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+    }
+}
+
 static void tick(lws_sorted_usec_list_t *sul)
 {
     struct lg_subs *S = lws_container_of(sul, struct lg_subs, tick);
+    if (++S->ticks % LG_OPEN_CHECK_TICKS == 0 && !S->closing_all)
+        check_open_timeouts(S);
     lws_sul_schedule(S->ctx, 0, &S->tick, tick, LG_TICK_US);
 }
 
@@ -300,15 +388,22 @@ static void open_one(struct lg_subs *S, struct lg_sub *s)
     ci.protocol = NULL;
     ci.local_protocol_name = "lg";
     ci.ietf_version_or_minus_one = -1;
-    ci.opaque_user_data = s;
-    ci.pwsi = &s->wsi;
+    ci.opaque_user_data = s; /* s->wsi is set from the callbacks and the return: lws never clears a pwsi of ours */
     ci.retry_and_idle_policy = &no_validity;
     if (o->src_addrs > 1 || o->src_first > 1)
         ci.iface = S->src[s->index % o->src_addrs];
     s->state = ST_CONNECTING;
+    s->answered = 0;
+    s->wsi = NULL;
+    s->t_attempt = lg_now_ns();
     S->in_flight++;
-    if (!lws_client_connect_via_info(&ci) && s->state == ST_CONNECTING)
-        fail(s, "connect failed");
+    struct lws *wsi = lws_client_connect_via_info(&ci);
+    if (s->state != ST_CONNECTING) /* it ended inside the call (a callback said so) */
+        return;
+    if (!wsi)
+        fail_unanswered(s, "connect failed");
+    else
+        s->wsi = wsi;
 }
 
 struct lg_subs *lg_subs_new(const struct lg_opts *o)
@@ -316,6 +411,7 @@ struct lg_subs *lg_subs_new(const struct lg_opts *o)
     struct lg_subs *S = calloc(1, sizeof(*S));
     S->o = o;
     S->subs = calloc((size_t)o->subs, sizeof(*S->subs));
+    S->retry_q = calloc((size_t)o->subs + 1, sizeof(*S->retry_q));
     for (int i = 0; i < o->subs; i++) {
         S->subs[i].owner = S;
         S->subs[i].index = i;
@@ -337,7 +433,10 @@ struct lg_subs *lg_subs_new(const struct lg_opts *o)
     }
     /* No fd_limit_per_thread: lws 4.1 then looks connections up by fd in a table sized from RLIMIT_NOFILE
      * (raised by main) instead of scanning every connection for every event. */
-    info.timeout_secs = (unsigned int)(o->connect_timeout_s > 5 ? o->connect_timeout_s : 5);
+    /* lws' waits come after --open-timeout, which ends an attempt here and says so: lws 4.1 ends some of its own
+     * timed-out attempts without CLIENT_CONNECTION_ERROR (above); its TCP connect wait (20 s by default) too */
+    info.timeout_secs = (unsigned int)o->open_timeout_s + 10;
+    info.connect_timeout_secs = (unsigned int)o->open_timeout_s + 5;
     S->ctx = lws_create_context(&info);
     if (!S->ctx)
         return NULL;
@@ -352,6 +451,15 @@ static int open_pending(struct lg_subs *S, double deadline)
 {
     S->t_first = lg_now_ns();
     while (S->nsubscribed + (int)S->r.errors < S->o->subs) {
+        double now = lg_now_ns();
+        while (S->retry_len && S->in_flight < S->o->connect_concurrency &&
+               S->subs[S->retry_q[S->retry_head]].retry_at <= now) {
+            struct lg_sub *s = &S->subs[S->retry_q[S->retry_head]];
+            S->retry_head = (S->retry_head + 1) % S->o->subs;
+            S->retry_len--;
+            if (s->state == ST_IDLE)
+                open_one(S, s);
+        }
         while (S->next_to_open < S->o->subs && S->in_flight < S->o->connect_concurrency) {
             struct lg_sub *s = &S->subs[S->next_to_open++];
             if (s->state == ST_IDLE)
@@ -404,6 +512,7 @@ double lg_subs_reconnect_storm(struct lg_subs *S)
     S->nsubscribed = 0;
     S->in_flight = 0;
     S->next_to_open = 0;
+    S->retry_len = 0;
     long errors_before = S->r.errors;
     int rc = open_pending(S, lg_now_ns() + S->o->connect_timeout_s * 1e9);
     (void)errors_before;
@@ -456,5 +565,6 @@ void lg_subs_free(struct lg_subs *S)
         free(S->subs[i].rx);
     }
     free(S->subs);
+    free(S->retry_q);
     free(S);
 }

@@ -6,10 +6,13 @@
  * drain period after; then print one JSON object on stdout:
  *   {"target","subs","channels","subscribed","errors","subscribe_s","published","acked","pub_errors",
  *    "pub_s","delivered","expected","lost","dups","delivered_per_s","p50_us","p99_us","max_us",
- *    "rss_before_kb","rss_after_kb","rss_per_conn_kb","reconnect_s","held","first_ns","last_sub_ns"}
+ *    "rss_before_kb","rss_after_kb","rss_per_conn_kb","reconnect_s","held","first_ns","last_sub_ns","retried",
+ *    "open_timeouts"}
  * "held" counts subscribers still subscribed and connected at the end; "first_ns" / "last_sub_ns" are the first
  * connect attempt and the last subscribe confirmation on CLOCK_MONOTONIC, so that run.sh can time several
- * load-generator processes together (BIG).
+ * load-generator processes together (BIG). "retried" counts attempts tried again (--retries: only attempts the server
+ * never answered, bench/lg_sub.c), "open_timeouts" attempts ended because they were not subscribed --open-timeout
+ * seconds after they began; "errors" counts subscribers that finally failed.
  *
  * BIG (bench/run.sh) runs several of these at once and measures the servers itself while all are held:
  * --ready-file names a file created when the opening phase has ended (all subscribed, or the connect timeout),
@@ -113,7 +116,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: loadgen --target native|pusher|nchan --port P [--host 127.0.0.1] [--app demo] [--key demo-key]\n"
-            "  [--subs N] [--channels C] [--src-addrs K] [--connect-concurrency N] [--connect-timeout S]\n"
+            "  [--subs N] [--channels C] [--src-addrs K] [--connect-concurrency N] [--connect-timeout S (all)]\n"
+            "  [--open-timeout S (one attempt, 30)] [--retries N (attempts never answered, 0)]\n"
             "  [--pub http|mqtt|none] [--pub-port P] [--mqtt-port P] [--mqtt-user demo] [--topic-root pushgate]\n"
             "  [--pub-conns P] [--rate R (0: max)] [--duration S] [--messages M] [--size B] [--drain S]\n"
             "  [--hold S] [--rss-pids a,b] [--max-msgs N] [--reconnect-storm] [--prefix ch] [--evlib poll|uv]\n"
@@ -124,7 +128,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
 {
     *o = (struct lg_opts){.target = LG_NATIVE, .host = "127.0.0.1", .app = "demo", .pusher_key = "demo-key",
                           .channel_prefix = "ch", .subs = 10, .channels = 1, .src_addrs = 1, .src_first = 1,
-                          .connect_concurrency = 200, .connect_timeout_s = 60, .pub = LG_PUB_HTTP,
+                          .connect_concurrency = 200, .connect_timeout_s = 60, .open_timeout_s = 30, .pub = LG_PUB_HTTP,
                           .mqtt_user = "demo", .topic_root = "pushgate", .pub_conns = 1, .duration_s = 10,
                           .size = 100, .drain_s = 30, .max_msgs = 1L << 24};
     static const struct option lo[] = {
@@ -135,7 +139,8 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         {"pub-conns", 1, 0, 'n'}, {"rate", 1, 0, 'r'}, {"duration", 1, 0, 'd'}, {"messages", 1, 0, 'M'},
         {"size", 1, 0, 'z'}, {"drain", 1, 0, 'D'}, {"hold", 1, 0, 'h'}, {"rss-pids", 1, 0, 'S'},
         {"max-msgs", 1, 0, 'X'}, {"reconnect-storm", 0, 0, 'Z'}, {"prefix", 1, 0, 'x'}, {"verbose", 0, 0, 'v'}, {"evlib", 1, 0, 'E'},
-        {"no-subscribe", 0, 0, 'N'}, {"src-first", 1, 0, 'B'}, {"ready-file", 1, 0, 'F'}, {0, 0, 0, 0}};
+        {"no-subscribe", 0, 0, 'N'}, {"src-first", 1, 0, 'B'}, {"ready-file", 1, 0, 'F'},
+        {"open-timeout", 1, 0, 'O'}, {"retries", 1, 0, 'Y'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
         switch (c) {
@@ -175,6 +180,8 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         case 'N': o->no_subscribe = 1; break;
         case 'B': o->src_first = atoi(optarg); break;
         case 'F': o->ready_file = optarg; break;
+        case 'O': o->open_timeout_s = atof(optarg); break;
+        case 'Y': o->retries = atoi(optarg); break;
         case 'E':
             if (strcmp(optarg, "uv") && strcmp(optarg, "poll"))
                 return -1;
@@ -189,7 +196,8 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         o->src_first + o->src_addrs - 1 > 254 || o->src_addrs > LG_MAX_SRC_ADDRS ||
         o->pub_conns < 1 || o->pub_conns > LG_MAX_PUBLISHERS || o->size < 48 || o->connect_concurrency < 1 ||
         (o->pub == LG_PUB_MQTT && (!o->mqtt_port || o->target == LG_NCHAN)) || o->max_msgs < 8 ||
-        (o->no_subscribe && o->target == LG_NCHAN))
+        (o->no_subscribe && o->target == LG_NCHAN) || o->open_timeout_s < 1 || o->open_timeout_s > 3600 ||
+        o->retries < 0)
         return -1;
     return 0;
 }
@@ -348,6 +356,8 @@ int main(int argc, char **argv)
     json_object_set_new(out, "held", json_integer(held));
     json_object_set_new(out, "first_ns", json_real(r->first_ns));
     json_object_set_new(out, "last_sub_ns", json_real(r->last_sub_ns));
+    json_object_set_new(out, "retried", json_integer(r->retried));
+    json_object_set_new(out, "open_timeouts", json_integer(r->open_timeouts));
     char *text = json_dumps(out, JSON_COMPACT);
     printf("%s\n", text);
     free(text);

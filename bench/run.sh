@@ -215,11 +215,13 @@ run_big() {
         chans=$count
         [ "$big_channels" -gt 0 ] && chans=$big_channels prefix="b-"
         # "$LG_BIN", not LG: $! must be the load generator itself (SIGUSR1 goes to it), not a subshell running LG.
+        # One attempt has 60 s (--open-timeout); one the gateway never answered (its SYN or last ACK dropped at a full
+        # accept queue, or closed unanswered) is tried twice more and counted as retried, never left waiting.
         # shellcheck disable=SC2046
         "$LG_BIN" --evlib "$big_evlib" --target native --port "$port" --subs "$count" --channels "$chans" --prefix "$prefix" --pub none \
             $([ "$big_subscribe" = 1 ] || echo --no-subscribe) --ready-file "$tmp/big.$i.ready" \
             --hold $((big_timeout + big_hold + 120)) --src-addrs "$src" --src-first 2 --connect-concurrency 500 \
-            --connect-timeout "$big_timeout" -v >"$tmp/big.$i.json" 2>"$tmp/big.$i.err" &
+            --connect-timeout "$big_timeout" --open-timeout 60 --retries 2 -v >"$tmp/big.$i.json" 2>"$tmp/big.$i.err" &
         procs+=($!)
     done
     # Every load generator ready (or gone), bounded by the connect timeout and a margin.
@@ -259,6 +261,7 @@ run_big() {
             channels: subscribe === "1" ? (+channels || +subs) : 0,
             loadgens: +n, loadgen_evlib: process.env.BIG_EVLIB, src_addrs: +src, hold_s: +hold,
             subscribed: sum("subscribed"), held, errors: sum("errors"), closed_early: sum("closed_early"),
+            retried: sum("retried"), open_timeouts: sum("open_timeouts"),
             // first connect attempt of any load generator to the last confirmation of any (one machine, one clock)
             subscribe_s: ok.length === rs.length && ok.length
                 ? (Math.max(...ok.map((r) => r.last_sub_ns)) - Math.min(...ok.map((r) => r.first_ns))) / 1e9 : NaN,
@@ -276,6 +279,7 @@ run_big() {
         "$rss_settled" "$gw_rss" "$br_rss" "$pss" "$per_proc" "$est" "$tmp" "$n" >>"$raw"
     node -e 'const r=JSON.parse(require("fs").readFileSync(0,"utf8").trim().split("\n").pop());
         console.error(`  BIG native held ${r.held}/${r.subs} (server side ${r.server_established}), errors ${r.errors}, `
+            + `retried ${r.retried}, open timeouts ${r.open_timeouts}, `
             + `open ${(r.subscribe_s ?? NaN).toFixed(1)} s, RSS ${r.rss_mb.toFixed(0)} MB (gateway ${(r.gateway_rss_kb/1024).toFixed(0)}, `
             + `broker ${(r.broker_rss_kb/1024).toFixed(0)}), PSS ${r.pss_mb.toFixed(0)} MB, ${r.rss_per_conn_kb.toFixed(2)} KB/conn`)' <"$raw"
     # -v: one line per failed subscriber; the reasons, counted

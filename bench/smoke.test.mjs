@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
+import net from 'node:net';
 
 import { BUILD_DIR, startStack } from '../tests/integration/lib/harness.mjs';
 
@@ -20,9 +21,9 @@ after(async () => {
     await stack?.stop();
 });
 
-function loadgen(args) {
+function loadgen(args, port = stack.listenPort) {
     return new Promise((resolve) => {
-        execFile(LOADGEN, ['--port', String(stack.listenPort), ...args], { timeout: 60000 }, (err, stdout, stderr) => {
+        execFile(LOADGEN, ['--port', String(port), ...args], { timeout: 60000 }, (err, stdout, stderr) => {
             resolve({ code: err ? err.code : 0, out: stdout, err: stderr });
         });
     });
@@ -115,4 +116,59 @@ test('the broker hop tool reads back every publish (tiny W2H)', async () => {
     assert.equal(res.received, res.sent, r.out);
     assert.equal(res.lost, 0, r.out);
     assert.ok(res.p50_us > 0 && res.p99_us >= res.p50_us, r.out);
+});
+
+// A loopback server for the two tests below; onSocket(sock, n) gets every connection (n counts from 1).
+async function withServer(onSocket, fn) {
+    let n = 0;
+    const sockets = new Set();
+    const srv = net.createServer((sock) => {
+        sockets.add(sock);
+        sock.on('error', () => {});
+        sock.on('close', () => sockets.delete(sock));
+        onSocket(sock, ++n);
+    });
+    await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve));
+    try {
+        return await fn(srv.address().port);
+    } finally {
+        for (const sock of sockets) sock.destroy();
+        await new Promise((resolve) => srv.close(resolve));
+    }
+}
+
+// A connection the server never answers (as one whose handshake ACK a full accept queue dropped: the client thinks
+// it is connected, the server never saw it) ends as an error after --open-timeout, long before the opening phase's
+// --connect-timeout, and is counted; it is never left waiting with no error.
+test('an attempt the server never answers ends as a counted error at --open-timeout', async () => {
+    const r = await withServer(() => {}, (port) => loadgen(['--target', 'native', '--subs', '3', '--pub', 'none',
+        '--open-timeout', '1', '--connect-timeout', '50'], port));
+    assert.equal(r.code, 1, r.err);
+    const res = JSON.parse(r.out.trim());
+    assert.equal(res.subscribed, 0);
+    assert.equal(res.errors, 3);
+    assert.equal(res.open_timeouts, 3);
+    assert.equal(res.retried, 0);
+});
+
+// --retries: attempts closed before the server answered are tried again (here every other connection is dropped
+// after its upgrade request arrived; the others reach the gateway), and counted as retried, not as errors.
+test('attempts dropped before an answer are tried again with --retries', async () => {
+    const r = await withServer((sock, n) => {
+        if (n % 2 === 1) {
+            sock.once('data', () => sock.destroy());
+            return;
+        }
+        const up = net.connect(stack.listenPort, '127.0.0.1');
+        up.on('error', () => sock.destroy());
+        sock.on('close', () => up.destroy());
+        up.on('close', () => sock.destroy());
+        sock.pipe(up).pipe(sock);
+    }, (port) => loadgen(['--target', 'native', '--subs', '3', '--channels', '3', '--pub', 'none',
+        '--retries', '2', '--connect-concurrency', '1'], port));
+    assert.equal(r.code, 0, `${r.out}\n${r.err}`);
+    const res = JSON.parse(r.out.trim());
+    assert.equal(res.subscribed, 3);
+    assert.equal(res.errors, 0);
+    assert.equal(res.retried, 3);
 });

@@ -36,6 +36,8 @@ static const struct opt opts[] = {
     {"listen_port", T_INT, O(listen_port), "8080", 1, 65535, "port for HTTP and WebSocket"},
     {"workers", T_INT, O(workers), "0", 0, PG_WORKERS_MAX,
      "gateway processes sharing listen_port, each its own node (0: one per CPU; 1: a single process)"},
+    {"listen_backlog", T_INT, O(listen_backlog), "4096", 16, 1048576,
+     "connections the kernel holds for a worker until it accepts them (capped by net.core.somaxconn; workers > 1)"},
     {"broker_host", T_STR, O(broker_host), "127.0.0.1", 0, 0, "MQTT broker address"},
     {"broker_port", T_INT, O(broker_port), "1883", 1, 65535, "MQTT broker port"},
     SHARED(PG_SHARED_OPT_BROKER_USERNAME, O(broker_username), "gateway's broker account (empty: anonymous)"),

@@ -33,6 +33,7 @@ struct pg_config {
     char *listen_host;
     long long listen_port;
     long long workers; /* 0: one per online CPU; 1: this process alone (gateway/workers.c) */
+    long long listen_backlog; /* a worker's accept queue (gateway/listen.c); lws' own listener uses SOMAXCONN */
     /*
      * Not an option: this process's worker number (0..workers-1), set by gateway/workers.c in the worker before
      * it runs the server; -1 when the gateway is one process (workers = 1). HTTP answers and /metrics name it.

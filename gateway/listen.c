@@ -8,6 +8,14 @@
  * when it dies are lost with it (they are reset): the clients reconnect, and
  * land on a living worker or the restarted one.
  *
+ * The accept queue. The kernel holds up to listen_backlog connections (capped
+ * by net.core.somaxconn) whose handshake is done and that this worker has not
+ * accepted; past that it drops the SYNs and the handshakes' last ACKs of new
+ * ones, silently: a client then retries its SYN, or believes it is connected
+ * while this worker never sees the connection, until its own timeout. So a
+ * readable listening socket is accepted from until EAGAIN, up to
+ * PG_LISTEN_ACCEPTS_PER_PASS connections per pass (listen.h).
+ *
  * Where a connection goes. An Engine.IO session lives in the worker that
  * made it, and its sid names that worker (proto/eio.h). Before lws sees an
  * accepted connection, its request line is looked at without reading it
@@ -250,8 +258,8 @@ static void on_listener(struct pg_listen *l)
 
 static void on_pending(struct pg_listen *l)
 {
-    struct epoll_event evs[PG_LISTEN_ACCEPTS_PER_PASS];
-    int n = epoll_wait(l->efd, evs, PG_LISTEN_ACCEPTS_PER_PASS, 0);
+    struct epoll_event evs[PG_LISTEN_EVENTS_PER_PASS];
+    int n = epoll_wait(l->efd, evs, PG_LISTEN_EVENTS_PER_PASS, 0);
     for (int i = 0; i < n; i++) {
         struct pending *p = evs[i].data.ptr;
         int fd = p->fd, where = decide(l, fd, !!(evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
@@ -264,7 +272,7 @@ static void on_pending(struct pg_listen *l)
 
 static void on_channel(struct pg_listen *l)
 {
-    for (int i = 0; i < PG_LISTEN_ACCEPTS_PER_PASS; i++) {
+    for (int i = 0; i < PG_LISTEN_EVENTS_PER_PASS; i++) {
         int fd = pg_handoff_recv(l->handoff);
         if (fd < 0) {
             if (fd != PG_EBUSY)
@@ -316,7 +324,7 @@ static int bind_listener(const struct pg_config *cfg, int share)
     fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
         (share && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) ||
-        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || (share && listen(fd, SOMAXCONN) != 0)) {
+        bind(fd, ai->ai_addr, ai->ai_addrlen) != 0 || (share && listen(fd, (int)cfg->listen_backlog) != 0)) {
         pg_log(PG_LOG_ERROR, "listen", "cannot listen on %s:%lld: %s", cfg->listen_host, cfg->listen_port,
                strerror(errno));
         if (fd >= 0)

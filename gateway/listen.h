@@ -25,7 +25,14 @@ struct pg_config;
 struct pg_gw;
 
 #define PG_LISTEN_PROTOCOL "pushgate-listen"
-#define PG_LISTEN_ACCEPTS_PER_PASS 64 /* connections accepted (or received, or looked at) per readable event */
+/*
+ * Connections accepted per readable event of the listening socket, at most: it is accepted from until EAGAIN (a
+ * sibling took the rest, or the queue is empty) or this many. A burst of new connections (a reconnect storm) is
+ * taken off the kernel's queue in few loop passes, before it overflows listen_backlog, and a pass still ends
+ * within a few milliseconds for the sessions already open.
+ */
+#define PG_LISTEN_ACCEPTS_PER_PASS 512
+#define PG_LISTEN_EVENTS_PER_PASS 64 /* connections received, or looked at again, per readable event */
 
 /*
  * In a worker: opens the listening socket (listen_host:listen_port, an
