@@ -192,6 +192,16 @@ run_big() {
     # libuv (epoll) unless --evlib says otherwise: lws' poll() over 18,000 sockets per wakeup made the opening
     # about twice as slow (40,000 connections back to back: 49 s on libuv; 105 s on poll(), and 488 refused)
     [ "${evlib_set:-0}" = 1 ] && big_evlib=$evlib
+    # A run right after another BIG run opened in 65-76 s with retries instead of 20 s without: the 100,000
+    # connections the last one closed sit in TIME_WAIT (60 s) on the same source addresses and slow down every
+    # connect's port pick. Wait (at most 90 s) until they are gone.
+    local tw i
+    for i in $(seq 90); do
+        tw=$(ss -Htan state time-wait 2>/dev/null | wc -l)
+        [ "$tw" -lt 1000 ] && break
+        [ "$i" = 1 ] && echo "  BIG waits for $tw TIME_WAIT sockets of an earlier run to go" >&2
+        sleep 1
+    done
     opts=$(node -e 'const o=JSON.parse(process.argv[1]); o.workers ??= Math.ceil(+process.argv[2] / (+process.argv[3] * 0.8)); console.log(JSON.stringify(o))' \
         "$gwopts" "$big" "$big_nofile")
     workers=$(node -p 'JSON.parse(process.argv[1]).workers' "$opts")
