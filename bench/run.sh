@@ -312,6 +312,8 @@ for rep in $(seq 1 "$reps"); do
     done
 done
 
-params="reps=$reps duration=${duration}s pub_conns=$pub_conns w3_subs=$w3_subs evlib=$evlib$([ "${evlib_set:-0}" != 1 ] && echo ' (W4, BIG: uv)') storm=$storm big=$big gateway_opts=$gwopts"
+evlib_note=""
+[ "${evlib_set:-0}" = 1 ] || evlib_note=" (W4, BIG: uv)"
+params="reps=$reps duration=${duration}s pub_conns=$pub_conns w3_subs=$w3_subs evlib=$evlib$evlib_note storm=$storm big=$big gateway_opts=$gwopts"
 [ "$big" -gt 0 ] && params="$params big_subscribe=$big_subscribe big_channels=$big_channels big_hold=${big_hold}s"
 node "$here/report.mjs" "$raw" --label "$label" --build "$build" --params "$params" --out "$out/$stamp"
