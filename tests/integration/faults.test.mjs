@@ -281,7 +281,13 @@ test('broker killed and restarted under a steady REST stream: every 200 delivere
 
 test('kill -9 of one of two gateways: the survivor\'s subscribers miss nothing, the victim\'s clients come back and miss nothing after resubscribing',
     { timeout: scaled(60000) }, async (t) => {
-        const s = await newStack({ gateway: GATEWAY, startGateway: false });
+        // This test is about failover, not load shedding (cluster_lag and the reliability tests cover that): a
+        // publish window and lag bound wide enough that B keeps admitting while a killed or freshly restarted A
+        // catches up on a slow (sanitizer) build, where the defaults (100 publishes, 2 s) made B answer 503.
+        const s = await newStack({
+            gateway: { ...GATEWAY, max_unconfirmed_publishes: 2000, max_inbound_lag_ms: scaled(10000) },
+            startGateway: false,
+        });
         let { gwA, gwB } = await twoGateways(s);
         const room = unique('faults-kill');
         const topic = `pushgate/demo/c/${room}`;
