@@ -51,12 +51,15 @@ static void request_end(struct pg_http *h)
     h->args = NULL;
 }
 
-/* The answer is written, or will never be (the connection went): a drain no longer waits for it. */
+/*
+ * The answer is written, or will never be (the connection went): a drain no longer waits for it. An answer is
+ * counted in gw->answers_unwritten while h->status is set, from respond() to here.
+ */
 static void answer_gone(struct pg_http *h)
 {
-    if (h->answer_counted && h->gw)
+    if (h->status && h->gw)
         h->gw->answers_unwritten--;
-    h->answer_counted = 0;
+    h->status = 0;
 }
 
 static void h_reset(struct pg_http *h)
@@ -115,13 +118,11 @@ struct pg_http *pg_http_resume(struct pg_gw *gw, uint64_t serial)
 
 static void respond(struct pg_http *h, int status, const char *ctype, const void *body, size_t len)
 {
+    /* a publish leaves gw->requests at its PUBACK, a WRITEABLE before its answer goes: the drain counts both */
+    if (!h->status && h->gw)
+        h->gw->answers_unwritten++;
     h->status = status;
     h->ctype = ctype;
-    if (!h->answer_counted && h->gw) {
-        /* a publish leaves gw->requests at its PUBACK, a WRITEABLE before its answer goes: the drain counts both */
-        h->answer_counted = 1;
-        h->gw->answers_unwritten++;
-    }
     free(h->resp);
     h->resp = malloc(LWS_PRE + len + 1);
     h->resp_len = h->resp ? len : 0;
@@ -238,7 +239,6 @@ static int h_write(struct pg_http *h)
     if (h->resp_len &&
         lws_write(h->wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL) != (int)h->resp_len)
         return -1;
-    h->status = 0;
     answer_gone(h);
     /* a connection that upgrades to a WebSocket next gets its struct pg_conn zeroed (server.c): nothing owned is left */
     request_end(h);

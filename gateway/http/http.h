@@ -86,7 +86,6 @@ struct pg_http {
     char *allow_origin;   /* Access-Control-Allow-Origin of the answer (owned; socket.io polling) */
     char *preflight;      /* a CORS preflight answer: the Access-Control-Allow-Headers value (owned; may be "") */
     int waiting_ack;
-    int answer_counted; /* the answer is in gw->answers_unwritten: from respond() until written or the request ends */
     int phase; /* 0: headers next, 1: body next */
     int close_after; /* the answer carries Connection: close and the connection closes once it is written */
     int client_close; /* the request asked for the close (Connection: close, HTTP/1.0 without keep-alive) */
