@@ -118,6 +118,17 @@ test('the broker hop tool reads back every publish (tiny W2H)', async () => {
     assert.ok(res.p50_us > 0 && res.p99_us >= res.p50_us, r.out);
 });
 
+test('the broker hop tool refuses to run without the gateway\'s broker account', async () => {
+    const hop = path.join(BUILD_DIR, 'bench', 'pushgate_hop');
+    const r = await new Promise((resolve) => {
+        execFile(hop, ['--port', String(stack.brokerPort), '--user', 'pushgate'], { timeout: 30000 },
+            (err, stdout, stderr) => resolve({ code: err ? err.code : 0, out: stdout, err: stderr }));
+    });
+    assert.equal(r.code, 2, r.err);
+    assert.equal(r.out, '');
+    assert.match(r.err, /usage: pushgate_hop --port P --user U --password PW/);
+});
+
 // A loopback server for the two tests below; onSocket(sock, n) gets every connection (n counts from 1).
 async function withServer(onSocket, fn) {
     let n = 0;
