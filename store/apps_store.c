@@ -22,6 +22,7 @@
 #define SCHEMA_VERSION 1
 /* Long enough to ride out another process's write transaction, short enough to answer an admin request. */
 #define BUSY_TIMEOUT_MS 5000
+#define BUSY_RETRY_MS 10 /* opening: the pause between two tries of a setup SQLite refused as busy */
 
 static const char *const stmt_sql[S_COUNT] = {
     [S_GET] = "SELECT " APP_COLS " FROM apps WHERE slug = ?1",
@@ -168,10 +169,36 @@ void pg_apps_store_close(struct pg_apps_store *st)
     free(st);
 }
 
+/*
+ * What opening does to the database: read-write, WAL (readers in other processes, the broker plugin, never block
+ * the admin API's writes; *mode is the journal mode then), the schema and its version; then the version in
+ * *version. Idempotent. An SQLite result code.
+ */
+static int setup(sqlite3 *db, int readonly, char *mode, size_t modelen, int64_t *version)
+{
+    int src;
+    if (!readonly) {
+        if ((src = run_once(db, "PRAGMA journal_mode = WAL", mode, modelen, NULL)) != SQLITE_OK)
+            return src;
+        if (strcasecmp(mode, "wal") != 0)
+            return SQLITE_OK; /* refused by the caller */
+        if ((src = sqlite3_exec(db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK) /* several statements */
+            return src;
+    }
+    if ((src = run_once(db, "PRAGMA user_version", NULL, 0, version)) != SQLITE_OK)
+        return src;
+    if (*version == 0 && !readonly) {
+        if ((src = run_once(db, "PRAGMA user_version = 1", NULL, 0, NULL)) != SQLITE_OK)
+            return src;
+        *version = SCHEMA_VERSION;
+    }
+    return SQLITE_OK;
+}
+
 int pg_apps_store_open(const char *path, int readonly, struct pg_apps_store **out, char *err, size_t errlen)
 {
     struct pg_apps_store *st = NULL;
-    char mode[16];
+    char mode[16] = "";
     int64_t version = 0;
     int rc = 0, src;
 
@@ -211,24 +238,24 @@ int pg_apps_store_open(const char *path, int readonly, struct pg_apps_store **ou
     sqlite3_extended_result_codes(st->db, 1);
     sqlite3_busy_timeout(st->db, BUSY_TIMEOUT_MS);
 
-    if (!readonly) {
-        /* WAL: readers in other processes (the broker plugin) never block the admin API's writes. */
-        if ((src = run_once(st->db, "PRAGMA journal_mode = WAL", mode, sizeof mode, NULL)) != SQLITE_OK)
-            goto db_error;
-        if (strcasecmp(mode, "wal") != 0) {
-            pg__store_seterr(st, "%s: apps store: cannot switch to WAL mode (journal mode is %s)", path, mode);
-            rc = PG_EIO;
-            goto out;
-        }
-        if ((src = sqlite3_exec(st->db, schema_sql, NULL, NULL, NULL)) != SQLITE_OK) /* several statements */
-            goto db_error;
+    /*
+     * Several processes open the store at once when a gateway with workers starts, beside the broker plugin's
+     * reader. The busy timeout does not cover every lock conflict of this setup: SQLite answers SQLITE_BUSY at once,
+     * without its busy handler, where waiting could deadlock (two connections that read the schema both wanting to
+     * write it, a journal mode switch). The setup is idempotent, so it is tried again until BUSY_TIMEOUT_MS.
+     */
+    for (int waited = 0;; waited += BUSY_RETRY_MS) {
+        src = setup(st->db, readonly, mode, sizeof mode, &version);
+        if ((src & 0xff) != SQLITE_BUSY || waited >= BUSY_TIMEOUT_MS)
+            break;
+        sqlite3_sleep(BUSY_RETRY_MS);
     }
-    if ((src = run_once(st->db, "PRAGMA user_version", NULL, 0, &version)) != SQLITE_OK)
+    if (src != SQLITE_OK)
         goto db_error;
-    if (version == 0 && !readonly) {
-        if ((src = run_once(st->db, "PRAGMA user_version = 1", NULL, 0, NULL)) != SQLITE_OK)
-            goto db_error;
-        version = SCHEMA_VERSION;
+    if (!readonly && strcasecmp(mode, "wal") != 0) {
+        pg__store_seterr(st, "%s: apps store: cannot switch to WAL mode (journal mode is %s)", path, mode);
+        rc = PG_EIO;
+        goto out;
     }
     if (version == 0) {
         pg__store_seterr(st, "%s: not a pushgate apps store (open it read-write once to create it)", path);

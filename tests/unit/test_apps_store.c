@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "apps_store.h"
@@ -527,6 +528,47 @@ static void test_deletions(struct pg_apps_store *st)
     json_decref(a);
 }
 
+/*
+ * Workers open the store read-write at the same moment when a gateway starts (workers.c): every one of several
+ * processes opening a store that does not exist yet must succeed, whoever switches it to WAL and creates the schema.
+ */
+#define RACE_ROUNDS 20
+#define RACE_PROCS 6
+static void test_concurrent_first_open(void)
+{
+    char path[512], side[600];
+    int failed = 0;
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        char name[32];
+        snprintf(name, sizeof name, "race-%d.db", round);
+        path_in_dir(path, sizeof path, name);
+        pid_t pids[RACE_PROCS];
+        for (int i = 0; i < RACE_PROCS; i++) {
+            if ((pids[i] = fork()) == 0) {
+                struct pg_apps_store *st = NULL;
+                char err[512];
+                int rc = pg_apps_store_open(path, 0, &st, err, sizeof err);
+                if (rc != 0)
+                    fprintf(stderr, "concurrent open: %s\n", err);
+                pg_apps_store_close(st);
+                _exit(rc == 0 ? 0 : 1);
+            }
+        }
+        for (int i = 0; i < RACE_PROCS; i++) {
+            int status = 0;
+            if (pids[i] < 0 || waitpid(pids[i], &status, 0) != pids[i] || !WIFEXITED(status) || WEXITSTATUS(status))
+                failed++;
+        }
+        unlink(path);
+        snprintf(side, sizeof side, "%s-wal", path);
+        unlink(side);
+        snprintf(side, sizeof side, "%s-shm", path);
+        unlink(side);
+    }
+    CHECK(failed == 0, "%d processes opening a new store at once, %d times: every open succeeds (%d failed)",
+          RACE_PROCS, RACE_ROUNDS, failed);
+}
+
 int main(void)
 {
     const char *tmp = getenv("TMPDIR");
@@ -569,6 +611,7 @@ int main(void)
     st = NULL;
 
     test_open_errors();
+    test_concurrent_first_open();
 out:
     pg_apps_store_close(st);
     unlink(dbpath);
