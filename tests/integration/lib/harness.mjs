@@ -432,7 +432,9 @@ async function mosquittoPasswd(file, user, password, create) {
  * extraUsers: [{username, password, acl: ['topic read x/#', ...]}]; extraConf: appended verbatim; headConf: written
  * before the listener (e.g. per_listener_settings). passwordFile / aclFile false: the broker has no such file (the
  * users above are then not authenticated); allowAnonymous: its allow_anonymous. pluginOpts: {name: value} written
- * as plugin_opt_name value.
+ * as plugin_opt_name value. logTypes: the broker's log_type lines; every packet by default, which the tests read
+ * back; what conf/mosquitto.conf ships (error, warning, notice) where a benchmark must not pay for a log line per
+ * packet.
  */
 export async function startBroker({
     dir,
@@ -448,6 +450,7 @@ export async function startBroker({
     aclFile = true,
     allowAnonymous = false,
     pluginOpts = {},
+    logTypes = ['all'],
 } = {}) {
     if (!dir) throw new Error('startBroker: dir is required');
     if (!port) port = await freePort();
@@ -492,7 +495,7 @@ export async function startBroker({
         ...(passwordFile ? [`password_file ${passwd}`] : []),
         ...(aclFile ? [`acl_file ${acl}`] : []),
         'log_dest stderr',
-        'log_type all',
+        ...logTypes.map((t) => `log_type ${t}`),
         'connection_messages true',
     ];
     if (plugin) {
