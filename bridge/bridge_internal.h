@@ -11,7 +11,7 @@
  *               its SUBACK, owners waiting for a grant, re-subscribing after a reconnect and counting those
  *               SUBACKs towards readiness; SUBSCRIBEs and UNSUBSCRIBEs queued within a loop pass and sent in
  *               batches, SUBSCRIBEs in flight keyed by packet id. Owns subs, subq, unsubq, inflight,
- *               next_sub_id, restoring.
+ *               waiting, next_sub_id, restoring.
  *   messages.c  messages both ways: QoS 1 publishes awaiting their PUBACK, and received messages with the
  *               suppression of the broker's per-subscription copies. Owns pending and group.
  *
@@ -86,6 +86,7 @@ struct pg_bridge {
     struct pending *pending;
     struct sub *subs;
     struct sub *subq;         /* filters whose SUBSCRIBE waits for the next flush, in request order */
+    struct sub *waiting;      /* filters with owners waiting for their SUBACK (pg_bridge_subscribe_wait) */
     struct unsubq *unsubq;    /* NULL when empty */
     struct inflight *inflight; /* SUBSCRIBEs awaiting their SUBACK, by mid */
     struct copy_group group;

@@ -43,8 +43,9 @@
  *
  * Waiters (pg_bridge_subscribe_wait) hear once: granted, refused, timed out,
  * or PG_EBUSY when the filter is dropped or the bridge freed. They survive a
- * lost connection. Owns b->subs, b->subq, b->unsubq, b->inflight,
- * b->next_sub_id, b->restoring.
+ * lost connection. The filters that have waiters are also on b->waiting,
+ * so the tick's timeouts never walk the whole table. Owns b->subs, b->subq,
+ * b->unsubq, b->inflight, b->waiting, b->next_sub_id, b->restoring.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,8 @@ struct sub {
     size_t slot;                /* its index in inflight->slots */
     struct waiter *waiters;     /* owners waiting for the SUBACK */
     size_t nwaiters;
+    int waiting;                /* in b->waiting: it has waiters (nwaiters > 0) */
+    struct sub *wprev, *wnext;  /* b->waiting (utlist) */
     UT_hash_handle hh;
 };
 
@@ -100,13 +103,32 @@ struct unsubq {
     size_t n, cap;
 };
 
+/* s has waiters from now on: the tick's timeouts look at it (pg__bridge_subs_expire). */
+static void waiting_on(pg_bridge *b, struct sub *s)
+{
+    if (s->waiting)
+        return;
+    DL_APPEND2(b->waiting, s, wprev, wnext);
+    s->waiting = 1;
+}
+
+/* s has no waiter left. */
+static void waiting_off(pg_bridge *b, struct sub *s)
+{
+    if (!s->waiting)
+        return;
+    DL_DELETE2(b->waiting, s, wprev, wnext);
+    s->waiting = 0;
+}
+
 /* Tell every owner waiting on s the outcome; the array is detached first so callbacks may subscribe again. */
-static void finish_waiters(struct sub *s, int result)
+static void finish_waiters(pg_bridge *b, struct sub *s, int result)
 {
     struct waiter *w = s->waiters;
     size_t n = s->nwaiters;
     s->waiters = NULL;
     s->nwaiters = 0;
+    waiting_off(b, s);
     for (size_t i = 0; i < n; i++)
         w[i].cb(w[i].ud, result);
     free(w);
@@ -170,33 +192,43 @@ static void restored_one(pg_bridge *b, struct sub *s)
         pg__bridge_log(b, 1, "ready: subscriptions acknowledged by the broker");
 }
 
-/* Time out the waiters of s whose deadline passed; the others keep waiting. */
-static void expire_waiters(struct sub *s, int64_t now)
-{
-    size_t keep = 0, n = s->nwaiters;
-    struct waiter *w = s->waiters, *expired = malloc(n * sizeof *expired);
-    size_t nexp = 0;
-    if (!expired)
-        return;
-    for (size_t i = 0; i < n; i++) {
-        if (now >= w[i].deadline)
-            expired[nexp++] = w[i];
-        else
-            w[keep++] = w[i];
-    }
-    s->nwaiters = keep;
-    for (size_t i = 0; i < nexp; i++) /* may unsubscribe and free s: touch nothing of s below */
-        expired[i].cb(expired[i].ud, PG_ETIMEDOUT);
-    free(expired);
-}
-
+/*
+ * Times out every waiter whose deadline passed; the others keep waiting. Only the filters with waiters are
+ * looked at (b->waiting), not the whole table. All expired waiters are taken out of their filters before the
+ * first callback runs: a callback may drop any filter, this one or the next in the list.
+ */
 void pg__bridge_subs_expire(pg_bridge *b, int64_t now)
 {
-    struct sub *s, *stmp;
-    HASH_ITER(hh, b->subs, s, stmp) {
-        if (s->nwaiters)
-            expire_waiters(s, now);
+    struct waiter *expired = NULL;
+    size_t nexp = 0, cap = 0;
+    struct sub *s, *tmp;
+    DL_FOREACH_SAFE2(b->waiting, s, tmp, wnext) {
+        size_t keep = 0;
+        for (size_t i = 0; i < s->nwaiters; i++) {
+            struct waiter *w = &s->waiters[i];
+            if (now < w->deadline) {
+                s->waiters[keep++] = *w;
+                continue;
+            }
+            if (nexp == cap) {
+                size_t ncap = cap ? cap * 2 : 16;
+                struct waiter *e = realloc(expired, ncap * sizeof *e);
+                if (!e) { /* it keeps waiting; the next tick tries again */
+                    s->waiters[keep++] = *w;
+                    continue;
+                }
+                expired = e;
+                cap = ncap;
+            }
+            expired[nexp++] = *w;
+        }
+        s->nwaiters = keep;
+        if (!keep)
+            waiting_off(b, s);
     }
+    for (size_t i = 0; i < nexp; i++)
+        expired[i].cb(expired[i].ud, PG_ETIMEDOUT);
+    free(expired);
 }
 
 /* What libmosquitto would refuse for a whole packet is refused here for the one filter, never sent. */
@@ -444,6 +476,7 @@ void pg__bridge_on_subscribe(struct mosquitto *mosq, void *obj, int mid, int cou
         sl->result = s->live ? 0 : PG_EDENIED;
         s->waiters = NULL;
         s->nwaiters = 0;
+        waiting_off(b, s);
     }
     for (size_t i = 0; i < f->n; i++) {
         struct slot *sl = &f->slots[i];
@@ -463,7 +496,7 @@ void pg__bridge_subs_free(pg_bridge *b)
     b->subs = NULL;
     HASH_ITER(hh, subs, s, tmp) {
         if (s->nwaiters)
-            finish_waiters(s, PG_EBUSY);
+            finish_waiters(b, s, PG_EBUSY);
     }
     HASH_ITER(hh, subs, s, tmp) {
         HASH_DEL(subs, s);
@@ -511,6 +544,7 @@ int pg_bridge_subscribe_wait(pg_bridge *b, const char *filter, pg_bridge_ack_cb 
     w[s->nwaiters].ud = ud;
     w[s->nwaiters].deadline = pg_mono_ms() + b->cfg.publish_timeout_ms;
     s->nwaiters++;
+    waiting_on(b, s);
     return 1;
 }
 
@@ -532,7 +566,7 @@ int pg_bridge_unsubscribe(pg_bridge *b, const char *filter)
     else if (b->connected)
         queue_unsubscribe(b, s->filter);
     if (s->nwaiters)
-        finish_waiters(s, PG_EBUSY);
+        finish_waiters(b, s, PG_EBUSY);
     free(s->waiters);
     free(s->filter);
     free(s);

@@ -348,6 +348,44 @@ test('a subscribe is confirmed only once the broker granted it, so nothing publi
     assert.ok(m, 'the message published right after the reply was delivered');
 });
 
+test('subscribes the broker never answers time out with 504, each on its own, and the gateway goes on', { timeout: 60000 }, async () => {
+    // Every waiting subscribe is timed out by the tick (publish_timeout_ms, 5 s here) while the broker is frozen:
+    // several sessions, one of them waiting on two rooms and one on a room another session waits on too.
+    const a = await connect();
+    const b = await connect();
+    const c = await connect();
+    const rooms = [unique('frozen'), unique('frozen'), unique('frozen')];
+    const waits = [
+        [a, rooms[0]],
+        [a, rooms[1]],
+        [b, rooms[1]],
+        [c, rooms[2]],
+    ];
+    const broker = stack.broker.proc;
+    const started = Date.now();
+    let replies;
+    broker.kill('SIGSTOP');
+    try {
+        replies = await Promise.all(waits.map(([cl, room]) => request(cl, { type: 'subscribe', room }, scaled(15000))));
+    } finally {
+        broker.kill('SIGCONT');
+    }
+    const waited = Date.now() - started;
+    for (const [i, r] of replies.entries()) {
+        assert.equal(r.room, waits[i][1]);
+        assert.equal(errorCode(r), 504, JSON.stringify(r));
+    }
+    assert.ok(waited >= 4500, `timed out after ${waited} ms, before publish_timeout_ms`);
+    // the same rooms subscribe again once the broker answers, and messages flow
+    await waitFor(async () => (await request(a, { type: 'subscribe', room: rooms[1] })).error === undefined, {
+        timeoutMs: scaled(10000),
+    });
+    await subscribe(c, rooms[2]);
+    await publish(b, rooms[2], 'after the freeze');
+    const m = await within(c.next(isMessage(rooms[2]), scaled(3000)).catch(() => null), scaled(3000));
+    assert.ok(m, 'a message after the freeze arrives');
+});
+
 test('resume: ?client_id=&resume= keeps the id; a forged resume token gets a new id', { timeout: 30000 }, async () => {
     const first = await connect();
     const { client_id: id, resume } = first.open;
