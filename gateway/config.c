@@ -86,6 +86,9 @@ static const struct opt opts[] = {
     {"gap_tracking_max", T_INT, O(gap_tracking_max), "10000", 16, 10000000,
      "sequence entries kept per table for gap detection (channels published, origins per channel)"},
     {"max_sessions", T_INT, O(max_sessions), "10000", 1, 10000000, "concurrent WebSocket sessions per process"},
+    /* lws 4.1 sizes a table by the open-files limit and walks it on every connection's open and close (server.c) */
+    {"max_open_files", T_INT, O(max_open_files), "0", 0, 100000000,
+     "open-files limit this process sets itself, capped by the hard limit (0: max_sessions + 4096)"},
     {"max_sessions_per_address", T_INT, O(max_sessions_per_address), "0", 0, 10000000,
      "concurrent sessions per client IP address (429; 0: no limit)"},
     {"max_new_sessions_per_address", T_INT, O(max_new_sessions_per_address), "0", 0, 10000000,

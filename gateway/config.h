@@ -75,6 +75,7 @@ struct pg_config {
     long long max_unconfirmed_publishes; /* admitted, not yet processed by every node: publishes get 503; 0: off */
     long long gap_tracking_max;   /* entries per sequence table (seq.c) */
     long long max_sessions;
+    long long max_open_files;               /* 0: max_sessions + PG_OPEN_FILES_RESERVE */
     long long max_sessions_per_address;     /* 0: no limit */
     long long max_new_sessions_per_address; /* per second; 0: no limit */
     long long ws_partial_frame_timeout_ms;

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -181,6 +182,8 @@ struct mqtt_pss {
 
 /* bridge_on_socket() calls so far: a change means the bridge gave up (or replaced) the socket it had */
 static unsigned bridge_sockets;
+/* open files besides the sessions: HTTP clients, the broker link, listening and hand-off sockets, webhooks, store */
+#define PG_OPEN_FILES_RESERVE 4096
 #define PG_BRIDGE_DRAIN_READS 1024 /* packets read from a broker socket lws has closed, at most */
 
 static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -373,6 +376,31 @@ static void flush_before_wait(uv_prepare_t *h)
     pg_bridge_flush(gw->bridge);
 }
 
+/*
+ * The soft open-files limit is set to what this process needs (max_sessions + PG_OPEN_FILES_RESERVE, or
+ * max_open_files), raised or lowered, never above the hard limit. lws 4.1 sizes its descriptor table by the limit
+ * and, in Debian's build, walks the whole table on every connection's open and close (a sanity check that each fd
+ * is unused): at a soft limit of 1,048,576 that is 8 MB read per connection, whatever the process holds.
+ */
+static void fit_open_files(const struct pg_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = cfg->max_open_files ? (rlim_t)cfg->max_open_files : (rlim_t)cfg->max_sessions + PG_OPEN_FILES_RESERVE;
+    if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
+        want = rl.rlim_max;
+    if (want == rl.rlim_cur)
+        return;
+    unsigned long long was = (unsigned long long)rl.rlim_cur;
+    rl.rlim_cur = want;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+        pg_log(PG_LOG_INFO, "server", "open files limit %llu (was %llu)", (unsigned long long)want, was);
+    else
+        pg_log(PG_LOG_WARN, "server", "cannot set the open files limit to %llu: %s", (unsigned long long)want,
+               strerror(errno));
+}
+
 static void loop_init(struct loop *l, const struct pg_config *cfg, struct lws_context_creation_info *info)
 {
     memset(l, 0, sizeof *l);
@@ -519,6 +547,7 @@ int pg_server_run(struct pg_config *cfg)
         goto out;
     }
 
+    fit_open_files(cfg);
     memset(&info, 0, sizeof info);
     /* a worker shares listen_port with its siblings through its own SO_REUSEPORT socket (listen.h), adopted below */
     info.port = cfg->worker >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;

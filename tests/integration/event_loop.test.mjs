@@ -5,6 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 
 import { GATEWAY_BIN, SANITIZE, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
 import { subscribeNative } from './lib/native.mjs';
@@ -58,4 +59,42 @@ test('event_loop uv (the default): subscribe, REST publish, close 1009, port tak
 
 test('event_loop poll: subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
     await sessionLife({ event_loop: 'poll' }, 'poll');
+});
+
+// /proc/PID/limits: [soft, hard] of "Max open files" (hard may be "unlimited": Infinity)
+function openFilesLimit(pid) {
+    const line = fs.readFileSync(`/proc/${pid}/limits`, 'utf8').split('\n').find((l) => l.startsWith('Max open files'));
+    return line.trim().split(/\s+/).slice(3, 5).map((v) => (v === 'unlimited' ? Infinity : Number(v)));
+}
+
+function workerPids(pid) {
+    const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
+    return kids ? kids.split(/\s+/).map(Number) : [];
+}
+
+test('every gateway process sets its open-files limit to max_sessions + 4096, or max_open_files, under the hard limit', { timeout: 60000 }, async () => {
+    // lws walks a table of the soft limit's size on every connection's open and close (gateway/server.c): a soft
+    // limit far above what the process uses would cost every connection
+    const cases = [
+        [{ workers: 2, max_sessions: 100 }, 4196],
+        [{ max_open_files: 3000 }, 3000],
+    ];
+    for (const [gateway, want] of cases) {
+        const stack = await startStack({ gateway: { ...gateway, log_level: 'info' } });
+        stacks.push(stack);
+        const pids = gateway.workers ? workerPids(stack.gw.proc.pid) : [stack.gw.proc.pid];
+        assert.equal(pids.length, gateway.workers || 1, 'the gateway runs its workers');
+        for (const pid of pids) {
+            const [soft, hard] = openFilesLimit(pid);
+            assert.equal(soft, Math.min(want, hard), `process ${pid}: soft limit ${soft} (hard ${hard})`);
+        }
+        // sessions still open and receive what is published
+        const sub = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+        await subscribeNative(sub, 'limits');
+        const res = await httpRequest('POST', `${stack.gw.url}/demo/limits/publish`, { body: '"x"' });
+        assert.equal(res.status, 200, res.body);
+        await sub.next((f) => f.type === 'message' && f.room === 'limits');
+        sub.terminate();
+        await stack.stop();
+    }
 });
