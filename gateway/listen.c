@@ -14,7 +14,10 @@
  * ones, silently: a client then retries its SYN, or believes it is connected
  * while this worker never sees the connection, until its own timeout. So a
  * readable listening socket is accepted from until EAGAIN, up to
- * PG_LISTEN_ACCEPTS_PER_PASS connections per pass (listen.h).
+ * PG_LISTEN_ACCEPTS_PER_PASS connections per pass (listen.h). When accept
+ * finds no descriptor (the open-files limit, server.c), the socket is not
+ * watched for PG_LISTEN_FULL_PAUSE_MS: it stays readable, and trying again
+ * at once would spin the loop while the connections wait in the queue.
  *
  * Where a connection goes. An Engine.IO session lives in the worker that
  * made it, and its sid names that worker (proto/eio.h). Before lws sees an
@@ -92,6 +95,10 @@ struct pg_listen {
     int lfd, efd, cfd;          /* listening socket, epoll of pending, channel dup: lws's, to tell the wsis apart */
     struct pending *pending;
     lws_sorted_usec_list_t sul; /* the oldest pending connection's deadline */
+    struct lws *lwsi;           /* the listening socket's, in lws */
+    lws_sorted_usec_list_t sul_full; /* accepting again after the open-files limit was met */
+    int64_t full_logged_ms;          /* when that was last logged */
+    unsigned long full_pauses;       /* pauses since */
     char *peek;                 /* max_header_bytes */
     size_t peek_max;
 };
@@ -240,15 +247,46 @@ static void pending_due(lws_sorted_usec_list_t *sul)
 
 /* ---- the watched descriptors ------------------------------------------------------------ */
 
+static void accept_again(lws_sorted_usec_list_t *sul)
+{
+    struct pg_listen *l = lws_container_of(sul, struct pg_listen, sul_full);
+    if (l->lwsi)
+        lws_rx_flow_control(l->lwsi, 1);
+}
+
+/*
+ * No descriptor for a new connection (EMFILE, ENFILE, or no memory for one): the connection stays in the kernel's
+ * queue, and the listening socket stays readable, so accepting again at once would spin the loop. It is not
+ * watched for PG_LISTEN_FULL_PAUSE_MS; logged at most every PG_LISTEN_FULL_LOG_MS.
+ */
+static void accept_pause(struct pg_listen *l, int err)
+{
+    int64_t now = pg_mono_ms();
+    l->full_pauses++;
+    if (now - l->full_logged_ms >= PG_LISTEN_FULL_LOG_MS) {
+        pg_log(PG_LOG_WARN, "listen", "accept: %s: not accepting for %d ms (%lu times since the last report; "
+               "max_open_files, max_sessions)", strerror(err), PG_LISTEN_FULL_PAUSE_MS, l->full_pauses);
+        l->full_logged_ms = now;
+        l->full_pauses = 0;
+    }
+    if (!l->lwsi)
+        return;
+    lws_rx_flow_control(l->lwsi, 0);
+    lws_sul_schedule(l->gw->ctx, 0, &l->sul_full, accept_again, PG_LISTEN_FULL_PAUSE_MS * LWS_US_PER_MS);
+}
+
 static void on_listener(struct pg_listen *l)
 {
     int one = 1;
     for (int i = 0; i < PG_LISTEN_ACCEPTS_PER_PASS; i++) {
         int fd = accept4(l->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            /* EAGAIN: a sibling took it, or the queue is empty; EMFILE and the like: try again next pass */
-            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
-                pg_log(PG_LOG_WARN, "listen", "accept: %s", strerror(errno));
+            int err = errno;
+            if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM)
+                accept_pause(l, err);
+            /* EAGAIN: a sibling took it, or the queue is empty */
+            else if (err != EAGAIN && err != EWOULDBLOCK && err != EINTR && err != ECONNABORTED)
+                pg_log(PG_LOG_WARN, "listen", "accept: %s", strerror(err));
             break;
         }
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* as lws sets on what it accepts */
@@ -291,6 +329,10 @@ int pg_listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
     (void)len;
     struct pg_gw *gw = lws_context_user(lws_get_context(wsi));
     struct pg_listen *l = gw ? gw->listen : NULL;
+    if (reason == LWS_CALLBACK_RAW_CLOSE_FILE && l && wsi == l->lwsi) { /* not watched any more: nothing to resume */
+        l->lwsi = NULL;
+        lws_sul_cancel(&l->sul_full);
+    }
     if (reason != LWS_CALLBACK_RAW_RX_FILE || !l)
         return 0;
     int fd = lws_get_socket_fd(wsi);
@@ -350,13 +392,20 @@ int pg_listen_probe(const struct pg_config *cfg)
     return 0;
 }
 
-/* Has lws watch fd as a raw descriptor of PG_LISTEN_PROTOCOL; lws owns it on success, else it is closed. */
-static int watch(struct pg_gw *gw, int fd, const char *what)
+/*
+ * Has lws watch fd as a raw descriptor of PG_LISTEN_PROTOCOL; lws owns it on success, else it is closed. Its wsi
+ * goes to *wsi when wsi is not NULL.
+ */
+static int watch(struct pg_gw *gw, int fd, const char *what, struct lws **wsi)
 {
     lws_sock_file_fd_type d;
     d.filefd = fd;
-    if (lws_adopt_descriptor_vhost(gw->vhost, LWS_ADOPT_RAW_FILE_DESC, d, PG_LISTEN_PROTOCOL, NULL))
+    struct lws *w = lws_adopt_descriptor_vhost(gw->vhost, LWS_ADOPT_RAW_FILE_DESC, d, PG_LISTEN_PROTOCOL, NULL);
+    if (w) {
+        if (wsi)
+            *wsi = w;
         return 0;
+    }
     pg_log(PG_LOG_ERROR, "listen", "cannot watch the %s", what);
     close(fd);
     return PG_EIO;
@@ -380,7 +429,7 @@ int pg_listen_start(struct pg_gw *gw)
             pg_log(PG_LOG_ERROR, "listen", "epoll_create1: %s", strerror(errno));
             return PG_EIO;
         }
-        if (watch(gw, l->efd, "connections waiting for their request line") != 0)
+        if (watch(gw, l->efd, "connections waiting for their request line", NULL) != 0)
             return PG_EIO;
         /* a dup: lws closes its copy, the worker (workers.c) the hand-off state's */
         l->cfd = fcntl(pg_handoff_fd(l->handoff), F_DUPFD_CLOEXEC, 0);
@@ -388,13 +437,13 @@ int pg_listen_start(struct pg_gw *gw)
             pg_log(PG_LOG_ERROR, "listen", "the hand-off channel: %s", strerror(errno));
             return PG_EIO;
         }
-        if (watch(gw, l->cfd, "hand-off channel") != 0)
+        if (watch(gw, l->cfd, "hand-off channel", NULL) != 0)
             return PG_EIO;
     }
     l->lfd = bind_listener(gw->cfg, 1);
     if (l->lfd < 0)
         return l->lfd;
-    return watch(gw, l->lfd, "listening socket");
+    return watch(gw, l->lfd, "listening socket", &l->lwsi);
 }
 
 void pg_listen_free(struct pg_gw *gw)
@@ -403,6 +452,7 @@ void pg_listen_free(struct pg_gw *gw)
     if (!l)
         return;
     lws_sul_cancel(&l->sul);
+    lws_sul_cancel(&l->sul_full);
     struct pending *p, *tmp;
     DL_FOREACH_SAFE(l->pending, p, tmp) {
         close(p->fd); /* the last reference: it leaves the epoll set too */

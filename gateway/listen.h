@@ -33,6 +33,10 @@ struct pg_gw;
  */
 #define PG_LISTEN_ACCEPTS_PER_PASS 512
 #define PG_LISTEN_EVENTS_PER_PASS 64 /* connections received, or looked at again, per readable event */
+/* At the open-files limit (accept: EMFILE), the listening socket is not watched for this long; the warning about it
+   is logged at most every PG_LISTEN_FULL_LOG_MS. */
+#define PG_LISTEN_FULL_PAUSE_MS 100
+#define PG_LISTEN_FULL_LOG_MS 10000
 
 /*
  * In a worker: opens the listening socket (listen_host:listen_port, an

@@ -184,6 +184,8 @@ struct mqtt_pss {
 static unsigned bridge_sockets;
 /* open files besides the sessions: HTTP clients, the broker link, listening and hand-off sockets, webhooks, store */
 #define PG_OPEN_FILES_RESERVE 4096
+/* of the open-files limit, kept out of lws's table for the descriptors lws does not count (open_files_fit) */
+#define PG_OPEN_FILES_HEADROOM 64
 #define PG_BRIDGE_DRAIN_READS 1024 /* packets read from a broker socket lws has closed, at most */
 
 static int mqtt_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
@@ -381,22 +383,40 @@ static void flush_before_wait(uv_prepare_t *h)
  * max_open_files), raised or lowered, never above the hard limit. lws 4.1 sizes its descriptor table by the limit
  * and, in Debian's build, walks the whole table on every connection's open and close (a sanity check that each fd
  * is unused): at a soft limit of 1,048,576 that is 8 MB read per connection, whatever the process holds.
+ *
+ * lws makes its context under a limit PG_OPEN_FILES_HEADROOM lower than that (raised after, open_files_raise): it
+ * stops accepting on its own listener once its sockets fill its table, so the descriptors it does not count (the
+ * loop's, the store's, webhooks') never meet EMFILE there. Its accept loop would spin on EMFILE, as would a
+ * worker's own listener without its pause (listen.c). Returns the limit to raise to, 0 if none.
  */
-static void fit_open_files(const struct pg_config *cfg)
+static rlim_t open_files_fit(const struct pg_config *cfg)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
+        return 0;
     rlim_t want = cfg->max_open_files ? (rlim_t)cfg->max_open_files : (rlim_t)cfg->max_sessions + PG_OPEN_FILES_RESERVE;
     if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
         want = rl.rlim_max;
-    if (want == rl.rlim_cur)
-        return;
+    rlim_t for_lws = want > 2 * PG_OPEN_FILES_HEADROOM ? want - PG_OPEN_FILES_HEADROOM : want;
     unsigned long long was = (unsigned long long)rl.rlim_cur;
+    rl.rlim_cur = for_lws;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        pg_log(PG_LOG_WARN, "server", "cannot set the open files limit to %llu: %s", (unsigned long long)for_lws,
+               strerror(errno));
+        return 0;
+    }
+    pg_log(PG_LOG_INFO, "server", "open files limit %llu (was %llu), libwebsockets' share %llu",
+           (unsigned long long)want, was, (unsigned long long)for_lws);
+    return want;
+}
+
+static void open_files_raise(rlim_t want)
+{
+    struct rlimit rl;
+    if (!want || getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
     rl.rlim_cur = want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
-        pg_log(PG_LOG_INFO, "server", "open files limit %llu (was %llu)", (unsigned long long)want, was);
-    else
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
         pg_log(PG_LOG_WARN, "server", "cannot set the open files limit to %llu: %s", (unsigned long long)want,
                strerror(errno));
 }
@@ -547,7 +567,7 @@ int pg_server_run(struct pg_config *cfg)
         goto out;
     }
 
-    fit_open_files(cfg);
+    rlim_t open_files = open_files_fit(cfg);
     memset(&info, 0, sizeof info);
     /* a worker shares listen_port with its siblings through its own SO_REUSEPORT socket (listen.h), adopted below */
     info.port = cfg->worker >= 0 ? CONTEXT_PORT_NO_LISTEN_SERVER : (int)cfg->listen_port;
@@ -584,6 +604,7 @@ int pg_server_run(struct pg_config *cfg)
     loop_init(&loop, cfg, &info);
     info.pcontext = &gw.ctx; /* NULL once the context is freed (loop_free) */
     gw.ctx = lws_create_context(&info);
+    open_files_raise(open_files);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld%s", cfg->listen_host, cfg->listen_port,
                loop.uv ? ", or lws cannot load its libuv plugin (libwebsockets-evlib-uv; event_loop = poll needs none)"

@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 
 import { GATEWAY_BIN, SANITIZE, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
 import { subscribeNative } from './lib/native.mjs';
@@ -98,3 +99,36 @@ test('every gateway process sets its open-files limit to max_sessions + 4096, or
         await stack.stop();
     }
 });
+
+// utime + stime of a process, in clock ticks
+function cpuTicks(pid) {
+    const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+    return Number(f[11]) + Number(f[12]);
+}
+
+for (const workers of [1, 2]) {
+    test(`at its open-files limit the gateway neither spins nor floods its log, and serves again once connections close (workers = ${workers})`, { timeout: 60000 }, async () => {
+        // accept() failing with EMFILE leaves the listening socket readable: retried at once, it spun the loop at
+        // 100 % CPU and logged every try (lws' own listener and a worker's alike)
+        const stack = await startStack({ gateway: { workers, max_open_files: 300 } });
+        stacks.push(stack);
+        const pids = workers > 1 ? workerPids(stack.gw.proc.pid) : [stack.gw.proc.pid];
+        const conns = workers * 350; // past the limit of every process
+        const socks = [];
+        for (let i = 0; i < conns; i++) socks.push(net.connect(stack.listenPort, '127.0.0.1').on('error', () => {}));
+        await new Promise((r) => setTimeout(r, 1500));
+        const before = pids.map(cpuTicks);
+        await new Promise((r) => setTimeout(r, 2000));
+        const used = pids.map((p, i) => cpuTicks(p) - before[i]);
+        for (const u of used) assert.ok(u < 40, `CPU ticks in 2 s at the limit, per process: ${used}`);
+        const lines = stack.gw.logs().split('\n').filter((l) => /accept|too high/i.test(l)).length;
+        assert.ok(lines > 0, 'the limit was met');
+        assert.ok(lines <= conns, `${lines} log lines about accepting, for ${conns} connections`);
+        for (const s of socks) s.destroy();
+        await new Promise((r) => setTimeout(r, 500));
+        const sub = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
+        await subscribeNative(sub, 'after-the-limit');
+        sub.terminate();
+        await stack.stop();
+    });
+}
