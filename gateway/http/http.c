@@ -163,10 +163,13 @@ void pg_http_respond_overloaded(struct pg_http *h, const char *why)
     pg_http_respond_error(h, 503, why);
 }
 
+static int answered(struct pg_http *h);
+
 /*
- * Writes the answer: headers, then the body in the same WRITEABLE on HTTP/1 (a second WRITEABLE round would be
- * one more loop pass, and on the libuv loop two more epoll_ctl pairs, per answer); on an HTTP/2 stream, or when
- * lws kept part of the headers, the body waits for the next WRITEABLE.
+ * Writes the answer: on HTTP/1 a body that fits beside the headers goes with them, in one write (one segment for
+ * the client to read); a larger one follows them in the same WRITEABLE (a second WRITEABLE round would be one more
+ * loop pass, and on the libuv loop two more epoll_ctl pairs, per answer). On an HTTP/2 stream, or when lws kept
+ * part of the headers, the body waits for the next WRITEABLE.
  */
 static int h_write(struct pg_http *h)
 {
@@ -227,6 +230,16 @@ static int h_write(struct pg_http *h)
                                             &p, end))
                 return -1;
         }
+        if (h1 && h->resp_len && h->resp_len + 2 <= (size_t)(end - p)) {
+            /* lws counts only HTTP writes against the content length, and forgets it when the transaction ends */
+            if (lws_finalize_http_header(h->wsi, &p, end))
+                return -1;
+            memcpy(p, h->resp + LWS_PRE, h->resp_len);
+            p += h->resp_len;
+            if (lws_write(h->wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) != (int)(p - start))
+                return -1;
+            return answered(h);
+        }
         if (lws_finalize_write_http_header(h->wsi, start, &p, end))
             return -1;
         h->phase = 1;
@@ -239,6 +252,12 @@ static int h_write(struct pg_http *h)
     if (h->resp_len &&
         lws_write(h->wsi, (unsigned char *)h->resp + LWS_PRE, h->resp_len, LWS_WRITE_HTTP_FINAL) != (int)h->resp_len)
         return -1;
+    return answered(h);
+}
+
+/* The whole answer is with lws: the request ends, and the connection waits for the next one or closes. */
+static int answered(struct pg_http *h)
+{
     answer_gone(h);
     /* a connection that upgrades to a WebSocket next gets its struct pg_conn zeroed (server.c): nothing owned is left */
     request_end(h);
