@@ -384,11 +384,24 @@ static void flush_before_wait(uv_prepare_t *h)
  * and, in Debian's build, walks the whole table on every connection's open and close (a sanity check that each fd
  * is unused): at a soft limit of 1,048,576 that is 8 MB read per connection, whatever the process holds.
  *
- * lws makes its context under a limit PG_OPEN_FILES_HEADROOM lower than that (raised after, open_files_raise): it
+ * lws makes its context under a limit PG_OPEN_FILES_HEADROOM lower than that (raised after it is made): it
  * stops accepting on its own listener once its sockets fill its table, so the descriptors it does not count (the
  * loop's, the store's, webhooks') never meet EMFILE there. Its accept loop would spin on EMFILE, as would a
  * worker's own listener without its pause (listen.c). Returns the limit to raise to, 0 if none.
  */
+/* The soft open-files limit becomes n (under the hard one); -1, with a warning, when it cannot. */
+static int open_files_set(rlim_t n)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = n;
+        if (setrlimit(RLIMIT_NOFILE, &rl) == 0)
+            return 0;
+    }
+    pg_log(PG_LOG_WARN, "server", "cannot set the open files limit to %llu: %s", (unsigned long long)n, strerror(errno));
+    return -1;
+}
+
 static rlim_t open_files_fit(const struct pg_config *cfg)
 {
     struct rlimit rl;
@@ -398,27 +411,11 @@ static rlim_t open_files_fit(const struct pg_config *cfg)
     if (rl.rlim_max != RLIM_INFINITY && want > rl.rlim_max)
         want = rl.rlim_max;
     rlim_t for_lws = want > 2 * PG_OPEN_FILES_HEADROOM ? want - PG_OPEN_FILES_HEADROOM : want;
-    unsigned long long was = (unsigned long long)rl.rlim_cur;
-    rl.rlim_cur = for_lws;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
-        pg_log(PG_LOG_WARN, "server", "cannot set the open files limit to %llu: %s", (unsigned long long)for_lws,
-               strerror(errno));
+    if (open_files_set(for_lws) != 0)
         return 0;
-    }
     pg_log(PG_LOG_INFO, "server", "open files limit %llu (was %llu), libwebsockets' share %llu",
-           (unsigned long long)want, was, (unsigned long long)for_lws);
+           (unsigned long long)want, (unsigned long long)rl.rlim_cur, (unsigned long long)for_lws);
     return want;
-}
-
-static void open_files_raise(rlim_t want)
-{
-    struct rlimit rl;
-    if (!want || getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
-    rl.rlim_cur = want;
-    if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
-        pg_log(PG_LOG_WARN, "server", "cannot set the open files limit to %llu: %s", (unsigned long long)want,
-               strerror(errno));
 }
 
 static void loop_init(struct loop *l, const struct pg_config *cfg, struct lws_context_creation_info *info)
@@ -604,7 +601,8 @@ int pg_server_run(struct pg_config *cfg)
     loop_init(&loop, cfg, &info);
     info.pcontext = &gw.ctx; /* NULL once the context is freed (loop_free) */
     gw.ctx = lws_create_context(&info);
-    open_files_raise(open_files);
+    if (open_files)
+        open_files_set(open_files);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld%s", cfg->listen_host, cfg->listen_port,
                loop.uv ? ", or lws cannot load its libuv plugin (libwebsockets-evlib-uv; event_loop = poll needs none)"

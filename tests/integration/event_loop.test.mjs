@@ -68,11 +68,6 @@ function openFilesLimit(pid) {
     return line.trim().split(/\s+/).slice(3, 5).map((v) => (v === 'unlimited' ? Infinity : Number(v)));
 }
 
-function workerPids(pid) {
-    const kids = fs.readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim();
-    return kids ? kids.split(/\s+/).map(Number) : [];
-}
-
 test('every gateway process sets its open-files limit to max_sessions + 4096, or max_open_files, under the hard limit', { timeout: 60000 }, async () => {
     // lws walks a table of the soft limit's size on every connection's open and close (gateway/server.c): a soft
     // limit far above what the process uses would cost every connection
@@ -83,7 +78,7 @@ test('every gateway process sets its open-files limit to max_sessions + 4096, or
     for (const [gateway, want] of cases) {
         const stack = await startStack({ gateway: { ...gateway, log_level: 'info' } });
         stacks.push(stack);
-        const pids = gateway.workers ? workerPids(stack.gw.proc.pid) : [stack.gw.proc.pid];
+        const pids = gateway.workers ? [...stack.gw.workerPids().values()] : [stack.gw.proc.pid];
         assert.equal(pids.length, gateway.workers || 1, 'the gateway runs its workers');
         for (const pid of pids) {
             const [soft, hard] = openFilesLimit(pid);
@@ -112,7 +107,7 @@ for (const workers of [1, 2]) {
         // 100 % CPU and logged every try (lws' own listener and a worker's alike)
         const stack = await startStack({ gateway: { workers, max_open_files: 300 } });
         stacks.push(stack);
-        const pids = workers > 1 ? workerPids(stack.gw.proc.pid) : [stack.gw.proc.pid];
+        const pids = workers > 1 ? [...stack.gw.workerPids().values()] : [stack.gw.proc.pid];
         const conns = workers * 350; // past the limit of every process
         const socks = [];
         for (let i = 0; i < conns; i++) socks.push(net.connect(stack.listenPort, '127.0.0.1').on('error', () => {}));
