@@ -124,6 +124,22 @@ start_nchan() {
 start_for() { if [ "$1" = nchan ]; then start_nchan; else start_pushgate "${2:-1}"; fi; }
 stop_for() { [ "$1" = nchan ] || exec 9>&-; stop_servers; }
 
+# A run with --src-addrs N gets source addresses no run of the last minute used: 127.0.0.F..F+N-1, F moving on
+# by N each run over 127.0.0.2..254. The connections a run closes sit in TIME_WAIT for 60 s on the client side,
+# and the load generator binds each socket to its source address before connecting (port 0), so the kernel must
+# find a port no socket on that address holds, whatever it connects to: with the same four addresses for every
+# run, about every third W3 run (the seventh or so 10,000 connections in a minute) took 10-20 s instead of 1-2 s
+# to open, nchan's and pushgate's alike. Sets a (the caller's array) with --src-first added.
+src_next=2
+src_rotate() {
+    local i n=0
+    for ((i = 1; i <= $#; i++)); do [ "${!i}" = --src-addrs ] && { i=$((i + 1)); n=${!i}; }; done
+    [ "$n" -gt 0 ] || return 0
+    [ $((src_next + n - 1)) -gt 254 ] && src_next=2
+    a+=(--src-first "$src_next")
+    src_next=$((src_next + n))
+}
+
 # run REP WORKLOAD SYSTEM loadgen-args...: one measurement, one JSON line in the raw file.
 run() {
     local rep=$1 wl=$2 sys=$3; shift 3
@@ -134,6 +150,7 @@ run() {
     # libuv (epoll) there unless --evlib says otherwise (bench/README.md, "W4")
     local ev=$evlib
     [ "$wl" = W4 ] && [ "${evlib_set:-0}" != 1 ] && ev=uv
+    src_rotate "${a[@]}"
     res=$("$LG_BIN" --evlib "$ev" --target "$sys" --port "$port" --rss-pids "$pids" "${a[@]}" 2>"$tmp/lg.err") || true
     [ -n "$res" ] || res='{"failed":true}'
     node -e 'const r=JSON.parse(process.argv[1]); Object.assign(r,{rep:+process.argv[2],workload:process.argv[3],system:process.argv[4]}); console.log(JSON.stringify(r))' \
