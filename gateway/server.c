@@ -415,6 +415,13 @@ static rlim_t open_files_fit(const struct pg_config *cfg)
         return 0;
     pg_log(PG_LOG_INFO, "server", "open files limit %llu (was %llu), libwebsockets' share %llu",
            (unsigned long long)want, (unsigned long long)rl.rlim_cur, (unsigned long long)for_lws);
+    /* past lws' share a connection is closed at once ("fd too high"), before max_sessions could answer 503 */
+    if (for_lws < (rlim_t)cfg->max_sessions + PG_OPEN_FILES_HEADROOM)
+        pg_log(PG_LOG_WARN, "server",
+               "open files limit %llu cannot hold max_sessions = %lld WebSockets in this process: raise %s, or "
+               "lower max_sessions (or run more workers)",
+               (unsigned long long)want, cfg->max_sessions,
+               cfg->max_open_files ? "max_open_files" : "the hard limit (LimitNOFILE, ulimit -Hn)");
     return want;
 }
 

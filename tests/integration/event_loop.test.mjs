@@ -84,6 +84,9 @@ test('every gateway process sets its open-files limit to max_sessions + 4096, or
             const [soft, hard] = openFilesLimit(pid);
             assert.equal(soft, Math.min(want, hard), `process ${pid}: soft limit ${soft} (hard ${hard})`);
         }
+        // a limit that cannot hold max_sessions (10,000 by default) is said at start, once per process
+        const warned = stack.gw.logs().split('\n').filter((l) => /WARN.*cannot hold max_sessions/.test(l)).length;
+        assert.equal(warned, gateway.max_open_files ? 1 : 0, stack.gw.logs());
         // sessions still open and receive what is published
         const sub = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
         await subscribeNative(sub, 'limits');
