@@ -106,7 +106,7 @@ static const struct opt opts[] = {
     {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},
     {"shutdown_grace_ms", T_INT, O(shutdown_grace_ms), "2000", 0, 600000, "SIGTERM: time to finish before exit"},
     {"event_loop", T_STR, O(event_loop), "uv", 0, 0,
-     "uv (libuv, epoll: cost per ready socket) or poll (lws's own poll(): cost per open socket)"},
+     "uv (libuv, epoll: cost per ready socket), ev (libev, epoll: fewer epoll_ctl per request) or poll (lws's own poll(): cost per open socket)"},
     SHARED(PG_SHARED_OPT_REGEX_MATCH_LIMIT, O(regex_match_limit), "PCRE2 match limit per rule"),
     SHARED(PG_SHARED_OPT_REGEX_DEPTH_LIMIT, O(regex_depth_limit), "PCRE2 depth limit per rule"),
     SHARED(PG_SHARED_OPT_JWT_LEEWAY_MS, O(jwt_leeway_ms), "clock skew allowed on exp and nbf"),
@@ -401,8 +401,8 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
         snprintf(err, errlen, "log_level: expected debug, info, warn or error, got \"%.32s\"", cfg->log_level);
         return PG_EINVAL;
     }
-    if (strcmp(cfg->event_loop, "uv") != 0 && strcmp(cfg->event_loop, "poll") != 0) {
-        snprintf(err, errlen, "event_loop: expected uv or poll, got \"%.32s\"", cfg->event_loop);
+    if (strcmp(cfg->event_loop, "uv") != 0 && strcmp(cfg->event_loop, "ev") != 0 && strcmp(cfg->event_loop, "poll") != 0) {
+        snprintf(err, errlen, "event_loop: expected uv, ev or poll, got \"%.32s\"", cfg->event_loop);
         return PG_EINVAL;
     }
     /* the rules the broker plugin applies to the same options (pg_options.h) */

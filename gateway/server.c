@@ -28,7 +28,6 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
-#include <uv.h>
 
 #include "cluster/apps.h"
 #include "cluster/cluster.h"
@@ -65,6 +64,7 @@
 #include "proto/sio.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
+#include "loop.h"
 #include "server.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -357,28 +357,6 @@ const struct pg_channel_broker pg_server_channel_broker = {
 /* ---- setup and run ---------------------------------------------------------------- */
 
 /*
- * The loop (event_loop). "uv": the context joins a libuv loop of ours as a foreign loop; libuv waits with epoll,
- * so a wakeup costs what the ready sockets cost, where lws's own poll() walks every open socket each pass (most of
- * the CPU at 10,000 connections: bench/README.md). "poll": lws_service(), kept as the fallback.
- */
-struct loop {
-    int uv;
-    int broken; /* lws' context is left to the exit: its teardown would crash (pg_server_run) */
-    uv_loop_t uv_loop;
-    uv_prepare_t flush; /* runs once per libuv iteration, just before it waits */
-    void *foreign[1];
-};
-
-/* the frames queued in the pass that just ended go to their sockets, its subscribes and unsubscribes to the
-   broker, before the loop waits again */
-static void flush_before_wait(uv_prepare_t *h)
-{
-    struct pg_gw *gw = h->data;
-    pg_ws_flush(gw);
-    pg_bridge_flush(gw->bridge);
-}
-
-/*
  * The soft open-files limit is set to what this process needs (max_sessions + PG_OPEN_FILES_RESERVE, or
  * max_open_files), raised or lowered, never above the hard limit. lws 4.1 sizes its descriptor table by the limit
  * and, in Debian's build, walks the whole table on every connection's open and close (a sanity check that each fd
@@ -425,64 +403,6 @@ static rlim_t open_files_fit(const struct pg_config *cfg)
     return want;
 }
 
-static void loop_init(struct loop *l, const struct pg_config *cfg, struct lws_context_creation_info *info)
-{
-    memset(l, 0, sizeof *l);
-    l->uv = strcmp(cfg->event_loop, "poll") != 0;
-    if (!l->uv)
-        return;
-    uv_loop_init(&l->uv_loop);
-    l->foreign[0] = &l->uv_loop;
-    info->foreign_loops = l->foreign;
-    info->options |= LWS_SERVER_OPTION_LIBUV;
-}
-
-static void loop_run(struct loop *l, struct pg_gw *gw)
-{
-    /*
-     * One pass is one lws_service() (one poll()) or one libuv iteration (one epoll_wait() and every callback it
-     * makes due; lws 4.1 has no end-of-pass callback of its own). The frames those callbacks queued for WebSockets
-     * are written at the end of the pass (core/ws.c: no WRITEABLE round per frame), and the subscribes and
-     * unsubscribes they made go to the broker, batched, before the loop waits again: a storm of session opens
-     * costs a few SUBSCRIBE packets, and a lone subscribe still leaves at once (the bridge writes it now, or asks
-     * for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen in time.
-     */
-    if (!l->uv) {
-        while (!gw->done && lws_service(gw->ctx, 0) >= 0) {
-            pg_ws_flush(gw);
-            pg_bridge_flush(gw->bridge);
-        }
-        return;
-    }
-    uv_prepare_init(&l->uv_loop, &l->flush);
-    l->flush.data = gw;
-    uv_prepare_start(&l->flush, flush_before_wait);
-    while (!gw->done)
-        uv_run(&l->uv_loop, UV_RUN_ONCE);
-}
-
-/*
- * After lws_context_destroy(): lws closes its libuv handles through their close callbacks, which only a running
- * loop calls. On a foreign loop lws 4.1 stops there, its context not yet freed; *pctx (lws clears it when the
- * context is gone: info.pcontext) says so, and a second lws_context_destroy() finishes the job.
- */
-static void loop_free(struct loop *l, struct lws_context **pctx)
-{
-    if (!l->uv || l->broken)
-        return;
-    if (l->flush.data)
-        uv_close((uv_handle_t *)&l->flush, NULL);
-    uv_run(&l->uv_loop, UV_RUN_DEFAULT);
-    for (int i = 0; i < 3 && *pctx; i++) {
-        lws_context_destroy(*pctx);
-        uv_run(&l->uv_loop, UV_RUN_DEFAULT);
-    }
-    if (*pctx)
-        pg_log(PG_LOG_WARN, "server", "lws context not freed on the libuv loop");
-    if (uv_loop_close(&l->uv_loop) != 0)
-        pg_log(PG_LOG_WARN, "server", "libuv loop closed with handles still open");
-}
-
 static void on_signal(int sig)
 {
     (void)sig;
@@ -518,7 +438,7 @@ int pg_server_run(struct pg_config *cfg)
 {
     struct pg_gw gw;
     struct lws_context_creation_info info;
-    struct loop loop = {0};
+    struct pg_loop loop = {0};
     char client_id[64], *will = NULL;
     int rc = 1;
 
@@ -605,25 +525,27 @@ int pg_server_run(struct pg_config *cfg)
     long long wait_s = cfg->http_body_timeout_ms / 1000 + 5;
     info.timeout_secs = (unsigned int)(wait_s > 30 ? wait_s : 30);
     info.keepalive_timeout = (int)cfg->http_keepalive_s; /* announced in every kept answer (http.c) */
-    loop_init(&loop, cfg, &info);
+    if (pg_loop_init(&loop, cfg->event_loop, &info) != 0)
+        goto out;
     info.pcontext = &gw.ctx; /* NULL once the context is freed (loop_free) */
     gw.ctx = lws_create_context(&info);
     if (open_files)
         open_files_set(open_files);
     if (!gw.ctx) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld%s", cfg->listen_host, cfg->listen_port,
-               loop.uv ? ", or lws cannot load its libuv plugin (libwebsockets-evlib-uv; event_loop = poll needs none)"
-                       : "");
+               loop.uv   ? ", or lws cannot load its libuv plugin (libwebsockets-evlib-uv; event_loop = poll needs none)"
+               : loop.ev ? ", or lws cannot load its libev plugin (libwebsockets-evlib-ev; event_loop = poll needs none)"
+                         : "");
         goto out;
     }
     /*
-     * On a libuv loop lws 4.1 returns a context even when its listening vhost failed (the port was taken after
+     * On a libuv loop (and on libev, not tried) lws 4.1 returns a context even when its listening vhost failed (the port was taken after
      * workers.c probed it), and tearing that context down calls into its unloaded libuv plugin: the context is
      * left to the exit (loop.broken), a leak on a failed start only.
      */
     if (!(gw.vhost = lws_get_vhost_by_name(gw.ctx, "default"))) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);
-        loop.broken = loop.uv;
+        loop.broken = loop.uv || loop.ev;
         goto out;
     }
     if (cfg->worker >= 0 && pg_listen_start(&gw) != 0)
@@ -635,12 +557,12 @@ int pg_server_run(struct pg_config *cfg)
 
     pg_log(PG_LOG_INFO, "server", "listening on http://%s:%lld node=%s worker=%d apps=%zu broker=%s:%lld loop=%s",
            cfg->listen_host, cfg->listen_port, gw.node_id, cfg->worker, cfg->napps, cfg->broker_host,
-           cfg->broker_port, loop.uv ? "uv" : "poll");
+           cfg->broker_port, pg_loop_name(&loop));
     if (pg_cluster_init(&gw) != 0 || pg_dispatch_init(&gw) != 0 || pg_push_regs_init(&gw) != 0 || pg_seq_init(&gw) != 0)
         goto out;
     pg_bridge_start(gw.bridge);
     lws_sul_schedule(gw.ctx, 0, &gw.sul_tick, tick, PG_BRIDGE_TICK_MS * LWS_US_PER_MS);
-    loop_run(&loop, &gw);
+    pg_loop_run(&loop, &gw);
     pg_cluster_stopping(&gw);
     pg_log(PG_LOG_INFO, "server", "stopped");
     rc = 0;
@@ -653,7 +575,7 @@ out:
         pg_listen_free(&gw);    /* its timer too; the connections still waiting for their request line */
         lws_context_destroy(gw.ctx); /* closes sessions and HTTP requests first: they reference apps */
     }
-    loop_free(&loop, &gw.ctx);
+    pg_loop_free(&loop, &gw.ctx);
     pg_addr_free(&gw);             /* after the sessions: releasing them detaches their addresses */
     pg_webhooks_free(gw.webhooks); /* after the sessions: closing them may still emit events */
     pg_bridge_free(gw.bridge);

@@ -13,7 +13,7 @@ fi
 
 PACKAGES=(
     build-essential cmake pkg-config
-    libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
+    libwebsockets-dev libwebsockets-evlib-uv libuv1-dev libwebsockets-evlib-ev libev-dev
     libmosquitto-dev mosquitto mosquitto-clients mosquitto-dev
     libjansson-dev libjwt-dev libpcre2-dev libsqlite3-dev libcurl4-openssl-dev uthash-dev libssl-dev
     chromium curl ca-certificates
