@@ -1,13 +1,14 @@
 /*
  * The event loop of a gateway process (event_loop). "uv": the lws context joins a libuv loop of ours as a foreign
  * loop; libuv waits with epoll, so a wakeup costs what the ready sockets cost, where lws's own poll() walks every
- * open socket each pass (most of the CPU at 10,000 connections: bench/README.md). "ev": the same on a libev loop. lws changes a socket's events
- * several times per HTTP request (and per accepted connection); libuv's uv_poll_start() makes each change an
- * epoll_ctl DEL and an ADD at once, where libev applies only a pass's net change, as one MOD: 2 epoll_ctl per
- * REST publish instead of 10 (bench/README.md, "W4: the box's capacity"). "poll": lws_service(), the fallback.
+ * open socket each pass (most of the CPU at 10,000 connections: bench/README.md). "ev": the same on a libev loop.
+ * lws changes a socket's events several times per HTTP request (and per accepted connection); libuv's
+ * uv_poll_start() makes each change an epoll_ctl DEL and an ADD at once, where libev applies only a pass's net
+ * change, as one MOD: 2 epoll_ctl per REST publish instead of 10 (bench/README.md, "W4: the box's capacity").
+ * "poll": lws_service(), the fallback.
  *
- * One pass is one lws_service() (one poll()) or one libuv/libev iteration (one epoll_wait() and every callback it
- * makes due). At the end of each, before the loop waits again, the frames queued in it go to their sockets
+ * One pass is one lws_service() (one poll()) or one libuv or libev iteration (one epoll_wait() and every callback
+ * it makes due). At the end of each, before the loop waits again, the frames queued in it go to their sockets
  * (core/ws.c) and its subscribes and unsubscribes to the broker (the bridge). Owned by pg_server_run(), on its
  * one thread.
  */
@@ -75,12 +76,13 @@ const char *pg_loop_name(const struct pg_loop *l)
 void pg_loop_run(struct pg_loop *l, struct pg_gw *gw)
 {
     /*
-     * One pass is one lws_service() (one poll()) or one libuv iteration (one epoll_wait() and every callback it
-     * makes due; lws 4.1 has no end-of-pass callback of its own). The frames those callbacks queued for WebSockets
-     * are written at the end of the pass (core/ws.c: no WRITEABLE round per frame), and the subscribes and
-     * unsubscribes they made go to the broker, batched, before the loop waits again: a storm of session opens
-     * costs a few SUBSCRIBE packets, and a lone subscribe still leaves at once (the bridge writes it now, or asks
-     * for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen in time.
+     * One pass is one lws_service() (one poll()) or one libuv or libev iteration (one epoll_wait() and every
+     * callback it makes due; lws 4.1 has no end-of-pass callback of its own). The frames those callbacks queued
+     * for WebSockets are written at the end of the pass (core/ws.c: no WRITEABLE round per frame), and the
+     * subscribes and unsubscribes they made go to the broker, batched, before the loop waits again: a storm of
+     * session opens costs a few SUBSCRIBE packets, and a lone subscribe still leaves at once (the bridge writes it
+     * now, or asks for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen
+     * in time.
      */
     if (l->ev) {
         ev_prepare_init(&l->ev_flush, ev_flush_before_wait);
@@ -140,4 +142,3 @@ void pg_loop_free(struct pg_loop *l, struct lws_context **pctx)
     if (uv_loop_close(&l->uv_loop) != 0)
         pg_log(PG_LOG_WARN, "server", "libuv loop closed with handles still open");
 }
-

@@ -1,7 +1,8 @@
 /*
  * The event loop: one lws context serves HTTP, WebSocket and the broker
- * socket, on a libuv loop of ours (event_loop = uv: epoll) or lws's own
- * poll() loop (event_loop = poll), on this one thread either way. The
+ * socket, on a libuv or libev loop of ours (loop.c; event_loop = uv or ev:
+ * epoll) or lws's own poll() loop (event_loop = poll), on this one thread
+ * whichever it is. The
  * bridge's socket is adopted into lws as a raw descriptor (a dup(), so lws
  * closing its copy never closes libmosquitto's), the frames queued for
  * WebSockets and the bridge's queued subscriptions are flushed after every
@@ -36,6 +37,7 @@
 #include "cluster/push_regs.h"
 #include "cluster/webhooks.h"
 #include "config.h"
+#include "loop.h"
 #include "core/admission.h"
 #include "core/app.h"
 #include "core/channels.h"
@@ -64,7 +66,6 @@
 #include "proto/sio.h"
 #include "pushgate_auth.h"
 #include "pushgate_bridge.h"
-#include "loop.h"
 #include "server.h"
 
 static volatile sig_atomic_t stop_requested;
@@ -527,7 +528,7 @@ int pg_server_run(struct pg_config *cfg)
     info.keepalive_timeout = (int)cfg->http_keepalive_s; /* announced in every kept answer (http.c) */
     if (pg_loop_init(&loop, cfg->event_loop, &info) != 0)
         goto out;
-    info.pcontext = &gw.ctx; /* NULL once the context is freed (loop_free) */
+    info.pcontext = &gw.ctx; /* NULL once the context is freed (pg_loop_free) */
     gw.ctx = lws_create_context(&info);
     if (open_files)
         open_files_set(open_files);
