@@ -22,21 +22,22 @@
 
 /* the frames queued in the pass that just ended go to their sockets, its subscribes and unsubscribes to the
    broker, before the loop waits again */
-static void flush_before_wait(uv_prepare_t *h)
+static void end_of_pass(struct pg_gw *gw)
 {
-    struct pg_gw *gw = h->data;
     pg_ws_flush(gw);
     pg_bridge_flush(gw->bridge);
 }
 
-/* flush_before_wait() on libev */
+static void flush_before_wait(uv_prepare_t *h)
+{
+    end_of_pass(h->data);
+}
+
 static void ev_flush_before_wait(struct ev_loop *loop, ev_prepare *w, int revents)
 {
     (void)loop;
     (void)revents;
-    struct pg_gw *gw = w->data;
-    pg_ws_flush(gw);
-    pg_bridge_flush(gw->bridge);
+    end_of_pass(w->data);
 }
 
 int pg_loop_init(struct pg_loop *l, const char *kind, struct lws_context_creation_info *info)
@@ -93,10 +94,8 @@ void pg_loop_run(struct pg_loop *l, struct pg_gw *gw)
         return;
     }
     if (!l->uv) {
-        while (!gw->done && lws_service(gw->ctx, 0) >= 0) {
-            pg_ws_flush(gw);
-            pg_bridge_flush(gw->bridge);
-        }
+        while (!gw->done && lws_service(gw->ctx, 0) >= 0)
+            end_of_pass(gw);
         return;
     }
     uv_prepare_init(&l->uv_loop, &l->flush);
