@@ -62,6 +62,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         a = a_node, b = a_name;
         break;
     case PG_TOPIC_NODE:
+    case PG_TOPIC_LOAD:
         a = a_node, a_app = NULL;
         break;
     case PG_TOPIC_CHANNEL:
