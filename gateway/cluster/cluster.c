@@ -71,6 +71,15 @@
 #define SNAPSHOT_COST_SHARE 20
 #define LIVENESS_REFRESHES 3 /* snapshots per node_liveness_ms: a late one still leaves the deadline met */
 /*
+ * How long a node that does not lead keeps a gone peer's channels (struct pg_cluster, c->gone). The leader reports
+ * that peer's channels vacated at its next evaluation, within SNAPSHOT_MIN_INTERVAL_MS of hearing of the death
+ * unless its snapshots are costly; a leader that dies before that evaluation (the workers of one gateway die
+ * together) leaves the report to its successor, which can make it only while it still has the channels. A leader
+ * that dies within this time after its evaluation has the successor report those channels vacated again: a
+ * duplicate, where forgetting them sooner left them occupied for good.
+ */
+#define GONE_KEEP_MS 2000
+/*
  * Parsing a peer's snapshot, building this node's and evaluating occupancy make jansson trees and arrays of every
  * channel concerned, freed at once; their pages stay resident between the live chunks around them. Once that many
  * channels went through since the last time, the tick gives those pages back (malloc_trim walks only the free
@@ -89,6 +98,7 @@ struct pg_node {
     struct pg_appsets first; /* while c->fresh: its "channels" as first heard of since this node started */
     int64_t seen_ms;         /* monotonic time of its last snapshot (or of our last reconnect) */
     int64_t liveness_ms;     /* the deadline its snapshot announces; 0: none (older nodes) */
+    int64_t gone_ms;         /* in c->gone: monotonic time it went */
     UT_hash_handle hh;
     struct pg_node *next;    /* in c->gone */
 };
@@ -96,8 +106,9 @@ struct pg_node {
 /*
  * Occupancy webhooks are the leader's alone, and only the leader keeps what it reported (occupied), for the apps
  * that have a webhook. A node that becomes the leader has reported nothing; it starts from what the leader before
- * it saw, as far as it knows: every node's last snapshot, those of peers gone since its last evaluation (gone: the
- * channels of a leader that died are vacated, not forgotten) and its own as last published (mine) included. A node
+ * it saw, as far as it knows: every node's last snapshot, those of peers gone since its last evaluation as the leader
+ * or within GONE_KEEP_MS (gone: the channels of a leader that died are vacated, not forgotten, and so are those of a
+ * peer that died just before it) and its own as last published (mine) included. A node
  * that is the leader from its start (fresh) takes each peer's first snapshot instead (the retained one, which the
  * leader before it reported; what came later, that leader stopped reporting when it heard of this node) and none of
  * its own (no other leader saw them), and waits until it has been connected for SNAPSHOT_MIN_INTERVAL_MS, so that
@@ -219,13 +230,15 @@ static void fresh_end(struct pg_cluster *c)
     }
 }
 
-/* The peers gone since the last evaluation are no longer needed for a baseline. */
-static void gone_clear(struct pg_cluster *c)
+/* The peers that went before `before` (monotonic ms; INT64_MAX: all) are no longer needed for a baseline. */
+static void gone_clear(struct pg_cluster *c, int64_t before)
 {
     struct pg_node *n, *tmp;
     LL_FOREACH_SAFE(c->gone, n, tmp) {
-        LL_DELETE(c->gone, n);
-        node_free(n);
+        if (n->gone_ms < before) {
+            LL_DELETE(c->gone, n);
+            node_free(n);
+        }
     }
 }
 
@@ -239,7 +252,7 @@ void pg_cluster_free(struct pg_gw *gw)
         HASH_DEL(c->nodes, n);
         node_free(n);
     }
-    gone_clear(c);
+    gone_clear(c, INT64_MAX);
     pg_appsets_clear(&c->mine);
     pg_appsets_clear(&c->occupied);
     free(c);
@@ -496,6 +509,7 @@ static void node_gone(struct pg_gw *gw, struct pg_node *n, const char *why, int 
 {
     struct pg_cluster *c = gw->cluster;
     pg_log(PG_LOG_INFO, "cluster", "node %s gone (%s)", n->id, why);
+    n->gone_ms = pg_mono_ms();
     json_decref(n->snapshot);
     n->snapshot = NULL; /* not alive: out of the leader election, the member union and the view from here */
     EACH_LISTENER(c, nodes_changed, gw, n->id, clear != CLEAR_NONE);
@@ -552,14 +566,14 @@ void pg_cluster_tick(struct pg_gw *gw)
     if (!leader) {
         pg_appsets_clear(&c->occupied);
         c->occupied_valid = 0;
-        gone_clear(c);
+        gone_clear(c, now - GONE_KEEP_MS); /* the leader may die before it reported them (GONE_KEEP_MS) */
         fresh_end(c);
         c->occupancy_dirty = 0;
     } else if (c->occupied_valid || !c->fresh || gw->draining ||
                (pg_bridge_connected(gw->bridge) && now - c->connected_ms >= SNAPSHOT_MIN_INTERVAL_MS)) {
         /* (a node that starts as the leader waits for its peers' retained snapshots: struct pg_cluster) */
         walked = occupancy_changed(gw);
-        gone_clear(c);
+        gone_clear(c, INT64_MAX);
         fresh_end(c);
         c->occupancy_dirty = 0;
     } else {

@@ -210,6 +210,46 @@ test('leadership moves both ways: each channel is occupied and vacated once, not
     }
 });
 
+// node-b dies, and node-a, the leader, dies before it reported node-b's channel vacated: node-a is frozen (SIGSTOP, so
+// its broker connection stays open and its will waits) while node-c, which does not lead yet, hears of node-b's
+// death and runs its ticks; then node-a is killed. node-c, the leader now, still has node-b's channels
+// (cluster.c, GONE_KEEP_MS) and reports the channel vacated. With workers, each gateway's workers die together, and
+// the leader among them is the case this stands for.
+test('a leader that dies before reporting a dead peer\'s channel: its successor reports it vacated, once', { timeout: 60000 }, async () => {
+    const hooks = await hookReceiver();
+    const apps = DEFAULT_APPS.map((a) => (a.id === 'demo' ? { ...a, webhook_url: hooks.url } : a));
+    const own = await startStack({ apps, gateway: { webhook_batch_ms: 50, broker_keepalive_s: KEEPALIVE_S }, startGateway: false });
+    try {
+        const gws = {};
+        for (const id of ['node-a', 'node-b', 'node-c']) {
+            const port = await freePort();
+            gws[id] = await own.startGateway({ port, args: ['--listen_port', String(port), '--node_id', id] });
+        }
+        const channel = `orphan-${process.pid}`;
+        const of = (name) => hooks.events.filter((e) => e.name === name && e.channel === channel).length;
+        const x = await connect(gws['node-b']);
+        x.send({ event: 'pusher:subscribe', data: { channel } });
+        await x.next((f) => f.event === 'pusher_internal:subscription_succeeded' && f.channel === channel);
+        await waitFor(() => of('channel_occupied') === 1, { timeoutMs: scaled(5000), message: 'node-a reports the channel occupied' });
+
+        const a = gws['node-a'];
+        for (const pid of a.workerPids().values()) process.kill(pid, 'SIGSTOP');
+        a.signal('SIGSTOP');
+        await gws['node-b'].kill('SIGKILL');
+        await delay(1000); // node-c hears node-b's will and ticks (every 100 ms) while the frozen node-a still leads
+        assert.equal(of('channel_vacated'), 0, 'nobody reported it while node-a was frozen');
+        await a.kill('SIGKILL'); // its workers die with it (PR_SET_PDEATHSIG), stopped or not
+        await waitFor(() => of('channel_vacated') === 1, { timeoutMs: scaled(10000), message: 'node-c reports the channel vacated' });
+        await delay(1000); // late duplicates would arrive by now
+        const seen = JSON.stringify(hooks.events);
+        assert.equal(of('channel_occupied'), 1, seen);
+        assert.equal(of('channel_vacated'), 1, seen);
+    } finally {
+        await own.stop();
+        await hooks.close();
+    }
+});
+
 // ---------------------------------------------------------------------------------------------
 // Crashes the broker does not report in time
 
