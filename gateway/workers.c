@@ -175,7 +175,7 @@ int pg_workers_run(struct pg_config *cfg)
 {
     int n = workers_count(cfg), rc = 0, stopping = 0, live = 0;
     long long kill_ms = 0;
-    /* before anything starts, for one process too: lws on a libuv loop cannot fail cleanly later (server.c) */
+    /* before anything starts, for one process too: lws on a libuv or libev loop cannot fail cleanly later (server.c) */
     if (pg_listen_probe(cfg) != 0)
         return 1;
     if (n == 1)

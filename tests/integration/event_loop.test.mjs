@@ -1,4 +1,4 @@
-// The event loop (event_loop): the default libuv loop, the libev loop and the lws poll() fallback each carry a whole session
+// The event loop (event_loop): the default libev loop, the libuv loop and the lws poll() fallback each carry a whole session
 // life: a native subscribe, a REST publish delivered to it, a refused frame closed with its own code (1009, sent
 // by lws after the callback returned -1), and SIGTERM closing the rest with 1001 before a clean exit 0.
 import { test, after } from 'node:test';
@@ -54,12 +54,20 @@ async function sessionLife(gateway, loop) {
     await stack.stop();
 }
 
-test('event_loop uv (libuv, the default): subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
-    await sessionLife({}, 'uv');
+test('event_loop ev (libev, the default): subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
+    await sessionLife({}, 'ev');
 });
 
-test('event_loop ev (libev): subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
-    await sessionLife({ event_loop: 'ev' }, 'ev');
+test('event_loop uv (libuv): subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
+    await sessionLife({ event_loop: 'uv' }, 'uv');
+});
+
+test('an unknown event_loop is refused at start: exit 2, and the message names the choices', () => {
+    const env = { ...process.env };
+    delete env.PUSHGATE_EVENT_LOOP;
+    const r = spawnSync(GATEWAY_BIN, ['--event_loop', 'epoll'], { env, encoding: 'utf8', timeout: 20000 });
+    assert.equal(r.status, 2, `exit status ${r.status} signal ${r.signal}\n${r.stderr}`);
+    assert.match(r.stderr, /event_loop: expected uv, ev or poll, got "epoll"/);
 });
 
 test('event_loop poll: subscribe, REST publish, close 1009, port taken exits 1, SIGTERM 1001', { timeout: 60000 }, async () => {
