@@ -45,8 +45,9 @@ struct pg_route_scope {
 };
 
 static const struct pg_route_scope
-    dashboard = {"/dashboard", PG_M_GET, "method not allowed: GET only", PG_AUTH_ADMIN,
-                 "not found: /dashboard/{app} or /dashboard/{app}/data", 0},
+    /* claims only its rows' paths: an app may be named dashboard, and POST /dashboard/{channel}/publish is its REST
+       publish (the root scope's) */
+    dashboard = {"/dashboard", 0, NULL, PG_AUTH_ADMIN, NULL, 0},
     admin = {"/api/admin", 0, NULL, PG_AUTH_ADMIN, "unknown admin route", 0},
     events = {"/api/apps/", 0, NULL, PG_AUTH_NONE, "not found (POST /api/apps/{app}/events)", 0},
     socketio = {"/socket.io", 0, NULL, PG_AUTH_NONE, NULL, 0},
@@ -95,12 +96,13 @@ static void asset(struct pg_gw *gw, struct pg_http *h)
 
 #define ANY_HTTP PG_M_HTTP
 #define NOT_ALLOWED "method not allowed"
+#define GET_ONLY "method not allowed: GET only"
 
 static const struct pg_route routes[] = {
     /* per-app dashboard (http/dashboard.c); never reserved: apps may carry this id */
-    {"dashboard.page", PG_M_GET, "/dashboard/{app}", pg_dashboard_page, 0, PG_AUTH_ADMIN, NULL, 0,
+    {"dashboard.page", PG_M_GET, "/dashboard/{app}", pg_dashboard_page, 0, PG_AUTH_ADMIN, GET_ONLY, 0,
      PG_ROUTE_UNRESERVED, &dashboard},
-    {"dashboard.data", PG_M_GET, "/dashboard/{app}/data", pg_dashboard_data, 0, PG_AUTH_ADMIN, NULL, 0,
+    {"dashboard.data", PG_M_GET, "/dashboard/{app}/data", pg_dashboard_data, 0, PG_AUTH_ADMIN, GET_ONLY, 0,
      PG_ROUTE_UNRESERVED, &dashboard},
 
     /* apps admin API (http/admin.c) */

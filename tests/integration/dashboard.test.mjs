@@ -9,6 +9,7 @@ import fsp from 'node:fs/promises';
 import path from 'node:path';
 
 import { launchChromium } from './lib/browser.mjs';
+import { subscribeNative } from './lib/native.mjs';
 import { REPO_DIR, freePort, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 
 const APP = 'demo';
@@ -193,4 +194,27 @@ test('dashboard data and page: admin only, live session counts, history, cluster
     process.stdout.write(`dashboard screenshot: ${SCREENSHOT} (${size} bytes)\n`);
     assert.ok(size > 20 * 1024, `screenshot is ${size} bytes`);
     await context.close();
+});
+
+test('an app named dashboard: its REST publish reaches its subscribers, and its dashboard is still admin only', { timeout: 60000 }, async () => {
+    const apps = [{ id: 'dashboard', key: 'dashboard-key', secret: 'dashboard-secret', require_auth: false }];
+    const own = await startStack({ apps, gateway: { admin_user: ADMIN.username, admin_password: ADMIN.password, apps_db: 'apps.db' } });
+    try {
+        const gw = own.gw;
+        const sub = await wsConnect(`${gw.wsUrl}/v1/dashboard`);
+        sockets.push(sub);
+        await subscribeNative(sub, 'data'); // "data": the dashboard's own last path segment, as a channel
+        const res = await httpRequest('POST', `${gw.url}/dashboard/data/publish`, {
+            body: JSON.stringify({ n: 1 }),
+            headers: { 'Content-Type': 'application/json' },
+        });
+        assert.equal(res.status, 200, res.body);
+        const m = await sub.next((f) => f.type === 'message' && f.room === 'data');
+        assert.deepEqual(m.message, { n: 1 });
+        assert.equal((await get(gw, '/dashboard/dashboard/data', null)).status, 401, 'the dashboard asks for credentials');
+        const data = await get(gw, '/dashboard/dashboard/data');
+        assert.equal(data.status, 200, data.body);
+    } finally {
+        await own.stop();
+    }
 });

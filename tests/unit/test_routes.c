@@ -127,12 +127,19 @@ static void dashboard(void)
     routes_to(PG_M_GET, "/dashboard/demo", "dashboard.page", "app=demo");
     routes_to(PG_M_GET, "/dashboard/demo/data", "dashboard.data", "app=demo");
     answered(PG_M_POST, "/dashboard/demo", 405, "method not allowed: GET only");
-    answered(PG_M_POST, "/dashboard/nothing/here", 405, "method not allowed: GET only");
-    answered(PG_M_GET, "/dashboard", 404, "not found: /dashboard/{app} or /dashboard/{app}/data");
-    answered(PG_M_GET, "/dashboard/", 404, "not found: /dashboard/{app} or /dashboard/{app}/data");
-    answered(PG_M_GET, "/dashboard/demo/", 404, "not found: /dashboard/{app} or /dashboard/{app}/data");
-    answered(PG_M_GET, "/dashboard/demo/data/", 404, "not found: /dashboard/{app} or /dashboard/{app}/data");
+    answered(PG_M_DELETE, "/dashboard/demo/data", 405, "method not allowed: GET only");
+    /* the scope claims its rows' paths only: the rest is the root's, e.g. the REST publish of an app named dashboard */
+    answered(PG_M_POST, "/dashboard/nothing/here", 404, "not found");
+    answered(PG_M_GET, "/dashboard", 404, "not found");
+    answered(PG_M_GET, "/dashboard/", 404, "not found");
+    answered(PG_M_GET, "/dashboard/demo/", 404, "not found");
+    answered(PG_M_GET, "/dashboard/demo/data/", 404, "not found");
     answered(PG_M_GET, "/dashboardx", 404, "not found");
+    routes_to(PG_M_POST, "/dashboard/room-1/publish", "rest.publish", "app=dashboard channel=room-1");
+    routes_to(PG_M_POST, "/dashboard/data/publish", "rest.publish", "app=dashboard channel=data");
+    CHECK(!pg_routes_reserved("dashboard"), "an app may be named dashboard");
+    pg_routes_match(PG_M_POST, "/dashboard/room-1/publish", &m, &a);
+    CHECK(m.auth_first == PG_AUTH_NONE, "dashboard's REST publish: no admin credentials asked");
     pg_routes_match(PG_M_POST, "/dashboard/demo", &m, &a);
     CHECK(m.auth_first == PG_AUTH_ADMIN, "dashboard: credentials first");
 }
