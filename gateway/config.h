@@ -83,6 +83,7 @@ struct pg_config {
     long long ws_ping_interval_s; /* lws validity: from the opening or last PONG to a PING */
     long long ws_pong_timeout_s;  /* then seconds for the PONG before the connection is dropped */
     long long publish_timeout_ms;
+    long long local_first; /* 1: own publishes fan out here at once, the broker's copy is dropped (core/publish.c) */
     long long shutdown_grace_ms;
     char *event_loop; /* "uv" (libuv's epoll loop, lws as a foreign loop) or "poll" (lws_service) */
     /* auth */

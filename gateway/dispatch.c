@@ -38,6 +38,7 @@
 #include "core/app.h"
 #include "core/fanout.h"
 #include "core/gw.h"
+#include "core/msg.h"
 #include "core/registry.h"
 #include "core/seq.h"
 #include "dispatch.h"
@@ -150,8 +151,12 @@ void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payloa
 {
     struct inbound m = {.topic = topic, .payload = payload, .len = len, .props = props, .nprops = nprops};
     enum pg_topic_kind kind = pg_topic_parse(gw->cfg->topic_root, topic, &m.p);
-    if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER || kind == PG_TOPIC_BROADCAST)
+    if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER || kind == PG_TOPIC_BROADCAST) {
         pg_load_inbound(gw); /* marks follow traffic (cluster/load.c) */
+        const char *origin = pg_prop_get(props, nprops, "origin", NULL);
+        if (gw->cfg->local_first && origin && !strcmp(origin, gw->origin))
+            return; /* this process's own publish: its subscribers here had it when it was made (core/publish.c) */
+    }
     if (handlers[kind])
         handlers[kind](gw, &m);
 }

@@ -19,6 +19,15 @@
  * peer cannot deliver. A session whose socket takes no bytes for
  * slow_consumer_ms while output waits is closed (1013).
  *
+ * local_first: a publish the bridge took is fanned out to this process's own
+ * subscribers at once, with the properties the broker would bring back (ts,
+ * origin, seq, prev: the gap tracking sees it as it would see the broker's
+ * copy), and that copy is dropped when it comes (dispatch.c: its origin is
+ * this process's). It saves the broker round trip for local subscribers; the
+ * price is that a publish the broker then refuses or never acknowledges (503,
+ * 504) was delivered here all the same. Other processes get it from the broker
+ * as always.
+ *
  * State: the load fields of struct pg_gw (pending_*, behind, rx_paused_ms,
  * late_until_ms); gw->seq_* through core/seq.c.
  */
@@ -30,6 +39,7 @@
 #include "config.h"
 #include "core/app.h"
 #include "core/channels.h"
+#include "core/fanout.h"
 #include "core/gw.h"
 #include "core/msg.h"
 #include "core/publish.h"
@@ -37,7 +47,11 @@
 #include "core/session.h"
 #include "log.h"
 #include "pg_common.h"
+#include "pg_topic.h"
 #include "pushgate_bridge.h"
+
+/* The properties of one publish, names and values: the caller's (at most 12) and ts, origin, seq, prev. */
+#define PUBLISH_PROPS 20
 
 /* One publish waiting for the broker: its seq becomes the topic's prev only once acknowledged (seq.c). */
 struct seq_ack {
@@ -60,10 +74,30 @@ static void seq_acked(void *ud, int result)
     free(a);
 }
 
+/* local_first: topic's message to this process's own subscribers, as the broker's copy would reach them. */
+static void deliver_here(struct pg_gw *gw, const char *topic, const void *payload, size_t len, const char *const *all)
+{
+    struct pg_bridge_prop p[PUBLISH_PROPS / 2];
+    size_t n = 0;
+    for (; n < PUBLISH_PROPS / 2 && all[2 * n]; n++) {
+        p[n].name = all[2 * n];
+        p[n].value = all[2 * n + 1];
+    }
+    struct pg_topic_ref r;
+    enum pg_topic_kind kind = pg_topic_parse(gw->cfg->topic_root, topic, &r);
+    struct pg_app *a = kind == PG_TOPIC_NONE ? NULL : pg_app_find(gw, r.app.s, r.app.len);
+    if (!a)
+        return;
+    if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER)
+        pg_fanout_channel(gw, a, r.name.s, kind == PG_TOPIC_USER, payload, len, p, n);
+    else if (kind == PG_TOPIC_BROADCAST && a->creds->active)
+        pg_fanout_broadcast(gw, a, payload, len, p, n);
+}
+
 int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,
                      const char *const *props, pg_bridge_ack_cb cb, void *cb_ud)
 {
-    const char *all[24];
+    const char *all[PUBLISH_PROPS + 1];
     char ts[24];
     struct pg_seq_stamp st;
     size_t n = 0;
@@ -94,6 +128,8 @@ int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const
         free(sa->topic);
         free(sa);
     }
+    if (rc == 0 && gw->cfg->local_first)
+        deliver_here(gw, topic, payload, len, all);
     struct pg_app *a = pg_app_find(gw, app, strlen(app));
     if (a && rc == 0)
         a->stats.published++;

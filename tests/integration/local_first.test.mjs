@@ -1,0 +1,93 @@
+// local_first = 1 (core/publish.c): a gateway's own subscribers get its publishes before the broker's round trip,
+// exactly once (the broker's copy is dropped by its origin), in order and without a gap signal, while the other
+// gateways on the broker get them from it as before. With the broker frozen the difference shows: the local
+// subscriber has the message at once and the REST caller gets 504, the other gateway's subscriber gets it once the
+// broker runs again; a gateway without local_first delivers nothing meanwhile.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+
+import { freePort, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
+import { isMessage, subscribeNative, within } from './lib/native.mjs';
+
+const stacks = [];
+const sockets = [];
+after(async () => {
+    for (const c of sockets) c.terminate();
+    for (const s of stacks) await s.stop().catch(() => {});
+});
+
+async function subscriber(gw, room) {
+    const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
+    sockets.push(c);
+    await subscribeNative(c, room);
+    return c;
+}
+
+function publish(gw, room, message) {
+    return httpRequest('POST', `${gw.url}/demo/${room}/publish`, {
+        body: JSON.stringify(message),
+        headers: { 'Content-Type': 'application/json' },
+    });
+}
+
+// The messages c received on room, in order, and whether any gap signal came.
+function received(c, room) {
+    return {
+        messages: c.frames.filter((f) => f.type === 'message' && f.room === room).map((f) => f.message),
+        gaps: c.frames.filter((f) => f.type === 'gap').length,
+    };
+}
+
+async function twoGateways(publishTimeoutMs = 5000) {
+    const stack = await startStack({ gateway: { local_first: 1, publish_timeout_ms: publishTimeoutMs } });
+    stacks.push(stack);
+    const a = stack.gw;
+    const port = await freePort();
+    // the second gateway delivers through the broker only
+    const b = await stack.startGateway({ port, args: ['--listen_port', String(port), '--local_first', '0'] });
+    return { stack, a, b };
+}
+
+test('local_first: own subscribers get each publish once and in order, the other gateway too, no gap', { timeout: 60000 }, async () => {
+    const { a, b } = await twoGateways();
+    const room = `lf-${process.pid}`;
+    const here = await subscriber(a, room);
+    const there = await subscriber(b, room);
+    const sent = [];
+    for (let i = 0; i < 20; i++) {
+        const r = await publish(i % 4 === 3 ? b : a, room, { i }); // every fourth through the other gateway
+        assert.equal(r.status, 200, r.body);
+        sent.push({ i });
+    }
+    for (const c of [here, there]) await c.next(isMessage(room, (f) => f.message.i === 19));
+    await new Promise((r) => setTimeout(r, 500)); // the broker's copies of a's publishes would be in by now
+    assert.deepEqual(received(here, room), { messages: sent, gaps: 0 });
+    assert.deepEqual(received(there, room), { messages: sent, gaps: 0 });
+});
+
+test('local_first with the broker frozen: the local subscriber has it at once, the caller gets 504, the other gateway gets it later', { timeout: 60000 }, async () => {
+    const { stack, a, b } = await twoGateways(1000);
+    const room = `lf-frozen-${process.pid}`;
+    const here = await subscriber(a, room);
+    const there = await subscriber(b, room);
+    const broker = stack.broker.proc;
+    let answer;
+    broker.kill('SIGSTOP');
+    try {
+        const viaB = publish(b, room, { via: 'b' });
+        answer = publish(a, room, { via: 'a' });
+        const got = await within(here.next(isMessage(room, (f) => f.message.via === 'a')), 800);
+        assert.ok(got, 'the local subscriber had the message while the broker was frozen');
+        assert.equal((await answer).status, 504, 'nothing acknowledged it');
+        assert.equal((await viaB).status, 504);
+        assert.deepEqual(received(there, room).messages, [], 'without local_first nothing is delivered meanwhile');
+    } finally {
+        broker.kill('SIGCONT');
+    }
+    // the broker reads what it was sent while frozen and passes it on: to the other gateway only, for a's message
+    await there.next(isMessage(room, (f) => f.message.via === 'a'));
+    await here.next(isMessage(room, (f) => f.message.via === 'b'));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.deepEqual(received(here, room).messages.filter((m) => m.via === 'a'), [{ via: 'a' }], 'no second copy here');
+    assert.deepEqual(received(there, room).messages.filter((m) => m.via === 'a'), [{ via: 'a' }]);
+});
