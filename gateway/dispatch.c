@@ -122,18 +122,9 @@ static void on_presence(struct pg_gw *gw, const struct inbound *m)
         pg_presence_on_message(gw, app, id, m->p.name.s, m->payload, m->len);
 }
 
-static void on_broadcast(struct pg_gw *gw, const struct inbound *m)
+static void on_fanout(struct pg_gw *gw, const struct inbound *m)
 {
-    struct pg_app *a = pg_app_find(gw, m->p.app.s, m->p.app.len);
-    if (a && a->creds->active)
-        pg_fanout_broadcast(gw, a, m->payload, m->len, m->props, m->nprops);
-}
-
-static void on_channel(struct pg_gw *gw, const struct inbound *m)
-{
-    struct pg_app *app = pg_app_find(gw, m->p.app.s, m->p.app.len);
-    if (app)
-        pg_fanout_channel(gw, app, m->p.name.s, m->p.kind == PG_TOPIC_USER, m->payload, m->len, m->props, m->nprops);
+    pg_fanout_topic(gw, &m->p, m->payload, m->len, m->props, m->nprops);
 }
 
 /* The one place that says who handles what; a kind without a handler (none) is dropped. */
@@ -141,8 +132,8 @@ static void (*const handlers[PG_TOPIC_KINDS])(struct pg_gw *gw, const struct inb
     [PG_TOPIC_NODE] = on_node,           [PG_TOPIC_REG] = on_reg,
     [PG_TOPIC_TERMINATE] = on_terminate, [PG_TOPIC_APP_RECORD] = on_app_record,
     [PG_TOPIC_REVOKE] = on_revoke,       [PG_TOPIC_DEVICE] = on_device,
-    [PG_TOPIC_PRESENCE] = on_presence,   [PG_TOPIC_BROADCAST] = on_broadcast,
-    [PG_TOPIC_CHANNEL] = on_channel,     [PG_TOPIC_USER] = on_channel,
+    [PG_TOPIC_PRESENCE] = on_presence,   [PG_TOPIC_BROADCAST] = on_fanout,
+    [PG_TOPIC_CHANNEL] = on_fanout,      [PG_TOPIC_USER] = on_fanout,
     [PG_TOPIC_DROPPED] = on_dropped,    [PG_TOPIC_LOAD] = on_load,
 };
 
@@ -153,8 +144,8 @@ void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payloa
     enum pg_topic_kind kind = pg_topic_parse(gw->cfg->topic_root, topic, &m.p);
     if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER || kind == PG_TOPIC_BROADCAST) {
         pg_load_inbound(gw); /* marks follow traffic (cluster/load.c) */
-        const char *origin = pg_prop_get(props, nprops, "origin", NULL);
-        if (gw->cfg->local_first && origin && !strcmp(origin, gw->origin))
+        const char *origin = gw->cfg->local_first ? pg_prop_get(props, nprops, "origin", NULL) : NULL;
+        if (origin && !strcmp(origin, gw->origin))
             return; /* this process's own publish: its subscribers here had it when it was made (core/publish.c) */
     }
     if (handlers[kind])

@@ -164,6 +164,18 @@ void pg_fanout_channel(struct pg_gw *gw, struct pg_app *app, const char *name, i
 
 /* ---- app-wide broadcasts ---------------------------------------------------------- */
 
+void pg_fanout_topic(struct pg_gw *gw, const struct pg_topic_ref *t, const void *payload, size_t len,
+                     const struct pg_bridge_prop *props, size_t nprops)
+{
+    struct pg_app *a = pg_app_find(gw, t->app.s, t->app.len);
+    if (!a)
+        return;
+    if (t->kind == PG_TOPIC_CHANNEL || t->kind == PG_TOPIC_USER)
+        pg_fanout_channel(gw, a, t->name.s, t->kind == PG_TOPIC_USER, payload, len, props, nprops);
+    else if (t->kind == PG_TOPIC_BROADCAST && a->creds->active)
+        pg_fanout_broadcast(gw, a, payload, len, props, nprops);
+}
+
 void pg_fanout_broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, size_t len,
                          const struct pg_bridge_prop *props, size_t nprops)
 {

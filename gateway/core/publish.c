@@ -84,14 +84,8 @@ static void deliver_here(struct pg_gw *gw, const char *topic, const void *payloa
         p[n].value = all[2 * n + 1];
     }
     struct pg_topic_ref r;
-    enum pg_topic_kind kind = pg_topic_parse(gw->cfg->topic_root, topic, &r);
-    struct pg_app *a = kind == PG_TOPIC_NONE ? NULL : pg_app_find(gw, r.app.s, r.app.len);
-    if (!a)
-        return;
-    if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER)
-        pg_fanout_channel(gw, a, r.name.s, kind == PG_TOPIC_USER, payload, len, p, n);
-    else if (kind == PG_TOPIC_BROADCAST && a->creds->active)
-        pg_fanout_broadcast(gw, a, payload, len, p, n);
+    if (pg_topic_parse(gw->cfg->topic_root, topic, &r) != PG_TOPIC_NONE)
+        pg_fanout_topic(gw, &r, payload, len, p, n);
 }
 
 int pg_publish_topic(struct pg_gw *gw, const char *app, const char *topic, const void *payload, size_t len,

@@ -6,7 +6,9 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { freePort, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
+import { spawnSync } from 'node:child_process';
+
+import { GATEWAY_BIN, freePort, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
 import { isMessage, subscribeNative, within } from './lib/native.mjs';
 
 const stacks = [];
@@ -90,4 +92,12 @@ test('local_first with the broker frozen: the local subscriber has it at once, t
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(received(here, room).messages.filter((m) => m.via === 'a'), [{ via: 'a' }], 'no second copy here');
     assert.deepEqual(received(there, room).messages.filter((m) => m.via === 'a'), [{ via: 'a' }]);
+});
+
+test('local_first takes 0 or 1: another value is refused at start, exit 2', () => {
+    const env = { ...process.env };
+    delete env.PUSHGATE_LOCAL_FIRST;
+    const r = spawnSync(GATEWAY_BIN, ['--local_first', '2'], { env, encoding: 'utf8', timeout: 20000 });
+    assert.equal(r.status, 2, `exit status ${r.status} signal ${r.signal}\n${r.stderr}`);
+    assert.match(r.stderr, /local_first/);
 });
