@@ -105,8 +105,8 @@ static const struct opt opts[] = {
      "WebSocket: seconds to answer a PING before the connection is dropped"},
     {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},
     {"local_first", T_INT, O(local_first), "0", 0, 1,
-     "1: a publish reaches this process's own subscribers at once, not after the broker's round trip (a 503 or 504 "
-     "may then follow a delivery here)"},
+     "1: a publish reaches this process's own subscribers at once, not after the broker's round trip (an error "
+     "answer may then follow a delivery here)"},
     {"shutdown_grace_ms", T_INT, O(shutdown_grace_ms), "2000", 0, 600000, "SIGTERM: time to finish before exit"},
     {"event_loop", T_STR, O(event_loop), "ev", 0, 0,
      "ev (libev, epoll: cost per ready socket), uv (libuv, epoll, but two epoll_ctl per change of a socket's events) or poll (lws's own poll(): cost per open socket)"},

@@ -24,8 +24,8 @@
  * origin, seq, prev: the gap tracking sees it as it would see the broker's
  * copy), and that copy is dropped when it comes (dispatch.c: its origin is
  * this process's). It saves the broker round trip for local subscribers; the
- * price is that a publish the broker then refuses or never acknowledges (503,
- * 504) was delivered here all the same. Other processes get it from the broker
+ * price is that a publish the broker then refuses, loses or never acknowledges
+ * (403, 503, 504) was delivered here all the same. Other processes get it from the broker
  * as always.
  *
  * State: the load fields of struct pg_gw (pending_*, behind, rx_paused_ms,
