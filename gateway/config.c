@@ -103,6 +103,11 @@ static const struct opt opts[] = {
      "WebSocket: seconds from the last PONG (or the opening) to the next PING"},
     {"ws_pong_timeout_s", T_INT, O(ws_pong_timeout_s), "30", 1, 3600,
      "WebSocket: seconds to answer a PING before the connection is dropped"},
+    {"ws_nagle", T_STR, O(ws_nagle), "busy", 0, 0,
+     "off (every frame leaves at once, TCP_NODELAY), on (the kernel gathers small frames while earlier ones are "
+     "unacknowledged: Nagle) or busy (on while the event loop is busier than ws_nagle_busy_percent)"},
+    {"ws_nagle_busy_percent", T_INT, O(ws_nagle_busy_percent), "95", 1, 100,
+     "ws_nagle = busy: share of its time the loop spends working (averaged over about 0.4 s) from which frames are gathered; under half of it they leave at once again"},
     {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},
     {"local_first", T_INT, O(local_first), "0", 0, 1,
      "1: a publish reaches this process's own subscribers at once, not after the broker's round trip (an error "
@@ -406,6 +411,16 @@ int pg_config_load(struct pg_config *cfg, const char *path, int argc, char **arg
     }
     if (strcmp(cfg->event_loop, "uv") != 0 && strcmp(cfg->event_loop, "ev") != 0 && strcmp(cfg->event_loop, "poll") != 0) {
         snprintf(err, errlen, "event_loop: expected uv, ev or poll, got \"%.32s\"", cfg->event_loop);
+        return PG_EINVAL;
+    }
+    static const char *const nagle_modes[] = {[PG_WS_NAGLE_OFF] = "off", [PG_WS_NAGLE_BUSY] = "busy",
+                                              [PG_WS_NAGLE_ON] = "on"};
+    cfg->ws_nagle_mode = -1;
+    for (int m = 0; m < (int)(sizeof nagle_modes / sizeof nagle_modes[0]); m++)
+        if (!strcmp(cfg->ws_nagle, nagle_modes[m]))
+            cfg->ws_nagle_mode = m;
+    if (cfg->ws_nagle_mode < 0) {
+        snprintf(err, errlen, "ws_nagle: expected off, busy or on, got \"%.32s\"", cfg->ws_nagle);
         return PG_EINVAL;
     }
     /* the rules the broker plugin applies to the same options (pg_options.h) */

@@ -27,6 +27,9 @@ struct pg_app_conf {
     int line; /* where the section started, for messages */
 };
 
+/* ws_nagle (core/ws.c says what each does) */
+enum pg_ws_nagle { PG_WS_NAGLE_OFF, PG_WS_NAGLE_BUSY, PG_WS_NAGLE_ON };
+
 struct pg_config {
     char *config_path;
     /* network */
@@ -82,6 +85,9 @@ struct pg_config {
     uint64_t ws_rx_buffer_bytes;  /* lws's per-WebSocket receive buffer and read size (server.c) */
     long long ws_ping_interval_s; /* lws validity: from the opening or last PONG to a PING */
     long long ws_pong_timeout_s;  /* then seconds for the PONG before the connection is dropped */
+    char *ws_nagle;               /* "off", "busy" or "on": when WebSocket sockets leave TCP_NODELAY (core/ws.c) */
+    int ws_nagle_mode;            /* ws_nagle as an enum pg_ws_nagle, set by the check */
+    long long ws_nagle_busy_percent; /* "busy": loop busy share over a tick from which the kernel coalesces */
     long long publish_timeout_ms;
     long long local_first; /* 1: own publishes fan out here at once, the broker's copy is dropped (core/publish.c) */
     long long shutdown_grace_ms;

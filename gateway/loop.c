@@ -11,8 +11,14 @@
  * it makes due). At the end of each, before the loop waits again, the frames queued in it go to their sockets
  * (core/ws.c) and its subscribes and unsubscribes to the broker (the bridge). Owned by pg_server_run(), on its
  * one thread.
+ *
+ * Busy share (pg_loop_busy(), read by the tick for ws_nagle = busy): wall time less the time spent waiting in
+ * epoll_wait(). libuv counts that time itself (UV_METRICS_IDLE_TIME); libev calls a release and an acquire
+ * function around each wait, which count it here. Time the process was not scheduled while it had work counts as
+ * busy: an overloaded box is what the share is meant to show.
  */
 #include <string.h>
+#include <time.h>
 
 #include "core/gw.h"
 #include "core/ws.h"
@@ -40,6 +46,25 @@ static void ev_flush_before_wait(struct ev_loop *loop, ev_prepare *w, int revent
     end_of_pass(w->data);
 }
 
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+static void ev_before_wait(struct ev_loop *loop) EV_NOEXCEPT
+{
+    struct pg_loop *l = ev_userdata(loop);
+    l->ev_wait_from_ns = mono_ns();
+}
+
+static void ev_after_wait(struct ev_loop *loop) EV_NOEXCEPT
+{
+    struct pg_loop *l = ev_userdata(loop);
+    l->ev_idle_ns += mono_ns() - l->ev_wait_from_ns;
+}
+
 int pg_loop_init(struct pg_loop *l, const char *kind, struct lws_context_creation_info *info)
 {
     memset(l, 0, sizeof *l);
@@ -50,6 +75,8 @@ int pg_loop_init(struct pg_loop *l, const char *kind, struct lws_context_creatio
             pg_log(PG_LOG_ERROR, "server", "cannot make a libev loop (epoll)");
             return -1;
         }
+        ev_set_userdata(l->ev_loop, l); /* lws' libev glue uses neither the user data nor these callbacks */
+        ev_set_loop_release_cb(l->ev_loop, ev_before_wait, ev_after_wait);
         l->foreign[0] = l->ev_loop;
         info->foreign_loops = l->foreign;
         info->options |= LWS_SERVER_OPTION_LIBEV;
@@ -63,10 +90,32 @@ int pg_loop_init(struct pg_loop *l, const char *kind, struct lws_context_creatio
         pg_log(PG_LOG_ERROR, "server", "cannot make a libuv loop");
         return -1;
     }
+    if (uv_loop_configure(&l->uv_loop, UV_METRICS_IDLE_TIME) != 0)
+        pg_log(PG_LOG_WARN, "server", "libuv does not count its idle time: ws_nagle = busy acts as off");
     l->foreign[0] = &l->uv_loop;
     info->foreign_loops = l->foreign;
     info->options |= LWS_SERVER_OPTION_LIBUV;
     return 0;
+}
+
+int pg_loop_busy(struct pg_loop *l)
+{
+    uint64_t idle;
+    if (l->ev)
+        idle = l->ev_idle_ns;
+    else if (l->uv)
+        idle = uv_metrics_idle_time(&l->uv_loop);
+    else
+        return -1;
+    uint64_t now = mono_ns(), since = l->sample_ns, was_idle = l->sample_idle_ns;
+    l->sample_ns = now;
+    l->sample_idle_ns = idle;
+    if (!since || now <= since)
+        return -1;
+    uint64_t wall = now - since, idle_part = idle - was_idle;
+    if (idle_part > wall) /* the two clocks were read at different moments */
+        idle_part = wall;
+    return (int)((wall - idle_part) * 1000 / wall);
 }
 
 const char *pg_loop_name(const struct pg_loop *l)

@@ -5,6 +5,7 @@
 #define PG_LOOP_H
 
 #include <ev.h>
+#include <stdint.h>
 #include <libwebsockets.h>
 #include <uv.h>
 
@@ -19,6 +20,9 @@ struct pg_loop {
     struct ev_loop *ev_loop;
     ev_prepare ev_flush; /* the same, once per libev iteration (before it polls) */
     void *foreign[1];
+    /* how long the loop waited in epoll_wait (libev: counted around it; libuv counts its own) */
+    uint64_t ev_idle_ns, ev_wait_from_ns;
+    uint64_t sample_ns, sample_idle_ns; /* the last pg_loop_busy() */
 };
 
 /* Readies l for kind ("uv", "ev" or "poll") and points info at it (foreign loop and option): before
@@ -30,6 +34,12 @@ void pg_loop_run(struct pg_loop *l, struct pg_gw *gw);
 
 /* After lws_context_destroy(*pctx): finishes lws' teardown on the loop and frees the loop. */
 void pg_loop_free(struct pg_loop *l, struct lws_context **pctx);
+
+/*
+ * The share of the time since the previous call that the loop spent working (not waiting for events), in
+ * permille; -1 on the first call and for "poll", whose wait lws hides inside lws_service().
+ */
+int pg_loop_busy(struct pg_loop *l);
 
 /* "uv", "ev" or "poll", for the start-up log line */
 const char *pg_loop_name(const struct pg_loop *l);

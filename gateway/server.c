@@ -304,6 +304,8 @@ static void bridge_on_log(void *ud, int level, const char *msg)
 static void tick(lws_sorted_usec_list_t *sul)
 {
     struct pg_gw *gw = lws_container_of(sul, struct pg_gw, sul_tick);
+    gw->loop_busy = pg_loop_busy(gw->loop);
+    pg_ws_tick(gw);
     pg_publish_load_tick(gw);
     pg_live_tick(gw);
     pg_pusher_tick(gw);
@@ -445,6 +447,9 @@ int pg_server_run(struct pg_config *cfg)
 
     memset(&gw, 0, sizeof gw);
     gw.cfg = cfg;
+    gw.loop = &loop;
+    gw.loop_busy = -1;
+    gw.ws_nagle = cfg->ws_nagle_mode == PG_WS_NAGLE_ON;
     gw.channel_broker = &pg_server_channel_broker;
     gw.started_ms = pg_now_ms();
     pg_config_auth_limits(cfg, &gw.limits);

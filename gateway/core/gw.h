@@ -32,6 +32,7 @@ struct pg_cluster;
 struct pg_load;
 struct pg_devices;
 struct pg_apps;
+struct pg_loop;
 struct pg_seq;
 struct pg_webhooks;
 struct pg_channel_broker;
@@ -47,6 +48,7 @@ struct pg_gw {
     struct pg_auth_limits limits; /* for the auth library, from cfg */
     struct lws_context *ctx;
     struct lws_vhost *vhost;
+    struct pg_loop *loop; /* server.c's event loop (its busy share: gw->loop_busy) */
     pg_bridge *bridge;            /* the broker session (bridge/); modules call it, server.c drives it */
     const struct pg_channel_broker *channel_broker; /* the channel index's broker (core/channels.h): the bridge's */
     char node_id[40];
@@ -98,6 +100,9 @@ struct pg_gw {
     struct pg_dueq body_waits;               /* http/http.c: requests waiting for their body, oldest first */
     lws_dll2_owner_t loaded;               /* core/session.c joins, core/publish.c leaves: sessions with output */
     lws_dll2_owner_t to_write;             /* core/ws.c: WebSocket sessions to write at the end of this loop pass */
+    int loop_busy;  /* server.c's tick: permille of the last tick the loop spent working; -1 unknown */
+    int loop_busy_avg; /* core/ws.c: its moving average, permille */
+    int ws_nagle;   /* core/ws.c (pg_ws_tick): 1 while WebSocket writes leave TCP_NODELAY (ws_nagle) */
 
     /* ---- sequence numbers (core/seq.c, through core/publish.c) ---- */
     char origin[64];          /* this process's publishes: node id + incarnation */

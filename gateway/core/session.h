@@ -66,6 +66,7 @@ struct pg_session {
     lws_dll2_t loaded; /* in gw->loaded while it has output queued or lost messages (core/publish.c's tick) */
     lws_dll2_t to_write; /* in gw->to_write from a wake to the end of the loop pass (core/ws.c) */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
+    uint8_t nagle; /* 1: its socket was last set to leave TCP_NODELAY (core/ws.c); 0: as lws set it, no delay */
     char close_reason[96];
     UT_hash_handle hh; /* gw->sessions by serial (core/registry.c) */
 };

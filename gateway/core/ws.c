@@ -24,6 +24,24 @@
  * close (e.g. the error frame that explains it), then sends its close code
  * and reason, in a WRITEABLE (lws_close_reason() needs one).
  *
+ * Small frames, one segment each or gathered (ws_nagle). lws sets TCP_NODELAY
+ * on every socket: each write leaves at once, one TCP segment, and on
+ * loopback the reader's whole receive path runs for each. Without it
+ * (Nagle) the kernel holds a small write while an earlier one is
+ * unacknowledged and sends what gathered meanwhile as one segment when the
+ * ACK comes: a busy reader acknowledges late, so it gets many frames per
+ * segment, at a fraction of the CPU on both ends (bench/README.md, "W1:
+ * frames per segment"). The price is latency: a reader that delays its ACKs
+ * (delayed ACK, up to 40 ms on Linux and 200 ms elsewhere) holds the next
+ * frame as long. ws_nagle = busy takes that price only when the loop itself
+ * has no time to spare: at each tick (pg_ws_tick) the loop's busy share
+ * (loop.c), averaged over about PG_WS_NAGLE_AVG_TICKS ticks, turns it on
+ * from ws_nagle_busy_percent and off under half of it. (At W2's 100,000
+ * frames/s the loop is 50-80 % busy with single ticks over 90 %; under W1's
+ * fan-out it stays over 96 %.)
+ * A socket takes the current setting at its next write (one setsockopt per
+ * socket per change); turning TCP_NODELAY back on sends what the kernel held.
+ *
  * Ownership: gw->to_write borrows its sessions; a session leaves it when it
  * is written or when its socket closes (pg_ws_closed()), never later.
  */
@@ -39,6 +57,7 @@
 #include "core/registry.h"
 #include "core/session.h"
 #include "core/ws.h"
+#include "log.h"
 
 int pg_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app)
 {
@@ -86,11 +105,43 @@ static void cork(struct lws *wsi, int on)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof on);
 }
 
+/* the socket takes the gateway's current ws_nagle state (see the top of the file) */
+static void set_nagle(struct pg_session *s, struct lws *wsi, int on)
+{
+    int fd = (int)lws_get_socket_fd(wsi), nodelay = !on;
+    if (fd >= 0)
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
+    s->nagle = (uint8_t)on;
+}
+
+void pg_ws_tick(struct pg_gw *gw)
+{
+    const struct pg_config *cfg = gw->cfg;
+    int on = gw->ws_nagle, busy = gw->loop_busy;
+    /* a moving average over about PG_WS_NAGLE_AVG_TICKS ticks: a tick or two of a burst do not switch */
+    if (busy >= 0)
+        gw->loop_busy_avg += (busy - gw->loop_busy_avg) / PG_WS_NAGLE_AVG_TICKS;
+    if (cfg->ws_nagle_mode != PG_WS_NAGLE_BUSY)
+        on = cfg->ws_nagle_mode == PG_WS_NAGLE_ON;
+    else if (busy < 0)
+        on = 0; /* the poll loop tells nothing */
+    else if (gw->loop_busy_avg >= cfg->ws_nagle_busy_percent * 10)
+        on = 1;
+    else if (gw->loop_busy_avg < cfg->ws_nagle_busy_percent * 5)
+        on = 0;
+    if (on != gw->ws_nagle)
+        pg_log(PG_LOG_DEBUG, "ws", "loop busy %d.%d %% of recent ticks: frames %s", gw->loop_busy_avg / 10,
+               gw->loop_busy_avg % 10, on ? "gathered by the kernel (Nagle)" : "sent at once (TCP_NODELAY)");
+    gw->ws_nagle = on;
+}
+
 int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
 {
     int n = 0;
     size_t bytes = 0;
     struct pg_msg *m;
+    if (s->nagle != s->gw->ws_nagle)
+        set_nagle(s, wsi, s->gw->ws_nagle);
     int corked = s->q.count >= PG_WS_CORK_MIN_FRAMES;
     if (corked)
         cork(wsi, 1);

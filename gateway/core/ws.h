@@ -23,6 +23,8 @@ struct pg_session;
 #define PG_WS_WRITE_MAX_BYTES (256 * 1024)
 /* From this many frames queued, a write corks the socket (TCP_CORK) and sends them in full segments. */
 #define PG_WS_CORK_MIN_FRAMES 3
+/* ws_nagle = busy judges the loop's busy share averaged over about this many ticks (an exponential average) */
+#define PG_WS_NAGLE_AVG_TICKS 4
 
 int pg_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app);
 int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len);
@@ -41,5 +43,7 @@ void pg_ws_closed(struct pg_ws *w, struct lws *wsi);
 void pg_ws_wake(struct pg_session *s);
 /* The end of a loop pass (server.c): every woken session writes what it has queued. */
 void pg_ws_flush(struct pg_gw *gw);
+/* Each tick (server.c, after it set gw->loop_busy): whether sockets leave TCP_NODELAY now (gw->ws_nagle). */
+void pg_ws_tick(struct pg_gw *gw);
 
 #endif

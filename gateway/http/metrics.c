@@ -90,6 +90,13 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
     fprintf(f, "# HELP pushgate_overloaded 1 while publishes are refused because the gateway is behind.\n"
                "# TYPE pushgate_overloaded gauge\npushgate_overloaded %d\n",
             pg_publish_refusal(gw, NULL) != NULL);
+    if (gw->loop_busy >= 0)
+        fprintf(f, "# HELP pushgate_loop_busy_ratio Share of the last tick (100 ms) the event loop spent working.\n"
+                   "# TYPE pushgate_loop_busy_ratio gauge\npushgate_loop_busy_ratio %d.%03d\n",
+                gw->loop_busy / 1000, gw->loop_busy % 1000);
+    fprintf(f, "# HELP pushgate_ws_nagle 1 while WebSocket frames are gathered by the kernel (ws_nagle).\n"
+               "# TYPE pushgate_ws_nagle gauge\npushgate_ws_nagle %d\n",
+            gw->ws_nagle);
     fprintf(f, "# HELP pushgate_webhook_queue Webhook events queued or in flight.\n"
                "# TYPE pushgate_webhook_queue gauge\npushgate_webhook_queue %zu\n",
             gw->webhooks ? pg_webhooks_pending(gw->webhooks) : (size_t)0);

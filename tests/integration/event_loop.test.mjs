@@ -1,6 +1,7 @@
 // The event loop (event_loop): the default libev loop, the libuv loop and the lws poll() fallback each carry a whole session
 // life: a native subscribe, a REST publish delivered to it, a refused frame closed with its own code (1009, sent
-// by lws after the callback returned -1), and SIGTERM closing the rest with 1001 before a clean exit 0.
+// by lws after the callback returned -1), and SIGTERM closing the rest with 1001 before a clean exit 0. libev and
+// libuv also measure the loop's busy share (/metrics), which poll() cannot.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
@@ -34,6 +35,14 @@ async function sessionLife(gateway, loop) {
     assert.equal(res.status, 200, res.body);
     const m = await sub.next((f) => f.type === 'message' && f.room === room);
     assert.deepEqual(m.message, { n: 1 });
+
+    // the loop's busy share (ws_nagle = busy reads it): measured on libev and libuv, unknown on poll()
+    const busyShare = async () =>
+        /^pushgate_loop_busy_ratio ([0-9.]+)$/m.exec((await httpRequest('GET', `${stack.gw.url}/metrics`)).body)?.[1];
+    await new Promise((r) => setTimeout(r, 300)); // from the second tick on
+    const share = await busyShare();
+    if (loop === 'poll') assert.equal(share, undefined, 'poll(): no busy share');
+    else assert.ok(Number(share) >= 0 && Number(share) <= 1, `busy share ${share}`);
 
     const big = await wsConnect(`${stack.gw.wsUrl}/v1/demo`);
     await big.next((f) => f.type === 'open');

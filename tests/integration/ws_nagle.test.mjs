@@ -1,0 +1,137 @@
+// ws_nagle (core/ws.c): whether a WebSocket's socket lets the kernel gather small frames (Nagle) or sends each
+// one at once (TCP_NODELAY), read off the gateway's own end of the connection by pushgate_sockopt_tool (which
+// takes a copy of the gateway's socket: it needs root, as the suite runs). "off" and "on" hold from the first
+// frame; "busy" turns on while the event loop is busier than ws_nagle_busy_percent and off again once it is
+// not, each socket at its next write, and /metrics shows the busy share and the state.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+
+import { BUILD_DIR, GATEWAY_BIN, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { isMessage, subscribeNative } from './lib/native.mjs';
+
+const TOOL = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_sockopt_tool');
+const stacks = [];
+const sockets = [];
+after(async () => {
+    for (const c of sockets) c.terminate();
+    for (const s of stacks) await s.stop().catch(() => {});
+});
+
+async function gateway(options) {
+    const stack = await startStack({ gateway: options });
+    stacks.push(stack);
+    return stack.gw;
+}
+
+async function subscriber(gw, room) {
+    const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
+    sockets.push(c);
+    await subscribeNative(c, room);
+    return c;
+}
+
+function publish(gw, room, message) {
+    return httpRequest('POST', `${gw.url}/demo/${room}/publish`, {
+        body: JSON.stringify(message),
+        headers: { 'Content-Type': 'application/json' },
+    });
+}
+
+// Publishes one message and waits for c to have it: the gateway has then written to c's socket.
+let serial = 0;
+async function delivered(gw, c, room) {
+    const n = ++serial;
+    const r = await publish(gw, room, { n });
+    assert.equal(r.status, 200, r.body);
+    await c.next(isMessage(room, (f) => f.message.n === n));
+}
+
+// TCP_NODELAY (0 or 1) of the gateway's socket for client c.
+function nodelay(gw, c) {
+    const pids = [gw.proc.pid, ...gw.workerPids().values()].map(String);
+    const r = spawnSync(TOOL, [String(c.ws._socket.localPort), ...pids], { encoding: 'utf8', timeout: 10000 });
+    assert.equal(r.status, 0, `pushgate_sockopt_tool: exit ${r.status}\n${r.stdout}${r.stderr}`);
+    const m = /^nodelay (\d)$/m.exec(r.stdout);
+    assert.ok(m, r.stdout);
+    return Number(m[1]);
+}
+
+async function metric(gw, name) {
+    const r = await httpRequest('GET', `${gw.url}/metrics`);
+    assert.equal(r.status, 200);
+    const m = new RegExp(`^${name} ([0-9.]+)$`, 'm').exec(r.body);
+    return m ? Number(m[1]) : undefined;
+}
+
+test('ws_nagle = off: every frame leaves at once (TCP_NODELAY)', { timeout: 60000 }, async () => {
+    const gw = await gateway({ ws_nagle: 'off' });
+    const room = `nagle-off-${process.pid}`;
+    const c = await subscriber(gw, room);
+    await delivered(gw, c, room);
+    assert.equal(nodelay(gw, c), 1);
+    assert.equal(await metric(gw, 'pushgate_ws_nagle'), 0);
+});
+
+test('ws_nagle = on: the kernel gathers small frames (TCP_NODELAY off) from the first write', { timeout: 60000 }, async () => {
+    const gw = await gateway({ ws_nagle: 'on' });
+    const room = `nagle-on-${process.pid}`;
+    const c = await subscriber(gw, room);
+    await delivered(gw, c, room);
+    assert.equal(nodelay(gw, c), 0);
+    assert.equal(await metric(gw, 'pushgate_ws_nagle'), 1);
+});
+
+async function busyThenIdle(loop) {
+    const gw = await gateway({ ws_nagle: 'busy', ws_nagle_busy_percent: 5, event_loop: loop });
+    const room = `nagle-busy-${loop}-${process.pid}`;
+    const c = await subscriber(gw, room);
+    // the share is known from the second tick on
+    await waitFor(async () => (await metric(gw, 'pushgate_loop_busy_ratio')) !== undefined, { intervalMs: 300 });
+    await waitFor(async () => (await metric(gw, 'pushgate_ws_nagle')) === 0, { timeoutMs: 20000, intervalMs: 300 });
+    await delivered(gw, c, room);
+    assert.equal(nodelay(gw, c), 1, 'idle: frames leave at once');
+    const busy = await metric(gw, 'pushgate_loop_busy_ratio');
+    assert.ok(busy >= 0 && busy < 0.05, `an idle loop's busy share: ${busy}`);
+
+    // REST publishes as fast as 8 callers can make them keep the loop well over 5 % busy
+    let loading = true;
+    const load = Array.from({ length: 8 }, async () => {
+        while (loading) await publish(gw, room, { load: true });
+    });
+    try {
+        await waitFor(async () => (await metric(gw, 'pushgate_ws_nagle')) === 1, {
+            timeoutMs: 30000,
+            intervalMs: 300,
+            message: 'the loop never counted as busy',
+        });
+        await delivered(gw, c, room);
+        assert.equal(nodelay(gw, c), 0, 'busy: the socket left TCP_NODELAY at its next write');
+    } finally {
+        loading = false;
+        await Promise.all(load);
+    }
+
+    await waitFor(async () => (await metric(gw, 'pushgate_ws_nagle')) === 0, {
+        timeoutMs: 30000,
+        intervalMs: 300,
+        message: 'the loop stayed busy after the load stopped',
+    });
+    await delivered(gw, c, room);
+    assert.equal(nodelay(gw, c), 1, 'idle again: TCP_NODELAY back at the next write');
+}
+
+// libev counts the loop's waits itself (loop.c), libuv counts its own idle time: both are judged
+for (const loop of ['ev', 'uv']) {
+    test(`ws_nagle = busy (${loop}): on while the loop is busy, off again when it idles`, { timeout: 120000 }, () =>
+        busyThenIdle(loop));
+}
+
+test('ws_nagle takes off, busy or on: another value is refused at start, exit 2', () => {
+    const env = { ...process.env };
+    delete env.PUSHGATE_WS_NAGLE;
+    const r = spawnSync(GATEWAY_BIN, ['--ws_nagle', 'sometimes'], { env, encoding: 'utf8', timeout: 20000 });
+    assert.equal(r.status, 2, `exit status ${r.status} signal ${r.signal}\n${r.stderr}`);
+    assert.match(r.stderr, /ws_nagle: expected off, busy or on/);
+});
