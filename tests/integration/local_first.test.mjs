@@ -8,8 +8,8 @@ import assert from 'node:assert/strict';
 
 import { spawnSync } from 'node:child_process';
 
-import { GATEWAY_BIN, freePort, httpRequest, startStack, wsConnect } from './lib/harness.mjs';
-import { isMessage, subscribeNative, within } from './lib/native.mjs';
+import { GATEWAY_BIN, freePort, startStack } from './lib/harness.mjs';
+import { isMessage, nativeSubscriber, publishRest, within } from './lib/native.mjs';
 
 const stacks = [];
 const sockets = [];
@@ -18,19 +18,8 @@ after(async () => {
     for (const s of stacks) await s.stop().catch(() => {});
 });
 
-async function subscriber(gw, room) {
-    const c = await wsConnect(`${gw.wsUrl}/v1/demo`);
-    sockets.push(c);
-    await subscribeNative(c, room);
-    return c;
-}
-
-function publish(gw, room, message) {
-    return httpRequest('POST', `${gw.url}/demo/${room}/publish`, {
-        body: JSON.stringify(message),
-        headers: { 'Content-Type': 'application/json' },
-    });
-}
+const subscriber = (gw, room) => nativeSubscriber(gw, room, sockets);
+const publish = publishRest;
 
 // The messages c received on room, in order, and whether any gap signal came.
 function received(c, room) {
