@@ -106,7 +106,7 @@ static const struct opt opts[] = {
     {"ws_nagle", T_STR, O(ws_nagle), "busy", 0, 0,
      "off (every frame leaves at once, TCP_NODELAY), on (the kernel gathers small frames while earlier ones are "
      "unacknowledged: Nagle) or busy (on while the event loop is busier than ws_nagle_busy_percent)"},
-    {"ws_nagle_busy_percent", T_INT, O(ws_nagle_busy_percent), "95", 1, 100,
+    {"ws_nagle_busy_percent", T_INT, O(ws_nagle_busy_percent), "95", 1, 99,
      "ws_nagle = busy: share of its time the loop spends working (averaged over about 0.4 s) from which frames are gathered; under half of it they leave at once again"},
     {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},
     {"local_first", T_INT, O(local_first), "0", 0, 1,

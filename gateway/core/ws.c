@@ -32,8 +32,8 @@
  * ACK comes: a busy reader acknowledges late, so it gets many frames per
  * segment, at a fraction of the CPU on both ends (bench/README.md, "W1:
  * frames per segment"). The price is latency: a reader that delays its ACKs
- * (delayed ACK, up to 40 ms on Linux and 200 ms elsewhere) holds the next
- * frame as long. ws_nagle = busy takes that price only when the loop itself
+ * (delayed ACK: 40 ms and more on Linux, up to 200 ms or more elsewhere)
+ * holds the next frame as long. ws_nagle = busy takes that price only when the loop itself
  * has no time to spare: at each tick (pg_ws_tick) the loop's busy share
  * (loop.c), averaged over about PG_WS_NAGLE_AVG_TICKS ticks, turns it on
  * from ws_nagle_busy_percent and off under half of it. (At W2's 100,000
