@@ -32,6 +32,8 @@ struct pg_gw;
  * within a few milliseconds for the sessions already open.
  */
 #define PG_LISTEN_ACCEPTS_PER_PASS 512
+/* a new connection is accepted once it has sent its first bytes, or after about this many seconds (TCP_DEFER_ACCEPT) */
+#define PG_LISTEN_DEFER_ACCEPT_S 1
 #define PG_LISTEN_EVENTS_PER_PASS 64 /* connections received, or looked at again, per readable event */
 /* At the open-files limit (accept: EMFILE), the listening socket is not watched for this long; the warning about it
    is logged at most every PG_LISTEN_FULL_LOG_MS. */

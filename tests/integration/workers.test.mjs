@@ -334,6 +334,20 @@ test('a kept-alive connection asked for another worker\'s session: 400 with Conn
     assert.equal(r.headers['x-pushgate-worker'], home);
 });
 
+test('a connection silent past the accept deferral (TCP_DEFER_ACCEPT) is still served when its request comes', { timeout: 60000 }, async () => {
+    const { gw } = await workersStack();
+    const c = net.connect(gw.port, '127.0.0.1');
+    sockets.add({ terminate: () => c.destroy() });
+    await new Promise((resolve, reject) => c.once('connect', resolve).once('error', reject));
+    // the kernel hands it to a worker after about PG_LISTEN_DEFER_ACCEPT_S (1 s) without bytes; it then waits there
+    // for its request line (listen.c, `pending`)
+    await new Promise((r) => setTimeout(r, 2500));
+    const a = await exchange(c, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\n\r\n`);
+    assert.equal(a.status, 200, a.body);
+    assert.match(String(a.headers['x-pushgate-worker']), /^[01]$/);
+    c.destroy();
+});
+
 test('the apps store is shared: an app created through one worker serves on the other; deactivated through it, closed on both', { timeout: 60000 }, async () => {
     const ADMIN = { Authorization: 'Basic ' + Buffer.from('root-admin:admin-password-123').toString('base64') };
     const { gw } = await workersStack({ apps_db: 'apps.db', admin_user: 'root-admin', admin_password: 'admin-password-123' });
