@@ -386,6 +386,28 @@ static int bind_listener(const struct pg_config *cfg, int share)
     return fd;
 }
 
+void pg_listen_defer_lws(const struct pg_config *cfg)
+{
+    int found = 0;
+    for (int fd = 0; fd < PG_LISTEN_LWS_FD_SCAN; fd++) {
+        int listening = 0, defer = PG_LISTEN_DEFER_ACCEPT_S;
+        socklen_t len = sizeof listening;
+        struct sockaddr_storage a;
+        socklen_t alen = sizeof a;
+        if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) != 0 || !listening ||
+            getsockname(fd, (struct sockaddr *)&a, &alen) != 0)
+            continue;
+        unsigned port = a.ss_family == AF_INET    ? ntohs(((struct sockaddr_in *)&a)->sin_port)
+                        : a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
+                                                  : 0;
+        if (port == (unsigned)cfg->listen_port &&
+            setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) == 0)
+            found++;
+    }
+    pg_log(PG_LOG_DEBUG, "listen", "accept deferred on %d listening socket(s) of lws on port %lld", found,
+           cfg->listen_port);
+}
+
 int pg_listen_probe(const struct pg_config *cfg)
 {
     struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM}, *ai = NULL;

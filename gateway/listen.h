@@ -14,7 +14,8 @@
  * keeps is adopted as lws would adopt it (LWS_ADOPT_SOCKET |
  * LWS_ADOPT_HTTP), so from there on it is an ordinary HTTP or WebSocket
  * connection of the "pushgate" protocol. With one process (workers = 1)
- * none of this runs: lws listens as before.
+ * none of this runs: lws listens as before, its socket only given
+ * TCP_DEFER_ACCEPT (pg_listen_defer_lws).
  */
 #ifndef PG_LISTEN_H
 #define PG_LISTEN_H
@@ -34,6 +35,8 @@ struct pg_gw;
 #define PG_LISTEN_ACCEPTS_PER_PASS 512
 /* a new connection is accepted once it has sent its first bytes, or after about this many seconds (TCP_DEFER_ACCEPT) */
 #define PG_LISTEN_DEFER_ACCEPT_S 1
+/* pg_listen_defer_lws() looks for lws' listening socket among the descriptors below this */
+#define PG_LISTEN_LWS_FD_SCAN 1024
 #define PG_LISTEN_EVENTS_PER_PASS 64 /* connections received, or looked at again, per readable event */
 /* At the open-files limit (accept: EMFILE), the listening socket is not watched for this long; the warning about it
    is logged at most every PG_LISTEN_FULL_LOG_MS. */
@@ -54,6 +57,13 @@ int pg_listen_start(struct pg_gw *gw);
  * negative PG_E* error, logged ("cannot listen on ..."). A listen_host that does not resolve (an interface name) passes.
  */
 int pg_listen_probe(const struct pg_config *cfg);
+/*
+ * One process (workers = 1), after lws made its context: lws' own listening socket on listen_port gets
+ * TCP_DEFER_ACCEPT, as a worker's socket has (lws 4.1 has no option for it and no call that names the socket, so
+ * it is found among this process's descriptors). Nothing found (an interface listen_host, a port lws did not
+ * take) is only logged at debug.
+ */
+void pg_listen_defer_lws(const struct pg_config *cfg);
 /* Closes the connections still waiting and frees the state; before lws_context_destroy (its timer is lws's). */
 void pg_listen_free(struct pg_gw *gw);
 

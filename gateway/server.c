@@ -556,6 +556,8 @@ int pg_server_run(struct pg_config *cfg)
     }
     if (cfg->worker >= 0 && pg_listen_start(&gw) != 0)
         goto out;
+    if (cfg->worker < 0)
+        pg_listen_defer_lws(cfg);
     signal_ctx = gw.ctx;
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);

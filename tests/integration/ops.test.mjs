@@ -5,6 +5,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fsp from 'node:fs/promises';
+import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
@@ -187,6 +188,29 @@ test('SIGTERM drain: a publish awaiting the broker is answered before exit; mean
         assert.deepEqual(await stack.gw.stop(), { code: 0, signal: null });
     } finally {
         stack.broker.proc.kill('SIGCONT');
+    }
+});
+
+test('a connection silent past the accept deferral (TCP_DEFER_ACCEPT) is still served when its request comes', { timeout: 30000 }, async () => {
+    const stack = await startStack();
+    stacks.push(stack);
+    const c = net.connect(stack.gw.port, '127.0.0.1');
+    try {
+        await new Promise((resolve, reject) => c.once('connect', resolve).once('error', reject));
+        await delay(2500); // past PG_LISTEN_DEFER_ACCEPT_S (1 s): the kernel hands it over without bytes
+        let got = '';
+        const answered = new Promise((resolve, reject) => {
+            c.on('data', (d) => {
+                got += d.toString('latin1');
+                if (got.includes('\r\n\r\n')) resolve(got);
+            });
+            c.once('error', reject);
+            c.once('close', () => resolve(got));
+        });
+        c.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${stack.gw.port}\r\n\r\n`);
+        assert.match(await answered, /^HTTP\/1\.1 200 /);
+    } finally {
+        c.destroy();
     }
 });
 
