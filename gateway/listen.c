@@ -34,14 +34,14 @@
  * comes on a new connection.
  *
  * Waiting for the request line. The listening socket has TCP_DEFER_ACCEPT:
- * the kernel queues a connection for accept() once its first bytes are in,
- * so its request line is almost always there to look at (W3 in
- * bench/README.md: 13 % less of the gateway's CPU per connection opened).
- * A connection whose request line has not fully arrived waits in `pending`, watched by an epoll descriptor of this
- * module (edge-triggered: each arrival of bytes wakes it once, so bytes that
- * are there but not enough never spin the loop), itself watched by lws. It
- * waits at most PG_LISTEN_PEEK_TIMEOUT_MS and is looked at up to
- * max_header_bytes: past either, or when the peer shuts its side, it is
+ * the kernel queues a connection for accept() once its first bytes are in, so
+ * its request line is almost always there to look at (W3 in bench/README.md:
+ * 13 % less of the gateway's CPU per connection opened). A connection whose
+ * request line has not fully arrived waits in `pending`, watched by an epoll
+ * descriptor of this module (edge-triggered: each arrival of bytes wakes it
+ * once, so bytes that are there but not enough never spin the loop), itself
+ * watched by lws. It waits at most PG_LISTEN_PEEK_TIMEOUT_MS and is looked at
+ * up to max_header_bytes: past either, or when the peer shuts its side, it is
  * adopted here as it is. A received connection is never looked at again, so
  * nothing goes back and forth between workers.
  *
