@@ -66,13 +66,18 @@ for (const [mode, expected] of [['off', 1], ['on', 0]]) {
     });
 }
 
+// Waits (scraping /metrics every 300 ms) until the gateway's ws_nagle state is `state`.
+function nagleState(gw, state, message) {
+    return waitFor(async () => (await metric(gw, 'pushgate_ws_nagle')) === state, { timeoutMs: 30000, intervalMs: 300, message });
+}
+
 async function busyThenIdle(loop) {
     const gw = await gateway({ ws_nagle: 'busy', ws_nagle_busy_percent: 5, event_loop: loop });
     const room = `nagle-busy-${loop}-${process.pid}`;
     const c = await subscriber(gw, room);
     // the share is known from the second tick on
     await waitFor(async () => (await metric(gw, 'pushgate_loop_busy_ratio')) !== undefined, { intervalMs: 300 });
-    await waitFor(async () => (await metric(gw, 'pushgate_ws_nagle')) === 0, { timeoutMs: 20000, intervalMs: 300 });
+    await nagleState(gw, 0, 'an idle loop counted as busy');
     await delivered(gw, c, room);
     assert.equal(nodelay(gw, c), 1, 'idle: frames leave at once');
     const busy = await metric(gw, 'pushgate_loop_busy_ratio');
@@ -84,11 +89,7 @@ async function busyThenIdle(loop) {
         while (loading) await publish(gw, room, { load: true });
     });
     try {
-        await waitFor(async () => (await metric(gw, 'pushgate_ws_nagle')) === 1, {
-            timeoutMs: 30000,
-            intervalMs: 300,
-            message: 'the loop never counted as busy',
-        });
+        await nagleState(gw, 1, 'the loop never counted as busy');
         await delivered(gw, c, room);
         assert.equal(nodelay(gw, c), 0, 'busy: the socket left TCP_NODELAY at its next write');
     } finally {
@@ -96,11 +97,7 @@ async function busyThenIdle(loop) {
         await Promise.all(load);
     }
 
-    await waitFor(async () => (await metric(gw, 'pushgate_ws_nagle')) === 0, {
-        timeoutMs: 30000,
-        intervalMs: 300,
-        message: 'the loop stayed busy after the load stopped',
-    });
+    await nagleState(gw, 0, 'the loop stayed busy after the load stopped');
     await delivered(gw, c, room);
     assert.equal(nodelay(gw, c), 1, 'idle again: TCP_NODELAY back at the next write');
 }
