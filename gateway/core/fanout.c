@@ -162,7 +162,7 @@ void pg_fanout_channel(struct pg_gw *gw, struct pg_app *app, const char *name, i
     free(user_channel);
 }
 
-/* ---- app-wide broadcasts ---------------------------------------------------------- */
+/* ---- a parsed topic: the channel or the broadcast path (dispatch.c, core/publish.c) ---- */
 
 void pg_fanout_topic(struct pg_gw *gw, const struct pg_topic_ref *t, const void *payload, size_t len,
                      const struct pg_bridge_prop *props, size_t nprops)
@@ -175,6 +175,8 @@ void pg_fanout_topic(struct pg_gw *gw, const struct pg_topic_ref *t, const void 
     else if (t->kind == PG_TOPIC_BROADCAST && a->creds->active)
         pg_fanout_broadcast(gw, a, payload, len, props, nprops);
 }
+
+/* ---- app-wide broadcasts ---------------------------------------------------------- */
 
 void pg_fanout_broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload, size_t len,
                          const struct pg_bridge_prop *props, size_t nprops)

@@ -9,7 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 
-import { GATEWAY_BIN, SANITIZE, httpRequest, makeTempDir, removeTempDir, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { GATEWAY_BIN, SANITIZE, httpRequest, makeTempDir, rawExchange, removeTempDir, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 
 const stacks = [];
 const dirs = [];
@@ -198,17 +198,8 @@ test('a connection silent past the accept deferral (TCP_DEFER_ACCEPT) is still s
     try {
         await new Promise((resolve, reject) => c.once('connect', resolve).once('error', reject));
         await delay(2500); // past PG_LISTEN_DEFER_ACCEPT_S (1 s): the kernel hands it over without bytes
-        let got = '';
-        const answered = new Promise((resolve, reject) => {
-            c.on('data', (d) => {
-                got += d.toString('latin1');
-                if (got.includes('\r\n\r\n')) resolve(got);
-            });
-            c.once('error', reject);
-            c.once('close', () => resolve(got));
-        });
-        c.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${stack.gw.port}\r\n\r\n`);
-        assert.match(await answered, /^HTTP\/1\.1 200 /);
+        const a = await rawExchange(c, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${stack.gw.port}\r\n\r\n`);
+        assert.equal(a.status, 200, a.body);
     } finally {
         c.destroy();
     }

@@ -11,7 +11,7 @@ import net from 'node:net';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { expectEveryWorker, httpRequest, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
+import { expectEveryWorker, httpRequest, rawExchange, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { DEMO, established, hmacAuth, signedPath } from './lib/pusher.mjs';
 import { isMessage } from './lib/native.mjs';
 import { io } from 'socket.io-client';
@@ -275,28 +275,6 @@ test('socket.io long-polling with workers: every request of a session reaches th
     }, { message: `no descriptor left behind: before ${JSON.stringify([...before])}, now ${JSON.stringify([...(last ?? [])])}` });
 });
 
-// One HTTP/1.1 exchange on a raw socket: the answer's status, lower-cased headers and body (Content-Length framed).
-function exchange(sock, request) {
-    return new Promise((resolve, reject) => {
-        let buf = Buffer.alloc(0);
-        const onData = (d) => {
-            buf = Buffer.concat([buf, d]);
-            const end = buf.indexOf('\r\n\r\n');
-            if (end < 0) return;
-            const [statusLine, ...lines] = buf.subarray(0, end).toString('latin1').split('\r\n');
-            const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
-            const len = Number(headers['content-length'] ?? 0);
-            if (buf.length < end + 4 + len) return;
-            sock.off('data', onData);
-            sock.off('error', reject);
-            resolve({ status: Number(statusLine.split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len).toString() });
-        };
-        sock.on('data', onData);
-        sock.once('error', reject);
-        sock.write(request);
-    });
-}
-
 test('a kept-alive connection asked for another worker\'s session: 400 with Connection: close, and a new connection reaches it', { timeout: 60000 }, async () => {
     const { gw } = await workersStack();
     let r = await httpRequest('GET', `${gw.url}/socket.io/?EIO=4&transport=polling`);
@@ -311,7 +289,7 @@ test('a kept-alive connection asked for another worker\'s session: 400 with Conn
     for (let i = 0; i < 64 && !sock; i++) {
         const c = net.connect(gw.port, '127.0.0.1');
         await new Promise((resolve, reject) => c.once('connect', resolve).once('error', reject));
-        const a = await exchange(c, `GET /healthz HTTP/1.1\r\n${host}\r\n`);
+        const a = await rawExchange(c, `GET /healthz HTTP/1.1\r\n${host}\r\n`);
         assert.equal(a.status, 200);
         if (a.headers['x-pushgate-worker'] !== home) sock = c;
         else c.destroy();
@@ -319,7 +297,7 @@ test('a kept-alive connection asked for another worker\'s session: 400 with Conn
     assert.ok(sock, 'a connection landed on the other worker');
     try {
         const closed = new Promise((resolve) => sock.once('close', resolve));
-        const a = await exchange(sock, `GET ${target} HTTP/1.1\r\n${host}\r\n`);
+        const a = await rawExchange(sock, `GET ${target} HTTP/1.1\r\n${host}\r\n`);
         assert.equal(a.status, 400, a.body);
         assert.equal(a.headers.connection, 'close');
         assert.notEqual(a.headers['x-pushgate-worker'], home);
@@ -342,7 +320,7 @@ test('a connection silent past the accept deferral (TCP_DEFER_ACCEPT) is still s
     // the kernel hands it to a worker after about PG_LISTEN_DEFER_ACCEPT_S (1 s) without bytes; it then waits there
     // for its request line (listen.c, `pending`)
     await new Promise((r) => setTimeout(r, 2500));
-    const a = await exchange(c, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\n\r\n`);
+    const a = await rawExchange(c, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\n\r\n`);
     assert.equal(a.status, 200, a.body);
     assert.match(String(a.headers['x-pushgate-worker']), /^[01]$/);
     c.destroy();

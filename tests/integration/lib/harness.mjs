@@ -915,6 +915,28 @@ function parseFrame(data, isBinary) {
  * opts: ws client options (headers, ...) plus protocols (string|string[]).
  * Rejects with an Error carrying statusCode/headers/body when the server refused the upgrade.
  */
+// One HTTP/1.1 exchange on a raw socket: the answer's status, lower-cased headers and body (Content-Length framed).
+export function rawExchange(sock, request) {
+    return new Promise((resolve, reject) => {
+        let buf = Buffer.alloc(0);
+        const onData = (d) => {
+            buf = Buffer.concat([buf, d]);
+            const end = buf.indexOf('\r\n\r\n');
+            if (end < 0) return;
+            const [statusLine, ...lines] = buf.subarray(0, end).toString('latin1').split('\r\n');
+            const headers = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf(':')).toLowerCase(), l.slice(l.indexOf(':') + 1).trim()]));
+            const len = Number(headers['content-length'] ?? 0);
+            if (buf.length < end + 4 + len) return;
+            sock.off('data', onData);
+            sock.off('error', reject);
+            resolve({ status: Number(statusLine.split(' ')[1]), headers, body: buf.subarray(end + 4, end + 4 + len).toString() });
+        };
+        sock.on('data', onData);
+        sock.once('error', reject);
+        sock.write(request);
+    });
+}
+
 export function wsConnect(url, opts = {}) {
     const { protocols, ...wsOpts } = opts;
     return new Promise((resolve, reject) => {
