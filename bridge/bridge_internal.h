@@ -109,6 +109,9 @@ void pg__bridge_subs_count_restoring(pg_bridge *b);
 /* Send what is queued: UNSUBSCRIBEs, then SUBSCRIBEs, many filters a packet (libmosquitto's queue: the caller
    writes it or asks for writability). Nothing when disconnected. */
 void pg__bridge_subs_flush(pg_bridge *b);
+/* bridge.c: writes what libmosquitto queued (writable: the socket said it is, write even if nothing is queued);
+   asks the owner for writability when the socket took less */
+void pg__bridge_write(pg_bridge *b, int writable);
 /* The session is gone: no filter is live or in flight (waiters keep waiting). */
 void pg__bridge_subs_lost(pg_bridge *b);
 /* Time out the waiters whose deadline passed. */

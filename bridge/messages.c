@@ -124,9 +124,7 @@ int pg_bridge_publish_expiring(pg_bridge *b, const char *topic, const void *payl
     p->ud = cb_ud;
     p->deadline = pg_mono_ms() + b->cfg.publish_timeout_ms;
     HASH_ADD_INT(b->pending, mid, p);
-    if (mosquitto_want_write(b->mosq) && b->ops.want_write)
-        b->ops.want_write(b->ud);
-    return 0;
+    return 0; /* queued: the owner's pg_bridge_flush() at the end of the pass writes it (bridge.c) */
 }
 
 void pg_bridge_forget(pg_bridge *b, void *cb_ud)

@@ -16,8 +16,10 @@
  * few SUBSCRIBE/UNSUBSCRIBE packets with many filters each, when the owner
  * calls pg_bridge_flush() once per loop pass (and at the latest on the next
  * pg_bridge_io() or pg_bridge_tick()): a storm of subscriptions costs a few
- * round trips, not one per filter. A publish flushes first, so the broker
- * still sees subscription changes and publishes in the order they were made.
+ * round trips, not one per filter. Publishes are queued too and leave with
+ * that flush, after what the owner's pass wrote to its clients. A publish
+ * queues the subscription changes made before it first, so the broker still
+ * sees subscription changes and publishes in the order they were made.
  */
 #ifndef PUSHGATE_BRIDGE_H
 #define PUSHGATE_BRIDGE_H
@@ -105,17 +107,19 @@ int pg_bridge_want_write(const pg_bridge *b);
 /* Keepalive, reconnect, publish timeouts; also flushes (pg_bridge_flush). */
 void pg_bridge_tick(pg_bridge *b);
 /*
- * Send the subscribes and unsubscribes made since the last flush, batched.
- * Call it once per loop pass, after the pass's callbacks and before the loop
- * waits again, so a subscription never waits for a tick. Cheap when nothing
- * is queued.
+ * Send what the pass queued: the subscribes and unsubscribes made since the
+ * last flush, batched, and the publishes. Call it once per loop pass, after
+ * the pass's callbacks (and after the pass's output to clients) and before
+ * the loop waits again: a publish or subscription waits for nothing but the
+ * end of its pass (at the latest, pg_bridge_tick sends it). Cheap when
+ * nothing is queued.
  */
 void pg_bridge_flush(pg_bridge *b);
 
 /*
- * QoS 1 publish. props: NULL-terminated name/value pairs of user properties
- * (may be NULL). cb (optional) is called exactly once, never from inside this
- * call. Returns PG_EBUSY at once when disconnected, PG_EINVAL for a bad topic.
+ * QoS 1 publish, queued until the owner's next pg_bridge_flush(). props:
+ * NULL-terminated name/value pairs of user properties (may be NULL). cb
+ * (optional) is called exactly once, never from inside this call. Returns PG_EBUSY at once when disconnected, PG_EINVAL for a bad topic.
  */
 int pg_bridge_publish(pg_bridge *b, const char *topic, const void *payload, size_t len, const char *const *props,
                       int retain, pg_bridge_ack_cb cb, void *cb_ud);

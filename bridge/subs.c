@@ -440,11 +440,8 @@ void pg__bridge_subs_flush(pg_bridge *b)
 
 void pg_bridge_flush(pg_bridge *b)
 {
-    if (!b->subq && !b->unsubq)
-        return;
     pg__bridge_subs_flush(b);
-    if (mosquitto_want_write(b->mosq) && b->ops.want_write)
-        b->ops.want_write(b->ud);
+    pg__bridge_write(b, 0);
 }
 
 /* A SUBACK: its mid names the SUBSCRIBE it answers; granted[i] is the reason code of that packet's i-th filter. */

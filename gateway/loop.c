@@ -9,7 +9,7 @@
  *
  * One pass is one lws_service() (one poll()) or one libuv or libev iteration (one epoll_wait() and every callback
  * it makes due). At the end of each, before the loop waits again, the frames queued in it go to their sockets
- * (core/ws.c) and its subscribes and unsubscribes to the broker (the bridge). Owned by pg_server_run(), on its
+ * (core/ws.c), then its publishes, subscribes and unsubscribes to the broker (the bridge). Owned by pg_server_run(), on its
  * one thread.
  *
  * Busy share (pg_loop_busy(), read by the tick for ws_nagle = busy): wall time less the time spent waiting in
@@ -26,8 +26,9 @@
 #include "loop.h"
 #include "pushgate_bridge.h"
 
-/* the frames queued in the pass that just ended go to their sockets, its subscribes and unsubscribes to the
-   broker, before the loop waits again */
+/* the frames queued in the pass that just ended go to their sockets, then its publishes, subscribes and
+   unsubscribes to the broker, before the loop waits again: a publish local_first delivers here reaches this
+   process's subscribers before the broker, busy with it on another core, competes with their readers */
 static void end_of_pass(struct pg_gw *gw)
 {
     pg_ws_flush(gw);
@@ -129,9 +130,9 @@ void pg_loop_run(struct pg_loop *l, struct pg_gw *gw)
      * One pass is one lws_service() (one poll()) or one libuv or libev iteration (one epoll_wait() and every
      * callback it makes due; lws 4.1 has no end-of-pass callback of its own). The frames those callbacks queued
      * for WebSockets are written at the end of the pass (core/ws.c: no WRITEABLE round per frame), and the
-     * subscribes and unsubscribes they made go to the broker, batched, before the loop waits again: a storm of
-     * session opens costs a few SUBSCRIBE packets, and a lone subscribe still leaves at once (the bridge writes it
-     * now, or asks for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen
+     * subscribes, unsubscribes and publishes they made go to the broker, batched, before the loop waits again: a
+     * storm of session opens costs a few SUBSCRIBE packets, and a lone publish or subscribe still leaves in its own
+     * pass (the bridge writes it then, or asks for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen
      * in time.
      */
     if (l->ev) {
