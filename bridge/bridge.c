@@ -24,10 +24,10 @@
  * pass queued, after the pass's own output to clients: a publish that
  * local_first also delivers here reaches this process's subscribers before
  * the broker (and the broker's work on another core) does, which took 14 %
- * off W2's p50 (bench/README.md, "W2: the broker hop"). The acknowledgements
- * a read batch makes leave right after that batch (pg_bridge_io), as before,
- * so the broker's in-flight window (max_inflight_messages) keeps moving
- * while the owner works through what it read.
+ * off W2's p50 (bench/README.md, "W2: the broker hop"). While it reads
+ * (pg_bridge_io) the client is unthreaded again: the PUBACK of a message
+ * leaves before the message is handled, so the broker's in-flight window
+ * (max_inflight_messages) keeps moving while the owner fans it out.
  *
  * After a lost session the client is re-initialised before reconnecting, so
  * QoS 1 publishes that were already reported as failed (503 to a REST caller)
@@ -287,6 +287,13 @@ void pg_bridge_io(pg_bridge *b, int readable, int writable)
     int rc;
     if (b->fd < 0)
         return;
+    /*
+     * Reading, libmosquitto writes as it does unthreaded: a message's PUBACK before the message is handled. The
+     * broker sends at most max_inflight_messages (20 by default) unacknowledged; held until after the fan-out,
+     * the PUBACKs idled it, and W1 across two gateways lost a third of its rate (bench/README.md).
+     */
+    if (readable)
+        mosquitto_threaded_set(b->mosq, false);
     for (int i = 0; readable && i < PG_BRIDGE_READ_BATCH; i++) {
         /*
          * libmosquitto gives no count of what it read; a read that found the socket empty leaves EAGAIN in errno
@@ -303,8 +310,8 @@ void pg_bridge_io(pg_bridge *b, int readable, int writable)
         if (errno == EAGAIN || errno == EWOULDBLOCK || b->fd < 0 || (b->ops.read_more && !b->ops.read_more(b->ud)))
             break;
     }
-    /* what the callbacks just run queued (the restored filters after a CONNACK among them), and the batch's
-       acknowledgements */
+    mosquitto_threaded_set(b->mosq, true); /* queueing again (after a lost() above, setup_client() did it) */
+    /* what the callbacks just run queued (the restored filters after a CONNACK among them) */
     pg__bridge_subs_flush(b);
     pg__bridge_write(b, writable);
 }
