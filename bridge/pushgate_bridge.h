@@ -119,7 +119,8 @@ void pg_bridge_flush(pg_bridge *b);
 /*
  * QoS 1 publish, queued until the owner's next pg_bridge_flush(). props:
  * NULL-terminated name/value pairs of user properties (may be NULL). cb
- * (optional) is called exactly once, never from inside this call. Returns PG_EBUSY at once when disconnected, PG_EINVAL for a bad topic.
+ * (optional) is called exactly once, never from inside this call. Returns
+ * PG_EBUSY at once when disconnected, PG_EINVAL for a bad topic.
  */
 int pg_bridge_publish(pg_bridge *b, const char *topic, const void *payload, size_t len, const char *const *props,
                       int retain, pg_bridge_ack_cb cb, void *cb_ud);
