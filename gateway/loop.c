@@ -9,8 +9,8 @@
  *
  * One pass is one lws_service() (one poll()) or one libuv or libev iteration (one epoll_wait() and every callback
  * it makes due). At the end of each, before the loop waits again, the frames queued in it go to their sockets
- * (core/ws.c), then its publishes, subscribes and unsubscribes to the broker (the bridge). Owned by pg_server_run(), on its
- * one thread.
+ * (core/ws.c), then its publishes, subscribes and unsubscribes to the broker (the bridge). Owned by
+ * pg_server_run(), on its one thread.
  *
  * Busy share (pg_loop_busy(), read by the tick for ws_nagle = busy): wall time less the time spent waiting in
  * epoll_wait(). libuv counts that time itself (UV_METRICS_IDLE_TIME); libev calls a release and an acquire
@@ -132,8 +132,8 @@ void pg_loop_run(struct pg_loop *l, struct pg_gw *gw)
      * for WebSockets are written at the end of the pass (core/ws.c: no WRITEABLE round per frame), and the
      * subscribes, unsubscribes and publishes they made go to the broker, batched, before the loop waits again: a
      * storm of session opens costs a few SUBSCRIBE packets, and a lone publish or subscribe still leaves in its own
-     * pass (the bridge writes it then, or asks for writability if the socket is full). The 100 ms tick bounds every wait, so gw->done is seen
-     * in time.
+     * pass (the bridge writes it then, or asks for writability if the socket is full). The 100 ms tick bounds
+     * every wait, so gw->done is seen in time.
      */
     if (l->ev) {
         ev_prepare_init(&l->ev_flush, ev_flush_before_wait);
