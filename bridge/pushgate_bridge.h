@@ -144,6 +144,18 @@ void pg_bridge_forget(pg_bridge *b, void *cb_ud);
  */
 int pg_bridge_subscribe(pg_bridge *b, const char *filter);
 /*
+ * The same with subscription options, fixed by the filter's first subscribe:
+ * a later subscribe of the filter with other options is refused (PG_EINVAL),
+ * as are unknown bits.
+ *
+ * PG_BRIDGE_SUB_NO_LOCAL: MQTT v5 No Local. The broker does not send this
+ * session's own publishes back on the filter (other clients' still come).
+ * For an owner that delivers its own publishes itself; not for a shared
+ * subscription ($share/...), where MQTT v5 makes it a protocol error.
+ */
+#define PG_BRIDGE_SUB_NO_LOCAL 1u
+int pg_bridge_subscribe_opts(pg_bridge *b, const char *filter, unsigned opts);
+/*
  * Is filter (already subscribed) live at the broker? 0: yes. 1: not yet, and
  * cb(ud, result) will be called once: 0 granted (also after a reconnect),
  * PG_EDENIED refused, PG_ETIMEDOUT not granted within publish_timeout_ms,

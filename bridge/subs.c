@@ -24,6 +24,10 @@
  * wildcards only (two of them never match the same topic) or wildcard filters
  * that pairwise overlap on no topic (filters_overlap).
  *
+ * Options: a SUBSCRIBE carries one options byte for all its filters (libmosquitto's
+ * mosquitto_subscribe_multiple), so filters with No Local and filters without
+ * never share a packet either.
+ *
  * SUBACK: each SUBSCRIBE in flight is a struct inflight in b->inflight,
  * keyed by its packet id (mid), holding its filters in packet order, so
  * pg__bridge_on_subscribe() finds them in O(1) and gives each filter its own
@@ -79,6 +83,7 @@ struct sub {
     struct waiter *waiters;     /* owners waiting for the SUBACK */
     size_t nwaiters;
     int waiting;                /* in b->waiting: it has waiters (nwaiters > 0) */
+    int no_local;               /* PG_BRIDGE_SUB_NO_LOCAL: goes out with the No Local option */
     struct sub *wprev, *wnext;  /* b->waiting (utlist) */
     UT_hash_handle hh;
 };
@@ -331,13 +336,13 @@ static size_t packet_budget(const pg_bridge *b)
 static size_t take_batch(pg_bridge *b, struct sub **batch)
 {
     size_t n = 0, bytes = PACKET_OVERHEAD, budget = packet_budget(b), looked = 0;
-    int wildcard = b->subq->wildcard;
+    int wildcard = b->subq->wildcard, no_local = b->subq->no_local;
     struct sub *s, *tmp;
     DL_FOREACH_SAFE2(b->subq, s, tmp, qnext) {
         /* a wildcard that overlaps one already taken waits for a later packet; the scan is bounded */
         if (++looked > 4 * PG_BRIDGE_MAX_FILTERS_PER_PACKET)
             break;
-        if (s->wildcard != wildcard)
+        if (s->wildcard != wildcard || s->no_local != no_local) /* one options byte per packet */
             continue;
         size_t need = 2 + strlen(s->filter) + 1;
         if (n > 0 && bytes + need > budget)
@@ -369,7 +374,8 @@ static void send_batch(pg_bridge *b, struct sub **batch, size_t n)
     for (size_t i = 0; i < n; i++)
         filters[i] = batch[i]->filter;
     if (f && (rc = mosquitto_property_add_varint(&props, MQTT_PROP_SUBSCRIPTION_IDENTIFIER, id)) == MOSQ_ERR_SUCCESS)
-        rc = mosquitto_subscribe_multiple(b->mosq, &mid, (int)n, filters, 1, 0, props);
+        rc = mosquitto_subscribe_multiple(b->mosq, &mid, (int)n, filters, 1,
+                                          batch[0]->no_local ? MQTT_SUB_OPT_NO_LOCAL : 0, props);
     mosquitto_property_free_all(&props);
     if (rc != MOSQ_ERR_SUCCESS) {
         if (n == 1)
@@ -503,11 +509,16 @@ void pg__bridge_subs_free(pg_bridge *b)
     }
 }
 
-int pg_bridge_subscribe(pg_bridge *b, const char *filter)
+int pg_bridge_subscribe_opts(pg_bridge *b, const char *filter, unsigned opts)
 {
     struct sub *s;
+    int no_local = (opts & PG_BRIDGE_SUB_NO_LOCAL) != 0, shared = !strncmp(filter, "$share/", 7);
+    if ((opts & ~PG_BRIDGE_SUB_NO_LOCAL) || (no_local && shared))
+        return PG_EINVAL;
     HASH_FIND_STR(b->subs, filter, s);
     if (s) {
+        if (s->no_local != no_local) /* one subscription per filter at the broker, so one set of options */
+            return PG_EINVAL;
         s->refs++;
         return 0;
     }
@@ -517,12 +528,18 @@ int pg_bridge_subscribe(pg_bridge *b, const char *filter)
         return PG_ENOMEM;
     }
     s->refs = 1;
-    s->wildcard = strpbrk(filter, "+#") != NULL || !strncmp(filter, "$share/", 7);
+    s->no_local = no_local;
+    s->wildcard = strpbrk(filter, "+#") != NULL || shared;
     HASH_ADD_KEYPTR(hh, b->subs, s->filter, strlen(s->filter), s);
     pg__bridge_group_reset(b);
     if (b->connected)
         queue_subscribe(b, s);
     return 0;
+}
+
+int pg_bridge_subscribe(pg_bridge *b, const char *filter)
+{
+    return pg_bridge_subscribe_opts(b, filter, 0);
 }
 
 int pg_bridge_subscribe_wait(pg_bridge *b, const char *filter, pg_bridge_ack_cb cb, void *ud)

@@ -145,8 +145,12 @@ void pg_dispatch_message(struct pg_gw *gw, const char *topic, const void *payloa
     if (kind == PG_TOPIC_CHANNEL || kind == PG_TOPIC_USER || kind == PG_TOPIC_BROADCAST) {
         pg_load_inbound(gw); /* marks follow traffic (cluster/load.c) */
         const char *origin = gw->cfg->local_first ? pg_prop_get(props, nprops, "origin", NULL) : NULL;
-        if (origin && !strcmp(origin, gw->origin))
-            return; /* this process's own publish: its subscribers here had it when it was made (core/publish.c) */
+        if (origin && !strcmp(origin, gw->origin)) {
+            /* this process's own publish: its subscribers here had it when it was made (core/publish.c). Channel
+               subscriptions carry No Local then (server.c), so only a filter without it (a broadcast) gets here */
+            gw->own_copies++;
+            return;
+        }
     }
     if (handlers[kind])
         handlers[kind](gw, &m);

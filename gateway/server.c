@@ -335,9 +335,11 @@ static int broker_connected(struct pg_gw *gw)
     return pg_bridge_connected(gw->bridge);
 }
 
+/* With local_first a channel's publishes made here reached its subscribers here when they were made
+   (core/publish.c): the broker keeps its copy (No Local) instead of sending it back to be dropped. */
 static int broker_subscribe(struct pg_gw *gw, const char *topic)
 {
-    return pg_bridge_subscribe(gw->bridge, topic);
+    return pg_bridge_subscribe_opts(gw->bridge, topic, gw->cfg->local_first ? PG_BRIDGE_SUB_NO_LOCAL : 0);
 }
 
 static int broker_subscribe_wait(struct pg_gw *gw, const char *topic, pg_bridge_ack_cb cb, void *ud)

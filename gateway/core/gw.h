@@ -109,6 +109,7 @@ struct pg_gw {
     uint64_t seq_next;        /* the last seq given out */
     struct pg_seq *seq_out;   /* last acknowledged seq per topic */
     long long broker_dropped; /* the broker's $SYS dropped counter; -1 unknown */
+    uint64_t own_copies;      /* dispatch.c: broker copies of this process's local_first publishes, dropped */
 
     /* ---- load: core/publish.c measures it at each tick; server.c and core/session.c as said ---- */
     uint64_t pending_bytes;   /* all out-queues together, at the last tick */

@@ -22,8 +22,9 @@
  * local_first: a publish the bridge took is fanned out to this process's own
  * subscribers at once, with the properties the broker would bring back (ts,
  * origin, seq, prev: the gap tracking sees it as it would see the broker's
- * copy), and that copy is dropped when it comes (dispatch.c: its origin is
- * this process's). It saves the broker round trip for local subscribers; the
+ * copy). The broker does not send that copy back (the channel subscriptions
+ * carry No Local: server.c), and one that comes on another filter is dropped
+ * (dispatch.c: its origin is this process's). It saves the broker round trip for local subscribers; the
  * price is that a publish the broker then refuses, loses or never acknowledges
  * (403, 503, 504) was delivered here all the same. Other processes get it from the broker
  * as always.

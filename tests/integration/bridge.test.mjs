@@ -347,6 +347,21 @@ test('wildcard filters that may match one topic never share a SUBSCRIBE (nor its
     assert.ok(!packets.some((p) => p.includes(filters[2]) && p.length > 1), JSON.stringify(packets));
 });
 
+test("No Local: the broker keeps a client's own messages from a filter that asks so, and only from it", { timeout: 30000 }, async () => {
+    const tag = unique('nolocal');
+    const mine = [`pushgate/${tag}/a`, `pushgate/${tag}/b`]; // No Local
+    const plain = [`pushgate/${tag}/c`, `pushgate/${tag}/d`];
+    // subscribed before connecting, all four go out in the connection's first pass: the options split the packets
+    const { stdout, lines, log } = await runTool([...mine.map((f) => `^${f}`), ...plain]);
+    const granted = lines.filter((l) => l.startsWith('granted ')).map((l) => l.slice(8));
+    assert.deepEqual(granted.sort(), [...mine, ...plain].sort(), stdout);
+    const back = lines.filter((l) => l.startsWith('message ')).map((l) => l.slice(8));
+    assert.deepEqual(back.sort(), plain, `only the filters without No Local got the tool's own messages:\n${stdout}`);
+    await waitFor(() => toolSubscribes(log()).flat().length >= 4, { timeoutMs: 5000 }).catch(() => {});
+    const packets = toolSubscribes(log()).map((p) => p.sort());
+    assert.deepEqual(packets.sort(), [mine, plain].sort(), `one SUBSCRIBE per set of options: ${JSON.stringify(packets)}`);
+});
+
 test('10,000 subscriptions made in one pass cost a few SUBSCRIBE packets, not 10,000 round trips', { timeout: 90000 }, async () => {
     const tag = unique('many');
     const n = 10000;

@@ -10,13 +10,17 @@
  * all in one loop pass once the bridge is ready, then flushed (pg_bridge_flush), as a storm of session opens
  * would. In that same pass a filter written ~FILTER (subscribed before connecting like a plain one) is dropped and
  * subscribed again (its new SUBACK awaited), and one written %FILTER is subscribed and dropped (never answered,
- * never sent). Every SUBACK is awaited with pg_bridge_subscribe_wait. One line per event on stdout:
+ * never sent). Every SUBACK is awaited with pg_bridge_subscribe_wait. A FILTER written ^FILTER (an exact topic) is
+ * subscribed with PG_BRIDGE_SUB_NO_LOCAL; with one of those, once every filter is answered the tool publishes one
+ * message to each FILTER through the bridge and reads what comes back for a second after the last PUBACK, so the
+ * test sees which of its own publishes the broker returned. One line per event on stdout:
  *
  *   connected ready=R        on_state(1), with pg_bridge_ready() at that moment
  *   granted FILTER           the SUBACK of FILTER was processed
  *   refused FILTER           the broker refused FILTER (an error unless written !FILTER)
  *   ready                    pg_bridge_ready() turned 1 (checked after every pg_bridge_io)
  *   granted N PREFIX/...     the N filters of *N:PREFIX were all granted
+ *   message TOPIC            a message arrived on TOPIC (only after the ^ publishes)
  *
  * The client id is pushgate-bridge-tool, or $BRIDGE_TOOL_CLIENT_ID when set (to log in as an app's device).
  *
@@ -40,6 +44,9 @@ struct tool {
     int many, many_granted, many_started;
     int npass; /* ~ and % filters, handled in the ready pass */
     char **many_filters;
+    int echo;              /* some filter is ^FILTER: publish to every filter at the end */
+    int echo_sent, echo_acked;
+    int64_t echo_until;    /* monotonic ms: reading what came back until then (0: not all acknowledged yet) */
 };
 
 struct grant {
@@ -48,6 +55,7 @@ struct grant {
     int expect_refused;
     int many;
     char pass; /* '~' or '%': see the ready pass */
+    int no_local; /* ^FILTER */
 };
 
 static struct grant *grants;
@@ -143,6 +151,52 @@ static void subscribe_many(struct tool *t)
     pg_bridge_flush(t->bridge);
 }
 
+static void on_message(void *ud, const char *topic, const void *payload, size_t len,
+                       const struct pg_bridge_prop *props, size_t nprops)
+{
+    (void)ud, (void)payload, (void)len, (void)props, (void)nprops;
+    printf("message %s\n", topic);
+}
+
+static void on_echo_ack(void *ud, int result)
+{
+    struct tool *t = ud;
+    if (result != 0) {
+        fprintf(stderr, "publish not acknowledged (%d)\n", result);
+        t->failed = 1;
+    } else if (++t->echo_acked == t->echo_sent) {
+        t->echo_until = pg_mono_ms() + 1000;
+    }
+}
+
+/* One message to every filter, its own topic; what comes back is printed by on_message. */
+static void publish_echo(struct tool *t)
+{
+    for (int i = 0; i < t->nfilters; i++) {
+        if (pg_bridge_publish(t->bridge, t->filters[i], "x", 1, NULL, 0, on_echo_ack, t) != 0)
+            t->failed = 1;
+        else
+            t->echo_sent++;
+    }
+    pg_bridge_flush(t->bridge);
+}
+
+/* The options a filter's first subscribe fixes, and what No Local refuses; before connecting. */
+static int check_options(pg_bridge *b)
+{
+    int bad = 0;
+    bad |= pg_bridge_subscribe_opts(b, "$share/g/pushgate/x", PG_BRIDGE_SUB_NO_LOCAL) != PG_EINVAL;
+    bad |= pg_bridge_subscribe_opts(b, "pushgate/opts", 0x80) != PG_EINVAL;
+    bad |= pg_bridge_subscribe_opts(b, "pushgate/opts", PG_BRIDGE_SUB_NO_LOCAL) != 0;
+    bad |= pg_bridge_subscribe(b, "pushgate/opts") != PG_EINVAL;
+    bad |= pg_bridge_subscribe_opts(b, "pushgate/opts", PG_BRIDGE_SUB_NO_LOCAL) != 0; /* a second reference */
+    bad |= pg_bridge_unsubscribe(b, "pushgate/opts") != 0 || pg_bridge_unsubscribe(b, "pushgate/opts") != 0;
+    bad |= pg_bridge_unsubscribe(b, "pushgate/opts") != PG_ENOTFOUND;
+    if (bad)
+        fprintf(stderr, "subscription options: unexpected result\n");
+    return bad ? -1 : 0;
+}
+
 static void on_log(void *ud, int level, const char *msg)
 {
     (void)ud;
@@ -172,6 +226,10 @@ static int parse_filters(struct tool *t, char **args, int n)
         if (t->filters[i][0] == '!') {
             t->filters[i]++;
             grants[i].expect_refused = 1;
+        } else if (t->filters[i][0] == '^') {
+            t->filters[i]++;
+            grants[i].no_local = 1;
+            t->echo = 1;
         } else if (t->filters[i][0] == '~' || t->filters[i][0] == '%') {
             grants[i].pass = t->filters[i][0];
             t->filters[i]++;
@@ -210,13 +268,20 @@ int main(int argc, char **argv)
         .reconnect_max_ms = 1000,
         .publish_timeout_ms = 15000,
     };
-    struct pg_bridge_ops ops = {.on_socket = on_socket, .on_state = on_state, .on_log = on_log};
+    struct pg_bridge_ops ops = {.on_socket = on_socket, .on_state = on_state, .on_message = on_message,
+                                .on_log = on_log};
     if (pg_bridge_new(&cfg, &ops, &t, &t.bridge) != 0) {
         fprintf(stderr, "cannot create the bridge\n");
         return 1;
     }
+    if (t.echo && check_options(t.bridge) != 0) {
+        pg_bridge_free(t.bridge);
+        return 1;
+    }
     for (int i = 0; i < t.nfilters; i++) {
-        if (t.filters[i][0] != '@' && grants[i].pass != '%' && pg_bridge_subscribe(t.bridge, t.filters[i]) != 0) {
+        unsigned opts = grants[i].no_local ? PG_BRIDGE_SUB_NO_LOCAL : 0;
+        if (t.filters[i][0] != '@' && grants[i].pass != '%' &&
+            pg_bridge_subscribe_opts(t.bridge, t.filters[i], opts) != 0) {
             fprintf(stderr, "cannot subscribe %s\n", t.filters[i]);
             pg_bridge_free(t.bridge);
             return 1;
@@ -244,8 +309,12 @@ int main(int argc, char **argv)
             subscribe_many(&t);
         if (ready && (t.many_started || (t.many == 0 && t.npass == 0)) && t.answered == t.nfilters &&
             t.many_granted == t.many) {
-            rc = 0;
-            break;
+            if (t.echo && !t.echo_sent)
+                publish_echo(&t);
+            if (!t.echo || (t.echo_until && pg_mono_ms() >= t.echo_until)) {
+                rc = 0;
+                break;
+            }
         }
     }
     if (rc != 0 && !t.failed)

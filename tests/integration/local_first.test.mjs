@@ -1,6 +1,7 @@
 // local_first = 1 (core/publish.c): a gateway's own subscribers get its publishes before the broker's round trip,
 // exactly once (the broker's copy is dropped by its origin), in order and without a gap signal, while the other
-// gateways on the broker get them from it as before. With the broker frozen the difference shows: the local
+// gateways on the broker get them from it as before. The broker does not even send a gateway's own publishes back
+// to it: its channel subscriptions carry MQTT v5 No Local (gateway/server.c), so it has no copy to drop. With the broker frozen the difference shows: the local
 // subscriber has the message at once and the REST caller gets 504, the other gateway's subscriber gets it once the
 // broker runs again; a gateway without local_first delivers nothing meanwhile.
 import { test, after } from 'node:test';
@@ -8,7 +9,7 @@ import assert from 'node:assert/strict';
 
 import { spawnSync } from 'node:child_process';
 
-import { GATEWAY_BIN, freePort, startStack } from './lib/harness.mjs';
+import { GATEWAY_BIN, freePort, httpRequest, startStack } from './lib/harness.mjs';
 import { isMessage, nativeSubscriber, publishRest, within } from './lib/native.mjs';
 
 const stacks = [];
@@ -27,6 +28,14 @@ function received(c, room) {
         messages: c.frames.filter((f) => f.type === 'message' && f.room === room).map((f) => f.message),
         gaps: c.frames.filter((f) => f.type === 'gap').length,
     };
+}
+
+// The broker's copies of gw's own publishes that gw received and dropped (/metrics).
+async function ownCopies(gw) {
+    const r = await httpRequest('GET', `${gw.url}/metrics`);
+    const m = r.body.match(/^pushgate_own_copies_dropped_total (\d+)$/m);
+    assert.ok(m, r.body);
+    return Number(m[1]);
 }
 
 async function twoGateways(publishTimeoutMs = 5000) {
@@ -54,6 +63,7 @@ test('local_first: own subscribers get each publish once and in order, the other
     await new Promise((r) => setTimeout(r, 500)); // the broker's copies of a's publishes would be in by now
     assert.deepEqual(received(here, room), { messages: sent, gaps: 0 });
     assert.deepEqual(received(there, room), { messages: sent, gaps: 0 });
+    assert.equal(await ownCopies(a), 0, 'the broker sent none of its 15 publishes back to a (No Local)');
 });
 
 test('local_first with the broker frozen: the local subscriber has it at once, the caller gets 504, the other gateway gets it later', { timeout: 60000 }, async () => {
@@ -81,6 +91,7 @@ test('local_first with the broker frozen: the local subscriber has it at once, t
     await new Promise((r) => setTimeout(r, 500));
     assert.deepEqual(received(here, room).messages.filter((m) => m.via === 'a'), [{ via: 'a' }], 'no second copy here');
     assert.deepEqual(received(there, room).messages.filter((m) => m.via === 'a'), [{ via: 'a' }]);
+    assert.equal(await ownCopies(a), 0, 'a got no copy of its publish to drop');
 });
 
 test('local_first takes 0 or 1: another value is refused at start, exit 2', () => {
