@@ -81,9 +81,9 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
         fprintf(f, "# HELP pushgate_broker_dropped_messages Messages the broker dropped (all clients; $SYS).\n"
                    "# TYPE pushgate_broker_dropped_messages gauge\npushgate_broker_dropped_messages %lld\n",
                 gw->broker_dropped);
-    fprintf(f, "# HELP pushgate_own_copies_dropped_total Broker copies of this process's own publishes, dropped "
-               "(local_first).\n# TYPE pushgate_own_copies_dropped_total counter\npushgate_own_copies_dropped_total "
-               "%llu\n",
+    fprintf(f,
+            "# HELP pushgate_own_copies_dropped_total Own publishes the broker sent back (local_first).\n"
+            "# TYPE pushgate_own_copies_dropped_total counter\npushgate_own_copies_dropped_total %llu\n",
             (unsigned long long)gw->own_copies);
     fprintf(f, "# HELP pushgate_pending_bytes Bytes queued for all sessions (at the last tick).\n"
                "# TYPE pushgate_pending_bytes gauge\npushgate_pending_bytes %llu\n",

@@ -44,9 +44,9 @@ struct tool {
     int many, many_granted, many_started;
     int npass; /* ~ and % filters, handled in the ready pass */
     char **many_filters;
-    int echo;              /* some filter is ^FILTER: publish to every filter at the end */
+    int echo; /* some filter is ^FILTER: publish to every filter at the end */
     int echo_sent, echo_acked;
-    int64_t echo_until;    /* monotonic ms: reading what came back until then (0: not all acknowledged yet) */
+    int64_t echo_until; /* monotonic ms: reading what came back until then (0: not all acknowledged yet) */
 };
 
 struct grant {
@@ -151,8 +151,8 @@ static void subscribe_many(struct tool *t)
     pg_bridge_flush(t->bridge);
 }
 
-static void on_message(void *ud, const char *topic, const void *payload, size_t len,
-                       const struct pg_bridge_prop *props, size_t nprops)
+static void on_message(void *ud, const char *topic, const void *payload, size_t len, const struct pg_bridge_prop *props,
+                       size_t nprops)
 {
     (void)ud, (void)payload, (void)len, (void)props, (void)nprops;
     printf("message %s\n", topic);
@@ -268,8 +268,8 @@ int main(int argc, char **argv)
         .reconnect_max_ms = 1000,
         .publish_timeout_ms = 15000,
     };
-    struct pg_bridge_ops ops = {.on_socket = on_socket, .on_state = on_state, .on_message = on_message,
-                                .on_log = on_log};
+    struct pg_bridge_ops ops = {
+        .on_socket = on_socket, .on_state = on_state, .on_message = on_message, .on_log = on_log};
     if (pg_bridge_new(&cfg, &ops, &t, &t.bridge) != 0) {
         fprintf(stderr, "cannot create the bridge\n");
         return 1;
