@@ -85,6 +85,11 @@ void pg_outq_pop(struct pg_outq *q)
         q->reply_bytes -= m->len;
     }
     pg_msg_unref(m);
+    if (q->count == 0 && q->cap > PG_OUTQ_KEEP_SLOTS) { /* a burst's ring: the next push starts small again */
+        free(q->ring);
+        q->ring = NULL;
+        q->head = q->cap = 0;
+    }
 }
 
 void pg_outq_clear(struct pg_outq *q)

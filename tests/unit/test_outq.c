@@ -35,6 +35,25 @@ int main(void)
     CHECK_EQ(pg_outq_push(&c, m, 12, 100), PG_ELIMIT, "15 bytes over 12");
     CHECK_EQ(c.bytes, 10, "byte count");
 
+    /* a ring grown for a burst is freed once the queue drains; a small one is kept */
+    struct pg_outq burst = {0};
+    for (int i = 0; i < 1000; i++)
+        CHECK_EQ(pg_outq_push(&burst, m, 1 << 20, 1000), 0, "burst push");
+    CHECK(burst.cap >= 1000, "the ring grew to hold the burst");
+    for (int i = 0; i < 999; i++)
+        pg_outq_pop(&burst);
+    CHECK(burst.cap >= 1000 && burst.count == 1, "kept while a message waits");
+    pg_outq_pop(&burst);
+    CHECK(burst.cap == 0 && burst.ring == NULL && burst.bytes == 0, "freed once drained (cap %zu)", burst.cap);
+    CHECK_EQ(pg_outq_push(&burst, m, 1 << 20, 1000), 0, "a push after the drain");
+    CHECK(pg_outq_peek(&burst) == m && burst.cap <= PG_OUTQ_KEEP_SLOTS, "starts small again");
+    for (int i = 1; i < PG_OUTQ_KEEP_SLOTS; i++)
+        CHECK_EQ(pg_outq_push(&burst, m, 1 << 20, 1000), 0, "fill the kept size");
+    while (burst.count)
+        pg_outq_pop(&burst);
+    CHECK(burst.cap == PG_OUTQ_KEEP_SLOTS && burst.ring != NULL, "a ring of the kept size stays (cap %zu)", burst.cap);
+    pg_outq_clear(&burst);
+
     /* replies to the session's own requests: queued whatever the limits, and not counted against them */
     struct pg_outq r = {0};
     struct pg_msg *rep = pg_msg_new("reply", 5);
