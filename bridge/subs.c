@@ -24,9 +24,9 @@
  * wildcards only (two of them never match the same topic) or wildcard filters
  * that pairwise overlap on no topic (filters_overlap).
  *
- * Options: a SUBSCRIBE carries one options byte for all its filters (libmosquitto's
- * mosquitto_subscribe_multiple), so filters with No Local and filters without
- * never share a packet either.
+ * Options: a SUBSCRIBE carries one options byte for all its filters
+ * (libmosquitto's mosquitto_subscribe_multiple), so filters with No Local and
+ * filters without never share a packet either.
  *
  * SUBACK: each SUBSCRIBE in flight is a struct inflight in b->inflight,
  * keyed by its packet id (mid), holding its filters in packet order, so

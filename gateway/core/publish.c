@@ -24,10 +24,10 @@
  * origin, seq, prev: the gap tracking sees it as it would see the broker's
  * copy). The broker does not send that copy back (the channel subscriptions
  * carry No Local: server.c), and one that comes on another filter is dropped
- * (dispatch.c: its origin is this process's). It saves the broker round trip for local subscribers; the
- * price is that a publish the broker then refuses, loses or never acknowledges
- * (403, 503, 504) was delivered here all the same. Other processes get it from the broker
- * as always.
+ * (dispatch.c: its origin is this process's). It saves the broker round trip
+ * for local subscribers; the price is that a publish the broker then refuses,
+ * loses or never acknowledges (403, 503, 504) was delivered here all the
+ * same. Other processes get it from the broker as always.
  *
  * State: the load fields of struct pg_gw (pending_*, behind, rx_paused_ms,
  * late_until_ms); gw->seq_* through core/seq.c.
