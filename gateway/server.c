@@ -111,14 +111,18 @@ static int main_callback(struct lws *wsi, enum lws_callback_reasons reason, void
         if (!in || strcmp((const char *)in, "websocket") != 0)
             return 0;
         return pg_http_confirm_upgrade(gw, wsi);
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+        pg_ws_cork(wsi, 1); /* the handshake's answer, written next, waits for the greeting (core/ws.h) */
+        return 0;
     case LWS_CALLBACK_ESTABLISHED: {
         struct pg_ws *w = &c->u.ws;
         struct pg_app *app = NULL;
         memset(c, 0, sizeof *c);
         c->is_ws = 1;
-        if (lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 || pg_ws_path(gw, path, &w->proto, &app) != 0)
-            return -1;
-        if (w->proto->ws_open(gw, w, wsi, app) != 0)
+        int rc = lws_hdr_copy(wsi, path, sizeof path, WSI_TOKEN_GET_URI) <= 0 ||
+                 pg_ws_path(gw, path, &w->proto, &app) != 0 || w->proto->ws_open(gw, w, wsi, app) != 0;
+        pg_ws_cork(wsi, 0);
+        if (rc)
             return -1;
         pg_live_open(gw, &w->live, wsi); /* every protocol's WebSocket: core/liveness.h */
         return 0;

@@ -12,7 +12,10 @@
  * uv_poll_start(), which is an epoll_ctl DEL and an ADD; a session that gets
  * one frame at a time paid four epoll_ctl and one loop wakeup per frame on
  * top of its send. Writing at the end of the pass also gathers every frame a
- * pass queued for a session (one broker read carries many messages).
+ * pass queued for a session (one broker read carries many messages). The
+ * greeting a protocol queues at ESTABLISHED is written there, at once: the
+ * socket is corked from just before lws writes the handshake's answer until
+ * ESTABLISHED ends (server.c), so both leave in one segment.
  *
  * A write, direct or in a WRITEABLE, goes on with the next frames while the
  * socket takes bytes, one lws_write each (lws keeps what the socket did not
@@ -59,6 +62,8 @@
 #include "core/ws.h"
 #include "log.h"
 
+static int greet(struct pg_session *s, struct lws *wsi);
+
 int pg_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app *app)
 {
     struct pg_session *s = &w->own;
@@ -67,7 +72,9 @@ int pg_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, struct pg_app
     s->app = app;
     s->wsi = wsi;
     pg_session_register(gw, s, wsi);
-    return s->proto->open(s, wsi);
+    if (s->proto->open(s, wsi) != 0)
+        return -1;
+    return greet(s, wsi);
 }
 
 int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len)
@@ -177,6 +184,30 @@ static void written(struct pg_session *s, struct lws *wsi)
         s->proto->flow(s);
     if (s->q.count || s->close_code)
         lws_callback_on_writable(wsi);
+}
+
+/*
+ * ESTABLISHED, after the protocol queued its greeting ("open", pusher:connection_established): it leaves now
+ * rather than at the end of the pass, while the socket is still corked (pg_ws_cork()), so that the handshake's
+ * answer and the greeting share one TCP segment. A session the protocol is closing writes in its WRITEABLE.
+ */
+static int greet(struct pg_session *s, struct lws *wsi)
+{
+    if (s->close_code || !s->q.count)
+        return 0;
+    lws_dll2_remove(&s->to_write);
+    int n = pg_ws_write_queued(s, wsi);
+    if (n < 0)
+        return -1;
+    if (n > 0)
+        written(s, wsi);
+    return 0;
+}
+
+void pg_ws_cork(struct lws *wsi, int on)
+{
+    if (lws_get_network_wsi(wsi) == wsi) /* not a stream of an HTTP/2 connection, which others share */
+        cork(wsi, on);
 }
 
 int pg_ws_writeable(struct pg_ws *w, struct lws *wsi)

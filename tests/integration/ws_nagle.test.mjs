@@ -1,15 +1,17 @@
-// ws_nagle (core/ws.c): whether a WebSocket's socket lets the kernel gather small frames (Nagle) or sends each
-// one at once (TCP_NODELAY), read off the gateway's own end of the connection by pushgate_sockopt_tool (which
-// takes a copy of the gateway's socket: it needs root, as the suite runs). "off" and "on" hold from the first
-// frame; "busy" turns on while the event loop is busier than ws_nagle_busy_percent and off again once it is
-// not, each socket at its next write, and /metrics shows the busy share and the state.
+// How a WebSocket's socket sends (core/ws.c), read off the gateway's own end of the connection by
+// pushgate_sockopt_tool (which takes a copy of the gateway's socket: it needs root, as the suite runs).
+// ws_nagle: whether the kernel gathers small frames (Nagle) or sends each one at once (TCP_NODELAY). "off" and
+// "on" hold from the first frame; "busy" turns on while the event loop is busier than ws_nagle_busy_percent and
+// off again once it is not, each socket at its next write, and /metrics shows the busy share and the state.
+// The greeting: the handshake's answer and the protocol's first frame leave in one TCP segment.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 
-import { BUILD_DIR, GATEWAY_BIN, httpRequest, startStack, waitFor } from './lib/harness.mjs';
+import { BUILD_DIR, GATEWAY_BIN, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { isMessage, nativeSubscriber, publishRest } from './lib/native.mjs';
+import { DEMO, PUSHER_QUERY, isEvent } from './lib/pusher.mjs';
 
 const TOOL = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_sockopt_tool');
 const stacks = [];
@@ -37,15 +39,18 @@ async function delivered(gw, c, room) {
     await c.next(isMessage(room, (f) => f.message.n === n));
 }
 
-// TCP_NODELAY (0 or 1) of the gateway's socket for client c.
-function nodelay(gw, c) {
+// What pushgate_sockopt_tool reads off the gateway's socket for client c: the value on its line `name N`.
+function sockopt(gw, c, name) {
     const pids = [gw.proc.pid, ...gw.workerPids().values()].map(String);
     const r = spawnSync(TOOL, [String(c.ws._socket.localPort), ...pids], { encoding: 'utf8', timeout: 10000 });
     assert.equal(r.status, 0, `pushgate_sockopt_tool: exit ${r.status}\n${r.stdout}${r.stderr}`);
-    const m = /^nodelay (\d)$/m.exec(r.stdout);
+    const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.stdout);
     assert.ok(m, r.stdout);
     return Number(m[1]);
 }
+
+// TCP_NODELAY (0 or 1) of the gateway's socket for client c.
+const nodelay = (gw, c) => sockopt(gw, c, 'nodelay');
 
 async function metric(gw, name) {
     const r = await httpRequest('GET', `${gw.url}/metrics`);
@@ -106,6 +111,20 @@ async function busyThenIdle(loop) {
 for (const loop of ['ev', 'uv']) {
     test(`ws_nagle = busy (${loop}): on while the loop is busy, off again when it idles`, { timeout: 120000 }, () =>
         busyThenIdle(loop));
+}
+
+// The 101 answer waits (TCP_CORK) for the greeting that ESTABLISHED queues: one segment, one receive for the client.
+for (const [proto, urlOf, isGreeting] of [
+    ['native', (gw) => `${gw.wsUrl}/v1/demo`, (f) => f && f.type === 'open'],
+    ['Pusher', (gw) => `${gw.wsUrl}/app/${DEMO.key}${PUSHER_QUERY}`, isEvent('pusher:connection_established')],
+]) {
+    test(`${proto}: the handshake's answer and the greeting leave in one TCP segment`, { timeout: 60000 }, async () => {
+        const gw = await gateway({});
+        const c = await wsConnect(urlOf(gw));
+        sockets.push(c);
+        await c.next(isGreeting);
+        assert.equal(sockopt(gw, c, 'data_segs_out'), 1, 'data segments the gateway sent: the 101 and the greeting');
+    });
 }
 
 test('ws_nagle takes off, busy or on: another value is refused at start, exit 2', () => {
