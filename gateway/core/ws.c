@@ -103,7 +103,9 @@ int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len)
  * TCP_CORK around a write of several frames: each lws_write is one send(), and without the cork each send is
  * one TCP segment, with the whole transmit (and, on loopback, the receiver's) path behind it; corked, the sends
  * only fill the socket buffer and the uncork sends full segments. Below PG_WS_CORK_MIN_FRAMES the two
- * setsockopt() calls cost more than they save. A socket that is no TCP socket refuses it, harmlessly.
+ * setsockopt() calls cost more than they save, and so they do on a socket in Nagle's mode, where the kernel
+ * already holds small sends while earlier data is unacknowledged (bench/README.md, "W1: frames per segment").
+ * A socket that is no TCP socket refuses it, harmlessly.
  */
 static void cork(struct lws *wsi, int on)
 {
@@ -149,7 +151,7 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
     struct pg_msg *m;
     if (s->nagle != s->gw->ws_nagle)
         set_nagle(s, wsi, s->gw->ws_nagle);
-    int corked = s->q.count >= PG_WS_CORK_MIN_FRAMES;
+    int corked = !s->nagle && s->q.count >= PG_WS_CORK_MIN_FRAMES;
     if (corked)
         cork(wsi, 1);
     /*

@@ -21,7 +21,7 @@ struct pg_session;
 /* One write's share of an out-queue (per pass or WRITEABLE): a fast reader cannot hold the loop for longer. */
 #define PG_WS_WRITE_MAX_FRAMES 64
 #define PG_WS_WRITE_MAX_BYTES (256 * 1024)
-/* From this many frames queued, a write corks the socket (TCP_CORK) and sends them in full segments. */
+/* From this many frames queued, a write corks a TCP_NODELAY socket (TCP_CORK) and sends them in full segments. */
 #define PG_WS_CORK_MIN_FRAMES 3
 /* ws_nagle = busy judges the loop's busy share averaged over about this many ticks (an exponential average) */
 #define PG_WS_NAGLE_AVG_TICKS 4
