@@ -315,15 +315,28 @@ run_big() {
     stop_for native
 }
 
+# The systems of repetition R in turn, starting from the ((R-1) mod N)-th: none always runs first or last in a
+# pass, when the box may be in another state (the previous workload's connections closing, say).
+rotate() {
+    local r=$1
+    shift
+    local n=$# i
+    for ((i = 0; i < n; i++)); do
+        local k=$(((r - 1 + i) % n + 1))
+        echo "${!k}"
+    done
+}
+
 for rep in $(seq 1 "$reps"); do
     for wl in $workloads; do
         echo "rep $rep $wl" >&2
         if [ "$wl" = BIG ]; then
             run_big "$rep"
         else
+            systems="native pusher"
+            if [ "$nchan" = 1 ] && [ "$wl" != W1M ] && [ "$wl" != W1X ]; then systems="$systems nchan"; fi
             # shellcheck disable=SC2046
-            for sys in native pusher; do run "$rep" "$wl" "$sys" $(args_for "$wl"); done
-            if [ "$nchan" = 1 ] && [ "$wl" != W1M ] && [ "$wl" != W1X ]; then run "$rep" "$wl" nchan $(args_for "$wl"); fi
+            for sys in $(rotate "$rep" $systems); do run "$rep" "$wl" "$sys" $(args_for "$wl"); done
             if [ "$wl" = W2 ]; then run_hop "$rep"; fi
         fi
     done
