@@ -41,8 +41,9 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi);
 void pg_ws_closed(struct pg_ws *w, struct lws *wsi);
 /*
  * TCP_CORK on (1) or off (0) for any WebSocket (server.c): on from FILTER_PROTOCOL_CONNECTION, just before lws
- * writes the handshake's answer, off when ESTABLISHED ends, by when pg_ws_open() wrote the greeting. The answer
- * and the greeting leave as one segment, one receive for the client instead of two (and one ACK).
+ * writes the handshake's answer, off when ESTABLISHED ends, by when pg_ws_open() (or Engine.IO's
+ * pg_eio_ws_open()) wrote the greeting. The answer and the greeting leave as one segment, one receive for the
+ * client instead of two (and one ACK).
  */
 void pg_ws_cork(struct lws *wsi, int on);
 /* The wake op of such a protocol: s writes at the end of this loop pass (a close: at its next WRITEABLE). */

@@ -101,6 +101,9 @@ int pg_eio_ws_open(struct pg_gw *gw, struct pg_ws *w, struct lws *wsi, const str
     w->s = &e->s;
     pg_eio_send(e, open, strlen(open));
     free(open);
+    /* the open packet leaves now, in the segment of the handshake's answer (corked until ESTABLISHED ends) */
+    if (!e->dead && pg_ws_write_queued(&e->s, wsi) < 0)
+        return -1;
     return 0;
 }
 

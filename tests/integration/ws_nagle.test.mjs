@@ -113,10 +113,12 @@ for (const loop of ['ev', 'uv']) {
         busyThenIdle(loop));
 }
 
-// The 101 answer waits (TCP_CORK) for the greeting that ESTABLISHED queues: one segment, one receive for the client.
+// The 101 answer waits (TCP_CORK) for the greeting that ESTABLISHED writes (Engine.IO's open packet for socket.io):
+// one segment, one receive for the client.
 for (const [proto, urlOf, isGreeting] of [
     ['native', (gw) => `${gw.wsUrl}/v1/demo`, (f) => f && f.type === 'open'],
     ['Pusher', (gw) => `${gw.wsUrl}/app/${DEMO.key}${PUSHER_QUERY}`, isEvent('pusher:connection_established')],
+    ['socket.io', (gw) => `${gw.wsUrl}/socket.io/?EIO=4&transport=websocket`, (f) => typeof f === 'string' && f.startsWith('0{')],
 ]) {
     test(`${proto}: the handshake's answer and the greeting leave in one TCP segment`, { timeout: 60000 }, async () => {
         const gw = await gateway({});
