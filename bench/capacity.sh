@@ -147,5 +147,5 @@ lines.push("", `Medians over repetitions. At ${ratio} × the rate of nchan (${f(
     `would need ${f(others, 2)} of the ${cores} cores of the box at the cost per publish measured for pushgate; that leaves ${f(Math.max(left, 0))} µs of CPU per`,
     `publish for the gateway, against ${f(p.server)} µs it spends now and ${f(n.server)} µs nginx spends on the same request and frames.`);
 process.stdout.write(lines.join("\n") + "\n");
-' "$raw" "$wl" "$pub_conns" "$ratio" "$(nproc)" "$gwopts" "$(git -C "$repo" rev-parse --short HEAD)" | tee "$md"
+' "$raw" "$wl" "$pub_conns" "$ratio" "$(nproc)" "$gwopts" "$("$here/build_commit.sh" "$build")" | tee "$md"
 echo "written: $md (raw runs: $raw)" >&2

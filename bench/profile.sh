@@ -90,7 +90,7 @@ wait "$lg_pid" || true
 lg_pid=""
 
 set +e +o pipefail # reports: `head` closing a pipe early is fine
-name="$out/$wl-$target-$(git -C "$repo" rev-parse --short HEAD)"
+name="$out/$wl-$target-$("$here/build_commit.sh" "$build")"
 hz=$(getconf CLK_TCK)
 {
     echo "# CPU over the ${secs} s window (percent of one core; the box has $(nproc)); for nchan 'pushgate' is the"

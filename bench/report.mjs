@@ -121,7 +121,7 @@ const machine = {
     nchan: sh("dpkg-query -W -f '${Version}' libnginx-mod-nchan"),
     mosquitto: sh("dpkg-query -W -f '${Version}' mosquitto"),
     libwebsockets: sh("dpkg-query -W -f '${Version}' libwebsockets17") || sh('pkg-config --modversion libwebsockets'),
-    pushgate: sh(`git -C ${JSON.stringify(path.dirname(new URL(import.meta.url).pathname))} rev-parse --short HEAD`),
+    pushgate: sh(`${JSON.stringify(path.join(path.dirname(new URL(import.meta.url).pathname), 'build_commit.sh'))} ${JSON.stringify(build || '')}`),
     build: (build ? sh(`sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' ${build}/CMakeCache.txt`) : '') || 'RelWithDebInfo (the default)',
 };
 
