@@ -178,14 +178,21 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
     return n;
 }
 
-/* After frames left: the protocol may read again; what is left, or a close, waits for a WRITEABLE. */
-static void written(struct pg_session *s, struct lws *wsi)
+/*
+ * Writes what the socket takes of s's queue; after frames left, the protocol may read again, and what is left,
+ * or a close, waits for a WRITEABLE. -1: lws failed (the socket is to be closed).
+ */
+static int write_out(struct pg_session *s, struct lws *wsi)
 {
+    int n = pg_ws_write_queued(s, wsi);
+    if (n <= 0)
+        return n;
     s->choked_since_ms = 0;
     if (s->proto->flow)
         s->proto->flow(s);
     if (s->q.count || s->close_code)
         lws_callback_on_writable(wsi);
+    return 0;
 }
 
 /*
@@ -198,12 +205,7 @@ static int greet(struct pg_session *s, struct lws *wsi)
     if (s->close_code || !s->q.count)
         return 0;
     lws_dll2_remove(&s->to_write);
-    int n = pg_ws_write_queued(s, wsi);
-    if (n < 0)
-        return -1;
-    if (n > 0)
-        written(s, wsi);
-    return 0;
+    return write_out(s, wsi);
 }
 
 void pg_ws_cork(struct lws *wsi, int on)
@@ -220,11 +222,7 @@ int pg_ws_writeable(struct pg_ws *w, struct lws *wsi)
                          strlen(s->close_reason));
         return -1;
     }
-    int n = pg_ws_write_queued(s, wsi);
-    if (n <= 0)
-        return n;
-    written(s, wsi);
-    return 0;
+    return write_out(s, wsi);
 }
 
 void pg_ws_flush(struct pg_gw *gw)
@@ -239,14 +237,9 @@ void pg_ws_flush(struct pg_gw *gw)
         }
         if (lws_partial_buffered(s->wsi))
             continue; /* lws asked for its WRITEABLE when it kept the part, and the queue follows it there */
-        int n = pg_ws_write_queued(s, s->wsi);
-        if (n < 0) {
+        if (write_out(s, s->wsi) < 0)
             /* lws marked the socket unusable; nothing in a loop pass may free the wsi, so lws does it next */
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_KILLED_BY_PARENT, LWS_TO_KILL_ASYNC);
-            continue;
-        }
-        if (n > 0)
-            written(s, s->wsi);
     }
 }
 
