@@ -103,6 +103,7 @@ struct pg_gw {
     int loop_busy;  /* server.c's tick: permille of the last tick the loop spent working; -1 unknown */
     int loop_busy_avg; /* core/ws.c: its moving average, permille */
     int ws_nagle;   /* core/ws.c (pg_ws_tick): 1 while WebSocket writes leave TCP_NODELAY (ws_nagle) */
+    uint64_t ws_writes; /* core/ws.c: send() calls that carried frames to WebSocket clients (core/gather.h) */
 
     /* ---- sequence numbers (core/seq.c, through core/publish.c) ---- */
     char origin[64];          /* this process's publishes: node id + incarnation */

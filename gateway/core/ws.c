@@ -21,7 +21,10 @@
  * socket takes bytes, one lws_write each (lws keeps what the socket did not
  * take and sends it before anything else), at most PG_WS_WRITE_MAX_FRAMES or
  * PG_WS_WRITE_MAX_BYTES so that one fast reader does not hold the loop; what
- * is left waits for a WRITEABLE. Frames are written from the shared encoded
+ * is left waits for a WRITEABLE. lws makes a send() per frame; the frames that
+ * fit PG_GATHER_BYTES leave in one (core/gather.c): under W1's fan-out a
+ * session has about two frames at each write, and each send() costs more than
+ * the bytes it copies. Frames are written from the shared encoded
  * message (lws puts the frame header in the room before it), never copied
  * per session. A closing session first flushes what was queued before the
  * close (e.g. the error frame that explains it), then sends its close code
@@ -55,6 +58,7 @@
 
 #include "config.h"
 #include "core/app.h"
+#include "core/gather.h"
 #include "core/gw.h"
 #include "core/msg.h"
 #include "core/registry.h"
@@ -100,12 +104,12 @@ int pg_ws_receive(struct pg_ws *w, struct lws *wsi, const void *in, size_t len)
 }
 
 /*
- * TCP_CORK around a write of several frames: each lws_write is one send(), and without the cork each send is
- * one TCP segment, with the whole transmit (and, on loopback, the receiver's) path behind it; corked, the sends
- * only fill the socket buffer and the uncork sends full segments. Below PG_WS_CORK_MIN_FRAMES the two
- * setsockopt() calls cost more than they save, and so they do on a socket in Nagle's mode, where the kernel
- * already holds small sends while earlier data is unacknowledged (bench/README.md, "W1: frames per segment").
- * A socket that is no TCP socket refuses it, harmlessly.
+ * TCP_CORK around a write of several frames where they cannot be gathered (a TLS connection, an HTTP/2 stream's):
+ * each lws_write is one send(), and without the cork each send is one TCP segment, with the whole transmit (and,
+ * on loopback, the receiver's) path behind it; corked, the sends only fill the socket buffer and the uncork sends
+ * full segments. Below PG_WS_CORK_MIN_FRAMES the two setsockopt() calls cost more than they save, and so they do
+ * on a socket in Nagle's mode, where the kernel already holds small sends while earlier data is unacknowledged
+ * (bench/README.md, "W1: frames per segment"). A socket that is no TCP socket refuses it, harmlessly.
  */
 static void cork(struct lws *wsi, int on)
 {
@@ -144,23 +148,69 @@ void pg_ws_tick(struct pg_gw *gw)
     gw->ws_nagle = on;
 }
 
+/*
+ * The socket a session's frames may be gathered on (core/gather.h): a plain WebSocket's own. Not a TLS
+ * connection's (what lws sends there is TLS records, which could not be handed back to lws raw) nor an HTTP/2
+ * stream's (its connection carries others' frames too). -1: write frame by frame.
+ */
+static int gather_fd(struct lws *wsi)
+{
+    if (lws_is_ssl(wsi) || lws_get_network_wsi(wsi) != wsi)
+        return -1;
+    return (int)lws_get_socket_fd(wsi);
+}
+
+/*
+ * Sends what was gathered; what the socket did not take goes to lws unframed (LWS_WRITE_HTTP on a WebSocket is a
+ * raw write): lws keeps it, asks for POLLOUT and sends it before anything else. -1: the socket failed.
+ */
+static int gather_flush(struct pg_gw *gw, struct lws *wsi)
+{
+    const unsigned char *rest;
+    size_t restlen;
+    gw->ws_writes++;
+    if (pg_gather_end(&rest, &restlen) < 0)
+        return -1;
+    if (restlen && lws_write(wsi, (unsigned char *)rest, restlen, LWS_WRITE_HTTP) < 0)
+        return -1;
+    return 0;
+}
+
 int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
 {
-    int n = 0;
+    int n = 0, gathering = 0;
     size_t bytes = 0;
     struct pg_msg *m;
-    if (s->nagle != s->gw->ws_nagle)
-        set_nagle(s, wsi, s->gw->ws_nagle);
-    int corked = !s->nagle && s->q.count >= PG_WS_CORK_MIN_FRAMES;
+    struct pg_gw *gw = s->gw;
+    if (s->nagle != gw->ws_nagle)
+        set_nagle(s, wsi, gw->ws_nagle);
+    int fd = gather_fd(wsi);
+    int corked = fd < 0 && !s->nagle && s->q.count >= PG_WS_CORK_MIN_FRAMES;
     if (corked)
         cork(wsi, 1);
     /*
      * WRITEABLE means the socket takes bytes; after that, write until the kernel refuses part of a frame, which
      * lws keeps (lws_partial_buffered) and sends before the next WRITEABLE. Not lws_send_pipe_choked(): that is
-     * a poll() syscall per frame, about as costly as the send itself. The price is at most one frame copied.
+     * a poll() syscall per frame, about as costly as the send itself. The price is at most one frame copied, or
+     * one gather (PG_GATHER_BYTES). Frames that fit a gather whole leave together in one send().
      */
     while (n < PG_WS_WRITE_MAX_FRAMES && bytes < PG_WS_WRITE_MAX_BYTES && (m = pg_outq_peek(&s->q)) &&
            (!n || !lws_partial_buffered(wsi))) {
+        size_t need = m->len + PG_GATHER_HEADER_MAX;
+        if (gathering && pg_gather_room() < need) {
+            gathering = 0;
+            if (gather_flush(gw, wsi) < 0) {
+                n = -1;
+                break;
+            }
+            if (lws_partial_buffered(wsi))
+                break;
+        }
+        /* not behind bytes lws holds: it would send those into the gather and queue the frame after them */
+        if (!gathering && fd >= 0 && need <= PG_GATHER_BYTES && !lws_partial_buffered(wsi) && pg_gather_begin(fd) == 0)
+            gathering = 1;
+        if (!gathering)
+            gw->ws_writes++;
         if (lws_write(wsi, pg_msg_data(m), m->len, LWS_WRITE_TEXT) < (int)m->len) {
             n = -1;
             break;
@@ -173,6 +223,8 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
         n++;
         pg_outq_pop(&s->q);
     }
+    if (gathering && gather_flush(gw, wsi) < 0)
+        n = -1;
     if (corked)
         cork(wsi, 0);
     return n;

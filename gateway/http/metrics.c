@@ -85,6 +85,10 @@ char *pg_metrics_render(struct pg_gw *gw, size_t *len)
             "# HELP pushgate_own_copies_dropped_total Own publishes the broker sent back (local_first).\n"
             "# TYPE pushgate_own_copies_dropped_total counter\npushgate_own_copies_dropped_total %llu\n",
             (unsigned long long)gw->own_copies);
+    fprintf(f,
+            "# HELP pushgate_ws_writes_total send() calls that carried frames to WebSocket clients (frames gathered).\n"
+            "# TYPE pushgate_ws_writes_total counter\npushgate_ws_writes_total %llu\n",
+            (unsigned long long)gw->ws_writes);
     fprintf(f, "# HELP pushgate_pending_bytes Bytes queued for all sessions (at the last tick).\n"
                "# TYPE pushgate_pending_bytes gauge\npushgate_pending_bytes %llu\n",
             (unsigned long long)gw->pending_bytes);

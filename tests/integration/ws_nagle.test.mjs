@@ -4,6 +4,7 @@
 // "on" hold from the first frame; "busy" turns on while the event loop is busier than ws_nagle_busy_percent and
 // off again once it is not, each socket at its next write, and /metrics shows the busy share and the state.
 // The greeting: the handshake's answer and the protocol's first frame leave in one TCP segment.
+// Frames queued for a session in one loop pass leave in one send() (core/gather.c).
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 
 import { BUILD_DIR, GATEWAY_BIN, httpRequest, startStack, waitFor, wsConnect } from './lib/harness.mjs';
 import { isMessage, nativeSubscriber, publishRest } from './lib/native.mjs';
-import { DEMO, PUSHER_QUERY, isEvent } from './lib/pusher.mjs';
+import { DEMO, PUSHER_QUERY, established, isEvent, pusherServer } from './lib/pusher.mjs';
 
 const TOOL = path.join(BUILD_DIR, 'tests', 'integration', 'pushgate_sockopt_tool');
 const stacks = [];
@@ -128,6 +129,33 @@ for (const [proto, urlOf, isGreeting] of [
         assert.equal(sockopt(gw, c, 'data_segs_out'), 1, 'data segments the gateway sent: the 101 and the greeting');
     });
 }
+
+// Two events of one batch for one channel: with local_first the gateway fans both out while it handles the
+// request, so the subscriber's session has both queued at the end of that loop pass. They leave in one send(), and
+// with TCP_NODELAY (ws_nagle = off) each send() is a segment of its own: one segment, one socket write. Frame by
+// frame it was two of each.
+test('frames queued in one loop pass leave in one send(): two events of a batch, one segment', { timeout: 60000 }, async () => {
+    const gw = await gateway({ ws_nagle: 'off', local_first: 1 });
+    const channel = `gather-${process.pid}`;
+    const c = await wsConnect(`${gw.wsUrl}/app/${DEMO.key}${PUSHER_QUERY}`);
+    sockets.push(c);
+    await established(c);
+    c.send(JSON.stringify({ event: 'pusher:subscribe', data: { channel } }));
+    await c.next(isEvent('pusher_internal:subscription_succeeded', channel));
+    const segs = sockopt(gw, c, 'data_segs_out');
+    const writes = await metric(gw, 'pushgate_ws_writes_total');
+    assert.ok(writes >= 2, `socket writes so far (the greeting, the subscription's answer): ${writes}`);
+
+    const r = await pusherServer(gw.port).triggerBatch([
+        { channel, name: 'one', data: '1' },
+        { channel, name: 'two', data: '2' },
+    ]);
+    assert.equal(r.status, 200);
+    await c.next(isEvent('one', channel));
+    await c.next(isEvent('two', channel));
+    assert.equal(sockopt(gw, c, 'data_segs_out') - segs, 1, 'data segments that carried the two frames');
+    assert.equal((await metric(gw, 'pushgate_ws_writes_total')) - writes, 1, 'socket writes that carried them');
+});
 
 test('ws_nagle takes off, busy or on: another value is refused at start, exit 2', () => {
     const env = { ...process.env };
