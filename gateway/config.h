@@ -88,6 +88,7 @@ struct pg_config {
     char *ws_nagle;               /* "off", "busy" or "on": when WebSocket sockets leave TCP_NODELAY (core/ws.c) */
     int ws_nagle_mode;            /* ws_nagle as an enum pg_ws_nagle, set by the check */
     long long ws_nagle_busy_percent; /* "busy": the loop's averaged busy share from which the kernel gathers */
+    uint64_t client_unsent_bytes; /* TCP_NOTSENT_LOWAT of client connections, set on the listener (listen.c) */
     long long publish_timeout_ms;
     long long local_first; /* 1: own publishes fan out here at once, the broker's copy is dropped (core/publish.c) */
     long long shutdown_grace_ms;

@@ -351,6 +351,24 @@ int pg_listen_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 /* ---- start and stop ----------------------------------------------------------------------- */
 
 /*
+ * client_unsent_bytes on a listening socket: the connections accepted from it inherit its TCP_NOTSENT_LOWAT. A
+ * socket then takes no more bytes (EAGAIN, and no POLLOUT) while it holds that many unsent, so a slow reader's
+ * backlog stays in the gateway's out-queue, counted by the slow-consumer and bounded-lag checks, and not in a
+ * send buffer the kernel grows up to net.ipv4.tcp_wmem's maximum (4 MB per connection by default; under W1X at
+ * 83ff4d8, 478 MB over 1000 readers, seconds of messages the gateway did not know it held: bench/README.md).
+ */
+static int limit_unsent(int fd, const struct pg_config *cfg)
+{
+    int lowat = (int)cfg->client_unsent_bytes;
+    if (!lowat)
+        return 0;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat) == 0)
+        return 0;
+    pg_log(PG_LOG_WARN, "listen", "client_unsent_bytes: TCP_NOTSENT_LOWAT %d refused: %s", lowat, strerror(errno));
+    return -1;
+}
+
+/*
  * A socket bound to listen_host:listen_port with SO_REUSEADDR (as lws sets it: a TIME_WAIT of an earlier run is no
  * conflict, a listener is). share: SO_REUSEPORT and listening, for a worker; otherwise only bound, for the probe.
  * The fd, or a negative PG_E* error, logged.
@@ -383,10 +401,12 @@ static int bind_listener(const struct pg_config *cfg, int share)
     int defer = PG_LISTEN_DEFER_ACCEPT_S;
     if (share && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) != 0)
         pg_log(PG_LOG_DEBUG, "listen", "TCP_DEFER_ACCEPT: %s", strerror(errno));
+    if (share)
+        limit_unsent(fd, cfg);
     return fd;
 }
 
-void pg_listen_defer_lws(const struct pg_config *cfg)
+void pg_listen_tune_lws(const struct pg_config *cfg)
 {
     int found = 0;
     for (int fd = 0; fd < PG_LISTEN_LWS_FD_SCAN; fd++) {
@@ -401,11 +421,11 @@ void pg_listen_defer_lws(const struct pg_config *cfg)
                         : a.ss_family == AF_INET6 ? ntohs(((struct sockaddr_in6 *)&a)->sin6_port)
                                                   : 0;
         if (port == (unsigned)cfg->listen_port &&
-            setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) == 0)
+            setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) == 0 && limit_unsent(fd, cfg) == 0)
             found++;
     }
-    pg_log(PG_LOG_DEBUG, "listen", "accept deferred on %d listening socket(s) of lws on port %lld", found,
-           cfg->listen_port);
+    pg_log(PG_LOG_DEBUG, "listen", "lws' listening sockets on port %lld tuned (accept deferred, unsent bytes): %d",
+           cfg->listen_port, found);
 }
 
 int pg_listen_probe(const struct pg_config *cfg)

@@ -15,7 +15,7 @@
  * LWS_ADOPT_HTTP), so from there on it is an ordinary HTTP or WebSocket
  * connection of the "pushgate" protocol. With one process (workers = 1)
  * none of this runs: lws listens as before, its socket only given
- * TCP_DEFER_ACCEPT (pg_listen_defer_lws).
+ * TCP_DEFER_ACCEPT and client_unsent_bytes (pg_listen_tune_lws).
  */
 #ifndef PG_LISTEN_H
 #define PG_LISTEN_H
@@ -59,11 +59,11 @@ int pg_listen_start(struct pg_gw *gw);
 int pg_listen_probe(const struct pg_config *cfg);
 /*
  * One process (workers = 1), after lws made its context: lws' own listening socket on listen_port gets
- * TCP_DEFER_ACCEPT, as a worker's socket has (lws 4.1 has no option for it and no call that names the socket, so
- * it is found among this process's descriptors). Nothing found (an interface listen_host, a port lws did not
- * take) is only logged at debug.
+ * TCP_DEFER_ACCEPT and client_unsent_bytes, as a worker's socket has (lws 4.1 has no option for them and no call
+ * that names the socket, so it is found among this process's descriptors). Nothing found (an interface
+ * listen_host, a port lws did not take) is only logged at debug.
  */
-void pg_listen_defer_lws(const struct pg_config *cfg);
+void pg_listen_tune_lws(const struct pg_config *cfg);
 /* Closes the connections still waiting and frees the state; before lws_context_destroy (its timer is lws's). */
 void pg_listen_free(struct pg_gw *gw);
 

@@ -563,7 +563,7 @@ int pg_server_run(struct pg_config *cfg)
     if (cfg->worker >= 0 && pg_listen_start(&gw) != 0)
         goto out;
     if (cfg->worker < 0)
-        pg_listen_defer_lws(cfg);
+        pg_listen_tune_lws(cfg);
     signal_ctx = gw.ctx;
     signal(SIGTERM, on_signal);
     signal(SIGINT, on_signal);

@@ -1,14 +1,15 @@
 /*
- * pushgate_sockopt_tool: reads TCP_NODELAY and the count of data segments sent off the gateway's end of one
- * loopback connection, for ws_nagle.test.mjs.
+ * pushgate_sockopt_tool: reads TCP_NODELAY, TCP_NOTSENT_LOWAT and the count of data segments sent off the
+ * gateway's end of one loopback connection, for ws_nagle.test.mjs.
  *
  *   pushgate_sockopt_tool PORT PID...
  *
  * PORT is the client's local port, i.e. the peer port of the gateway's socket. The tool looks through the open
  * descriptors of each PID (the gateway, its workers), takes a copy of each socket (pidfd_getfd(2), which needs
  * ptrace rights over the process: root, as the tests run), and for the one whose peer is 127.0.0.1:PORT prints
- * "nodelay 0" or "nodelay 1", then "data_segs_out N" (TCP_INFO: the TCP segments that carried data so far). A
- * copy shares the socket, so what is read is the gateway's own.
+ * "nodelay 0" or "nodelay 1", "notsent_lowat N" (0: none of its own, the sysctl applies) and "data_segs_out N"
+ * (TCP_INFO: the TCP segments that carried data so far). A copy shares the socket, so what is read is the
+ * gateway's own.
  *
  * Exit: 0 found, 1 no such connection, 2 usage or a system call refused (printed).
  */
@@ -40,17 +41,18 @@ static int look(int pidfd, int fd, unsigned port)
     int found = 0;
     if (getpeername(c, (struct sockaddr *)&peer, &len) == 0 && peer.sin_family == AF_INET &&
         ntohs(peer.sin_port) == port && peer.sin_addr.s_addr == htonl(INADDR_LOOPBACK)) {
-        int v = -1;
-        socklen_t vlen = sizeof v;
+        int v = -1, lowat = -1;
+        socklen_t vlen = sizeof v, llen = sizeof lowat;
         struct tcp_info ti;
         socklen_t tlen = sizeof ti;
         memset(&ti, 0, sizeof ti);
         if (getsockopt(c, IPPROTO_TCP, TCP_NODELAY, &v, &vlen) != 0 ||
+            getsockopt(c, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, &llen) != 0 ||
             getsockopt(c, IPPROTO_TCP, TCP_INFO, &ti, &tlen) != 0) {
             perror("getsockopt");
             found = -1;
         } else {
-            printf("nodelay %d\ndata_segs_out %u\n", v, ti.tcpi_data_segs_out);
+            printf("nodelay %d\nnotsent_lowat %d\ndata_segs_out %u\n", v, lowat, ti.tcpi_data_segs_out);
             found = 1;
         }
     }

@@ -45,7 +45,7 @@ function sockopt(gw, c, name) {
     const pids = [gw.proc.pid, ...gw.workerPids().values()].map(String);
     const r = spawnSync(TOOL, [String(c.ws._socket.localPort), ...pids], { encoding: 'utf8', timeout: 10000 });
     assert.equal(r.status, 0, `pushgate_sockopt_tool: exit ${r.status}\n${r.stdout}${r.stderr}`);
-    const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(r.stdout);
+    const m = new RegExp(`^${name} (-?\\d+)$`, 'm').exec(r.stdout);
     assert.ok(m, r.stdout);
     return Number(m[1]);
 }
@@ -156,6 +156,22 @@ test('frames queued in one loop pass leave in one send(): two events of a batch,
     assert.equal(sockopt(gw, c, 'data_segs_out') - segs, 1, 'data segments that carried the two frames');
     assert.equal((await metric(gw, 'pushgate_ws_writes_total')) - writes, 1, 'socket writes that carried them');
 });
+
+// client_unsent_bytes: the listening socket's TCP_NOTSENT_LOWAT, which accepted sockets inherit, on lws' own listener
+// (one process) and on a worker's; 0 leaves it unset (0: net.ipv4.tcp_notsent_lowat applies, by default no limit).
+for (const [label, opts, expected] of [
+    ['one process', { client_unsent_bytes: '16k' }, 16384],
+    ['workers = 2', { client_unsent_bytes: '16k', workers: 2 }, 16384],
+    ['0: none', { client_unsent_bytes: 0 }, 0],
+]) {
+    test(`client_unsent_bytes (${label}): a WebSocket's socket holds at most that many unsent bytes`, { timeout: 60000 }, async () => {
+        const gw = await gateway(opts);
+        const room = `unsent-${label.replace(/\W+/g, '')}-${process.pid}`;
+        const c = await subscriber(gw, room);
+        await delivered(gw, c, room);
+        assert.equal(sockopt(gw, c, 'notsent_lowat'), expected);
+    });
+}
 
 test('ws_nagle takes off, busy or on: another value is refused at start, exit 2', () => {
     const env = { ...process.env };
