@@ -4,10 +4,11 @@
 // timing assertion: performance targets live in the bench (bench/run.sh), not in tests.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import path from 'node:path';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 
 import { BUILD_DIR, startStack } from '../tests/integration/lib/harness.mjs';
 
@@ -182,4 +183,34 @@ test('attempts dropped before an answer are tried again with --retries', async (
     assert.equal(res.subscribed, 3);
     assert.equal(res.errors, 0);
     assert.equal(res.retried, 3);
+});
+
+// bench/build_commit.sh names a build by its source tree's commit: "-dirty" for an edit that can change what is
+// measured, not for documentation or a results file written while a run goes on.
+test('build_commit.sh: -dirty for a source edit, not for documentation or results', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pg-buildcommit-'));
+    try {
+        const git = (...args) => execFileSync('git', ['-C', dir, ...args], { encoding: 'utf8' }).trim();
+        git('init', '-q');
+        fs.mkdirSync(path.join(dir, 'bench', 'results'), { recursive: true });
+        fs.writeFileSync(path.join(dir, 'main.c'), 'int main(void) { return 0; }\n');
+        fs.writeFileSync(path.join(dir, 'README.md'), 'docs\n');
+        fs.writeFileSync(path.join(dir, 'bench', 'results', 'r.md'), 'result\n');
+        git('add', '.');
+        git('-c', 'user.name=t', '-c', 'user.email=t@localhost', 'commit', '-q', '-m', 'one');
+        const head = git('rev-parse', '--short', 'HEAD');
+        const build = path.join(dir, 'build');
+        fs.mkdirSync(build);
+        fs.writeFileSync(path.join(build, 'CMakeCache.txt'), `CMAKE_HOME_DIRECTORY:INTERNAL=${dir}\n`);
+        const tool = path.join(path.dirname(new URL(import.meta.url).pathname), 'build_commit.sh');
+        const name = () => execFileSync(tool, [build], { encoding: 'utf8' }).trim();
+        assert.equal(name(), head);
+        fs.appendFileSync(path.join(dir, 'README.md'), 'more\n');
+        fs.appendFileSync(path.join(dir, 'bench', 'results', 'r.md'), 'more\n');
+        assert.equal(name(), head, 'documentation and results edited');
+        fs.appendFileSync(path.join(dir, 'main.c'), '/* edited */\n');
+        assert.equal(name(), `${head}-dirty`, 'a source file edited');
+    } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+    }
 });
