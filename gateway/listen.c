@@ -399,10 +399,11 @@ static int bind_listener(const struct pg_config *cfg, int share)
     /* no waiting in `pending` (an epoll_ctl and a wakeup more) for nearly every connection (see the top of the file);
        a peer silent for PG_LISTEN_DEFER_ACCEPT_S is handed over all the same and waits there as before */
     int defer = PG_LISTEN_DEFER_ACCEPT_S;
-    if (share && setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) != 0)
-        pg_log(PG_LOG_DEBUG, "listen", "TCP_DEFER_ACCEPT: %s", strerror(errno));
-    if (share)
+    if (share) {
+        if (setsockopt(fd, IPPROTO_TCP, TCP_DEFER_ACCEPT, &defer, sizeof defer) != 0)
+            pg_log(PG_LOG_DEBUG, "listen", "TCP_DEFER_ACCEPT: %s", strerror(errno));
         limit_unsent(fd, cfg);
+    }
     return fd;
 }
 
