@@ -173,20 +173,20 @@ for (const [label, opts, expected] of [
     });
 }
 
-test('client_unsent_bytes takes 0..64m: another value is refused at start, exit 2', () => {
+// The gateway refuses --name value at start: exit 2, and stderr says why (its environment variable unset).
+function refusedAtStart(name, value, why) {
     const env = { ...process.env };
-    delete env.PUSHGATE_CLIENT_UNSENT_BYTES;
-    for (const bad of ['100m', '-1', 'lots']) {
-        const r = spawnSync(GATEWAY_BIN, ['--client_unsent_bytes', bad], { env, encoding: 'utf8', timeout: 20000 });
-        assert.equal(r.status, 2, `${bad}: exit status ${r.status} signal ${r.signal}\n${r.stderr}`);
-        assert.match(r.stderr, /client_unsent_bytes: expected a size \(e\.g\. 64k\) in 0\.\.67108864 bytes/);
-    }
+    delete env[`PUSHGATE_${name.toUpperCase()}`];
+    const r = spawnSync(GATEWAY_BIN, [`--${name}`, value], { env, encoding: 'utf8', timeout: 20000 });
+    assert.equal(r.status, 2, `--${name} ${value}: exit status ${r.status} signal ${r.signal}\n${r.stderr}`);
+    assert.match(r.stderr, why);
+}
+
+test('client_unsent_bytes takes 0..64m: another value is refused at start, exit 2', () => {
+    for (const bad of ['100m', '-1', 'lots'])
+        refusedAtStart('client_unsent_bytes', bad, /client_unsent_bytes: expected a size \(e\.g\. 64k\) in 0\.\.67108864 bytes/);
 });
 
 test('ws_nagle takes off, busy or on: another value is refused at start, exit 2', () => {
-    const env = { ...process.env };
-    delete env.PUSHGATE_WS_NAGLE;
-    const r = spawnSync(GATEWAY_BIN, ['--ws_nagle', 'sometimes'], { env, encoding: 'utf8', timeout: 20000 });
-    assert.equal(r.status, 2, `exit status ${r.status} signal ${r.signal}\n${r.stderr}`);
-    assert.match(r.stderr, /ws_nagle: expected off, busy or on/);
+    refusedAtStart('ws_nagle', 'sometimes', /ws_nagle: expected off, busy or on/);
 });
