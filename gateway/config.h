@@ -73,6 +73,7 @@ struct pg_config {
     uint64_t max_queue_bytes;
     long long max_queue_messages;
     long long slow_consumer_ms;   /* socket choked with output pending this long: close 1013 */
+    long long slow_consumer_grace_ms; /* socket choked for less than this still counts as reading */
     uint64_t max_pending_bytes;   /* all out-queues together: past it, publishes get 503 */
     long long max_inbound_lag_ms; /* broker messages this late: publishes get 503; 0: off */
     long long max_unconfirmed_publishes; /* admitted, not yet processed by every node: publishes get 503; 0: off */

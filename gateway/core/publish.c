@@ -17,7 +17,9 @@
  * timeout or keepalive. While any live peer node says it is behind, this node
  * refuses too (cluster/load.c): it must not acknowledge what the
  * peer cannot deliver. A session whose socket takes no bytes for
- * slow_consumer_ms while output waits is closed (1013).
+ * slow_consumer_ms while output waits is closed (1013); one whose socket has
+ * been full for less than slow_consumer_grace_ms still counts as reading
+ * (core/session.c, pg_session_stuck).
  *
  * local_first: a publish the bridge took is fanned out to this process's own
  * subscribers at once, with the properties the broker would bring back (ts,
@@ -184,25 +186,27 @@ void pg_publish_load_tick(struct pg_gw *gw)
                 lws_dll2_remove(&s->loaded);
             continue;
         }
-        if (s->wsi && lws_send_pipe_choked(s->wsi)) {
-            if (!s->choked_since_ms) {
-                s->choked_since_ms = now;
-            } else if (now - s->choked_since_ms >= cfg->slow_consumer_ms) {
-                pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu: socket "
-                       "not drained for %lld ms", s->app ? s->app->creds->id : "-", s->client_id, s->q.count,
-                       s->q.bytes, (long long)(now - s->choked_since_ms));
-                pg_outq_clear(&s->q);
-                if (s->app)
-                    s->app->stats.slow_closes++;
-                pg_session_close(s, 1013, "slow consumer: socket not drained, reconnect later");
-                continue;
-            }
-        } else {
-            /*
-             * Its socket takes bytes, and the loop writes a frame to it every round: output piles up here only
-             * when the loop itself is too slow. Choked sockets say nothing about the gateway and are left out.
-             */
+        int stuck = 0;
+        if (!s->wsi)
             s->choked_since_ms = 0;
+        else
+            stuck = pg_session_stuck(s, now);
+        if (s->choked_since_ms && now - s->choked_since_ms >= cfg->slow_consumer_ms) {
+            pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu: socket "
+                   "not drained for %lld ms", s->app ? s->app->creds->id : "-", s->client_id, s->q.count,
+                   s->q.bytes, (long long)(now - s->choked_since_ms));
+            pg_outq_clear(&s->q);
+            if (s->app)
+                s->app->stats.slow_closes++;
+            pg_session_close(s, 1013, "slow consumer: socket not drained, reconnect later");
+            continue;
+        }
+        if (!stuck) {
+            /*
+             * Its socket takes bytes (or was full for less than slow_consumer_grace_ms: between two of its reader's
+             * reads), and the loop writes to it every round: output piles up here only when the loop itself is too
+             * slow. Stuck sockets say nothing about the gateway and are left out.
+             */
             size_t fan_msgs = pg_outq_fanout_count(&s->q), fan_bytes = pg_outq_fanout_bytes(&s->q);
             free_bytes += fan_bytes;
             free_msgs += fan_msgs;

@@ -8,7 +8,10 @@
  * catches up, core/publish.c resumes it), and a message that still finds the
  * queue full is lost for this session, which is told (a gap signal) rather
  * than closed along with everyone else. A session whose own socket does not
- * drain is a slow consumer and is closed with 1013.
+ * drain is a slow consumer and is closed with 1013. "Does not drain" is judged
+ * over slow_consumer_grace_ms (pg_session_stuck), not at one instant: with
+ * client_unsent_bytes the kernel holds little, and the socket of a reader
+ * that is merely behind is full between two of its reads.
  *
  * A session with output queued or messages lost is on gw->loaded from the
  * push that made it so until the load tick finds it has neither (or its
@@ -42,6 +45,17 @@ static void loaded(struct pg_session *s)
         lws_dll2_add_tail(&s->loaded, &s->gw->loaded);
 }
 
+int pg_session_stuck(struct pg_session *s, int64_t now)
+{
+    if (!lws_send_pipe_choked(s->wsi)) {
+        s->choked_since_ms = 0;
+        return 0;
+    }
+    if (!s->choked_since_ms)
+        s->choked_since_ms = now;
+    return now - s->choked_since_ms >= s->gw->cfg->slow_consumer_grace_ms;
+}
+
 void pg_session_send(struct pg_session *s, struct pg_msg *m)
 {
     if (s->close_code)
@@ -50,13 +64,13 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
     size_t max_bytes = (size_t)gw->cfg->max_queue_bytes, max_msgs = (size_t)gw->cfg->max_queue_messages;
     int rc = pg_outq_push(&s->q, m, max_bytes, max_msgs);
     int filling = pg_outq_fanout_count(&s->q) > max_msgs / 4 * 3 || pg_outq_fanout_bytes(&s->q) > max_bytes / 4 * 3;
-    if (rc == 0 && filling && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi && !lws_send_pipe_choked(s->wsi)) {
+    if (rc == 0 && filling && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi && !pg_session_stuck(s, pg_mono_ms())) {
         /* a socket that takes bytes and still has this much waiting: the loop is behind, not the reader */
         gw->rx_paused_ms = pg_mono_ms();
         lws_rx_flow_control(gw->mqtt_wsi, 0);
         pg_log(PG_LOG_INFO, "server", "out-queues 3/4 full: broker input paused until they drain");
     }
-    if (rc == PG_ELIMIT && s->wsi && !s->choked_since_ms && !lws_send_pipe_choked(s->wsi)) {
+    if (rc == PG_ELIMIT && s->wsi && !pg_session_stuck(s, pg_mono_ms())) {
         /* every session is behind because the gateway is: this one is told it missed messages, not closed */
         loaded(s);
         if (!s->lost++)

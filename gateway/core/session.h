@@ -163,6 +163,15 @@ struct pg_proto {
 /* Queue a frame; closes the session (1013) if its queue is over the limit. Takes its own reference. */
 void pg_session_send(struct pg_session *s, struct pg_msg *m);
 void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
+/*
+ * Whether s's socket counts as not reading (its session's output waiting on
+ * it is its reader's fault): full now, and full since at least
+ * slow_consumer_grace_ms ago (s->choked_since_ms, set here or by the load
+ * tick when first seen full, cleared by a write or when seen not full). A socket that is full only
+ * between two of its reader's reads (with client_unsent_bytes, every socket
+ * of a reader that is behind) counts as reading. s->wsi not NULL.
+ */
+int pg_session_stuck(struct pg_session *s, int64_t now);
 /* Close after what is queued now (code and reason go to the client). */
 void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
 /*

@@ -2,7 +2,8 @@
 //  - a gateway that falls behind its broker session (paused with SIGSTOP while a broker with a tiny queue drops
 //    what it cannot hold) tells the subscribers of every protocol that they missed messages, and counts it;
 //  - publishing at full speed to many subscribers closes none of them: publishers get 503 with Retry-After when
-//    the gateway is behind, and every acknowledged message arrives;
+//    the gateway is behind, and every acknowledged message arrives, also when the kernel holds little of a socket's
+//    output (client_unsent_bytes);
 //  - a reader that stops reading is still closed with 1013.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -245,78 +246,83 @@ async function counter(gw, room, max) {
     return stats;
 }
 
-test('a burst larger than every out-queue closes no subscriber: publishers get 503 with Retry-After, every acknowledged message arrives', { timeout: scaled(120000) }, async () => {
-    const SUBSCRIBERS = 120;
-    const BURST = 1000;
-    const MAX = 100000;
-    const stack = await startStack({
-        // the cluster's window (max_unconfirmed_publishes) off: the burst must reach the paused B's broker queue whole
-        gateway: { log_level: 'info', max_queue_messages: 200, slow_consumer_ms: 5000, max_inbound_lag_ms: 300, max_unconfirmed_publishes: 0 },
-    });
-    stacks.push(stack);
-    const a = stack.gw;
-    const portB = await freePort();
-    const b = await stack.startGateway({ port: portB, args: ['--listen_port', String(portB)] });
-    const room = uid('flood');
-    const subs = [];
-    for (let i = 0; i < SUBSCRIBERS; i++) subs.push(await counter(b, room, MAX));
+// With client_unsent_bytes the kernel holds only that much for a socket: the socket of a reader that is merely behind
+// is full between two of its reads, and must not count as a slow consumer (slow_consumer_grace_ms).
+for (const [label, unsent] of [["the kernel's own send buffers", 0], ['client_unsent_bytes = 4k', '4k']]) {
+    test(`a burst larger than every out-queue closes no subscriber (${label}): publishers get 503 with Retry-After, every acknowledged message arrives`, { timeout: scaled(120000) }, async () => {
+        const SUBSCRIBERS = 120;
+        const BURST = 1000;
+        const MAX = 100000;
+        const stack = await startStack({
+            // the cluster's window (max_unconfirmed_publishes) off: the burst must reach the paused B's broker queue whole
+            gateway: { log_level: 'info', max_queue_messages: 200, slow_consumer_ms: 5000, max_inbound_lag_ms: 300, max_unconfirmed_publishes: 0,
+                client_unsent_bytes: unsent },
+        });
+        stacks.push(stack);
+        const a = stack.gw;
+        const portB = await freePort();
+        const b = await stack.startGateway({ port: portB, args: ['--listen_port', String(portB)] });
+        const room = uid('flood');
+        const subs = [];
+        for (let i = 0; i < SUBSCRIBERS; i++) subs.push(await counter(b, room, MAX));
 
-    const acked = [];
-    let shed = 0;
-    let retryAfter;
-    let other = '';
-    let n = 0;
-    const pad = 'x'.repeat(200);
-    async function publisher(gw, until, count) {
-        while (Date.now() < until && n < count) {
-            const i = ++n;
-            const r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, {
-                body: `{"n":${i},"pad":"${pad}"}`,
-                headers: JSON_CT,
-                timeoutMs: scaled(20000),
-            });
-            if (r.status === 200) acked.push(i);
-            else if (r.status === 503 && r.headers['retry-after']) {
-                shed++;
-                retryAfter = r.headers['retry-after'];
-                await new Promise((res) => setTimeout(res, 10));
-            } else other = `${r.status} ${r.body}`;
+        const acked = [];
+        let shed = 0;
+        let retryAfter;
+        let other = '';
+        let n = 0;
+        const pad = 'x'.repeat(200);
+        async function publisher(gw, until, count) {
+            while (Date.now() < until && n < count) {
+                const i = ++n;
+                const r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, {
+                    body: `{"n":${i},"pad":"${pad}"}`,
+                    headers: JSON_CT,
+                    timeoutMs: scaled(20000),
+                });
+                if (r.status === 200) acked.push(i);
+                else if (r.status === 503 && r.headers['retry-after']) {
+                    shed++;
+                    retryAfter = r.headers['retry-after'];
+                    await new Promise((res) => setTimeout(res, 10));
+                } else other = `${r.status} ${r.body}`;
+            }
         }
-    }
-    // B is paused while A publishes five times what a session's out-queue holds: the broker keeps it for B
-    let direct;
-    b.signal('SIGSTOP');
-    try {
-        await Promise.all(Array.from({ length: 8 }, () => publisher(a, Infinity, BURST)));
-        assert.equal(acked.length, BURST, other);
-        // publishers also hammer B directly, from the moment it wakes up and while it catches up
-        const until = Date.now() + scaled(2000);
-        direct = Promise.all(Array.from({ length: 8 }, () => publisher(b, until, MAX - 1)));
-        // B wakes up to messages older than max_inbound_lag_ms: it knows it is behind
-        await new Promise((res) => setTimeout(res, 600));
-    } finally {
-        b.signal('SIGCONT');
-    }
-    await direct;
-    assert.equal(other, '', 'no answer but 200 or 503 with Retry-After');
+        // B is paused while A publishes five times what a session's out-queue holds: the broker keeps it for B
+        let direct;
+        b.signal('SIGSTOP');
+        try {
+            await Promise.all(Array.from({ length: 8 }, () => publisher(a, Infinity, BURST)));
+            assert.equal(acked.length, BURST, other);
+            // publishers also hammer B directly, from the moment it wakes up and while it catches up
+            const until = Date.now() + scaled(2000);
+            direct = Promise.all(Array.from({ length: 8 }, () => publisher(b, until, MAX - 1)));
+            // B wakes up to messages older than max_inbound_lag_ms: it knows it is behind
+            await new Promise((res) => setTimeout(res, 600));
+        } finally {
+            b.signal('SIGCONT');
+        }
+        await direct;
+        assert.equal(other, '', 'no answer but 200 or 503 with Retry-After');
 
-    // every acknowledged message reaches every subscriber, and nobody was closed
-    await waitFor(() => subs.every((s) => s.c.closeInfo !== null || s.count >= acked.length), {
-        timeoutMs: scaled(60000),
-    }).catch(() => {});
-    const closed = subs.filter((s) => s.c.closeInfo !== null);
-    assert.deepEqual(closed.slice(0, 3).map((s) => s.c.closeInfo), [], `${closed.length} of ${SUBSCRIBERS} subscribers were closed`);
-    for (const s of subs) {
-        const missing = acked.filter((i) => !s.got[i]);
-        assert.deepEqual(missing.slice(0, 10), [], `acknowledged messages missing (${missing.length} of ${acked.length})`);
-        assert.equal(s.gaps, 0);
-    }
-    assert.ok(shed > 0, `publishers saw backpressure (${acked.length} acknowledged, ${shed} refused)`);
-    assert.equal(retryAfter, '1');
-    const metrics = (await httpRequest('GET', `${b.url}/metrics`)).body;
-    assert.match(metrics, /^pushgate_publish_shed_total\{app="demo"\} [1-9]\d*$/m);
-    assert.match(metrics, /^pushgate_slow_consumer_closes_total\{app="demo"\} 0$/m);
-});
+        // every acknowledged message reaches every subscriber, and nobody was closed
+        await waitFor(() => subs.every((s) => s.c.closeInfo !== null || s.count >= acked.length), {
+            timeoutMs: scaled(60000),
+        }).catch(() => {});
+        const closed = subs.filter((s) => s.c.closeInfo !== null);
+        assert.deepEqual(closed.slice(0, 3).map((s) => s.c.closeInfo), [], `${closed.length} of ${SUBSCRIBERS} subscribers were closed`);
+        for (const s of subs) {
+            const missing = acked.filter((i) => !s.got[i]);
+            assert.deepEqual(missing.slice(0, 10), [], `acknowledged messages missing (${missing.length} of ${acked.length})`);
+            assert.equal(s.gaps, 0);
+        }
+        assert.ok(shed > 0, `publishers saw backpressure (${acked.length} acknowledged, ${shed} refused)`);
+        assert.equal(retryAfter, '1');
+        const metrics = (await httpRequest('GET', `${b.url}/metrics`)).body;
+        assert.match(metrics, /^pushgate_publish_shed_total\{app="demo"\} [1-9]\d*$/m);
+        assert.match(metrics, /^pushgate_slow_consumer_closes_total\{app="demo"\} 0$/m);
+    });
+}
 
 test('a reader that stops reading is still closed with 1013, and the others get everything', { timeout: scaled(60000) }, async () => {
     const stack = await startStack({ gateway: { log_level: 'info', slow_consumer_ms: 1000, max_message_bytes: '64k' } });
