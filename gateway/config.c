@@ -76,8 +76,8 @@ static const struct opt opts[] = {
      "a session whose socket accepts no bytes this long while it has output is closed (1013)"},
     /* with client_unsent_bytes a reader that is behind fills its socket between two of its reads (core/session.c) */
     {"slow_consumer_grace_ms", T_INT, O(slow_consumer_grace_ms), "1000", 0, 600000,
-     "a socket full for less than this still counts as reading: its session's full out-queue means the gateway is "
-     "behind (broker input paused, publishes refused, a gap signal) rather than a slow consumer (1013 at once)"},
+     "a socket full for less than this still counts as reading: a message that finds its session's out-queue full is "
+     "lost with a gap signal, not the session closed (1013), unless such losses go on for slow_consumer_ms"},
     {"max_pending_bytes", T_SIZE, O(max_pending_bytes), "256m", 1024, BIG,
      "bytes queued for all sessions together past which publishes are refused (503, Retry-After)"},
     /* the stated bound of lag under load (README, Bounded lag); it compares this host's clock with other gateways'

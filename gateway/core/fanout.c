@@ -73,6 +73,10 @@ static struct pg_msg *frame_for(struct fanout *f, const struct pg_session *s)
 
 static void fanout_done(struct fanout *f)
 {
+    /* most recipients read, and their queues are still over 3/4: the gateway outruns its readers */
+    if (f->gw->fan_filling * 2 > f->recipients)
+        pg_session_pause_input(f->gw);
+    f->gw->fan_filling = 0;
     for (int i = 0; i < f->nenc; i++)
         for (int k = 0; k < PG_PROTO_MAX_SLOTS; k++)
             pg_msg_unref(f->enc[i].m[k]);
@@ -132,6 +136,7 @@ void pg_fanout_channel(struct pg_gw *gw, struct pg_app *app, const char *name, i
                        .ev = {.channel = user ? user_channel : name, .payload = payload, .len = len,
                               .props = props, .nprops = nprops},
                        .seq = ++gw->fanout_seq};
+    gw->fan_filling = 0; /* counted by pg_session_send for this fan-out, read by fanout_done() */
     f.channel_len = strlen(f.ev.channel);
     f.protected_channel = pg_channel_protected(f.ev.channel, f.channel_len);
     for (size_t i = 0; i < nprops; i++)
@@ -182,6 +187,7 @@ void pg_fanout_broadcast(struct pg_gw *gw, struct pg_app *a, const void *payload
                          const struct pg_bridge_prop *props, size_t nprops)
 {
     struct fanout f = {.gw = gw, .ev = {.payload = payload, .len = len, .props = props, .nprops = nprops}};
+    gw->fan_filling = 0;
     struct pg_session *s, *tmp;
     struct pg_seq_in in;
     int gap = pg_seq_parse(props, nprops, &in) && pg_seq_check(gw, &a->broadcast_seqs, &in, NULL);

@@ -175,7 +175,7 @@ void pg_publish_load_tick(struct pg_gw *gw)
     const struct pg_config *cfg = gw->cfg;
     int64_t now = pg_mono_ms();
     uint64_t bytes = 0, free_bytes = 0, max_free_bytes = 0;
-    size_t msgs = 0, free_msgs = 0, draining = 0, max_free_msgs = 0;
+    size_t msgs = 0, free_msgs = 0, nstuck = 0, max_free_msgs = 0, over_quarter = 0;
     lws_dll2_t *d, *next;
     for (d = lws_dll2_get_head(&gw->loaded); d; d = next) {
         next = d->next; /* d may leave the list, or its session close */
@@ -201,24 +201,34 @@ void pg_publish_load_tick(struct pg_gw *gw)
             pg_session_close(s, 1013, "slow consumer: socket not drained, reconnect later");
             continue;
         }
-        if (!stuck) {
+        if (stuck) {
+            nstuck++;
+        } else {
             /*
              * Its socket takes bytes (or was full for less than slow_consumer_grace_ms: between two of its reader's
-             * reads), and the loop writes to it every round: output piles up here only when the loop itself is too
-             * slow. Stuck sockets say nothing about the gateway and are left out.
+             * reads), and the loop writes to it every round: when such queues are long on average, the gateway is
+             * behind its readers. Stuck sockets say nothing about the gateway and are left out. The pause ends as it
+             * starts (core/session.c): once the sockets that take bytes right now hold under 1/4, and no longer most
+             * of those that read.
              */
             size_t fan_msgs = pg_outq_fanout_count(&s->q), fan_bytes = pg_outq_fanout_bytes(&s->q);
             free_bytes += fan_bytes;
             free_msgs += fan_msgs;
-            draining++;
-            if (fan_msgs > max_free_msgs)
+            if (fan_msgs >= (size_t)cfg->max_queue_messages / 4 || fan_bytes >= cfg->max_queue_bytes / 4)
+                over_quarter++;
+            if (!s->choked_since_ms && fan_msgs > max_free_msgs)
                 max_free_msgs = fan_msgs;
-            if (fan_bytes > max_free_bytes)
+            if (!s->choked_since_ms && fan_bytes > max_free_bytes)
                 max_free_bytes = fan_bytes;
         }
         bytes += s->q.bytes;
         msgs += s->q.count;
     }
+    /*
+     * The average is over every session that reads, those with nothing queued (not on gw->loaded) included: one
+     * slow reader's long queue is its own matter (a gap signal, in the end 1013), not the gateway being behind.
+     */
+    size_t readers = gw->nsessions > nstuck ? gw->nsessions - nstuck : 0;
     gw->pending_bytes = bytes;
     gw->pending_msgs = msgs;
     const char *behind = NULL;
@@ -226,9 +236,9 @@ void pg_publish_load_tick(struct pg_gw *gw)
     int64_t pause_max_ms = cfg->publish_timeout_ms / 2;
     if (pause_max_ms > cfg->broker_keepalive_s * 500)
         pause_max_ms = cfg->broker_keepalive_s * 500;
-    if (gw->rx_paused_ms && (!gw->mqtt_wsi || (max_free_msgs < (size_t)cfg->max_queue_messages / 4 &&
-                                               max_free_bytes < cfg->max_queue_bytes / 4) ||
-                             now - gw->rx_paused_ms > pause_max_ms)) {
+    int drained = max_free_msgs < (size_t)cfg->max_queue_messages / 4 && max_free_bytes < cfg->max_queue_bytes / 4 &&
+                  over_quarter * 2 <= readers;
+    if (gw->rx_paused_ms && (!gw->mqtt_wsi || drained || now - gw->rx_paused_ms > pause_max_ms)) {
         if (now - gw->rx_paused_ms > pause_max_ms)
             pg_log(PG_LOG_WARN, "server", "broker input paused for %lld ms: reading again", (long long)pause_max_ms);
         if (gw->mqtt_wsi)
@@ -239,8 +249,8 @@ void pg_publish_load_tick(struct pg_gw *gw)
         behind = "gateway overloaded: catching up with broker messages, retry later";
     else if (bytes > cfg->max_pending_bytes)
         behind = "gateway overloaded: too much output pending (max_pending_bytes), retry later";
-    else if (draining && (free_msgs / draining > (size_t)cfg->max_queue_messages / 2 ||
-                          free_bytes / draining > cfg->max_queue_bytes / 2))
+    else if (readers && (free_msgs / readers > (size_t)cfg->max_queue_messages / 2 ||
+                         free_bytes / readers > cfg->max_queue_bytes / 2))
         behind = "gateway overloaded: its sessions' out-queues are half full, retry later";
     if (behind != gw->behind)
         pg_log(behind ? PG_LOG_WARN : PG_LOG_INFO, "server", "%s (pending %llu bytes in %zu messages)",

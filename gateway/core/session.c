@@ -3,15 +3,22 @@
  * overload rules), deciding a close, collecting a fragmented WebSocket
  * message, and the gap signal. No state of its own; see core/session.h.
  *
- * Load: a session whose out-queue fills while its socket takes bytes shows a
- * gateway that is behind, not a slow reader: broker input pauses (the loop
- * catches up, core/publish.c resumes it), and a message that still finds the
- * queue full is lost for this session, which is told (a gap signal) rather
- * than closed along with everyone else. A session whose own socket does not
- * drain is a slow consumer and is closed with 1013. "Does not drain" is judged
- * over slow_consumer_grace_ms (pg_session_stuck), not at one instant: with
- * client_unsent_bytes the kernel holds little, and the socket of a reader
- * that is merely behind is full between two of its reads.
+ * Load: a session whose out-queue fills while its socket takes bytes right
+ * now shows a gateway that is behind: broker input pauses (the loop catches
+ * up, core/publish.c resumes it); so do most recipients of one fan-out whose
+ * queues fill while they read (core/fanout.c). A message that still finds a reading
+ * session's queue full is lost for that session, which is told (a gap
+ * signal) rather than closed: before the next message queued for it, or at
+ * the load tick once its queue has room. When that is most sessions, the
+ * gateway is behind and sheds publishes (core/publish.c).
+ *
+ * A session whose own socket does not drain is a slow consumer and is closed
+ * with 1013. "Does not drain" is judged over slow_consumer_grace_ms
+ * (pg_session_stuck), not at one instant: with client_unsent_bytes the kernel
+ * holds little, and the socket of a reader that is merely behind is full
+ * between two of its reads. A session that reads but goes on losing messages
+ * for slow_consumer_ms reads slower than its channels' rate: a slow consumer
+ * too.
  *
  * A session with output queued or messages lost is on gw->loaded from the
  * push that made it so until the load tick finds it has neither (or its
@@ -28,6 +35,15 @@
 #include "core/session.h"
 #include "log.h"
 #include "pg_common.h"
+
+void pg_session_pause_input(struct pg_gw *gw)
+{
+    if (gw->rx_paused_ms || !gw->mqtt_wsi)
+        return;
+    gw->rx_paused_ms = pg_mono_ms();
+    lws_rx_flow_control(gw->mqtt_wsi, 0);
+    pg_log(PG_LOG_INFO, "server", "out-queues 3/4 full: broker input paused until they drain");
+}
 
 void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
 {
@@ -56,25 +72,52 @@ int pg_session_stuck(struct pg_session *s, int64_t now)
     return now - s->choked_since_ms >= s->gw->cfg->slow_consumer_grace_ms;
 }
 
+/*
+ * s's out-queue is full: whether it still counts as a reader (1) or is a slow
+ * consumer (0). Not if its socket is stuck (pg_session_stuck). Nor if it has
+ * been losing messages for slow_consumer_ms: a run of losses, each within
+ * slow_consumer_grace_ms of the one before, shows a reader slower than its
+ * channels' rate, whose socket the kernel empties now and then. s->wsi set.
+ */
+static int reads_on(struct pg_session *s, int64_t now)
+{
+    const struct pg_config *cfg = s->gw->cfg;
+    if (pg_session_stuck(s, now))
+        return 0;
+    if (!s->losing_since_ms || now - s->lost_last_ms > cfg->slow_consumer_grace_ms)
+        s->losing_since_ms = now;
+    s->lost_last_ms = now;
+    return now - s->losing_since_ms < cfg->slow_consumer_ms;
+}
+
 void pg_session_send(struct pg_session *s, struct pg_msg *m)
 {
     if (s->close_code)
         return; /* nothing new after a close was decided */
     struct pg_gw *gw = s->gw;
     size_t max_bytes = (size_t)gw->cfg->max_queue_bytes, max_msgs = (size_t)gw->cfg->max_queue_messages;
+    if (s->lost && !m->reply && pg_outq_fanout_count(&s->q) + 2 <= max_msgs)
+        pg_session_gap(s, NULL, NULL); /* the next message it gets after a loss comes after the gap signal */
+    if (s->close_code)
+        return; /* the gap closed it (Pusher: 4200) */
     int rc = pg_outq_push(&s->q, m, max_bytes, max_msgs);
     int filling = pg_outq_fanout_count(&s->q) > max_msgs / 4 * 3 || pg_outq_fanout_bytes(&s->q) > max_bytes / 4 * 3;
-    if (rc == 0 && filling && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi && !pg_session_stuck(s, pg_mono_ms())) {
-        /* a socket that takes bytes and still has this much waiting: the loop is behind, not the reader */
-        gw->rx_paused_ms = pg_mono_ms();
-        lws_rx_flow_control(gw->mqtt_wsi, 0);
-        pg_log(PG_LOG_INFO, "server", "out-queues 3/4 full: broker input paused until they drain");
+    if (rc == 0 && filling && !m->reply && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi) {
+        /*
+         * A socket that takes bytes right now and still has this much waiting: the loop is behind, not the reader.
+         * One that is full, but only for a moment, may be a slow reader: it must not hold back everyone's input
+         * alone, but when most recipients of a fan-out are so, the gateway is behind its readers (core/fanout.c).
+         */
+        if (!lws_send_pipe_choked(s->wsi))
+            pg_session_pause_input(gw);
+        else if (!pg_session_stuck(s, pg_mono_ms()))
+            gw->fan_filling++;
     }
-    if (rc == PG_ELIMIT && s->wsi && !pg_session_stuck(s, pg_mono_ms())) {
-        /* every session is behind because the gateway is: this one is told it missed messages, not closed */
+    if (rc == PG_ELIMIT && s->wsi && reads_on(s, pg_mono_ms())) {
+        /* it reads: told it missed messages, not closed (many such sessions: the gateway is behind, and sheds) */
         loaded(s);
         if (!s->lost++)
-            pg_log(PG_LOG_WARN, "session", "out-queue full while the gateway is behind app=%s client=%s queued=%zu",
+            pg_log(PG_LOG_WARN, "session", "out-queue full while its socket drains app=%s client=%s queued=%zu",
                    s->app ? s->app->creds->id : "-", s->client_id, s->q.count);
         return;
     }

@@ -63,6 +63,8 @@ struct pg_session {
     uint64_t gap_seq;       /* last fan-out that told this session of a gap: one signal per message */
     int64_t choked_since_ms; /* monotonic: since when its socket takes no bytes while output waits; 0: it drains */
     uint32_t lost;           /* messages not queued while the gateway was behind: a gap signal follows */
+    int64_t losing_since_ms; /* monotonic: first loss of its current run of losses (core/session.c); 0: none */
+    int64_t lost_last_ms;    /* monotonic: its last loss */
     lws_dll2_t loaded; /* in gw->loaded while it has output queued or lost messages (core/publish.c's tick) */
     lws_dll2_t to_write; /* in gw->to_write from a wake to the end of the loop pass (core/ws.c) */
     uint16_t close_code;    /* non-zero: close at the next WRITEABLE */
@@ -172,6 +174,11 @@ void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
  * of a reader that is behind) counts as reading. s->wsi not NULL.
  */
 int pg_session_stuck(struct pg_session *s, int64_t now);
+/*
+ * Stop reading from the broker (core/publish.c's tick reads again): the
+ * sessions' out-queues are too full for the gateway to take more now.
+ */
+void pg_session_pause_input(struct pg_gw *gw);
 /* Close after what is queued now (code and reason go to the client). */
 void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
 /*

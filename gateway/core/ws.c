@@ -227,6 +227,8 @@ int pg_ws_write_queued(struct pg_session *s, struct lws *wsi)
         n = -1;
     if (corked)
         cork(wsi, 0);
+    if (n > 0)
+        s->choked_since_ms = 0; /* it drains */
     return n;
 }
 
@@ -239,7 +241,6 @@ static int write_out(struct pg_session *s, struct lws *wsi)
     int n = pg_ws_write_queued(s, wsi);
     if (n <= 0)
         return n;
-    s->choked_since_ms = 0;
     if (s->proto->flow)
         s->proto->flow(s);
     if (s->q.count || s->close_code)

@@ -32,10 +32,10 @@ int pg_ws_writeable(struct pg_ws *w, struct lws *wsi);
 /*
  * Writes s's out-queue from its head to wsi while the socket takes bytes
  * (wsi is WRITEABLE, or lws keeps no part of a frame for it), within the
- * limits above, and counts the frames in
- * the app's stats. Returns the number of frames written, or -1 when lws
- * failed (the socket is to be closed). Also Engine.IO's WebSocket
- * transport's (proto/eio_ws.c).
+ * limits above, and counts the frames in the app's stats. A write clears
+ * s->choked_since_ms (core/session.c). Returns the number of frames
+ * written, or -1 when lws failed (the socket is to be closed). Also
+ * Engine.IO's WebSocket transport's (proto/eio_ws.c).
  */
 int pg_ws_write_queued(struct pg_session *s, struct lws *wsi);
 void pg_ws_closed(struct pg_ws *w, struct lws *wsi);

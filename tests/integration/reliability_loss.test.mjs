@@ -4,7 +4,9 @@
 //  - publishing at full speed to many subscribers closes none of them: publishers get 503 with Retry-After when
 //    the gateway is behind, and every acknowledged message arrives, also when the kernel holds little of a socket's
 //    output (client_unsent_bytes);
-//  - a reader that stops reading is still closed with 1013.
+//  - a reader that stops reading is still closed with 1013, and so is one that reads, but slower than its channel's
+//    rate, once it has lost messages for slow_consumer_ms.
+import { spawn } from 'node:child_process';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -16,7 +18,7 @@ import { io } from 'socket.io-client';
 import WebSocket from 'ws';
 
 import { DEFAULT_APPS, REPO_DIR, freePort, httpRequest, inbox, scaled, startStack, waitFor, wsConnect } from './lib/harness.mjs';
-import { subscribeNative } from './lib/native.mjs';
+import { subscribeNative, within } from './lib/native.mjs';
 import { DEMO, established, pusherJsOptions } from './lib/pusher.mjs';
 
 const TOKEN = 'demo-push-token-0123456789';
@@ -346,6 +348,83 @@ test('a reader that stops reading is still closed with 1013, and the others get 
     assert.equal(info.code, 1013, JSON.stringify(info));
     await waitFor(() => readers.every((s) => s.count >= acked.length), { timeoutMs: scaled(20000) });
     for (const s of readers) assert.equal(s.c.closeInfo, null);
+});
+
+// A native subscriber in a process of its own that spends MS of CPU on every message (argv: url, room, MS), so it
+// reads, but at most 1000 / MS messages a second. Prints "subscribed", then the close as JSON.
+const SLOW_READER = `
+import WebSocket from 'ws';
+const [url, room, ms] = process.argv.slice(1);
+const ws = new WebSocket(url);
+let got = 0;
+ws.on('message', (data) => {
+    const f = JSON.parse(data);
+    if (f.type === 'open') ws.send(JSON.stringify({ type: 'subscribe', room, cb: 1 }));
+    else if (f.cb === 1) console.log(f.error ? 'refused ' + JSON.stringify(f.error) : 'subscribed');
+    else if (f.type === 'message') {
+        got++;
+        for (const until = performance.now() + Number(ms); performance.now() < until; );
+    }
+});
+ws.on('close', (code, reason) => { console.log(JSON.stringify({ code, reason: String(reason), got })); process.exit(0); });
+`;
+
+test('a reader that reads, but slower than its channel\'s rate, is closed with 1013 once it has lost messages for slow_consumer_ms; the others get everything', { timeout: scaled(60000) }, async () => {
+    // the kernel holds 4 KB unsent for it: its socket is full between two of its reads, but never for
+    // slow_consumer_grace_ms (1 s), so it counts as reading while its out-queue (50 messages) overflows
+    const stack = await startStack({
+        gateway: { log_level: 'info', client_unsent_bytes: '4k', slow_consumer_ms: 1000, max_queue_messages: 50 },
+    });
+    stacks.push(stack);
+    const gw = stack.gw;
+    const room = uid('slowread');
+    const MAX = 50000;
+    const readers = [];
+    for (let i = 0; i < 5; i++) readers.push(await counter(gw, room, MAX));
+    const child = spawn(process.execPath, ['--input-type=module', '-e', SLOW_READER, `${gw.wsUrl}/v1/demo`, room, '5'], {
+        cwd: REPO_DIR,
+        stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const lines = [];
+    const closed = new Promise((resolve) => {
+        child.stdout.setEncoding('utf8');
+        child.stdout.on('data', (d) => {
+            lines.push(...d.split('\n').filter(Boolean));
+            const last = lines.find((l) => l.startsWith('{'));
+            if (last) resolve(JSON.parse(last));
+        });
+        child.on('exit', () => resolve(null));
+    });
+    try {
+        await waitFor(() => lines.length > 0, { timeoutMs: scaled(10000), message: 'the slow reader subscribed' });
+        assert.equal(lines[0], 'subscribed');
+        const pad = 'z'.repeat(1024);
+        const acked = [];
+        let n = 0;
+        let info = null;
+        closed.then((i) => (info = i));
+        const until = Date.now() + scaled(20000);
+        while (info === null && Date.now() < until && n < MAX - 1) {
+            const i = ++n;
+            const r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: `{"n":${i},"pad":"${pad}"}`, headers: JSON_CT });
+            if (r.status === 200) acked.push(i);
+            else if (r.status === 503) await new Promise((res) => setTimeout(res, 10));
+            else assert.fail(`publish: ${r.status} ${r.body}`);
+        }
+        info = await within(closed, scaled(20000));
+        assert.ok(info, `the slow reader was closed (${acked.length} acknowledged)`);
+        assert.equal(info.code, 1013, JSON.stringify(info));
+        assert.ok(info.got > 50, `it read more than one out-queue before it was closed: ${JSON.stringify(info)}`);
+        await waitFor(() => readers.every((s) => s.count >= acked.length), { timeoutMs: scaled(20000) });
+        for (const s of readers) {
+            assert.equal(s.c.closeInfo, null);
+            assert.equal(s.gaps, 0);
+        }
+        const metrics = (await httpRequest('GET', `${gw.url}/metrics`)).body;
+        assert.match(metrics, /^pushgate_slow_consumer_closes_total\{app="demo"\} 1$/m);
+    } finally {
+        child.kill();
+    }
 });
 
 test('a publish the broker refuses is no gap: the next message is delivered without a gap signal', async () => {

@@ -804,27 +804,36 @@ static void load_tick(void)
     CHECK_EQ(gw.loaded.count, 1, "a drained: it left the list");
     CHECK(gw.pending_msgs == 2 && gw.pending_bytes == 18, "only b's output is pending");
 
-    /* every session with output more than half full while its socket drains: the gateway is behind */
+    /* two of three sessions more than half full, the third reads and has nothing queued: under half on average */
     for (int i = 0; i < QUEUE_MESSAGES / 2; i++)
+        publish(&demo, "room", "z");
+    pg_publish_load_tick(&gw);
+    CHECK(!gw.behind, "the average counts the sessions with nothing queued: not behind");
+    /* every session more than half full while its socket drains: the gateway is behind */
+    pg_outq_clear(&a->s.q);
+    pg_outq_clear(&b->s.q);
+    CHECK(join(idle, "room") == 0, "idle joins room");
+    for (int i = 0; i <= QUEUE_MESSAGES / 2; i++)
         publish(&demo, "room", "z");
     pg_publish_load_tick(&gw);
     CHECK(gw.behind != NULL, "out-queues half full: publishes refused");
     b->s.lost = 2; /* as pg_session_send counts messages it could not queue */
     pg_outq_clear(&a->s.q);
     pg_outq_clear(&b->s.q);
+    pg_outq_clear(&idle->s.q);
     pg_publish_load_tick(&gw);
     CHECK(!gw.behind && gw.pending_msgs == 0, "drained: caught up");
     CHECK_EQ(b->gaps, 1, "the session that lost messages is told once it has room");
     CHECK_EQ(b->s.lost, 0, "and owes nothing more");
-    CHECK_EQ(gw.loaded.count, 1, "its gap frame keeps it on the list; a is gone");
+    CHECK_EQ(gw.loaded.count, 1, "its gap frame keeps it on the list; a and idle are gone");
     pg_outq_clear(&b->s.q);
     pg_publish_load_tick(&gw);
     CHECK_EQ(gw.loaded.count, 0, "nothing queued, nothing owed: the list is empty");
 
     publish(&demo, "room", "w");
-    CHECK_EQ(gw.loaded.count, 2, "output again: both back on the list");
+    CHECK_EQ(gw.loaded.count, 3, "output again: all three back on the list");
     close_session(a);
-    CHECK_EQ(gw.loaded.count, 1, "a released session leaves the list with its queue");
+    CHECK_EQ(gw.loaded.count, 2, "a released session leaves the list with its queue");
     close_session(b);
     close_session(idle);
     CHECK_EQ(gw.loaded.count, 0, "all released");
