@@ -118,7 +118,7 @@ struct pg_gw {
     const char *behind;       /* why publishes are refused now (static string), or NULL */
     int64_t late_until_ms;    /* server.c: broker messages arrived later than max_inbound_lag_ms until then */
     int64_t inbound_lag_ms;   /* server.c: the age of the last broker message that carried a `ts` */
-    int64_t rx_paused_ms;     /* core/session.c pauses broker input (out-queues too full), server.c resumes; 0: reading */
+    int64_t rx_paused_ms;     /* paused broker input (core/session.c), resumed at publish.c's tick; 0: reading */
     size_t fan_filling;       /* core/session.c: this fan-out's recipients that read, queues over 3/4 (core/fanout.c) */
 };
 

@@ -6,10 +6,10 @@
  * Load: a session whose out-queue fills while its socket takes bytes right
  * now shows a gateway that is behind: broker input pauses (the loop catches
  * up, core/publish.c resumes it); so do most recipients of one fan-out whose
- * queues fill while they read (core/fanout.c). A message that still finds a reading
- * session's queue full is lost for that session, which is told (a gap
- * signal) rather than closed: before the next message queued for it, or at
- * the load tick once its queue has room. When that is most sessions, the
+ * queues fill while they read (core/fanout.c). A message that still finds a
+ * reading session's queue full is lost for that session, which is told (a
+ * gap signal) rather than closed: before the next message queued for it, or
+ * at the load tick once its queue has room. When that is most sessions, the
  * gateway is behind and sheds publishes (core/publish.c).
  *
  * A session whose own socket does not drain is a slow consumer and is closed
@@ -73,10 +73,11 @@ int pg_session_stuck(struct pg_session *s, int64_t now)
 }
 
 /*
- * s's out-queue is full: whether it still counts as a reader (1) or is a slow
- * consumer (0). Not if its socket is stuck (pg_session_stuck). Nor if it has
- * been losing messages for slow_consumer_ms: a run of losses, each within
- * slow_consumer_grace_ms of the one before, shows a reader slower than its
+ * s's out-queue is full, and a message is lost for it: records the loss in
+ * its run of losses and says whether s still counts as a reader (1) or is a
+ * slow consumer (0). Not if its socket is stuck (pg_session_stuck). Nor if
+ * the run has lasted slow_consumer_ms: losses, each within
+ * slow_consumer_grace_ms of the one before, show a reader slower than its
  * channels' rate, whose socket the kernel empties now and then. s->wsi set.
  */
 static int reads_on(struct pg_session *s, int64_t now)

@@ -62,7 +62,7 @@ struct pg_session {
     uint64_t delivered_seq; /* last fan-out this session received: dedup across subscriptions */
     uint64_t gap_seq;       /* last fan-out that told this session of a gap: one signal per message */
     int64_t choked_since_ms; /* monotonic: since when its socket takes no bytes while output waits; 0: it drains */
-    uint32_t lost;           /* messages not queued while the gateway was behind: a gap signal follows */
+    uint32_t lost;           /* messages not queued (its queue full while it reads): a gap signal follows */
     int64_t losing_since_ms; /* monotonic: first loss of its current run of losses (core/session.c); 0: none */
     int64_t lost_last_ms;    /* monotonic: its last loss */
     lws_dll2_t loaded; /* in gw->loaded while it has output queued or lost messages (core/publish.c's tick) */
@@ -168,8 +168,8 @@ void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
 /*
  * Whether s's socket counts as not reading (its session's output waiting on
  * it is its reader's fault): full now, and full since at least
- * slow_consumer_grace_ms ago (s->choked_since_ms, set here or by the load
- * tick when first seen full, cleared by a write or when seen not full). A socket that is full only
+ * slow_consumer_grace_ms ago (s->choked_since_ms: set when first seen full,
+ * cleared by a write or when seen not full). A socket that is full only
  * between two of its reader's reads (with client_unsent_bytes, every socket
  * of a reader that is behind) counts as reading. s->wsi not NULL.
  */
