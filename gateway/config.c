@@ -112,8 +112,9 @@ static const struct opt opts[] = {
      "unacknowledged: Nagle) or busy (on while the event loop is busier than ws_nagle_busy_percent)"},
     {"ws_nagle_busy_percent", T_INT, O(ws_nagle_busy_percent), "95", 1, 99,
      "ws_nagle = busy: share of its time the loop spends working (averaged over about 0.4 s) from which frames are gathered; under half of it they leave at once again"},
-    /* 0: the kernel's send buffer autotuning may hold up to net.ipv4.tcp_wmem's maximum for a slow reader */
-    {"client_unsent_bytes", T_SIZE, O(client_unsent_bytes), "0", 0, 64 << 20,
+    /* 0: the kernel's send buffer autotuning may hold up to net.ipv4.tcp_wmem's maximum for a slow reader, out of
+       the load checks' sight, until every such socket is full at once (bench/README.md, "Slow readers") */
+    {"client_unsent_bytes", T_SIZE, O(client_unsent_bytes), "16k", 0, 64 << 20,
      "unsent bytes the kernel may hold for a client connection (TCP_NOTSENT_LOWAT); more waits in the session's "
      "out-queue, where slow-consumer handling and bounded lag see it (0: the kernel's default, no limit)"},
     {"publish_timeout_ms", T_INT, O(publish_timeout_ms), "5000", 100, 600000, "broker acknowledgement wait (504)"},

@@ -160,8 +160,9 @@ test('frames queued in one loop pass leave in one send(): two events of a batch,
 // client_unsent_bytes: the listening socket's TCP_NOTSENT_LOWAT, which accepted sockets inherit, on lws' own listener
 // (one process) and on a worker's; 0 leaves it unset (0: net.ipv4.tcp_notsent_lowat applies, by default no limit).
 for (const [label, opts, expected] of [
-    ['one process', { client_unsent_bytes: '16k' }, 16384],
-    ['workers = 2', { client_unsent_bytes: '16k', workers: 2 }, 16384],
+    ['the default', {}, 16384],
+    ['one process', { client_unsent_bytes: '32k' }, 32768],
+    ['workers = 2', { client_unsent_bytes: '32k', workers: 2 }, 32768],
     ['0: none', { client_unsent_bytes: 0 }, 0],
 ]) {
     test(`client_unsent_bytes (${label}): a WebSocket's socket holds at most that many unsent bytes`, { timeout: 60000 }, async () => {
