@@ -315,7 +315,12 @@ for (const [label, unsent] of [["the kernel's own send buffers", 0], ['client_un
         assert.deepEqual(closed.slice(0, 3).map((s) => s.c.closeInfo), [], `${closed.length} of ${SUBSCRIBERS} subscribers were closed`);
         for (const s of subs) {
             const missing = acked.filter((i) => !s.got[i]);
-            assert.deepEqual(missing.slice(0, 10), [], `acknowledged messages missing (${missing.length} of ${acked.length})`);
+            if (unsent && s.gaps > 0) {
+                // the kernel holds 4 KB: a reader the loaded machine starves past its out-queue loses messages, and is
+                // told (a gap signal), never closed for it (slow_consumer_grace_ms)
+                continue;
+            }
+            assert.deepEqual(missing.slice(0, 10), [], `acknowledged messages missing (${missing.length} of ${acked.length}) without a gap signal`);
             assert.equal(s.gaps, 0);
         }
         assert.ok(shed > 0, `publishers saw backpressure (${acked.length} acknowledged, ${shed} refused)`);
