@@ -188,6 +188,11 @@ test('client_unsent_bytes takes 0..64m: another value is refused at start, exit 
         refusedAtStart('client_unsent_bytes', bad, /client_unsent_bytes: expected a size \(e\.g\. 64k\) in 0\.\.67108864 bytes/);
 });
 
+test('slow_consumer_grace_ms takes 0..600000: another value is refused at start, exit 2', () => {
+    for (const bad of ['600001', '-1', 'soon'])
+        refusedAtStart('slow_consumer_grace_ms', bad, /slow_consumer_grace_ms: expected an integer in 0\.\.600000/);
+});
+
 test('ws_nagle takes off, busy or on: another value is refused at start, exit 2', () => {
     refusedAtStart('ws_nagle', 'sometimes', /ws_nagle: expected off, busy or on/);
 });
