@@ -5,6 +5,10 @@
  * (bench/lg_sub.c), plus forked publisher processes (bench/lg_pub.c) that share one anonymous MAP_SHARED
  * block (struct lg_shared) with it: the publishers set the bit of every sequence number the server
  * acknowledged, the parent reads them at the end to find acknowledged messages a subscriber never got.
+ * With --sub-procs K the subscribers are dealt over K processes (the parent and K-1 forked ones, subscriber g in
+ * process g % K), each with its own lws context; they meet in the same block (struct lg_shard): each says when its
+ * share is subscribed, the parent starts the publishers once all are and says when they are done, and each
+ * process leaves its counts there for the parent to add up.
  *
  * Payload (the published bytes, identical for every target): "pgb:<seq>:<send_ns>:" followed by 'x' padding
  * up to --size bytes. <send_ns> is CLOCK_MONOTONIC, comparable between processes on one machine. The text
@@ -19,6 +23,7 @@
 #include <stdint.h>
 
 #define LG_MAX_PUBLISHERS 16
+#define LG_MAX_SUB_PROCS 8
 #define LG_MAX_SRC_ADDRS 64
 #define LG_HIST_SUB 64     /* sub-buckets per power of two: about 1.6 % resolution */
 #define LG_HIST_EXP 40     /* up to 2^40 us */
@@ -35,8 +40,10 @@ struct lg_opts {
     const char *app;          /* native app id, Pusher key; REST publish app id */
     const char *pusher_key;
     const char *channel_prefix;
-    int subs;
+    int subs;                 /* this process's share of the run's subscribers (--sub-procs) */
     int channels;
+    int sub_procs;            /* K: the run's subscribers are dealt over K processes */
+    int shard;                /* this process's share: subscriber k here is the run's shard + k * K */
     int src_addrs;            /* bind subscribers round-robin to 127.0.0.F .. 127.0.0.F+N-1 (N = 1, F = 1: no bind) */
     int src_first;            /* F: BIG starts at 2, leaving 127.0.0.1's ephemeral ports to everything else */
     int connect_concurrency;
@@ -69,15 +76,35 @@ struct lg_pubstat {
     double first_ns, last_ns;
 };
 
-struct lg_shared {
-    struct lg_pubstat pub[LG_MAX_PUBLISHERS];
-    uint64_t max_seq_plus1;        /* highest sequence handed out + 1 */
-    uint8_t acked_bits[];          /* max_msgs bits */
-};
-
 struct lg_hist {
     uint64_t n[LG_HIST_SIZE];
     uint64_t count;
+};
+
+struct lg_sub_result {
+    long connected, subscribed, errors, closed_early;
+    long retried, open_timeouts;   /* attempts tried again; attempts ended by --open-timeout */
+    double subscribe_s;            /* first connect attempt to last subscribe confirmation */
+    double first_ns, last_sub_ns;  /* the same two instants (CLOCK_MONOTONIC), to combine several processes */
+    uint64_t delivered, dups;
+    struct lg_hist lat;
+    double last_rx_ns;
+};
+
+/* One subscriber process's part of the run (--sub-procs): written by it, read by the parent once "done" is set. */
+struct lg_shard {
+    int ready, done; /* its share's opening has ended; its results below are final */
+    struct lg_sub_result r;
+    uint64_t lost, expected;
+    long held;
+};
+
+struct lg_shared {
+    struct lg_pubstat pub[LG_MAX_PUBLISHERS];
+    uint64_t max_seq_plus1;        /* highest sequence handed out + 1 */
+    int pubs_over;                 /* --sub-procs: the publishers have ended, the subscriber processes drain */
+    struct lg_shard shard[LG_MAX_SUB_PROCS];
+    uint8_t acked_bits[];          /* max_msgs bits */
 };
 
 /* loadgen.c */
@@ -91,15 +118,6 @@ int lg_pub_run(const struct lg_opts *o, int index, struct lg_shared *sh);
 
 /* lg_sub.c */
 struct lg_subs;
-struct lg_sub_result {
-    long connected, subscribed, errors, closed_early;
-    long retried, open_timeouts;   /* attempts tried again; attempts ended by --open-timeout */
-    double subscribe_s;            /* first connect attempt to last subscribe confirmation */
-    double first_ns, last_sub_ns;  /* the same two instants (CLOCK_MONOTONIC), to combine several processes */
-    uint64_t delivered, dups;
-    struct lg_hist lat;
-    double last_rx_ns;
-};
 struct lg_subs *lg_subs_new(const struct lg_opts *o);
 /* Opens every subscriber; returns 0 when all are subscribed, negative on timeout. */
 int lg_subs_open_all(struct lg_subs *s);

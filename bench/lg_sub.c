@@ -172,7 +172,7 @@ static void fail_unanswered(struct lg_sub *s, const char *why)
     s->state = ST_IDLE;
     detach(s);
     s->retry_at = lg_now_ns() + LG_RETRY_DELAY_S * 1e9;
-    S->retry_q[(S->retry_head + S->retry_len++) % S->o->subs] = s->index;
+    S->retry_q[(S->retry_head + S->retry_len++) % S->o->subs] = (int)(s - S->subs);
 }
 
 /* A control frame (not a message): advances the handshake. */
@@ -414,8 +414,8 @@ struct lg_subs *lg_subs_new(const struct lg_opts *o)
     S->retry_q = calloc((size_t)o->subs + 1, sizeof(*S->retry_q));
     for (int i = 0; i < o->subs; i++) {
         S->subs[i].owner = S;
-        S->subs[i].index = i;
-        S->subs[i].channel = i % o->channels;
+        S->subs[i].index = o->shard + i * o->sub_procs; /* the run's numbering (--sub-procs) */
+        S->subs[i].channel = S->subs[i].index % o->channels;
     }
     for (int i = 0; i < LG_MAX_SRC_ADDRS; i++)
         snprintf(S->src[i], sizeof(S->src[i]), "127.0.0.%d", i + o->src_first);
@@ -522,13 +522,15 @@ double lg_subs_reconnect_storm(struct lg_subs *S)
 uint64_t lg_subs_lost(struct lg_subs *S, const struct lg_shared *sh, uint64_t *expected)
 {
     uint64_t lost = 0, exp = 0;
-    uint64_t C = (uint64_t)S->o->channels;
-    for (uint64_t seq = 0; seq < sh->max_seq_plus1 && seq < (uint64_t)S->o->max_msgs; seq++) {
-        if (!(sh->acked_bits[seq / 8] & (1u << (seq % 8))))
+    uint64_t C = (uint64_t)S->o->channels, end = sh->max_seq_plus1;
+    if (end > (uint64_t)S->o->max_msgs)
+        end = (uint64_t)S->o->max_msgs;
+    for (int i = 0; i < S->o->subs; i++) {
+        const struct lg_sub *s = &S->subs[i];
+        if (s->state != ST_SUBSCRIBED)
             continue;
-        for (int i = (int)(seq % C); i < S->o->subs; i += (int)C) {
-            const struct lg_sub *s = &S->subs[i];
-            if (s->state != ST_SUBSCRIBED)
+        for (uint64_t seq = (uint64_t)s->channel; seq < end; seq += C) {
+            if (!(sh->acked_bits[seq / 8] & (1u << (seq % 8))))
                 continue;
             exp++;
             uint64_t bit = seq / C;

@@ -17,6 +17,9 @@
  * BIG (bench/run.sh) runs several of these at once and measures the servers itself while all are held:
  * --ready-file names a file created when the opening phase has ended (all subscribed, or the connect timeout),
  * and SIGUSR1 ends --hold early (run.sh sends it once it has measured).
+ * --sub-procs K deals the subscribers over K processes (bench/lg.h): one thread reading 1000 sockets at a full core
+ * leaves each unread for as long as one pass over all of them takes. The output is the same object, summed over
+ * them (subscribe_s from the first attempt to the last confirmation in any of them).
  * "lost" counts (message, subscriber) pairs whose message the server acknowledged to the publisher and the
  * subscriber never received: it must be 0. The exit status is 0 when every subscriber subscribed, nothing
  * acknowledged was lost, no publisher failed and every subscriber was still held at the end; 1 otherwise; 2 for
@@ -121,7 +124,9 @@ static void usage(void)
             "  [--pub http|mqtt|none] [--pub-port P] [--mqtt-port P] [--mqtt-user demo] [--topic-root pushgate]\n"
             "  [--pub-conns P] [--rate R (0: max)] [--duration S] [--messages M] [--size B] [--drain S]\n"
             "  [--hold S] [--rss-pids a,b] [--max-msgs N] [--reconnect-storm] [--prefix ch] [--evlib poll|uv]\n"
-            "  [--no-subscribe] [--ready-file PATH] [--src-first F (127.0.0.F is the first source address)] [-v]\n");
+            "  [--no-subscribe] [--ready-file PATH] [--src-first F (127.0.0.F is the first source address)]\n"
+            "  [--sub-procs K (subscribers dealt over K processes, 1; not with --hold, --ready-file,\n"
+            "   --reconnect-storm)] [-v]\n");
 }
 
 static int parse(int argc, char **argv, struct lg_opts *o)
@@ -130,7 +135,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
                           .channel_prefix = "ch", .subs = 10, .channels = 1, .src_addrs = 1, .src_first = 1,
                           .connect_concurrency = 200, .connect_timeout_s = 60, .open_timeout_s = 30, .pub = LG_PUB_HTTP,
                           .mqtt_user = "demo", .topic_root = "pushgate", .pub_conns = 1, .duration_s = 10,
-                          .size = 100, .drain_s = 30, .max_msgs = 1L << 24};
+                          .size = 100, .drain_s = 30, .max_msgs = 1L << 24, .sub_procs = 1};
     static const struct option lo[] = {
         {"target", 1, 0, 't'}, {"host", 1, 0, 'H'}, {"port", 1, 0, 'p'}, {"app", 1, 0, 'a'},
         {"key", 1, 0, 'k'}, {"subs", 1, 0, 's'}, {"channels", 1, 0, 'c'}, {"src-addrs", 1, 0, 'A'},
@@ -140,7 +145,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         {"size", 1, 0, 'z'}, {"drain", 1, 0, 'D'}, {"hold", 1, 0, 'h'}, {"rss-pids", 1, 0, 'S'},
         {"max-msgs", 1, 0, 'X'}, {"reconnect-storm", 0, 0, 'Z'}, {"prefix", 1, 0, 'x'}, {"verbose", 0, 0, 'v'}, {"evlib", 1, 0, 'E'},
         {"no-subscribe", 0, 0, 'N'}, {"src-first", 1, 0, 'B'}, {"ready-file", 1, 0, 'F'},
-        {"open-timeout", 1, 0, 'O'}, {"retries", 1, 0, 'Y'}, {0, 0, 0, 0}};
+        {"open-timeout", 1, 0, 'O'}, {"retries", 1, 0, 'Y'}, {"sub-procs", 1, 0, 'K'}, {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "v", lo, NULL)) != -1) {
         switch (c) {
@@ -182,6 +187,7 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         case 'F': o->ready_file = optarg; break;
         case 'O': o->open_timeout_s = atof(optarg); break;
         case 'Y': o->retries = atoi(optarg); break;
+        case 'K': o->sub_procs = atoi(optarg); break;
         case 'E':
             if (strcmp(optarg, "uv") && strcmp(optarg, "poll"))
                 return -1;
@@ -197,7 +203,8 @@ static int parse(int argc, char **argv, struct lg_opts *o)
         o->pub_conns < 1 || o->pub_conns > LG_MAX_PUBLISHERS || o->size < 48 || o->connect_concurrency < 1 ||
         (o->pub == LG_PUB_MQTT && (!o->mqtt_port || o->target == LG_NCHAN)) || o->max_msgs < 8 ||
         (o->no_subscribe && o->target == LG_NCHAN) || o->open_timeout_s < 1 || o->open_timeout_s > 3600 ||
-        o->retries < 0)
+        o->retries < 0 || o->sub_procs < 1 || o->sub_procs > LG_MAX_SUB_PROCS ||
+        (o->sub_procs > 1 && (o->hold_s > 0 || o->ready_file || o->reconnect_storm)))
         return -1;
     return 0;
 }
@@ -218,11 +225,6 @@ static int pubs_done(void *arg)
     }
     return p->running == 0;
 }
-
-struct drain {
-    struct lg_subs *subs;
-    double quiet_until;
-};
 
 /* SIGUSR1: the hold ends (run.sh has measured the servers). */
 static volatile sig_atomic_t hold_ended;
@@ -251,11 +253,93 @@ static void say_ready(const char *path)
         perror(path);
 }
 
+/* Subscribers of the run's total in process `shard` of K: the run's subscriber g is in process g % K. */
+static int share_of(int total, int k, int shard)
+{
+    return (total - shard + k - 1) / k;
+}
+
+struct shards {
+    struct lg_shared *sh;
+    int k;
+    pid_t pid[LG_MAX_SUB_PROCS]; /* [0] unused: the parent is process 0 */
+};
+
+/* Every forked subscriber process has ended its opening (or died: its share then counts as not subscribed). */
+static int shards_ready(void *arg)
+{
+    struct shards *x = arg;
+    for (int i = 1; i < x->k; i++) {
+        if (__atomic_load_n(&x->sh->shard[i].ready, __ATOMIC_ACQUIRE))
+            continue;
+        if (x->pid[i] > 0 && waitpid(x->pid[i], NULL, WNOHANG) != x->pid[i])
+            return 0;
+        x->pid[i] = 0;
+        __atomic_store_n(&x->sh->shard[i].ready, 1, __ATOMIC_RELEASE);
+    }
+    return 1;
+}
+
+static pid_t parent_pid;
+
+static int run_over(void *arg)
+{
+    struct lg_shared *sh = arg;
+    return __atomic_load_n(&sh->pubs_over, __ATOMIC_ACQUIRE) || getppid() != parent_pid;
+}
+
 /* Drained when nothing arrived for 1 s (the tick wakes lws_service at least every 20 ms). */
 static int drained(void *arg)
 {
-    struct drain *d = arg;
-    return lg_now_ns() - lg_subs_result(d->subs)->last_rx_ns > 1e9;
+    return lg_now_ns() - lg_subs_result(arg)->last_rx_ns > 1e9;
+}
+
+/* A forked subscriber process (--sub-procs): opens its share, serves it until the parent says the publishers are
+ * over, drains, and leaves its counts in its slot. */
+static int shard_main(struct lg_opts o, int shard, struct lg_shared *sh)
+{
+    int total = o.subs;
+    o.shard = shard;
+    o.subs = share_of(total, o.sub_procs, shard);
+    o.rss_pids = NULL;
+    struct lg_shard *slot = &sh->shard[shard];
+    struct lg_subs *S = lg_subs_new(&o);
+    if (!S)
+        return 1;
+    lg_subs_open_all(S);
+    slot->r = *lg_subs_result(S);
+    __atomic_store_n(&slot->ready, 1, __ATOMIC_RELEASE);
+    lg_subs_serve(S, lg_now_ns() + (o.connect_timeout_s + o.duration_s + 60) * 1e9, run_over, sh);
+    lg_subs_serve(S, lg_now_ns() + o.drain_s * 1e9, drained, S);
+    slot->r = *lg_subs_result(S);
+    slot->lost = lg_subs_lost(S, sh, &slot->expected);
+    slot->held = lg_subs_held(S);
+    __atomic_store_n(&slot->done, 1, __ATOMIC_RELEASE);
+    lg_subs_free(S);
+    return 0;
+}
+
+/* to += r: counts and latencies add up; the first attempt is the earliest, the last instants the latest. */
+static void add_result(struct lg_sub_result *to, const struct lg_sub_result *r)
+{
+    to->connected += r->connected;
+    to->subscribed += r->subscribed;
+    to->errors += r->errors;
+    to->closed_early += r->closed_early;
+    to->retried += r->retried;
+    to->open_timeouts += r->open_timeouts;
+    to->delivered += r->delivered;
+    to->dups += r->dups;
+    for (int i = 0; i < LG_HIST_SIZE; i++)
+        to->lat.n[i] += r->lat.n[i];
+    to->lat.count += r->lat.count;
+    if (r->first_ns && (!to->first_ns || r->first_ns < to->first_ns))
+        to->first_ns = r->first_ns;
+    if (r->last_sub_ns > to->last_sub_ns)
+        to->last_sub_ns = r->last_sub_ns;
+    if (r->last_rx_ns > to->last_rx_ns)
+        to->last_rx_ns = r->last_rx_ns;
+    to->subscribe_s = to->subscribed ? (to->last_sub_ns - to->first_ns) / 1e9 : 0;
 }
 
 int main(int argc, char **argv)
@@ -277,14 +361,30 @@ int main(int argc, char **argv)
     if (sh == MAP_FAILED)
         return 1;
     long rss_before = rss_kb(o.rss_pids);
+    /* the other subscriber processes are forked before any lws context exists: each makes its own */
+    int total = o.subs;
+    struct shards X = {.sh = sh, .k = o.sub_procs};
+    parent_pid = getpid();
+    fflush(NULL);
+    for (int i = 1; i < X.k; i++) {
+        X.pid[i] = fork();
+        if (X.pid[i] == 0)
+            _exit(shard_main(o, i, sh));
+    }
+    o.subs = share_of(total, X.k, 0);
     struct lg_subs *S = lg_subs_new(&o);
     if (!S) {
         fprintf(stderr, "loadgen: cannot create the lws context\n");
         return 1;
     }
-    int sub_rc = lg_subs_open_all(S);
+    lg_subs_open_all(S);
+    lg_subs_serve(S, lg_now_ns() + o.connect_timeout_s * 1e9, shards_ready, &X);
+    long subscribed = lg_subs_result(S)->subscribed;
+    for (int i = 1; i < X.k; i++)
+        subscribed += sh->shard[i].r.subscribed;
+    int sub_rc = subscribed < total ? -1 : 0;
     if (sub_rc)
-        fprintf(stderr, "loadgen: only %ld of %d subscribers subscribed\n", lg_subs_result(S)->subscribed, o.subs);
+        fprintf(stderr, "loadgen: only %ld of %d subscribers subscribed\n", subscribed, total);
     double reconnect_s = -1;
     if (o.reconnect_storm && !sub_rc) {
         reconnect_s = lg_subs_reconnect_storm(S);
@@ -311,11 +411,30 @@ int main(int argc, char **argv)
         }
         lg_subs_serve(S, pub_start + (o.duration_s + 30) * 1e9, pubs_done, &P);
         pub_end = lg_now_ns();
-        struct drain d = {.subs = S};
-        lg_subs_serve(S, pub_end + o.drain_s * 1e9, drained, &d);
     }
+    __atomic_store_n(&sh->pubs_over, 1, __ATOMIC_RELEASE);
+    if (P.n)
+        lg_subs_serve(S, pub_end + o.drain_s * 1e9, drained, S);
 
-    const struct lg_sub_result *r = lg_subs_result(S);
+    static struct lg_sub_result R; /* the histogram makes it large */
+    add_result(&R, lg_subs_result(S));
+    uint64_t expected = 0, lost = lg_subs_lost(S, sh, &expected);
+    long held = lg_subs_held(S);
+    for (int i = 1; i < X.k; i++) {
+        const struct lg_shard *x = &sh->shard[i];
+        if (X.pid[i] > 0)
+            waitpid(X.pid[i], NULL, 0);
+        if (!__atomic_load_n(&x->done, __ATOMIC_ACQUIRE)) {
+            fprintf(stderr, "loadgen: subscriber process %d ended without its results\n", i);
+            sub_rc = -1;
+            continue;
+        }
+        add_result(&R, &x->r);
+        lost += x->lost;
+        expected += x->expected;
+        held += x->held;
+    }
+    const struct lg_sub_result *r = &R;
     uint64_t sent = 0, acked = 0, pub_errors = 0;
     double first = 0, last = 0;
     for (int i = 0; i < P.n; i++) {
@@ -327,11 +446,10 @@ int main(int argc, char **argv)
         if (sh->pub[i].last_ns > last)
             last = sh->pub[i].last_ns;
     }
-    uint64_t expected = 0, lost = lg_subs_lost(S, sh, &expected);
     double span = (r->last_rx_ns > first ? r->last_rx_ns : last) - first;
     json_t *out = json_pack("{s:s,s:i,s:i,s:I,s:I,s:I,s:f}", "target",
                             o.target == LG_NATIVE ? "native" : o.target == LG_PUSHER ? "pusher" : "nchan", "subs",
-                            o.subs, "channels", o.channels, "subscribed", (json_int_t)r->subscribed, "errors",
+                            total, "channels", o.channels, "subscribed", (json_int_t)r->subscribed, "errors",
                             (json_int_t)r->errors, "closed_early", (json_int_t)r->closed_early, "subscribe_s",
                             r->subscribe_s);
     json_object_set_new(out, "published", json_integer((json_int_t)sent));
@@ -350,9 +468,8 @@ int main(int argc, char **argv)
     json_object_set_new(out, "rss_before_kb", json_integer(rss_before));
     json_object_set_new(out, "rss_after_kb", json_integer(rss_after));
     json_object_set_new(out, "rss_per_conn_kb",
-                        json_real(o.rss_pids && o.subs ? (double)(rss_after - rss_before) / o.subs : 0));
+                        json_real(o.rss_pids && total ? (double)(rss_after - rss_before) / total : 0));
     json_object_set_new(out, "reconnect_s", json_real(reconnect_s));
-    long held = lg_subs_held(S);
     json_object_set_new(out, "held", json_integer(held));
     json_object_set_new(out, "first_ns", json_real(r->first_ns));
     json_object_set_new(out, "last_sub_ns", json_real(r->last_sub_ns));
@@ -364,5 +481,5 @@ int main(int argc, char **argv)
     json_decref(out);
     lg_subs_free(S);
     munmap(sh, shsize);
-    return sub_rc || lost || pub_errors || held < o.subs ? 1 : 0;
+    return sub_rc || lost || pub_errors || held < total ? 1 : 0;
 }

@@ -5,7 +5,7 @@
 #   bench/run.sh [--reps N] [--duration S] [--workloads "W1 W2 W3 W4"] [--w3-subs N] [--no-nchan]
 #                [--mqtt] [--two] [--evlib poll|uv] [--big N] [--big-idle | --big-channels K] [--big-hold S]
 #                [--big-timeout S]
-#                [--storm N] [--gateway-opts JSON] [--build DIR] [--label TEXT] [--out DIR]
+#                [--storm N] [--gateway-opts JSON] [--sub-procs K] [--build DIR] [--label TEXT] [--out DIR]
 #   bench/run.sh --workloads BIG       # only BIG: 100,000 idle connections (--big N for another count)
 #
 # Sets up what it needs: installs nginx-light and libnginx-mod-nchan with apt-get when nchan is missing
@@ -17,7 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/.." && pwd)
 reps=3 duration=10 workloads="W1 W2 W3 W4" w3_subs=10000 nchan=1 mqtt=0 two=0 evlib=poll big=0 storm=0 gwopts='{}'
 big_subscribe=1 big_channels=0 big_hold=35 big_timeout=300
-build="$repo/build" label="" out="$here/results" pub_conns=4
+build="$repo/build" label="" out="$here/results" pub_conns=4 sub_procs=
 while [ $# -gt 0 ]; do
     case $1 in
     --reps) reps=$2; shift ;;
@@ -36,6 +36,7 @@ while [ $# -gt 0 ]; do
     --storm) storm=$2; shift ;;
     --gateway-opts) gwopts=$2; shift ;;
     --pub-conns) pub_conns=$2; shift ;;
+    --sub-procs) sub_procs=$2; shift ;;
     --build) build=$(cd "$2" && pwd); shift ;;
     --label) label=$2; shift ;;
     --out) out=$2; shift ;;
@@ -45,12 +46,13 @@ while [ $# -gt 0 ]; do
     shift
 done
 for v in "reps=$reps" "duration=$duration" "w3-subs=$w3_subs" "big=$big" "storm=$storm" "pub-conns=$pub_conns" \
-    "big-hold=$big_hold" "big-timeout=$big_timeout" "big-channels=$big_channels"; do
+    "big-hold=$big_hold" "big-timeout=$big_timeout" "big-channels=$big_channels" "sub-procs=${sub_procs:-1}"; do
     case ${v#*=} in
     '' | *[!0-9]*) echo "--${v%%=*}: expected a whole number, got \"${v#*=}\"" >&2; exit 2 ;;
     esac
 done
-[ "$reps" -gt 0 ] && [ "$duration" -gt 0 ] || { echo "--reps and --duration must be at least 1" >&2; exit 2; }
+[ "$reps" -gt 0 ] && [ "$duration" -gt 0 ] && [ "${sub_procs:-1}" -gt 0 ] ||
+    { echo "--reps, --duration and --sub-procs must be at least 1" >&2; exit 2; }
 case $evlib in poll | uv) ;; *) echo "--evlib: expected poll or uv, got \"$evlib\"" >&2; exit 2 ;; esac
 [ "$mqtt" = 1 ] && workloads="$workloads W1M"
 [ "$two" = 1 ] && workloads="$workloads W1X"
@@ -153,8 +155,17 @@ run() {
     src_rotate "${a[@]}"
     res=$("$LG_BIN" --evlib "$ev" --target "$sys" --port "$port" --rss-pids "$pids" "${a[@]}" 2>"$tmp/lg.err") || true
     [ -n "$res" ] || res='{"failed":true}'
-    node -e 'const r=JSON.parse(process.argv[1]); Object.assign(r,{rep:+process.argv[2],workload:process.argv[3],system:process.argv[4]}); console.log(JSON.stringify(r))' \
-        "$res" "$rep" "$wl" "$sys" >>"$raw"
+    # what the subscribers' gateway counted (one process: workers = 1 unless --gateway-opts says otherwise), so that
+    # a loss in the raw file says where it happened: its out-queues (gap signals, slow-consumer closes), the broker
+    # (dropped messages) or the door (publishes shed)
+    local m=""
+    [ "$sys" = nchan ] || m=$(curl -s --max-time 5 "http://127.0.0.1:$port/metrics" || true)
+    node -e 'const r=JSON.parse(process.argv[1]); Object.assign(r,{rep:+process.argv[2],workload:process.argv[3],system:process.argv[4]});
+        const g={}; for (const l of process.argv[5].split("\n")) {
+            const x=/^pushgate_(gaps_total|gap_signals_total|slow_consumer_closes_total|publish_shed_total|broker_dropped_messages)(\{[^}]*\})? ([0-9.e+]+)$/.exec(l);
+            if (x) g[x[1]]=(g[x[1]]||0)+Number(x[3]); }
+        if (Object.keys(g).length) r.gateway=g; console.log(JSON.stringify(r))' \
+        "$res" "$rep" "$wl" "$sys" "$m" >>"$raw"
     stop_for "$sys"
     printf '  %-5s %-7s %s\n' "$wl" "$sys" "$(tail -c 300 "$tmp/lg.err" | tr '\n' ' ')" >&2
 }
@@ -174,14 +185,17 @@ run_hop() {
     printf '  %-5s %-7s %s\n' W2H hop "$(tail -c 300 "$tmp/lg.err" | tr '\n' ' ')" >&2
 }
 
+# W1M's and W1X's subscribers are read by two load-generator processes unless --sub-procs says otherwise: one thread
+# reading 1000 sockets at a full core left some unread for over a second, and those runs are about what the
+# gateways lose, not about how fast one reader is (bench/README.md, "Slow readers").
 args_for() {
     case $1 in
-    W1) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns" ;;
-    W1M) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --pub mqtt --mqtt-port MQTTPORT" ;;
-    W1X) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --pub-port PUBPORT" ;;
-    W2) echo "--subs 100 --channels 1 --rate 1000 --duration $duration --size 100" ;;
+    W1) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --sub-procs ${sub_procs:-1}" ;;
+    W1M) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --pub mqtt --mqtt-port MQTTPORT --sub-procs ${sub_procs:-2}" ;;
+    W1X) echo "--subs 1000 --channels 1 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --pub-port PUBPORT --sub-procs ${sub_procs:-2}" ;;
+    W2) echo "--subs 100 --channels 1 --rate 1000 --duration $duration --size 100 --sub-procs ${sub_procs:-1}" ;;
     W3) echo "--subs $w3_subs --channels $w3_subs --pub none --hold 2 --connect-concurrency 500 --src-addrs 4" ;;
-    W4) echo "--subs 10000 --channels 1000 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --src-addrs 4" ;;
+    W4) echo "--subs 10000 --channels 1000 --rate 0 --duration $duration --size 100 --pub-conns $pub_conns --src-addrs 4 --sub-procs ${sub_procs:-1}" ;;
     STORM) echo "--subs $storm --channels $storm --pub none --reconnect-storm --connect-concurrency 1000 --src-addrs 4" ;;
     esac
 }
@@ -344,6 +358,6 @@ done
 
 evlib_note=""
 [ "${evlib_set:-0}" = 1 ] || evlib_note=" (W4, BIG: uv)"
-params="reps=$reps duration=${duration}s pub_conns=$pub_conns w3_subs=$w3_subs evlib=$evlib$evlib_note storm=$storm big=$big gateway_opts=$gwopts"
+params="reps=$reps duration=${duration}s pub_conns=$pub_conns sub_procs=${sub_procs:-1 (W1M, W1X: 2)} w3_subs=$w3_subs evlib=$evlib$evlib_note storm=$storm big=$big gateway_opts=$gwopts"
 [ "$big" -gt 0 ] && params="$params big_subscribe=$big_subscribe big_channels=$big_channels big_hold=${big_hold}s"
 node "$here/report.mjs" "$raw" --label "$label" --build "$build" --params "$params" --out "$out/$stamp"

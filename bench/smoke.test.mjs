@@ -69,6 +69,18 @@ test('an MQTT device publisher reaches native subscribers', async () => {
     assertAllDelivered(res, 4, 40, 80);
 });
 
+test('subscribers dealt over three processes add up to one result (--sub-procs)', async () => {
+    // 7 subscribers over 3 processes and 3 channels: shares of 3, 2 and 2, each with subscribers of several
+    // channels; a process whose counts were not added would leave delivered short of expected
+    const res = await run(['--target', 'native', '--subs', '7', '--channels', '3', '--sub-procs', '3',
+        '--messages', '30', '--drain', '3']);
+    assertAllDelivered(res, 7, 30, 70);
+    assert.equal(res.subs, 7);
+    assert.equal(res.held, 7);
+    const refused = await loadgen(['--target', 'native', '--subs', '2', '--sub-procs', '2', '--hold', '1']);
+    assert.equal(refused.code, 2, 'a hold is not offered over several processes');
+});
+
 test('idle subscribers with RSS sampling and a reconnect storm (tiny W3)', async () => {
     const pids = `${stack.gw.proc.pid},${stack.broker._rec.child.pid}`;
     const res = await run(['--target', 'native', '--subs', '20', '--channels', '20', '--pub', 'none',
