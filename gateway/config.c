@@ -71,7 +71,12 @@ static const struct opt opts[] = {
     SHARED(PG_SHARED_OPT_MAX_CHANNEL_BYTES, O(max_channel_bytes), "longest channel name in bytes"),
     {"max_subscriptions", T_INT, O(max_subscriptions), "100", 1, 1000000, "subscriptions per session"},
     {"max_queue_bytes", T_SIZE, O(max_queue_bytes), "1m", 1024, BIG, "out-queue bytes per session (slow reader closed)"},
-    {"max_queue_messages", T_INT, O(max_queue_messages), "1000", 1, 10000000, "out-queue messages per session"},
+    {"max_queue_messages", T_INT, O(max_queue_messages), "4000", 1, 10000000,
+     "out-queue messages per session (past it, messages are lost for the session, or it is closed)"},
+    /* under max_queue_messages: one reader a moment behind the others waits instead of losing (core/session.c) */
+    {"behind_queue_messages", T_INT, O(behind_queue_messages), "1000", 1, 10000000,
+     "out-queue messages that count as full when judging whether the gateway is behind its readers (broker input "
+     "pauses at 3/4, publishes are refused at 1/2 on average); capped at max_queue_messages"},
     {"slow_consumer_ms", T_INT, O(slow_consumer_ms), "10000", 100, 600000,
      "a session whose socket accepts no bytes this long while it has output is closed (1013)"},
     /* with client_unsent_bytes a reader that is behind fills its socket between two of its reads (core/session.c) */

@@ -72,6 +72,7 @@ struct pg_config {
     long long max_subscriptions;
     uint64_t max_queue_bytes;
     long long max_queue_messages;
+    long long behind_queue_messages; /* the load rules' "full" out-queue (pg_behind_messages) */
     long long slow_consumer_ms;   /* socket choked with output pending this long: close 1013 */
     long long slow_consumer_grace_ms; /* socket choked for less than this still counts as reading */
     uint64_t max_pending_bytes;   /* all out-queues together: past it, publishes get 503 */

@@ -73,7 +73,7 @@ static struct pg_msg *frame_for(struct fanout *f, const struct pg_session *s)
 
 static void fanout_done(struct fanout *f)
 {
-    /* most recipients read, and their queues are still over 3/4: the gateway outruns its readers */
+    /* most recipients read, their queues still over 3/4 (pg_behind_messages): the gateway outruns its readers */
     if (f->gw->fan_filling * 2 > f->recipients)
         pg_session_pause_input(f->gw);
     f->gw->fan_filling = 0;

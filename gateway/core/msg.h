@@ -53,8 +53,8 @@ static inline unsigned char *pg_msg_data(struct pg_msg *m)
  *
  * The ring doubles as messages queue up and, once it has grown past
  * PG_OUTQ_KEEP_SLOTS for a burst, is freed when the queue drains: an idle
- * session holds no more than it did before the burst (max_queue_messages 1000
- * would otherwise leave 8 KB per session that once fell behind, for good).
+ * session holds no more than it did before the burst (max_queue_messages 4000
+ * would otherwise leave 32 KB per session that once fell behind, for good).
  */
 #define PG_OUTQ_KEEP_SLOTS 64
 struct pg_outq {

@@ -7,19 +7,20 @@
  * becomes its topic's prev only once the broker acknowledged it.
  *
  * Load: measured every tick of the loop (pg_publish_load_tick) over the
- * out-queues of the sessions that have output (gw->loaded). When the gateway itself is behind (its out-queues hold
- * more than max_pending_bytes, or on average more than half a session's
- * limit, or broker input is paused, or broker messages arrive later than
+ * out-queues of the sessions that have output (gw->loaded). When the gateway
+ * itself is behind (its out-queues hold more than max_pending_bytes, or on
+ * average more than half of behind_queue_messages or of max_queue_bytes, or
+ * broker input is paused, or broker messages arrive later than
  * max_inbound_lag_ms), it refuses new publishes (503 with Retry-After, or the
  * protocol's error) instead of closing slow readers. Broker input paused by
- * core/session.c (out-queues 3/4 full while their sockets drain) resumes here
- * once the queues are under 1/4 again, or after at most half a publish
- * timeout or keepalive. While any live peer node says it is behind, this node
- * refuses too (cluster/load.c): it must not acknowledge what the
- * peer cannot deliver. A session whose socket takes no bytes for
- * slow_consumer_ms while output waits is closed (1013); one whose socket has
- * been full for less than slow_consumer_grace_ms still counts as reading
- * (core/session.c, pg_session_stuck).
+ * core/session.c (out-queues 3/4 full while their sockets drain; "full" as
+ * pg_behind_messages says) resumes here once the queues are under 1/4 again,
+ * or after at most half a publish timeout or keepalive. While any live peer
+ * node says it is behind, this node refuses too (cluster/load.c): it must not
+ * acknowledge what the peer cannot deliver. A session whose socket takes no
+ * bytes for slow_consumer_ms while output waits is closed (1013); one whose
+ * socket has been full for less than slow_consumer_grace_ms still counts as
+ * reading (core/session.c, pg_session_stuck).
  *
  * local_first: a publish the bridge took is fanned out to this process's own
  * subscribers at once, with the properties the broker would bring back (ts,
@@ -175,7 +176,8 @@ void pg_publish_load_tick(struct pg_gw *gw)
     const struct pg_config *cfg = gw->cfg;
     int64_t now = pg_mono_ms();
     uint64_t bytes = 0, free_bytes = 0, max_free_bytes = 0;
-    size_t msgs = 0, free_msgs = 0, nstuck = 0, max_free_msgs = 0, over_quarter = 0;
+    size_t msgs = 0, free_msgs = 0, nstuck = 0, max_free_msgs = 0, over_quarter = 0,
+           full_msgs = pg_behind_messages(cfg);
     lws_dll2_t *d, *next;
     for (d = lws_dll2_get_head(&gw->loaded); d; d = next) {
         next = d->next; /* d may leave the list, or its session close */
@@ -214,7 +216,7 @@ void pg_publish_load_tick(struct pg_gw *gw)
             size_t fan_msgs = pg_outq_fanout_count(&s->q), fan_bytes = pg_outq_fanout_bytes(&s->q);
             free_bytes += fan_bytes;
             free_msgs += fan_msgs;
-            if (fan_msgs >= (size_t)cfg->max_queue_messages / 4 || fan_bytes >= cfg->max_queue_bytes / 4)
+            if (fan_msgs >= full_msgs / 4 || fan_bytes >= cfg->max_queue_bytes / 4)
                 over_quarter++;
             if (!s->choked_since_ms && fan_msgs > max_free_msgs)
                 max_free_msgs = fan_msgs;
@@ -236,8 +238,8 @@ void pg_publish_load_tick(struct pg_gw *gw)
     int64_t pause_max_ms = cfg->publish_timeout_ms / 2;
     if (pause_max_ms > cfg->broker_keepalive_s * 500)
         pause_max_ms = cfg->broker_keepalive_s * 500;
-    int drained = max_free_msgs < (size_t)cfg->max_queue_messages / 4 && max_free_bytes < cfg->max_queue_bytes / 4 &&
-                  over_quarter * 2 <= readers;
+    int drained =
+        max_free_msgs < full_msgs / 4 && max_free_bytes < cfg->max_queue_bytes / 4 && over_quarter * 2 <= readers;
     if (gw->rx_paused_ms && (!gw->mqtt_wsi || drained || now - gw->rx_paused_ms > pause_max_ms)) {
         if (now - gw->rx_paused_ms > pause_max_ms)
             pg_log(PG_LOG_WARN, "server", "broker input paused for %lld ms: reading again", (long long)pause_max_ms);
@@ -249,8 +251,7 @@ void pg_publish_load_tick(struct pg_gw *gw)
         behind = "gateway overloaded: catching up with broker messages, retry later";
     else if (bytes > cfg->max_pending_bytes)
         behind = "gateway overloaded: too much output pending (max_pending_bytes), retry later";
-    else if (readers && (free_msgs / readers > (size_t)cfg->max_queue_messages / 2 ||
-                         free_bytes / readers > cfg->max_queue_bytes / 2))
+    else if (readers && (free_msgs / readers > full_msgs / 2 || free_bytes / readers > cfg->max_queue_bytes / 2))
         behind = "gateway overloaded: its sessions' out-queues are half full, retry later";
     if (behind != gw->behind)
         pg_log(behind ? PG_LOG_WARN : PG_LOG_INFO, "server", "%s (pending %llu bytes in %zu messages)",

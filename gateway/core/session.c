@@ -3,14 +3,17 @@
  * overload rules), deciding a close, collecting a fragmented WebSocket
  * message, and the gap signal. No state of its own; see core/session.h.
  *
- * Load: a session whose out-queue fills while its socket takes bytes right
- * now shows a gateway that is behind: broker input pauses (the loop catches
- * up, core/publish.c resumes it); so do most recipients of one fan-out whose
+ * Load: the rules below count a queue of behind_queue_messages as full
+ * (pg_behind_messages), less than its limit: they keep every reader's lag to
+ * that, while one reader a moment behind the others still has room. A session
+ * whose out-queue fills while its socket takes bytes right now shows a
+ * gateway that is behind: broker input pauses (the loop catches up,
+ * core/publish.c resumes it); so do most recipients of one fan-out whose
  * queues fill while they read (core/fanout.c). A message that still finds a
- * reading session's queue full is lost for that session, which is told (a
- * gap signal) rather than closed: before the next message queued for it, or
- * at the load tick once its queue has room. When that is most sessions, the
- * gateway is behind and sheds publishes (core/publish.c).
+ * reading session's queue at its limit is lost for that session, which is
+ * told (a gap signal) rather than closed: before the next message queued for
+ * it, or at the load tick once its queue has room. When that is most
+ * sessions, the gateway is behind and sheds publishes (core/publish.c).
  *
  * A session whose own socket does not drain is a slow consumer and is closed
  * with 1013. "Does not drain" is judged over slow_consumer_grace_ms
@@ -72,6 +75,12 @@ int pg_session_stuck(struct pg_session *s, int64_t now)
     return now - s->choked_since_ms >= s->gw->cfg->slow_consumer_grace_ms;
 }
 
+size_t pg_behind_messages(const struct pg_config *cfg)
+{
+    long long n = cfg->behind_queue_messages;
+    return (size_t)(n > 0 && n < cfg->max_queue_messages ? n : cfg->max_queue_messages);
+}
+
 /*
  * s's out-queue is full, and a message is lost for it: records the loss in
  * its run of losses and says whether s still counts as a reader (1) or is a
@@ -102,7 +111,8 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
     if (s->close_code)
         return; /* the gap closed it (Pusher: 4200) */
     int rc = pg_outq_push(&s->q, m, max_bytes, max_msgs);
-    int filling = pg_outq_fanout_count(&s->q) > max_msgs / 4 * 3 || pg_outq_fanout_bytes(&s->q) > max_bytes / 4 * 3;
+    size_t full_msgs = pg_behind_messages(gw->cfg);
+    int filling = pg_outq_fanout_count(&s->q) > full_msgs / 4 * 3 || pg_outq_fanout_bytes(&s->q) > max_bytes / 4 * 3;
     if (rc == 0 && filling && !m->reply && !gw->rx_paused_ms && gw->mqtt_wsi && s->wsi) {
         /*
          * A socket that takes bytes right now and still has this much waiting: the loop is behind, not the reader.

@@ -175,6 +175,14 @@ void pg_session_send_json(struct pg_session *s, json_t *obj); /* steals obj */
  */
 int pg_session_stuck(struct pg_session *s, int64_t now);
 /*
+ * The out-queue length (messages) that the load rules count as full:
+ * behind_queue_messages, at most max_queue_messages. Between it and
+ * max_queue_messages a reader a moment behind the others waits in its queue
+ * instead of losing messages, while the rules keep everyone's lag to theirs.
+ */
+struct pg_config;
+size_t pg_behind_messages(const struct pg_config *cfg);
+/*
  * Stop reading from the broker (core/publish.c's tick reads again): the
  * sessions' out-queues are too full for the gateway to take more now.
  */

@@ -355,6 +355,53 @@ test('a reader that stops reading is still closed with 1013, and the others get 
     for (const s of readers) assert.equal(s.c.closeInfo, null);
 });
 
+// behind_queue_messages (40 here) is what the load rules count as a full out-queue; max_queue_messages is where a
+// session loses. A reader that stalls while ~170 messages are published (4 KB each: more than its socket and the
+// kernel take) has that many queued: with room for 400 it gets every one once it reads again; with room for 40
+// (the same load rules) it cannot, which shows the messages did wait in its out-queue.
+for (const [maxQueue, keeps] of [[400, true], [40, false]]) {
+    test(`a reader that stalls for a moment ${keeps ? 'gets every message once it reads again' : 'loses messages'}: behind_queue_messages 40, max_queue_messages ${maxQueue}`, { timeout: scaled(60000) }, async () => {
+        const stack = await startStack({
+            gateway: { log_level: 'info', client_unsent_bytes: '4k', slow_consumer_ms: 30000, max_queue_messages: maxQueue,
+                behind_queue_messages: 40 },
+        });
+        stacks.push(stack);
+        const gw = stack.gw;
+        const room = uid('moment');
+        const COUNT = 170;
+        const MAX = 2000;
+        const readers = [];
+        for (let i = 0; i < 5; i++) readers.push(await counter(gw, room, MAX));
+        const stalled = await counter(gw, room, MAX);
+        stalled.c.ws._socket.pause();
+        const pad = 'm'.repeat(4096);
+        const acked = [];
+        let i = 0;
+        const until = Date.now() + scaled(20000);
+        while (acked.length < COUNT && i < MAX - 1 && Date.now() < until) {
+            const r = await httpRequest('POST', `${gw.url}/demo/${room}/publish`, { body: `{"n":${++i},"pad":"${pad}"}`, headers: JSON_CT });
+            if (r.status === 200) acked.push(i);
+            else if (r.status === 503) await new Promise((res) => setTimeout(res, 10)); // behind for a moment: shed
+            else assert.fail(`publish: ${r.status} ${r.body}`);
+        }
+        await waitFor(() => readers.every((s) => s.count >= acked.length), { timeoutMs: scaled(20000) });
+        assert.equal(acked.length, COUNT, `publishes acknowledged in ${i} attempts`);
+        stalled.c.ws._socket.resume();
+        if (keeps) {
+            await waitFor(() => stalled.count >= acked.length, { timeoutMs: scaled(20000), message: `the stalled reader got ${stalled.count} of ${acked.length}` });
+            assert.equal(stalled.c.closeInfo, null);
+            assert.equal(stalled.gaps, 0);
+        } else {
+            await waitFor(() => stalled.c.closeInfo !== null || stalled.gaps > 0, { timeoutMs: scaled(20000), message: 'told of its loss, or closed' });
+            assert.ok(stalled.count < acked.length, `it lost messages (${stalled.count} of ${acked.length})`);
+        }
+        for (const s of readers) {
+            assert.equal(s.c.closeInfo, null);
+            assert.equal(s.gaps, 0);
+        }
+    });
+}
+
 // A native subscriber in a process of its own that spends MS of CPU on every message (argv: url, room, MS), so it
 // reads, but at most 1000 / MS messages a second. Prints "subscribed", then the close as JSON.
 const SLOW_READER = `

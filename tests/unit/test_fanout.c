@@ -841,6 +841,41 @@ static void load_tick(void)
     CHECK(gw.pending_msgs == 0 && !gw.behind, "nothing left");
 }
 
+/*
+ * behind_queue_messages: the load rules count a queue of that length as full, while a session may hold up to
+ * max_queue_messages before it loses anything. So the gateway says it is behind when its readers' queues hold half
+ * of behind_queue_messages on average, and a reader far behind the others keeps all it is sent up to the limit.
+ */
+static void load_behind_level(void)
+{
+    cfg.behind_queue_messages = QUEUE_MESSAGES / 4; /* 16: behind at an average over 8 */
+    struct tsess *a = open_session(&proto_a, &demo), *b = open_session(&proto_b, &demo);
+    CHECK(join(a, "room") == 0 && join(b, "room") == 0, "a, b on room");
+    for (int i = 0; i < QUEUE_MESSAGES / 8; i++)
+        publish(&demo, "room", "x");
+    pg_publish_load_tick(&gw);
+    CHECK(!gw.behind, "%d queued on each: half of behind_queue_messages, not more", QUEUE_MESSAGES / 8);
+    publish(&demo, "room", "x");
+    pg_publish_load_tick(&gw);
+    CHECK(gw.behind != NULL, "over half of behind_queue_messages on average: publishes refused");
+    pg_outq_clear(&a->s.q); /* a catches up, b stays behind */
+    pg_publish_load_tick(&gw);
+    CHECK(!gw.behind, "one reader behind alone: caught up");
+    for (int i = QUEUE_MESSAGES / 8 + 1; i < QUEUE_MESSAGES; i++) {
+        publish(&demo, "room", "x");
+        pg_outq_clear(&a->s.q);
+    }
+    CHECK(b->s.q.count == QUEUE_MESSAGES && !b->s.close_code && !b->s.lost,
+          "b holds max_queue_messages (%d), four times behind_queue_messages, and lost nothing", QUEUE_MESSAGES);
+    publish(&demo, "room", "x");
+    CHECK_EQ(b->s.close_code, 1013, "past max_queue_messages: the slow-consumer rules apply");
+    cfg.behind_queue_messages = 0; /* 0: max_queue_messages, as in the other tests here */
+    close_session(a);
+    close_session(b);
+    pg_publish_load_tick(&gw);
+    CHECK(gw.pending_msgs == 0 && !gw.behind, "nothing left");
+}
+
 int main(void)
 {
     gateway_init();
@@ -852,6 +887,7 @@ int main(void)
     fanout_gaps();
     fanout_queue_limits();
     load_tick();
+    load_behind_level();
     CHECK(!gw.sessions && !demo.channels && !demo.filters && broker.subscribes == broker.unsubscribes,
           "everything undone");
     gateway_free();
