@@ -13,6 +13,7 @@ const raw = args[0];
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : ''; };
 const label = opt('--label');
 const build = opt('--build');
+const commit = opt('--commit'); // bench/build_commit.sh's answer when the run began
 const params = opt('--params');
 const out = opt('--out') || raw.replace(/\.jsonl$/, '');
 
@@ -121,7 +122,7 @@ const machine = {
     nchan: sh("dpkg-query -W -f '${Version}' libnginx-mod-nchan"),
     mosquitto: sh("dpkg-query -W -f '${Version}' mosquitto"),
     libwebsockets: sh("dpkg-query -W -f '${Version}' libwebsockets17") || sh('pkg-config --modversion libwebsockets'),
-    pushgate: sh(`${JSON.stringify(path.join(path.dirname(new URL(import.meta.url).pathname), 'build_commit.sh'))} ${JSON.stringify(build || '')}`),
+    pushgate: commit || sh(`${JSON.stringify(path.join(path.dirname(new URL(import.meta.url).pathname), 'build_commit.sh'))} ${JSON.stringify(build || '')}`),
     build: (build ? sh(`sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' ${build}/CMakeCache.txt`) : '') || 'RelWithDebInfo (the default)',
 };
 

@@ -73,6 +73,8 @@ if [ ! -x "$build/bench/pushgate_loadgen" ] || [ ! -x "$build/bench/pushgate_hop
     cmake --build "$build" -j2 >&2
 fi
 LG_BIN="$build/bench/pushgate_loadgen"
+# the commit the build was made from, read now: edits made while the run goes on are not in what it measures
+build_id=$("$here/build_commit.sh" "$build")
 ulimit -n "$(ulimit -Hn)"
 mkdir -p "$out"
 stamp=$(date -u +%Y%m%dT%H%M%SZ)
@@ -360,4 +362,4 @@ evlib_note=""
 [ "${evlib_set:-0}" = 1 ] || evlib_note=" (W4, BIG: uv)"
 params="reps=$reps duration=${duration}s pub_conns=$pub_conns sub_procs=${sub_procs:-1 (W1M, W1X: 2)} w3_subs=$w3_subs evlib=$evlib$evlib_note storm=$storm big=$big gateway_opts=$gwopts"
 [ "$big" -gt 0 ] && params="$params big_subscribe=$big_subscribe big_channels=$big_channels big_hold=${big_hold}s"
-node "$here/report.mjs" "$raw" --label "$label" --build "$build" --params "$params" --out "$out/$stamp"
+node "$here/report.mjs" "$raw" --label "$label" --build "$build" --commit "$build_id" --params "$params" --out "$out/$stamp"
