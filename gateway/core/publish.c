@@ -194,13 +194,9 @@ void pg_publish_load_tick(struct pg_gw *gw)
         else
             stuck = pg_session_stuck(s, now);
         if (s->choked_since_ms && now - s->choked_since_ms >= cfg->slow_consumer_ms) {
-            pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu: socket "
-                   "not drained for %lld ms", s->app ? s->app->creds->id : "-", s->client_id, s->q.count,
-                   s->q.bytes, (long long)(now - s->choked_since_ms));
-            pg_outq_clear(&s->q);
-            if (s->app)
-                s->app->stats.slow_closes++;
-            pg_session_close(s, 1013, "slow consumer: socket not drained, reconnect later");
+            char why[64];
+            snprintf(why, sizeof why, "socket not drained for %lld ms", (long long)(now - s->choked_since_ms));
+            pg_session_slow_close(s, why, "slow consumer: socket not drained, reconnect later");
             continue;
         }
         if (stuck) {

@@ -57,6 +57,16 @@ void pg_session_close(struct pg_session *s, uint16_t code, const char *reason)
     s->proto->wake(s);
 }
 
+void pg_session_slow_close(struct pg_session *s, const char *why, const char *reason)
+{
+    pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu: %s",
+           s->app ? s->app->creds->id : "-", s->client_id, s->q.count, s->q.bytes, why);
+    pg_outq_clear(&s->q); /* nothing more will be written to it */
+    if (s->app)
+        s->app->stats.slow_closes++;
+    pg_session_close(s, 1013, reason);
+}
+
 /* The load tick (core/publish.c) walks only these; it lets go of a session once it has neither. */
 static void loaded(struct pg_session *s)
 {
@@ -133,12 +143,7 @@ void pg_session_send(struct pg_session *s, struct pg_msg *m)
         return;
     }
     if (rc == PG_ELIMIT) {
-        pg_log(PG_LOG_WARN, "session", "slow consumer closed app=%s client=%s queued=%zu bytes=%zu",
-               s->app ? s->app->creds->id : "-", s->client_id, s->q.count, s->q.bytes);
-        pg_outq_clear(&s->q); /* nothing more will be written to it */
-        if (s->app)
-            s->app->stats.slow_closes++;
-        pg_session_close(s, 1013, "slow consumer: out-queue limit reached, reconnect later");
+        pg_session_slow_close(s, "out-queue limit reached", "slow consumer: out-queue limit reached, reconnect later");
         return;
     }
     if (rc != 0) {

@@ -190,6 +190,11 @@ void pg_session_pause_input(struct pg_gw *gw);
 /* Close after what is queued now (code and reason go to the client). */
 void pg_session_close(struct pg_session *s, uint16_t code, const char *reason);
 /*
+ * Close s as a slow consumer (1013, reason): logged with why, its out-queue
+ * dropped (nothing more will be written to it), counted for its app.
+ */
+void pg_session_slow_close(struct pg_session *s, const char *why, const char *reason);
+/*
  * Collect one WebSocket text message of s across fragments: 1 with the message
  * in *msg (valid until pg_ws_collected(s)), 0 while fragments are missing, -1
  * to close (binary frame 1003, over max_bytes 1009, out of memory).
