@@ -79,6 +79,11 @@ test('subscribers dealt over three processes add up to one result (--sub-procs)'
     assert.equal(res.held, 7);
     const refused = await loadgen(['--target', 'native', '--subs', '2', '--sub-procs', '2', '--hold', '1']);
     assert.equal(refused.code, 2, 'a hold is not offered over several processes');
+    for (const k of ['0', '9']) {
+        const r = await loadgen(['--target', 'native', '--subs', '2', '--sub-procs', k, '--pub', 'none']);
+        assert.equal(r.code, 2, `--sub-procs ${k} is refused (1..8)`);
+        assert.match(r.err, /usage: loadgen/);
+    }
 });
 
 test('idle subscribers with RSS sampling and a reconnect storm (tiny W3)', async () => {

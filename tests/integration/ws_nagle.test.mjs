@@ -193,6 +193,11 @@ test('slow_consumer_grace_ms takes 0..600000: another value is refused at start,
         refusedAtStart('slow_consumer_grace_ms', bad, /slow_consumer_grace_ms: expected an integer in 0\.\.600000/);
 });
 
+test('behind_queue_messages takes 1..10000000: another value is refused at start, exit 2', () => {
+    for (const bad of ['0', '10000001', 'many'])
+        refusedAtStart('behind_queue_messages', bad, /behind_queue_messages: expected an integer in 1\.\.10000000/);
+});
+
 test('ws_nagle takes off, busy or on: another value is refused at start, exit 2', () => {
     refusedAtStart('ws_nagle', 'sometimes', /ws_nagle: expected off, busy or on/);
 });
